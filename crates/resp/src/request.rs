@@ -1,0 +1,286 @@
+//! Decoding client requests: multibulk (`*N\r\n$L\r\n...`) and inline (`PING\r\n`) commands.
+//!
+//! The decoder keeps the arguments of a half-received multibulk request between calls, so a
+//! request arriving in many reads is scanned once, not once per read.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::{Limits, ProtocolError, parse_i64};
+
+/// Turns a byte stream into commands (lists of arguments).
+#[derive(Debug, Default)]
+pub struct RequestDecoder {
+    limits: Limits,
+    /// Arguments still expected, and those received so far, of a multibulk request in progress.
+    pending: Option<(usize, Vec<Bytes>)>,
+}
+
+impl RequestDecoder {
+    pub fn new(limits: Limits) -> Self {
+        RequestDecoder { limits, pending: None }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Takes the next whole command off the front of `buf`.
+    ///
+    /// `Ok(None)` means more bytes are needed. Empty requests (`*0`, blank lines) are skipped.
+    /// `authenticated` selects the stricter size limits Redis applies before AUTH.
+    /// After an `Err` the connection must be closed: the stream position is lost.
+    pub fn decode(&mut self, buf: &mut BytesMut, authenticated: bool) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        loop {
+            if self.pending.is_none() {
+                match buf.first() {
+                    None => return Ok(None),
+                    Some(b'*') => {
+                        let Some(count) = self.multibulk_header(buf, authenticated)? else { return Ok(None) };
+                        if count == 0 {
+                            continue;
+                        }
+                        // Never trust the count for the allocation: grow as arguments arrive.
+                        self.pending = Some((count, Vec::with_capacity(count.min(64))));
+                    }
+                    Some(_) => match self.inline(buf)? {
+                        None => return Ok(None),
+                        Some(args) if args.is_empty() => continue,
+                        Some(args) => return Ok(Some(args)),
+                    },
+                }
+            }
+            let (remaining, args) = self.pending.as_mut().expect("multibulk in progress");
+            while *remaining > 0 {
+                let Some(arg) = bulk(buf, &self.limits, authenticated)? else { return Ok(None) };
+                args.push(arg);
+                *remaining -= 1;
+            }
+            let (_, args) = self.pending.take().expect("multibulk in progress");
+            return Ok(Some(args));
+        }
+    }
+
+    fn multibulk_header(&mut self, buf: &mut BytesMut, authenticated: bool) -> Result<Option<usize>, ProtocolError> {
+        let Some(line_end) = find_crlf(buf) else {
+            return if buf.len() > self.limits.inline_len_max_bytes {
+                Err(ProtocolError::MultibulkCountTooLong)
+            } else {
+                Ok(None)
+            };
+        };
+        let count = parse_i64(&buf[1..line_end]);
+        let count = match count {
+            Some(n) if n > self.limits.multibulk_len_max as i64 => return Err(ProtocolError::InvalidMultibulkLength),
+            Some(n) if !authenticated && n > self.limits.unauthenticated_multibulk_len_max as i64 => {
+                return Err(ProtocolError::UnauthenticatedMultibulkLength);
+            }
+            Some(n) => n.max(0) as usize,
+            None => return Err(ProtocolError::InvalidMultibulkLength),
+        };
+        buf.advance(line_end + 2);
+        Ok(Some(count))
+    }
+
+    fn inline(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+            return if buf.len() > self.limits.inline_len_max_bytes { Err(ProtocolError::InlineTooBig) } else { Ok(None) };
+        };
+        if nl > self.limits.inline_len_max_bytes {
+            return Err(ProtocolError::InlineTooBig);
+        }
+        let line = buf.split_to(nl + 1);
+        let line = line.strip_suffix(b"\n").unwrap_or(&line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        split_inline_args(line).map(Some)
+    }
+}
+
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
+}
+
+/// One `$len\r\ndata\r\n` argument, consumed only when it is complete.
+fn bulk(buf: &mut BytesMut, limits: &Limits, authenticated: bool) -> Result<Option<Bytes>, ProtocolError> {
+    let Some(&first) = buf.first() else { return Ok(None) };
+    if first != b'$' {
+        return Err(ProtocolError::ExpectedBulk(first as char));
+    }
+    let Some(line_end) = find_crlf(buf) else {
+        return if buf.len() > limits.inline_len_max_bytes { Err(ProtocolError::BulkCountTooLong) } else { Ok(None) };
+    };
+    let len = match parse_i64(&buf[1..line_end]) {
+        Some(n) if n < 0 || n as u64 > limits.bulk_len_max_bytes as u64 => return Err(ProtocolError::InvalidBulkLength),
+        Some(n) if !authenticated && n as u64 > limits.unauthenticated_bulk_len_max_bytes as u64 => {
+            return Err(ProtocolError::UnauthenticatedBulkLength);
+        }
+        Some(n) => n as usize,
+        None => return Err(ProtocolError::InvalidBulkLength),
+    };
+    let header = line_end + 2;
+    if buf.len() < header + len + 2 {
+        // Make room for the whole argument at once, as Redis does for big bulks; the length
+        // was checked against the limit above.
+        if len >= 32 * 1024 {
+            buf.reserve(header + len + 2 - buf.len());
+        }
+        return Ok(None);
+    }
+    if &buf[header + len..header + len + 2] != b"\r\n" {
+        // Redis does not check the trailing CRLF either; it skips two bytes. Be strict.
+        return Err(ProtocolError::InvalidBulkLength);
+    }
+    buf.advance(header);
+    let data = buf.split_to(len).freeze();
+    buf.advance(2);
+    Ok(Some(data))
+}
+
+/// Splits an inline command line into arguments like Redis's `sdssplitargs`: whitespace
+/// separates, `"..."` supports `\n \r \t \b \a \\ \" \xHH` escapes, `'...'` supports `\'`.
+pub fn split_inline_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
+    // Redis splits a C string: a NUL ends the line.
+    let line = line.split(|&b| b == 0).next().unwrap_or_default();
+    let mut args = Vec::new();
+    let mut i = 0;
+    loop {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == line.len() {
+            return Ok(args);
+        }
+        let mut cur = Vec::new();
+        let mut quote: Option<u8> = None;
+        loop {
+            let Some(&c) = line.get(i) else {
+                if quote.is_some() {
+                    return Err(ProtocolError::UnbalancedQuotes);
+                }
+                break;
+            };
+            match quote {
+                Some(b'"') => {
+                    if c == b'\\' && line.get(i + 1) == Some(&b'x') && is_hex_pair(line.get(i + 2..).unwrap_or_default()) {
+                        cur.push(hex_val(line[i + 2]) * 16 + hex_val(line[i + 3]));
+                        i += 3;
+                    } else if c == b'\\' && i + 1 < line.len() {
+                        i += 1;
+                        cur.push(match line[i] {
+                            b'n' => b'\n',
+                            b'r' => b'\r',
+                            b't' => b'\t',
+                            b'b' => 8,
+                            b'a' => 7,
+                            other => other,
+                        });
+                    } else if c == b'"' {
+                        // A closing quote must be followed by a space or the end.
+                        if line.get(i + 1).is_some_and(|b| !b.is_ascii_whitespace()) {
+                            return Err(ProtocolError::UnbalancedQuotes);
+                        }
+                        i += 1;
+                        break;
+                    } else {
+                        cur.push(c);
+                    }
+                }
+                Some(_) => {
+                    if c == b'\\' && line.get(i + 1) == Some(&b'\'') {
+                        i += 1;
+                        cur.push(b'\'');
+                    } else if c == b'\'' {
+                        if line.get(i + 1).is_some_and(|b| !b.is_ascii_whitespace()) {
+                            return Err(ProtocolError::UnbalancedQuotes);
+                        }
+                        i += 1;
+                        break;
+                    } else {
+                        cur.push(c);
+                    }
+                }
+                None => match c {
+                    c if c.is_ascii_whitespace() => break,
+                    b'"' | b'\'' if cur.is_empty() => quote = Some(c),
+                    _ => cur.push(c),
+                },
+            }
+            i += 1;
+        }
+        args.push(Bytes::from(cur));
+    }
+}
+
+fn is_hex_pair(s: &[u8]) -> bool {
+    s.len() >= 2 && s[0].is_ascii_hexdigit() && s[1].is_ascii_hexdigit()
+}
+
+fn hex_val(c: u8) -> u8 {
+    (c as char).to_digit(16).unwrap_or(0) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8]) -> Result<Vec<Vec<Bytes>>, ProtocolError> {
+        let mut d = RequestDecoder::new(Limits::default());
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        while let Some(cmd) = d.decode(&mut buf, true)? {
+            out.push(cmd);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn multibulk_and_inline() {
+        let cmds = decode_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n\r\n*0\r\nset a \"b c\"\n").unwrap();
+        assert_eq!(cmds, vec![vec![Bytes::from("GET"), Bytes::from("k")], vec![Bytes::from("PING")], vec![
+            Bytes::from("set"),
+            Bytes::from("a"),
+            Bytes::from("b c")
+        ]]);
+    }
+
+    #[test]
+    fn partial_input_resumes_byte_by_byte() {
+        let input = b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n";
+        let mut d = RequestDecoder::new(Limits::default());
+        let mut buf = BytesMut::new();
+        for (i, b) in input.iter().enumerate() {
+            buf.extend_from_slice(&[*b]);
+            let got = d.decode(&mut buf, true).unwrap();
+            assert_eq!(got.is_some(), i == input.len() - 1);
+        }
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn protocol_errors_match_redis() {
+        assert_eq!(decode_all(b"*x\r\n"), Err(ProtocolError::InvalidMultibulkLength));
+        assert_eq!(decode_all(b"*1\r\n+ok\r\n"), Err(ProtocolError::ExpectedBulk('+')));
+        assert_eq!(decode_all(b"*1\r\n$-3\r\n"), Err(ProtocolError::InvalidBulkLength));
+        assert_eq!(decode_all(b"*1\r\n$999999999999\r\n"), Err(ProtocolError::InvalidBulkLength));
+        assert_eq!(decode_all(b"*1\r\n$1\r\nabc\r\n"), Err(ProtocolError::InvalidBulkLength));
+        assert_eq!(decode_all(b"set \"a\n"), Err(ProtocolError::UnbalancedQuotes));
+        assert_eq!(decode_all(&vec![b'a'; 70_000]), Err(ProtocolError::InlineTooBig));
+        let mut d = RequestDecoder::new(Limits::default());
+        let mut buf = BytesMut::from(&b"*1000\r\n"[..]);
+        assert_eq!(d.decode(&mut buf, false), Err(ProtocolError::UnauthenticatedMultibulkLength));
+    }
+
+    #[test]
+    fn huge_declared_length_allocates_nothing_up_front() {
+        let mut d = RequestDecoder::new(Limits::default());
+        let mut buf = BytesMut::from(&b"*2147483647\r\n$3\r\nfoo\r\n"[..]);
+        assert_eq!(d.decode(&mut buf, true), Ok(None));
+        assert!(d.pending.as_ref().unwrap().1.capacity() <= 64);
+    }
+
+    #[test]
+    fn inline_quoting() {
+        let args = split_inline_args(br#"a "x\ny\x41" 'it\'s'"#).unwrap();
+        assert_eq!(args, vec![Bytes::from("a"), Bytes::from("x\nyA"), Bytes::from("it's")]);
+        assert_eq!(split_inline_args(br#""a"b"#), Err(ProtocolError::UnbalancedQuotes));
+    }
+}

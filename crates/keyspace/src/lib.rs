@@ -1,1 +1,39 @@
-//! placeholder
+//! The in-memory dataset of a node and the data commands that act on it.
+//!
+//! No I/O and no clock: the node passes the time in with [`Keyspace::set_clock`] and runs
+//! commands through [`execute`], which writes replies into a [`resp::ReplyBuf`].
+//! Connection-level commands (AUTH, MULTI, SUBSCRIBE, INFO, ...) are listed in the same
+//! command table but executed by the node.
+
+mod cmd;
+mod ctx;
+mod dict;
+mod error;
+mod glob;
+mod keyspace;
+mod str;
+mod table;
+mod value;
+
+pub use cmd::keys::clone_value;
+pub use cmd::strings::STRING_LEN_MAX_BYTES;
+pub use ctx::{Block, Ctx};
+pub use dict::{Dict, DictEntry};
+pub use error::{CmdError, CmdResult};
+pub use glob::glob_match;
+pub use keyspace::{Db, Entry, Keyspace, Stats};
+pub use str::Str;
+pub use table::{Run, Spec, commands, flags, lookup};
+pub use value::{Field, Kind, Member, Score, Value, ZSet};
+
+use bytes::Bytes;
+
+/// Runs a data command whose spec was found with [`lookup`] and whose arity was checked.
+/// Errors are returned, not written: the caller decides how to report them (MULTI queues
+/// differ from plain execution).
+pub fn execute(spec: &Spec, ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
+    match spec.run {
+        Run::Data(handler) => handler(ctx, args),
+        Run::Node => Err(CmdError::other(format!("ERR '{}' is not a data command", spec.name))),
+    }
+}

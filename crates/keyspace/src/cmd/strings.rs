@@ -1,0 +1,348 @@
+//! String commands: GET, SET and its variants, counters, ranges.
+
+use bytes::Bytes;
+
+use super::expire_at;
+use crate::ctx::{float, float_to_str, int, is};
+use crate::{CmdError, CmdResult, Ctx, Str, Value};
+
+/// Largest string a command may build (proto-max-bulk-len's default).
+pub const STRING_LEN_MAX_BYTES: usize = 512 * 1024 * 1024;
+
+pub fn get(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    match c.ks.string(c.db, &a[1])? {
+        Some(s) => c.out.bulk(s),
+        None => c.out.null(),
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct SetOpts {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keep_ttl: bool,
+    expire_at_ms: Option<u64>,
+}
+
+fn parse_set_opts(c: &Ctx, a: &[Bytes]) -> Result<SetOpts, CmdError> {
+    let mut o = SetOpts::default();
+    let mut i = 3;
+    while i < a.len() {
+        let opt = &a[i];
+        let unit = if is(opt, "ex") {
+            Some((1000, false))
+        } else if is(opt, "px") {
+            Some((1, false))
+        } else if is(opt, "exat") {
+            Some((1000, true))
+        } else if is(opt, "pxat") {
+            Some((1, true))
+        } else {
+            None
+        };
+        if let Some((unit_ms, absolute)) = unit {
+            if o.keep_ttl || o.expire_at_ms.is_some() || i + 1 >= a.len() {
+                return Err(CmdError::Syntax);
+            }
+            let n = int(&a[i + 1])?;
+            o.expire_at_ms = Some(expire_at(c.now_ms(), n, unit_ms, absolute, "set")?);
+            i += 2;
+            continue;
+        }
+        if is(opt, "nx") && !o.xx {
+            o.nx = true;
+        } else if is(opt, "xx") && !o.nx {
+            o.xx = true;
+        } else if is(opt, "get") {
+            o.get = true;
+        } else if is(opt, "keepttl") && o.expire_at_ms.is_none() {
+            o.keep_ttl = true;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        i += 1;
+    }
+    Ok(o)
+}
+
+pub fn set(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    let o = parse_set_opts(c, a)?;
+    let (key, val) = (&a[1], &a[2]);
+    let old = if o.get {
+        Some(c.ks.string(c.db, key)?.map(|s| s.as_bytes().to_vec()))
+    } else {
+        None
+    };
+    if o.nx || o.xx {
+        let exists = matches!(old, Some(Some(_))) || c.ks.contains(c.db, key);
+        if o.nx == exists || (o.xx && !exists) {
+            match old {
+                Some(Some(v)) => c.out.bulk(&v),
+                _ => c.out.null(),
+            }
+            return Ok(());
+        }
+    }
+    let value = Value::Str(Str::new(val));
+    if o.keep_ttl {
+        c.ks.set_keep_ttl(c.db, key, value);
+    } else {
+        c.ks.set_with_expiry(c.db, key, value, o.expire_at_ms);
+    }
+    c.modified(key);
+    match old {
+        Some(Some(v)) => c.out.bulk(&v),
+        Some(None) => c.out.null(),
+        None => c.out.ok(),
+    }
+    Ok(())
+}
+
+pub fn setnx(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    if c.ks.contains(c.db, &a[1]) {
+        c.out.int(0);
+    } else {
+        c.ks.set(c.db, &a[1], Value::Str(Str::new(&a[2])));
+        c.modified(&a[1]);
+        c.out.int(1);
+    }
+    Ok(())
+}
+
+fn setex_generic(c: &mut Ctx, a: &[Bytes], unit_ms: i64, name: &str) -> CmdResult {
+    let at = expire_at(c.now_ms(), int(&a[2])?, unit_ms, false, name)?;
+    c.ks.set_with_expiry(c.db, &a[1], Value::Str(Str::new(&a[3])), Some(at));
+    c.modified(&a[1]);
+    c.out.ok();
+    Ok(())
+}
+
+pub fn setex(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    setex_generic(c, a, 1000, "setex")
+}
+
+pub fn psetex(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    setex_generic(c, a, 1, "psetex")
+}
+
+pub fn getset(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    let old = c.ks.string(c.db, &a[1])?.map(|s| s.as_bytes().to_vec());
+    c.ks.set(c.db, &a[1], Value::Str(Str::new(&a[2])));
+    c.modified(&a[1]);
+    match old {
+        Some(v) => c.out.bulk(&v),
+        None => c.out.null(),
+    }
+    Ok(())
+}
+
+pub fn getdel(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    match c.ks.string(c.db, &a[1])?.map(|s| s.as_bytes().to_vec()) {
+        Some(v) => {
+            c.ks.remove(c.db, &a[1]);
+            c.modified(&a[1]);
+            c.out.bulk(&v);
+        }
+        None => c.out.null(),
+    }
+    Ok(())
+}
+
+pub fn getex(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    enum Ttl {
+        Keep,
+        At(u64),
+        Persist,
+    }
+    let mut ttl = Ttl::Keep;
+    let mut i = 2;
+    while i < a.len() {
+        let unit = [("ex", 1000, false), ("px", 1, false), ("exat", 1000, true), ("pxat", 1, true)]
+            .into_iter()
+            .find(|(n, _, _)| is(&a[i], n));
+        match unit {
+            Some((_, unit_ms, absolute)) if matches!(ttl, Ttl::Keep) && i + 1 < a.len() => {
+                ttl = Ttl::At(expire_at(c.now_ms(), int(&a[i + 1])?, unit_ms, absolute, "getex")?);
+                i += 2;
+            }
+            None if is(&a[i], "persist") && matches!(ttl, Ttl::Keep) => {
+                ttl = Ttl::Persist;
+                i += 1;
+            }
+            _ => return Err(CmdError::Syntax),
+        }
+    }
+    let Some(v) = c.ks.string(c.db, &a[1])?.map(|s| s.as_bytes().to_vec()) else {
+        c.out.null();
+        return Ok(());
+    };
+    match ttl {
+        Ttl::Keep => {}
+        Ttl::At(at) if at <= c.now_ms() => {
+            c.ks.remove(c.db, &a[1]);
+            c.modified(&a[1]);
+        }
+        Ttl::At(at) => {
+            c.ks.set_expiry(c.db, &a[1], at);
+            c.modified(&a[1]);
+        }
+        Ttl::Persist => {
+            if c.ks.persist(c.db, &a[1]) {
+                c.modified(&a[1]);
+            }
+        }
+    }
+    c.out.bulk(&v);
+    Ok(())
+}
+
+pub fn mget(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    c.out.array(a.len() - 1);
+    for key in &a[1..] {
+        match c.ks.lookup(c.db, key) {
+            Some(Value::Str(s)) => c.out.bulk(s),
+            _ => c.out.null(),
+        }
+    }
+    Ok(())
+}
+
+fn check_pairs(a: &[Bytes]) -> CmdResult {
+    if a.len() % 2 == 0 { Ok(()) } else { Err(CmdError::WrongArity(crate::ctx::lossy(&a[0]).to_lowercase())) }
+}
+
+pub fn mset(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    check_pairs(&a[..a.len()])?;
+    for kv in a[1..].chunks(2) {
+        c.ks.set(c.db, &kv[0], Value::Str(Str::new(&kv[1])));
+        c.modified(&kv[0]);
+    }
+    c.out.ok();
+    Ok(())
+}
+
+pub fn msetnx(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    check_pairs(a)?;
+    if a[1..].chunks(2).any(|kv| c.ks.contains(c.db, &kv[0])) {
+        c.out.int(0);
+        return Ok(());
+    }
+    for kv in a[1..].chunks(2) {
+        c.ks.set(c.db, &kv[0], Value::Str(Str::new(&kv[1])));
+        c.modified(&kv[0]);
+    }
+    c.out.int(1);
+    Ok(())
+}
+
+fn incr_by(c: &mut Ctx, key: &[u8], delta: i64) -> CmdResult {
+    let current = match c.ks.string(c.db, key)? {
+        Some(s) => resp::parse_i64(s).ok_or(CmdError::NotInteger)?,
+        None => 0,
+    };
+    let n = current.checked_add(delta).ok_or(CmdError::Overflow)?;
+    c.ks.set_keep_ttl(c.db, key, Value::Str(Str::from_i64(n)));
+    c.modified(key);
+    c.out.int(n);
+    Ok(())
+}
+
+pub fn incr(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    incr_by(c, &a[1], 1)
+}
+
+pub fn decr(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    incr_by(c, &a[1], -1)
+}
+
+pub fn incrby(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    incr_by(c, &a[1], int(&a[2])?)
+}
+
+pub fn decrby(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    let d = int(&a[2])?;
+    incr_by(c, &a[1], d.checked_neg().ok_or_else(|| CmdError::other("ERR decrement would overflow"))?)
+}
+
+pub fn incrbyfloat(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    let delta = float(&a[2])?;
+    let current = match c.ks.string(c.db, &a[1])? {
+        Some(s) => float(s)?,
+        None => 0.0,
+    };
+    let n = current + delta;
+    if !n.is_finite() {
+        return Err(CmdError::other("ERR increment would produce NaN or Infinity"));
+    }
+    let text = float_to_str(n);
+    c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::new(text.as_bytes())));
+    c.modified(&a[1]);
+    c.out.bulk(text.as_bytes());
+    Ok(())
+}
+
+pub fn append(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    let mut v = c.ks.string(c.db, &a[1])?.map(|s| s.as_bytes().to_vec()).unwrap_or_default();
+    if v.len() + a[2].len() > STRING_LEN_MAX_BYTES {
+        return Err(CmdError::StringTooLong);
+    }
+    v.extend_from_slice(&a[2]);
+    let len = v.len();
+    c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::from_vec(v)));
+    c.modified(&a[1]);
+    c.out.int(len as i64);
+    Ok(())
+}
+
+pub fn strlen(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    let n = c.ks.string(c.db, &a[1])?.map_or(0, |s| s.len());
+    c.out.int(n as i64);
+    Ok(())
+}
+
+pub fn getrange(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    let (start, end) = (int(&a[2])?, int(&a[3])?);
+    let s = c.ks.string(c.db, &a[1])?.map(|s| s.as_bytes()).unwrap_or_default();
+    // Redis quirk: both negative and start > end is empty even after adjustment.
+    if start < 0 && end < 0 && start > end {
+        c.out.bulk(b"");
+        return Ok(());
+    }
+    match crate::ctx::clamp_range(start, end, s.len()) {
+        Some((from, to)) => {
+            let slice = s[from..=to].to_vec();
+            c.out.bulk(&slice)
+        }
+        None => c.out.bulk(b""),
+    }
+    Ok(())
+}
+
+pub fn setrange(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    let offset = int(&a[2])?;
+    if offset < 0 {
+        return Err(CmdError::other("ERR offset is out of range"));
+    }
+    let offset = offset as usize;
+    let patch = &a[3];
+    let existing = c.ks.string(c.db, &a[1])?.map(|s| s.as_bytes().to_vec());
+    if patch.is_empty() {
+        c.out.int(existing.map_or(0, |v| v.len()) as i64);
+        return Ok(());
+    }
+    if offset.saturating_add(patch.len()) > STRING_LEN_MAX_BYTES {
+        return Err(CmdError::StringTooLong);
+    }
+    let mut v = existing.unwrap_or_default();
+    if v.len() < offset + patch.len() {
+        v.resize(offset + patch.len(), 0);
+    }
+    v[offset..offset + patch.len()].copy_from_slice(patch);
+    let len = v.len();
+    c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::from_vec(v)));
+    c.modified(&a[1]);
+    c.out.int(len as i64);
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! What a command runs with: the keyspace, the selected database, and the reply buffer.
+
+use bytes::Bytes;
+use resp::ReplyBuf;
+
+use crate::{CmdError, Keyspace};
+
+/// A blocking command found nothing to pop: the connection should wait on these keys until
+/// `deadline_ms` (None: forever) and then run the command again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub keys: Vec<Bytes>,
+    pub deadline_ms: Option<u64>,
+}
+
+pub struct Ctx<'a> {
+    pub ks: &'a mut Keyspace,
+    pub db: usize,
+    pub out: &'a mut ReplyBuf,
+    /// Inside MULTI/EXEC blocking commands must not block: they answer as if timed out.
+    pub in_multi: bool,
+    /// Set by a blocking command that has to wait.
+    pub block: Option<Block>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(ks: &'a mut Keyspace, db: usize, out: &'a mut ReplyBuf) -> Self {
+        Ctx { ks, db, out, in_multi: false, block: None }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.ks.now_ms()
+    }
+
+    /// Records one change to `key`: counts toward save rules and wakes watchers and waiters.
+    pub fn modified(&mut self, key: &[u8]) {
+        self.ks.dirty += 1;
+        self.ks.touch(self.db, key);
+    }
+}
+
+/// Case-insensitive comparison of an argument with an option name.
+pub fn is(arg: &[u8], name: &str) -> bool {
+    arg.eq_ignore_ascii_case(name.as_bytes())
+}
+
+pub fn int(arg: &[u8]) -> Result<i64, CmdError> {
+    resp::parse_i64(arg).ok_or(CmdError::NotInteger)
+}
+
+/// A non-negative integer argument, such as a COUNT.
+pub fn uint(arg: &[u8]) -> Result<u64, CmdError> {
+    match int(arg)? {
+        n if n < 0 => Err(CmdError::other("ERR value is out of range, must be positive")),
+        n => Ok(n as u64),
+    }
+}
+
+pub fn float(arg: &[u8]) -> Result<f64, CmdError> {
+    resp::parse_f64(arg).ok_or(CmdError::NotFloat)
+}
+
+/// Text for an error message; arguments need not be UTF-8.
+pub fn lossy(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).into_owned()
+}
+
+/// Formats a float the way INCRBYFLOAT stores it: the shortest text that reads back the same.
+pub fn float_to_str(v: f64) -> String {
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let s = format!("{v}");
+    if s == "-0" { "0".into() } else { s }
+}
+
+/// Resolves Redis-style start/end indexes (negative from the end) against `len`; returns an
+/// inclusive range, or None when it is empty.
+pub fn clamp_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    let len = len as i64;
+    let mut start = if start < 0 { len + start } else { start };
+    let mut end = if end < 0 { len + end } else { end };
+    if start < 0 {
+        start = 0;
+    }
+    if start > end || start >= len {
+        return None;
+    }
+    if end >= len {
+        end = len - 1;
+    }
+    Some((start as usize, end as usize))
+}

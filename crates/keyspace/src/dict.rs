@@ -1,0 +1,441 @@
+//! `Dict`: the hash table behind the keyspace, hashes and sets.
+//!
+//! A chained table with incremental rehashing, as Redis's `dict.c` is, because three things the
+//! commands need are not offered by general-purpose maps:
+//! - SCAN cursors that return every element present for the whole scan, even across resizes
+//!   (reverse-binary cursor over power-of-two tables);
+//! - fair random sampling (RANDOMKEY, SRANDMEMBER, SPOP) in O(1) expected time;
+//! - no stop-the-world resize: a growing table moves a few buckets per operation.
+
+use std::hash::BuildHasher;
+
+/// Something stored in a [`Dict`], found by its key bytes.
+pub trait DictEntry {
+    fn key(&self) -> &[u8];
+}
+
+type Link<T> = Option<Box<Node<T>>>;
+
+struct Node<T> {
+    item: T,
+    next: Link<T>,
+}
+
+struct Table<T> {
+    buckets: Vec<Link<T>>,
+    used: usize,
+}
+
+impl<T> Table<T> {
+    fn with_buckets(n: usize) -> Self {
+        let mut buckets = Vec::with_capacity(n);
+        buckets.resize_with(n, || None);
+        Table { buckets, used: 0 }
+    }
+    fn mask(&self) -> usize {
+        self.buckets.len().wrapping_sub(1)
+    }
+}
+
+/// Buckets visited at most per rehash step, so a step over an empty region stays cheap.
+const REHASH_EMPTY_VISITS_MAX: usize = 10;
+const INITIAL_BUCKETS: usize = 4;
+
+pub struct Dict<T> {
+    /// `tables[1]` is only non-empty while rehashing from `tables[0]` into it.
+    tables: [Table<T>; 2],
+    rehash_idx: Option<usize>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl<T: DictEntry> Default for Dict<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: DictEntry> Dict<T> {
+    pub fn new() -> Self {
+        Dict {
+            tables: [Table::with_buckets(0), Table::with_buckets(0)],
+            rehash_idx: None,
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tables[0].used + self.tables[1].used
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of buckets, for memory accounting.
+    pub fn bucket_count(&self) -> usize {
+        self.tables[0].buckets.len() + self.tables[1].buckets.len()
+    }
+
+    fn hash(&self, key: &[u8]) -> usize {
+        self.hasher.hash_one(key) as usize
+    }
+
+    fn find_table(&self, key: &[u8], hash: usize) -> Option<usize> {
+        let tables = if self.rehash_idx.is_some() { 2 } else { 1 };
+        (0..tables).find(|&t| {
+            let table = &self.tables[t];
+            if table.buckets.is_empty() {
+                return false;
+            }
+            let mut cur = table.buckets[hash & table.mask()].as_deref();
+            while let Some(node) = cur {
+                if node.item.key() == key {
+                    return true;
+                }
+                cur = node.next.as_deref();
+            }
+            false
+        })
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&T> {
+        let hash = self.hash(key);
+        let t = self.find_table(key, hash)?;
+        let table = &self.tables[t];
+        let mut cur = table.buckets[hash & table.mask()].as_deref();
+        while let Some(node) = cur {
+            if node.item.key() == key {
+                return Some(&node.item);
+            }
+            cur = node.next.as_deref();
+        }
+        None
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut T> {
+        self.rehash_step();
+        let hash = self.hash(key);
+        let t = self.find_table(key, hash)?;
+        let table = &mut self.tables[t];
+        let mask = table.mask();
+        let mut cur = table.buckets[hash & mask].as_deref_mut();
+        while let Some(node) = cur {
+            if node.item.key() == key {
+                return Some(&mut node.item);
+            }
+            cur = node.next.as_deref_mut();
+        }
+        None
+    }
+
+    /// Inserts `item`, which must not be present yet (check with [`Dict::get`] first).
+    pub fn insert_new(&mut self, item: T) -> &mut T {
+        self.rehash_step();
+        self.expand_if_needed();
+        let hash = self.hash(item.key());
+        let t = if self.rehash_idx.is_some() { 1 } else { 0 };
+        let table = &mut self.tables[t];
+        let idx = hash & table.mask();
+        let next = table.buckets[idx].take();
+        table.used += 1;
+        let node = table.buckets[idx].insert(Box::new(Node { item, next }));
+        &mut node.item
+    }
+
+    /// Inserts or replaces; returns the replaced item.
+    pub fn insert(&mut self, item: T) -> Option<T> {
+        match self.get_mut(item.key()) {
+            Some(slot) => Some(std::mem::replace(slot, item)),
+            None => {
+                self.insert_new(item);
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<T> {
+        self.rehash_step();
+        let hash = self.hash(key);
+        let t = self.find_table(key, hash)?;
+        let table = &mut self.tables[t];
+        let idx = hash & table.mask();
+        let mut link = &mut table.buckets[idx];
+        loop {
+            if link.as_ref()?.item.key() == key {
+                let node = link.take().expect("checked above");
+                let Node { item, next } = *node;
+                *link = next;
+                table.used -= 1;
+                self.shrink_if_sparse();
+                return Some(item);
+            }
+            link = &mut link.as_mut().expect("checked above").next;
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.tables = [Table::with_buckets(0), Table::with_buckets(0)];
+        self.rehash_idx = None;
+    }
+
+    fn expand_if_needed(&mut self) {
+        if self.rehash_idx.is_some() {
+            return;
+        }
+        let size = self.tables[0].buckets.len();
+        if size == 0 {
+            self.tables[0] = Table::with_buckets(INITIAL_BUCKETS);
+        } else if self.tables[0].used >= size {
+            self.start_rehash(size * 2);
+        }
+    }
+
+    fn shrink_if_sparse(&mut self) {
+        let size = self.tables[0].buckets.len();
+        if self.rehash_idx.is_none() && size > INITIAL_BUCKETS && self.tables[0].used * 10 < size {
+            let target = self.tables[0].used.max(INITIAL_BUCKETS).next_power_of_two();
+            if target < size {
+                self.start_rehash(target);
+            }
+        }
+    }
+
+    fn start_rehash(&mut self, buckets: usize) {
+        self.tables[1] = Table::with_buckets(buckets);
+        self.rehash_idx = Some(0);
+    }
+
+    /// Moves one bucket (visiting at most a few empty ones) from the old table to the new.
+    fn rehash_step(&mut self) {
+        let Some(mut idx) = self.rehash_idx else { return };
+        let [old, new] = &mut self.tables;
+        let mut empty_visits = 0;
+        while idx < old.buckets.len() && old.buckets[idx].is_none() {
+            idx += 1;
+            empty_visits += 1;
+            if empty_visits == REHASH_EMPTY_VISITS_MAX {
+                self.rehash_idx = Some(idx);
+                return;
+            }
+        }
+        if idx < old.buckets.len() {
+            let mut chain = old.buckets[idx].take();
+            let mask = new.mask();
+            while let Some(mut node) = chain {
+                chain = node.next.take();
+                let h = self.hasher.hash_one(node.item.key()) as usize & mask;
+                node.next = new.buckets[h].take();
+                new.buckets[h] = Some(node);
+                old.used -= 1;
+                new.used += 1;
+            }
+            idx += 1;
+        }
+        if old.used == 0 {
+            self.tables.swap(0, 1);
+            self.tables[1] = Table::with_buckets(0);
+            self.rehash_idx = None;
+        } else {
+            self.rehash_idx = Some(idx);
+        }
+    }
+
+    /// Does up to `steps` rehash steps; returns whether rehashing is still under way.
+    pub fn rehash(&mut self, steps: usize) -> bool {
+        for _ in 0..steps {
+            if self.rehash_idx.is_none() {
+                break;
+            }
+            self.rehash_step();
+        }
+        self.rehash_idx.is_some()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.tables.iter().flat_map(|t| t.buckets.iter()).flat_map(|link| {
+            let mut cur = link.as_deref();
+            std::iter::from_fn(move || {
+                let node = cur?;
+                cur = node.next.as_deref();
+                Some(&node.item)
+            })
+        })
+    }
+
+    /// Calls `f` with the elements of the bucket(s) at `cursor` and returns the next cursor
+    /// (0 when the scan is complete). Every element present during a whole scan is visited
+    /// at least once, whatever resizes happen in between; some may be visited twice.
+    pub fn scan(&self, cursor: u64, mut f: impl FnMut(&T)) -> u64 {
+        if self.is_empty() {
+            return 0;
+        }
+        let mut v = cursor as usize;
+        let visit = |table: &Table<T>, idx: usize, f: &mut dyn FnMut(&T)| {
+            let mut cur = table.buckets[idx].as_deref();
+            while let Some(node) = cur {
+                f(&node.item);
+                cur = node.next.as_deref();
+            }
+        };
+        let mask;
+        if self.rehash_idx.is_none() {
+            let t = &self.tables[0];
+            mask = t.mask();
+            visit(t, v & mask, &mut f);
+        } else {
+            let (small, large) = if self.tables[0].buckets.len() <= self.tables[1].buckets.len() {
+                (&self.tables[0], &self.tables[1])
+            } else {
+                (&self.tables[1], &self.tables[0])
+            };
+            let m0 = small.mask();
+            let m1 = large.mask();
+            visit(small, v & m0, &mut f);
+            // Then every bucket of the larger table that expands from that small bucket.
+            loop {
+                visit(large, v & m1, &mut f);
+                v = next_cursor(v, m1);
+                if v & (m0 ^ m1) == 0 {
+                    break;
+                }
+            }
+            return v as u64;
+        }
+        next_cursor(v, mask) as u64
+    }
+
+    /// A random element, each with roughly equal probability.
+    pub fn random(&self) -> Option<&T> {
+        if self.is_empty() {
+            return None;
+        }
+        loop {
+            let t = if self.rehash_idx.is_some() && fastrand::usize(..self.len()) >= self.tables[0].used {
+                1
+            } else {
+                0
+            };
+            let table = &self.tables[t];
+            if table.used == 0 {
+                continue;
+            }
+            let Some(head) = table.buckets[fastrand::usize(..table.buckets.len())].as_deref() else { continue };
+            let mut chain_len = 0;
+            let mut cur = Some(head);
+            while let Some(n) = cur {
+                chain_len += 1;
+                cur = n.next.as_deref();
+            }
+            let mut pick = fastrand::usize(..chain_len);
+            let mut cur = head;
+            while pick > 0 {
+                cur = cur.next.as_deref().expect("within chain length");
+                pick -= 1;
+            }
+            return Some(&cur.item);
+        }
+    }
+}
+
+/// Reverse-binary increment: counts with the bits of the masked cursor reversed, so buckets
+/// that split on a grow (or merge on a shrink) are visited together.
+fn next_cursor(v: usize, mask: usize) -> usize {
+    let v = v | !mask;
+    v.reverse_bits().wrapping_add(1).reverse_bits()
+}
+
+impl<T> Drop for Dict<T> {
+    fn drop(&mut self) {
+        // Unlink chains iteratively: a long chain dropped recursively could overflow the stack.
+        for table in &mut self.tables {
+            for link in &mut table.buckets {
+                let mut cur = link.take();
+                while let Some(mut node) = cur {
+                    cur = node.next.take();
+                }
+            }
+        }
+    }
+}
+
+impl DictEntry for crate::Str {
+    fn key(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Str;
+    use std::collections::HashSet;
+
+    #[test]
+    fn insert_get_remove_through_resizes() {
+        let mut d: Dict<Str> = Dict::new();
+        for i in 0..10_000 {
+            assert!(d.insert(Str::from_i64(i)).is_none());
+        }
+        assert_eq!(d.len(), 10_000);
+        for i in 0..10_000 {
+            assert!(d.contains(itoa::Buffer::new().format(i).as_bytes()));
+        }
+        for i in 0..9_990 {
+            assert!(d.remove(itoa::Buffer::new().format(i).as_bytes()).is_some());
+        }
+        assert_eq!(d.len(), 10);
+        assert_eq!(d.iter().count(), 10);
+        while d.rehash(100) {}
+        assert!(d.bucket_count() <= 64, "shrunk to {}", d.bucket_count());
+    }
+
+    #[test]
+    fn scan_sees_every_stable_element_while_the_table_changes() {
+        let mut d: Dict<Str> = Dict::new();
+        for i in 0..1000 {
+            d.insert(Str::from_i64(i));
+        }
+        let mut seen = HashSet::new();
+        let mut cursor = 0;
+        let mut round = 0;
+        loop {
+            cursor = d.scan(cursor, |s| {
+                seen.insert(s.as_bytes().to_vec());
+            });
+            // Grow, then shrink, the table under the scan.
+            round += 1;
+            if round < 50 {
+                for j in 0..100 {
+                    d.insert(Str::from_i64(100_000 + round * 100 + j));
+                }
+            } else {
+                for j in 0..5000 {
+                    d.remove(itoa::Buffer::new().format(100_000 + j).as_bytes());
+                }
+            }
+            if cursor == 0 {
+                break;
+            }
+        }
+        for i in 0..1000i64 {
+            assert!(seen.contains(itoa::Buffer::new().format(i).as_bytes()), "missed {i}");
+        }
+    }
+
+    #[test]
+    fn random_covers_all_elements() {
+        let mut d: Dict<Str> = Dict::new();
+        for i in 0..8 {
+            d.insert(Str::from_i64(i));
+        }
+        let mut seen = HashSet::new();
+        for _ in 0..2000 {
+            seen.insert(d.random().unwrap().as_bytes().to_vec());
+        }
+        assert_eq!(seen.len(), 8);
+    }
+}

@@ -1,0 +1,328 @@
+//! The command table: every command the node knows, with Redis's arity, flags and key
+//! positions (reported by COMMAND), and who runs it.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+
+use crate::cmd::{hashes as h, keys as k, lists as l, sets as s, strings as st, zsets as z};
+use crate::{CmdResult, Ctx};
+
+pub type Handler = fn(&mut Ctx, &[Bytes]) -> CmdResult;
+
+/// Who executes a command.
+#[derive(Clone, Copy)]
+pub enum Run {
+    /// A data command, run against the keyspace.
+    Data(Handler),
+    /// A connection or server command (AUTH, MULTI, SUBSCRIBE, INFO, ...), run by the node.
+    Node,
+}
+
+pub mod flags {
+    pub const WRITE: u32 = 1 << 0;
+    pub const READONLY: u32 = 1 << 1;
+    pub const DENYOOM: u32 = 1 << 2;
+    pub const ADMIN: u32 = 1 << 3;
+    pub const PUBSUB: u32 = 1 << 4;
+    pub const NOSCRIPT: u32 = 1 << 5;
+    pub const BLOCKING: u32 = 1 << 6;
+    pub const LOADING: u32 = 1 << 7;
+    pub const STALE: u32 = 1 << 8;
+    pub const FAST: u32 = 1 << 9;
+    /// Allowed before AUTH.
+    pub const NO_AUTH: u32 = 1 << 10;
+    /// Refused inside MULTI (Redis: `no-multi`).
+    pub const NO_MULTI: u32 = 1 << 11;
+    /// Allowed in a RESP2 connection in subscribed state.
+    pub const PUBSUB_CONTEXT: u32 = 1 << 12;
+
+    pub const NAMES: &[(u32, &str)] = &[
+        (WRITE, "write"),
+        (READONLY, "readonly"),
+        (DENYOOM, "denyoom"),
+        (ADMIN, "admin"),
+        (PUBSUB, "pubsub"),
+        (NOSCRIPT, "noscript"),
+        (BLOCKING, "blocking"),
+        (LOADING, "loading"),
+        (STALE, "stale"),
+        (FAST, "fast"),
+        (NO_AUTH, "no_auth"),
+        (NO_MULTI, "no_multi"),
+    ];
+}
+
+use flags::*;
+
+pub struct Spec {
+    pub name: &'static str,
+    /// Redis arity: positive = exact argument count (name included), negative = at least.
+    pub arity: i32,
+    pub flags: u32,
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+    pub run: Run,
+}
+
+impl Spec {
+    pub fn is(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i32;
+        if self.arity >= 0 { argc == self.arity } else { argc >= -self.arity }
+    }
+
+    /// The positions of the keys in `args`, as COMMAND GETKEYS reports them.
+    pub fn key_positions(&self, argc: usize) -> Vec<usize> {
+        if self.first_key <= 0 {
+            return Vec::new();
+        }
+        let last = if self.last_key < 0 { argc as i32 + self.last_key } else { self.last_key };
+        (self.first_key..=last.min(argc as i32 - 1)).step_by(self.step.max(1) as usize).map(|i| i as usize).collect()
+    }
+}
+
+const fn spec(name: &'static str, arity: i32, flags: u32, keys: (i32, i32, i32), run: Run) -> Spec {
+    Spec { name, arity, flags, first_key: keys.0, last_key: keys.1, step: keys.2, run }
+}
+
+const W: u32 = WRITE | DENYOOM;
+const WF: u32 = WRITE | DENYOOM | FAST;
+const D: u32 = WRITE; // writes that free memory (DEL, POP)
+const DF: u32 = WRITE | FAST;
+const R: u32 = READONLY;
+const RF: u32 = READONLY | FAST;
+const K1: (i32, i32, i32) = (1, 1, 1);
+const K2: (i32, i32, i32) = (1, 2, 1);
+const KALL: (i32, i32, i32) = (1, -1, 1);
+const KNONE: (i32, i32, i32) = (0, 0, 0);
+const NODE: Run = Run::Node;
+const CONN: u32 = NOSCRIPT | LOADING | STALE | FAST;
+
+use Run::Data as F;
+
+static TABLE: &[Spec] = &[
+    // strings
+    spec("get", 2, RF, K1, F(st::get)),
+    spec("set", -3, W, K1, F(st::set)),
+    spec("setnx", 3, WF, K1, F(st::setnx)),
+    spec("setex", 4, W, K1, F(st::setex)),
+    spec("psetex", 4, W, K1, F(st::psetex)),
+    spec("getset", 3, WF, K1, F(st::getset)),
+    spec("getdel", 2, DF, K1, F(st::getdel)),
+    spec("getex", -2, DF, K1, F(st::getex)),
+    spec("mget", -2, RF, KALL, F(st::mget)),
+    spec("mset", -3, W, (1, -1, 2), F(st::mset)),
+    spec("msetnx", -3, W, (1, -1, 2), F(st::msetnx)),
+    spec("incr", 2, WF, K1, F(st::incr)),
+    spec("decr", 2, WF, K1, F(st::decr)),
+    spec("incrby", 3, WF, K1, F(st::incrby)),
+    spec("decrby", 3, WF, K1, F(st::decrby)),
+    spec("incrbyfloat", 3, WF, K1, F(st::incrbyfloat)),
+    spec("append", 3, WF, K1, F(st::append)),
+    spec("strlen", 2, RF, K1, F(st::strlen)),
+    spec("getrange", 4, R, K1, F(st::getrange)),
+    spec("substr", 4, R, K1, F(st::getrange)),
+    spec("setrange", 4, W, K1, F(st::setrange)),
+    // keys
+    spec("del", -2, D, KALL, F(k::del)),
+    spec("unlink", -2, DF, KALL, F(k::del)),
+    spec("exists", -2, RF, KALL, F(k::exists)),
+    spec("touch", -2, RF, KALL, F(k::touch)),
+    spec("type", 2, RF, K1, F(k::type_)),
+    spec("expire", -3, DF, K1, F(k::expire)),
+    spec("pexpire", -3, DF, K1, F(k::pexpire)),
+    spec("expireat", -3, DF, K1, F(k::expireat)),
+    spec("pexpireat", -3, DF, K1, F(k::pexpireat)),
+    spec("ttl", 2, RF, K1, F(k::ttl)),
+    spec("pttl", 2, RF, K1, F(k::pttl)),
+    spec("expiretime", 2, RF, K1, F(k::expiretime)),
+    spec("pexpiretime", 2, RF, K1, F(k::pexpiretime)),
+    spec("persist", 2, DF, K1, F(k::persist)),
+    spec("rename", 3, D, K2, F(k::rename)),
+    spec("renamenx", 3, DF, K2, F(k::renamenx)),
+    spec("keys", 2, R, KNONE, F(k::keys)),
+    spec("scan", -2, R, KNONE, F(k::scan)),
+    spec("randomkey", 1, R, KNONE, F(k::randomkey)),
+    spec("dbsize", 1, RF, KNONE, F(k::dbsize)),
+    spec("flushdb", -1, D, KNONE, F(k::flushdb)),
+    spec("flushall", -1, D, KNONE, F(k::flushall)),
+    spec("swapdb", 3, DF, KNONE, F(k::swapdb)),
+    spec("move", 3, DF, K1, F(k::move_)),
+    spec("copy", -3, W, K2, F(k::copy)),
+    spec("object", -2, R, (2, 2, 1), F(k::object)),
+    // hashes
+    spec("hset", -4, WF, K1, F(h::hset)),
+    spec("hmset", -4, WF, K1, F(h::hset)),
+    spec("hsetnx", 4, WF, K1, F(h::hsetnx)),
+    spec("hget", 3, RF, K1, F(h::hget)),
+    spec("hmget", -3, RF, K1, F(h::hmget)),
+    spec("hdel", -3, DF, K1, F(h::hdel)),
+    spec("hlen", 2, RF, K1, F(h::hlen)),
+    spec("hstrlen", 3, RF, K1, F(h::hstrlen)),
+    spec("hexists", 3, RF, K1, F(h::hexists)),
+    spec("hkeys", 2, R, K1, F(h::hkeys)),
+    spec("hvals", 2, R, K1, F(h::hvals)),
+    spec("hgetall", 2, R, K1, F(h::hgetall)),
+    spec("hincrby", 4, WF, K1, F(h::hincrby)),
+    spec("hincrbyfloat", 4, WF, K1, F(h::hincrbyfloat)),
+    spec("hrandfield", -2, R, K1, F(h::hrandfield)),
+    spec("hscan", -3, R, K1, F(h::hscan)),
+    // lists
+    spec("lpush", -3, WF, K1, F(l::lpush)),
+    spec("rpush", -3, WF, K1, F(l::rpush)),
+    spec("lpushx", -3, WF, K1, F(l::lpushx)),
+    spec("rpushx", -3, WF, K1, F(l::rpushx)),
+    spec("lpop", -2, DF, K1, F(l::lpop)),
+    spec("rpop", -2, DF, K1, F(l::rpop)),
+    spec("llen", 2, RF, K1, F(l::llen)),
+    spec("lindex", 3, R, K1, F(l::lindex)),
+    spec("lset", 4, W, K1, F(l::lset)),
+    spec("lrange", 4, R, K1, F(l::lrange)),
+    spec("ltrim", 4, D, K1, F(l::ltrim)),
+    spec("lrem", 4, D, K1, F(l::lrem)),
+    spec("linsert", 5, W, K1, F(l::linsert)),
+    spec("lpos", -3, R, K1, F(l::lpos)),
+    spec("lmove", 5, W, K2, F(l::lmove)),
+    spec("rpoplpush", 3, W, K2, F(l::rpoplpush)),
+    spec("lmpop", -4, D, KNONE, F(l::lmpop)),
+    spec("blpop", -3, D | BLOCKING, (1, -2, 1), F(l::blpop)),
+    spec("brpop", -3, D | BLOCKING, (1, -2, 1), F(l::brpop)),
+    spec("blmove", 6, W | BLOCKING, K2, F(l::blmove)),
+    spec("brpoplpush", 4, W | BLOCKING, K2, F(l::brpoplpush)),
+    spec("blmpop", -5, D | BLOCKING, KNONE, F(l::blmpop)),
+    // sets
+    spec("sadd", -3, WF, K1, F(s::sadd)),
+    spec("srem", -3, DF, K1, F(s::srem)),
+    spec("smembers", 2, R, K1, F(s::smembers)),
+    spec("sismember", 3, RF, K1, F(s::sismember)),
+    spec("smismember", -3, RF, K1, F(s::smismember)),
+    spec("scard", 2, RF, K1, F(s::scard)),
+    spec("spop", -2, DF, K1, F(s::spop)),
+    spec("srandmember", -2, R, K1, F(s::srandmember)),
+    spec("smove", 4, DF, K2, F(s::smove)),
+    spec("sinter", -2, R, KALL, F(s::sinter)),
+    spec("sunion", -2, R, KALL, F(s::sunion)),
+    spec("sdiff", -2, R, KALL, F(s::sdiff)),
+    spec("sinterstore", -3, W, KALL, F(s::sinterstore)),
+    spec("sunionstore", -3, W, KALL, F(s::sunionstore)),
+    spec("sdiffstore", -3, W, KALL, F(s::sdiffstore)),
+    spec("sintercard", -3, R, KNONE, F(s::sintercard)),
+    spec("sscan", -3, R, K1, F(s::sscan)),
+    // sorted sets
+    spec("zadd", -4, WF, K1, F(z::zadd)),
+    spec("zincrby", 4, WF, K1, F(z::zincrby)),
+    spec("zrem", -3, DF, K1, F(z::zrem)),
+    spec("zcard", 2, RF, K1, F(z::zcard)),
+    spec("zscore", 3, RF, K1, F(z::zscore)),
+    spec("zmscore", -3, RF, K1, F(z::zmscore)),
+    spec("zrank", 3, RF, K1, F(z::zrank)),
+    spec("zrevrank", 3, RF, K1, F(z::zrevrank)),
+    spec("zcount", 4, RF, K1, F(z::zcount)),
+    spec("zlexcount", 4, RF, K1, F(z::zlexcount)),
+    spec("zrange", -4, R, K1, F(z::zrange)),
+    spec("zrangestore", -5, W, K2, F(z::zrangestore)),
+    spec("zrevrange", -4, R, K1, F(z::zrevrange)),
+    spec("zrangebyscore", -4, R, K1, F(z::zrangebyscore)),
+    spec("zrevrangebyscore", -4, R, K1, F(z::zrevrangebyscore)),
+    spec("zrangebylex", -4, R, K1, F(z::zrangebylex)),
+    spec("zrevrangebylex", -4, R, K1, F(z::zrevrangebylex)),
+    spec("zremrangebyrank", 4, D, K1, F(z::zremrangebyrank)),
+    spec("zremrangebyscore", 4, D, K1, F(z::zremrangebyscore)),
+    spec("zremrangebylex", 4, D, K1, F(z::zremrangebylex)),
+    spec("zpopmin", -2, DF, K1, F(z::zpopmin)),
+    spec("zpopmax", -2, DF, K1, F(z::zpopmax)),
+    spec("bzpopmin", -3, DF | BLOCKING, (1, -2, 1), F(z::bzpopmin)),
+    spec("bzpopmax", -3, DF | BLOCKING, (1, -2, 1), F(z::bzpopmax)),
+    spec("zmpop", -4, D, KNONE, F(z::zmpop)),
+    spec("bzmpop", -5, D | BLOCKING, KNONE, F(z::bzmpop)),
+    spec("zunionstore", -4, W, KNONE, F(z::zunionstore)),
+    spec("zinterstore", -4, W, KNONE, F(z::zinterstore)),
+    spec("zdiffstore", -4, W, KNONE, F(z::zdiffstore)),
+    spec("zunion", -3, R, KNONE, F(z::zunion)),
+    spec("zinter", -3, R, KNONE, F(z::zinter)),
+    spec("zdiff", -3, R, KNONE, F(z::zdiff)),
+    spec("zintercard", -3, R, KNONE, F(z::zintercard)),
+    spec("zrandmember", -2, R, K1, F(z::zrandmember)),
+    spec("zscan", -3, R, K1, F(z::zscan)),
+    // connection and server: run by the node
+    spec("ping", -1, FAST | STALE | PUBSUB_CONTEXT, KNONE, NODE),
+    spec("echo", 2, FAST, KNONE, NODE),
+    spec("auth", -2, CONN | NO_AUTH, KNONE, NODE),
+    spec("hello", -1, CONN | NO_AUTH, KNONE, NODE),
+    spec("quit", -1, CONN | NO_AUTH | PUBSUB_CONTEXT, KNONE, NODE),
+    spec("reset", 1, CONN | NO_AUTH | PUBSUB_CONTEXT, KNONE, NODE),
+    spec("select", 2, LOADING | STALE | FAST, KNONE, NODE),
+    spec("client", -2, ADMIN | NOSCRIPT | LOADING | STALE, KNONE, NODE),
+    spec("command", -1, LOADING | STALE, KNONE, NODE),
+    spec("info", -1, LOADING | STALE, KNONE, NODE),
+    spec("config", -2, ADMIN | NOSCRIPT | LOADING | STALE, KNONE, NODE),
+    spec("time", 1, LOADING | STALE | FAST, KNONE, NODE),
+    spec("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, KNONE, NODE),
+    spec("save", 1, ADMIN | NOSCRIPT | NO_MULTI, KNONE, NODE),
+    spec("bgsave", -1, ADMIN | NOSCRIPT, KNONE, NODE),
+    spec("lastsave", 1, LOADING | STALE | FAST, KNONE, NODE),
+    spec("bgrewriteaof", 1, ADMIN | NOSCRIPT, KNONE, NODE),
+    spec("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI, KNONE, NODE),
+    spec("multi", 1, NOSCRIPT | LOADING | STALE | FAST, KNONE, NODE),
+    spec("exec", 1, NOSCRIPT | LOADING | STALE, KNONE, NODE),
+    spec("discard", 1, NOSCRIPT | LOADING | STALE | FAST, KNONE, NODE),
+    spec("watch", -2, NOSCRIPT | LOADING | STALE | FAST | NO_MULTI, KALL, NODE),
+    spec("unwatch", 1, NOSCRIPT | LOADING | STALE | FAST, KNONE, NODE),
+    spec("subscribe", -2, PUBSUB | NOSCRIPT | LOADING | STALE | PUBSUB_CONTEXT, KNONE, NODE),
+    spec("psubscribe", -2, PUBSUB | NOSCRIPT | LOADING | STALE | PUBSUB_CONTEXT, KNONE, NODE),
+    spec("unsubscribe", -1, PUBSUB | NOSCRIPT | LOADING | STALE | PUBSUB_CONTEXT, KNONE, NODE),
+    spec("punsubscribe", -1, PUBSUB | NOSCRIPT | LOADING | STALE | PUBSUB_CONTEXT, KNONE, NODE),
+    spec("publish", 3, PUBSUB | LOADING | STALE | FAST, KNONE, NODE),
+    spec("pubsub", -2, PUBSUB | LOADING | STALE, KNONE, NODE),
+    spec("memory", -2, READONLY, KNONE, NODE),
+    spec("wait", 3, NOSCRIPT, KNONE, NODE),
+    spec("readonly", 1, LOADING | STALE | FAST, KNONE, NODE),
+    spec("readwrite", 1, LOADING | STALE | FAST, KNONE, NODE),
+];
+
+/// Every command, in table order.
+pub fn commands() -> &'static [Spec] {
+    TABLE
+}
+
+/// Looks a command up by name, ignoring case.
+pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    static INDEX: OnceLock<HashMap<&'static [u8], &'static Spec>> = OnceLock::new();
+    let index = INDEX.get_or_init(|| TABLE.iter().map(|s| (s.name.as_bytes(), s)).collect());
+    let mut buf = [0u8; 32];
+    if name.len() > buf.len() {
+        return None;
+    }
+    let lower = &mut buf[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    index.get(&*lower).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_ignores_case_and_names_are_unique() {
+        assert_eq!(lookup(b"GeT").unwrap().name, "get");
+        assert!(lookup(b"nosuch").is_none());
+        let mut names: Vec<_> = TABLE.iter().map(|s| s.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), TABLE.len());
+    }
+
+    #[test]
+    fn key_positions() {
+        assert_eq!(lookup(b"mset").unwrap().key_positions(5), vec![1, 3]);
+        assert_eq!(lookup(b"blpop").unwrap().key_positions(4), vec![1, 2]);
+        assert_eq!(lookup(b"get").unwrap().key_positions(2), vec![1]);
+    }
+}

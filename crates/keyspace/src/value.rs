@@ -1,0 +1,215 @@
+//! The value types a key can hold.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::{Dict, DictEntry, Str};
+
+pub enum Value {
+    Str(Str),
+    List(Box<VecDeque<Str>>),
+    Hash(Box<Dict<Field>>),
+    Set(Box<Dict<Str>>),
+    ZSet(Box<ZSet>),
+}
+
+/// Redis's names for the types (TYPE, SCAN TYPE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    String,
+    List,
+    Hash,
+    Set,
+    ZSet,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::List => "list",
+            Kind::Hash => "hash",
+            Kind::Set => "set",
+            Kind::ZSet => "zset",
+        }
+    }
+}
+
+impl Value {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Value::Str(_) => Kind::String,
+            Value::List(_) => Kind::List,
+            Value::Hash(_) => Kind::Hash,
+            Value::Set(_) => Kind::Set,
+            Value::ZSet(_) => Kind::ZSet,
+        }
+    }
+
+    /// The encoding redis-server 7.0 would report for this value (OBJECT ENCODING), judged
+    /// from its size with Redis's default thresholds.
+    pub fn encoding(&self) -> &'static str {
+        const LISTPACK_ENTRIES_MAX: usize = 128;
+        const LISTPACK_VALUE_MAX_BYTES: usize = 64;
+        const INTSET_ENTRIES_MAX: usize = 512;
+        match self {
+            Value::Str(s) => {
+                if s.len() <= 20 && resp::parse_i64(s).is_some() {
+                    "int"
+                } else if s.len() <= 44 {
+                    "embstr"
+                } else {
+                    "raw"
+                }
+            }
+            Value::List(_) => "quicklist",
+            Value::Hash(h) => {
+                let small = h.len() <= LISTPACK_ENTRIES_MAX
+                    && h.iter().all(|f| f.name.len() <= LISTPACK_VALUE_MAX_BYTES && f.value.len() <= LISTPACK_VALUE_MAX_BYTES);
+                if small { "listpack" } else { "hashtable" }
+            }
+            Value::Set(s) => {
+                if s.len() <= INTSET_ENTRIES_MAX && s.iter().all(|m| resp::parse_i64(m).is_some()) {
+                    "intset"
+                } else {
+                    "hashtable"
+                }
+            }
+            Value::ZSet(z) => {
+                let small = z.len() <= LISTPACK_ENTRIES_MAX && z.iter().all(|(m, _)| m.len() <= LISTPACK_VALUE_MAX_BYTES);
+                if small { "listpack" } else { "skiplist" }
+            }
+        }
+    }
+}
+
+/// A hash field and its value.
+#[derive(Clone, Debug)]
+pub struct Field {
+    pub name: Str,
+    pub value: Str,
+}
+
+impl DictEntry for Field {
+    fn key(&self) -> &[u8] {
+        &self.name
+    }
+}
+
+/// A score with the total order Redis uses (scores are never NaN; -0 equals 0).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score(pub f64);
+
+impl Eq for Score {}
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.partial_cmp(&other.0).unwrap_or(std::cmp::Ordering::Equal)
+    }
+}
+
+/// A zset member and its score, as stored in the member index.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub name: Str,
+    pub score: f64,
+}
+
+impl DictEntry for Member {
+    fn key(&self) -> &[u8] {
+        &self.name
+    }
+}
+
+/// A sorted set: a member index for O(1) score lookups and an ordered set of
+/// (score, member) for ranges.
+///
+/// Rank queries walk the ordered set (O(rank)); an order-statistics tree would make them
+/// O(log n) as Redis's skiplist does.
+#[derive(Default)]
+pub struct ZSet {
+    pub members: Dict<Member>,
+    pub order: BTreeSet<(Score, Str)>,
+}
+
+impl ZSet {
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn score(&self, member: &[u8]) -> Option<f64> {
+        self.members.get(member).map(|m| m.score)
+    }
+
+    /// Sets `member`'s score; returns the previous score.
+    pub fn insert(&mut self, member: &[u8], score: f64) -> Option<f64> {
+        match self.members.get_mut(member) {
+            Some(m) => {
+                let old = m.score;
+                if old != score || old.is_sign_negative() != score.is_sign_negative() {
+                    m.score = score;
+                    let name = m.name.clone();
+                    self.order.remove(&(Score(old), name.clone()));
+                    self.order.insert((Score(score), name));
+                }
+                Some(old)
+            }
+            None => {
+                let name = Str::new(member);
+                self.order.insert((Score(score), name.clone()));
+                self.members.insert_new(Member { name, score });
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
+        let m = self.members.remove(member)?;
+        self.order.remove(&(Score(m.score), m.name));
+        Some(m.score)
+    }
+
+    /// Members in ascending (score, member) order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Str, f64)> {
+        self.order.iter().map(|(s, m)| (m, s.0))
+    }
+
+    /// 0-based rank of `member` in ascending order.
+    pub fn rank(&self, member: &[u8]) -> Option<usize> {
+        let score = self.score(member)?;
+        let key = (Score(score), Str::new(member));
+        Some(self.order.range(..key).count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zset_orders_by_score_then_member() {
+        let mut z = ZSet::default();
+        z.insert(b"b", 1.0);
+        z.insert(b"a", 1.0);
+        z.insert(b"c", 0.5);
+        assert_eq!(z.insert(b"c", 2.0), Some(0.5));
+        let order: Vec<_> = z.iter().map(|(m, s)| (m.as_bytes().to_vec(), s)).collect();
+        assert_eq!(order, vec![(b"a".to_vec(), 1.0), (b"b".to_vec(), 1.0), (b"c".to_vec(), 2.0)]);
+        assert_eq!(z.rank(b"c"), Some(2));
+        assert_eq!(z.remove(b"a"), Some(1.0));
+        assert_eq!(z.len(), 2);
+        assert_eq!(z.order.len(), 2);
+    }
+
+    #[test]
+    fn value_is_small() {
+        assert!(std::mem::size_of::<Value>() <= 32, "{}", std::mem::size_of::<Value>());
+    }
+}

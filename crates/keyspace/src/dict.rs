@@ -244,8 +244,10 @@ impl<T: DictEntry> Dict<T> {
         }
     }
 
-    /// Does up to `steps` rehash steps; returns whether rehashing is still under way.
+    /// Background maintenance: starts a shrink when the table is sparse, then does up to
+    /// `steps` rehash steps; returns whether rehashing is still under way.
     pub fn rehash(&mut self, steps: usize) -> bool {
+        self.shrink_if_sparse();
         for _ in 0..steps {
             if self.rehash_idx.is_none() {
                 break;

@@ -239,6 +239,8 @@ impl<T: DictEntry> Dict<T> {
             self.tables.swap(0, 1);
             self.tables[1] = Table::with_buckets(0);
             self.rehash_idx = None;
+            // Removals during the rehash may have left the new table sparse already.
+            self.shrink_if_sparse();
         } else {
             self.rehash_idx = Some(idx);
         }

@@ -1,1 +1,87 @@
-fn main() {}
+//! `cacheplane`: the one binary. `node` runs a data-plane node (a drop-in for redis-server).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+// jemalloc, as redis-server uses: INFO's used_memory reports its allocated bytes.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "cacheplane",
+    version,
+    about = "A local, cloud-style managed Redis service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a data-plane node. Takes redis-server's flags: `--port 7000 --requirepass K
+    /// --save "" --databases 16 ...`, optionally after a config file path.
+    Node {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "REDIS-SERVER FLAGS"
+        )]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Node { args } => {
+            let config = match node::NodeConfig::from_args(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(1);
+                }
+            };
+            init_logging(&config.loglevel);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.io_threads)
+                .enable_all()
+                .build()
+                .context("start the async runtime")?;
+            runtime.block_on(node::run(config, shutdown_signal()))
+        }
+    }
+}
+
+/// Maps Redis's log levels onto tracing's; `RUST_LOG` overrides.
+fn init_logging(loglevel: &str) {
+    let level = match loglevel {
+        "debug" => "trace",
+        "verbose" => "debug",
+        "notice" => "info",
+        "warning" => "warn",
+        _ => "off",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

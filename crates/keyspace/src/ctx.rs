@@ -25,7 +25,13 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(ks: &'a mut Keyspace, db: usize, out: &'a mut ReplyBuf) -> Self {
-        Ctx { ks, db, out, in_multi: false, block: None }
+        Ctx {
+            ks,
+            db,
+            out,
+            in_multi: false,
+            block: None,
+        }
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -51,7 +57,9 @@ pub fn int(arg: &[u8]) -> Result<i64, CmdError> {
 /// A non-negative integer argument, such as a COUNT.
 pub fn uint(arg: &[u8]) -> Result<u64, CmdError> {
     match int(arg)? {
-        n if n < 0 => Err(CmdError::other("ERR value is out of range, must be positive")),
+        n if n < 0 => Err(CmdError::other(
+            "ERR value is out of range, must be positive",
+        )),
         n => Ok(n as u64),
     }
 }

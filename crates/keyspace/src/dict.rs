@@ -211,7 +211,9 @@ impl<T: DictEntry> Dict<T> {
 
     /// Moves one bucket (visiting at most a few empty ones) from the old table to the new.
     fn rehash_step(&mut self) {
-        let Some(mut idx) = self.rehash_idx else { return };
+        let Some(mut idx) = self.rehash_idx else {
+            return;
+        };
         let [old, new] = &mut self.tables;
         let mut empty_visits = 0;
         while idx < old.buckets.len() && old.buckets[idx].is_none() {
@@ -260,14 +262,17 @@ impl<T: DictEntry> Dict<T> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.tables.iter().flat_map(|t| t.buckets.iter()).flat_map(|link| {
-            let mut cur = link.as_deref();
-            std::iter::from_fn(move || {
-                let node = cur?;
-                cur = node.next.as_deref();
-                Some(&node.item)
+        self.tables
+            .iter()
+            .flat_map(|t| t.buckets.iter())
+            .flat_map(|link| {
+                let mut cur = link.as_deref();
+                std::iter::from_fn(move || {
+                    let node = cur?;
+                    cur = node.next.as_deref();
+                    Some(&node.item)
+                })
             })
-        })
     }
 
     /// Calls `f` with the elements of the bucket(s) at `cursor` and returns the next cursor
@@ -318,7 +323,9 @@ impl<T: DictEntry> Dict<T> {
             return None;
         }
         loop {
-            let t = if self.rehash_idx.is_some() && fastrand::usize(..self.len()) >= self.tables[0].used {
+            let t = if self.rehash_idx.is_some()
+                && fastrand::usize(..self.len()) >= self.tables[0].used
+            {
                 1
             } else {
                 0
@@ -327,7 +334,10 @@ impl<T: DictEntry> Dict<T> {
             if table.used == 0 {
                 continue;
             }
-            let Some(head) = table.buckets[fastrand::usize(..table.buckets.len())].as_deref() else { continue };
+            let Some(head) = table.buckets[fastrand::usize(..table.buckets.len())].as_deref()
+            else {
+                continue;
+            };
             let mut chain_len = 0;
             let mut cur = Some(head);
             while let Some(n) = cur {
@@ -426,7 +436,10 @@ mod tests {
             }
         }
         for i in 0..1000i64 {
-            assert!(seen.contains(itoa::Buffer::new().format(i).as_bytes()), "missed {i}");
+            assert!(
+                seen.contains(itoa::Buffer::new().format(i).as_bytes()),
+                "missed {i}"
+            );
         }
     }
 

@@ -7,7 +7,13 @@ pub fn glob_match(pattern: &[u8], text: &[u8], nocase: bool) -> bool {
     // Iterative with single backtrack point for the last `*`: linear-ish, no recursion.
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
-    let eq = |a: u8, b: u8| if nocase { a.eq_ignore_ascii_case(&b) } else { a == b };
+    let eq = |a: u8, b: u8| {
+        if nocase {
+            a.eq_ignore_ascii_case(&b)
+        } else {
+            a == b
+        }
+    };
     while t < text.len() {
         if p < pattern.len() {
             match pattern[p] {
@@ -84,7 +90,9 @@ fn class_match(pattern: &[u8], p: usize, c: u8, nocase: bool) -> Option<(bool, u
                 }
                 i += 2;
             }
-            _ if pattern.get(i + 1) == Some(&b'-') && pattern.get(i + 2).is_some_and(|&e| e != b']') => {
+            _ if pattern.get(i + 1) == Some(&b'-')
+                && pattern.get(i + 2).is_some_and(|&e| e != b']') =>
+            {
                 let (mut lo, mut hi) = (fold(b), fold(pattern[i + 2]));
                 if lo > hi {
                     std::mem::swap(&mut lo, &mut hi);
@@ -130,7 +138,11 @@ mod tests {
             ("[", "x", false),
         ];
         for (p, t, want) in cases {
-            assert_eq!(glob_match(p.as_bytes(), t.as_bytes(), false), *want, "{p} ~ {t}");
+            assert_eq!(
+                glob_match(p.as_bytes(), t.as_bytes(), false),
+                *want,
+                "{p} ~ {t}"
+            );
         }
         assert!(glob_match(b"HELLO", b"hello", true));
     }

@@ -165,7 +165,13 @@ impl Keyspace {
         }
     }
 
-    pub fn set_with_expiry(&mut self, db: usize, key: &[u8], value: Value, expire_at_ms: Option<u64>) {
+    pub fn set_with_expiry(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        value: Value,
+        expire_at_ms: Option<u64>,
+    ) {
         let d = &mut self.dbs[db];
         match d.dict.get_mut(key) {
             Some(e) => {
@@ -176,7 +182,11 @@ impl Keyspace {
                 e.expire_at_ms = 0;
             }
             None => {
-                d.dict.insert_new(Entry { key: Str::new(key), value, expire_at_ms: 0 });
+                d.dict.insert_new(Entry {
+                    key: Str::new(key),
+                    value,
+                    expire_at_ms: 0,
+                });
             }
         }
         if let Some(at) = expire_at_ms {
@@ -202,13 +212,19 @@ impl Keyspace {
         if at != 0 {
             d.expires.insert((at, key.clone()));
         }
-        d.dict.insert_new(Entry { key, value, expire_at_ms: at });
+        d.dict.insert_new(Entry {
+            key,
+            value,
+            expire_at_ms: at,
+        });
     }
 
     /// Sets the absolute deadline of an existing key; returns false when there is no such key.
     pub fn set_expiry(&mut self, db: usize, key: &[u8], at_ms: u64) -> bool {
         let d = &mut self.dbs[db];
-        let Some(e) = d.dict.get_mut(key) else { return false };
+        let Some(e) = d.dict.get_mut(key) else {
+            return false;
+        };
         if e.expire_at_ms != 0 {
             d.expires.remove(&(e.expire_at_ms, e.key.clone()));
         }
@@ -221,7 +237,9 @@ impl Keyspace {
     /// Removes a key's deadline; returns whether it had one.
     pub fn persist(&mut self, db: usize, key: &[u8]) -> bool {
         let d = &mut self.dbs[db];
-        let Some(e) = d.dict.get_mut(key) else { return false };
+        let Some(e) = d.dict.get_mut(key) else {
+            return false;
+        };
         if e.expire_at_ms == 0 {
             return false;
         }
@@ -237,7 +255,9 @@ impl Keyspace {
         let mut removed = 0;
         for db in 0..self.dbs.len() {
             while removed < keys_max {
-                let Some((at, key)) = self.dbs[db].expires.first().cloned() else { break };
+                let Some((at, key)) = self.dbs[db].expires.first().cloned() else {
+                    break;
+                };
                 if at > self.now_ms {
                     break;
                 }
@@ -281,7 +301,12 @@ impl Keyspace {
     }
 
     fn touch_db(&mut self, db: usize) {
-        let keys: Vec<_> = self.interest.keys().filter(|(d, _)| *d == db).cloned().collect();
+        let keys: Vec<_> = self
+            .interest
+            .keys()
+            .filter(|(d, _)| *d == db)
+            .cloned()
+            .collect();
         self.touched.extend(keys);
     }
 
@@ -334,7 +359,11 @@ impl Keyspace {
         }
     }
 
-    pub fn set_members(&mut self, db: usize, key: &[u8]) -> Result<Option<&mut Dict<Str>>, CmdError> {
+    pub fn set_members(
+        &mut self,
+        db: usize,
+        key: &[u8],
+    ) -> Result<Option<&mut Dict<Str>>, CmdError> {
         match self.lookup(db, key) {
             None => Ok(None),
             Some(Value::Set(s)) => Ok(Some(s)),
@@ -362,35 +391,67 @@ impl Keyspace {
         self.expire_if_due(db, key);
         let d = &mut self.dbs[db];
         if !d.dict.contains(key) {
-            d.dict.insert_new(Entry { key: Str::new(key), value: make(), expire_at_ms: 0 });
+            d.dict.insert_new(Entry {
+                key: Str::new(key),
+                value: make(),
+                expire_at_ms: 0,
+            });
         }
         let v = &mut d.dict.get_mut(key).expect("present").value;
-        if is_kind(v) { Ok(v) } else { Err(CmdError::WrongType) }
+        if is_kind(v) {
+            Ok(v)
+        } else {
+            Err(CmdError::WrongType)
+        }
     }
 
-    pub fn list_or_create(&mut self, db: usize, key: &[u8]) -> Result<&mut VecDeque<Str>, CmdError> {
-        match self.get_or_create(db, key, |v| matches!(v, Value::List(_)), || Value::List(Box::default()))? {
+    pub fn list_or_create(
+        &mut self,
+        db: usize,
+        key: &[u8],
+    ) -> Result<&mut VecDeque<Str>, CmdError> {
+        match self.get_or_create(
+            db,
+            key,
+            |v| matches!(v, Value::List(_)),
+            || Value::List(Box::default()),
+        )? {
             Value::List(l) => Ok(l),
             _ => unreachable!("kind checked"),
         }
     }
 
     pub fn hash_or_create(&mut self, db: usize, key: &[u8]) -> Result<&mut Dict<Field>, CmdError> {
-        match self.get_or_create(db, key, |v| matches!(v, Value::Hash(_)), || Value::Hash(Box::default()))? {
+        match self.get_or_create(
+            db,
+            key,
+            |v| matches!(v, Value::Hash(_)),
+            || Value::Hash(Box::default()),
+        )? {
             Value::Hash(h) => Ok(h),
             _ => unreachable!("kind checked"),
         }
     }
 
     pub fn set_or_create(&mut self, db: usize, key: &[u8]) -> Result<&mut Dict<Str>, CmdError> {
-        match self.get_or_create(db, key, |v| matches!(v, Value::Set(_)), || Value::Set(Box::default()))? {
+        match self.get_or_create(
+            db,
+            key,
+            |v| matches!(v, Value::Set(_)),
+            || Value::Set(Box::default()),
+        )? {
             Value::Set(s) => Ok(s),
             _ => unreachable!("kind checked"),
         }
     }
 
     pub fn zset_or_create(&mut self, db: usize, key: &[u8]) -> Result<&mut ZSet, CmdError> {
-        match self.get_or_create(db, key, |v| matches!(v, Value::ZSet(_)), || Value::ZSet(Box::default()))? {
+        match self.get_or_create(
+            db,
+            key,
+            |v| matches!(v, Value::ZSet(_)),
+            || Value::ZSet(Box::default()),
+        )? {
             Value::ZSet(z) => Ok(z),
             _ => unreachable!("kind checked"),
         }

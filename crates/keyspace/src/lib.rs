@@ -34,6 +34,9 @@ use bytes::Bytes;
 pub fn execute(spec: &Spec, ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     match spec.run {
         Run::Data(handler) => handler(ctx, args),
-        Run::Node => Err(CmdError::other(format!("ERR '{}' is not a data command", spec.name))),
+        Run::Node => Err(CmdError::other(format!(
+            "ERR '{}' is not a data command",
+            spec.name
+        ))),
     }
 }

@@ -20,14 +20,21 @@ impl Str {
         if bytes.len() <= INLINE_MAX {
             let mut data = [0u8; INLINE_MAX];
             data[..bytes.len()].copy_from_slice(bytes);
-            Str::Inline { len: bytes.len() as u8, data }
+            Str::Inline {
+                len: bytes.len() as u8,
+                data,
+            }
         } else {
             Str::Heap(bytes.into())
         }
     }
 
     pub fn from_vec(v: Vec<u8>) -> Str {
-        if v.len() <= INLINE_MAX { Str::new(&v) } else { Str::Heap(v.into_boxed_slice()) }
+        if v.len() <= INLINE_MAX {
+            Str::new(&v)
+        } else {
+            Str::Heap(v.into_boxed_slice())
+        }
     }
 
     pub fn from_i64(n: i64) -> Str {

@@ -74,7 +74,11 @@ impl Spec {
 
     pub fn arity_ok(&self, argc: usize) -> bool {
         let argc = argc as i32;
-        if self.arity >= 0 { argc == self.arity } else { argc >= -self.arity }
+        if self.arity >= 0 {
+            argc == self.arity
+        } else {
+            argc >= -self.arity
+        }
     }
 
     /// The positions of the keys in `args`, as COMMAND GETKEYS reports them.
@@ -82,13 +86,28 @@ impl Spec {
         if self.first_key <= 0 {
             return Vec::new();
         }
-        let last = if self.last_key < 0 { argc as i32 + self.last_key } else { self.last_key };
-        (self.first_key..=last.min(argc as i32 - 1)).step_by(self.step.max(1) as usize).map(|i| i as usize).collect()
+        let last = if self.last_key < 0 {
+            argc as i32 + self.last_key
+        } else {
+            self.last_key
+        };
+        (self.first_key..=last.min(argc as i32 - 1))
+            .step_by(self.step.max(1) as usize)
+            .map(|i| i as usize)
+            .collect()
     }
 }
 
 const fn spec(name: &'static str, arity: i32, flags: u32, keys: (i32, i32, i32), run: Run) -> Spec {
-    Spec { name, arity, flags, first_key: keys.0, last_key: keys.1, step: keys.2, run }
+    Spec {
+        name,
+        arity,
+        flags,
+        first_key: keys.0,
+        last_key: keys.1,
+        step: keys.2,
+        run,
+    }
 }
 
 const W: u32 = WRITE | DENYOOM;
@@ -258,26 +277,74 @@ static TABLE: &[Spec] = &[
     spec("quit", -1, CONN | NO_AUTH | PUBSUB_CONTEXT, KNONE, NODE),
     spec("reset", 1, CONN | NO_AUTH | PUBSUB_CONTEXT, KNONE, NODE),
     spec("select", 2, LOADING | STALE | FAST, KNONE, NODE),
-    spec("client", -2, ADMIN | NOSCRIPT | LOADING | STALE, KNONE, NODE),
+    spec(
+        "client",
+        -2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        KNONE,
+        NODE,
+    ),
     spec("command", -1, LOADING | STALE, KNONE, NODE),
     spec("info", -1, LOADING | STALE, KNONE, NODE),
-    spec("config", -2, ADMIN | NOSCRIPT | LOADING | STALE, KNONE, NODE),
+    spec(
+        "config",
+        -2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        KNONE,
+        NODE,
+    ),
     spec("time", 1, LOADING | STALE | FAST, KNONE, NODE),
     spec("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, KNONE, NODE),
     spec("save", 1, ADMIN | NOSCRIPT | NO_MULTI, KNONE, NODE),
     spec("bgsave", -1, ADMIN | NOSCRIPT, KNONE, NODE),
     spec("lastsave", 1, LOADING | STALE | FAST, KNONE, NODE),
     spec("bgrewriteaof", 1, ADMIN | NOSCRIPT, KNONE, NODE),
-    spec("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI, KNONE, NODE),
+    spec(
+        "shutdown",
+        -1,
+        ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI,
+        KNONE,
+        NODE,
+    ),
     spec("multi", 1, NOSCRIPT | LOADING | STALE | FAST, KNONE, NODE),
     spec("exec", 1, NOSCRIPT | LOADING | STALE, KNONE, NODE),
     spec("discard", 1, NOSCRIPT | LOADING | STALE | FAST, KNONE, NODE),
-    spec("watch", -2, NOSCRIPT | LOADING | STALE | FAST | NO_MULTI, KALL, NODE),
+    spec(
+        "watch",
+        -2,
+        NOSCRIPT | LOADING | STALE | FAST | NO_MULTI,
+        KALL,
+        NODE,
+    ),
     spec("unwatch", 1, NOSCRIPT | LOADING | STALE | FAST, KNONE, NODE),
-    spec("subscribe", -2, PUBSUB | NOSCRIPT | LOADING | STALE | PUBSUB_CONTEXT, KNONE, NODE),
-    spec("psubscribe", -2, PUBSUB | NOSCRIPT | LOADING | STALE | PUBSUB_CONTEXT, KNONE, NODE),
-    spec("unsubscribe", -1, PUBSUB | NOSCRIPT | LOADING | STALE | PUBSUB_CONTEXT, KNONE, NODE),
-    spec("punsubscribe", -1, PUBSUB | NOSCRIPT | LOADING | STALE | PUBSUB_CONTEXT, KNONE, NODE),
+    spec(
+        "subscribe",
+        -2,
+        PUBSUB | NOSCRIPT | LOADING | STALE | PUBSUB_CONTEXT,
+        KNONE,
+        NODE,
+    ),
+    spec(
+        "psubscribe",
+        -2,
+        PUBSUB | NOSCRIPT | LOADING | STALE | PUBSUB_CONTEXT,
+        KNONE,
+        NODE,
+    ),
+    spec(
+        "unsubscribe",
+        -1,
+        PUBSUB | NOSCRIPT | LOADING | STALE | PUBSUB_CONTEXT,
+        KNONE,
+        NODE,
+    ),
+    spec(
+        "punsubscribe",
+        -1,
+        PUBSUB | NOSCRIPT | LOADING | STALE | PUBSUB_CONTEXT,
+        KNONE,
+        NODE,
+    ),
     spec("publish", 3, PUBSUB | LOADING | STALE | FAST, KNONE, NODE),
     spec("pubsub", -2, PUBSUB | LOADING | STALE, KNONE, NODE),
     spec("memory", -2, READONLY, KNONE, NODE),

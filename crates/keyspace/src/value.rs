@@ -64,7 +64,10 @@ impl Value {
             Value::List(_) => "quicklist",
             Value::Hash(h) => {
                 let small = h.len() <= LISTPACK_ENTRIES_MAX
-                    && h.iter().all(|f| f.name.len() <= LISTPACK_VALUE_MAX_BYTES && f.value.len() <= LISTPACK_VALUE_MAX_BYTES);
+                    && h.iter().all(|f| {
+                        f.name.len() <= LISTPACK_VALUE_MAX_BYTES
+                            && f.value.len() <= LISTPACK_VALUE_MAX_BYTES
+                    });
                 if small { "listpack" } else { "hashtable" }
             }
             Value::Set(s) => {
@@ -75,7 +78,8 @@ impl Value {
                 }
             }
             Value::ZSet(z) => {
-                let small = z.len() <= LISTPACK_ENTRIES_MAX && z.iter().all(|(m, _)| m.len() <= LISTPACK_VALUE_MAX_BYTES);
+                let small = z.len() <= LISTPACK_ENTRIES_MAX
+                    && z.iter().all(|(m, _)| m.len() <= LISTPACK_VALUE_MAX_BYTES);
                 if small { "listpack" } else { "skiplist" }
             }
         }
@@ -107,7 +111,9 @@ impl PartialOrd for Score {
 }
 impl Ord for Score {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.partial_cmp(&other.0).unwrap_or(std::cmp::Ordering::Equal)
+        self.0
+            .partial_cmp(&other.0)
+            .unwrap_or(std::cmp::Ordering::Equal)
     }
 }
 
@@ -201,7 +207,14 @@ mod tests {
         z.insert(b"c", 0.5);
         assert_eq!(z.insert(b"c", 2.0), Some(0.5));
         let order: Vec<_> = z.iter().map(|(m, s)| (m.as_bytes().to_vec(), s)).collect();
-        assert_eq!(order, vec![(b"a".to_vec(), 1.0), (b"b".to_vec(), 1.0), (b"c".to_vec(), 2.0)]);
+        assert_eq!(
+            order,
+            vec![
+                (b"a".to_vec(), 1.0),
+                (b"b".to_vec(), 1.0),
+                (b"c".to_vec(), 2.0)
+            ]
+        );
         assert_eq!(z.rank(b"c"), Some(2));
         assert_eq!(z.remove(b"a"), Some(1.0));
         assert_eq!(z.len(), 2);
@@ -210,6 +223,10 @@ mod tests {
 
     #[test]
     fn value_is_small() {
-        assert!(std::mem::size_of::<Value>() <= 32, "{}", std::mem::size_of::<Value>());
+        assert!(
+            std::mem::size_of::<Value>() <= 32,
+            "{}",
+            std::mem::size_of::<Value>()
+        );
     }
 }

@@ -1,1 +1,134 @@
-//! placeholder
+//! The data-plane node: a Redis-protocol server over a [`keyspace::Keyspace`].
+//!
+//! This crate owns the sockets and the clock; the keyspace and the protocol codec stay
+//! I/O-free. `cacheplane node` runs [`run`]; tests and the control plane use [`start`].
+
+mod commands;
+pub mod config;
+mod conn;
+mod dispatch;
+mod info;
+mod server;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub use commands::dataset_digest;
+pub use config::{ConfigError, DebugCommand, Fsync, NodeConfig};
+pub use info::used_memory_bytes;
+pub use server::ACTIVE_EXPIRE_KEYS_PER_CYCLE_MAX;
+pub use state::PUBSUB_OUTBOX_MAX_BYTES;
+
+/// The Redis version the node reports and behaves as.
+pub const REDIS_VERSION: &str = "7.0.15";
+
+/// State shared by the connections and the background cycle of one node.
+pub struct Shared {
+    pub(crate) state: Mutex<state::State>,
+    /// Set to true to stop the node (SHUTDOWN, or the owner).
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// A running node.
+pub struct NodeHandle {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl NodeHandle {
+    /// Asks the node to stop and waits until it has.
+    pub async fn stop(self) {
+        let _ = self.shared.shutdown.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Waits until the node stops by itself (SHUTDOWN).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Binds the configured address and starts serving in the background.
+pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
+    let bind = config
+        .bind
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let listener = tokio::net::TcpListener::bind((bind.as_str(), config.port))
+        .await
+        .map_err(|e| anyhow::anyhow!("bind {bind}:{}: {e}", config.port))?;
+    let addr = listener.local_addr()?;
+    let mut config = config;
+    config.port = addr.port();
+    let (shutdown, _) = tokio::sync::watch::channel(false);
+    let shared = Arc::new(Shared {
+        state: Mutex::new(state::State::new(config, unix_time_ms())),
+        shutdown,
+    });
+    let task = tokio::spawn(server::serve(
+        listener,
+        shared.clone(),
+        std::future::pending(),
+    ));
+    tracing::info!(%addr, "node ready to accept connections");
+    Ok(NodeHandle { addr, shared, task })
+}
+
+/// Runs a node until SHUTDOWN or `stop` resolves.
+pub async fn run(
+    config: NodeConfig,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let handle = start(config).await?;
+    let shared = handle.shared.clone();
+    tokio::select! {
+        _ = stop => handle.stop().await,
+        _ = async { let mut rx = shared.shutdown.subscribe(); let _ = rx.wait_for(|v| *v).await; } => handle.wait().await,
+    }
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+pub(crate) fn unix_time_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn unix_time_ms() -> u64 {
+    unix_time_us() / 1000
+}
+
+/// A random 40-hex-digit id for this process, as Redis reports `run_id`.
+pub(crate) fn run_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        (0..40)
+            .filter_map(|_| char::from_digit(fastrand::u32(..16), 16))
+            .collect()
+    })
+}
+
+/// User and system CPU seconds of this process, from /proc (zero where unavailable).
+pub(crate) fn cpu_times() -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return (0.0, 0.0);
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return (0.0, 0.0);
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 100.0
+    };
+    (ticks(11), ticks(12))
+}

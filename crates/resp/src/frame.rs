@@ -87,16 +87,21 @@ impl Frame {
     }
 }
 
-fn read_line<'a>(buf: &'a [u8], pos: &mut usize, limits: &Limits) -> Result<Option<&'a [u8]>, FrameError> {
+fn read_line<'a>(
+    buf: &'a [u8],
+    pos: &mut usize,
+    limits: &Limits,
+) -> Result<Option<&'a [u8]>, FrameError> {
     let rest = &buf[*pos..];
     match rest.windows(2).position(|w| w == b"\r\n") {
         Some(end) => {
             *pos += end + 2;
             Ok(Some(&rest[..end]))
         }
-        None if rest.len() > limits.inline_len_max_bytes => {
-            Err(FrameError::TooLong { len: rest.len() as u64, max: limits.inline_len_max_bytes })
-        }
+        None if rest.len() > limits.inline_len_max_bytes => Err(FrameError::TooLong {
+            len: rest.len() as u64,
+            max: limits.inline_len_max_bytes,
+        }),
         None => Ok(None),
     }
 }
@@ -120,11 +125,18 @@ fn read_len(line: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
     Ok(Some(n as usize))
 }
 
-fn parse_at(buf: &[u8], pos: &mut usize, limits: &Limits, depth: usize) -> Result<Option<Frame>, FrameError> {
+fn parse_at(
+    buf: &[u8],
+    pos: &mut usize,
+    limits: &Limits,
+    depth: usize,
+) -> Result<Option<Frame>, FrameError> {
     if depth > limits.frame_depth_max {
         return Err(FrameError::TooDeep(limits.frame_depth_max));
     }
-    let Some(&tag) = buf.get(*pos) else { return Ok(None) };
+    let Some(&tag) = buf.get(*pos) else {
+        return Ok(None);
+    };
     let start = *pos;
     *pos += 1;
     let Some(line) = read_line(buf, pos, limits)? else {
@@ -144,7 +156,9 @@ fn parse_at(buf: &[u8], pos: &mut usize, limits: &Limits, depth: usize) -> Resul
         },
         b',' => Frame::Double(crate::parse_f64(line).ok_or(FrameError::InvalidNumber)?),
         b'$' | b'=' | b'!' => {
-            let Some(n) = read_len(line, limits.bulk_len_max_bytes)? else { return Ok(Some(Frame::Null)) };
+            let Some(n) = read_len(line, limits.bulk_len_max_bytes)? else {
+                return Ok(Some(Frame::Null));
+            };
             if buf.len() < *pos + n + 2 {
                 *pos = start;
                 return Ok(None);
@@ -161,12 +175,17 @@ fn parse_at(buf: &[u8], pos: &mut usize, limits: &Limits, depth: usize) -> Resul
                     if n < 4 || data[3] != b':' {
                         return Err(FrameError::InvalidNumber);
                     }
-                    Frame::Verbatim { format: line_str(&data[..3])?, text: Bytes::copy_from_slice(&data[4..]) }
+                    Frame::Verbatim {
+                        format: line_str(&data[..3])?,
+                        text: Bytes::copy_from_slice(&data[4..]),
+                    }
                 }
             }
         }
         b'*' | b'~' | b'>' | b'%' | b'|' => {
-            let Some(n) = read_len(line, limits.multibulk_len_max)? else { return Ok(Some(Frame::Null)) };
+            let Some(n) = read_len(line, limits.multibulk_len_max)? else {
+                return Ok(Some(Frame::Null));
+            };
             let per_entry = if matches!(tag, b'%' | b'|') { 2 } else { 1 };
             // Every element takes at least 3 bytes, which bounds the allocation by the input.
             let mut items = Vec::with_capacity((n * per_entry).min((buf.len() - *pos) / 3));
@@ -260,9 +279,22 @@ mod tests {
 
     #[test]
     fn refuses_oversize_and_deep_frames() {
-        let limits = Limits { bulk_len_max_bytes: 10, frame_depth_max: 3, ..Limits::default() };
-        assert!(matches!(Frame::parse(b"$11\r\n", &limits), Err(FrameError::TooLong { .. })));
-        assert_eq!(Frame::parse(b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n", &limits), Err(FrameError::TooDeep(3)));
-        assert_eq!(Frame::parse(b"?\r\n", &limits), Err(FrameError::InvalidType(b'?')));
+        let limits = Limits {
+            bulk_len_max_bytes: 10,
+            frame_depth_max: 3,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            Frame::parse(b"$11\r\n", &limits),
+            Err(FrameError::TooLong { .. })
+        ));
+        assert_eq!(
+            Frame::parse(b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n", &limits),
+            Err(FrameError::TooDeep(3))
+        );
+        assert_eq!(
+            Frame::parse(b"?\r\n", &limits),
+            Err(FrameError::InvalidType(b'?'))
+        );
     }
 }

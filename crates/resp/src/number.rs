@@ -19,7 +19,11 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
         v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
     }
     if neg {
-        if v > i64::MAX as u64 + 1 { None } else { Some((v as i64).wrapping_neg()) }
+        if v > i64::MAX as u64 + 1 {
+            None
+        } else {
+            Some((v as i64).wrapping_neg())
+        }
     } else {
         i64::try_from(v).ok()
     }
@@ -29,7 +33,10 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 /// `inf`/`-inf` allowed, NaN refused.
 pub fn parse_f64(s: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(s).ok()?;
-    if text.is_empty() || text.starts_with(char::is_whitespace) || text.ends_with(char::is_whitespace) {
+    if text.is_empty()
+        || text.starts_with(char::is_whitespace)
+        || text.ends_with(char::is_whitespace)
+    {
         return None;
     }
     let v: f64 = match text.to_ascii_lowercase().as_str() {
@@ -58,7 +65,12 @@ pub fn format_double(v: f64, out: &mut Vec<u8>) {
     let exp: i32 = exp.parse().expect("integer exponent");
     if !(-4..17).contains(&exp) {
         let m = trim_fraction(mantissa);
-        let _ = write!(out, "{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+        let _ = write!(
+            out,
+            "{m}e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.abs()
+        );
     } else {
         let decimals = (16 - exp).max(0) as usize;
         let fixed = format!("{v:.decimals$}");
@@ -67,7 +79,11 @@ pub fn format_double(v: f64, out: &mut Vec<u8>) {
 }
 
 fn trim_fraction(s: &str) -> &str {
-    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { s }
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]
@@ -100,7 +116,17 @@ mod tests {
         assert_eq!(parse_i64(b"-12"), Some(-12));
         assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [&b"9223372036854775808"[..], b"01", b"-0", b"+1", b" 1", b"1 ", b"", b"-", b"1.0"] {
+        for bad in [
+            &b"9223372036854775808"[..],
+            b"01",
+            b"-0",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"",
+            b"-",
+            b"1.0",
+        ] {
             assert_eq!(parse_i64(bad), None, "{bad:?}");
         }
     }

@@ -22,7 +22,10 @@ pub struct ReplyBuf {
 
 impl ReplyBuf {
     pub fn new(protocol: Protocol) -> Self {
-        ReplyBuf { protocol, buf: Vec::new() }
+        ReplyBuf {
+            protocol,
+            buf: Vec::new(),
+        }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -57,7 +60,8 @@ impl ReplyBuf {
 
     fn header(&mut self, tag: u8, n: i64) {
         self.buf.push(tag);
-        self.buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         self.buf.extend_from_slice(b"\r\n");
     }
 
@@ -76,7 +80,10 @@ impl ReplyBuf {
     /// would break the protocol, are replaced by spaces as Redis does.
     pub fn error(&mut self, text: &str) {
         self.buf.push(b'-');
-        self.buf.extend(text.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+        self.buf.extend(
+            text.bytes()
+                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
         self.buf.extend_from_slice(b"\r\n");
     }
 
@@ -155,7 +162,9 @@ impl ReplyBuf {
     pub fn boolean(&mut self, v: bool) {
         match self.protocol {
             Protocol::Resp2 => self.int(v as i64),
-            Protocol::Resp3 => self.buf.extend_from_slice(if v { b"#t\r\n" } else { b"#f\r\n" }),
+            Protocol::Resp3 => self
+                .buf
+                .extend_from_slice(if v { b"#t\r\n" } else { b"#f\r\n" }),
         }
     }
 
@@ -186,7 +195,10 @@ mod tests {
         r.boolean(true);
         r.null();
         r.null_array();
-        assert_eq!(r.as_bytes(), b"*2\r\n$1\r\nk\r\n$3\r\n1.5\r\n:1\r\n$-1\r\n*-1\r\n");
+        assert_eq!(
+            r.as_bytes(),
+            b"*2\r\n$1\r\nk\r\n$3\r\n1.5\r\n:1\r\n$-1\r\n*-1\r\n"
+        );
         let mut r = ReplyBuf::new(Protocol::Resp3);
         r.map(1);
         r.bulk(b"k");

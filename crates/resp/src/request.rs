@@ -17,7 +17,10 @@ pub struct RequestDecoder {
 
 impl RequestDecoder {
     pub fn new(limits: Limits) -> Self {
-        RequestDecoder { limits, pending: None }
+        RequestDecoder {
+            limits,
+            pending: None,
+        }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -29,13 +32,19 @@ impl RequestDecoder {
     /// `Ok(None)` means more bytes are needed. Empty requests (`*0`, blank lines) are skipped.
     /// `authenticated` selects the stricter size limits Redis applies before AUTH.
     /// After an `Err` the connection must be closed: the stream position is lost.
-    pub fn decode(&mut self, buf: &mut BytesMut, authenticated: bool) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    pub fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        authenticated: bool,
+    ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
         loop {
             if self.pending.is_none() {
                 match buf.first() {
                     None => return Ok(None),
                     Some(b'*') => {
-                        let Some(count) = self.multibulk_header(buf, authenticated)? else { return Ok(None) };
+                        let Some(count) = self.multibulk_header(buf, authenticated)? else {
+                            return Ok(None);
+                        };
                         if count == 0 {
                             continue;
                         }
@@ -51,7 +60,9 @@ impl RequestDecoder {
             }
             let (remaining, args) = self.pending.as_mut().expect("multibulk in progress");
             while *remaining > 0 {
-                let Some(arg) = bulk(buf, &self.limits, authenticated)? else { return Ok(None) };
+                let Some(arg) = bulk(buf, &self.limits, authenticated)? else {
+                    return Ok(None);
+                };
                 args.push(arg);
                 *remaining -= 1;
             }
@@ -60,7 +71,11 @@ impl RequestDecoder {
         }
     }
 
-    fn multibulk_header(&mut self, buf: &mut BytesMut, authenticated: bool) -> Result<Option<usize>, ProtocolError> {
+    fn multibulk_header(
+        &mut self,
+        buf: &mut BytesMut,
+        authenticated: bool,
+    ) -> Result<Option<usize>, ProtocolError> {
         let Some(line_end) = find_crlf(buf) else {
             return if buf.len() > self.limits.inline_len_max_bytes {
                 Err(ProtocolError::MultibulkCountTooLong)
@@ -70,8 +85,12 @@ impl RequestDecoder {
         };
         let count = parse_i64(&buf[1..line_end]);
         let count = match count {
-            Some(n) if n > self.limits.multibulk_len_max as i64 => return Err(ProtocolError::InvalidMultibulkLength),
-            Some(n) if !authenticated && n > self.limits.unauthenticated_multibulk_len_max as i64 => {
+            Some(n) if n > self.limits.multibulk_len_max as i64 => {
+                return Err(ProtocolError::InvalidMultibulkLength);
+            }
+            Some(n)
+                if !authenticated && n > self.limits.unauthenticated_multibulk_len_max as i64 =>
+            {
                 return Err(ProtocolError::UnauthenticatedMultibulkLength);
             }
             Some(n) => n.max(0) as usize,
@@ -83,7 +102,11 @@ impl RequestDecoder {
 
     fn inline(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
         let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
-            return if buf.len() > self.limits.inline_len_max_bytes { Err(ProtocolError::InlineTooBig) } else { Ok(None) };
+            return if buf.len() > self.limits.inline_len_max_bytes {
+                Err(ProtocolError::InlineTooBig)
+            } else {
+                Ok(None)
+            };
         };
         if nl > self.limits.inline_len_max_bytes {
             return Err(ProtocolError::InlineTooBig);
@@ -100,17 +123,31 @@ fn find_crlf(buf: &[u8]) -> Option<usize> {
 }
 
 /// One `$len\r\ndata\r\n` argument, consumed only when it is complete.
-fn bulk(buf: &mut BytesMut, limits: &Limits, authenticated: bool) -> Result<Option<Bytes>, ProtocolError> {
-    let Some(&first) = buf.first() else { return Ok(None) };
+fn bulk(
+    buf: &mut BytesMut,
+    limits: &Limits,
+    authenticated: bool,
+) -> Result<Option<Bytes>, ProtocolError> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
     if first != b'$' {
         return Err(ProtocolError::ExpectedBulk(first as char));
     }
     let Some(line_end) = find_crlf(buf) else {
-        return if buf.len() > limits.inline_len_max_bytes { Err(ProtocolError::BulkCountTooLong) } else { Ok(None) };
+        return if buf.len() > limits.inline_len_max_bytes {
+            Err(ProtocolError::BulkCountTooLong)
+        } else {
+            Ok(None)
+        };
     };
     let len = match parse_i64(&buf[1..line_end]) {
-        Some(n) if n < 0 || n as u64 > limits.bulk_len_max_bytes as u64 => return Err(ProtocolError::InvalidBulkLength),
-        Some(n) if !authenticated && n as u64 > limits.unauthenticated_bulk_len_max_bytes as u64 => {
+        Some(n) if n < 0 || n as u64 > limits.bulk_len_max_bytes as u64 => {
+            return Err(ProtocolError::InvalidBulkLength);
+        }
+        Some(n)
+            if !authenticated && n as u64 > limits.unauthenticated_bulk_len_max_bytes as u64 =>
+        {
             return Err(ProtocolError::UnauthenticatedBulkLength);
         }
         Some(n) => n as usize,
@@ -160,7 +197,10 @@ pub fn split_inline_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
             };
             match quote {
                 Some(b'"') => {
-                    if c == b'\\' && line.get(i + 1) == Some(&b'x') && is_hex_pair(line.get(i + 2..).unwrap_or_default()) {
+                    if c == b'\\'
+                        && line.get(i + 1) == Some(&b'x')
+                        && is_hex_pair(line.get(i + 2..).unwrap_or_default())
+                    {
                         cur.push(hex_val(line[i + 2]) * 16 + hex_val(line[i + 3]));
                         i += 3;
                     } else if c == b'\\' && i + 1 < line.len() {
@@ -234,12 +274,16 @@ mod tests {
 
     #[test]
     fn multibulk_and_inline() {
-        let cmds = decode_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n\r\n*0\r\nset a \"b c\"\n").unwrap();
-        assert_eq!(cmds, vec![vec![Bytes::from("GET"), Bytes::from("k")], vec![Bytes::from("PING")], vec![
-            Bytes::from("set"),
-            Bytes::from("a"),
-            Bytes::from("b c")
-        ]]);
+        let cmds =
+            decode_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n\r\n*0\r\nset a \"b c\"\n").unwrap();
+        assert_eq!(
+            cmds,
+            vec![
+                vec![Bytes::from("GET"), Bytes::from("k")],
+                vec![Bytes::from("PING")],
+                vec![Bytes::from("set"), Bytes::from("a"), Bytes::from("b c")]
+            ]
+        );
     }
 
     #[test]
@@ -257,16 +301,40 @@ mod tests {
 
     #[test]
     fn protocol_errors_match_redis() {
-        assert_eq!(decode_all(b"*x\r\n"), Err(ProtocolError::InvalidMultibulkLength));
-        assert_eq!(decode_all(b"*1\r\n+ok\r\n"), Err(ProtocolError::ExpectedBulk('+')));
-        assert_eq!(decode_all(b"*1\r\n$-3\r\n"), Err(ProtocolError::InvalidBulkLength));
-        assert_eq!(decode_all(b"*1\r\n$999999999999\r\n"), Err(ProtocolError::InvalidBulkLength));
-        assert_eq!(decode_all(b"*1\r\n$1\r\nabc\r\n"), Err(ProtocolError::InvalidBulkLength));
-        assert_eq!(decode_all(b"set \"a\n"), Err(ProtocolError::UnbalancedQuotes));
-        assert_eq!(decode_all(&vec![b'a'; 70_000]), Err(ProtocolError::InlineTooBig));
+        assert_eq!(
+            decode_all(b"*x\r\n"),
+            Err(ProtocolError::InvalidMultibulkLength)
+        );
+        assert_eq!(
+            decode_all(b"*1\r\n+ok\r\n"),
+            Err(ProtocolError::ExpectedBulk('+'))
+        );
+        assert_eq!(
+            decode_all(b"*1\r\n$-3\r\n"),
+            Err(ProtocolError::InvalidBulkLength)
+        );
+        assert_eq!(
+            decode_all(b"*1\r\n$999999999999\r\n"),
+            Err(ProtocolError::InvalidBulkLength)
+        );
+        assert_eq!(
+            decode_all(b"*1\r\n$1\r\nabc\r\n"),
+            Err(ProtocolError::InvalidBulkLength)
+        );
+        assert_eq!(
+            decode_all(b"set \"a\n"),
+            Err(ProtocolError::UnbalancedQuotes)
+        );
+        assert_eq!(
+            decode_all(&vec![b'a'; 70_000]),
+            Err(ProtocolError::InlineTooBig)
+        );
         let mut d = RequestDecoder::new(Limits::default());
         let mut buf = BytesMut::from(&b"*1000\r\n"[..]);
-        assert_eq!(d.decode(&mut buf, false), Err(ProtocolError::UnauthenticatedMultibulkLength));
+        assert_eq!(
+            d.decode(&mut buf, false),
+            Err(ProtocolError::UnauthenticatedMultibulkLength)
+        );
     }
 
     #[test]
@@ -280,7 +348,13 @@ mod tests {
     #[test]
     fn inline_quoting() {
         let args = split_inline_args(br#"a "x\ny\x41" 'it\'s'"#).unwrap();
-        assert_eq!(args, vec![Bytes::from("a"), Bytes::from("x\nyA"), Bytes::from("it's")]);
-        assert_eq!(split_inline_args(br#""a"b"#), Err(ProtocolError::UnbalancedQuotes));
+        assert_eq!(
+            args,
+            vec![Bytes::from("a"), Bytes::from("x\nyA"), Bytes::from("it's")]
+        );
+        assert_eq!(
+            split_inline_args(br#""a"b"#),
+            Err(ProtocolError::UnbalancedQuotes)
+        );
     }
 }

@@ -10,7 +10,9 @@ use crate::{CmdError, CmdResult, Ctx, Str};
 
 pub fn hset(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     if a.len() % 2 != 0 {
-        return Err(CmdError::WrongArity(crate::ctx::lossy(&a[0]).to_lowercase()));
+        return Err(CmdError::WrongArity(
+            crate::ctx::lossy(&a[0]).to_lowercase(),
+        ));
     }
     let h = c.ks.hash_or_create(c.db, &a[1])?;
     let mut added = 0;
@@ -18,13 +20,20 @@ pub fn hset(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         match h.get_mut(&fv[0]) {
             Some(f) => f.value = Str::new(&fv[1]),
             None => {
-                h.insert_new(Field { name: Str::new(&fv[0]), value: Str::new(&fv[1]) });
+                h.insert_new(Field {
+                    name: Str::new(&fv[0]),
+                    value: Str::new(&fv[1]),
+                });
                 added += 1;
             }
         }
     }
     c.modified(&a[1]);
-    if crate::ctx::is(&a[0], "hmset") { c.out.ok() } else { c.out.int(added) }
+    if crate::ctx::is(&a[0], "hmset") {
+        c.out.ok()
+    } else {
+        c.out.int(added)
+    }
     Ok(())
 }
 
@@ -33,7 +42,10 @@ pub fn hsetnx(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     if h.contains(&a[2]) {
         c.out.int(0);
     } else {
-        h.insert_new(Field { name: Str::new(&a[2]), value: Str::new(&a[3]) });
+        h.insert_new(Field {
+            name: Str::new(&a[2]),
+            value: Str::new(&a[3]),
+        });
         c.modified(&a[1]);
         c.out.int(1);
     }
@@ -81,7 +93,10 @@ pub fn hlen(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn hstrlen(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let n = c.ks.hash(c.db, &a[1])?.and_then(|h| h.get(&a[2])).map_or(0, |f| f.value.len());
+    let n =
+        c.ks.hash(c.db, &a[1])?
+            .and_then(|h| h.get(&a[2]))
+            .map_or(0, |f| f.value.len());
     c.out.int(n as i64);
     Ok(())
 }
@@ -94,7 +109,11 @@ pub fn hexists(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 
 fn hgetall_generic(c: &mut Ctx, a: &[Bytes], names: bool, values: bool) -> CmdResult {
     let Some(h) = c.ks.hash(c.db, &a[1])? else {
-        if names && values { c.out.map(0) } else { c.out.array(0) }
+        if names && values {
+            c.out.map(0)
+        } else {
+            c.out.array(0)
+        }
         return Ok(());
     };
     if names && values {
@@ -127,11 +146,15 @@ pub fn hincrby(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let delta = int(&a[3])?;
     let h = c.ks.hash_or_create(c.db, &a[1])?;
     let current = match h.get(&a[2]) {
-        Some(f) => resp::parse_i64(&f.value).ok_or_else(|| CmdError::other("ERR hash value is not an integer"))?,
+        Some(f) => resp::parse_i64(&f.value)
+            .ok_or_else(|| CmdError::other("ERR hash value is not an integer"))?,
         None => 0,
     };
     let n = current.checked_add(delta).ok_or(CmdError::Overflow)?;
-    h.insert(Field { name: Str::new(&a[2]), value: Str::from_i64(n) });
+    h.insert(Field {
+        name: Str::new(&a[2]),
+        value: Str::from_i64(n),
+    });
     c.modified(&a[1]);
     c.out.int(n);
     Ok(())
@@ -141,16 +164,22 @@ pub fn hincrbyfloat(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let delta = float(&a[3])?;
     let h = c.ks.hash_or_create(c.db, &a[1])?;
     let current = match h.get(&a[2]) {
-        Some(f) => resp::parse_f64(&f.value).ok_or_else(|| CmdError::other("ERR hash value is not a float"))?,
+        Some(f) => resp::parse_f64(&f.value)
+            .ok_or_else(|| CmdError::other("ERR hash value is not a float"))?,
         None => 0.0,
     };
     let n = current + delta;
     if !n.is_finite() {
         c.ks.remove_if_empty(c.db, &a[1]);
-        return Err(CmdError::other("ERR increment would produce NaN or Infinity"));
+        return Err(CmdError::other(
+            "ERR increment would produce NaN or Infinity",
+        ));
     }
     let text = float_to_str(n);
-    h.insert(Field { name: Str::new(&a[2]), value: Str::new(text.as_bytes()) });
+    h.insert(Field {
+        name: Str::new(&a[2]),
+        value: Str::new(text.as_bytes()),
+    });
     c.modified(&a[1]);
     c.out.bulk(text.as_bytes());
     Ok(())
@@ -202,7 +231,10 @@ pub fn hscan(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     };
     let mut found = Vec::new();
     let next = scan_dict(h, &o, |f| {
-        if o.pattern.as_ref().is_none_or(|p| glob_match(p, &f.name, false)) {
+        if o.pattern
+            .as_ref()
+            .is_none_or(|p| glob_match(p, &f.name, false))
+        {
             found.push(f.name.clone());
             found.push(f.value.clone());
         }

@@ -27,7 +27,9 @@ pub fn exists(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn type_(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let name = c.ks.get(c.db, &a[1]).map_or("none", |e| e.value.kind().name());
+    let name =
+        c.ks.get(c.db, &a[1])
+            .map_or("none", |e| e.value.kind().name());
     c.out.simple(name);
     Ok(())
 }
@@ -46,18 +48,29 @@ fn expire_generic(c: &mut Ctx, a: &[Bytes], unit_ms: i64, absolute: bool) -> Cmd
         } else if is(opt, "lt") {
             lt = true;
         } else {
-            return Err(CmdError::other(format!("ERR Unsupported option {}", lossy(opt))));
+            return Err(CmdError::other(format!(
+                "ERR Unsupported option {}",
+                lossy(opt)
+            )));
         }
     }
     if nx && (xx || gt || lt) {
-        return Err(CmdError::other("ERR NX and XX, GT or LT options at the same time are not compatible"));
+        return Err(CmdError::other(
+            "ERR NX and XX, GT or LT options at the same time are not compatible",
+        ));
     }
     if gt && lt {
-        return Err(CmdError::other("ERR GT and LT options at the same time are not compatible"));
+        return Err(CmdError::other(
+            "ERR GT and LT options at the same time are not compatible",
+        ));
     }
     let invalid = || CmdError::other(format!("ERR invalid expire time in '{name}' command"));
     let ms = amount.checked_mul(unit_ms).ok_or_else(invalid)?;
-    let at = if absolute { ms } else { ms.checked_add(c.now_ms() as i64).ok_or_else(invalid)? };
+    let at = if absolute {
+        ms
+    } else {
+        ms.checked_add(c.now_ms() as i64).ok_or_else(invalid)?
+    };
     let Some(entry) = c.ks.get(c.db, &a[1]) else {
         c.out.int(0);
         return Ok(());
@@ -107,7 +120,9 @@ fn ttl_generic(c: &mut Ctx, key: &[u8], f: fn(u64, u64) -> i64) -> CmdResult {
 }
 
 pub fn ttl(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    ttl_generic(c, &a[1], |at, now| ((at.saturating_sub(now) + 500) / 1000) as i64)
+    ttl_generic(c, &a[1], |at, now| {
+        ((at.saturating_sub(now) + 500) / 1000) as i64
+    })
 }
 pub fn pttl(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     ttl_generic(c, &a[1], |at, now| at.saturating_sub(now) as i64)
@@ -134,7 +149,11 @@ fn rename_generic(c: &mut Ctx, a: &[Bytes], nx: bool) -> CmdResult {
         return Err(CmdError::NoSuchKey);
     }
     if src == dst {
-        if nx { c.out.int(0) } else { c.out.ok() }
+        if nx {
+            c.out.int(0)
+        } else {
+            c.out.ok()
+        }
         return Ok(());
     }
     if nx && c.ks.contains(c.db, dst) {
@@ -146,7 +165,11 @@ fn rename_generic(c: &mut Ctx, a: &[Bytes], nx: bool) -> CmdResult {
     c.ks.insert_entry(c.db, Str::new(dst), e.value, at);
     c.modified(src);
     c.modified(dst);
-    if nx { c.out.int(1) } else { c.out.ok() }
+    if nx {
+        c.out.int(1)
+    } else {
+        c.out.ok()
+    }
     Ok(())
 }
 
@@ -160,14 +183,13 @@ pub fn renamenx(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 pub fn keys(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let now = c.now_ms();
     let all = a[1].as_ref() == b"*";
-    let found: Vec<Str> = c
-        .ks
-        .db(c.db)
-        .entries()
-        .filter(|e| e.expire_at_ms().is_none_or(|at| at > now))
-        .filter(|e| all || glob_match(&a[1], &e.key, false))
-        .map(|e| e.key.clone())
-        .collect();
+    let found: Vec<Str> =
+        c.ks.db(c.db)
+            .entries()
+            .filter(|e| e.expire_at_ms().is_none_or(|at| at > now))
+            .filter(|e| all || glob_match(&a[1], &e.key, false))
+            .map(|e| e.key.clone())
+            .collect();
     c.out.array(found.len());
     for k in &found {
         c.out.bulk(k);
@@ -183,12 +205,21 @@ pub(crate) struct ScanOpts {
     pub kind: Option<Bytes>,
 }
 
-pub(crate) fn parse_scan(a: &[Bytes], cursor_at: usize, allow_type: bool) -> Result<ScanOpts, CmdError> {
+pub(crate) fn parse_scan(
+    a: &[Bytes],
+    cursor_at: usize,
+    allow_type: bool,
+) -> Result<ScanOpts, CmdError> {
     let cursor = std::str::from_utf8(&a[cursor_at])
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or_else(|| CmdError::other("ERR invalid cursor"))?;
-    let mut o = ScanOpts { cursor, pattern: None, count: 10, kind: None };
+    let mut o = ScanOpts {
+        cursor,
+        pattern: None,
+        count: 10,
+        kind: None,
+    };
     let mut i = cursor_at + 1;
     while i < a.len() {
         if i + 1 >= a.len() {
@@ -213,7 +244,11 @@ pub(crate) fn parse_scan(a: &[Bytes], cursor_at: usize, allow_type: bool) -> Res
 }
 
 /// Runs a cursor scan over `dict`, visiting about `count` elements; returns the next cursor.
-pub(crate) fn scan_dict<T: DictEntry>(dict: &Dict<T>, o: &ScanOpts, mut each: impl FnMut(&T)) -> u64 {
+pub(crate) fn scan_dict<T: DictEntry>(
+    dict: &Dict<T>,
+    o: &ScanOpts,
+    mut each: impl FnMut(&T),
+) -> u64 {
     let mut cursor = o.cursor;
     let mut visited = 0;
     let mut iterations = o.count.saturating_mul(10);
@@ -321,7 +356,9 @@ pub fn swapdb(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 pub fn move_(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let dst = db_index(c, &a[2], "ERR value is not an integer or out of range")?;
     if dst == c.db {
-        return Err(CmdError::other("ERR source and destination objects are the same"));
+        return Err(CmdError::other(
+            "ERR source and destination objects are the same",
+        ));
     }
     if c.ks.get(c.db, &a[1]).is_none() || c.ks.contains(dst, &a[1]) {
         c.out.int(0);
@@ -376,7 +413,9 @@ pub fn copy(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         }
     }
     if a[1] == a[2] && dst_db == c.db {
-        return Err(CmdError::other("ERR source and destination objects are the same"));
+        return Err(CmdError::other(
+            "ERR source and destination objects are the same",
+        ));
     }
     let Some(src) = c.ks.get(c.db, &a[1]) else {
         c.out.int(0);
@@ -417,7 +456,10 @@ pub fn object(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         return Ok(());
     }
     if a.len() != 3 || !["encoding", "refcount", "idletime", "freq"].contains(&sub.as_str()) {
-        return Err(CmdError::UnknownSubcommand { cmd: "OBJECT".into(), sub: lossy(&a[1]) });
+        return Err(CmdError::UnknownSubcommand {
+            cmd: "OBJECT".into(),
+            sub: lossy(&a[1]),
+        });
     }
     let Some(e) = c.ks.get(c.db, &a[2]) else {
         c.out.null();

@@ -76,11 +76,17 @@ pub fn rpushx(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 
 fn pop_generic(c: &mut Ctx, a: &[Bytes], end: End) -> CmdResult {
     if a.len() > 3 {
-        return Err(CmdError::WrongArity(crate::ctx::lossy(&a[0]).to_lowercase()));
+        return Err(CmdError::WrongArity(
+            crate::ctx::lossy(&a[0]).to_lowercase(),
+        ));
     }
     let count = a.get(2).map(|n| uint(n)).transpose()?;
     let Some(l) = c.ks.list(c.db, &a[1])? else {
-        if count.is_some() { c.out.null_array() } else { c.out.null() }
+        if count.is_some() {
+            c.out.null_array()
+        } else {
+            c.out.null()
+        }
         return Ok(());
     };
     match count {
@@ -122,7 +128,11 @@ fn resolve_index(i: i64, len: usize) -> Option<usize> {
 
 pub fn lindex(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let i = int(&a[2])?;
-    match c.ks.list(c.db, &a[1])?.and_then(|l| resolve_index(i, l.len()).map(|i| &l[i])) {
+    match c
+        .ks
+        .list(c.db, &a[1])?
+        .and_then(|l| resolve_index(i, l.len()).map(|i| &l[i]))
+    {
         Some(v) => c.out.bulk(v),
         None => c.out.null(),
     }
@@ -181,7 +191,11 @@ pub fn lrem(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         return Ok(());
     };
     let target = &a[3];
-    let limit = if count == 0 { usize::MAX } else { count.unsigned_abs() as usize };
+    let limit = if count == 0 {
+        usize::MAX
+    } else {
+        count.unsigned_abs() as usize
+    };
     let mut removed = 0;
     if count >= 0 {
         let mut i = 0;
@@ -239,7 +253,9 @@ pub fn lpos(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let (mut rank, mut count, mut maxlen) = (1i64, None, 0usize);
     let mut i = 3;
     while i < a.len() {
-        let Some(v) = a.get(i + 1) else { return Err(CmdError::Syntax) };
+        let Some(v) = a.get(i + 1) else {
+            return Err(CmdError::Syntax);
+        };
         if is(&a[i], "rank") {
             rank = int(v)?;
             if rank == 0 || rank == i64::MIN {
@@ -248,16 +264,29 @@ pub fn lpos(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
                 ));
             }
         } else if is(&a[i], "count") {
-            count = Some(int(v).ok().filter(|n| *n >= 0).ok_or_else(|| CmdError::other("ERR COUNT can't be negative"))?);
+            count = Some(
+                int(v)
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| CmdError::other("ERR COUNT can't be negative"))?,
+            );
         } else if is(&a[i], "maxlen") {
-            maxlen = int(v).ok().filter(|n| *n >= 0).ok_or_else(|| CmdError::other("ERR MAXLEN can't be negative"))? as usize;
+            maxlen = int(v)
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| CmdError::other("ERR MAXLEN can't be negative"))?
+                as usize;
         } else {
             return Err(CmdError::Syntax);
         }
         i += 2;
     }
     let Some(l) = c.ks.list(c.db, &a[1])? else {
-        if count.is_some() { c.out.array(0) } else { c.out.null() }
+        if count.is_some() {
+            c.out.array(0)
+        } else {
+            c.out.null()
+        }
         return Ok(());
     };
     let want = match count {
@@ -296,10 +325,18 @@ pub fn lpos(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 /// Moves one element between lists; returns it, or None when `src` is empty.
-fn move_element(c: &mut Ctx, src: &[u8], dst: &[u8], from: End, to: End) -> Result<Option<Str>, CmdError> {
+fn move_element(
+    c: &mut Ctx,
+    src: &[u8],
+    dst: &[u8],
+    from: End,
+    to: End,
+) -> Result<Option<Str>, CmdError> {
     // Type-check the destination before popping, so a wrong type loses nothing.
     c.ks.list(c.db, dst)?;
-    let Some(l) = c.ks.list(c.db, src)? else { return Ok(None) };
+    let Some(l) = c.ks.list(c.db, src)? else {
+        return Ok(None);
+    };
     let v = pop(l, from).expect("lists are never empty");
     c.ks.remove_if_empty(c.db, src);
     let d = c.ks.list_or_create(c.db, dst)?;
@@ -349,7 +386,10 @@ pub(crate) fn block_or_null(c: &mut Ctx, keys: &[Bytes], deadline_ms: Option<u64
     if c.in_multi {
         c.out.null_array();
     } else {
-        c.block = Some(Block { keys: keys.to_vec(), deadline_ms });
+        c.block = Some(Block {
+            keys: keys.to_vec(),
+            deadline_ms,
+        });
     }
 }
 
@@ -399,7 +439,10 @@ pub fn brpoplpush(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 
 /// LMPOP/BLMPOP arguments after the optional timeout: `numkeys key... LEFT|RIGHT [COUNT n]`.
 fn mpop_args(a: &[Bytes]) -> Result<(&[Bytes], End, usize), CmdError> {
-    let n = int(&a[0]).ok().filter(|n| *n > 0).ok_or_else(|| CmdError::other("ERR numkeys should be greater than 0"))?
+    let n = int(&a[0])
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| CmdError::other("ERR numkeys should be greater than 0"))?
         as usize;
     if a.len() < n + 2 {
         return Err(CmdError::Syntax);
@@ -408,9 +451,11 @@ fn mpop_args(a: &[Bytes]) -> Result<(&[Bytes], End, usize), CmdError> {
     let end = end_arg(&a[1 + n])?;
     let count = match &a[2 + n..] {
         [] => 1,
-        [opt, v] if is(opt, "count") => {
-            int(v).ok().filter(|c| *c > 0).ok_or_else(|| CmdError::other("ERR count should be greater than 0"))? as usize
-        }
+        [opt, v] if is(opt, "count") => int(v)
+            .ok()
+            .filter(|c| *c > 0)
+            .ok_or_else(|| CmdError::other("ERR count should be greater than 0"))?
+            as usize,
         _ => return Err(CmdError::Syntax),
     };
     Ok((keys, end, count))

@@ -81,7 +81,9 @@ pub fn smembers(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn sismember(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let yes = c.ks.set_members(c.db, &a[1])?.is_some_and(|s| s.contains(&a[2]));
+    let yes =
+        c.ks.set_members(c.db, &a[1])?
+            .is_some_and(|s| s.contains(&a[2]));
     c.out.int(yes as i64);
     Ok(())
 }
@@ -110,10 +112,17 @@ pub fn spop(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         return Err(CmdError::Syntax);
     }
     let Some(s) = c.ks.set_members(c.db, &a[1])? else {
-        if count.is_some() { c.out.set(0) } else { c.out.null() }
+        if count.is_some() {
+            c.out.set(0)
+        } else {
+            c.out.null()
+        }
         return Ok(());
     };
-    let picked: Vec<Str> = sample(s, count.unwrap_or(1) as i64).into_iter().cloned().collect();
+    let picked: Vec<Str> = sample(s, count.unwrap_or(1) as i64)
+        .into_iter()
+        .cloned()
+        .collect();
     for m in &picked {
         s.remove(m);
     }
@@ -143,7 +152,9 @@ pub fn srandmember(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             None => c.out.null(),
         },
         Some(n) => {
-            let picked: Vec<Str> = s.map(|s| sample(s, n).into_iter().cloned().collect()).unwrap_or_default();
+            let picked: Vec<Str> = s
+                .map(|s| sample(s, n).into_iter().cloned().collect())
+                .unwrap_or_default();
             c.out.array(picked.len());
             picked.iter().for_each(|m| c.out.bulk(m));
         }
@@ -206,15 +217,28 @@ fn combine(c: &mut Ctx, keys: &[Bytes], op: SetOp) -> Result<Vec<Str>, CmdError>
             }
             let mut sets: Vec<&Dict<Str>> = sets.into_iter().flatten().collect();
             sets.sort_by_key(|s| s.len());
-            sets[0].iter().filter(|m| sets[1..].iter().all(|s| s.contains(m))).cloned().collect()
+            sets[0]
+                .iter()
+                .filter(|m| sets[1..].iter().all(|s| s.contains(m)))
+                .cloned()
+                .collect()
         }
         SetOp::Union => {
             let mut seen = std::collections::HashSet::new();
-            sets.iter().flatten().flat_map(|s| s.iter()).filter(|m| seen.insert(m.as_bytes())).cloned().collect()
+            sets.iter()
+                .flatten()
+                .flat_map(|s| s.iter())
+                .filter(|m| seen.insert(m.as_bytes()))
+                .cloned()
+                .collect()
         }
         SetOp::Diff => match sets[0] {
             None => Vec::new(),
-            Some(first) => first.iter().filter(|m| !sets[1..].iter().flatten().any(|s| s.contains(m))).cloned().collect(),
+            Some(first) => first
+                .iter()
+                .filter(|m| !sets[1..].iter().flatten().any(|s| s.contains(m)))
+                .cloned()
+                .collect(),
         },
     };
     Ok(result)
@@ -279,7 +303,9 @@ pub(crate) fn numkeys_and_limit(a: &[Bytes]) -> Result<(&[Bytes], usize), CmdErr
     }
     let n = n as usize;
     if n > a.len() - 2 {
-        return Err(CmdError::other("ERR Number of keys can't be greater than number of args"));
+        return Err(CmdError::other(
+            "ERR Number of keys can't be greater than number of args",
+        ));
     }
     let keys = &a[2..2 + n];
     let mut limit = 0;
@@ -290,7 +316,8 @@ pub(crate) fn numkeys_and_limit(a: &[Bytes]) -> Result<(&[Bytes], usize), CmdErr
             limit = int(v)
                 .ok()
                 .filter(|l| *l >= 0)
-                .ok_or_else(|| CmdError::other("ERR LIMIT can't be negative"))? as usize;
+                .ok_or_else(|| CmdError::other("ERR LIMIT can't be negative"))?
+                as usize;
         }
         _ => return Err(CmdError::Syntax),
     }
@@ -300,7 +327,11 @@ pub(crate) fn numkeys_and_limit(a: &[Bytes]) -> Result<(&[Bytes], usize), CmdErr
 pub fn sintercard(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let (keys, limit) = numkeys_and_limit(a)?;
     let r = combine(c, keys, SetOp::Inter)?;
-    let n = if limit > 0 { r.len().min(limit) } else { r.len() };
+    let n = if limit > 0 {
+        r.len().min(limit)
+    } else {
+        r.len()
+    };
     c.out.int(n as i64);
     Ok(())
 }

@@ -159,12 +159,23 @@ pub fn getex(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let mut ttl = Ttl::Keep;
     let mut i = 2;
     while i < a.len() {
-        let unit = [("ex", 1000, false), ("px", 1, false), ("exat", 1000, true), ("pxat", 1, true)]
-            .into_iter()
-            .find(|(n, _, _)| is(&a[i], n));
+        let unit = [
+            ("ex", 1000, false),
+            ("px", 1, false),
+            ("exat", 1000, true),
+            ("pxat", 1, true),
+        ]
+        .into_iter()
+        .find(|(n, _, _)| is(&a[i], n));
         match unit {
             Some((_, unit_ms, absolute)) if matches!(ttl, Ttl::Keep) && i + 1 < a.len() => {
-                ttl = Ttl::At(expire_at(c.now_ms(), int(&a[i + 1])?, unit_ms, absolute, "getex")?);
+                ttl = Ttl::At(expire_at(
+                    c.now_ms(),
+                    int(&a[i + 1])?,
+                    unit_ms,
+                    absolute,
+                    "getex",
+                )?);
                 i += 2;
             }
             None if is(&a[i], "persist") && matches!(ttl, Ttl::Keep) => {
@@ -210,7 +221,13 @@ pub fn mget(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 fn check_pairs(a: &[Bytes]) -> CmdResult {
-    if a.len() % 2 == 0 { Ok(()) } else { Err(CmdError::WrongArity(crate::ctx::lossy(&a[0]).to_lowercase())) }
+    if a.len() % 2 == 0 {
+        Ok(())
+    } else {
+        Err(CmdError::WrongArity(
+            crate::ctx::lossy(&a[0]).to_lowercase(),
+        ))
+    }
 }
 
 pub fn mset(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
@@ -263,7 +280,12 @@ pub fn incrby(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 
 pub fn decrby(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let d = int(&a[2])?;
-    incr_by(c, &a[1], d.checked_neg().ok_or_else(|| CmdError::other("ERR decrement would overflow"))?)
+    incr_by(
+        c,
+        &a[1],
+        d.checked_neg()
+            .ok_or_else(|| CmdError::other("ERR decrement would overflow"))?,
+    )
 }
 
 pub fn incrbyfloat(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
@@ -274,7 +296,9 @@ pub fn incrbyfloat(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     };
     let n = current + delta;
     if !n.is_finite() {
-        return Err(CmdError::other("ERR increment would produce NaN or Infinity"));
+        return Err(CmdError::other(
+            "ERR increment would produce NaN or Infinity",
+        ));
     }
     let text = float_to_str(n);
     c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::new(text.as_bytes())));
@@ -284,7 +308,10 @@ pub fn incrbyfloat(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn append(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let mut v = c.ks.string(c.db, &a[1])?.map(|s| s.as_bytes().to_vec()).unwrap_or_default();
+    let mut v =
+        c.ks.string(c.db, &a[1])?
+            .map(|s| s.as_bytes().to_vec())
+            .unwrap_or_default();
     if v.len() + a[2].len() > STRING_LEN_MAX_BYTES {
         return Err(CmdError::StringTooLong);
     }
@@ -304,7 +331,10 @@ pub fn strlen(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 
 pub fn getrange(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let (start, end) = (int(&a[2])?, int(&a[3])?);
-    let s = c.ks.string(c.db, &a[1])?.map(|s| s.as_bytes()).unwrap_or_default();
+    let s =
+        c.ks.string(c.db, &a[1])?
+            .map(|s| s.as_bytes())
+            .unwrap_or_default();
     // Redis quirk: both negative and start > end is empty even after adjustment.
     if start < 0 && end < 0 && start > end {
         c.out.bulk(b"");

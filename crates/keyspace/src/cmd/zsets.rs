@@ -12,7 +12,8 @@ use crate::value::{Score, ZSet};
 use crate::{CmdError, CmdResult, Ctx, Str, Value};
 
 pub fn zadd(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) = (false, false, false, false, false, false);
+    let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) =
+        (false, false, false, false, false, false);
     let mut i = 2;
     while i < a.len() {
         let o = &a[i];
@@ -38,18 +39,31 @@ pub fn zadd(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         return Err(CmdError::Syntax);
     }
     if nx && xx {
-        return Err(CmdError::other("ERR XX and NX options at the same time are not compatible"));
+        return Err(CmdError::other(
+            "ERR XX and NX options at the same time are not compatible",
+        ));
     }
     if (gt && nx) || (lt && nx) || (gt && lt) {
-        return Err(CmdError::other("ERR GT, LT, and/or NX options at the same time are not compatible"));
+        return Err(CmdError::other(
+            "ERR GT, LT, and/or NX options at the same time are not compatible",
+        ));
     }
     if incr && pairs.len() > 2 {
-        return Err(CmdError::other("ERR INCR option supports a single increment-element pair"));
+        return Err(CmdError::other(
+            "ERR INCR option supports a single increment-element pair",
+        ));
     }
-    let scores: Vec<f64> = pairs.chunks(2).map(|p| float(&p[0])).collect::<Result<_, _>>()?;
+    let scores: Vec<f64> = pairs
+        .chunks(2)
+        .map(|p| float(&p[0]))
+        .collect::<Result<_, _>>()?;
     if xx && c.ks.zset(c.db, &a[1])?.is_none() {
         c.ks.zset(c.db, &a[1])?;
-        if incr { c.out.null() } else { c.out.int(0) }
+        if incr {
+            c.out.null()
+        } else {
+            c.out.int(0)
+        }
         return Ok(());
     }
     let z = c.ks.zset_or_create(c.db, &a[1])?;
@@ -142,7 +156,10 @@ pub fn zscore(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 
 pub fn zmscore(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let z = c.ks.zset(c.db, &a[1])?;
-    let scores: Vec<Option<f64>> = a[2..].iter().map(|m| z.as_ref().and_then(|z| z.score(m))).collect();
+    let scores: Vec<Option<f64>> = a[2..]
+        .iter()
+        .map(|m| z.as_ref().and_then(|z| z.score(m)))
+        .collect();
     c.out.array(scores.len());
     for s in scores {
         match s {
@@ -154,7 +171,11 @@ pub fn zmscore(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 fn rank_generic(c: &mut Ctx, a: &[Bytes], rev: bool) -> CmdResult {
-    match c.ks.zset(c.db, &a[1])?.and_then(|z| z.rank(&a[2]).map(|r| (r, z.len()))) {
+    match c
+        .ks
+        .zset(c.db, &a[1])?
+        .and_then(|z| z.rank(&a[2]).map(|r| (r, z.len())))
+    {
         Some((r, len)) => c.out.int(if rev { len - 1 - r } else { r } as i64),
         None => c.out.null(),
     }
@@ -193,10 +214,21 @@ struct ScoreRange {
 impl ScoreRange {
     /// The members in range, in ascending or descending order, using the tree's order.
     fn iter<'z>(&self, z: &'z ZSet, rev: bool) -> Box<dyn Iterator<Item = (&'z Str, f64)> + 'z> {
-        let lo_score = if self.min.exclusive { self.min.value.next_up() } else { self.min.value };
-        let lower: Bound<(Score, Str)> =
-            if lo_score == f64::NEG_INFINITY { Bound::Unbounded } else { Bound::Included((Score(lo_score), Str::new(b""))) };
-        let hi_score = if self.max.exclusive { self.max.value } else { self.max.value.next_up() };
+        let lo_score = if self.min.exclusive {
+            self.min.value.next_up()
+        } else {
+            self.min.value
+        };
+        let lower: Bound<(Score, Str)> = if lo_score == f64::NEG_INFINITY {
+            Bound::Unbounded
+        } else {
+            Bound::Included((Score(lo_score), Str::new(b"")))
+        };
+        let hi_score = if self.max.exclusive {
+            self.max.value
+        } else {
+            self.max.value.next_up()
+        };
         let upper: Bound<(Score, Str)> = if hi_score == f64::INFINITY && !self.max.exclusive {
             Bound::Unbounded
         } else {
@@ -206,7 +238,11 @@ impl ScoreRange {
             return Box::new(std::iter::empty());
         }
         let it = z.order.range((lower, upper)).map(|(s, m)| (m, s.0));
-        if rev { Box::new(it.rev()) } else { Box::new(it) }
+        if rev {
+            Box::new(it.rev())
+        } else {
+            Box::new(it)
+        }
     }
 }
 
@@ -225,7 +261,9 @@ fn lex_bound(arg: &Bytes) -> Result<LexBound, CmdError> {
         Some(b'+') if arg.len() == 1 => Ok(LexBound::Max),
         Some(b'[') => Ok(LexBound::Incl(arg.slice(1..))),
         Some(b'(') => Ok(LexBound::Excl(arg.slice(1..))),
-        _ => Err(CmdError::other("ERR min or max not valid string range item")),
+        _ => Err(CmdError::other(
+            "ERR min or max not valid string range item",
+        )),
     }
 }
 
@@ -271,7 +309,11 @@ fn run_range(z: &ZSet, q: &RangeQuery) -> Vec<(Str, f64)> {
     if q.offset < 0 {
         return Vec::new();
     }
-    let take = if q.count < 0 { usize::MAX } else { q.count as usize };
+    let take = if q.count < 0 {
+        usize::MAX
+    } else {
+        q.count as usize
+    };
     let skip = q.offset as usize;
     match &q.by {
         RangeBy::Rank(start, end) => match clamp_range(*start, *end, z.len()) {
@@ -279,16 +321,38 @@ fn run_range(z: &ZSet, q: &RangeQuery) -> Vec<(Str, f64)> {
             Some((from, to)) => {
                 let n = to - from + 1;
                 if q.rev {
-                    z.iter().rev().skip(from).take(n).map(|(m, s)| (m.clone(), s)).collect()
+                    z.iter()
+                        .rev()
+                        .skip(from)
+                        .take(n)
+                        .map(|(m, s)| (m.clone(), s))
+                        .collect()
                 } else {
-                    z.iter().skip(from).take(n).map(|(m, s)| (m.clone(), s)).collect()
+                    z.iter()
+                        .skip(from)
+                        .take(n)
+                        .map(|(m, s)| (m.clone(), s))
+                        .collect()
                 }
             }
         },
-        RangeBy::Score(r) => r.iter(z, q.rev).skip(skip).take(take).map(|(m, s)| (m.clone(), s)).collect(),
+        RangeBy::Score(r) => r
+            .iter(z, q.rev)
+            .skip(skip)
+            .take(take)
+            .map(|(m, s)| (m.clone(), s))
+            .collect(),
         RangeBy::Lex(r) => {
-            let it: Box<dyn Iterator<Item = (&Str, f64)>> = if q.rev { Box::new(z.iter().rev()) } else { Box::new(z.iter()) };
-            it.filter(|(m, _)| r.contains(m)).skip(skip).take(take).map(|(m, s)| (m.clone(), s)).collect()
+            let it: Box<dyn Iterator<Item = (&Str, f64)>> = if q.rev {
+                Box::new(z.iter().rev())
+            } else {
+                Box::new(z.iter())
+            };
+            it.filter(|(m, _)| r.contains(m))
+                .skip(skip)
+                .take(take)
+                .map(|(m, s)| (m.clone(), s))
+                .collect()
         }
     }
 }
@@ -317,9 +381,15 @@ fn reply_scored(c: &mut Ctx, items: &[(Str, f64)], with_scores: bool) {
 enum Style {
     /// ZRANGE / ZRANGESTORE: `min max [BYSCORE|BYLEX] [REV] [LIMIT o c] [WITHSCORES]`.
     Unified,
-    Rank { rev: bool },
-    Score { rev: bool },
-    Lex { rev: bool },
+    Rank {
+        rev: bool,
+    },
+    Score {
+        rev: bool,
+    },
+    Lex {
+        rev: bool,
+    },
 }
 
 /// Parses range arguments starting at `a[0]` = min (or start) in the given style.
@@ -359,18 +429,36 @@ fn parse_range(a: &[Bytes], style: Style, allow_scores: bool) -> Result<RangeQue
         ));
     }
     if with_scores && by_lex {
-        return Err(CmdError::other("ERR syntax error, WITHSCORES not supported in combination with BYLEX"));
+        return Err(CmdError::other(
+            "ERR syntax error, WITHSCORES not supported in combination with BYLEX",
+        ));
     }
     // With REV in the unified form, and in the ZREV* forms, the first bound is the maximum.
-    let (lo, hi) = if rev && (by_score || by_lex) { (&a[1], &a[0]) } else { (&a[0], &a[1]) };
+    let (lo, hi) = if rev && (by_score || by_lex) {
+        (&a[1], &a[0])
+    } else {
+        (&a[0], &a[1])
+    };
     let by = if by_score {
-        RangeBy::Score(ScoreRange { min: score_bound(lo)?, max: score_bound(hi)? })
+        RangeBy::Score(ScoreRange {
+            min: score_bound(lo)?,
+            max: score_bound(hi)?,
+        })
     } else if by_lex {
-        RangeBy::Lex(LexRange { min: lex_bound(lo)?, max: lex_bound(hi)? })
+        RangeBy::Lex(LexRange {
+            min: lex_bound(lo)?,
+            max: lex_bound(hi)?,
+        })
     } else {
         RangeBy::Rank(int(&a[0])?, int(&a[1])?)
     };
-    Ok(RangeQuery { by, rev, offset, count, with_scores })
+    Ok(RangeQuery {
+        by,
+        rev,
+        offset,
+        count,
+        with_scores,
+    })
 }
 
 fn range_reply(c: &mut Ctx, key: &[u8], q: RangeQuery) -> CmdResult {
@@ -434,21 +522,37 @@ pub fn zrangestore(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn zcount(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let r = ScoreRange { min: score_bound(&a[2])?, max: score_bound(&a[3])? };
-    let n = c.ks.zset(c.db, &a[1])?.map_or(0, |z| r.iter(z, false).count());
+    let r = ScoreRange {
+        min: score_bound(&a[2])?,
+        max: score_bound(&a[3])?,
+    };
+    let n =
+        c.ks.zset(c.db, &a[1])?
+            .map_or(0, |z| r.iter(z, false).count());
     c.out.int(n as i64);
     Ok(())
 }
 
 pub fn zlexcount(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let r = LexRange { min: lex_bound(&a[2])?, max: lex_bound(&a[3])? };
-    let n = c.ks.zset(c.db, &a[1])?.map_or(0, |z| z.iter().filter(|(m, _)| r.contains(m)).count());
+    let r = LexRange {
+        min: lex_bound(&a[2])?,
+        max: lex_bound(&a[3])?,
+    };
+    let n =
+        c.ks.zset(c.db, &a[1])?
+            .map_or(0, |z| z.iter().filter(|(m, _)| r.contains(m)).count());
     c.out.int(n as i64);
     Ok(())
 }
 
 fn remrange(c: &mut Ctx, a: &[Bytes], by: RangeBy) -> CmdResult {
-    let q = RangeQuery { by, rev: false, offset: 0, count: -1, with_scores: false };
+    let q = RangeQuery {
+        by,
+        rev: false,
+        offset: 0,
+        count: -1,
+        with_scores: false,
+    };
     let Some(z) = c.ks.zset(c.db, &a[1])? else {
         c.out.int(0);
         return Ok(());
@@ -470,19 +574,36 @@ pub fn zremrangebyrank(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     remrange(c, a, by)
 }
 pub fn zremrangebyscore(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let by = RangeBy::Score(ScoreRange { min: score_bound(&a[2])?, max: score_bound(&a[3])? });
+    let by = RangeBy::Score(ScoreRange {
+        min: score_bound(&a[2])?,
+        max: score_bound(&a[3])?,
+    });
     remrange(c, a, by)
 }
 pub fn zremrangebylex(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let by = RangeBy::Lex(LexRange { min: lex_bound(&a[2])?, max: lex_bound(&a[3])? });
+    let by = RangeBy::Lex(LexRange {
+        min: lex_bound(&a[2])?,
+        max: lex_bound(&a[3])?,
+    });
     remrange(c, a, by)
 }
 
 /// Pops up to `count` lowest (or highest) members of the zset at `key`.
-fn pop_members(c: &mut Ctx, key: &[u8], max: bool, count: usize) -> Result<Vec<(Str, f64)>, CmdError> {
-    let Some(z) = c.ks.zset(c.db, key)? else { return Ok(Vec::new()) };
+fn pop_members(
+    c: &mut Ctx,
+    key: &[u8],
+    max: bool,
+    count: usize,
+) -> Result<Vec<(Str, f64)>, CmdError> {
+    let Some(z) = c.ks.zset(c.db, key)? else {
+        return Ok(Vec::new());
+    };
     let picked: Vec<(Str, f64)> = if max {
-        z.iter().rev().take(count).map(|(m, s)| (m.clone(), s)).collect()
+        z.iter()
+            .rev()
+            .take(count)
+            .map(|(m, s)| (m.clone(), s))
+            .collect()
     } else {
         z.iter().take(count).map(|(m, s)| (m.clone(), s)).collect()
     };
@@ -546,7 +667,10 @@ pub fn bzpopmax(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 fn zmpop_args(a: &[Bytes]) -> Result<(&[Bytes], bool, usize), CmdError> {
-    let n = int(&a[0]).ok().filter(|n| *n > 0).ok_or_else(|| CmdError::other("ERR numkeys should be greater than 0"))?
+    let n = int(&a[0])
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| CmdError::other("ERR numkeys should be greater than 0"))?
         as usize;
     if a.len() < n + 2 {
         return Err(CmdError::Syntax);
@@ -560,9 +684,11 @@ fn zmpop_args(a: &[Bytes]) -> Result<(&[Bytes], bool, usize), CmdError> {
     };
     let count = match &a[2 + n..] {
         [] => 1,
-        [o, v] if is(o, "count") => {
-            int(v).ok().filter(|c| *c > 0).ok_or_else(|| CmdError::other("ERR count should be greater than 0"))? as usize
-        }
+        [o, v] if is(o, "count") => int(v)
+            .ok()
+            .filter(|c| *c > 0)
+            .ok_or_else(|| CmdError::other("ERR count should be greater than 0"))?
+            as usize,
         _ => return Err(CmdError::Syntax),
     };
     Ok((&a[1..1 + n], max, count))
@@ -640,10 +766,18 @@ fn source_members(c: &mut Ctx, key: &[u8]) -> Result<Option<Vec<(Str, f64)>>, Cm
 }
 
 /// ZUNION/ZINTER/ZDIFF and their STORE forms: `a` starts at numkeys.
-fn combine(c: &mut Ctx, a: &[Bytes], op: SetOp, cmd: &str, allow_scores: bool) -> Result<(Vec<(Str, f64)>, bool), CmdError> {
+fn combine(
+    c: &mut Ctx,
+    a: &[Bytes],
+    op: SetOp,
+    cmd: &str,
+    allow_scores: bool,
+) -> Result<(Vec<(Str, f64)>, bool), CmdError> {
     let n = int(&a[0])?;
     if n <= 0 {
-        return Err(CmdError::other(format!("ERR at least 1 input key is needed for '{cmd}' command")));
+        return Err(CmdError::other(format!(
+            "ERR at least 1 input key is needed for '{cmd}' command"
+        )));
     }
     let n = n as usize;
     if n > a.len() - 1 {
@@ -657,7 +791,8 @@ fn combine(c: &mut Ctx, a: &[Bytes], op: SetOp, cmd: &str, allow_scores: bool) -
     while i < a.len() {
         if op != SetOp::Diff && is(&a[i], "weights") && i + n < a.len() {
             for (j, w) in weights.iter_mut().enumerate() {
-                *w = resp::parse_f64(&a[i + 1 + j]).ok_or_else(|| CmdError::other("ERR weight value is not a float"))?;
+                *w = resp::parse_f64(&a[i + 1 + j])
+                    .ok_or_else(|| CmdError::other("ERR weight value is not a float"))?;
             }
             i += n + 1;
         } else if op != SetOp::Diff && is(&a[i], "aggregate") && i + 1 < a.len() {
@@ -693,14 +828,18 @@ fn combine(c: &mut Ctx, a: &[Bytes], op: SetOp, cmd: &str, allow_scores: bool) -
             for (src, &w) in sources.iter().zip(&weights) {
                 for (m, s) in src.iter().flatten() {
                     let v = weighted(*s, w);
-                    acc.entry(m.clone()).and_modify(|cur| *cur = aggregate(agg, *cur, v)).or_insert(v);
+                    acc.entry(m.clone())
+                        .and_modify(|cur| *cur = aggregate(agg, *cur, v))
+                        .or_insert(v);
                 }
             }
         }
         SetOp::Inter => {
             if sources.iter().all(|s| s.is_some()) {
-                let maps: Vec<std::collections::HashMap<&Str, f64>> =
-                    sources.iter().map(|s| s.iter().flatten().map(|(m, s)| (m, *s)).collect()).collect();
+                let maps: Vec<std::collections::HashMap<&Str, f64>> = sources
+                    .iter()
+                    .map(|s| s.iter().flatten().map(|(m, s)| (m, *s)).collect())
+                    .collect();
                 for (m, s) in sources[0].iter().flatten() {
                     let mut v = weighted(*s, weights[0]);
                     let mut everywhere = true;
@@ -721,8 +860,11 @@ fn combine(c: &mut Ctx, a: &[Bytes], op: SetOp, cmd: &str, allow_scores: bool) -
         }
         SetOp::Diff => {
             if let Some(first) = &sources[0] {
-                let others: std::collections::HashSet<&Str> =
-                    sources[1..].iter().flatten().flat_map(|s| s.iter().map(|(m, _)| m)).collect();
+                let others: std::collections::HashSet<&Str> = sources[1..]
+                    .iter()
+                    .flatten()
+                    .flat_map(|s| s.iter().map(|(m, _)| m))
+                    .collect();
                 for (m, s) in first {
                     if !others.contains(m) {
                         acc.insert(m.clone(), *s);
@@ -775,7 +917,11 @@ pub fn zintercard(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let mut args = vec![Bytes::from(keys.len().to_string())];
     args.extend(keys.iter().cloned());
     let (items, _) = combine(c, &args, SetOp::Inter, "zintercard", false)?;
-    let n = if limit > 0 { items.len().min(limit) } else { items.len() };
+    let n = if limit > 0 {
+        items.len().min(limit)
+    } else {
+        items.len()
+    };
     c.out.int(n as i64);
     Ok(())
 }
@@ -797,7 +943,10 @@ pub fn zrandmember(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     };
     let picked: Vec<(Str, f64)> = match z {
         None => Vec::new(),
-        Some(z) => super::sets::sample(&z.members, count).into_iter().map(|m| (m.name.clone(), m.score)).collect(),
+        Some(z) => super::sets::sample(&z.members, count)
+            .into_iter()
+            .map(|m| (m.name.clone(), m.score))
+            .collect(),
     };
     reply_scored(c, &picked, with_scores);
     Ok(())
@@ -811,7 +960,10 @@ pub fn zscan(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     };
     let mut found = Vec::new();
     let next = scan_dict(&z.members, &o, |m| {
-        if o.pattern.as_ref().is_none_or(|p| glob_match(p, &m.name, false)) {
+        if o.pattern
+            .as_ref()
+            .is_none_or(|p| glob_match(p, &m.name, false))
+        {
             found.push(m.name.clone());
             let mut text = Vec::new();
             resp::format_double(m.score, &mut text);

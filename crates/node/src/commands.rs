@@ -1,0 +1,998 @@
+//! Connection and server commands: AUTH, HELLO, SELECT, CLIENT, MULTI/EXEC, WATCH,
+//! pub/sub, INFO, CONFIG, COMMAND, DEBUG, TIME and the persistence entry points.
+
+use bytes::Bytes;
+use keyspace::{CmdError, Spec, Str, Value, flags};
+use resp::{Protocol, ReplyBuf};
+
+use crate::config::DebugCommand;
+use crate::dispatch::{Flow, exec};
+use crate::info;
+use crate::state::{State, remove_subscriber};
+
+type Result<T> = std::result::Result<T, CmdError>;
+
+fn is(arg: &[u8], name: &str) -> bool {
+    arg.eq_ignore_ascii_case(name.as_bytes())
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn unknown_sub(cmd: &str, sub: &[u8]) -> CmdError {
+    CmdError::UnknownSubcommand {
+        cmd: cmd.into(),
+        sub: lossy(sub),
+    }
+}
+
+fn help(out: &mut ReplyBuf, lines: &[&str]) {
+    out.array(lines.len());
+    lines.iter().for_each(|l| out.simple(l));
+}
+
+pub fn run(
+    st: &mut State,
+    id: u64,
+    spec: &'static Spec,
+    a: &[Bytes],
+    out: &mut ReplyBuf,
+    in_exec: bool,
+) -> Result<Flow> {
+    match spec.name {
+        "ping" => ping(st, id, a, out),
+        "echo" => out.bulk(&a[1]),
+        "auth" => auth(st, id, a, out)?,
+        "hello" => hello(st, id, a, out)?,
+        "quit" => {
+            out.ok();
+            return Ok(Flow::Close);
+        }
+        "reset" => reset(st, id, out),
+        "select" => {
+            let n = resp::parse_i64(&a[1]).ok_or(CmdError::NotInteger)?;
+            if n < 0 || n as usize >= st.ks.db_count() {
+                return Err(CmdError::DbIndexOutOfRange);
+            }
+            client(st, id).db = n as usize;
+            out.ok();
+        }
+        "client" => return client_cmd(st, id, a, out),
+        "command" => command(a, out)?,
+        "info" => {
+            let text = info::render(st, a.get(1..).unwrap_or_default());
+            out.verbatim(text.as_bytes());
+        }
+        "config" => config(st, a, out)?,
+        "time" => {
+            let now_us = crate::unix_time_us();
+            out.array(2);
+            out.bulk_int((now_us / 1_000_000) as i64);
+            out.bulk_int((now_us % 1_000_000) as i64);
+        }
+        "debug" => debug(st, id, a, out)?,
+        "lastsave" => out.int(st.last_save_unix as i64),
+        "save" | "bgsave" | "bgrewriteaof" => {
+            return Err(CmdError::other(format!(
+                "ERR {} is not available: this node has no disk persistence yet",
+                spec.name.to_ascii_uppercase()
+            )));
+        }
+        "shutdown" => {
+            for opt in &a[1..] {
+                if !["nosave", "save", "now", "force", "abort"]
+                    .iter()
+                    .any(|o| is(opt, o))
+                {
+                    return Err(CmdError::Syntax);
+                }
+            }
+            if a[1..].iter().any(|o| is(o, "abort")) {
+                return Err(CmdError::other("ERR No shutdown in progress."));
+            }
+            return Ok(Flow::Shutdown);
+        }
+        "multi" => {
+            let c = client(st, id);
+            if c.multi.is_some() {
+                return Err(CmdError::other("ERR MULTI calls can not be nested"));
+            }
+            c.multi = Some(Vec::new());
+            c.multi_error = false;
+            out.ok();
+        }
+        "exec" => return exec(st, id, out),
+        "discard" => {
+            let c = client(st, id);
+            if c.multi.take().is_none() {
+                return Err(CmdError::other("ERR DISCARD without MULTI"));
+            }
+            c.multi_error = false;
+            st.unwatch_all(id);
+            out.ok();
+        }
+        "watch" => {
+            if client(st, id).multi.is_some() {
+                return Err(CmdError::other("ERR WATCH inside MULTI is not allowed"));
+            }
+            let db = client(st, id).db;
+            for key in &a[1..] {
+                st.watch(id, db, key);
+            }
+            out.ok();
+        }
+        "unwatch" => {
+            st.unwatch_all(id);
+            out.ok();
+        }
+        "subscribe" | "psubscribe" => subscribe(st, id, a, out, spec.name == "psubscribe"),
+        "unsubscribe" | "punsubscribe" => unsubscribe(st, id, a, out, spec.name == "punsubscribe"),
+        "publish" => {
+            let n = st.publish(&a[1], &a[2]);
+            out.int(n as i64);
+        }
+        "pubsub" => pubsub(st, a, out)?,
+        "memory" => memory(st, id, a, out)?,
+        "wait" => {
+            resp::parse_i64(&a[1]).ok_or(CmdError::NotInteger)?;
+            resp::parse_i64(&a[2])
+                .filter(|t| *t >= 0)
+                .ok_or(CmdError::NotInteger)?;
+            out.int(0);
+        }
+        "readonly" | "readwrite" => {
+            return Err(CmdError::other(
+                "ERR This instance has cluster support disabled",
+            ));
+        }
+        other => return Err(CmdError::other(format!("ERR '{other}' is not implemented"))),
+    }
+    let _ = in_exec;
+    Ok(Flow::Continue)
+}
+
+fn client(st: &mut State, id: u64) -> &mut crate::state::Client {
+    st.clients
+        .get_mut(&id)
+        .expect("client of a running command")
+}
+
+fn ping(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) {
+    let c = client(st, id);
+    if c.protocol == Protocol::Resp2 && c.subscriptions() > 0 {
+        out.array(2);
+        out.bulk(b"pong");
+        out.bulk(a.get(1).map(|b| b.as_ref()).unwrap_or(b""));
+        return;
+    }
+    match a.get(1) {
+        Some(msg) if a.len() == 2 => out.bulk(msg),
+        Some(_) => out.error(&CmdError::WrongArity("ping".into()).to_string()),
+        None => out.simple("PONG"),
+    }
+}
+
+fn check_password(st: &State, user: &[u8], pass: &[u8]) -> Result<()> {
+    let ok = is(user, "default")
+        && st
+            .config
+            .requirepass
+            .as_deref()
+            .is_some_and(|p| p.as_bytes() == pass);
+    if ok {
+        Ok(())
+    } else {
+        Err(CmdError::other(
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        ))
+    }
+}
+
+fn auth(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
+    let (user, pass) = match a.len() {
+        2 => (&b"default"[..], &a[1]),
+        3 => (a[1].as_ref(), &a[2]),
+        _ => return Err(CmdError::Syntax),
+    };
+    if st.config.requirepass.is_none() && a.len() == 2 {
+        return Err(CmdError::other(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ));
+    }
+    if st.config.requirepass.is_none() {
+        // No password: the default user accepts anything, as Redis's `nopass` default user does.
+        if !is(user, "default") {
+            return Err(CmdError::other(
+                "WRONGPASS invalid username-password pair or user is disabled.",
+            ));
+        }
+    } else {
+        check_password(st, user, pass)?;
+    }
+    client(st, id).authenticated = true;
+    out.ok();
+    Ok(())
+}
+
+fn hello(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
+    let mut protocol = client(st, id).protocol;
+    let mut i = 1;
+    if let Some(v) = a.get(1) {
+        protocol = match resp::parse_i64(v) {
+            Some(2) => Protocol::Resp2,
+            Some(3) => Protocol::Resp3,
+            Some(_) => return Err(CmdError::other("NOPROTO unsupported protocol version")),
+            None => {
+                return Err(CmdError::other(
+                    "ERR Protocol version is not an integer or out of range",
+                ));
+            }
+        };
+        i = 2;
+    }
+    let mut name = None;
+    while i < a.len() {
+        if is(&a[i], "auth") && i + 2 < a.len() {
+            if st.config.requirepass.is_some() {
+                check_password(st, &a[i + 1], &a[i + 2])?;
+            }
+            client(st, id).authenticated = true;
+            i += 3;
+        } else if is(&a[i], "setname") && i + 1 < a.len() {
+            name = Some(a[i + 1].clone());
+            i += 2;
+        } else {
+            return Err(CmdError::other(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                lossy(&a[i])
+            )));
+        }
+    }
+    let requirepass = st.config.requirepass.is_some();
+    let c = client(st, id);
+    if requirepass && !c.authenticated {
+        return Err(CmdError::other(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        ));
+    }
+    if let Some(n) = name {
+        c.name = Some(n);
+    }
+    c.protocol = protocol;
+    out.protocol = protocol;
+    out.map(7);
+    out.bulk(b"server");
+    out.bulk(b"redis");
+    out.bulk(b"version");
+    out.bulk(crate::REDIS_VERSION.as_bytes());
+    out.bulk(b"proto");
+    out.int(if protocol == Protocol::Resp3 { 3 } else { 2 });
+    out.bulk(b"id");
+    out.int(id as i64);
+    out.bulk(b"mode");
+    out.bulk(b"standalone");
+    out.bulk(b"role");
+    out.bulk(b"master");
+    out.bulk(b"modules");
+    out.array(0);
+    Ok(())
+}
+
+fn reset(st: &mut State, id: u64, out: &mut ReplyBuf) {
+    st.unwatch_all(id);
+    let requirepass = st.config.requirepass.is_some();
+    let c = client(st, id);
+    c.multi = None;
+    c.multi_error = false;
+    c.db = 0;
+    c.protocol = Protocol::Resp2;
+    c.name = None;
+    c.authenticated = !requirepass;
+    let (channels, patterns) = (
+        std::mem::take(&mut c.channels),
+        std::mem::take(&mut c.patterns),
+    );
+    for ch in channels {
+        remove_subscriber(&mut st.channels, &ch, id);
+    }
+    for p in patterns {
+        remove_subscriber(&mut st.patterns, &p, id);
+    }
+    out.protocol = Protocol::Resp2;
+    out.simple("RESET");
+}
+
+fn client_line(st: &State, c: &crate::state::Client) -> String {
+    let now = st.ks.now_ms();
+    format!(
+        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={}",
+        c.id,
+        c.addr,
+        c.laddr,
+        c.name.as_ref().map(|n| lossy(n)).unwrap_or_default(),
+        now.saturating_sub(c.created_ms) / 1000,
+        now.saturating_sub(c.last_ms) / 1000,
+        if c.blocked.is_some() {
+            "b"
+        } else if c.multi.is_some() {
+            "x"
+        } else if c.subscriptions() > 0 {
+            "P"
+        } else {
+            "N"
+        },
+        c.db,
+        c.channels.len(),
+        c.patterns.len(),
+        c.multi.as_ref().map_or(-1, |q| q.len() as i64),
+        if c.last_cmd.is_empty() {
+            "NULL"
+        } else {
+            &c.last_cmd
+        },
+        if c.protocol == Protocol::Resp3 { 3 } else { 2 },
+    )
+}
+
+fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<Flow> {
+    let sub = lossy(&a[1]).to_ascii_lowercase();
+    match (sub.as_str(), a.len()) {
+        ("id", 2) => out.int(id as i64),
+        ("getname", 2) => match &client(st, id).name {
+            Some(n) => out.bulk(n),
+            None => out.null(),
+        },
+        ("setname", 3) => {
+            if a[2].iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+                return Err(CmdError::other(
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                ));
+            }
+            client(st, id).name = (!a[2].is_empty()).then(|| a[2].clone());
+            out.ok();
+        }
+        ("info", 2) => {
+            let line = client_line(st, &st.clients[&id]) + "\n";
+            out.verbatim(line.as_bytes());
+        }
+        ("list", _) => {
+            let mut ids: Vec<u64> = st.clients.keys().copied().collect();
+            let mut i = 2;
+            while i < a.len() {
+                if is(&a[i], "id") && i + 1 < a.len() {
+                    let wanted: Vec<u64> = a[i + 1..]
+                        .iter()
+                        .map(|v| {
+                            resp::parse_i64(v)
+                                .filter(|n| *n > 0)
+                                .map(|n| n as u64)
+                                .ok_or(CmdError::other("ERR Invalid client ID"))
+                        })
+                        .collect::<Result<_>>()?;
+                    ids.retain(|x| wanted.contains(x));
+                    i = a.len();
+                } else if is(&a[i], "type") && i + 1 < a.len() {
+                    let t = lossy(&a[i + 1]).to_ascii_lowercase();
+                    match t.as_str() {
+                        "normal" => ids.retain(|x| st.clients[x].subscriptions() == 0),
+                        "pubsub" => ids.retain(|x| st.clients[x].subscriptions() > 0),
+                        "master" | "replica" | "slave" => ids.clear(),
+                        _ => return Err(CmdError::other(format!("ERR Unknown client type '{t}'"))),
+                    }
+                    i += 2;
+                } else {
+                    return Err(CmdError::Syntax);
+                }
+            }
+            ids.sort_unstable();
+            let text: String = ids
+                .iter()
+                .map(|x| client_line(st, &st.clients[x]) + "\n")
+                .collect();
+            out.verbatim(text.as_bytes());
+        }
+        ("kill", _) => return client_kill(st, id, a, out),
+        ("unblock", 3 | 4) => {
+            let target = resp::parse_i64(&a[2]).ok_or(CmdError::NotInteger)? as u64;
+            let as_error = match a.get(3) {
+                None => false,
+                Some(m) if is(m, "timeout") => false,
+                Some(m) if is(m, "error") => true,
+                Some(_) => {
+                    return Err(CmdError::other(
+                        "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
+                    ));
+                }
+            };
+            let protocol = st.clients.get(&target).map(|c| c.protocol);
+            match (protocol, st.unblock(target)) {
+                (Some(p), Some(b)) => {
+                    let mut r = ReplyBuf::new(p);
+                    if as_error {
+                        r.error("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+                    } else {
+                        r.null_array()
+                    }
+                    *b.slot.reply.lock().expect("slot lock") = Some(r.take());
+                    b.slot.notify.notify_one();
+                    out.int(1);
+                }
+                _ => out.int(0),
+            }
+        }
+        ("no-evict", 3) | ("no-touch", 3) => {
+            if !is(&a[2], "on") && !is(&a[2], "off") {
+                return Err(CmdError::Syntax);
+            }
+            out.ok();
+        }
+        ("help", 2) => help(
+            out,
+            &[
+                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GETNAME",
+                "ID",
+                "INFO",
+                "KILL <ip:port> | ID <client-id> | ADDR <ip:port> | LADDR <ip:port> | TYPE <type> | SKIPME (YES|NO)",
+                "LIST [TYPE <type>] [ID <client-id> [<client-id> ...]]",
+                "SETNAME <name>",
+                "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+                "HELP",
+            ],
+        ),
+        _ => return Err(unknown_sub("CLIENT", &a[1])),
+    }
+    Ok(Flow::Continue)
+}
+
+fn client_kill(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<Flow> {
+    let old_form = a.len() == 3;
+    let (mut by_id, mut addr, mut laddr, mut kind, mut skipme) = (None, None, None, None, true);
+    if old_form {
+        addr = Some(lossy(&a[2]));
+        skipme = false;
+    } else {
+        if a.len() < 4 || a.len() % 2 != 0 {
+            return Err(CmdError::Syntax);
+        }
+        for pair in a[2..].chunks(2) {
+            let v = lossy(&pair[1]);
+            if is(&pair[0], "id") {
+                by_id = Some(
+                    resp::parse_i64(&pair[1])
+                        .filter(|n| *n > 0)
+                        .ok_or(CmdError::other("ERR client-id should be greater than 0"))?
+                        as u64,
+                );
+            } else if is(&pair[0], "addr") {
+                addr = Some(v);
+            } else if is(&pair[0], "laddr") {
+                laddr = Some(v);
+            } else if is(&pair[0], "type") {
+                kind = Some(v.to_ascii_lowercase());
+            } else if is(&pair[0], "user") {
+                if v != "default" {
+                    return Err(CmdError::other(format!("ERR No such user '{v}'")));
+                }
+            } else if is(&pair[0], "skipme") {
+                skipme = match v.to_ascii_lowercase().as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(CmdError::Syntax),
+                };
+            } else {
+                return Err(CmdError::Syntax);
+            }
+        }
+    }
+    let victims: Vec<u64> = st
+        .clients
+        .values()
+        .filter(|c| by_id.is_none_or(|x| c.id == x))
+        .filter(|c| addr.as_ref().is_none_or(|x| &c.addr == x))
+        .filter(|c| laddr.as_ref().is_none_or(|x| &c.laddr == x))
+        .filter(|c| match kind.as_deref() {
+            None => true,
+            Some("normal") => c.subscriptions() == 0,
+            Some("pubsub") => c.subscriptions() > 0,
+            Some(_) => false,
+        })
+        .filter(|c| !(skipme && c.id == id))
+        .map(|c| c.id)
+        .collect();
+    let mut close_self = false;
+    for v in &victims {
+        if *v == id {
+            close_self = true;
+        } else if let Some(c) = st.clients.get(v) {
+            c.kill.notify_one();
+        }
+    }
+    if old_form {
+        if victims.is_empty() {
+            return Err(CmdError::other("ERR No such client"));
+        }
+        out.ok();
+    } else {
+        out.int(victims.len() as i64);
+    }
+    Ok(if close_self {
+        Flow::Close
+    } else {
+        Flow::Continue
+    })
+}
+
+fn command(a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
+    let all = keyspace::commands();
+    let info = |out: &mut ReplyBuf, s: &Spec| {
+        out.array(10);
+        out.bulk(s.name.as_bytes());
+        out.int(s.arity as i64);
+        let names: Vec<&str> = flags::NAMES
+            .iter()
+            .filter(|(f, _)| s.is(*f))
+            .map(|(_, n)| *n)
+            .collect();
+        out.set(names.len());
+        names.iter().for_each(|n| out.simple(n));
+        out.int(s.first_key as i64);
+        out.int(s.last_key as i64);
+        out.int(s.step as i64);
+        out.set(0);
+        out.set(0);
+        out.array(0);
+        out.array(0);
+    };
+    let Some(sub) = a.get(1) else {
+        out.array(all.len());
+        all.iter().for_each(|s| info(out, s));
+        return Ok(());
+    };
+    match lossy(sub).to_ascii_lowercase().as_str() {
+        "count" => out.int(all.len() as i64),
+        "info" => {
+            let wanted: Vec<Option<&Spec>> = if a.len() == 2 {
+                all.iter().map(Some).collect()
+            } else {
+                a[2..].iter().map(|n| keyspace::lookup(n)).collect()
+            };
+            out.array(wanted.len());
+            for s in wanted {
+                match s {
+                    Some(s) => info(out, s),
+                    None => out.null_array(),
+                }
+            }
+        }
+        "docs" => {
+            let names: Vec<&str> = if a.len() == 2 {
+                all.iter().map(|s| s.name).collect()
+            } else {
+                a[2..]
+                    .iter()
+                    .filter_map(|n| keyspace::lookup(n))
+                    .map(|s| s.name)
+                    .collect()
+            };
+            out.map(names.len());
+            for n in names {
+                out.bulk(n.as_bytes());
+                out.map(0);
+            }
+        }
+        "list" => {
+            out.array(all.len());
+            all.iter().for_each(|s| out.bulk(s.name.as_bytes()));
+        }
+        "getkeys" if a.len() >= 3 => {
+            let spec = keyspace::lookup(&a[2])
+                .ok_or_else(|| CmdError::other("ERR Invalid command specified"))?;
+            if !spec.arity_ok(a.len() - 2) {
+                return Err(CmdError::other(
+                    "ERR Invalid number of arguments specified for command",
+                ));
+            }
+            let pos = spec.key_positions(a.len() - 2);
+            if pos.is_empty() {
+                return Err(CmdError::other("ERR The command has no key arguments"));
+            }
+            out.array(pos.len());
+            pos.iter().for_each(|&p| out.bulk(&a[2 + p]));
+        }
+        "help" => help(
+            out,
+            &[
+                "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "(no subcommand)",
+                "COUNT",
+                "DOCS",
+                "GETKEYS",
+                "INFO",
+                "LIST",
+                "HELP",
+            ],
+        ),
+        _ => return Err(unknown_sub("COMMAND", sub)),
+    }
+    Ok(())
+}
+
+fn config(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
+    let sub = lossy(&a[1]).to_ascii_lowercase();
+    match sub.as_str() {
+        "get" if a.len() >= 3 => {
+            let mut found: Vec<(&str, String)> = Vec::new();
+            for pattern in &a[2..] {
+                for name in crate::config::PARAMETERS {
+                    if keyspace::glob_match(pattern, name.as_bytes(), true)
+                        && !found.iter().any(|(n, _)| n == name)
+                    {
+                        found.push((name, st.config.get(name).unwrap_or_default()));
+                    }
+                }
+            }
+            out.map(found.len());
+            for (n, v) in found {
+                out.bulk(n.as_bytes());
+                out.bulk(v.as_bytes());
+            }
+        }
+        "set" if a.len() >= 4 && a.len() % 2 == 0 => {
+            // All or nothing, as Redis 7 applies several parameters.
+            let mut next = st.config.clone();
+            for pair in a[2..].chunks(2) {
+                let name = lossy(&pair[0]).to_ascii_lowercase();
+                next.set(&name, &lossy(&pair[1])).map_err(|e| {
+                    let reason = match e {
+                        crate::config::ConfigError::UnknownDirective(_) => {
+                            "Unknown option or number of arguments for CONFIG SET".to_string()
+                        }
+                        other => other.to_string(),
+                    };
+                    CmdError::other(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - {reason}"
+                    ))
+                })?;
+            }
+            st.config = next;
+            out.ok();
+        }
+        "resetstat" if a.len() == 2 => {
+            st.stats = Default::default();
+            st.ks.stats = Default::default();
+            out.ok();
+        }
+        "rewrite" if a.len() == 2 => {
+            return Err(CmdError::other(
+                "ERR The server is running without a config file",
+            ));
+        }
+        "help" => help(
+            out,
+            &[
+                "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET <pattern>",
+                "SET <directive> <value>",
+                "RESETSTAT",
+                "REWRITE",
+                "HELP",
+            ],
+        ),
+        _ => {
+            return Err(CmdError::other(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try CONFIG HELP.",
+                lossy(&a[1])
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn subscribe(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf, pattern: bool) {
+    let kind: &[u8] = if pattern { b"psubscribe" } else { b"subscribe" };
+    for name in &a[1..] {
+        let c = client(st, id);
+        let added = if pattern {
+            c.patterns.insert(name.clone())
+        } else {
+            c.channels.insert(name.clone())
+        };
+        let count = c.subscriptions();
+        if added {
+            let map = if pattern {
+                &mut st.patterns
+            } else {
+                &mut st.channels
+            };
+            map.entry(name.clone()).or_default().insert(id);
+        }
+        out.push(3);
+        out.bulk(kind);
+        out.bulk(name);
+        out.int(count as i64);
+    }
+}
+
+fn unsubscribe(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf, pattern: bool) {
+    let kind: &[u8] = if pattern {
+        b"punsubscribe"
+    } else {
+        b"unsubscribe"
+    };
+    let names: Vec<Bytes> = if a.len() > 1 {
+        a[1..].to_vec()
+    } else {
+        let c = client(st, id);
+        let mut all: Vec<Bytes> = if pattern {
+            c.patterns.iter().cloned().collect()
+        } else {
+            c.channels.iter().cloned().collect()
+        };
+        all.sort();
+        all
+    };
+    if names.is_empty() {
+        let count = client(st, id).subscriptions();
+        out.push(3);
+        out.bulk(kind);
+        out.null();
+        out.int(count as i64);
+        return;
+    }
+    for name in names {
+        let c = client(st, id);
+        let removed = if pattern {
+            c.patterns.remove(&name)
+        } else {
+            c.channels.remove(&name)
+        };
+        let count = c.subscriptions();
+        if removed {
+            remove_subscriber(
+                if pattern {
+                    &mut st.patterns
+                } else {
+                    &mut st.channels
+                },
+                &name,
+                id,
+            );
+        }
+        out.push(3);
+        out.bulk(kind);
+        out.bulk(&name);
+        out.int(count as i64);
+    }
+}
+
+fn pubsub(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
+    match lossy(&a[1]).to_ascii_lowercase().as_str() {
+        "channels" if a.len() <= 3 => {
+            let mut names: Vec<&Bytes> = st
+                .channels
+                .keys()
+                .filter(|c| a.get(2).is_none_or(|p| keyspace::glob_match(p, c, false)))
+                .collect();
+            names.sort();
+            out.array(names.len());
+            names.iter().for_each(|n| out.bulk(n));
+        }
+        "numsub" => {
+            out.map(a.len() - 2);
+            for ch in &a[2..] {
+                out.bulk(ch);
+                out.int(st.channels.get(ch).map_or(0, |s| s.len()) as i64);
+            }
+        }
+        "numpat" if a.len() == 2 => out.int(st.patterns.len() as i64),
+        "shardchannels" => out.array(0),
+        "shardnumsub" => {
+            out.map(a.len() - 2);
+            for ch in &a[2..] {
+                out.bulk(ch);
+                out.int(0);
+            }
+        }
+        "help" => help(
+            out,
+            &[
+                "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "CHANNELS [<pattern>]",
+                "NUMPAT",
+                "NUMSUB [<channel> ...]",
+                "HELP",
+            ],
+        ),
+        _ => return Err(unknown_sub("PUBSUB", &a[1])),
+    }
+    Ok(())
+}
+
+/// Approximate bytes a value uses, for MEMORY USAGE and DEBUG OBJECT.
+fn value_bytes(v: &Value) -> usize {
+    const NODE_BYTES: usize = 32;
+    let s = |x: &Str| 24 + x.heap_bytes();
+    match v {
+        Value::Str(x) => s(x),
+        Value::List(l) => l.iter().map(s).sum::<usize>() + 32,
+        Value::Hash(h) => {
+            h.iter()
+                .map(|f| s(&f.name) + s(&f.value) + NODE_BYTES)
+                .sum::<usize>()
+                + h.bucket_count() * 8
+        }
+        Value::Set(m) => m.iter().map(|x| s(x) + NODE_BYTES).sum::<usize>() + m.bucket_count() * 8,
+        Value::ZSet(z) => {
+            z.iter()
+                .map(|(m, _)| 2 * s(m) + 2 * NODE_BYTES + 8)
+                .sum::<usize>()
+                + z.members.bucket_count() * 8
+        }
+    }
+}
+
+fn memory(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
+    match lossy(&a[1]).to_ascii_lowercase().as_str() {
+        "usage" if a.len() == 3 || a.len() == 5 => {
+            let db = client(st, id).db;
+            match st.ks.get(db, &a[2]) {
+                Some(e) => {
+                    let n = value_bytes(&e.value) + 24 + e.key.heap_bytes() + 48;
+                    out.int(n as i64)
+                }
+                None => out.null(),
+            }
+        }
+        "help" => help(
+            out,
+            &[
+                "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "USAGE <key> [SAMPLES <count>]",
+                "HELP",
+            ],
+        ),
+        _ => return Err(unknown_sub("MEMORY", &a[1])),
+    }
+    Ok(())
+}
+
+/// An order-independent digest of the dataset (DEBUG DIGEST): equal datasets give equal
+/// digests whatever their encodings; a TTL contributes only its presence, as in Redis.
+/// The value is cacheplane's own, not comparable with redis-server's digest.
+pub fn dataset_digest(st: &State) -> String {
+    fn fnv(acc: &mut u64, bytes: &[u8]) {
+        for &b in bytes {
+            *acc ^= b as u64;
+            *acc = acc.wrapping_mul(0x100000001b3);
+        }
+        *acc ^= 0xff;
+        *acc = acc.wrapping_mul(0x100000001b3);
+    }
+    let (mut x, mut y) = (0u64, 0u64);
+    for db in 0..st.ks.db_count() {
+        for e in st.ks.db(db).entries() {
+            let mut h = 0xcbf29ce484222325u64;
+            fnv(&mut h, &db.to_le_bytes());
+            fnv(&mut h, &e.key);
+            fnv(&mut h, e.value.kind().name().as_bytes());
+            // Collections are unordered: XOR their element hashes.
+            let mut part = 0u64;
+            let mut elem = |parts: &[&[u8]]| {
+                let mut eh = 0xcbf29ce484222325u64;
+                parts.iter().for_each(|p| fnv(&mut eh, p));
+                part ^= eh;
+            };
+            match &e.value {
+                Value::Str(s) => elem(&[s]),
+                Value::List(l) => {
+                    let mut lh = 0xcbf29ce484222325u64;
+                    l.iter().for_each(|v| fnv(&mut lh, v));
+                    part = lh;
+                }
+                Value::Hash(hm) => hm.iter().for_each(|f| elem(&[&f.name, &f.value])),
+                Value::Set(s) => s.iter().for_each(|m| elem(&[m])),
+                Value::ZSet(z) => z
+                    .iter()
+                    .for_each(|(m, sc)| elem(&[m, &sc.to_bits().to_le_bytes()])),
+            }
+            fnv(&mut h, &part.to_le_bytes());
+            fnv(&mut h, &[e.expire_at_ms().is_some() as u8]);
+            x ^= h;
+            y = y.wrapping_add(h.rotate_left(17));
+        }
+    }
+    if x == 0 && y == 0 {
+        "0".repeat(40)
+    } else {
+        format!("{x:016x}{y:016x}{:08x}", (x ^ y) as u32)
+    }
+}
+
+fn debug(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
+    let allowed = match st.config.enable_debug_command {
+        DebugCommand::Yes => true,
+        DebugCommand::Local => client(st, id).local,
+        DebugCommand::No => false,
+    };
+    if !allowed {
+        return Err(CmdError::other(
+            "ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.",
+        ));
+    }
+    let db = client(st, id).db;
+    match lossy(&a[1]).to_ascii_lowercase().as_str() {
+        "sleep" if a.len() == 3 => {
+            let secs = resp::parse_f64(&a[2])
+                .filter(|s| *s >= 0.0 && s.is_finite())
+                .ok_or(CmdError::NotFloat)?;
+            // Like Redis, the whole server stops for the duration: the lock is held.
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+            out.ok();
+        }
+        "populate" if (3..=5).contains(&a.len()) => {
+            let count = resp::parse_i64(&a[2])
+                .filter(|n| *n >= 0)
+                .ok_or(CmdError::NotInteger)?;
+            let prefix = a.get(3).map(|p| p.as_ref()).unwrap_or(b"key");
+            let size = match a.get(4) {
+                Some(s) => Some(
+                    resp::parse_i64(s)
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| CmdError::other("ERR Invalid size"))?
+                        as usize,
+                ),
+                None => None,
+            };
+            for j in 0..count {
+                let mut key = prefix.to_vec();
+                key.push(b':');
+                key.extend_from_slice(itoa::Buffer::new().format(j).as_bytes());
+                if st.ks.contains(db, &key) {
+                    continue;
+                }
+                let mut val = format!("value:{j}").into_bytes();
+                if let Some(size) = size {
+                    val.resize(size, 0);
+                }
+                st.ks.set(db, &key, Value::Str(Str::from_vec(val)));
+            }
+            out.ok();
+        }
+        "digest" if a.len() == 2 => {
+            let d = dataset_digest(st);
+            out.simple(&d)
+        }
+        "object" if a.len() == 3 => match st.ks.get(db, &a[2]) {
+            Some(e) => {
+                let line = format!(
+                    "Value at:0x0 refcount:1 encoding:{} serializedlength:{} lru:0 lru_seconds_idle:0",
+                    e.value.encoding(),
+                    value_bytes(&e.value)
+                );
+                out.simple(&line)
+            }
+            None => return Err(CmdError::NoSuchKey),
+        },
+        "set-active-expire" if a.len() == 3 => {
+            st.active_expire_enabled = resp::parse_i64(&a[2]).ok_or(CmdError::NotInteger)? != 0;
+            out.ok();
+        }
+        "jmap" => out.ok(),
+        "help" => help(
+            out,
+            &[
+                "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "DIGEST",
+                "OBJECT <key>",
+                "POPULATE <count> [<prefix>] [<size>]",
+                "SET-ACTIVE-EXPIRE <0|1>",
+                "SLEEP <seconds>",
+                "HELP",
+            ],
+        ),
+        _ => return Err(unknown_sub("DEBUG", &a[1])),
+    }
+    Ok(())
+}

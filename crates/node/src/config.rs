@@ -1,0 +1,474 @@
+//! Node settings, read the way redis-server reads them: `--name value...` flags or a config
+//! file of `name value...` lines, and changed at run time with CONFIG SET.
+
+use std::path::PathBuf;
+
+/// How often `appendfsync` flushes the AOF to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    Always,
+    EverySec,
+    No,
+}
+
+/// Whether DEBUG is allowed (`enable-debug-command`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DebugCommand {
+    No,
+    Yes,
+    /// Only from loopback connections.
+    Local,
+}
+
+/// Every setting the node honours. Names and defaults are redis-server 7.0's.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub port: u16,
+    pub bind: Vec<String>,
+    pub dir: PathBuf,
+    pub dbfilename: String,
+    pub requirepass: Option<String>,
+    pub databases: usize,
+    pub maxclients: usize,
+    /// Close connections idle this long (0: never).
+    pub timeout_secs: u64,
+    /// Background cycles (active expiry, rehash) per second.
+    pub hz: u32,
+    pub proto_max_bulk_len_bytes: usize,
+    pub client_query_buffer_limit_bytes: usize,
+    /// `save <seconds> <changes>` rules.
+    pub save: Vec<(u64, u64)>,
+    pub appendonly: bool,
+    pub appendfsync: Fsync,
+    pub appendfilename: String,
+    pub appenddirname: String,
+    pub auto_aof_rewrite_percentage: u64,
+    pub auto_aof_rewrite_min_size_bytes: u64,
+    pub aof_load_truncated: bool,
+    pub rdbcompression: bool,
+    pub rdbchecksum: bool,
+    pub loglevel: String,
+    pub enable_debug_command: DebugCommand,
+    /// Worker threads serving connections (cacheplane's own setting).
+    pub io_threads: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            port: 6379,
+            bind: vec!["127.0.0.1".into()],
+            dir: PathBuf::from("."),
+            dbfilename: "dump.rdb".into(),
+            requirepass: None,
+            databases: 16,
+            maxclients: 10_000,
+            timeout_secs: 0,
+            hz: 10,
+            proto_max_bulk_len_bytes: 512 * 1024 * 1024,
+            client_query_buffer_limit_bytes: 1024 * 1024 * 1024,
+            save: vec![(3600, 1), (300, 100), (60, 10000)],
+            appendonly: false,
+            appendfsync: Fsync::EverySec,
+            appendfilename: "appendonly.aof".into(),
+            appenddirname: "appendonlydir".into(),
+            auto_aof_rewrite_percentage: 100,
+            auto_aof_rewrite_min_size_bytes: 64 * 1024 * 1024,
+            aof_load_truncated: true,
+            rdbcompression: true,
+            rdbchecksum: true,
+            loglevel: "notice".into(),
+            enable_debug_command: DebugCommand::No,
+            io_threads: 1,
+        }
+    }
+}
+
+/// A refused setting, in the words CONFIG SET and the start-up check use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("Bad directive or wrong number of arguments")]
+    UnknownDirective(String),
+    #[error("argument couldn't be parsed into an integer")]
+    NotInteger,
+    #[error("argument must be 'yes' or 'no'")]
+    NotYesNo,
+    #[error("argument(s) must be one of the following: {0}")]
+    NotOneOf(&'static str),
+    #[error("argument must be a memory value")]
+    NotMemory,
+    #[error("argument must be between {min} and {max} inclusive")]
+    OutOfRange { min: u64, max: u64 },
+    #[error("Invalid save parameters")]
+    InvalidSave,
+    #[error("can't set immutable config")]
+    Immutable,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Parameters CONFIG GET lists, in this order.
+pub const PARAMETERS: &[&str] = &[
+    "port",
+    "bind",
+    "dir",
+    "dbfilename",
+    "requirepass",
+    "databases",
+    "maxclients",
+    "timeout",
+    "hz",
+    "proto-max-bulk-len",
+    "client-query-buffer-limit",
+    "save",
+    "appendonly",
+    "appendfsync",
+    "appendfilename",
+    "appenddirname",
+    "auto-aof-rewrite-percentage",
+    "auto-aof-rewrite-min-size",
+    "aof-load-truncated",
+    "rdbcompression",
+    "rdbchecksum",
+    "loglevel",
+    "enable-debug-command",
+    "io-threads",
+    "daemonize",
+];
+
+/// Settings that only take effect at start.
+const IMMUTABLE: &[&str] = &[
+    "port",
+    "bind",
+    "databases",
+    "daemonize",
+    "io-threads",
+    "appendfilename",
+    "appenddirname",
+    "enable-debug-command",
+];
+
+fn yes_no(v: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(ConfigError::NotYesNo),
+    }
+}
+
+fn yn(v: bool) -> String {
+    if v { "yes".into() } else { "no".into() }
+}
+
+fn integer(v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let n: u64 = v.parse().map_err(|_| ConfigError::NotInteger)?;
+    if !(min..=max).contains(&n) {
+        return Err(ConfigError::OutOfRange { min, max });
+    }
+    Ok(n)
+}
+
+/// Parses a memory amount as Redis does: `100`, `1k` (1000), `1kb` (1024), `mb`, `gb`.
+pub fn parse_memory(v: &str) -> Result<u64, ConfigError> {
+    let lower = v.to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| ConfigError::NotMemory)?;
+    let mul = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return Err(ConfigError::NotMemory),
+    };
+    n.checked_mul(mul).ok_or(ConfigError::NotMemory)
+}
+
+impl NodeConfig {
+    /// Reads redis-server style arguments: an optional config file path, then `--name value...`.
+    pub fn from_args(args: &[String]) -> Result<NodeConfig, String> {
+        let mut cfg = NodeConfig::default();
+        let mut lines: Vec<Vec<String>> = Vec::new();
+        let mut rest = args;
+        if let Some(first) = args.first().filter(|a| !a.starts_with("--")) {
+            let text = std::fs::read_to_string(first)
+                .map_err(|e| format!("can't open config file '{first}': {e}"))?;
+            for line in text.lines() {
+                let words = resp::split_inline_args(line.trim().as_bytes())
+                    .map_err(|_| format!("unbalanced quotes in config file line '{line}'"))?;
+                if words.is_empty() || words[0].starts_with(b"#") {
+                    continue;
+                }
+                lines.push(
+                    words
+                        .iter()
+                        .map(|w| String::from_utf8_lossy(w).into_owned())
+                        .collect(),
+                );
+            }
+            rest = &args[1..];
+        }
+        for arg in rest {
+            match arg.strip_prefix("--") {
+                Some(name) => lines.push(vec![name.to_string()]),
+                None => match lines.last_mut() {
+                    Some(line) => line.push(arg.clone()),
+                    None => return Err(format!("unexpected argument '{arg}'")),
+                },
+            }
+        }
+        for (n, line) in lines.iter().enumerate() {
+            let name = line[0].to_ascii_lowercase();
+            let value = line[1..].join(" ");
+            if let Err(e) = cfg.apply(&name, &value, true) {
+                return Err(format!(
+                    "\n*** FATAL CONFIG FILE ERROR (Redis 7.0.15) ***\nReading the configuration file, at line {}\n>>> '{}'\n{e}",
+                    n + 1,
+                    line.join(" ")
+                ));
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The current value of a parameter, as CONFIG GET prints it.
+    pub fn get(&self, name: &str) -> Option<String> {
+        Some(match name {
+            "port" => self.port.to_string(),
+            "bind" => self.bind.join(" "),
+            "dir" => self.dir.display().to_string(),
+            "dbfilename" => self.dbfilename.clone(),
+            "requirepass" => self.requirepass.clone().unwrap_or_default(),
+            "databases" => self.databases.to_string(),
+            "maxclients" => self.maxclients.to_string(),
+            "timeout" => self.timeout_secs.to_string(),
+            "hz" => self.hz.to_string(),
+            "proto-max-bulk-len" => self.proto_max_bulk_len_bytes.to_string(),
+            "client-query-buffer-limit" => self.client_query_buffer_limit_bytes.to_string(),
+            "save" => self
+                .save
+                .iter()
+                .map(|(s, c)| format!("{s} {c}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            "appendonly" => yn(self.appendonly),
+            "appendfsync" => match self.appendfsync {
+                Fsync::Always => "always",
+                Fsync::EverySec => "everysec",
+                Fsync::No => "no",
+            }
+            .into(),
+            "appendfilename" => self.appendfilename.clone(),
+            "appenddirname" => self.appenddirname.clone(),
+            "auto-aof-rewrite-percentage" => self.auto_aof_rewrite_percentage.to_string(),
+            "auto-aof-rewrite-min-size" => self.auto_aof_rewrite_min_size_bytes.to_string(),
+            "aof-load-truncated" => yn(self.aof_load_truncated),
+            "rdbcompression" => yn(self.rdbcompression),
+            "rdbchecksum" => yn(self.rdbchecksum),
+            "loglevel" => self.loglevel.clone(),
+            "enable-debug-command" => match self.enable_debug_command {
+                DebugCommand::No => "no",
+                DebugCommand::Yes => "yes",
+                DebugCommand::Local => "local",
+            }
+            .into(),
+            "io-threads" => self.io_threads.to_string(),
+            "daemonize" => "no".into(),
+            _ => return None,
+        })
+    }
+
+    /// CONFIG SET: changes a parameter at run time.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        self.apply(name, value, false)
+    }
+
+    fn apply(&mut self, name: &str, v: &str, at_start: bool) -> Result<(), ConfigError> {
+        if !PARAMETERS.contains(&name) {
+            return Err(ConfigError::UnknownDirective(name.into()));
+        }
+        if !at_start && IMMUTABLE.contains(&name) {
+            return Err(ConfigError::Immutable);
+        }
+        match name {
+            "port" => self.port = integer(v, 0, 65535)? as u16,
+            "bind" => self.bind = v.split_whitespace().map(String::from).collect(),
+            "dir" => {
+                let dir = PathBuf::from(v);
+                if !at_start && !dir.is_dir() {
+                    return Err(ConfigError::Other(format!(
+                        "No such file or directory: {v}"
+                    )));
+                }
+                self.dir = dir;
+            }
+            "dbfilename" => {
+                if v.contains('/') {
+                    return Err(ConfigError::Other(
+                        "dbfilename can't be a path, just a filename".into(),
+                    ));
+                }
+                self.dbfilename = v.into();
+            }
+            "requirepass" => self.requirepass = (!v.is_empty()).then(|| v.to_string()),
+            "databases" => self.databases = integer(v, 1, 1 << 20)? as usize,
+            "maxclients" => self.maxclients = integer(v, 1, 1 << 24)? as usize,
+            "timeout" => self.timeout_secs = integer(v, 0, i32::MAX as u64)?,
+            "hz" => self.hz = integer(v, 1, 500)? as u32,
+            "proto-max-bulk-len" => {
+                let n = parse_memory(v)?;
+                if n < 1024 * 1024 {
+                    return Err(ConfigError::OutOfRange {
+                        min: 1024 * 1024,
+                        max: i64::MAX as u64,
+                    });
+                }
+                self.proto_max_bulk_len_bytes = n as usize
+            }
+            "client-query-buffer-limit" => {
+                let n = parse_memory(v)?;
+                if n < 1024 * 1024 {
+                    return Err(ConfigError::OutOfRange {
+                        min: 1024 * 1024,
+                        max: i64::MAX as u64,
+                    });
+                }
+                self.client_query_buffer_limit_bytes = n as usize
+            }
+            "save" => {
+                let words: Vec<&str> = v.split_whitespace().collect();
+                if words.len() % 2 != 0 {
+                    return Err(ConfigError::InvalidSave);
+                }
+                let mut rules = Vec::new();
+                for pair in words.chunks(2) {
+                    let secs = pair[0].parse().map_err(|_| ConfigError::InvalidSave)?;
+                    let changes = pair[1].parse().map_err(|_| ConfigError::InvalidSave)?;
+                    rules.push((secs, changes));
+                }
+                self.save = rules;
+            }
+            "appendonly" => self.appendonly = yes_no(v)?,
+            "appendfsync" => {
+                self.appendfsync = match v.to_ascii_lowercase().as_str() {
+                    "always" => Fsync::Always,
+                    "everysec" => Fsync::EverySec,
+                    "no" => Fsync::No,
+                    _ => return Err(ConfigError::NotOneOf("always, everysec, no")),
+                }
+            }
+            "appendfilename" => {
+                if v.is_empty() || v.contains('/') {
+                    return Err(ConfigError::Other(
+                        "appendfilename can't be a path, just a filename".into(),
+                    ));
+                }
+                self.appendfilename = v.into()
+            }
+            "appenddirname" => {
+                if v.is_empty() || v.contains('/') {
+                    return Err(ConfigError::Other(
+                        "appenddirname can't be a path, just a dirname".into(),
+                    ));
+                }
+                self.appenddirname = v.into()
+            }
+            "auto-aof-rewrite-percentage" => {
+                self.auto_aof_rewrite_percentage = integer(v, 0, i32::MAX as u64)?
+            }
+            "auto-aof-rewrite-min-size" => self.auto_aof_rewrite_min_size_bytes = parse_memory(v)?,
+            "aof-load-truncated" => self.aof_load_truncated = yes_no(v)?,
+            "rdbcompression" => self.rdbcompression = yes_no(v)?,
+            "rdbchecksum" => self.rdbchecksum = yes_no(v)?,
+            "loglevel" => {
+                let level = v.to_ascii_lowercase();
+                if !["debug", "verbose", "notice", "warning", "nothing"].contains(&level.as_str()) {
+                    return Err(ConfigError::NotOneOf(
+                        "debug, verbose, notice, warning, nothing",
+                    ));
+                }
+                self.loglevel = level;
+            }
+            "enable-debug-command" => {
+                self.enable_debug_command = match v.to_ascii_lowercase().as_str() {
+                    "no" => DebugCommand::No,
+                    "yes" => DebugCommand::Yes,
+                    "local" => DebugCommand::Local,
+                    _ => return Err(ConfigError::NotOneOf("no, yes, local")),
+                }
+            }
+            "io-threads" => self.io_threads = integer(v, 1, 128)? as usize,
+            "daemonize" => {
+                if yes_no(v)? {
+                    return Err(ConfigError::Other(
+                        "daemonize is not supported; run under a supervisor".into(),
+                    ));
+                }
+            }
+            _ => unreachable!("listed in PARAMETERS"),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_like_redis_server() {
+        let c = NodeConfig::from_args(&args(&[
+            "--port",
+            "7000",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--requirepass",
+            "k",
+        ]))
+        .unwrap();
+        assert_eq!(c.port, 7000);
+        assert!(c.save.is_empty());
+        assert!(c.appendonly);
+        assert_eq!(c.requirepass.as_deref(), Some("k"));
+        let c = NodeConfig::from_args(&args(&["--save", "900", "1", "300", "10"])).unwrap();
+        assert_eq!(c.save, vec![(900, 1), (300, 10)]);
+    }
+
+    #[test]
+    fn bad_flags_are_refused_like_redis_server() {
+        let err = NodeConfig::from_args(&args(&["--port", "7000", "--nosuch", "x"])).unwrap_err();
+        assert!(err.contains("FATAL CONFIG FILE ERROR"), "{err}");
+        assert!(err.contains(">>> 'nosuch x'"), "{err}");
+        assert!(err.contains("Bad directive"), "{err}");
+        assert!(NodeConfig::from_args(&args(&["--appendfsync", "sometimes"])).is_err());
+        assert!(NodeConfig::from_args(&args(&["--port", "99999"])).is_err());
+    }
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("1kb").unwrap(), 1024);
+        assert_eq!(parse_memory("1k").unwrap(), 1000);
+        assert_eq!(parse_memory("2GB").unwrap(), 2 << 30);
+        assert!(parse_memory("x").is_err());
+    }
+
+    #[test]
+    fn config_set_respects_immutability() {
+        let mut c = NodeConfig::default();
+        assert_eq!(c.set("port", "1"), Err(ConfigError::Immutable));
+        c.set("maxclients", "5").unwrap();
+        assert_eq!(c.get("maxclients").unwrap(), "5");
+    }
+}

@@ -1,0 +1,203 @@
+//! Running one command for one client: the checks Redis makes before a command runs
+//! (known, arity, AUTH, pub/sub context, MULTI queueing), then the command itself.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use keyspace::{CmdError, Ctx, Run, Spec, flags};
+use resp::{Protocol, ReplyBuf};
+
+use crate::commands;
+use crate::state::{BlockSlot, State};
+
+/// What the connection does after a command.
+pub enum Flow {
+    Continue,
+    /// Write what is buffered, then close (QUIT, CLIENT KILL of itself).
+    Close,
+    /// Wait for the slot to be filled, or answer "timed out" at the deadline.
+    Block {
+        slot: Arc<BlockSlot>,
+        deadline_ms: Option<u64>,
+    },
+    /// Stop the whole node (SHUTDOWN).
+    Shutdown,
+}
+
+/// Redis's reply to an unknown command, quoting (at most about 128 bytes of) its arguments.
+pub fn unknown_command(args: &[Bytes]) -> CmdError {
+    let name: String = String::from_utf8_lossy(&args[0])
+        .chars()
+        .take(128)
+        .collect();
+    let mut quoted = String::new();
+    for a in &args[1..] {
+        if quoted.len() >= 128 {
+            break;
+        }
+        let room = 128 - quoted.len();
+        let text: String = String::from_utf8_lossy(a).chars().take(room).collect();
+        quoted.push_str(&format!("'{text}' "));
+    }
+    CmdError::UnknownCommand { name, args: quoted }
+}
+
+/// Runs `args` for client `id`, writing the reply into `out`.
+pub fn dispatch(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flow {
+    let now = st.ks.now_ms();
+    let requirepass = st.config.requirepass.is_some();
+    st.stats.total_commands_processed += 1;
+    let Some(client) = st.clients.get_mut(&id) else {
+        return Flow::Close;
+    };
+    out.protocol = client.protocol;
+    client.last_ms = now;
+    let Some(spec) = keyspace::lookup(&args[0]) else {
+        if client.multi.is_some() {
+            client.multi_error = true;
+        }
+        out.error(&unknown_command(&args).to_string());
+        return Flow::Continue;
+    };
+    if !spec.arity_ok(args.len()) {
+        if client.multi.is_some() {
+            client.multi_error = true;
+        }
+        out.error(&CmdError::WrongArity(spec.name.into()).to_string());
+        return Flow::Continue;
+    }
+    if requirepass && !client.authenticated && !spec.is(flags::NO_AUTH) {
+        if client.multi.is_some() {
+            client.multi_error = true;
+        }
+        out.error("NOAUTH Authentication required.");
+        return Flow::Continue;
+    }
+    if client.protocol == Protocol::Resp2
+        && client.subscriptions() > 0
+        && !spec.is(flags::PUBSUB_CONTEXT)
+    {
+        out.error(&format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            spec.name
+        ));
+        return Flow::Continue;
+    }
+    if let Some(queue) = client.multi.as_mut() {
+        if !matches!(
+            spec.name,
+            "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+        ) {
+            if spec.is(flags::NO_MULTI) {
+                client.multi_error = true;
+                out.error("ERR Command not allowed inside a transaction");
+                return Flow::Continue;
+            }
+            queue.push(args);
+            out.simple("QUEUED");
+            return Flow::Continue;
+        }
+    }
+    run(st, id, spec, args, out, false)
+}
+
+/// Runs a command that passed the checks. `in_exec`: inside EXEC, where nothing blocks.
+pub fn run(
+    st: &mut State,
+    id: u64,
+    spec: &'static Spec,
+    args: Vec<Bytes>,
+    out: &mut ReplyBuf,
+    in_exec: bool,
+) -> Flow {
+    let Some(client) = st.clients.get_mut(&id) else {
+        return Flow::Close;
+    };
+    if client.last_cmd != spec.name {
+        client.last_cmd.clear();
+        client.last_cmd.push_str(spec.name);
+    }
+    let db = client.db;
+    match spec.run {
+        Run::Data(_) => {
+            let mut ctx = Ctx::new(&mut st.ks, db, out);
+            ctx.in_multi = in_exec;
+            let result = keyspace::execute(spec, &mut ctx, &args);
+            let block = ctx.block.take();
+            if let Err(e) = result {
+                out.error(&e.to_string());
+            }
+            if st.ks.has_touched() {
+                st.handle_touched();
+            }
+            match block {
+                Some(b) => {
+                    let slot = st.block(id, db, args.clone(), &b.keys);
+                    Flow::Block {
+                        slot,
+                        deadline_ms: b.deadline_ms,
+                    }
+                }
+                None => Flow::Continue,
+            }
+        }
+        Run::Node => match commands::run(st, id, spec, &args, out, in_exec) {
+            Ok(flow) => flow,
+            Err(e) => {
+                out.error(&e.to_string());
+                Flow::Continue
+            }
+        },
+    }
+}
+
+/// EXEC: runs the queued commands, or refuses if the queue or a watched key went bad.
+pub fn exec(st: &mut State, id: u64, out: &mut ReplyBuf) -> Result<Flow, CmdError> {
+    let client = st
+        .clients
+        .get_mut(&id)
+        .expect("client of a running command");
+    let Some(queue) = client.multi.take() else {
+        return Err(CmdError::other("ERR EXEC without MULTI"));
+    };
+    let aborted = std::mem::take(&mut client.multi_error);
+    let dirty = client.watch_dirty;
+    st.unwatch_all(id);
+    if aborted {
+        return Err(CmdError::other(
+            "EXECABORT Transaction discarded because of previous errors.",
+        ));
+    }
+    if dirty {
+        out.null_array();
+        return Ok(Flow::Continue);
+    }
+    out.array(queue.len());
+    let mut flow = Flow::Continue;
+    for args in queue {
+        let spec = keyspace::lookup(&args[0]).expect("queued commands were looked up");
+        if let Flow::Shutdown = run(st, id, spec, args, out, true) {
+            flow = Flow::Shutdown;
+        }
+    }
+    Ok(flow)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_command_quotes_args_like_redis() {
+        let e = unknown_command(&[Bytes::from("foo"), Bytes::from("a"), Bytes::from("b c")]);
+        assert_eq!(
+            e.to_string(),
+            "ERR unknown command 'foo', with args beginning with: 'a' 'b c' "
+        );
+        let e = unknown_command(&[Bytes::from("x")]);
+        assert_eq!(
+            e.to_string(),
+            "ERR unknown command 'x', with args beginning with: "
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! The INFO report, with redis-server's section and field names.
+
+use std::fmt::Write;
+
+use bytes::Bytes;
+
+use crate::state::State;
+
+/// Bytes allocated by the process, as jemalloc counts them (Redis's `used_memory`).
+pub fn used_memory_bytes() -> u64 {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    // Statistics are cached until the epoch advances.
+    let _ = epoch::advance();
+    stats::allocated::read().map(|n| n as u64).unwrap_or(0)
+}
+
+/// Resident bytes held by the allocator (`used_memory_rss` stand-in).
+pub fn resident_memory_bytes() -> u64 {
+    tikv_jemalloc_ctl::stats::resident::read()
+        .map(|n| n as u64)
+        .unwrap_or(0)
+}
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b < 1024.0 {
+        format!("{bytes}B")
+    } else if b < 1024.0 * 1024.0 {
+        format!("{:.2}K", b / 1024.0)
+    } else if b < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2}M", b / 1024.0 / 1024.0)
+    } else {
+        format!("{:.2}G", b / 1024.0 / 1024.0 / 1024.0)
+    }
+}
+
+const SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "keyspace",
+];
+
+/// Renders the sections asked for (`default`/`all`/`everything` or names; none = default).
+pub fn render(st: &State, args: &[Bytes]) -> String {
+    let wanted: Vec<String> = args
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .collect();
+    let all = wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| matches!(w.as_str(), "default" | "all" | "everything"));
+    let mut out = String::new();
+    for section in SECTIONS {
+        if !all && !wanted.iter().any(|w| w == section) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        section_text(st, section, &mut out);
+    }
+    out
+}
+
+fn section_text(st: &State, section: &str, o: &mut String) {
+    let now_ms = st.ks.now_ms();
+    let uptime = now_ms.saturating_sub(st.started_unix_ms) / 1000;
+    match section {
+        "server" => {
+            let _ = write!(
+                o,
+                "# Server\r\nredis_version:{}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\nexecutable:{}\r\nconfig_file:\r\nio_threads_active:0\r\ncacheplane_version:{}\r\n",
+                crate::REDIS_VERSION,
+                std::env::consts::OS,
+                std::env::consts::ARCH,
+                std::process::id(),
+                crate::run_id(),
+                st.config.port,
+                crate::unix_time_us(),
+                uptime,
+                uptime / 86400,
+                st.config.hz,
+                st.config.hz,
+                std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                env!("CARGO_PKG_VERSION"),
+            );
+        }
+        "clients" => {
+            let pubsub = st
+                .clients
+                .values()
+                .filter(|c| c.subscriptions() > 0)
+                .count();
+            let _ = write!(
+                o,
+                "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\ntracking_clients:0\r\nclients_in_timeout_table:{}\r\npubsub_clients:{}\r\n",
+                st.clients.len(),
+                st.config.maxclients,
+                st.blocked_clients(),
+                st.blocked_clients(),
+                pubsub,
+            );
+        }
+        "memory" => {
+            let used = used_memory_bytes();
+            let rss = resident_memory_bytes();
+            let _ = write!(
+                o,
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:jemalloc-5.3.0\r\n",
+                human(used),
+                human(rss),
+                if used > 0 {
+                    rss as f64 / used as f64
+                } else {
+                    0.0
+                },
+            );
+        }
+        "persistence" => {
+            let _ = write!(
+                o,
+                "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\naof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_last_write_status:ok\r\n",
+                st.ks.dirty - st.dirty_at_last_save,
+                st.last_save_unix,
+                st.config.appendonly as u8,
+            );
+        }
+        "stats" => {
+            let s = &st.stats;
+            let k = &st.ks.stats;
+            let _ = write!(
+                o,
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_forks:0\r\n",
+                s.total_connections_received,
+                s.total_commands_processed,
+                s.total_net_input_bytes,
+                s.total_net_output_bytes,
+                s.rejected_connections,
+                k.expired_keys,
+                k.keyspace_hits,
+                k.keyspace_misses,
+                st.channels.len(),
+                st.patterns.len(),
+            );
+        }
+        "replication" => {
+            o.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_repl_offset:0\r\n");
+        }
+        "cpu" => {
+            let (user, sys) = crate::cpu_times();
+            let _ = write!(
+                o,
+                "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\n"
+            );
+        }
+        "keyspace" => {
+            o.push_str("# Keyspace\r\n");
+            for db in 0..st.ks.db_count() {
+                let d = st.ks.db(db);
+                if d.len() > 0 {
+                    let _ = write!(
+                        o,
+                        "db{db}:keys={},expires={},avg_ttl=0\r\n",
+                        d.len(),
+                        d.volatile_len()
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,71 @@
+//! Accepting connections and the background cycle (active expiry, table maintenance).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::{Shared, conn, unix_time_ms};
+
+/// Keys active expiry removes per cycle at most, so one cycle holds the lock briefly.
+/// At the default 10 cycles a second this bounds expiry at 200,000 keys a second; keys
+/// beyond that stay invisible (lazy expiry) until a later cycle removes them.
+pub const ACTIVE_EXPIRE_KEYS_PER_CYCLE_MAX: usize = 20_000;
+
+/// Serves connections from `listener` until `shutdown` resolves or a client sends SHUTDOWN.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut stop = shared.shutdown.subscribe();
+    let cron = tokio::spawn(cron(shared.clone()));
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(conn::handle(shared.clone(), stream, peer, shared.shutdown.subscribe()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = &mut shutdown => break,
+            _ = stop.changed() => break,
+        }
+    }
+    let _ = shared.shutdown.send(true);
+    cron.abort();
+    // Connections see the shutdown signal and finish their current write.
+    let deadline = tokio::time::sleep(Duration::from_secs(5));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = connections.join_next() => if next.is_none() { break },
+            _ = &mut deadline => {
+                connections.abort_all();
+                break;
+            }
+        }
+    }
+}
+
+async fn cron(shared: Arc<Shared>) {
+    loop {
+        let hz = shared.state.lock().expect("state lock").config.hz.max(1);
+        tokio::time::sleep(Duration::from_millis(1000 / hz as u64)).await;
+        let mut st = shared.state.lock().expect("state lock");
+        st.ks.set_clock(unix_time_ms());
+        if st.active_expire_enabled {
+            st.ks.active_expire(ACTIVE_EXPIRE_KEYS_PER_CYCLE_MAX);
+        }
+        if st.ks.has_touched() {
+            st.handle_touched();
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Everything connections share, behind one lock: the keyspace, the clients, who watches or
+//! waits on which key, and pub/sub subscriptions.
+//!
+//! The lock is a std `Mutex`, held for one batch of commands and never across an `.await`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use keyspace::{Ctx, Keyspace, Str};
+use resp::{Protocol, ReplyBuf};
+use tokio::sync::{Notify, mpsc};
+
+use crate::config::NodeConfig;
+
+/// Where a blocked command's eventual reply is handed over to its connection.
+#[derive(Default)]
+pub struct BlockSlot {
+    pub notify: Notify,
+    pub reply: std::sync::Mutex<Option<Vec<u8>>>,
+}
+
+/// A command parked until one of its keys is written.
+pub struct Blocked {
+    pub args: Vec<Bytes>,
+    pub keys: Vec<Str>,
+    pub db: usize,
+    pub slot: Arc<BlockSlot>,
+}
+
+/// A connected client, as the server sees it.
+pub struct Client {
+    pub id: u64,
+    pub addr: String,
+    pub laddr: String,
+    /// The peer is on loopback (for `enable-debug-command local`).
+    pub local: bool,
+    pub name: Option<Bytes>,
+    pub db: usize,
+    pub protocol: Protocol,
+    pub authenticated: bool,
+    pub created_ms: u64,
+    pub last_ms: u64,
+    pub last_cmd: String,
+    /// Commands queued since MULTI.
+    pub multi: Option<Vec<Vec<Bytes>>>,
+    /// A command queued in MULTI was refused: EXEC must abort.
+    pub multi_error: bool,
+    pub watched: Vec<(usize, Str)>,
+    pub watch_dirty: bool,
+    pub channels: HashSet<Bytes>,
+    pub patterns: HashSet<Bytes>,
+    pub blocked: Option<Blocked>,
+    /// Pub/sub messages for this client, and how many bytes of them are not written yet.
+    pub outbox: mpsc::UnboundedSender<Vec<u8>>,
+    pub outbox_bytes: Arc<AtomicUsize>,
+    pub kill: Arc<Notify>,
+}
+
+impl Client {
+    pub fn subscriptions(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+}
+
+/// Counters for INFO stats.
+#[derive(Debug, Default, Clone)]
+pub struct NodeStats {
+    pub total_connections_received: u64,
+    pub total_commands_processed: u64,
+    pub rejected_connections: u64,
+    pub total_net_input_bytes: u64,
+    pub total_net_output_bytes: u64,
+    pub pubsub_messages_dropped_clients: u64,
+}
+
+/// Pub/sub messages a subscriber may have queued before it is disconnected, as Redis's
+/// `client-output-buffer-limit pubsub 32mb` hard limit does.
+pub const PUBSUB_OUTBOX_MAX_BYTES: usize = 32 * 1024 * 1024;
+
+pub struct State {
+    pub ks: Keyspace,
+    pub config: NodeConfig,
+    pub clients: HashMap<u64, Client>,
+    pub next_client_id: u64,
+    /// Blocked clients per key, first come first served.
+    pub blocked: HashMap<(usize, Str), VecDeque<u64>>,
+    pub watchers: HashMap<(usize, Str), Vec<u64>>,
+    pub channels: HashMap<Bytes, HashSet<u64>>,
+    pub patterns: HashMap<Bytes, HashSet<u64>>,
+    pub stats: NodeStats,
+    pub started_unix_ms: u64,
+    pub last_save_unix: u64,
+    /// `ks.dirty` at the last successful save.
+    pub dirty_at_last_save: u64,
+    pub active_expire_enabled: bool,
+}
+
+impl State {
+    pub fn new(config: NodeConfig, now_ms: u64) -> State {
+        State {
+            ks: Keyspace::new(config.databases),
+            config,
+            clients: HashMap::new(),
+            next_client_id: 1,
+            blocked: HashMap::new(),
+            watchers: HashMap::new(),
+            channels: HashMap::new(),
+            patterns: HashMap::new(),
+            stats: NodeStats::default(),
+            started_unix_ms: now_ms,
+            last_save_unix: now_ms / 1000,
+            dirty_at_last_save: 0,
+            active_expire_enabled: true,
+        }
+    }
+
+    pub fn blocked_clients(&self) -> usize {
+        self.clients
+            .values()
+            .filter(|c| c.blocked.is_some())
+            .count()
+    }
+
+    /// Reacts to writes on keys someone cares about: marks WATCHers dirty and serves blocked
+    /// clients, repeating while serving them writes further interesting keys.
+    pub fn handle_touched(&mut self) {
+        while self.ks.has_touched() {
+            for (db, key) in self.ks.take_touched() {
+                if let Some(ids) = self.watchers.get(&(db, key.clone())) {
+                    for id in ids {
+                        if let Some(c) = self.clients.get_mut(id) {
+                            c.watch_dirty = true;
+                        }
+                    }
+                }
+                self.serve_blocked(db, &key);
+            }
+        }
+    }
+
+    /// Runs the commands of clients blocked on `key` in arrival order until one finds
+    /// nothing to take.
+    fn serve_blocked(&mut self, db: usize, key: &Str) {
+        loop {
+            let Some(&id) = self.blocked.get(&(db, key.clone())).and_then(|q| q.front()) else {
+                return;
+            };
+            let Some(client) = self.clients.get(&id) else {
+                self.unblock(id);
+                continue;
+            };
+            let Some(b) = client.blocked.as_ref() else {
+                self.unblock(id);
+                continue;
+            };
+            let spec = keyspace::lookup(&b.args[0]).expect("blocked commands are known");
+            let mut out = ReplyBuf::new(client.protocol);
+            let args = b.args.clone();
+            let mut ctx = Ctx::new(&mut self.ks, b.db, &mut out);
+            let result = keyspace::execute(spec, &mut ctx, &args);
+            // Still nothing (or the key now holds another type): everyone stays queued.
+            if result.is_err() || ctx.block.is_some() {
+                return;
+            }
+            if let Some(b) = self.unblock(id) {
+                *b.slot.reply.lock().expect("slot lock") = Some(out.take());
+                b.slot.notify.notify_one();
+            }
+        }
+    }
+
+    /// Parks client `id` on `keys`.
+    pub fn block(
+        &mut self,
+        id: u64,
+        db: usize,
+        args: Vec<Bytes>,
+        keys: &[Bytes],
+    ) -> Arc<BlockSlot> {
+        let slot = Arc::new(BlockSlot::default());
+        let keys: Vec<Str> = keys.iter().map(|k| Str::new(k)).collect();
+        for k in &keys {
+            let queue = self.blocked.entry((db, k.clone())).or_default();
+            if !queue.contains(&id) {
+                queue.push_back(id);
+                self.ks.add_interest(db, k);
+            }
+        }
+        if let Some(c) = self.clients.get_mut(&id) {
+            c.blocked = Some(Blocked {
+                args,
+                keys,
+                db,
+                slot: slot.clone(),
+            });
+        }
+        slot
+    }
+
+    /// Takes client `id` off every queue it waits in.
+    pub fn unblock(&mut self, id: u64) -> Option<Blocked> {
+        let b = self.clients.get_mut(&id).and_then(|c| c.blocked.take());
+        let (db, keys) = match &b {
+            Some(b) => (b.db, b.keys.clone()),
+            None => {
+                // A stale id at the head of a queue: drop it wherever it is.
+                for q in self.blocked.values_mut() {
+                    q.retain(|x| *x != id);
+                }
+                self.blocked.retain(|_, q| !q.is_empty());
+                return None;
+            }
+        };
+        for k in keys {
+            let entry = (db, k);
+            if let Some(q) = self.blocked.get_mut(&entry) {
+                if let Some(pos) = q.iter().position(|x| *x == id) {
+                    q.remove(pos);
+                    self.ks.remove_interest(entry.0, &entry.1);
+                }
+                if q.is_empty() {
+                    self.blocked.remove(&entry);
+                }
+            }
+        }
+        b
+    }
+
+    pub fn watch(&mut self, id: u64, db: usize, key: &[u8]) {
+        let k = (db, Str::new(key));
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if c.watched.contains(&k) {
+            return;
+        }
+        c.watched.push(k.clone());
+        self.ks.add_interest(db, key);
+        self.watchers.entry(k).or_default().push(id);
+    }
+
+    pub fn unwatch_all(&mut self, id: u64) {
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let watched = std::mem::take(&mut c.watched);
+        c.watch_dirty = false;
+        for k in watched {
+            self.ks.remove_interest(k.0, &k.1);
+            if let Some(ids) = self.watchers.get_mut(&k) {
+                ids.retain(|x| *x != id);
+                if ids.is_empty() {
+                    self.watchers.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// Forgets everything about a client that went away.
+    pub fn remove_client(&mut self, id: u64) {
+        self.unblock(id);
+        self.unwatch_all(id);
+        if let Some(c) = self.clients.remove(&id) {
+            for ch in &c.channels {
+                remove_subscriber(&mut self.channels, ch, id);
+            }
+            for p in &c.patterns {
+                remove_subscriber(&mut self.patterns, p, id);
+            }
+        }
+    }
+
+    /// Delivers a message to channel subscribers and matching pattern subscribers; returns
+    /// how many received it.
+    pub fn publish(&mut self, channel: &[u8], message: &[u8]) -> usize {
+        let mut receivers = 0;
+        let mut deliveries: Vec<(u64, Option<Bytes>)> = Vec::new();
+        if let Some(ids) = self.channels.get(channel) {
+            deliveries.extend(ids.iter().map(|id| (*id, None)));
+        }
+        for (pattern, ids) in &self.patterns {
+            if keyspace::glob_match(pattern, channel, false) {
+                deliveries.extend(ids.iter().map(|id| (*id, Some(pattern.clone()))));
+            }
+        }
+        for (id, pattern) in deliveries {
+            let Some(c) = self.clients.get(&id) else {
+                continue;
+            };
+            let mut out = ReplyBuf::new(c.protocol);
+            match &pattern {
+                None => {
+                    out.push(3);
+                    out.bulk(b"message");
+                }
+                Some(p) => {
+                    out.push(4);
+                    out.bulk(b"pmessage");
+                    out.bulk(p);
+                }
+            }
+            out.bulk(channel);
+            out.bulk(message);
+            let bytes = out.take();
+            let queued = c.outbox_bytes.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
+            if queued > PUBSUB_OUTBOX_MAX_BYTES {
+                // A subscriber that does not read is disconnected rather than buffered forever.
+                c.kill.notify_one();
+                self.stats.pubsub_messages_dropped_clients += 1;
+                continue;
+            }
+            if c.outbox.send(bytes).is_ok() {
+                receivers += 1;
+            }
+        }
+        receivers
+    }
+}
+
+pub fn remove_subscriber(map: &mut HashMap<Bytes, HashSet<u64>>, name: &[u8], id: u64) {
+    if let Some(ids) = map.get_mut(name) {
+        ids.remove(&id);
+        if ids.is_empty() {
+            map.remove(name);
+        }
+    }
+}

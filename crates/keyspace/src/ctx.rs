@@ -99,3 +99,25 @@ pub fn clamp_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
     }
     Some((start as usize, end as usize))
 }
+
+/// Redis 7 checks a subcommand's arity like a command's and names it `cmd|sub`. Unknown
+/// subcommands pass, so the command can give its own "unknown subcommand" reply.
+pub fn check_subcommand_arity(
+    cmd: &str,
+    a: &[Bytes],
+    table: &[(&str, i32)],
+) -> Result<(), CmdError> {
+    let sub = lossy(&a[1]).to_ascii_lowercase();
+    match table.iter().find(|(name, _)| *name == sub) {
+        Some(&(name, arity)) => {
+            let n = a.len() as i32;
+            let ok = if arity >= 0 { n == arity } else { n >= -arity };
+            if ok {
+                Ok(())
+            } else {
+                Err(CmdError::WrongArity(format!("{cmd}|{name}")))
+            }
+        }
+        None => Ok(()),
+    }
+}

@@ -17,7 +17,7 @@ mod value;
 
 pub use cmd::keys::clone_value;
 pub use cmd::strings::STRING_LEN_MAX_BYTES;
-pub use ctx::{Block, Ctx};
+pub use ctx::{Block, Ctx, check_subcommand_arity};
 pub use dict::{Dict, DictEntry};
 pub use error::{CmdError, CmdResult};
 pub use glob::glob_match;

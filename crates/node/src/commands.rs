@@ -58,13 +58,59 @@ pub fn run(
             client(st, id).db = n as usize;
             out.ok();
         }
-        "client" => return client_cmd(st, id, a, out),
-        "command" => command(a, out)?,
+        "client" => {
+            keyspace::check_subcommand_arity(
+                "client",
+                a,
+                &[
+                    ("id", 2),
+                    ("getname", 2),
+                    ("setname", 3),
+                    ("info", 2),
+                    ("list", -2),
+                    ("kill", -3),
+                    ("unblock", -3),
+                    ("no-evict", 3),
+                    ("help", 2),
+                ],
+            )?;
+            return client_cmd(st, id, a, out);
+        }
+        "command" => {
+            if a.len() > 1 {
+                keyspace::check_subcommand_arity(
+                    "command",
+                    a,
+                    &[
+                        ("count", 2),
+                        ("list", -2),
+                        ("info", -2),
+                        ("docs", -2),
+                        ("getkeys", -4),
+                        ("help", 2),
+                    ],
+                )?;
+            }
+            command(a, out)?
+        }
         "info" => {
             let text = info::render(st, a.get(1..).unwrap_or_default());
             out.verbatim(text.as_bytes());
         }
-        "config" => config(st, a, out)?,
+        "config" => {
+            keyspace::check_subcommand_arity(
+                "config",
+                a,
+                &[
+                    ("get", -3),
+                    ("set", -4),
+                    ("resetstat", 2),
+                    ("rewrite", 2),
+                    ("help", 2),
+                ],
+            )?;
+            config(st, a, out)?
+        }
         "time" => {
             let now_us = crate::unix_time_us();
             out.array(2);
@@ -132,8 +178,25 @@ pub fn run(
             let n = st.publish(&a[1], &a[2]);
             out.int(n as i64);
         }
-        "pubsub" => pubsub(st, a, out)?,
-        "memory" => memory(st, id, a, out)?,
+        "pubsub" => {
+            keyspace::check_subcommand_arity(
+                "pubsub",
+                a,
+                &[
+                    ("channels", -2),
+                    ("numsub", -2),
+                    ("numpat", 2),
+                    ("shardchannels", -2),
+                    ("shardnumsub", -2),
+                    ("help", 2),
+                ],
+            )?;
+            pubsub(st, a, out)?
+        }
+        "memory" => {
+            keyspace::check_subcommand_arity("memory", a, &[("usage", -3), ("help", 2)])?;
+            memory(st, id, a, out)?
+        }
         "wait" => {
             resp::parse_i64(&a[1]).ok_or(CmdError::NotInteger)?;
             resp::parse_i64(&a[2])
@@ -647,7 +710,9 @@ fn config(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
                 next.set(&name, &lossy(&pair[1])).map_err(|e| {
                     let reason = match e {
                         crate::config::ConfigError::UnknownDirective(_) => {
-                            "Unknown option or number of arguments for CONFIG SET".to_string()
+                            return CmdError::other(format!(
+                                "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                            ));
                         }
                         other => other.to_string(),
                     };

@@ -128,7 +128,7 @@ pub fn pttl(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     ttl_generic(c, &a[1], |at, now| at.saturating_sub(now) as i64)
 }
 pub fn expiretime(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    ttl_generic(c, &a[1], |at, _| (at / 1000) as i64)
+    ttl_generic(c, &a[1], |at, _| ((at + 500) / 1000) as i64)
 }
 pub fn pexpiretime(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     ttl_generic(c, &a[1], |at, _| at as i64)
@@ -438,6 +438,17 @@ pub fn touch(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn object(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    crate::ctx::check_subcommand_arity(
+        "object",
+        a,
+        &[
+            ("encoding", 3),
+            ("refcount", 3),
+            ("idletime", 3),
+            ("freq", 3),
+            ("help", 2),
+        ],
+    )?;
     let sub = lossy(&a[1]).to_lowercase();
     if sub == "help" {
         let lines = [

@@ -220,8 +220,9 @@ pub fn mget(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// MSET-style `key value [key value ...]` after the command name.
 fn check_pairs(a: &[Bytes]) -> CmdResult {
-    if a.len() % 2 == 0 {
+    if a.len() % 2 == 1 {
         Ok(())
     } else {
         Err(CmdError::WrongArity(
@@ -231,7 +232,7 @@ fn check_pairs(a: &[Bytes]) -> CmdResult {
 }
 
 pub fn mset(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    check_pairs(&a[..a.len()])?;
+    check_pairs(a)?;
     for kv in a[1..].chunks(2) {
         c.ks.set(c.db, &kv[0], Value::Str(Str::new(&kv[1])));
         c.modified(&kv[0]);

@@ -1,0 +1,193 @@
+//! Starting servers on free ports and talking raw RESP to them.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use resp::{Frame, Limits};
+
+/// How long a server may take to accept connections before the test fails.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A server process that is killed when dropped.
+pub struct Server {
+    pub port: u16,
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts `cacheplane node` with redis-server style flags.
+    pub fn cacheplane(flags: &[&str]) -> Server {
+        Self::spawn(env!("CARGO_BIN_EXE_cacheplane"), &["node"], flags)
+    }
+
+    /// Starts the real redis-server (Debian's 7.0); the test fails if it is not installed.
+    pub fn redis(flags: &[&str]) -> Server {
+        let mut all = vec!["--save", "", "--appendonly", "no"];
+        all.extend_from_slice(flags);
+        Self::spawn("redis-server", &[], &all)
+    }
+
+    fn spawn(program: &str, pre: &[&str], flags: &[&str]) -> Server {
+        let port = free_port();
+        let dir = std::env::temp_dir();
+        let child = Command::new(program)
+            .args(pre)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                dir.to_str().unwrap(),
+            ])
+            .args(flags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("start {program}: {e} (is it installed? run the README's test command)")
+            });
+        let server = Server { port, child };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        loop {
+            if let Ok(mut c) = Conn::try_connect(self.port) {
+                // With requirepass, PING answers NOAUTH: that still means ready.
+                if c.call(&["PING"]).is_some() {
+                    return;
+                }
+            }
+            assert!(
+                start.elapsed() < READY_TIMEOUT,
+                "server on port {} did not become ready",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn conn(&self) -> Conn {
+        Conn::try_connect(self.port).expect("connect")
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A blocking raw RESP connection.
+pub struct Conn {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub fn try_connect(port: u16) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    pub fn send(&mut self, args: &[&str]) {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        self.stream.write_all(&out).expect("write");
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Reads one reply; `None` when the connection closed.
+    pub fn read(&mut self) -> Option<Frame> {
+        loop {
+            if let Some((frame, used)) =
+                Frame::parse(&self.buf, &Limits::default()).expect("valid RESP from server")
+            {
+                self.buf.drain(..used);
+                return Some(frame);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    pub fn call(&mut self, args: &[&str]) -> Option<Frame> {
+        self.send(args);
+        self.read()
+    }
+
+    /// Sends a command and returns its reply, panicking if the connection closed.
+    pub fn cmd(&mut self, args: &[&str]) -> Frame {
+        self.call(args)
+            .unwrap_or_else(|| panic!("connection closed during {args:?}"))
+    }
+
+    /// Whether the server closed the connection (reads EOF within the timeout).
+    pub fn is_closed(&mut self) -> bool {
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+pub fn bulk(s: &str) -> Frame {
+    Frame::Bulk(bytes::Bytes::copy_from_slice(s.as_bytes()))
+}
+
+pub fn ok() -> Frame {
+    Frame::Simple("OK".into())
+}
+
+pub fn err_text(f: &Frame) -> &str {
+    match f {
+        Frame::Error(e) => e,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}

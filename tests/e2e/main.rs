@@ -1,0 +1,8 @@
+//! End-to-end tests: real processes (the `cacheplane` binary, redis-server, redis-cli)
+//! talking over TCP on 127.0.0.1.
+
+mod harness;
+mod node_clients;
+mod node_compat;
+mod node_protocol;
+mod node_server;

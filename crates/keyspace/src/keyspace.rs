@@ -111,6 +111,10 @@ impl Keyspace {
 
     /// Deletes `key` if its deadline has passed; returns whether it did.
     fn expire_if_due(&mut self, db: usize, key: &[u8]) -> bool {
+        // Most datasets have no volatile keys: skip the lookup then.
+        if self.dbs[db].expires.is_empty() {
+            return false;
+        }
         let due = match self.dbs[db].dict.get(key) {
             Some(e) => self.is_expired(e),
             None => false,
@@ -390,14 +394,16 @@ impl Keyspace {
     ) -> Result<&mut Value, CmdError> {
         self.expire_if_due(db, key);
         let d = &mut self.dbs[db];
-        if !d.dict.contains(key) {
+        let entry = if d.dict.contains(key) {
+            d.dict.get_mut(key).expect("present")
+        } else {
             d.dict.insert_new(Entry {
                 key: Str::new(key),
                 value: make(),
                 expire_at_ms: 0,
-            });
-        }
-        let v = &mut d.dict.get_mut(key).expect("present").value;
+            })
+        };
+        let v = &mut entry.value;
         if is_kind(v) {
             Ok(v)
         } else {

@@ -569,7 +569,7 @@ fn client_kill(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resu
         if *v == id {
             close_self = true;
         } else if let Some(c) = st.clients.get(v) {
-            c.kill.notify_one();
+            c.kill();
         }
     }
     if old_form {

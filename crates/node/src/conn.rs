@@ -1,22 +1,24 @@
 //! One client connection: read, decode, run a batch of commands under one lock, write.
 //!
 //! Every complete command already in the read buffer is run in the same critical section
-//! and all replies go out in one write, which is what makes pipelining cheap.
+//! and all replies go out in one write, which is what makes pipelining cheap. Between
+//! batches the connection waits on just two things: its socket and its outbox (pub/sub
+//! messages and close requests).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use resp::{Protocol, ReplyBuf, RequestDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::dispatch::{Flow, dispatch};
-use crate::state::{BlockSlot, Client};
+use crate::state::{BlockSlot, Client, Outbound};
 use crate::{Shared, unix_time_ms};
 
 /// Commands taken from the read buffer per critical section, so one client's long pipeline
@@ -25,29 +27,43 @@ const BATCH_COMMANDS_MAX: usize = 1024;
 /// Read buffer growth step (Redis's PROTO_IOBUF_LEN).
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 
+struct Connection {
+    shared: Arc<Shared>,
+    id: u64,
+    stream: TcpStream,
+    rbuf: BytesMut,
+    outbox: mpsc::UnboundedReceiver<Outbound>,
+    outbox_bytes: Arc<AtomicUsize>,
+    killed: Arc<AtomicBool>,
+    /// Bytes read since the last batch, added to the stats under the batch's lock.
+    unaccounted_input_bytes: u64,
+}
+
+/// What the socket or outbox produced.
 enum Wake {
+    Read(usize),
+    Outbox(Option<Outbound>),
+}
+
+/// What woke an idle or blocked connection.
+enum Event {
     Input,
     Closed,
 }
 
-pub async fn handle(
-    shared: Arc<Shared>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let laddr = stream
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let (outbox_tx, mut outbox_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (outbox_tx, outbox) = mpsc::unbounded_channel();
     let outbox_bytes = Arc::new(AtomicUsize::new(0));
-    let kill = Arc::new(Notify::new());
+    let killed = Arc::new(AtomicBool::new(false));
     let registered = {
         let mut st = shared.state.lock().expect("state lock");
         st.stats.total_connections_received += 1;
-        if st.clients.len() >= st.config.maxclients {
+        if st.shutting_down || st.clients.len() >= st.config.maxclients {
             st.stats.rejected_connections += 1;
             None
         } else {
@@ -78,193 +94,239 @@ pub async fn handle(
                     blocked: None,
                     outbox: outbox_tx,
                     outbox_bytes: outbox_bytes.clone(),
-                    kill: kill.clone(),
+                    killed: killed.clone(),
                 },
             );
             Some((id, authenticated, st.config.clone()))
         }
     };
-    let Some((id, mut authenticated, config)) = registered else {
+    let Some((id, authenticated, config)) = registered else {
+        let mut stream = stream;
         let _ = stream
             .write_all(b"-ERR max number of clients reached\r\n")
             .await;
         return;
     };
-    let limits = resp::Limits {
-        bulk_len_max_bytes: config.proto_max_bulk_len_bytes,
-        ..resp::Limits::default()
+    let mut conn = Connection {
+        shared: shared.clone(),
+        id,
+        stream,
+        rbuf: BytesMut::with_capacity(READ_CHUNK_BYTES),
+        outbox,
+        outbox_bytes,
+        killed,
+        unaccounted_input_bytes: 0,
     };
-    let mut decoder = RequestDecoder::new(limits);
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    let mut out = ReplyBuf::default();
-    let mut pending: VecDeque<Vec<Bytes>> = VecDeque::new();
-    let idle = (config.timeout_secs > 0).then(|| Duration::from_secs(config.timeout_secs));
+    conn.serve(authenticated, &config).await;
+    shared.state.lock().expect("state lock").remove_client(id);
+}
 
-    'conn: loop {
-        let mut protocol_error = None;
-        while pending.len() < BATCH_COMMANDS_MAX && (authenticated || pending.is_empty()) {
-            match decoder.decode(&mut rbuf, authenticated) {
-                Ok(Some(cmd)) => pending.push_back(cmd),
-                Ok(None) => break,
-                Err(e) => {
-                    protocol_error = Some(e);
-                    break;
-                }
-            }
-        }
-        if !pending.is_empty() {
-            let flow = {
-                let mut st = shared.state.lock().expect("state lock");
-                st.ks.set_clock(unix_time_ms());
-                let mut flow = Flow::Continue;
-                // Before AUTH, one command at a time: AUTH changes the limits for the next.
-                while let Some(cmd) = pending.pop_front() {
-                    flow = dispatch(&mut st, id, cmd, &mut out);
-                    if !matches!(flow, Flow::Continue) || !authenticated {
+impl Connection {
+    async fn serve(&mut self, mut authenticated: bool, config: &crate::NodeConfig) {
+        let limits = resp::Limits {
+            bulk_len_max_bytes: config.proto_max_bulk_len_bytes,
+            ..resp::Limits::default()
+        };
+        let mut decoder = RequestDecoder::new(limits);
+        let mut out = ReplyBuf::default();
+        let mut pending: VecDeque<Vec<Bytes>> = VecDeque::new();
+        let idle = (config.timeout_secs > 0).then(|| Duration::from_secs(config.timeout_secs));
+        loop {
+            let mut protocol_error = None;
+            while pending.len() < BATCH_COMMANDS_MAX && (authenticated || pending.is_empty()) {
+                match decoder.decode(&mut self.rbuf, authenticated) {
+                    Ok(Some(cmd)) => pending.push_back(cmd),
+                    Ok(None) => break,
+                    Err(e) => {
+                        protocol_error = Some(e);
                         break;
                     }
                 }
-                authenticated = st.clients.get(&id).is_some_and(|c| c.authenticated);
-                st.stats.total_net_output_bytes += out.len() as u64;
-                flow
-            };
-            if !out.is_empty() {
-                if stream.write_all(out.as_bytes()).await.is_err() {
-                    break 'conn;
-                }
-                out.clear();
             }
-            match flow {
-                Flow::Continue => {}
-                Flow::Close => break 'conn,
-                Flow::Shutdown => {
-                    let _ = shared.shutdown.send(true);
-                    break 'conn;
+            if !pending.is_empty() {
+                let flow = self.run_batch(&mut pending, &mut out, &mut authenticated);
+                if !self.write(&mut out).await {
+                    return;
                 }
-                Flow::Block { slot, deadline_ms } => {
-                    let reply = match wait_blocked(
-                        &shared,
-                        id,
-                        &slot,
-                        deadline_ms,
-                        &mut stream,
-                        &mut rbuf,
-                        &kill,
-                        &mut shutdown,
-                    )
-                    .await
-                    {
-                        Some(r) => r,
-                        None => break 'conn,
-                    };
-                    if stream.write_all(&reply).await.is_err() {
-                        break 'conn;
+                match flow {
+                    Flow::Continue => {}
+                    Flow::Close => return,
+                    Flow::Shutdown => {
+                        let _ = self.shared.shutdown.send(true);
+                        return;
+                    }
+                    Flow::Block { slot, deadline_ms } => {
+                        match self.wait_blocked(&slot, deadline_ms).await {
+                            Some(reply) => {
+                                out.raw(&reply);
+                                if !self.write(&mut out).await {
+                                    return;
+                                }
+                            }
+                            None => return,
+                        }
                     }
                 }
+                if protocol_error.is_none() {
+                    continue;
+                }
             }
-            if protocol_error.is_none() {
-                continue;
+            if let Some(e) = protocol_error {
+                out.error(&format!("ERR {e}"));
+                self.write(&mut out).await;
+                tracing::debug!(client = self.id, error = %e, "closing connection after protocol error");
+                return;
             }
-        }
-        if let Some(e) = protocol_error {
-            out.error(&format!("ERR {e}"));
-            let _ = stream.write_all(out.as_bytes()).await;
-            tracing::debug!(client = id, error = %e, "closing connection after protocol error");
-            break;
-        }
-        if rbuf.len() > config.client_query_buffer_limit_bytes {
-            tracing::warn!(
-                client = id,
-                bytes = rbuf.len(),
-                "closing client that exceeded the query buffer limit"
-            );
-            break;
-        }
-        rbuf.reserve(READ_CHUNK_BYTES);
-        let idle_timer = async {
+            if self.rbuf.len() > config.client_query_buffer_limit_bytes {
+                tracing::warn!(
+                    client = self.id,
+                    bytes = self.rbuf.len(),
+                    "closing client over the query buffer limit"
+                );
+                return;
+            }
             match idle {
+                None => {
+                    if let Event::Closed = self.next_event().await {
+                        return;
+                    }
+                }
+                Some(d) => match tokio::time::timeout(d, self.next_event()).await {
+                    Ok(Event::Input) => {}
+                    Ok(Event::Closed) => return,
+                    Err(_) => {
+                        let st = self.shared.state.lock().expect("state lock");
+                        // Subscribers idle by design; Redis does not time them out either.
+                        if st
+                            .clients
+                            .get(&self.id)
+                            .is_none_or(|c| c.subscriptions() == 0)
+                        {
+                            return;
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Runs queued commands under one lock acquisition.
+    fn run_batch(
+        &mut self,
+        pending: &mut VecDeque<Vec<Bytes>>,
+        out: &mut ReplyBuf,
+        authenticated: &mut bool,
+    ) -> Flow {
+        let mut st = self.shared.state.lock().expect("state lock");
+        st.ks.set_clock(unix_time_ms());
+        st.stats.total_net_input_bytes += std::mem::take(&mut self.unaccounted_input_bytes);
+        let mut flow = Flow::Continue;
+        while let Some(cmd) = pending.pop_front() {
+            flow = dispatch(&mut st, self.id, cmd, out);
+            // Before AUTH, one command at a time: AUTH changes the limits for the next.
+            if !matches!(flow, Flow::Continue) || !*authenticated {
+                break;
+            }
+        }
+        *authenticated = st.clients.get(&self.id).is_some_and(|c| c.authenticated);
+        st.stats.total_net_output_bytes += out.len() as u64;
+        flow
+    }
+
+    async fn write(&mut self, out: &mut ReplyBuf) -> bool {
+        if out.is_empty() {
+            return true;
+        }
+        let ok = self.stream.write_all(out.as_bytes()).await.is_ok();
+        out.clear();
+        ok
+    }
+
+    /// Waits for input or an outbox item; writes pub/sub messages as they come.
+    async fn next_event(&mut self) -> Event {
+        let woke = self.wake().await;
+        self.handle_wake(woke).await
+    }
+
+    /// Waits on the socket and the outbox. Cancel-safe: nothing is written here, so a
+    /// `select!` may drop it at any point.
+    async fn wake(&mut self) -> Wake {
+        self.rbuf.reserve(READ_CHUNK_BYTES);
+        tokio::select! {
+            read = self.stream.read_buf(&mut self.rbuf) => Wake::Read(read.unwrap_or(0)),
+            item = self.outbox.recv() => Wake::Outbox(item),
+        }
+    }
+
+    async fn handle_wake(&mut self, woke: Wake) -> Event {
+        match woke {
+            Wake::Read(0) => Event::Closed,
+            Wake::Read(n) => {
+                self.unaccounted_input_bytes += n as u64;
+                Event::Input
+            }
+            Wake::Outbox(item) => self.deliver(item).await,
+        }
+    }
+
+    async fn deliver(&mut self, item: Option<Outbound>) -> Event {
+        let mut batch = match item {
+            Some(Outbound::Message(m)) if !self.killed.load(Ordering::Relaxed) => m,
+            _ => return Event::Closed,
+        };
+        while let Ok(more) = self.outbox.try_recv() {
+            match more {
+                Outbound::Message(m) => batch.extend_from_slice(&m),
+                Outbound::Close => return Event::Closed,
+            }
+        }
+        self.outbox_bytes.fetch_sub(batch.len(), Ordering::Relaxed);
+        match self.stream.write_all(&batch).await {
+            Ok(()) => Event::Input,
+            Err(_) => Event::Closed,
+        }
+    }
+
+    /// Waits until a blocked command is served or times out; `None` when the connection
+    /// must close. Input that arrives meanwhile is buffered, not run, as in Redis.
+    async fn wait_blocked(
+        &mut self,
+        slot: &Arc<BlockSlot>,
+        deadline_ms: Option<u64>,
+    ) -> Option<Vec<u8>> {
+        let timeout = deadline_ms.map(|d| Duration::from_millis(d.saturating_sub(unix_time_ms())));
+        let sleep = async {
+            match timeout {
                 Some(d) => tokio::time::sleep(d).await,
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            read = stream.read_buf(&mut rbuf) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) => shared.state.lock().expect("state lock").stats.total_net_input_bytes += n as u64,
-            },
-            Some(msg) = outbox_rx.recv() => {
-                let mut batch = msg;
-                while let Ok(more) = outbox_rx.try_recv() {
-                    batch.extend_from_slice(&more);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = slot.notify.notified() => {
+                    if let Some(r) = slot.reply.lock().expect("slot lock").take() {
+                        return Some(r);
+                    }
                 }
-                outbox_bytes.fetch_sub(batch.len(), Ordering::Relaxed);
-                if stream.write_all(&batch).await.is_err() {
-                    break;
+                _ = &mut sleep => {
+                    let mut st = self.shared.state.lock().expect("state lock");
+                    // Served at the last moment: the reply wins over the timeout.
+                    if let Some(r) = slot.reply.lock().expect("slot lock").take() {
+                        return Some(r);
+                    }
+                    st.unblock(self.id);
+                    let protocol = st.clients.get(&self.id).map_or(Protocol::Resp2, |c| c.protocol);
+                    let mut r = ReplyBuf::new(protocol);
+                    r.null_array();
+                    return Some(r.take());
+                }
+                woke = self.wake() => {
+                    if let Event::Closed = self.handle_wake(woke).await {
+                        return None;
+                    }
                 }
             }
-            _ = kill.notified() => break,
-            _ = shutdown.changed() => break,
-            _ = idle_timer => {
-                let subscribed = shared.state.lock().expect("state lock").clients.get(&id).is_some_and(|c| c.subscriptions() > 0);
-                if !subscribed {
-                    break;
-                }
-            }
-        }
-    }
-    shared.state.lock().expect("state lock").remove_client(id);
-}
-
-/// Waits until a blocked command is served, times out, or the connection must close
-/// (`None`). Input that arrives meanwhile is buffered, not run, as in Redis.
-#[allow(clippy::too_many_arguments)]
-async fn wait_blocked(
-    shared: &Shared,
-    id: u64,
-    slot: &Arc<BlockSlot>,
-    deadline_ms: Option<u64>,
-    stream: &mut TcpStream,
-    rbuf: &mut BytesMut,
-    kill: &Notify,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Option<Vec<u8>> {
-    let timeout = deadline_ms.map(|d| Duration::from_millis(d.saturating_sub(unix_time_ms())));
-    let sleep = async {
-        match timeout {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(sleep);
-    loop {
-        let wake = tokio::select! {
-            _ = slot.notify.notified() => {
-                if let Some(r) = slot.reply.lock().expect("slot lock").take() {
-                    return Some(r);
-                }
-                continue;
-            }
-            _ = &mut sleep => {
-                let mut st = shared.state.lock().expect("state lock");
-                // Served at the last moment: the reply wins over the timeout.
-                if let Some(r) = slot.reply.lock().expect("slot lock").take() {
-                    return Some(r);
-                }
-                st.unblock(id);
-                let protocol = st.clients.get(&id).map_or(Protocol::Resp2, |c| c.protocol);
-                let mut r = ReplyBuf::new(protocol);
-                r.null_array();
-                return Some(r.take());
-            }
-            read = stream.read_buf(rbuf) => match read {
-                Ok(0) | Err(_) => Wake::Closed,
-                Ok(_) => Wake::Input,
-            },
-            _ = kill.notified() => Wake::Closed,
-            _ = shutdown.changed() => Wake::Closed,
-        };
-        if let Wake::Closed = wake {
-            return None;
         }
     }
 }

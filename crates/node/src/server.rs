@@ -26,7 +26,7 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(conn::handle(shared.clone(), stream, peer, shared.shutdown.subscribe()));
+                    connections.spawn(conn::handle(shared.clone(), stream, peer));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -41,6 +41,11 @@ pub async fn serve(
     }
     let _ = shared.shutdown.send(true);
     cron.abort();
+    {
+        let mut st = shared.state.lock().expect("state lock");
+        st.shutting_down = true;
+        st.clients.values().for_each(|c| c.kill());
+    }
     // Connections see the shutdown signal and finish their current write.
     let deadline = tokio::time::sleep(Duration::from_secs(5));
     tokio::pin!(deadline);

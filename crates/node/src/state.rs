@@ -5,12 +5,20 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use keyspace::{Ctx, Keyspace, Str};
 use resp::{Protocol, ReplyBuf};
 use tokio::sync::{Notify, mpsc};
+
+/// What the server pushes to a connection outside the request/reply flow.
+pub enum Outbound {
+    /// Encoded pub/sub messages to write.
+    Message(Vec<u8>),
+    /// Close the connection (CLIENT KILL, shutdown, a subscriber that does not read).
+    Close,
+}
 
 use crate::config::NodeConfig;
 
@@ -52,13 +60,21 @@ pub struct Client {
     pub channels: HashSet<Bytes>,
     pub patterns: HashSet<Bytes>,
     pub blocked: Option<Blocked>,
-    /// Pub/sub messages for this client, and how many bytes of them are not written yet.
-    pub outbox: mpsc::UnboundedSender<Vec<u8>>,
+    /// Pub/sub messages and close requests for this client, and how many message bytes
+    /// are not written yet.
+    pub outbox: mpsc::UnboundedSender<Outbound>,
     pub outbox_bytes: Arc<AtomicUsize>,
-    pub kill: Arc<Notify>,
+    /// Set before a close request, so the connection stops without writing what is queued.
+    pub killed: Arc<AtomicBool>,
 }
 
 impl Client {
+    /// Asks the connection to close as soon as it looks at its outbox.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Relaxed);
+        let _ = self.outbox.send(Outbound::Close);
+    }
+
     pub fn subscriptions(&self) -> usize {
         self.channels.len() + self.patterns.len()
     }
@@ -90,6 +106,8 @@ pub struct State {
     pub channels: HashMap<Bytes, HashSet<u64>>,
     pub patterns: HashMap<Bytes, HashSet<u64>>,
     pub stats: NodeStats,
+    /// Set once the node is stopping: new connections are turned away.
+    pub shutting_down: bool,
     pub started_unix_ms: u64,
     pub last_save_unix: u64,
     /// `ks.dirty` at the last successful save.
@@ -109,6 +127,7 @@ impl State {
             channels: HashMap::new(),
             patterns: HashMap::new(),
             stats: NodeStats::default(),
+            shutting_down: false,
             started_unix_ms: now_ms,
             last_save_unix: now_ms / 1000,
             dirty_at_last_save: 0,
@@ -307,11 +326,11 @@ impl State {
             let queued = c.outbox_bytes.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
             if queued > PUBSUB_OUTBOX_MAX_BYTES {
                 // A subscriber that does not read is disconnected rather than buffered forever.
-                c.kill.notify_one();
+                c.kill();
                 self.stats.pubsub_messages_dropped_clients += 1;
                 continue;
             }
-            if c.outbox.send(bytes).is_ok() {
+            if c.outbox.send(Outbound::Message(bytes)).is_ok() {
                 receivers += 1;
             }
         }

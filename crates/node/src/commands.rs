@@ -516,7 +516,7 @@ fn client_kill(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resu
         addr = Some(lossy(&a[2]));
         skipme = false;
     } else {
-        if a.len() < 4 || a.len() % 2 != 0 {
+        if a.len() < 4 || !a.len().is_multiple_of(2) {
             return Err(CmdError::Syntax);
         }
         for pair in a[2..].chunks(2) {
@@ -702,7 +702,7 @@ fn config(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
                 out.bulk(v.as_bytes());
             }
         }
-        "set" if a.len() >= 4 && a.len() % 2 == 0 => {
+        "set" if a.len() >= 4 && a.len().is_multiple_of(2) => {
             // All or nothing, as Redis 7 applies several parameters.
             let mut next = st.config.clone();
             for pair in a[2..].chunks(2) {

@@ -343,7 +343,7 @@ impl NodeConfig {
             }
             "save" => {
                 let words: Vec<&str> = v.split_whitespace().collect();
-                if words.len() % 2 != 0 {
+                if !words.len().is_multiple_of(2) {
                     return Err(ConfigError::InvalidSave);
                 }
                 let mut rules = Vec::new();

@@ -83,20 +83,20 @@ pub fn dispatch(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -
         ));
         return Flow::Continue;
     }
-    if let Some(queue) = client.multi.as_mut() {
-        if !matches!(
+    if let Some(queue) = client.multi.as_mut()
+        && !matches!(
             spec.name,
             "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
-        ) {
-            if spec.is(flags::NO_MULTI) {
-                client.multi_error = true;
-                out.error("ERR Command not allowed inside a transaction");
-                return Flow::Continue;
-            }
-            queue.push(args);
-            out.simple("QUEUED");
+        )
+    {
+        if spec.is(flags::NO_MULTI) {
+            client.multi_error = true;
+            out.error("ERR Command not allowed inside a transaction");
             return Flow::Continue;
         }
+        queue.push(args);
+        out.simple("QUEUED");
+        return Flow::Continue;
     }
     run(st, id, spec, args, out, false)
 }

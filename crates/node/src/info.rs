@@ -165,7 +165,7 @@ fn section_text(st: &State, section: &str, o: &mut String) {
             o.push_str("# Keyspace\r\n");
             for db in 0..st.ks.db_count() {
                 let d = st.ks.db(db);
-                if d.len() > 0 {
+                if !d.is_empty() {
                     let _ = write!(
                         o,
                         "db{db}:keys={},expires={},avg_ttl=0\r\n",

@@ -9,7 +9,7 @@ use crate::value::Field;
 use crate::{CmdError, CmdResult, Ctx, Str};
 
 pub fn hset(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    if a.len() % 2 != 0 {
+    if !a.len().is_multiple_of(2) {
         return Err(CmdError::WrongArity(
             crate::ctx::lossy(&a[0]).to_lowercase(),
         ));

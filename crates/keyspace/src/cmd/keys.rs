@@ -281,15 +281,15 @@ pub fn scan(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         if e.expire_at_ms().is_some_and(|at| at <= now) {
             return;
         }
-        if let Some(p) = &o.pattern {
-            if !glob_match(p, &e.key, false) {
-                return;
-            }
+        if let Some(p) = &o.pattern
+            && !glob_match(p, &e.key, false)
+        {
+            return;
         }
-        if let Some(t) = &o.kind {
-            if !t.eq_ignore_ascii_case(e.value.kind().name().as_bytes()) {
-                return;
-            }
+        if let Some(t) = &o.kind
+            && !t.eq_ignore_ascii_case(e.value.kind().name().as_bytes())
+        {
+            return;
         }
         found.push(e.key.clone());
     });

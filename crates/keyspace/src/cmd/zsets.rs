@@ -35,7 +35,7 @@ pub fn zadd(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         i += 1;
     }
     let pairs = &a[i..];
-    if pairs.is_empty() || pairs.len() % 2 != 0 {
+    if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         return Err(CmdError::Syntax);
     }
     if nx && xx {
@@ -43,7 +43,7 @@ pub fn zadd(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             "ERR XX and NX options at the same time are not compatible",
         ));
     }
-    if (gt && nx) || (lt && nx) || (gt && lt) {
+    if [gt, lt, nx].into_iter().filter(|&on| on).count() > 1 {
         return Err(CmdError::other(
             "ERR GT, LT, and/or NX options at the same time are not compatible",
         ));

@@ -22,14 +22,18 @@ wait_ready() { for _ in $(seq 200); do redis-cli -p "$1" ping >/dev/null 2>&1 &&
 
 COMMON=(--bind 127.0.0.1 --save "" --appendonly no --enable-debug-command yes --dir "$WORK")
 RPORT=$(free_port); NPORT=$(free_port)
-redis-server --port "$RPORT" "${COMMON[@]}" --daemonize no >"$WORK/redis.log" 2>&1 &
-"$BIN" node --port "$NPORT" "${COMMON[@]}" --loglevel warning >"$WORK/node.log" 2>&1 &
+# Both servers are single-threaded: pin them to core 1 and the load generator to core 0, so
+# the scheduler moves neither around mid-run. (Set PIN= to disable.)
+PIN_SERVER=${PIN-taskset -c 1}
+PIN_CLIENT=${PIN-taskset -c 0}
+$PIN_SERVER redis-server --port "$RPORT" "${COMMON[@]}" --daemonize no >"$WORK/redis.log" 2>&1 &
+$PIN_SERVER "$BIN" node --port "$NPORT" "${COMMON[@]}" --loglevel warning >"$WORK/node.log" 2>&1 &
 wait_ready "$RPORT"; wait_ready "$NPORT"
 
-# One redis-benchmark run; prints "test,rps" lines.
-run() { # port pipeline n
+# One redis-benchmark run of one test; prints "test,rps".
+run() { # port pipeline n test
   redis-cli -p "$1" flushall >/dev/null
-  redis-benchmark -p "$1" -c 50 -P "$2" -n "$3" -r 100000 -t "$TESTS" --csv 2>/dev/null \
+  $PIN_CLIENT redis-benchmark -p "$1" -c 50 -P "$2" -n "$3" -r 100000 -t "$4" --csv 2>/dev/null \
     | tail -n +2 | tr -d '"' | cut -d, -f1,2
 }
 
@@ -37,11 +41,14 @@ run() { # port pipeline n
 for round in $(seq "$ROUNDS"); do
   for mode in pipelined plain; do
     if [ $mode = pipelined ]; then P=16; N=$N_PIPELINED; else P=1; N=$N_PLAIN; fi
-    # Alternate who goes first so neither always gets the warmer machine.
-    if [ $((round % 2)) = 1 ]; then order="redis node"; else order="node redis"; fi
-    for who in $order; do
-      port=$RPORT; [ $who = node ] && port=$NPORT
-      run "$port" "$P" "$N" | sed "s/^/$round,$mode,$who,/" >>"$WORK/results.csv"
+    for test in ${TESTS//,/ }; do
+      # Each test runs on both servers back to back, alternating who goes first, so the
+      # pair sees the same machine conditions.
+      if [ $((round % 2)) = 1 ]; then order="redis node"; else order="node redis"; fi
+      for who in $order; do
+        port=$RPORT; [ $who = node ] && port=$NPORT
+        run "$port" "$P" "$N" "$test" | sed "s/^/$round,$mode,$who,/" >>"$WORK/results.csv"
+      done
     done
   done
   echo "round $round/$ROUNDS done" >&2

@@ -44,8 +44,16 @@ fn main() -> anyhow::Result<()> {
                 }
             };
             init_logging(&config.loglevel);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(config.io_threads)
+            // One I/O thread (the default, as Redis) runs on a current-thread runtime: no
+            // work-stealing queues between a socket event and its connection task.
+            let mut builder = if config.io_threads <= 1 {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(config.io_threads);
+                b
+            };
+            let runtime = builder
                 .enable_all()
                 .build()
                 .context("start the async runtime")?;

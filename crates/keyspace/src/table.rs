@@ -360,7 +360,8 @@ pub fn commands() -> &'static [Spec] {
 
 /// Looks a command up by name, ignoring case.
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
-    static INDEX: OnceLock<HashMap<&'static [u8], &'static Spec>> = OnceLock::new();
+    type Index = HashMap<&'static [u8], &'static Spec, foldhash::fast::FixedState>;
+    static INDEX: OnceLock<Index> = OnceLock::new();
     let index = INDEX.get_or_init(|| TABLE.iter().map(|s| (s.name.as_bytes(), s)).collect());
     let mut buf = [0u8; 32];
     if name.len() > buf.len() {

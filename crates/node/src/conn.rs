@@ -41,7 +41,11 @@ struct Connection {
 
 /// What the socket or outbox produced.
 enum Wake {
-    Read(usize),
+    /// Bytes read, and whether the read left the socket empty.
+    Read {
+        n: usize,
+        drained: bool,
+    },
     Outbox(Option<Outbound>),
 }
 
@@ -252,16 +256,28 @@ impl Connection {
     /// `select!` may drop it at any point.
     async fn wake(&mut self) -> Wake {
         self.rbuf.reserve(READ_CHUNK_BYTES);
+        let spare = self.rbuf.capacity() - self.rbuf.len();
         tokio::select! {
-            read = self.stream.read_buf(&mut self.rbuf) => Wake::Read(read.unwrap_or(0)),
+            read = self.stream.read_buf(&mut self.rbuf) => {
+                let n = read.unwrap_or(0);
+                Wake::Read { n, drained: n < spare }
+            }
             item = self.outbox.recv() => Wake::Outbox(item),
         }
     }
 
     async fn handle_wake(&mut self, woke: Wake) -> Event {
         match woke {
-            Wake::Read(0) => Event::Closed,
-            Wake::Read(n) => {
+            Wake::Read { n: 0, .. } => Event::Closed,
+            Wake::Read { n, drained } => {
+                if drained {
+                    // A short read emptied the socket: forget the readiness now instead of
+                    // paying a read() that returns EAGAIN before the next wait. Tokio keeps
+                    // the readiness if an event arrived since, so no wakeup is lost.
+                    let _ = self.stream.try_io(tokio::io::Interest::READABLE, || {
+                        Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+                    });
+                }
                 self.unaccounted_input_bytes += n as u64;
                 Event::Input
             }

@@ -98,7 +98,7 @@ pub const PUBSUB_OUTBOX_MAX_BYTES: usize = 32 * 1024 * 1024;
 pub struct State {
     pub ks: Keyspace,
     pub config: NodeConfig,
-    pub clients: HashMap<u64, Client>,
+    pub clients: HashMap<u64, Client, foldhash::fast::RandomState>,
     pub next_client_id: u64,
     /// Blocked clients per key, first come first served.
     pub blocked: HashMap<(usize, Str), VecDeque<u64>>,
@@ -120,7 +120,7 @@ impl State {
         State {
             ks: Keyspace::new(config.databases),
             config,
-            clients: HashMap::new(),
+            clients: HashMap::default(),
             next_client_id: 1,
             blocked: HashMap::new(),
             watchers: HashMap::new(),

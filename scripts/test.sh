@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, installing what it needs first. This is the README's test command
+# and what CI runs (.ci/run). Needs: the Rust toolchain; installs Redis 7.0 tools
+# (redis-server, redis-cli, redis-benchmark, redis-check-*) from Debian's packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null || missing+=(redis-tools)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} from Debian's packages"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+redis-server --version | grep -q ' v=7\.' || { echo "redis-server 7.x is required, found: $(redis-server --version)" >&2; exit 1; }
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
+# The RESP parsers' property tests again with many more cases: a bounded fuzz run.
+PROPTEST_CASES=${PROPTEST_CASES:-50000} cargo test -p resp --locked --quiet -- frame::tests

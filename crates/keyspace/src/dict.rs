@@ -275,46 +275,46 @@ impl<T: DictEntry> Dict<T> {
             })
     }
 
+    /// The buckets a scan step at `cursor` visits, as (table, index) pairs, then the next
+    /// cursor (0 when the scan is complete).
+    fn scan_buckets(&self, cursor: u64) -> ScanBuckets {
+        let v = cursor as usize;
+        if self.is_empty() {
+            return ScanBuckets { v: 0, small: (0, 0), large: None, phase: ScanPhase::Done };
+        }
+        if self.rehash_idx.is_none() {
+            return ScanBuckets { v, small: (0, self.tables[0].mask()), large: None, phase: ScanPhase::Small };
+        }
+        let (small, large) = if self.tables[0].buckets.len() <= self.tables[1].buckets.len() { (0, 1) } else { (1, 0) };
+        ScanBuckets { v, small: (small, self.tables[small].mask()), large: Some((large, self.tables[large].mask())), phase: ScanPhase::Small }
+    }
+
     /// Calls `f` with the elements of the bucket(s) at `cursor` and returns the next cursor
     /// (0 when the scan is complete). Every element present during a whole scan is visited
     /// at least once, whatever resizes happen in between; some may be visited twice.
     pub fn scan(&self, cursor: u64, mut f: impl FnMut(&T)) -> u64 {
-        if self.is_empty() {
-            return 0;
-        }
-        let mut v = cursor as usize;
-        let visit = |table: &Table<T>, idx: usize, f: &mut dyn FnMut(&T)| {
-            let mut cur = table.buckets[idx].as_deref();
+        let mut buckets = self.scan_buckets(cursor);
+        for (t, idx) in buckets.by_ref() {
+            let mut cur = self.tables[t].buckets[idx].as_deref();
             while let Some(node) = cur {
                 f(&node.item);
                 cur = node.next.as_deref();
             }
-        };
-        let mask;
-        if self.rehash_idx.is_none() {
-            let t = &self.tables[0];
-            mask = t.mask();
-            visit(t, v & mask, &mut f);
-        } else {
-            let (small, large) = if self.tables[0].buckets.len() <= self.tables[1].buckets.len() {
-                (&self.tables[0], &self.tables[1])
-            } else {
-                (&self.tables[1], &self.tables[0])
-            };
-            let m0 = small.mask();
-            let m1 = large.mask();
-            visit(small, v & m0, &mut f);
-            // Then every bucket of the larger table that expands from that small bucket.
-            loop {
-                visit(large, v & m1, &mut f);
-                v = next_cursor(v, m1);
-                if v & (m0 ^ m1) == 0 {
-                    break;
-                }
-            }
-            return v as u64;
         }
-        next_cursor(v, mask) as u64
+        buckets.next_cursor()
+    }
+
+    /// [`Dict::scan`] with mutable access. `f` must not change an element's key.
+    pub fn scan_mut(&mut self, cursor: u64, mut f: impl FnMut(&mut T)) -> u64 {
+        let mut buckets = self.scan_buckets(cursor);
+        for (t, idx) in buckets.by_ref() {
+            let mut cur = self.tables[t].buckets[idx].as_deref_mut();
+            while let Some(node) = cur {
+                f(&mut node.item);
+                cur = node.next.as_deref_mut();
+            }
+        }
+        buckets.next_cursor()
     }
 
     /// A random element, each with roughly equal probability.
@@ -357,6 +357,62 @@ impl<T: DictEntry> Dict<T> {
 
 /// Reverse-binary increment: counts with the bits of the masked cursor reversed, so buckets
 /// that split on a grow (or merge on a shrink) are visited together.
+/// The buckets one scan step visits: the cursor's bucket in the (smaller) table and, while
+/// rehashing, every bucket of the larger table that expands from it. Holds only numbers, so
+/// the tables can be borrowed mutably while it runs.
+struct ScanBuckets {
+    v: usize,
+    /// (table, mask) of the table scanned first.
+    small: (usize, usize),
+    /// (table, mask) of the larger table while rehashing.
+    large: Option<(usize, usize)>,
+    phase: ScanPhase,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum ScanPhase {
+    Small,
+    Large,
+    Done,
+}
+
+impl Iterator for ScanBuckets {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        let (small, m0) = self.small;
+        match (self.phase, self.large) {
+            (ScanPhase::Done, _) => None,
+            (ScanPhase::Small, None) => {
+                let idx = self.v & m0;
+                self.v = next_cursor(self.v, m0);
+                self.phase = ScanPhase::Done;
+                Some((small, idx))
+            }
+            (ScanPhase::Small, Some(_)) => {
+                self.phase = ScanPhase::Large;
+                Some((small, self.v & m0))
+            }
+            (ScanPhase::Large, Some((large, m1))) => {
+                let idx = self.v & m1;
+                self.v = next_cursor(self.v, m1);
+                if self.v & (m0 ^ m1) == 0 {
+                    self.phase = ScanPhase::Done;
+                }
+                Some((large, idx))
+            }
+            (ScanPhase::Large, None) => None,
+        }
+    }
+}
+
+impl ScanBuckets {
+    /// The cursor after the step, once the iterator is exhausted.
+    fn next_cursor(&self) -> u64 {
+        self.v as u64
+    }
+}
+
 fn next_cursor(v: usize, mask: usize) -> usize {
     let v = v | !mask;
     v.reverse_bits().wrapping_add(1).reverse_bits()

@@ -1,0 +1,468 @@
+//! Reading RDB files of versions 1 to 11, as Redis 7.0 and 7.2 write them and older ones
+//! that 7.0 still loads.
+
+use std::io::Read;
+
+use super::{RDB_VERSION_READ_MAX, encodings, kind, len, opcode};
+use crate::FormatError;
+use crate::crc64::Crc64;
+
+/// Bounds on what a file may declare, checked before anything is read or allocated.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    /// Largest string (Redis's `proto-max-bulk-len`).
+    pub string_len_max_bytes: u64,
+    /// Most elements a collection may declare.
+    pub collection_len_max: u64,
+    /// Verify the CRC-64 trailer (when the file has one).
+    pub verify_checksum: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions { string_len_max_bytes: 512 * 1024 * 1024, collection_len_max: u32::MAX as u64, verify_checksum: true }
+    }
+}
+
+/// A value as stored, without Redis's in-memory encodings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RdbValue {
+    String(Vec<u8>),
+    List(Vec<Vec<u8>>),
+    Set(Vec<Vec<u8>>),
+    Hash(Vec<(Vec<u8>, Vec<u8>)>),
+    ZSet(Vec<(Vec<u8>, f64)>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RdbEntry {
+    pub db: u64,
+    pub key: Vec<u8>,
+    pub value: RdbValue,
+    pub expire_ms: Option<u64>,
+}
+
+/// What a whole file said besides its keys.
+#[derive(Debug, Clone, Default)]
+pub struct RdbSummary {
+    pub version: u32,
+    pub aux: Vec<(Vec<u8>, Vec<u8>)>,
+    pub keys: u64,
+    /// The stored checksum; None when the file has none (version < 5, or zero).
+    pub checksum: Option<u64>,
+    /// Bytes read, trailer included.
+    pub bytes: u64,
+}
+
+struct Reader<R> {
+    inner: R,
+    crc: Crc64,
+    offset: u64,
+    opts: ReadOptions,
+}
+
+impl<R: Read> Reader<R> {
+    fn exact(&mut self, buf: &mut [u8]) -> Result<(), FormatError> {
+        self.inner.read_exact(buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => FormatError::Truncated { offset: self.offset },
+            _ => FormatError::Io(e),
+        })?;
+        self.crc.update(buf);
+        self.offset += buf.len() as u64;
+        Ok(())
+    }
+
+    fn u8(&mut self) -> Result<u8, FormatError> {
+        let mut b = [0u8; 1];
+        self.exact(&mut b)?;
+        Ok(b[0])
+    }
+
+    fn bytes<const N: usize>(&mut self) -> Result<[u8; N], FormatError> {
+        let mut b = [0u8; N];
+        self.exact(&mut b)?;
+        Ok(b)
+    }
+
+    /// Reads `n` bytes, growing the buffer as data arrives rather than trusting `n`.
+    fn blob(&mut self, n: u64) -> Result<Vec<u8>, FormatError> {
+        if n > self.opts.string_len_max_bytes {
+            return Err(FormatError::TooLong { what: "string", len: n, max: self.opts.string_len_max_bytes });
+        }
+        let mut out = Vec::with_capacity(n.min(64 * 1024) as usize);
+        let got = (&mut self.inner).take(n).read_to_end(&mut out)?;
+        if (got as u64) < n {
+            return Err(FormatError::Truncated { offset: self.offset + got as u64 });
+        }
+        self.crc.update(&out);
+        self.offset += n;
+        Ok(out)
+    }
+
+    /// A length, or the special-encoding marker `Err(special)`.
+    fn len_or_special(&mut self) -> Result<Result<u64, u8>, FormatError> {
+        let b = self.u8()?;
+        Ok(match b >> 6 {
+            len::BITS_6 => Ok((b & 0x3f) as u64),
+            len::BITS_14 => Ok((((b & 0x3f) as u64) << 8) | self.u8()? as u64),
+            len::SPECIAL => Err(b & 0x3f),
+            _ => match b {
+                len::BITS_32 => Ok(u32::from_be_bytes(self.bytes()?) as u64),
+                len::BITS_64 => Ok(u64::from_be_bytes(self.bytes()?)),
+                other => return Err(FormatError::corrupt(self.offset - 1, format!("bad length prefix {other:#04x}"))),
+            },
+        })
+    }
+
+    fn len(&mut self) -> Result<u64, FormatError> {
+        let at = self.offset;
+        self.len_or_special()?.map_err(|_| FormatError::corrupt(at, "encoded string where a length belongs"))
+    }
+
+    fn count(&mut self, what: &'static str) -> Result<u64, FormatError> {
+        let n = self.len()?;
+        if n > self.opts.collection_len_max {
+            return Err(FormatError::TooLong { what, len: n, max: self.opts.collection_len_max });
+        }
+        Ok(n)
+    }
+
+    fn string(&mut self) -> Result<Vec<u8>, FormatError> {
+        let at = self.offset;
+        match self.len_or_special()? {
+            Ok(n) => self.blob(n),
+            Err(len::INT8) => Ok(itoa::Buffer::new().format(i8::from_le_bytes(self.bytes()?)).as_bytes().to_vec()),
+            Err(len::INT16) => Ok(itoa::Buffer::new().format(i16::from_le_bytes(self.bytes()?)).as_bytes().to_vec()),
+            Err(len::INT32) => Ok(itoa::Buffer::new().format(i32::from_le_bytes(self.bytes()?)).as_bytes().to_vec()),
+            Err(len::LZF) => {
+                let clen = self.len()?;
+                let ulen = self.len()?;
+                if ulen > self.opts.string_len_max_bytes {
+                    return Err(FormatError::TooLong { what: "string", len: ulen, max: self.opts.string_len_max_bytes });
+                }
+                let packed = self.blob(clen)?;
+                let mut out = vec![0u8; ulen as usize];
+                match lzf_rust::decompress(&packed, &mut out) {
+                    Ok(n) if n as u64 == ulen => Ok(out),
+                    _ => Err(FormatError::corrupt(at, "lzf data does not decompress to its stated length")),
+                }
+            }
+            Err(other) => Err(FormatError::corrupt(at, format!("unknown string encoding {other}"))),
+        }
+    }
+
+    fn collection<T>(&mut self, what: &'static str, mut item: impl FnMut(&mut Self) -> Result<T, FormatError>) -> Result<Vec<T>, FormatError> {
+        let n = self.count(what)?;
+        let mut out = Vec::with_capacity(n.min(1024) as usize);
+        for _ in 0..n {
+            out.push(item(self)?);
+        }
+        Ok(out)
+    }
+
+    /// An old-style zset score: a length byte and ASCII (253 nan, 254 +inf, 255 -inf).
+    fn ascii_double(&mut self) -> Result<f64, FormatError> {
+        let at = self.offset;
+        match self.u8()? {
+            253 => Err(FormatError::corrupt(at, "nan score")),
+            254 => Ok(f64::INFINITY),
+            255 => Ok(f64::NEG_INFINITY),
+            n => {
+                let text = self.blob(n as u64)?;
+                std::str::from_utf8(&text)
+                    .ok()
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .ok_or_else(|| FormatError::corrupt(at, "bad score"))
+            }
+        }
+    }
+
+    /// A blob holding a compact encoding, decoded by `decode`.
+    fn packed<T>(&mut self, decode: fn(&[u8]) -> Result<T, String>) -> Result<T, FormatError> {
+        let at = self.offset;
+        let blob = self.string()?;
+        decode(&blob).map_err(|reason| FormatError::corrupt(at, reason))
+    }
+
+    fn value(&mut self, type_id: u8) -> Result<RdbValue, FormatError> {
+        let at = self.offset;
+        let pairs = |items: Vec<Vec<u8>>| -> Result<Vec<(Vec<u8>, Vec<u8>)>, FormatError> {
+            if items.len() % 2 != 0 {
+                return Err(FormatError::corrupt(at, "odd number of hash entries"));
+            }
+            let mut it = items.into_iter();
+            let mut out = Vec::new();
+            while let (Some(f), Some(v)) = (it.next(), it.next()) {
+                out.push((f, v));
+            }
+            Ok(out)
+        };
+        let scored = |items: Vec<Vec<u8>>| -> Result<Vec<(Vec<u8>, f64)>, FormatError> {
+            pairs(items)?
+                .into_iter()
+                .map(|(m, s)| {
+                    let score = std::str::from_utf8(&s).ok().and_then(|t| t.parse::<f64>().ok());
+                    score.filter(|s| !s.is_nan()).map(|s| (m, s)).ok_or_else(|| FormatError::corrupt(at, "bad zset score"))
+                })
+                .collect()
+        };
+        Ok(match type_id {
+            kind::STRING => RdbValue::String(self.string()?),
+            kind::LIST => RdbValue::List(self.collection("list", |r| r.string())?),
+            kind::SET => RdbValue::Set(self.collection("set", |r| r.string())?),
+            kind::ZSET => RdbValue::ZSet(self.collection("zset", |r| Ok((r.string()?, r.ascii_double()?)))?),
+            kind::ZSET_2 => RdbValue::ZSet(self.collection("zset", |r| {
+                let m = r.string()?;
+                let s = f64::from_le_bytes(r.bytes()?);
+                if s.is_nan() {
+                    return Err(FormatError::corrupt(r.offset, "nan score"));
+                }
+                Ok((m, s))
+            })?),
+            kind::HASH => RdbValue::Hash(self.collection("hash", |r| Ok((r.string()?, r.string()?)))?),
+            kind::HASH_ZIPMAP => RdbValue::Hash(self.packed(encodings::zipmap)?),
+            kind::LIST_ZIPLIST => RdbValue::List(self.packed(encodings::ziplist)?),
+            kind::SET_INTSET => RdbValue::Set(self.packed(encodings::intset)?),
+            kind::SET_LISTPACK => RdbValue::Set(self.packed(encodings::listpack)?),
+            kind::ZSET_ZIPLIST => RdbValue::ZSet(scored(self.packed(encodings::ziplist)?)?),
+            kind::ZSET_LISTPACK => RdbValue::ZSet(scored(self.packed(encodings::listpack)?)?),
+            kind::HASH_ZIPLIST => RdbValue::Hash(pairs(self.packed(encodings::ziplist)?)?),
+            kind::HASH_LISTPACK => RdbValue::Hash(pairs(self.packed(encodings::listpack)?)?),
+            kind::LIST_QUICKLIST => {
+                let nodes = self.collection("quicklist", |r| r.packed(encodings::ziplist))?;
+                RdbValue::List(nodes.into_iter().flatten().collect())
+            }
+            kind::LIST_QUICKLIST_2 => {
+                let nodes = self.collection("quicklist", |r| {
+                    let at = r.offset;
+                    match r.len()? {
+                        1 => Ok(vec![r.string()?]),
+                        2 => r.packed(encodings::listpack),
+                        other => Err(FormatError::corrupt(at, format!("bad quicklist container {other}"))),
+                    }
+                })?;
+                RdbValue::List(nodes.into_iter().flatten().collect())
+            }
+            kind::STREAM_LISTPACKS | kind::STREAM_LISTPACKS_2 | kind::STREAM_LISTPACKS_3 => {
+                return Err(FormatError::Unsupported { what: "value type (stream)", code: type_id, offset: at });
+            }
+            kind::MODULE_PRE_GA | kind::MODULE_2 => {
+                return Err(FormatError::Unsupported { what: "value type (module)", code: type_id, offset: at });
+            }
+            other => return Err(FormatError::Unsupported { what: "value type", code: other, offset: at }),
+        })
+    }
+}
+
+/// Reads a whole RDB stream, handing each key to `each` in file order.
+pub fn read<R: Read>(
+    inner: R,
+    opts: ReadOptions,
+    mut each: impl FnMut(RdbEntry) -> Result<(), FormatError>,
+) -> Result<RdbSummary, FormatError> {
+    let mut r = Reader { inner, crc: Crc64::default(), offset: 0, opts };
+    let magic: [u8; 9] = r.bytes().map_err(|e| match e {
+        FormatError::Truncated { .. } => FormatError::BadMagic,
+        other => other,
+    })?;
+    if &magic[..5] != b"REDIS" {
+        return Err(FormatError::BadMagic);
+    }
+    let version: u32 = std::str::from_utf8(&magic[5..]).ok().and_then(|v| v.parse().ok()).ok_or(FormatError::BadMagic)?;
+    if version == 0 || version > RDB_VERSION_READ_MAX {
+        return Err(FormatError::UnsupportedVersion(version));
+    }
+    let mut summary = RdbSummary { version, ..Default::default() };
+    let mut db = 0u64;
+    let mut expire_ms = None;
+    loop {
+        let at = r.offset;
+        let op = r.u8()?;
+        match op {
+            opcode::EXPIRETIME_MS => expire_ms = Some(u64::from_le_bytes(r.bytes()?)),
+            opcode::EXPIRETIME => expire_ms = Some(u32::from_le_bytes(r.bytes()?) as u64 * 1000),
+            opcode::FREQ => {
+                r.u8()?;
+            }
+            opcode::IDLE => {
+                r.len()?;
+            }
+            opcode::SELECTDB => db = r.len()?,
+            opcode::RESIZEDB => {
+                r.len()?;
+                r.len()?;
+            }
+            opcode::AUX => {
+                let k = r.string()?;
+                let v = r.string()?;
+                summary.aux.push((k, v));
+            }
+            opcode::FUNCTION2 | opcode::FUNCTION_PRE_GA => {
+                return Err(FormatError::Unsupported { what: "opcode (function library)", code: op, offset: at });
+            }
+            opcode::MODULE_AUX => {
+                return Err(FormatError::Unsupported { what: "opcode (module aux data)", code: op, offset: at });
+            }
+            opcode::EOF => {
+                let computed = r.crc.value();
+                summary.bytes = r.offset;
+                if version >= 5 {
+                    let stored = u64::from_le_bytes(r.bytes()?);
+                    summary.bytes = r.offset;
+                    if stored != 0 {
+                        summary.checksum = Some(stored);
+                        if opts.verify_checksum && stored != computed {
+                            return Err(FormatError::BadChecksum { stored, computed });
+                        }
+                    }
+                }
+                return Ok(summary);
+            }
+            type_id => {
+                let key = r.string()?;
+                let value = r.value(type_id)?;
+                summary.keys += 1;
+                each(RdbEntry { db, key, value, expire_ms: expire_ms.take() })?;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::rdb::{CollectionKind, RdbWriter, WriteOptions};
+
+    fn write_all(entries: &[RdbEntry], opts: WriteOptions) -> Vec<u8> {
+        let mut w = RdbWriter::new(Vec::new(), opts).unwrap();
+        let mut current_db = None;
+        for e in entries {
+            if current_db != Some(e.db) {
+                w.select_db(e.db, 0, 0).unwrap();
+                current_db = Some(e.db);
+            }
+            match &e.value {
+                RdbValue::String(s) => w.write_string(&e.key, e.expire_ms, s).unwrap(),
+                RdbValue::List(items) | RdbValue::Set(items) => {
+                    let k = if matches!(e.value, RdbValue::List(_)) { CollectionKind::List } else { CollectionKind::Set };
+                    w.begin_collection(&e.key, e.expire_ms, k, items.len() as u64).unwrap();
+                    items.iter().for_each(|i| w.element(i).unwrap());
+                }
+                RdbValue::Hash(pairs) => {
+                    w.begin_collection(&e.key, e.expire_ms, CollectionKind::Hash, pairs.len() as u64).unwrap();
+                    for (f, v) in pairs {
+                        w.element(f).unwrap();
+                        w.element(v).unwrap();
+                    }
+                }
+                RdbValue::ZSet(members) => {
+                    w.begin_collection(&e.key, e.expire_ms, CollectionKind::ZSet, members.len() as u64).unwrap();
+                    members.iter().for_each(|(m, s)| w.zset_member(m, *s).unwrap());
+                }
+            }
+        }
+        w.finish().unwrap()
+    }
+
+    fn read_all(bytes: &[u8]) -> Result<Vec<RdbEntry>, FormatError> {
+        let mut out = Vec::new();
+        read(bytes, ReadOptions::default(), |e| {
+            out.push(e);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn arb_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40),
+            any::<i64>().prop_map(|n| n.to_string().into_bytes()),
+            // long and repetitive: exercises LZF
+            (any::<u8>(), 21usize..300).prop_map(|(b, n)| vec![b; n]),
+            "[a-c]{21,200}".prop_map(String::into_bytes),
+        ]
+    }
+
+    fn arb_value() -> impl Strategy<Value = RdbValue> {
+        prop_oneof![
+            arb_bytes().prop_map(RdbValue::String),
+            proptest::collection::vec(arb_bytes(), 1..10).prop_map(RdbValue::List),
+            proptest::collection::vec(arb_bytes(), 1..10).prop_map(RdbValue::Set),
+            proptest::collection::vec((arb_bytes(), arb_bytes()), 1..10).prop_map(RdbValue::Hash),
+            proptest::collection::vec((arb_bytes(), -1e300f64..1e300), 1..10).prop_map(RdbValue::ZSet),
+        ]
+    }
+
+    fn arb_entries() -> impl Strategy<Value = Vec<RdbEntry>> {
+        proptest::collection::vec((0u64..3, arb_bytes(), arb_value(), proptest::option::of(1u64..u64::MAX / 2)), 0..20)
+            .prop_map(|mut v| {
+                v.sort_by_key(|e| e.0);
+                v.into_iter().map(|(db, key, value, expire_ms)| RdbEntry { db, key, value, expire_ms }).collect()
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn written_files_read_back_equal(entries in arb_entries(), compress in any::<bool>()) {
+            let bytes = write_all(&entries, WriteOptions { compress, ..Default::default() });
+            prop_assert_eq!(read_all(&bytes).unwrap(), entries);
+        }
+
+        #[test]
+        fn damaged_files_are_refused_not_panicked_on(entries in arb_entries(), cut in any::<prop::sample::Index>(), flip in any::<u8>()) {
+            let bytes = write_all(&entries, WriteOptions::default());
+            // Truncation anywhere is an error.
+            let at = cut.index(bytes.len());
+            prop_assert!(read_all(&bytes[..at]).is_err());
+            // A flipped byte is caught (by structure or by the checksum).
+            let mut damaged = bytes.clone();
+            let at = cut.index(bytes.len());
+            damaged[at] ^= flip.max(1);
+            prop_assert!(read_all(&damaged).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut bytes = b"REDIS0010".to_vec();
+            bytes.extend(tail);
+            let _ = read_all(&bytes);
+        }
+    }
+
+    #[test]
+    fn header_version_and_checksum_are_checked() {
+        let bytes = write_all(&[], WriteOptions::default());
+        assert!(bytes.starts_with(b"REDIS0010"));
+        assert!(matches!(read_all(b"REDIS0012\xff"), Err(FormatError::UnsupportedVersion(12))));
+        assert!(matches!(read_all(b"NOTREDIS0"), Err(FormatError::BadMagic)));
+        assert!(matches!(read_all(b"RED"), Err(FormatError::BadMagic)));
+        let mut bad = bytes.clone();
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        assert!(matches!(read_all(&bad), Err(FormatError::BadChecksum { .. })));
+        // A zero checksum means "not computed" and is not verified.
+        let unchecked = write_all(&[], WriteOptions { checksum: false, ..Default::default() });
+        assert!(unchecked.ends_with(&[0; 8]));
+        assert!(read_all(&unchecked).is_ok());
+    }
+
+    #[test]
+    fn huge_declared_lengths_allocate_nothing() {
+        // A string claiming 400 MB in a 20-byte file: refused as truncated, not allocated.
+        let mut bytes = b"REDIS0010\x00\x01k\x80".to_vec();
+        bytes.extend_from_slice(&400_000_000u32.to_be_bytes());
+        assert!(matches!(read_all(&bytes), Err(FormatError::Truncated { .. })));
+        let mut bytes = b"REDIS0010\x00\x01k\x81".to_vec();
+        bytes.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert!(matches!(read_all(&bytes), Err(FormatError::TooLong { .. })));
+    }
+
+    #[test]
+    fn streams_and_modules_get_clear_errors() {
+        let bytes = b"REDIS0010\x0f\x01k";
+        let err = read_all(bytes).unwrap_err().to_string();
+        assert!(err.contains("stream"), "{err}");
+    }
+}

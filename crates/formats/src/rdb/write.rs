@@ -1,0 +1,207 @@
+//! Writing RDB version 10, one key at a time.
+//!
+//! Collections use the plain encodings (list 1, set 2, hash 4, zset 5) that Redis 7.0 loads
+//! and converts to its compact forms; strings are integer-encoded or LZF-compressed exactly
+//! when Redis would do it.
+
+use std::io::Write;
+
+use super::{CollectionKind, RDB_VERSION, kind, len, opcode};
+use crate::FormatError;
+use crate::crc64::HashingWriter;
+
+/// What the writer puts in the header.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// `rdbcompression`: LZF for strings longer than 20 bytes when it saves space.
+    pub compress: bool,
+    /// `rdbchecksum`: write the CRC-64 trailer (else zeros, "no checksum").
+    pub checksum: bool,
+    /// AUX fields after the built-in ones (`redis-ver`, `redis-bits`, `ctime`, `used-mem`,
+    /// `aof-base`).
+    pub ctime_unix: u64,
+    pub used_mem_bytes: u64,
+    /// True for the base file of a multi-part AOF.
+    pub aof_base: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions { compress: true, checksum: true, ctime_unix: 0, used_mem_bytes: 0, aof_base: false }
+    }
+}
+
+pub struct RdbWriter<W: Write> {
+    out: HashingWriter<W>,
+    opts: WriteOptions,
+    /// Elements still owed to the collection being written.
+    owed: u64,
+}
+
+/// Encodes `n` with RDB's length encoding.
+fn encode_len(n: u64, buf: &mut Vec<u8>) {
+    if n < 1 << 6 {
+        buf.push((len::BITS_6 << 6) | n as u8);
+    } else if n < 1 << 14 {
+        buf.push((len::BITS_14 << 6) | (n >> 8) as u8);
+        buf.push(n as u8);
+    } else if n <= u32::MAX as u64 {
+        buf.push(len::BITS_32);
+        buf.extend_from_slice(&(n as u32).to_be_bytes());
+    } else {
+        buf.push(len::BITS_64);
+        buf.extend_from_slice(&n.to_be_bytes());
+    }
+}
+
+/// The integer a string holds, if Redis would store it integer-encoded: a canonical decimal
+/// of at most 11 characters within i32.
+fn as_small_int(s: &[u8]) -> Option<i32> {
+    if s.is_empty() || s.len() > 11 {
+        return None;
+    }
+    let text = std::str::from_utf8(s).ok()?;
+    let v: i64 = text.parse().ok()?;
+    if itoa::Buffer::new().format(v).as_bytes() != s {
+        return None;
+    }
+    i32::try_from(v).ok()
+}
+
+impl<W: Write> RdbWriter<W> {
+    /// Writes the header and AUX fields.
+    pub fn new(inner: W, opts: WriteOptions) -> Result<Self, FormatError> {
+        let mut w = RdbWriter { out: HashingWriter { inner, crc: Default::default(), written: 0 }, opts, owed: 0 };
+        w.raw(format!("REDIS{RDB_VERSION:04}").as_bytes())?;
+        w.aux(b"redis-ver", b"7.0.15")?;
+        w.aux(b"redis-bits", b"64")?;
+        let ctime = w.opts.ctime_unix.to_string();
+        w.aux(b"ctime", ctime.as_bytes())?;
+        let used = w.opts.used_mem_bytes.to_string();
+        w.aux(b"used-mem", used.as_bytes())?;
+        let base = if w.opts.aof_base { b"1" } else { b"0" };
+        w.aux(b"aof-base", base)?;
+        Ok(w)
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> Result<(), FormatError> {
+        self.out.write_all(bytes)?;
+        Ok(())
+    }
+
+    fn len(&mut self, n: u64) -> Result<(), FormatError> {
+        let mut buf = Vec::with_capacity(9);
+        encode_len(n, &mut buf);
+        self.raw(&buf)
+    }
+
+    fn string(&mut self, s: &[u8]) -> Result<(), FormatError> {
+        if let Some(v) = as_small_int(s) {
+            let mut buf = Vec::with_capacity(5);
+            if let Ok(b) = i8::try_from(v) {
+                buf.push((len::SPECIAL << 6) | len::INT8);
+                buf.extend_from_slice(&b.to_le_bytes());
+            } else if let Ok(h) = i16::try_from(v) {
+                buf.push((len::SPECIAL << 6) | len::INT16);
+                buf.extend_from_slice(&h.to_le_bytes());
+            } else {
+                buf.push((len::SPECIAL << 6) | len::INT32);
+                buf.extend_from_slice(&v.to_le_bytes());
+            }
+            return self.raw(&buf);
+        }
+        if self.opts.compress && s.len() > 20 {
+            // Redis keeps the compressed form only when it saves at least 4 bytes.
+            let mut out = vec![0u8; s.len() - 4];
+            if let Ok(n) = lzf_rust::compress(s, &mut out) {
+                if n > 0 {
+                    let mut head = vec![(len::SPECIAL << 6) | len::LZF];
+                    encode_len(n as u64, &mut head);
+                    encode_len(s.len() as u64, &mut head);
+                    self.raw(&head)?;
+                    return self.raw(&out[..n]);
+                }
+            }
+        }
+        self.len(s.len() as u64)?;
+        self.raw(s)
+    }
+
+    fn aux(&mut self, key: &[u8], value: &[u8]) -> Result<(), FormatError> {
+        self.raw(&[opcode::AUX])?;
+        self.string(key)?;
+        self.string(value)
+    }
+
+    fn check_done(&self) -> Result<(), FormatError> {
+        if self.owed != 0 {
+            return Err(FormatError::corrupt(self.out.written, format!("{} collection elements were never written", self.owed)));
+        }
+        Ok(())
+    }
+
+    /// Starts database `db`; `keys` and `expires` are size hints for the loader.
+    pub fn select_db(&mut self, db: u64, keys: u64, expires: u64) -> Result<(), FormatError> {
+        self.check_done()?;
+        self.raw(&[opcode::SELECTDB])?;
+        self.len(db)?;
+        self.raw(&[opcode::RESIZEDB])?;
+        self.len(keys)?;
+        self.len(expires)
+    }
+
+    fn key_header(&mut self, key: &[u8], expire_ms: Option<u64>, type_id: u8) -> Result<(), FormatError> {
+        self.check_done()?;
+        if let Some(at) = expire_ms {
+            self.raw(&[opcode::EXPIRETIME_MS])?;
+            self.raw(&at.to_le_bytes())?;
+        }
+        self.raw(&[type_id])?;
+        self.string(key)
+    }
+
+    pub fn write_string(&mut self, key: &[u8], expire_ms: Option<u64>, value: &[u8]) -> Result<(), FormatError> {
+        self.key_header(key, expire_ms, kind::STRING)?;
+        self.string(value)
+    }
+
+    /// Starts a collection of `len` elements (pairs for a hash); follow with exactly that
+    /// many [`RdbWriter::element`] (hash: 2 × len) or [`RdbWriter::zset_member`] calls.
+    pub fn begin_collection(&mut self, key: &[u8], expire_ms: Option<u64>, k: CollectionKind, len: u64) -> Result<(), FormatError> {
+        let type_id = match k {
+            CollectionKind::List => kind::LIST,
+            CollectionKind::Set => kind::SET,
+            CollectionKind::Hash => kind::HASH,
+            CollectionKind::ZSet => kind::ZSET_2,
+        };
+        self.key_header(key, expire_ms, type_id)?;
+        self.len(len)?;
+        self.owed = if k == CollectionKind::Hash { 2 * len } else { len };
+        Ok(())
+    }
+
+    pub fn element(&mut self, bytes: &[u8]) -> Result<(), FormatError> {
+        self.owed = self.owed.checked_sub(1).ok_or_else(|| FormatError::corrupt(self.out.written, "more elements than announced"))?;
+        self.string(bytes)
+    }
+
+    pub fn zset_member(&mut self, member: &[u8], score: f64) -> Result<(), FormatError> {
+        self.element(member)?;
+        self.raw(&score.to_le_bytes())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.out.written
+    }
+
+    /// Writes EOF and the checksum; returns the inner writer (flushed).
+    pub fn finish(mut self) -> Result<W, FormatError> {
+        self.check_done()?;
+        self.raw(&[opcode::EOF])?;
+        let crc = if self.opts.checksum { self.out.crc.value() } else { 0 };
+        self.out.inner.write_all(&crc.to_le_bytes())?;
+        self.out.inner.flush()?;
+        Ok(self.out.inner)
+    }
+}

@@ -2,43 +2,102 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use resp::{Frame, Limits};
 
+pub const CACHEPLANE: &str = env!("CARGO_BIN_EXE_cacheplane");
+
 /// How long a server may take to accept connections before the test fails.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A server process that is killed when dropped.
+/// A server process that is killed when dropped, with its own working directory.
 pub struct Server {
     pub port: u16,
     child: Child,
+    /// `--dir`: removed on drop when the server made it.
+    pub dir: PathBuf,
+    owns_dir: bool,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A fresh empty directory under the system's temp dir, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "cacheplane-e2e-{tag}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Keeps the directory: the caller removes it.
+    pub fn into_path(mut self) -> PathBuf {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
 impl Server {
     /// Starts `cacheplane node` with redis-server style flags.
     pub fn cacheplane(flags: &[&str]) -> Server {
-        Self::spawn(env!("CARGO_BIN_EXE_cacheplane"), &["node"], flags)
+        Self::spawn(CACHEPLANE, &["node"], flags, None)
+    }
+
+    /// Starts `cacheplane node` working in `dir` (kept after the server stops).
+    pub fn cacheplane_in(dir: &Path, flags: &[&str]) -> Server {
+        Self::spawn(CACHEPLANE, &["node"], flags, Some(dir))
     }
 
     /// Starts the real redis-server (Debian's 7.0); the test fails if it is not installed.
     pub fn redis(flags: &[&str]) -> Server {
-        let mut all = vec!["--save", "", "--appendonly", "no"];
-        all.extend_from_slice(flags);
-        Self::spawn("redis-server", &[], &all)
+        Self::redis_in_opt(None, flags)
     }
 
-    fn spawn(program: &str, pre: &[&str], flags: &[&str]) -> Server {
+    /// Starts redis-server working in `dir` (kept after the server stops).
+    pub fn redis_in(dir: &Path, flags: &[&str]) -> Server {
+        Self::redis_in_opt(Some(dir), flags)
+    }
+
+    fn redis_in_opt(dir: Option<&Path>, flags: &[&str]) -> Server {
+        let mut all = vec!["--save", "", "--appendonly", "no"];
+        all.extend_from_slice(flags);
+        Self::spawn("redis-server", &[], &all, dir)
+    }
+
+    fn spawn(program: &str, pre: &[&str], flags: &[&str], dir: Option<&Path>) -> Server {
         let port = free_port();
-        let dir = std::env::temp_dir();
+        let (dir, owns_dir) = match dir {
+            Some(d) => (d.to_path_buf(), false),
+            None => (TempDir::new("server").into_path(), true),
+        };
         let child = Command::new(program)
             .args(pre)
             .args([
@@ -56,7 +115,12 @@ impl Server {
             .unwrap_or_else(|e| {
                 panic!("start {program}: {e} (is it installed? run the README's test command)")
             });
-        let server = Server { port, child };
+        let server = Server {
+            port,
+            child,
+            dir,
+            owns_dir,
+        };
         server.wait_ready();
         server
     }
@@ -65,9 +129,12 @@ impl Server {
         let start = Instant::now();
         loop {
             if let Ok(mut c) = Conn::try_connect(self.port) {
-                // With requirepass, PING answers NOAUTH: that still means ready.
-                if c.call(&["PING"]).is_some() {
-                    return;
+                // With requirepass, PING answers NOAUTH: that still means ready; LOADING
+                // (a dump still being read) does not.
+                match c.call(&["PING"]) {
+                    Some(Frame::Error(e)) if e.starts_with("LOADING") => {}
+                    Some(_) => return,
+                    None => {}
                 }
             }
             assert!(
@@ -133,6 +200,18 @@ impl Conn {
             out.extend_from_slice(b"\r\n");
         }
         self.stream.write_all(&out).expect("write");
+    }
+
+    /// Sends a command with binary arguments and returns its reply.
+    pub fn cmd_bytes(&mut self, args: &[&[u8]]) -> Frame {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+        self.stream.write_all(&out).expect("write");
+        self.read().expect("reply")
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {

@@ -6,3 +6,4 @@ mod node_clients;
 mod node_compat;
 mod node_protocol;
 mod node_server;
+mod persistence;

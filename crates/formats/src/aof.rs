@@ -46,7 +46,10 @@ pub struct Manifest {
 
 /// `appendonly.aof.3.base.rdb` and friends.
 pub fn base_name(appendfilename: &str, seq: u64, rdb_preamble: bool) -> String {
-    format!("{appendfilename}.{seq}.base.{}", if rdb_preamble { "rdb" } else { "aof" })
+    format!(
+        "{appendfilename}.{seq}.base.{}",
+        if rdb_preamble { "rdb" } else { "aof" }
+    )
 }
 
 pub fn incr_name(appendfilename: &str, seq: u64) -> String {
@@ -59,7 +62,10 @@ pub fn manifest_name(appendfilename: &str) -> String {
 
 /// Quotes a value the way Redis's `sdscatrepr` does when it has to.
 fn quote(v: &str) -> String {
-    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\'' && b != b'\\') {
+    if !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\'' && b != b'\\')
+    {
         return v.to_string();
     }
     let mut out = String::from("\"");
@@ -86,7 +92,9 @@ fn split_args(line: &str) -> Option<Vec<String>> {
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
             chars.next();
         }
-        let Some(&first) = chars.peek() else { return Some(out) };
+        let Some(&first) = chars.peek() else {
+            return Some(out);
+        };
         let mut cur = String::new();
         if first == '"' || first == '\'' {
             chars.next();
@@ -134,7 +142,10 @@ impl Manifest {
         let mut m = Manifest::default();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
-            let bad = |reason: &str| FormatError::BadManifest { line, reason: reason.to_string() };
+            let bad = |reason: &str| FormatError::BadManifest {
+                line,
+                reason: reason.to_string(),
+            };
             if raw.len() > MANIFEST_LINE_MAX_BYTES {
                 return Err(bad("line too long"));
             }
@@ -150,7 +161,13 @@ impl Manifest {
             for kv in args.chunks(2) {
                 match kv[0].as_str() {
                     "file" => name = Some(kv[1].clone()),
-                    "seq" => seq = Some(kv[1].parse::<u64>().map_err(|_| bad("seq is not a number"))?),
+                    "seq" => {
+                        seq = Some(
+                            kv[1]
+                                .parse::<u64>()
+                                .map_err(|_| bad("seq is not a number"))?,
+                        )
+                    }
                     "type" => {
                         kind = Some(match kv[1].as_str() {
                             "b" => FileKind::Base,
@@ -193,7 +210,14 @@ impl Manifest {
             .iter()
             .chain(&self.history)
             .chain(&self.incrs)
-            .map(|f| format!("file {} seq {} type {}\n", quote(&f.name), f.seq, f.kind.code()))
+            .map(|f| {
+                format!(
+                    "file {} seq {} type {}\n",
+                    quote(&f.name),
+                    f.seq,
+                    f.kind.code()
+                )
+            })
             .collect()
     }
 
@@ -259,7 +283,11 @@ impl<R: BufRead> CommandReader<R> {
             return Ok(Err(LogEnd::Clean));
         }
         if !self.line(&mut line)? {
-            return if self.inner.fill_buf()?.is_empty() && line.len() < 64 { truncated } else { Err(self.corrupt(start, "bad command header")) };
+            return if self.inner.fill_buf()?.is_empty() && line.len() < 64 {
+                truncated
+            } else {
+                Err(self.corrupt(start, "bad command header"))
+            };
         }
         consumed += line.len() as u64 + 2;
         let count = match line.split_first() {
@@ -270,7 +298,11 @@ impl<R: BufRead> CommandReader<R> {
         let mut args = Vec::with_capacity(count.min(64) as usize);
         for _ in 0..count {
             if !self.line(&mut line)? {
-                return if self.inner.fill_buf()?.is_empty() { truncated } else { Err(self.corrupt(start, "bad argument header")) };
+                return if self.inner.fill_buf()?.is_empty() {
+                    truncated
+                } else {
+                    Err(self.corrupt(start, "bad argument header"))
+                };
             }
             consumed += line.len() as u64 + 2;
             let len = match line.split_first() {
@@ -356,15 +388,27 @@ mod tests {
         encode_command(&["DEL", "k"], &mut log);
         let whole = log.len();
         let mut r = CommandReader::new(&log[..]);
-        assert_eq!(r.next_or_end().unwrap(), Ok(vec![b"SET".to_vec(), b"k".to_vec(), b"v".to_vec()]));
-        assert_eq!(r.next_or_end().unwrap(), Ok(vec![b"DEL".to_vec(), b"k".to_vec()]));
+        assert_eq!(
+            r.next_or_end().unwrap(),
+            Ok(vec![b"SET".to_vec(), b"k".to_vec(), b"v".to_vec()])
+        );
+        assert_eq!(
+            r.next_or_end().unwrap(),
+            Ok(vec![b"DEL".to_vec(), b"k".to_vec()])
+        );
         assert_eq!(r.next_or_end().unwrap(), Err(LogEnd::Clean));
         assert_eq!(r.offset(), whole as u64);
         // Cut anywhere inside the second command: the first survives, the tail is torn.
         for cut in first + 1..whole {
             let mut r = CommandReader::new(&log[..cut]);
             assert!(r.next_or_end().unwrap().is_ok());
-            assert_eq!(r.next_or_end().unwrap(), Err(LogEnd::Truncated { offset: first as u64 }), "cut at {cut}");
+            assert_eq!(
+                r.next_or_end().unwrap(),
+                Err(LogEnd::Truncated {
+                    offset: first as u64
+                }),
+                "cut at {cut}"
+            );
         }
         // Garbage in the middle is corruption, not a torn tail.
         let mut bad = log.clone();

@@ -17,7 +17,9 @@ pub struct Crc64 {
 
 impl Default for Crc64 {
     fn default() -> Self {
-        Crc64 { digest: CRC.digest() }
+        Crc64 {
+            digest: CRC.digest(),
+        }
     }
 }
 

@@ -11,5 +11,5 @@ mod crc64;
 mod error;
 pub mod rdb;
 
-pub use crc64::{crc64, Crc64};
+pub use crc64::{Crc64, crc64};
 pub use error::FormatError;

@@ -280,13 +280,32 @@ impl<T: DictEntry> Dict<T> {
     fn scan_buckets(&self, cursor: u64) -> ScanBuckets {
         let v = cursor as usize;
         if self.is_empty() {
-            return ScanBuckets { v: 0, small: (0, 0), large: None, phase: ScanPhase::Done };
+            return ScanBuckets {
+                v: 0,
+                small: (0, 0),
+                large: None,
+                phase: ScanPhase::Done,
+            };
         }
         if self.rehash_idx.is_none() {
-            return ScanBuckets { v, small: (0, self.tables[0].mask()), large: None, phase: ScanPhase::Small };
+            return ScanBuckets {
+                v,
+                small: (0, self.tables[0].mask()),
+                large: None,
+                phase: ScanPhase::Small,
+            };
         }
-        let (small, large) = if self.tables[0].buckets.len() <= self.tables[1].buckets.len() { (0, 1) } else { (1, 0) };
-        ScanBuckets { v, small: (small, self.tables[small].mask()), large: Some((large, self.tables[large].mask())), phase: ScanPhase::Small }
+        let (small, large) = if self.tables[0].buckets.len() <= self.tables[1].buckets.len() {
+            (0, 1)
+        } else {
+            (1, 0)
+        };
+        ScanBuckets {
+            v,
+            small: (small, self.tables[small].mask()),
+            large: Some((large, self.tables[large].mask())),
+            phase: ScanPhase::Small,
+        }
     }
 
     /// Calls `f` with the elements of the bucket(s) at `cursor` and returns the next cursor

@@ -7,16 +7,51 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use crate::value::{Field, ZSet};
 use crate::{CmdError, Dict, DictEntry, Str, Value};
 
-/// A key, its value and its absolute expiry in unix milliseconds (0: none).
+/// A key, its value and its absolute expiry in unix milliseconds.
 pub struct Entry {
     pub key: Str,
     pub value: Value,
-    expire_at_ms: u64,
+    /// The deadline (0: none) in the low 63 bits; the snapshot mark in the top bit, kept
+    /// here so that marking costs no memory per key.
+    expire_word: u64,
 }
 
+const MARK_BIT: u64 = 1 << 63;
+
 impl Entry {
+    fn new(key: Str, value: Value, deadline: u64, mark: bool) -> Entry {
+        let mut e = Entry {
+            key,
+            value,
+            expire_word: deadline,
+        };
+        e.set_mark(mark);
+        e
+    }
+
     pub fn expire_at_ms(&self) -> Option<u64> {
-        (self.expire_at_ms != 0).then_some(self.expire_at_ms)
+        let at = self.deadline();
+        (at != 0).then_some(at)
+    }
+
+    fn deadline(&self) -> u64 {
+        self.expire_word & !MARK_BIT
+    }
+
+    fn set_deadline(&mut self, at_ms: u64) {
+        self.expire_word = (self.expire_word & MARK_BIT) | (at_ms & !MARK_BIT);
+    }
+
+    fn mark(&self) -> bool {
+        self.expire_word & MARK_BIT != 0
+    }
+
+    fn set_mark(&mut self, mark: bool) {
+        self.expire_word = if mark {
+            self.expire_word | MARK_BIT
+        } else {
+            self.expire_word & !MARK_BIT
+        };
     }
 }
 
@@ -32,6 +67,16 @@ impl DictEntry for Entry {
 pub struct Db {
     pub(crate) dict: Dict<Entry>,
     pub(crate) expires: BTreeSet<(u64, Str)>,
+    /// Progress of the running snapshot through this database; None when it holds no
+    /// entry the snapshot still owes.
+    snap: Option<DbSnap>,
+}
+
+/// Where a snapshot stands in one database.
+struct DbSnap {
+    /// The database number the entries had when the snapshot began (SWAPDB moves them).
+    origin: usize,
+    cursor: u64,
 }
 
 impl Db {
@@ -75,6 +120,32 @@ pub struct Keyspace {
     /// Writes since start, for save rules and INFO (`rdb_changes_since_last_save` uses deltas).
     pub dirty: u64,
     pub stats: Stats,
+    /// The mark new entries get; a snapshot flips it, making every existing entry "owed".
+    epoch_mark: bool,
+    snapshot: Option<Snapshot>,
+}
+
+/// A point-in-time snapshot being taken without stopping writes: every entry that existed
+/// when it began is handed to the sink exactly once, with its value at that moment. The
+/// scan hands over entries in steps; a write to an entry not yet handed over hands it over
+/// first (copy-on-write at entry granularity), so memory grows by the sink's buffer only.
+struct Snapshot {
+    sink: Box<dyn SnapshotSink>,
+    /// Databases emptied by FLUSHDB/FLUSHALL before the scan reached all their entries.
+    detached: Vec<Db>,
+    entries: u64,
+}
+
+/// Receives the entries of a snapshot, each once, in no particular order of databases.
+pub trait SnapshotSink: std::any::Any + Send {
+    fn entry(&mut self, db: usize, entry: &Entry);
+}
+
+/// A sink that drops what it gets: used to finish the marking of an abandoned snapshot.
+struct DiscardSink;
+
+impl SnapshotSink for DiscardSink {
+    fn entry(&mut self, _db: usize, _entry: &Entry) {}
 }
 
 impl Keyspace {
@@ -86,6 +157,8 @@ impl Keyspace {
             touched: Vec::new(),
             dirty: 0,
             stats: Stats::default(),
+            epoch_mark: false,
+            snapshot: None,
         }
     }
 
@@ -97,6 +170,11 @@ impl Keyspace {
         self.now_ms
     }
 
+    /// Keys in all databases, expired ones not yet removed included.
+    pub fn dbs_len_total(&self) -> usize {
+        self.dbs.iter().map(Db::len).sum()
+    }
+
     pub fn db_count(&self) -> usize {
         self.dbs.len()
     }
@@ -106,7 +184,8 @@ impl Keyspace {
     }
 
     fn is_expired(&self, e: &Entry) -> bool {
-        e.expire_at_ms != 0 && e.expire_at_ms <= self.now_ms
+        let at = e.deadline();
+        at != 0 && at <= self.now_ms
     }
 
     /// Deletes `key` if its deadline has passed; returns whether it did.
@@ -128,12 +207,14 @@ impl Keyspace {
 
     /// The live entry under `key`, after lazily expiring it.
     pub fn get(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
+        self.capture(db, key);
         self.expire_if_due(db, key);
         self.dbs[db].dict.get_mut(key)
     }
 
     /// Like [`Keyspace::get`], counting a keyspace hit or miss for INFO.
     pub fn lookup(&mut self, db: usize, key: &[u8]) -> Option<&mut Value> {
+        self.capture(db, key);
         self.expire_if_due(db, key);
         match self.dbs[db].dict.get_mut(key) {
             Some(e) => {
@@ -176,21 +257,19 @@ impl Keyspace {
         value: Value,
         expire_at_ms: Option<u64>,
     ) {
+        self.capture(db, key);
         let d = &mut self.dbs[db];
         match d.dict.get_mut(key) {
             Some(e) => {
-                if e.expire_at_ms != 0 {
-                    d.expires.remove(&(e.expire_at_ms, e.key.clone()));
+                if e.deadline() != 0 {
+                    d.expires.remove(&(e.deadline(), e.key.clone()));
                 }
                 e.value = value;
-                e.expire_at_ms = 0;
+                e.set_deadline(0);
             }
             None => {
-                d.dict.insert_new(Entry {
-                    key: Str::new(key),
-                    value,
-                    expire_at_ms: 0,
-                });
+                d.dict
+                    .insert_new(Entry::new(Str::new(key), value, 0, self.epoch_mark));
             }
         }
         if let Some(at) = expire_at_ms {
@@ -200,10 +279,11 @@ impl Keyspace {
 
     /// Removes `key`, live or expired; returns its entry.
     pub fn remove(&mut self, db: usize, key: &[u8]) -> Option<Entry> {
+        self.capture(db, key);
         let d = &mut self.dbs[db];
         let e = d.dict.remove(key)?;
-        if e.expire_at_ms != 0 {
-            d.expires.remove(&(e.expire_at_ms, e.key.clone()));
+        if e.deadline() != 0 {
+            d.expires.remove(&(e.deadline(), e.key.clone()));
         }
         Some(e)
     }
@@ -211,44 +291,43 @@ impl Keyspace {
     /// Inserts an entry moved from elsewhere (RENAME, MOVE, loaders), replacing any value.
     pub fn insert_entry(&mut self, db: usize, key: Str, value: Value, expire_at_ms: Option<u64>) {
         self.remove(db, &key);
-        let at = expire_at_ms.unwrap_or(0);
+        let at = expire_at_ms.map_or(0, |at| at.clamp(1, !MARK_BIT));
         let d = &mut self.dbs[db];
         if at != 0 {
             d.expires.insert((at, key.clone()));
         }
-        d.dict.insert_new(Entry {
-            key,
-            value,
-            expire_at_ms: at,
-        });
+        d.dict
+            .insert_new(Entry::new(key, value, at, self.epoch_mark));
     }
 
     /// Sets the absolute deadline of an existing key; returns false when there is no such key.
     pub fn set_expiry(&mut self, db: usize, key: &[u8], at_ms: u64) -> bool {
+        self.capture(db, key);
         let d = &mut self.dbs[db];
         let Some(e) = d.dict.get_mut(key) else {
             return false;
         };
-        if e.expire_at_ms != 0 {
-            d.expires.remove(&(e.expire_at_ms, e.key.clone()));
+        if e.deadline() != 0 {
+            d.expires.remove(&(e.deadline(), e.key.clone()));
         }
         // A deadline of 0 would read as "no expiry"; 1 ms after the epoch is just as past.
-        e.expire_at_ms = at_ms.max(1);
-        d.expires.insert((e.expire_at_ms, e.key.clone()));
+        e.set_deadline(at_ms.clamp(1, !MARK_BIT));
+        d.expires.insert((e.deadline(), e.key.clone()));
         true
     }
 
     /// Removes a key's deadline; returns whether it had one.
     pub fn persist(&mut self, db: usize, key: &[u8]) -> bool {
+        self.capture(db, key);
         let d = &mut self.dbs[db];
         let Some(e) = d.dict.get_mut(key) else {
             return false;
         };
-        if e.expire_at_ms == 0 {
+        if e.deadline() == 0 {
             return false;
         }
-        d.expires.remove(&(e.expire_at_ms, e.key.clone()));
-        e.expire_at_ms = 0;
+        d.expires.remove(&(e.deadline(), e.key.clone()));
+        e.set_deadline(0);
         true
     }
 
@@ -278,7 +357,12 @@ impl Keyspace {
     }
 
     pub fn flush_db(&mut self, db: usize) {
-        self.dbs[db] = Db::default();
+        let old = std::mem::take(&mut self.dbs[db]);
+        match &mut self.snapshot {
+            // The snapshot still owes entries of the old contents: it keeps them.
+            Some(snap) if old.snap.is_some() => snap.detached.push(old),
+            _ => drop(old),
+        }
         self.touch_db(db);
     }
 
@@ -392,16 +476,14 @@ impl Keyspace {
         is_kind: fn(&Value) -> bool,
         make: fn() -> Value,
     ) -> Result<&mut Value, CmdError> {
+        self.capture(db, key);
         self.expire_if_due(db, key);
         let d = &mut self.dbs[db];
         let entry = if d.dict.contains(key) {
             d.dict.get_mut(key).expect("present")
         } else {
-            d.dict.insert_new(Entry {
-                key: Str::new(key),
-                value: make(),
-                expire_at_ms: 0,
-            })
+            d.dict
+                .insert_new(Entry::new(Str::new(key), make(), 0, self.epoch_mark))
         };
         let v = &mut entry.value;
         if is_kind(v) {
@@ -491,6 +573,134 @@ impl Keyspace {
     }
 }
 
+// Snapshots (see [`Snapshot`]).
+impl Keyspace {
+    /// Hands `key`'s entry to the running snapshot if the snapshot still owes it: called
+    /// before anything may change or remove the entry.
+    #[inline]
+    fn capture(&mut self, db: usize, key: &[u8]) {
+        let Some(snap) = &mut self.snapshot else {
+            return;
+        };
+        let d = &mut self.dbs[db];
+        let Some(ds) = &d.snap else {
+            return;
+        };
+        if let Some(e) = d.dict.get_mut(key) {
+            if e.mark() != self.epoch_mark {
+                snap.sink.entry(ds.origin, e);
+                snap.entries += 1;
+                e.set_mark(self.epoch_mark);
+            }
+        }
+    }
+
+    pub fn snapshot_in_progress(&self) -> bool {
+        self.snapshot.is_some()
+    }
+
+    /// Entries handed to the running snapshot so far.
+    pub fn snapshot_entries(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |s| s.entries)
+    }
+
+    /// Begins a snapshot of the whole keyspace as it is now; O(databases). Returns the sink
+    /// back if one is already running.
+    pub fn snapshot_begin(
+        &mut self,
+        sink: Box<dyn SnapshotSink>,
+    ) -> Result<(), Box<dyn SnapshotSink>> {
+        if self.snapshot.is_some() {
+            return Err(sink);
+        }
+        self.epoch_mark = !self.epoch_mark;
+        for (i, d) in self.dbs.iter_mut().enumerate() {
+            d.snap = (!d.dict.is_empty()).then_some(DbSnap {
+                origin: i,
+                cursor: 0,
+            });
+        }
+        self.snapshot = Some(Snapshot {
+            sink,
+            detached: Vec::new(),
+            entries: 0,
+        });
+        Ok(())
+    }
+
+    /// Advances the running snapshot by about `entries_max` entries; returns true when
+    /// every owed entry has been handed over (then [`Keyspace::snapshot_end`] returns the sink).
+    pub fn snapshot_step(&mut self, entries_max: usize) -> bool {
+        let Some(snap) = &mut self.snapshot else {
+            return true;
+        };
+        let mark = self.epoch_mark;
+        let Snapshot {
+            sink,
+            detached,
+            entries,
+        } = snap;
+        let mut visited = 0usize;
+        while visited < entries_max {
+            // Detached databases first: they are gone from the keyspace, nothing captures them.
+            let from_detached = !detached.is_empty();
+            let d = match detached.last_mut() {
+                Some(d) => d,
+                None => match self.dbs.iter_mut().find(|d| d.snap.is_some()) {
+                    Some(d) => d,
+                    None => return true,
+                },
+            };
+            let ds = d
+                .snap
+                .as_mut()
+                .expect("only databases with snapshot progress are picked");
+            let origin = ds.origin;
+            ds.cursor = d.dict.scan_mut(ds.cursor, |e| {
+                visited += 1;
+                if e.mark() != mark {
+                    sink.entry(origin, e);
+                    *entries += 1;
+                    e.set_mark(mark);
+                }
+            });
+            // Empty buckets count too, so a sparse table still ends a step.
+            visited += 1;
+            if ds.cursor == 0 {
+                d.snap = None;
+                if from_detached {
+                    detached.pop();
+                }
+            }
+        }
+        detached.is_empty() && self.dbs.iter().all(|d| d.snap.is_none())
+    }
+
+    /// Ends a finished snapshot, returning its sink; None (and nothing changes) while
+    /// entries are still owed.
+    pub fn snapshot_end(&mut self) -> Option<Box<dyn SnapshotSink>> {
+        let done = self.dbs.iter().all(|d| d.snap.is_none())
+            && self.snapshot.as_ref()?.detached.is_empty();
+        if !done {
+            return None;
+        }
+        self.snapshot.take().map(|s| s.sink)
+    }
+
+    /// Gives up the running snapshot's output: the sink is dropped and the remaining steps
+    /// only finish the marking (every entry must carry the current mark before the next
+    /// snapshot flips it).
+    pub fn snapshot_abandon(&mut self) -> Option<Box<dyn SnapshotSink>> {
+        let snap = self.snapshot.as_mut()?;
+        Some(std::mem::replace(&mut snap.sink, Box::new(DiscardSink)))
+    }
+
+    /// The running snapshot's sink, for draining its output between steps.
+    pub fn snapshot_sink(&mut self) -> Option<&mut dyn SnapshotSink> {
+        self.snapshot.as_mut().map(|s| s.sink.as_mut())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,5 +746,75 @@ mod tests {
         ks.remove_interest(0, b"w");
         ks.touch(0, b"w");
         assert!(ks.take_touched().is_empty());
+    }
+
+    /// Collects what a snapshot hands over, as (db, key, value) with string values.
+    struct Collect(std::sync::Arc<std::sync::Mutex<Vec<(usize, Vec<u8>, Vec<u8>)>>>);
+
+    impl SnapshotSink for Collect {
+        fn entry(&mut self, db: usize, e: &Entry) {
+            let Value::Str(v) = &e.value else {
+                panic!("test uses strings")
+            };
+            self.0
+                .lock()
+                .unwrap()
+                .push((db, e.key.to_vec(), v.to_vec()));
+        }
+    }
+
+    fn dataset(ks: &Keyspace) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
+        let mut all = Vec::new();
+        for db in 0..ks.db_count() {
+            for e in ks.db(db).entries() {
+                let Value::Str(v) = &e.value else {
+                    unreachable!()
+                };
+                all.push((db, e.key.to_vec(), v.to_vec()));
+            }
+        }
+        all.sort();
+        all
+    }
+
+    proptest::proptest! {
+        /// Whatever writes run between the steps, the snapshot holds exactly the dataset
+        /// as it was when the snapshot began, each entry once.
+        #[test]
+        fn snapshot_is_point_in_time_under_writes(
+            keys in 1usize..400,
+            ops in proptest::collection::vec((0u8..8, 0usize..500, 0usize..3), 0..300),
+            step in 1usize..50,
+            rounds in 1usize..3,
+        ) {
+            let mut ks = Keyspace::new(3);
+            for i in 0..keys {
+                ks.set(i % 3, format!("k{i}").as_bytes(), Value::Str(format!("v{i}").as_str().into()));
+            }
+            for _ in 0..rounds {
+                let before = dataset(&ks);
+                let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+                ks.snapshot_begin(Box::new(Collect(got.clone()))).ok().unwrap();
+                let mut ops = ops.iter();
+                while !ks.snapshot_step(step) {
+                    for &(op, k, db) in ops.by_ref().take(3) {
+                        let key = format!("k{k}");
+                        match op {
+                            0 | 1 => ks.set(db, key.as_bytes(), Value::Str("new".into())),
+                            2 => { ks.remove(db, key.as_bytes()); }
+                            3 => { ks.set_expiry(db, key.as_bytes(), 1); }
+                            4 => { ks.get(db, key.as_bytes()); }
+                            5 => ks.flush_db(db),
+                            6 => ks.swap_db(db, (db + 1) % 3),
+                            _ => ks.set(db, format!("fresh{k}").as_bytes(), Value::Str("x".into())),
+                        }
+                    }
+                }
+                proptest::prop_assert!(ks.snapshot_end().is_some());
+                let mut got = std::mem::take(&mut *got.lock().unwrap());
+                got.sort();
+                proptest::prop_assert_eq!(got, before);
+            }
+        }
     }
 }

@@ -21,7 +21,7 @@ pub use ctx::{Block, Ctx, check_subcommand_arity};
 pub use dict::{Dict, DictEntry};
 pub use error::{CmdError, CmdResult};
 pub use glob::glob_match;
-pub use keyspace::{Db, Entry, Keyspace, Stats};
+pub use keyspace::{Db, Entry, Keyspace, SnapshotSink, Stats};
 pub use str::Str;
 pub use table::{Run, Spec, commands, flags, lookup};
 pub use value::{Field, Kind, Member, Score, Value, ZSet};

@@ -7,13 +7,18 @@ use resp::{Protocol, ReplyBuf};
 
 use crate::config::DebugCommand;
 use crate::dispatch::{Flow, exec};
-use crate::info;
 use crate::state::{State, remove_subscriber};
+use crate::{info, persist};
 
 type Result<T> = std::result::Result<T, CmdError>;
 
 fn is(arg: &[u8], name: &str) -> bool {
     arg.eq_ignore_ascii_case(name.as_bytes())
+}
+
+fn save_failed(e: anyhow::Error) -> CmdError {
+    tracing::warn!(error = %e, "save failed");
+    CmdError::other(format!("ERR {e:#}"))
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -119,11 +124,27 @@ pub fn run(
         }
         "debug" => debug(st, id, a, out)?,
         "lastsave" => out.int(st.last_save_unix as i64),
-        "save" | "bgsave" | "bgrewriteaof" => {
-            return Err(CmdError::other(format!(
-                "ERR {} is not available: this node has no disk persistence yet",
-                spec.name.to_ascii_uppercase()
-            )));
+        "save" => {
+            if st.rdb.bgsave.is_some() {
+                return Err(CmdError::other("ERR Background save already in progress"));
+            }
+            persist::save(st).map_err(save_failed)?;
+            out.ok();
+        }
+        "bgsave" => {
+            if a.len() > 2 || a.get(1).is_some_and(|o| !is(o, "schedule")) {
+                return Err(CmdError::Syntax);
+            }
+            if st.rdb.bgsave.is_some() {
+                return Err(CmdError::other("ERR Background save already in progress"));
+            }
+            persist::bgsave(st).map_err(save_failed)?;
+            out.simple("Background saving started");
+        }
+        "bgrewriteaof" => {
+            return Err(CmdError::other(
+                "ERR BGREWRITEAOF is not available: this node has no append-only file yet",
+            ));
         }
         "shutdown" => {
             for opt in &a[1..] {
@@ -136,6 +157,17 @@ pub fn run(
             }
             if a[1..].iter().any(|o| is(o, "abort")) {
                 return Err(CmdError::other("ERR No shutdown in progress."));
+            }
+            let nosave = a[1..].iter().any(|o| is(o, "nosave"));
+            let force_save = a[1..].iter().any(|o| is(o, "save"));
+            let force = a[1..].iter().any(|o| is(o, "force"));
+            if let Err(e) = persist::save_on_shutdown(st, nosave, force_save) {
+                if !force {
+                    tracing::warn!(error = %e, "error trying to save the DB, can't exit");
+                    return Err(CmdError::other(
+                        "ERR Errors trying to SHUTDOWN. Check logs.",
+                    ));
+                }
             }
             return Ok(Flow::Shutdown);
         }
@@ -988,6 +1020,20 @@ fn debug(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
     }
     let db = client(st, id).db;
     match lossy(&a[1]).to_ascii_lowercase().as_str() {
+        "reload" => {
+            // Save, empty the keyspace and load the file again: checks both directions.
+            persist::save(st).map_err(save_failed)?;
+            let path = persist::dump_path(st);
+            let mut ks = keyspace::Keyspace::new(st.config.databases);
+            let now = crate::unix_time_ms();
+            ks.set_clock(now);
+            persist::load_rdb(&path, &mut ks, now).map_err(|e| {
+                CmdError::other(format!("ERR Error trying to load the RDB dump: {e}"))
+            })?;
+            ks.dirty = st.ks.dirty;
+            st.ks = ks;
+            out.ok();
+        }
         "sleep" if a.len() == 3 => {
             let secs = resp::parse_f64(&a[2])
                 .filter(|s| *s >= 0.0 && s.is_finite())

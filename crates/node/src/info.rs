@@ -127,9 +127,25 @@ fn section_text(st: &State, section: &str, o: &mut String) {
         "persistence" => {
             let _ = write!(
                 o,
-                "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\naof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_last_write_status:ok\r\n",
+                "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:{}\r\ncurrent_save_keys_total:{}\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_last_write_status:ok\r\n",
+                st.ks.snapshot_entries(),
+                if st.rdb.bgsave.is_some() {
+                    st.ks.dbs_len_total()
+                } else {
+                    0
+                },
                 st.ks.dirty - st.dirty_at_last_save,
+                st.rdb.bgsave.is_some() as u8,
                 st.last_save_unix,
+                if st.rdb.last_bgsave_ok { "ok" } else { "err" },
+                st.rdb.last_bgsave_secs.map_or(-1, |s| s as i64),
+                st.rdb
+                    .bgsave
+                    .as_ref()
+                    .map_or(-1, |b| b.started.elapsed().as_secs() as i64),
+                st.rdb.saves,
+                st.rdb.last_load_keys_expired,
+                st.rdb.last_load_keys_loaded,
                 st.config.appendonly as u8,
             );
         }

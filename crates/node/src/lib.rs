@@ -8,6 +8,7 @@ pub mod config;
 mod conn;
 mod dispatch;
 mod info;
+mod persist;
 mod server;
 mod state;
 
@@ -64,9 +65,14 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let mut config = config;
     config.port = addr.port();
     let (shutdown, _) = tokio::sync::watch::channel(false);
-    let shared = Arc::new(Shared {
-        state: Mutex::new(state::State::new(config, unix_time_ms())),
-        shutdown,
+    let mut state = state::State::new(config, unix_time_ms(), std::sync::Weak::new());
+    load_at_start(&mut state).await?;
+    let shared = Arc::new_cyclic(|weak| {
+        state.rdb.set_shared(weak.clone());
+        Shared {
+            state: Mutex::new(state),
+            shutdown,
+        }
     });
     let task = tokio::spawn(server::serve(
         listener,
@@ -75,6 +81,35 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     ));
     tracing::info!(%addr, "node ready to accept connections");
     Ok(NodeHandle { addr, shared, task })
+}
+
+/// Loads the dump named by `dir` and `dbfilename`, if there is one, as redis-server does at
+/// start; a damaged dump stops the start.
+async fn load_at_start(st: &mut state::State) -> anyhow::Result<()> {
+    let path = persist::dump_path(st);
+    if !path.exists() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let mut ks = keyspace::Keyspace::new(st.config.databases);
+    // Off the async threads: a large dump takes seconds.
+    let (ks, summary) = tokio::task::spawn_blocking(move || {
+        let now = unix_time_ms();
+        ks.set_clock(now);
+        persist::load_rdb(&path, &mut ks, now).map(|s| (ks, s))
+    })
+    .await??;
+    st.ks = ks;
+    st.rdb.last_load_keys_loaded = summary.keys_loaded;
+    st.rdb.last_load_keys_expired = summary.keys_expired;
+    tracing::info!(
+        keys = summary.keys_loaded,
+        expired = summary.keys_expired,
+        bytes = summary.bytes,
+        ms = started.elapsed().as_millis() as u64,
+        "DB loaded from disk"
+    );
+    Ok(())
 }
 
 /// Runs a node until SHUTDOWN or `stop` resolves.

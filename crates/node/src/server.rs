@@ -43,6 +43,10 @@ pub async fn serve(
     cron.abort();
     {
         let mut st = shared.state.lock().expect("state lock");
+        // Stopped by a signal or its owner rather than SHUTDOWN: save as SHUTDOWN would.
+        if let Err(e) = crate::persist::save_on_shutdown(&mut st, false, false) {
+            tracing::error!(error = %e, "could not save the final RDB snapshot");
+        }
         st.shutting_down = true;
         st.clients.values().for_each(|c| c.kill());
     }
@@ -72,5 +76,6 @@ async fn cron(shared: Arc<Shared>) {
         if st.ks.has_touched() {
             st.handle_touched();
         }
+        crate::persist::cron(&mut st);
     }
 }

@@ -113,10 +113,11 @@ pub struct State {
     /// `ks.dirty` at the last successful save.
     pub dirty_at_last_save: u64,
     pub active_expire_enabled: bool,
+    pub rdb: crate::persist::RdbState,
 }
 
 impl State {
-    pub fn new(config: NodeConfig, now_ms: u64) -> State {
+    pub fn new(config: NodeConfig, now_ms: u64, shared: std::sync::Weak<crate::Shared>) -> State {
         State {
             ks: Keyspace::new(config.databases),
             config,
@@ -132,6 +133,7 @@ impl State {
             last_save_unix: now_ms / 1000,
             dirty_at_last_save: 0,
             active_expire_enabled: true,
+            rdb: crate::persist::RdbState::new(shared),
         }
     }
 

@@ -14,7 +14,11 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or("element runs past the end")?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.data.len())
+            .ok_or("element runs past the end")?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -43,7 +47,10 @@ pub fn ziplist(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let mut c = Cursor { data, pos: 0 };
     let total = c.le(4)? as usize;
     if total != data.len() {
-        return Err(format!("ziplist header says {total} bytes, blob has {}", data.len()));
+        return Err(format!(
+            "ziplist header says {total} bytes, blob has {}",
+            data.len()
+        ));
     }
     c.le(4)?; // tail offset
     c.le(2)?; // count (65535: unknown)
@@ -87,7 +94,10 @@ pub fn listpack(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let mut c = Cursor { data, pos: 0 };
     let total = c.le(4)? as usize;
     if total != data.len() {
-        return Err(format!("listpack header says {total} bytes, blob has {}", data.len()));
+        return Err(format!(
+            "listpack header says {total} bytes, blob has {}",
+            data.len()
+        ));
     }
     c.le(2)?; // count (65535: unknown)
     let mut out = Vec::new();
@@ -145,9 +155,14 @@ pub fn intset(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     }
     let count = c.le(4)? as usize;
     if count.checked_mul(width) != Some(data.len() - 8) {
-        return Err(format!("intset of {count} x {width} bytes does not fit its {} byte blob", data.len()));
+        return Err(format!(
+            "intset of {count} x {width} bytes does not fit its {} byte blob",
+            data.len()
+        ));
     }
-    (0..count).map(|_| Ok(int_bytes(signed(c.le(width)?, 8 * width as u32)))).collect()
+    (0..count)
+        .map(|_| Ok(int_bytes(signed(c.le(width)?, 8 * width as u32))))
+        .collect()
 }
 
 /// Decodes a zipmap (RDB type 9, hashes from Redis 2.x) into field/value pairs.
@@ -163,7 +178,9 @@ pub fn zipmap(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
         }
     };
     loop {
-        let Some(klen) = len(&mut c)? else { return Ok(out) };
+        let Some(klen) = len(&mut c)? else {
+            return Ok(out);
+        };
         let key = c.take(klen)?.to_vec();
         let vlen = len(&mut c)?.ok_or("zipmap ends between a field and its value")?;
         let free = c.u8()? as usize;
@@ -190,7 +207,15 @@ mod tests {
         let total = lp.len() as u32;
         lp[..4].copy_from_slice(&total.to_le_bytes());
         let items = listpack(&lp).unwrap();
-        assert_eq!(items, vec![b"5".to_vec(), b"ab".to_vec(), b"-2".to_vec(), b"-100".to_vec()]);
+        assert_eq!(
+            items,
+            vec![
+                b"5".to_vec(),
+                b"ab".to_vec(),
+                b"-2".to_vec(),
+                b"-100".to_vec()
+            ]
+        );
     }
 
     #[test]
@@ -198,13 +223,21 @@ mod tests {
         let mut is = vec![4, 0, 0, 0, 2, 0, 0, 0];
         is.extend_from_slice(&(-7i32).to_le_bytes());
         is.extend_from_slice(&70000i32.to_le_bytes());
-        assert_eq!(intset(&is).unwrap(), vec![b"-7".to_vec(), b"70000".to_vec()]);
+        assert_eq!(
+            intset(&is).unwrap(),
+            vec![b"-7".to_vec(), b"70000".to_vec()]
+        );
         assert!(intset(&is[..10]).is_err());
     }
 
     #[test]
     fn corrupt_blobs_are_errors() {
-        for blob in [&[][..], &[1, 2, 3], &[255; 20], &[10, 0, 0, 0, 0, 0, 0, 0, 0, 0]] {
+        for blob in [
+            &[][..],
+            &[1, 2, 3],
+            &[255; 20],
+            &[10, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        ] {
             let _ = ziplist(blob);
             let _ = listpack(blob);
             let _ = intset(blob);

@@ -6,7 +6,7 @@ mod read;
 mod write;
 
 pub use encodings::{intset, listpack, ziplist, zipmap};
-pub use read::{ReadOptions, RdbEntry, RdbSummary, RdbValue, read};
+pub use read::{RdbEntry, RdbSummary, RdbValue, ReadOptions, read};
 pub use write::{RdbWriter, WriteOptions};
 
 /// The version this writer produces (Redis 7.0).

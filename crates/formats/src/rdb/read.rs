@@ -20,7 +20,11 @@ pub struct ReadOptions {
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { string_len_max_bytes: 512 * 1024 * 1024, collection_len_max: u32::MAX as u64, verify_checksum: true }
+        ReadOptions {
+            string_len_max_bytes: 512 * 1024 * 1024,
+            collection_len_max: u32::MAX as u64,
+            verify_checksum: true,
+        }
     }
 }
 
@@ -64,7 +68,9 @@ struct Reader<R> {
 impl<R: Read> Reader<R> {
     fn exact(&mut self, buf: &mut [u8]) -> Result<(), FormatError> {
         self.inner.read_exact(buf).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => FormatError::Truncated { offset: self.offset },
+            std::io::ErrorKind::UnexpectedEof => FormatError::Truncated {
+                offset: self.offset,
+            },
             _ => FormatError::Io(e),
         })?;
         self.crc.update(buf);
@@ -87,12 +93,18 @@ impl<R: Read> Reader<R> {
     /// Reads `n` bytes, growing the buffer as data arrives rather than trusting `n`.
     fn blob(&mut self, n: u64) -> Result<Vec<u8>, FormatError> {
         if n > self.opts.string_len_max_bytes {
-            return Err(FormatError::TooLong { what: "string", len: n, max: self.opts.string_len_max_bytes });
+            return Err(FormatError::TooLong {
+                what: "string",
+                len: n,
+                max: self.opts.string_len_max_bytes,
+            });
         }
         let mut out = Vec::with_capacity(n.min(64 * 1024) as usize);
         let got = (&mut self.inner).take(n).read_to_end(&mut out)?;
         if (got as u64) < n {
-            return Err(FormatError::Truncated { offset: self.offset + got as u64 });
+            return Err(FormatError::Truncated {
+                offset: self.offset + got as u64,
+            });
         }
         self.crc.update(&out);
         self.offset += n;
@@ -109,20 +121,30 @@ impl<R: Read> Reader<R> {
             _ => match b {
                 len::BITS_32 => Ok(u32::from_be_bytes(self.bytes()?) as u64),
                 len::BITS_64 => Ok(u64::from_be_bytes(self.bytes()?)),
-                other => return Err(FormatError::corrupt(self.offset - 1, format!("bad length prefix {other:#04x}"))),
+                other => {
+                    return Err(FormatError::corrupt(
+                        self.offset - 1,
+                        format!("bad length prefix {other:#04x}"),
+                    ));
+                }
             },
         })
     }
 
     fn len(&mut self) -> Result<u64, FormatError> {
         let at = self.offset;
-        self.len_or_special()?.map_err(|_| FormatError::corrupt(at, "encoded string where a length belongs"))
+        self.len_or_special()?
+            .map_err(|_| FormatError::corrupt(at, "encoded string where a length belongs"))
     }
 
     fn count(&mut self, what: &'static str) -> Result<u64, FormatError> {
         let n = self.len()?;
         if n > self.opts.collection_len_max {
-            return Err(FormatError::TooLong { what, len: n, max: self.opts.collection_len_max });
+            return Err(FormatError::TooLong {
+                what,
+                len: n,
+                max: self.opts.collection_len_max,
+            });
         }
         Ok(n)
     }
@@ -131,27 +153,50 @@ impl<R: Read> Reader<R> {
         let at = self.offset;
         match self.len_or_special()? {
             Ok(n) => self.blob(n),
-            Err(len::INT8) => Ok(itoa::Buffer::new().format(i8::from_le_bytes(self.bytes()?)).as_bytes().to_vec()),
-            Err(len::INT16) => Ok(itoa::Buffer::new().format(i16::from_le_bytes(self.bytes()?)).as_bytes().to_vec()),
-            Err(len::INT32) => Ok(itoa::Buffer::new().format(i32::from_le_bytes(self.bytes()?)).as_bytes().to_vec()),
+            Err(len::INT8) => Ok(itoa::Buffer::new()
+                .format(i8::from_le_bytes(self.bytes()?))
+                .as_bytes()
+                .to_vec()),
+            Err(len::INT16) => Ok(itoa::Buffer::new()
+                .format(i16::from_le_bytes(self.bytes()?))
+                .as_bytes()
+                .to_vec()),
+            Err(len::INT32) => Ok(itoa::Buffer::new()
+                .format(i32::from_le_bytes(self.bytes()?))
+                .as_bytes()
+                .to_vec()),
             Err(len::LZF) => {
                 let clen = self.len()?;
                 let ulen = self.len()?;
                 if ulen > self.opts.string_len_max_bytes {
-                    return Err(FormatError::TooLong { what: "string", len: ulen, max: self.opts.string_len_max_bytes });
+                    return Err(FormatError::TooLong {
+                        what: "string",
+                        len: ulen,
+                        max: self.opts.string_len_max_bytes,
+                    });
                 }
                 let packed = self.blob(clen)?;
                 let mut out = vec![0u8; ulen as usize];
                 match lzf_rust::decompress(&packed, &mut out) {
                     Ok(n) if n as u64 == ulen => Ok(out),
-                    _ => Err(FormatError::corrupt(at, "lzf data does not decompress to its stated length")),
+                    _ => Err(FormatError::corrupt(
+                        at,
+                        "lzf data does not decompress to its stated length",
+                    )),
                 }
             }
-            Err(other) => Err(FormatError::corrupt(at, format!("unknown string encoding {other}"))),
+            Err(other) => Err(FormatError::corrupt(
+                at,
+                format!("unknown string encoding {other}"),
+            )),
         }
     }
 
-    fn collection<T>(&mut self, what: &'static str, mut item: impl FnMut(&mut Self) -> Result<T, FormatError>) -> Result<Vec<T>, FormatError> {
+    fn collection<T>(
+        &mut self,
+        what: &'static str,
+        mut item: impl FnMut(&mut Self) -> Result<T, FormatError>,
+    ) -> Result<Vec<T>, FormatError> {
         let n = self.count(what)?;
         let mut out = Vec::with_capacity(n.min(1024) as usize);
         for _ in 0..n {
@@ -201,8 +246,13 @@ impl<R: Read> Reader<R> {
             pairs(items)?
                 .into_iter()
                 .map(|(m, s)| {
-                    let score = std::str::from_utf8(&s).ok().and_then(|t| t.parse::<f64>().ok());
-                    score.filter(|s| !s.is_nan()).map(|s| (m, s)).ok_or_else(|| FormatError::corrupt(at, "bad zset score"))
+                    let score = std::str::from_utf8(&s)
+                        .ok()
+                        .and_then(|t| t.parse::<f64>().ok());
+                    score
+                        .filter(|s| !s.is_nan())
+                        .map(|s| (m, s))
+                        .ok_or_else(|| FormatError::corrupt(at, "bad zset score"))
                 })
                 .collect()
         };
@@ -210,7 +260,9 @@ impl<R: Read> Reader<R> {
             kind::STRING => RdbValue::String(self.string()?),
             kind::LIST => RdbValue::List(self.collection("list", |r| r.string())?),
             kind::SET => RdbValue::Set(self.collection("set", |r| r.string())?),
-            kind::ZSET => RdbValue::ZSet(self.collection("zset", |r| Ok((r.string()?, r.ascii_double()?)))?),
+            kind::ZSET => {
+                RdbValue::ZSet(self.collection("zset", |r| Ok((r.string()?, r.ascii_double()?)))?)
+            }
             kind::ZSET_2 => RdbValue::ZSet(self.collection("zset", |r| {
                 let m = r.string()?;
                 let s = f64::from_le_bytes(r.bytes()?);
@@ -219,7 +271,9 @@ impl<R: Read> Reader<R> {
                 }
                 Ok((m, s))
             })?),
-            kind::HASH => RdbValue::Hash(self.collection("hash", |r| Ok((r.string()?, r.string()?)))?),
+            kind::HASH => {
+                RdbValue::Hash(self.collection("hash", |r| Ok((r.string()?, r.string()?)))?)
+            }
             kind::HASH_ZIPMAP => RdbValue::Hash(self.packed(encodings::zipmap)?),
             kind::LIST_ZIPLIST => RdbValue::List(self.packed(encodings::ziplist)?),
             kind::SET_INTSET => RdbValue::Set(self.packed(encodings::intset)?),
@@ -238,18 +292,35 @@ impl<R: Read> Reader<R> {
                     match r.len()? {
                         1 => Ok(vec![r.string()?]),
                         2 => r.packed(encodings::listpack),
-                        other => Err(FormatError::corrupt(at, format!("bad quicklist container {other}"))),
+                        other => Err(FormatError::corrupt(
+                            at,
+                            format!("bad quicklist container {other}"),
+                        )),
                     }
                 })?;
                 RdbValue::List(nodes.into_iter().flatten().collect())
             }
             kind::STREAM_LISTPACKS | kind::STREAM_LISTPACKS_2 | kind::STREAM_LISTPACKS_3 => {
-                return Err(FormatError::Unsupported { what: "value type (stream)", code: type_id, offset: at });
+                return Err(FormatError::Unsupported {
+                    what: "value type (stream)",
+                    code: type_id,
+                    offset: at,
+                });
             }
             kind::MODULE_PRE_GA | kind::MODULE_2 => {
-                return Err(FormatError::Unsupported { what: "value type (module)", code: type_id, offset: at });
+                return Err(FormatError::Unsupported {
+                    what: "value type (module)",
+                    code: type_id,
+                    offset: at,
+                });
             }
-            other => return Err(FormatError::Unsupported { what: "value type", code: other, offset: at }),
+            other => {
+                return Err(FormatError::Unsupported {
+                    what: "value type",
+                    code: other,
+                    offset: at,
+                });
+            }
         })
     }
 }
@@ -260,7 +331,12 @@ pub fn read<R: Read>(
     opts: ReadOptions,
     mut each: impl FnMut(RdbEntry) -> Result<(), FormatError>,
 ) -> Result<RdbSummary, FormatError> {
-    let mut r = Reader { inner, crc: Crc64::default(), offset: 0, opts };
+    let mut r = Reader {
+        inner,
+        crc: Crc64::default(),
+        offset: 0,
+        opts,
+    };
     let magic: [u8; 9] = r.bytes().map_err(|e| match e {
         FormatError::Truncated { .. } => FormatError::BadMagic,
         other => other,
@@ -268,11 +344,17 @@ pub fn read<R: Read>(
     if &magic[..5] != b"REDIS" {
         return Err(FormatError::BadMagic);
     }
-    let version: u32 = std::str::from_utf8(&magic[5..]).ok().and_then(|v| v.parse().ok()).ok_or(FormatError::BadMagic)?;
+    let version: u32 = std::str::from_utf8(&magic[5..])
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or(FormatError::BadMagic)?;
     if version == 0 || version > RDB_VERSION_READ_MAX {
         return Err(FormatError::UnsupportedVersion(version));
     }
-    let mut summary = RdbSummary { version, ..Default::default() };
+    let mut summary = RdbSummary {
+        version,
+        ..Default::default()
+    };
     let mut db = 0u64;
     let mut expire_ms = None;
     loop {
@@ -298,10 +380,18 @@ pub fn read<R: Read>(
                 summary.aux.push((k, v));
             }
             opcode::FUNCTION2 | opcode::FUNCTION_PRE_GA => {
-                return Err(FormatError::Unsupported { what: "opcode (function library)", code: op, offset: at });
+                return Err(FormatError::Unsupported {
+                    what: "opcode (function library)",
+                    code: op,
+                    offset: at,
+                });
             }
             opcode::MODULE_AUX => {
-                return Err(FormatError::Unsupported { what: "opcode (module aux data)", code: op, offset: at });
+                return Err(FormatError::Unsupported {
+                    what: "opcode (module aux data)",
+                    code: op,
+                    offset: at,
+                });
             }
             opcode::EOF => {
                 let computed = r.crc.value();
@@ -322,7 +412,12 @@ pub fn read<R: Read>(
                 let key = r.string()?;
                 let value = r.value(type_id)?;
                 summary.keys += 1;
-                each(RdbEntry { db, key, value, expire_ms: expire_ms.take() })?;
+                each(RdbEntry {
+                    db,
+                    key,
+                    value,
+                    expire_ms: expire_ms.take(),
+                })?;
             }
         }
     }
@@ -340,26 +435,45 @@ mod tests {
         let mut current_db = None;
         for e in entries {
             if current_db != Some(e.db) {
-                w.select_db(e.db, 0, 0).unwrap();
+                w.select_db(e.db, Some((0, 0))).unwrap();
                 current_db = Some(e.db);
             }
             match &e.value {
                 RdbValue::String(s) => w.write_string(&e.key, e.expire_ms, s).unwrap(),
                 RdbValue::List(items) | RdbValue::Set(items) => {
-                    let k = if matches!(e.value, RdbValue::List(_)) { CollectionKind::List } else { CollectionKind::Set };
-                    w.begin_collection(&e.key, e.expire_ms, k, items.len() as u64).unwrap();
+                    let k = if matches!(e.value, RdbValue::List(_)) {
+                        CollectionKind::List
+                    } else {
+                        CollectionKind::Set
+                    };
+                    w.begin_collection(&e.key, e.expire_ms, k, items.len() as u64)
+                        .unwrap();
                     items.iter().for_each(|i| w.element(i).unwrap());
                 }
                 RdbValue::Hash(pairs) => {
-                    w.begin_collection(&e.key, e.expire_ms, CollectionKind::Hash, pairs.len() as u64).unwrap();
+                    w.begin_collection(
+                        &e.key,
+                        e.expire_ms,
+                        CollectionKind::Hash,
+                        pairs.len() as u64,
+                    )
+                    .unwrap();
                     for (f, v) in pairs {
                         w.element(f).unwrap();
                         w.element(v).unwrap();
                     }
                 }
                 RdbValue::ZSet(members) => {
-                    w.begin_collection(&e.key, e.expire_ms, CollectionKind::ZSet, members.len() as u64).unwrap();
-                    members.iter().for_each(|(m, s)| w.zset_member(m, *s).unwrap());
+                    w.begin_collection(
+                        &e.key,
+                        e.expire_ms,
+                        CollectionKind::ZSet,
+                        members.len() as u64,
+                    )
+                    .unwrap();
+                    members
+                        .iter()
+                        .for_each(|(m, s)| w.zset_member(m, *s).unwrap());
                 }
             }
         }
@@ -391,16 +505,32 @@ mod tests {
             proptest::collection::vec(arb_bytes(), 1..10).prop_map(RdbValue::List),
             proptest::collection::vec(arb_bytes(), 1..10).prop_map(RdbValue::Set),
             proptest::collection::vec((arb_bytes(), arb_bytes()), 1..10).prop_map(RdbValue::Hash),
-            proptest::collection::vec((arb_bytes(), -1e300f64..1e300), 1..10).prop_map(RdbValue::ZSet),
+            proptest::collection::vec((arb_bytes(), -1e300f64..1e300), 1..10)
+                .prop_map(RdbValue::ZSet),
         ]
     }
 
     fn arb_entries() -> impl Strategy<Value = Vec<RdbEntry>> {
-        proptest::collection::vec((0u64..3, arb_bytes(), arb_value(), proptest::option::of(1u64..u64::MAX / 2)), 0..20)
-            .prop_map(|mut v| {
-                v.sort_by_key(|e| e.0);
-                v.into_iter().map(|(db, key, value, expire_ms)| RdbEntry { db, key, value, expire_ms }).collect()
-            })
+        proptest::collection::vec(
+            (
+                0u64..3,
+                arb_bytes(),
+                arb_value(),
+                proptest::option::of(1u64..u64::MAX / 2),
+            ),
+            0..20,
+        )
+        .prop_map(|mut v| {
+            v.sort_by_key(|e| e.0);
+            v.into_iter()
+                .map(|(db, key, value, expire_ms)| RdbEntry {
+                    db,
+                    key,
+                    value,
+                    expire_ms,
+                })
+                .collect()
+        })
     }
 
     proptest! {
@@ -435,15 +565,27 @@ mod tests {
     fn header_version_and_checksum_are_checked() {
         let bytes = write_all(&[], WriteOptions::default());
         assert!(bytes.starts_with(b"REDIS0010"));
-        assert!(matches!(read_all(b"REDIS0012\xff"), Err(FormatError::UnsupportedVersion(12))));
+        assert!(matches!(
+            read_all(b"REDIS0012\xff"),
+            Err(FormatError::UnsupportedVersion(12))
+        ));
         assert!(matches!(read_all(b"NOTREDIS0"), Err(FormatError::BadMagic)));
         assert!(matches!(read_all(b"RED"), Err(FormatError::BadMagic)));
         let mut bad = bytes.clone();
         let n = bad.len();
         bad[n - 1] ^= 1;
-        assert!(matches!(read_all(&bad), Err(FormatError::BadChecksum { .. })));
+        assert!(matches!(
+            read_all(&bad),
+            Err(FormatError::BadChecksum { .. })
+        ));
         // A zero checksum means "not computed" and is not verified.
-        let unchecked = write_all(&[], WriteOptions { checksum: false, ..Default::default() });
+        let unchecked = write_all(
+            &[],
+            WriteOptions {
+                checksum: false,
+                ..Default::default()
+            },
+        );
         assert!(unchecked.ends_with(&[0; 8]));
         assert!(read_all(&unchecked).is_ok());
     }
@@ -453,7 +595,10 @@ mod tests {
         // A string claiming 400 MB in a 20-byte file: refused as truncated, not allocated.
         let mut bytes = b"REDIS0010\x00\x01k\x80".to_vec();
         bytes.extend_from_slice(&400_000_000u32.to_be_bytes());
-        assert!(matches!(read_all(&bytes), Err(FormatError::Truncated { .. })));
+        assert!(matches!(
+            read_all(&bytes),
+            Err(FormatError::Truncated { .. })
+        ));
         let mut bytes = b"REDIS0010\x00\x01k\x81".to_vec();
         bytes.extend_from_slice(&u64::MAX.to_be_bytes());
         assert!(matches!(read_all(&bytes), Err(FormatError::TooLong { .. })));

@@ -27,7 +27,13 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { compress: true, checksum: true, ctime_unix: 0, used_mem_bytes: 0, aof_base: false }
+        WriteOptions {
+            compress: true,
+            checksum: true,
+            ctime_unix: 0,
+            used_mem_bytes: 0,
+            aof_base: false,
+        }
     }
 }
 
@@ -71,7 +77,15 @@ fn as_small_int(s: &[u8]) -> Option<i32> {
 impl<W: Write> RdbWriter<W> {
     /// Writes the header and AUX fields.
     pub fn new(inner: W, opts: WriteOptions) -> Result<Self, FormatError> {
-        let mut w = RdbWriter { out: HashingWriter { inner, crc: Default::default(), written: 0 }, opts, owed: 0 };
+        let mut w = RdbWriter {
+            out: HashingWriter {
+                inner,
+                crc: Default::default(),
+                written: 0,
+            },
+            opts,
+            owed: 0,
+        };
         w.raw(format!("REDIS{RDB_VERSION:04}").as_bytes())?;
         w.aux(b"redis-ver", b"7.0.15")?;
         w.aux(b"redis-bits", b"64")?;
@@ -135,22 +149,40 @@ impl<W: Write> RdbWriter<W> {
 
     fn check_done(&self) -> Result<(), FormatError> {
         if self.owed != 0 {
-            return Err(FormatError::corrupt(self.out.written, format!("{} collection elements were never written", self.owed)));
+            return Err(FormatError::corrupt(
+                self.out.written,
+                format!("{} collection elements were never written", self.owed),
+            ));
         }
         Ok(())
     }
 
-    /// Starts database `db`; `keys` and `expires` are size hints for the loader.
-    pub fn select_db(&mut self, db: u64, keys: u64, expires: u64) -> Result<(), FormatError> {
+    /// Switches to database `db`; `sizes` (keys, keys with an expiry) are hints for the
+    /// loader. A file may select a database more than once.
+    pub fn select_db(&mut self, db: u64, sizes: Option<(u64, u64)>) -> Result<(), FormatError> {
         self.check_done()?;
         self.raw(&[opcode::SELECTDB])?;
         self.len(db)?;
-        self.raw(&[opcode::RESIZEDB])?;
-        self.len(keys)?;
-        self.len(expires)
+        if let Some((keys, expires)) = sizes {
+            self.raw(&[opcode::RESIZEDB])?;
+            self.len(keys)?;
+            self.len(expires)?;
+        }
+        Ok(())
     }
 
-    fn key_header(&mut self, key: &[u8], expire_ms: Option<u64>, type_id: u8) -> Result<(), FormatError> {
+    /// The destination, for example to drain a `Vec<u8>` between steps of a background
+    /// save (the checksum covers what was written, wherever it went since).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out.inner
+    }
+
+    fn key_header(
+        &mut self,
+        key: &[u8],
+        expire_ms: Option<u64>,
+        type_id: u8,
+    ) -> Result<(), FormatError> {
         self.check_done()?;
         if let Some(at) = expire_ms {
             self.raw(&[opcode::EXPIRETIME_MS])?;
@@ -160,14 +192,25 @@ impl<W: Write> RdbWriter<W> {
         self.string(key)
     }
 
-    pub fn write_string(&mut self, key: &[u8], expire_ms: Option<u64>, value: &[u8]) -> Result<(), FormatError> {
+    pub fn write_string(
+        &mut self,
+        key: &[u8],
+        expire_ms: Option<u64>,
+        value: &[u8],
+    ) -> Result<(), FormatError> {
         self.key_header(key, expire_ms, kind::STRING)?;
         self.string(value)
     }
 
     /// Starts a collection of `len` elements (pairs for a hash); follow with exactly that
     /// many [`RdbWriter::element`] (hash: 2 × len) or [`RdbWriter::zset_member`] calls.
-    pub fn begin_collection(&mut self, key: &[u8], expire_ms: Option<u64>, k: CollectionKind, len: u64) -> Result<(), FormatError> {
+    pub fn begin_collection(
+        &mut self,
+        key: &[u8],
+        expire_ms: Option<u64>,
+        k: CollectionKind,
+        len: u64,
+    ) -> Result<(), FormatError> {
         let type_id = match k {
             CollectionKind::List => kind::LIST,
             CollectionKind::Set => kind::SET,
@@ -176,12 +219,18 @@ impl<W: Write> RdbWriter<W> {
         };
         self.key_header(key, expire_ms, type_id)?;
         self.len(len)?;
-        self.owed = if k == CollectionKind::Hash { 2 * len } else { len };
+        self.owed = if k == CollectionKind::Hash {
+            2 * len
+        } else {
+            len
+        };
         Ok(())
     }
 
     pub fn element(&mut self, bytes: &[u8]) -> Result<(), FormatError> {
-        self.owed = self.owed.checked_sub(1).ok_or_else(|| FormatError::corrupt(self.out.written, "more elements than announced"))?;
+        self.owed = self.owed.checked_sub(1).ok_or_else(|| {
+            FormatError::corrupt(self.out.written, "more elements than announced")
+        })?;
         self.string(bytes)
     }
 
@@ -199,7 +248,11 @@ impl<W: Write> RdbWriter<W> {
     pub fn finish(mut self) -> Result<W, FormatError> {
         self.check_done()?;
         self.raw(&[opcode::EOF])?;
-        let crc = if self.opts.checksum { self.out.crc.value() } else { 0 };
+        let crc = if self.opts.checksum {
+            self.out.crc.value()
+        } else {
+            0
+        };
         self.out.inner.write_all(&crc.to_le_bytes())?;
         self.out.inner.flush()?;
         Ok(self.out.inner)

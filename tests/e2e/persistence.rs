@@ -1,0 +1,396 @@
+//! RDB files exchanged with real Redis 7.0: cacheplane's dumps pass redis-check-rdb and load
+//! in redis-server, redis-server's dumps load in cacheplane, with the same data key by key;
+//! BGSAVE is point-in-time under writes; dumps are loaded at start and damaged ones refused.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use resp::Frame;
+
+use crate::harness::{CACHEPLANE, Conn, Server, TempDir, free_port, ok};
+
+/// Databases the test dataset uses.
+const DBS: [usize; 3] = [0, 5, 15];
+
+/// Writes every type in small and large encodings (listpack, intset, quicklist, hashtable,
+/// skiplist), integers of every width, compressible and incompressible strings, binary
+/// data, expiries, across several databases.
+fn fill(c: &mut Conn) {
+    let mut run = |args: Vec<Vec<u8>>| {
+        let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+        let reply = c.cmd_bytes(&refs);
+        assert!(
+            !matches!(reply, Frame::Error(_)),
+            "{reply:?} for {:?}",
+            String::from_utf8_lossy(&args[0])
+        );
+    };
+    let v = |s: &str| s.as_bytes().to_vec();
+    let binary: Vec<u8> = (0..300u32).map(|i| (i * 7919 % 251) as u8).collect();
+    for &db in &DBS {
+        run(vec![v("SELECT"), db.to_string().into_bytes()]);
+        for (k, val) in [
+            ("s:int8", "7"),
+            ("s:int16", "-1234"),
+            ("s:int32", "1234567"),
+            ("s:int64", "-9223372036854775808"),
+            ("s:notint", "007"),
+            ("s:float", "3.14"),
+            ("s:empty", ""),
+            ("s:short", "hello world"),
+        ] {
+            run(vec![v("SET"), v(k), v(val)]);
+        }
+        run(vec![v("SET"), v("s:compressible"), vec![b'a'; 5000]]);
+        run(vec![v("SET"), v("s:binary"), binary.clone()]);
+        run(vec![v("SET"), v("s:ttl"), v("soon"), v("EX"), v("100000")]);
+        run(vec![v("SET"), binary[..40].to_vec(), v("binary key")]);
+
+        let mut small_list = vec![v("RPUSH"), v("l:small")];
+        small_list.extend(["a", "1", "-5", "300000", "x y"].map(v));
+        run(small_list);
+        let mut big_list = vec![v("RPUSH"), v("l:big")];
+        big_list.extend(
+            (0..2000).map(|i| format!("element-{i:04}-{}", "p".repeat(i % 60)).into_bytes()),
+        );
+        run(big_list);
+
+        let mut intset = vec![v("SADD"), v("set:ints")];
+        intset.extend((0..100).map(|i| (i * 1_000_003 - 40_000_000i64).to_string().into_bytes()));
+        run(intset);
+        let mut bigints = vec![v("SADD"), v("set:bigints")];
+        bigints.extend((0..700).map(|i| i.to_string().into_bytes()));
+        run(bigints);
+        run(vec![v("SADD"), v("set:small"), v("a"), v("b"), v("c")]);
+        let mut bigset = vec![v("SADD"), v("set:big")];
+        bigset.extend((0..300).map(|i| format!("member-{i}").into_bytes()));
+        run(bigset);
+
+        let mut hsmall = vec![v("HSET"), v("h:small")];
+        hsmall.extend((0..10).flat_map(|i| {
+            [
+                format!("f{i}").into_bytes(),
+                format!("{}", i * 11).into_bytes(),
+            ]
+        }));
+        run(hsmall);
+        let mut hbig = vec![v("HSET"), v("h:big")];
+        hbig.extend((0..300).flat_map(|i| {
+            [
+                format!("field-{i}").into_bytes(),
+                format!("value-{i}").into_bytes(),
+            ]
+        }));
+        run(hbig);
+        run(vec![v("HSET"), v("h:longval"), v("f"), vec![b'z'; 100]]);
+
+        let mut zsmall = vec![v("ZADD"), v("z:small")];
+        zsmall.extend(
+            [
+                "1.5", "a", "-2", "b", "0", "c", "inf", "d", "-inf", "e", "1e-300", "f",
+            ]
+            .map(v),
+        );
+        run(zsmall);
+        let mut zbig = vec![v("ZADD"), v("z:big")];
+        zbig.extend((0..300).flat_map(|i| {
+            [
+                format!("{}", i as f64 / 7.0).into_bytes(),
+                format!("m{i}").into_bytes(),
+            ]
+        }));
+        run(zbig);
+        run(vec![v("ZADD"), v("z:longmember"), v("42"), vec![b'q'; 100]]);
+    }
+    run(vec![v("SELECT"), v("0")]);
+}
+
+/// Everything a server holds in the test databases, as comparable text: per key its type,
+/// its contents (members sorted where order is not part of the type) and whether it has a
+/// TTL.
+fn dataset(c: &mut Conn) -> BTreeMap<(usize, Vec<u8>), String> {
+    let mut all = BTreeMap::new();
+    for &db in &DBS {
+        assert_eq!(c.cmd(&["SELECT", &db.to_string()]), ok());
+        let mut cursor = "0".to_string();
+        loop {
+            let Frame::Array(reply) = c.cmd(&["SCAN", &cursor, "COUNT", "1000"]) else {
+                panic!("scan")
+            };
+            cursor = text(&reply[0]);
+            let Frame::Array(keys) = &reply[1] else {
+                panic!("scan keys")
+            };
+            for k in keys {
+                let Frame::Bulk(key) = k else { panic!("key") };
+                let kind = match c.cmd_bytes(&[b"TYPE", key]) {
+                    Frame::Simple(s) => s,
+                    other => panic!("{other:?}"),
+                };
+                let contents = match kind.as_str() {
+                    "string" => format!("{:?}", c.cmd_bytes(&[b"GET", key])),
+                    "list" => format!("{:?}", c.cmd_bytes(&[b"LRANGE", key, b"0", b"-1"])),
+                    "set" => sorted(c.cmd_bytes(&[b"SMEMBERS", key]), 1),
+                    "hash" => sorted(c.cmd_bytes(&[b"HGETALL", key]), 2),
+                    "zset" => format!(
+                        "{:?}",
+                        c.cmd_bytes(&[b"ZRANGE", key, b"0", b"-1", b"WITHSCORES"])
+                    ),
+                    other => panic!("unexpected type {other}"),
+                };
+                let ttl = match c.cmd_bytes(&[b"PTTL", key]) {
+                    Frame::Integer(-1) => "persistent",
+                    Frame::Integer(n) if n > 0 => "volatile",
+                    other => panic!("pttl {other:?}"),
+                };
+                all.insert((db, key.to_vec()), format!("{kind} {ttl} {contents}"));
+            }
+            if cursor == "0" {
+                break;
+            }
+        }
+    }
+    assert_eq!(c.cmd(&["SELECT", "0"]), ok());
+    all
+}
+
+fn text(f: &Frame) -> String {
+    match f {
+        Frame::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+        Frame::Simple(s) => s.clone(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// The elements of an array reply in groups of `group`, sorted.
+fn sorted(f: Frame, group: usize) -> String {
+    let Frame::Array(items) = f else {
+        panic!("array")
+    };
+    let mut groups: Vec<String> = items.chunks(group).map(|g| format!("{g:?}")).collect();
+    groups.sort();
+    groups.join(",")
+}
+
+fn info_field(c: &mut Conn, section: &str, field: &str) -> String {
+    let info = text(&c.cmd(&["INFO", section]));
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("INFO has no {field}"))
+        .to_string()
+}
+
+/// Waits for a background save to finish; fails the test after `timeout`.
+fn wait_bgsave(c: &mut Conn, timeout: Duration) {
+    let start = Instant::now();
+    while info_field(c, "persistence", "rdb_bgsave_in_progress") != "0" {
+        assert!(
+            start.elapsed() < timeout,
+            "BGSAVE did not finish within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn check_rdb(path: &Path) {
+    let out = Command::new("redis-check-rdb")
+        .arg(path)
+        .output()
+        .expect("run redis-check-rdb");
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && log.contains("RDB looks OK"),
+        "redis-check-rdb refused {}:\n{log}",
+        path.display()
+    );
+}
+
+#[test]
+fn cacheplane_dump_passes_redis_check_rdb_and_loads_in_redis_server() {
+    let dir = TempDir::new("rdb-to-redis");
+    let expected = {
+        let node = Server::cacheplane_in(dir.path(), &["--save", ""]);
+        let mut c = node.conn();
+        fill(&mut c);
+        assert_eq!(c.cmd(&["SAVE"]), ok());
+        dataset(&mut c)
+    };
+    assert!(expected.len() > 60, "dataset too small: {}", expected.len());
+    check_rdb(&dir.path().join("dump.rdb"));
+    let redis = Server::redis_in(dir.path(), &[]);
+    let mut r = redis.conn();
+    assert_eq!(dataset(&mut r), expected);
+}
+
+#[test]
+fn redis_server_dumps_load_in_cacheplane_with_and_without_compression() {
+    for compression in ["yes", "no"] {
+        let dir = TempDir::new("redis-to-rdb");
+        let expected = {
+            let redis = Server::redis_in(dir.path(), &["--rdbcompression", compression]);
+            let mut r = redis.conn();
+            fill(&mut r);
+            assert_eq!(r.cmd(&["SAVE"]), ok());
+            dataset(&mut r)
+        };
+        let node = Server::cacheplane_in(dir.path(), &["--save", ""]);
+        let mut c = node.conn();
+        assert_eq!(dataset(&mut c), expected, "rdbcompression {compression}");
+        assert_eq!(
+            info_field(&mut c, "persistence", "rdb_last_load_keys_loaded"),
+            expected.len().to_string()
+        );
+    }
+}
+
+#[test]
+fn bgsave_holds_the_dataset_as_it_was_when_it_began() {
+    const KEYS: usize = 200_000;
+    let dir = TempDir::new("bgsave");
+    let node = Server::cacheplane_in(dir.path(), &["--save", "", "--enable-debug-command", "yes"]);
+    let mut c = node.conn();
+    assert_eq!(
+        c.cmd(&["DEBUG", "POPULATE", &KEYS.to_string(), "key", "10"]),
+        ok()
+    );
+    assert_eq!(c.cmd(&["RPUSH", "list", "before"]), Frame::Integer(1));
+    // BGSAVE, then at once rewrite every key from a pipelined client while the save runs.
+    assert_eq!(
+        c.cmd(&["BGSAVE"]),
+        Frame::Simple("Background saving started".into())
+    );
+    let mut w = node.conn();
+    for i in 0..KEYS {
+        w.send(&["SET", &format!("key:{i}"), "after"]);
+    }
+    w.send(&["DEL", "list"]);
+    w.send(&["SET", "new-key", "after"]);
+    w.send(&["FLUSHDB"]);
+    for _ in 0..KEYS + 3 {
+        assert!(!matches!(w.read().expect("reply"), Frame::Error(_)));
+    }
+    wait_bgsave(&mut c, Duration::from_secs(60));
+    assert_eq!(
+        info_field(&mut c, "persistence", "rdb_last_bgsave_status"),
+        "ok"
+    );
+    assert_eq!(c.cmd(&["DBSIZE"]), Frame::Integer(0));
+    check_rdb(&dir.path().join("dump.rdb"));
+    drop(node);
+
+    let redis = Server::redis_in(dir.path(), &[]);
+    let mut r = redis.conn();
+    assert_eq!(r.cmd(&["DBSIZE"]), Frame::Integer(KEYS as i64 + 1));
+    assert_eq!(r.cmd(&["EXISTS", "new-key"]), Frame::Integer(0));
+    assert_eq!(text(&r.cmd(&["LINDEX", "list", "0"])), "before");
+    for i in (0..KEYS).step_by(997) {
+        let v = text(&r.cmd(&["GET", &format!("key:{i}")]));
+        assert!(
+            v.starts_with("value:"),
+            "key:{i} holds {v:?}, written after BGSAVE began"
+        );
+    }
+}
+
+#[test]
+fn save_rules_shutdown_and_restart_keep_the_data() {
+    let dir = TempDir::new("rules");
+    {
+        let node = Server::cacheplane_in(dir.path(), &["--save", "1 1"]);
+        let mut c = node.conn();
+        assert_eq!(c.cmd(&["SET", "k", "v1"]), ok());
+        // The rule fires within a cron cycle after a second.
+        let start = Instant::now();
+        while info_field(&mut c, "persistence", "rdb_saves") == "0" {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "save rule never fired"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            info_field(&mut c, "persistence", "rdb_changes_since_last_save"),
+            "0"
+        );
+        assert!(matches!(c.cmd(&["LASTSAVE"]), Frame::Integer(n) if n > 1_700_000_000));
+        assert_eq!(c.cmd(&["SET", "k", "v2"]), ok());
+        // SHUTDOWN with save rules writes the final snapshot.
+        assert!(
+            c.call(&["SHUTDOWN"])
+                .is_none_or(|f| !matches!(f, Frame::Error(_)))
+        );
+    }
+    {
+        let node = Server::cacheplane_in(dir.path(), &["--save", ""]);
+        let mut c = node.conn();
+        assert_eq!(c.cmd(&["GET", "k"]), crate::harness::bulk("v2"));
+        assert_eq!(c.cmd(&["SET", "k", "v3"]), ok());
+        assert!(c.call(&["SHUTDOWN", "NOSAVE"]).is_none());
+    }
+    let node = Server::cacheplane_in(dir.path(), &[]);
+    assert_eq!(node.conn().cmd(&["GET", "k"]), crate::harness::bulk("v2"));
+}
+
+/// Starts a node on `dir` expecting it to refuse; returns what it printed.
+fn start_refused(dir: &Path) -> String {
+    let mut child = Command::new(CACHEPLANE)
+        .args([
+            "node",
+            "--port",
+            &free_port().to_string(),
+            "--dir",
+            dir.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start cacheplane");
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the node started on a damaged dump");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
+}
+
+#[test]
+fn damaged_dumps_stop_the_start_with_a_clear_error() {
+    let dir = TempDir::new("damaged");
+    {
+        let node = Server::cacheplane_in(dir.path(), &["--save", ""]);
+        let mut c = node.conn();
+        fill(&mut c);
+        assert_eq!(c.cmd(&["SAVE"]), ok());
+    }
+    let path = dir.path().join("dump.rdb");
+    let good = std::fs::read(&path).unwrap();
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x40;
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        (
+            "truncated",
+            good[..good.len() - 100].to_vec(),
+            "unexpected end of file",
+        ),
+        ("bit flip", flipped, "dump.rdb"),
+        ("not rdb", b"hello world, not a dump".to_vec(), "bad magic"),
+    ];
+    for (what, bytes, expect) in cases {
+        std::fs::write(&path, &bytes).unwrap();
+        let log = start_refused(dir.path());
+        assert!(
+            log.contains(expect) && log.contains("dump.rdb"),
+            "{what}: {log}"
+        );
+        // Nothing was overwritten.
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{what}");
+    }
+}

@@ -1,6 +1,8 @@
-//! RDB files exchanged with real Redis 7.0: cacheplane's dumps pass redis-check-rdb and load
-//! in redis-server, redis-server's dumps load in cacheplane, with the same data key by key;
-//! BGSAVE is point-in-time under writes; dumps are loaded at start and damaged ones refused.
+//! Persistence files exchanged with real Redis 7.0: cacheplane's dumps and AOF directories
+//! pass redis-check-rdb / redis-check-aof and load in redis-server, redis-server's load in
+//! cacheplane, with the same data key by key; BGSAVE is point-in-time under writes; damaged
+//! files are refused, torn AOF tails trimmed; acknowledged writes survive SIGKILL under
+//! `appendfsync always`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -335,6 +337,10 @@ fn save_rules_shutdown_and_restart_keep_the_data() {
 
 /// Starts a node on `dir` expecting it to refuse; returns what it printed.
 fn start_refused(dir: &Path) -> String {
+    start_refused_with(dir, &[])
+}
+
+fn start_refused_with(dir: &Path, flags: &[&str]) -> String {
     let mut child = Command::new(CACHEPLANE)
         .args([
             "node",
@@ -343,6 +349,7 @@ fn start_refused(dir: &Path) -> String {
             "--dir",
             dir.to_str().unwrap(),
         ])
+        .args(flags)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -392,5 +399,290 @@ fn damaged_dumps_stop_the_start_with_a_clear_error() {
         );
         // Nothing was overwritten.
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "{what}");
+    }
+}
+
+/// Commands whose logged form must differ from what was sent (relative expiries, random
+/// picks, floats, blocking pops, transactions), so replaying the log elsewhere gives the
+/// same data.
+fn nondeterministic_writes(c: &mut Conn) {
+    for cmd in [
+        &["SET", "nd:ex", "v", "EX", "100000"][..],
+        &["SETEX", "nd:setex", "100000", "v"],
+        &["SET", "nd:persist", "v", "PX", "100000000"],
+        &["PERSIST", "nd:persist"],
+        &["SET", "nd:exp", "v"],
+        &["EXPIRE", "nd:exp", "100000"],
+        &["GETEX", "nd:exp", "PX", "200000000"],
+        &["INCRBYFLOAT", "nd:float", "10.5"],
+        &["INCRBYFLOAT", "nd:float", "0.1"],
+        &["HINCRBYFLOAT", "nd:hash", "f", "2.5"],
+        &["SADD", "nd:set", "a", "b", "c", "d", "e"],
+        &["SPOP", "nd:set"],
+        &["SPOP", "nd:set", "2"],
+        &["RPUSH", "nd:list", "x", "y", "z"],
+        &["BLPOP", "nd:list", "0"],
+        &["BLMOVE", "nd:list", "nd:list2", "RIGHT", "LEFT", "0"],
+        &["ZADD", "nd:z", "1", "a", "2", "b"],
+        &["BZPOPMIN", "nd:z", "0"],
+        &["SET", "nd:gone", "v", "PX", "1"],
+    ] {
+        assert!(!matches!(c.cmd(cmd), Frame::Error(_)), "{cmd:?}");
+    }
+    assert_eq!(c.cmd(&["MULTI"]), ok());
+    c.cmd(&["INCR", "nd:tx"]);
+    c.cmd(&["SPOP", "nd:set"]);
+    assert!(matches!(c.cmd(&["EXEC"]), Frame::Array(_)));
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(c.cmd(&["EXISTS", "nd:gone"]), Frame::Integer(0));
+}
+
+fn check_aof(dir: &Path) {
+    let manifest = dir.join("appendonlydir").join("appendonly.aof.manifest");
+    let out = Command::new("redis-check-aof")
+        .arg(&manifest)
+        .output()
+        .expect("run redis-check-aof");
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && log.contains("are valid"),
+        "redis-check-aof refused {}:\n{log}",
+        manifest.display()
+    );
+}
+
+fn wait_rewrite(c: &mut Conn) {
+    let start = Instant::now();
+    while info_field(c, "persistence", "aof_rewrite_in_progress") != "0" {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "AOF rewrite did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn cacheplane_aof_dir_passes_redis_check_aof_and_loads_in_redis_server() {
+    let dir = TempDir::new("aof-to-redis");
+    let aof = ["--appendonly", "yes", "--save", ""];
+    let expected = {
+        let node = Server::cacheplane_in(dir.path(), &aof);
+        let mut c = node.conn();
+        fill(&mut c);
+        nondeterministic_writes(&mut c);
+        // A rewrite in the middle: the new base plus the commands after it.
+        assert_eq!(
+            text(&c.cmd(&["BGREWRITEAOF"])),
+            "Background append only file rewriting started"
+        );
+        c.cmd(&["SET", "during", "rewrite"]);
+        wait_rewrite(&mut c);
+        assert_eq!(
+            info_field(&mut c, "persistence", "aof_last_bgrewrite_status"),
+            "ok"
+        );
+        c.cmd(&["RPUSH", "l:big", "after", "rewrite"]);
+        c.cmd(&["SELECT", "5"]);
+        c.cmd(&["DEL", "h:small"]);
+        dataset(&mut c)
+        // Dropped: SIGKILL, no shutdown save; the AOF alone carries the data.
+    };
+    check_aof(dir.path());
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("appendonlydir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.contains(&"appendonly.aof.2.base.rdb".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        !names.contains(&"appendonly.aof.1.incr.aof".to_string()),
+        "old incr kept: {names:?}"
+    );
+    let redis = Server::redis_in(dir.path(), &["--appendonly", "yes"]);
+    let mut r = redis.conn();
+    assert_eq!(dataset(&mut r), expected);
+    drop(redis);
+    // And back: cacheplane replays the same directory to the same data.
+    let node = Server::cacheplane_in(dir.path(), &aof);
+    assert_eq!(dataset(&mut node.conn()), expected);
+}
+
+#[test]
+fn redis_server_aof_dir_loads_in_cacheplane() {
+    let dir = TempDir::new("redis-aof");
+    let expected = {
+        let redis = Server::redis_in(
+            dir.path(),
+            &["--appendonly", "yes", "--appendfsync", "always"],
+        );
+        let mut r = redis.conn();
+        fill(&mut r);
+        assert_eq!(
+            text(&r.cmd(&["BGREWRITEAOF"])),
+            "Background append only file rewriting started"
+        );
+        wait_rewrite(&mut r);
+        nondeterministic_writes(&mut r);
+        dataset(&mut r)
+    };
+    let node = Server::cacheplane_in(dir.path(), &["--appendonly", "yes", "--save", ""]);
+    let mut c = node.conn();
+    assert_eq!(dataset(&mut c), expected);
+}
+
+fn last_incr(dir: &Path) -> std::path::PathBuf {
+    let manifest =
+        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap();
+    let name = manifest
+        .lines()
+        .rfind(|l| l.contains("type i"))
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    dir.join("appendonlydir").join(name)
+}
+
+#[test]
+fn torn_aof_tails_are_trimmed_and_corruption_refused() {
+    let dir = TempDir::new("aof-torn");
+    let aof = [
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--appendfsync",
+        "always",
+    ];
+    {
+        let node = Server::cacheplane_in(dir.path(), &aof);
+        let mut c = node.conn();
+        for i in 0..100 {
+            assert_eq!(c.cmd(&["SET", &format!("k{i}"), "v"]), ok());
+        }
+    }
+    let incr = last_incr(dir.path());
+    let whole = std::fs::read(&incr).unwrap();
+    // A write torn by a crash: half a command at the end.
+    let mut torn = whole.clone();
+    torn.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$4\r\nk100\r\n$5\r\nval");
+    std::fs::write(&incr, &torn).unwrap();
+    {
+        let node = Server::cacheplane_in(dir.path(), &aof);
+        let mut c = node.conn();
+        assert_eq!(c.cmd(&["DBSIZE"]), Frame::Integer(100));
+        assert_eq!(c.cmd(&["EXISTS", "k100"]), Frame::Integer(0));
+    }
+    assert_eq!(
+        std::fs::read(&incr).unwrap(),
+        whole,
+        "the torn tail is cut off the file"
+    );
+    check_aof(dir.path());
+
+    // With aof-load-truncated no, the same tail refuses the start.
+    std::fs::write(&incr, &torn).unwrap();
+    let log = start_refused_with(
+        dir.path(),
+        &["--appendonly", "yes", "--aof-load-truncated", "no"],
+    );
+    assert!(
+        log.contains("appendonly.aof.1.incr.aof") && log.contains("offset"),
+        "{log}"
+    );
+
+    // Garbage in the middle is corruption: refused, naming the file and the offset.
+    let mut bad = whole.clone();
+    let at = whole.len() / 2;
+    bad[at..at + 4].copy_from_slice(b"!!!!");
+    std::fs::write(&incr, &bad).unwrap();
+    let log = start_refused_with(dir.path(), &["--appendonly", "yes"]);
+    assert!(
+        log.contains("Bad file format")
+            && log.contains("appendonly.aof.1.incr.aof")
+            && log.contains("offset"),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read(&incr).unwrap(),
+        bad,
+        "a refused file is left as it was"
+    );
+}
+
+/// Acknowledged writes survive SIGKILL under `appendfsync always`: clients record every
+/// reply they got, the node is killed mid-stream, and a new node on the same directory
+/// has every acknowledged key.
+#[test]
+fn acknowledged_writes_survive_sigkill_under_appendfsync_always() {
+    let dir = TempDir::new("aof-crash");
+    let aof = [
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--appendfsync",
+        "always",
+    ];
+    let node = Server::cacheplane_in(dir.path(), &aof);
+    let port = node.port;
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let mut c = Conn::try_connect(port).unwrap();
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    let key = format!("w{w}:{i}");
+                    // Pipelined pairs: both replies count only once both arrived.
+                    c.send(&["SET", &key, "v"]);
+                    c.send(&["INCR", &format!("w{w}:count")]);
+                    match (c.read(), c.read()) {
+                        (Some(a), Some(Frame::Integer(n))) if a == ok() => acked.push((key, n)),
+                        _ => return acked,
+                    }
+                }
+                unreachable!()
+            })
+        })
+        .collect();
+    // Let the writers get going, then kill the node while they write.
+    let mut probe = node.conn();
+    let start = Instant::now();
+    while !matches!(probe.cmd(&["DBSIZE"]), Frame::Integer(n) if n > 2000) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "writers made no progress"
+        );
+    }
+    drop(node);
+    let acked: Vec<Vec<(String, i64)>> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    let node = Server::cacheplane_in(dir.path(), &aof);
+    let mut c = node.conn();
+    for (w, keys) in acked.iter().enumerate() {
+        assert!(
+            keys.len() > 100,
+            "writer {w} got only {} replies",
+            keys.len()
+        );
+        for (key, _) in keys {
+            assert_eq!(
+                c.cmd(&["EXISTS", key]),
+                Frame::Integer(1),
+                "acknowledged {key} lost"
+            );
+        }
+        let last = keys.last().unwrap().1;
+        let Frame::Bulk(count) = c.cmd(&["GET", &format!("w{w}:count")]) else {
+            panic!("count")
+        };
+        let count: i64 = String::from_utf8_lossy(&count).parse().unwrap();
+        assert!(
+            count >= last,
+            "writer {w}: counter {count} behind acknowledged {last}"
+        );
     }
 }

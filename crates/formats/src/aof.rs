@@ -291,7 +291,7 @@ impl<R: BufRead> CommandReader<R> {
         }
         consumed += line.len() as u64 + 2;
         let count = match line.split_first() {
-            Some((b'*', n)) => parse_len(n).filter(|&n| n >= 1 && n <= ARGS_MAX),
+            Some((b'*', n)) => parse_len(n).filter(|n| (1..=ARGS_MAX).contains(n)),
             _ => None,
         }
         .ok_or_else(|| self.corrupt(start, "expected a command array"))?;

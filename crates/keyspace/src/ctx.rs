@@ -21,6 +21,8 @@ pub struct Ctx<'a> {
     pub in_multi: bool,
     /// Set by a blocking command that has to wait.
     pub block: Option<Block>,
+    /// Set when the command logged its effect itself ([`Ctx::propagate`]).
+    pub propagated: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -31,7 +33,21 @@ impl<'a> Ctx<'a> {
             out,
             in_multi: false,
             block: None,
+            propagated: false,
         }
+    }
+
+    /// Logs `args` to the keyspace's feed (AOF, replicas) as this command's effect, instead
+    /// of the command as written: used where replaying the command itself could differ
+    /// (relative expiries, random picks, blocking forms, float arithmetic).
+    pub fn propagate<A: AsRef<[u8]>>(&mut self, args: &[A]) {
+        self.propagated = true;
+        self.ks.feed_push(
+            self.db,
+            args.iter()
+                .map(|a| Bytes::copy_from_slice(a.as_ref()))
+                .collect(),
+        );
     }
 
     pub fn now_ms(&self) -> u64 {

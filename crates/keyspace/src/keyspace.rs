@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
+use bytes::Bytes;
+
 use crate::value::{Field, ZSet};
 use crate::{CmdError, Dict, DictEntry, Str, Value};
 
@@ -123,6 +125,9 @@ pub struct Keyspace {
     /// The mark new entries get; a snapshot flips it, making every existing entry "owed".
     epoch_mark: bool,
     snapshot: Option<Snapshot>,
+    /// Changes in the order they happened, as commands to replay (AOF); None when no one
+    /// listens.
+    feed: Option<Vec<(usize, Vec<Bytes>)>>,
 }
 
 /// A point-in-time snapshot being taken without stopping writes: every entry that existed
@@ -159,6 +164,7 @@ impl Keyspace {
             stats: Stats::default(),
             epoch_mark: false,
             snapshot: None,
+            feed: None,
         }
     }
 
@@ -200,6 +206,7 @@ impl Keyspace {
         };
         if due {
             self.remove(db, key);
+            self.feed_del(db, key);
             self.stats.expired_keys += 1;
         }
         due
@@ -345,6 +352,7 @@ impl Keyspace {
                     break;
                 }
                 self.remove(db, &key);
+                self.feed_del(db, &key);
                 self.touch(db, &key);
                 self.stats.expired_keys += 1;
                 removed += 1;
@@ -376,6 +384,61 @@ impl Keyspace {
         self.dbs.swap(a, b);
         self.touch_db(a);
         self.touch_db(b);
+    }
+
+    /// Starts (or stops) collecting changes as commands; see [`Keyspace::take_feed`].
+    pub fn set_feed(&mut self, on: bool) {
+        self.feed = on.then(Vec::new);
+    }
+
+    pub fn feed_enabled(&self) -> bool {
+        self.feed.is_some()
+    }
+
+    /// Appends a change to the feed, when enabled.
+    pub fn feed_push(&mut self, db: usize, args: Vec<Bytes>) {
+        if let Some(f) = &mut self.feed {
+            f.push((db, args));
+        }
+    }
+
+    /// A key removed because its deadline passed is logged as DEL, as Redis does, so a
+    /// replay never depends on when it runs.
+    fn feed_del(&mut self, db: usize, key: &[u8]) {
+        if self.feed.is_some() {
+            self.feed_push(
+                db,
+                vec![Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)],
+            );
+        }
+    }
+
+    /// The changes logged since the last call, with their databases.
+    pub fn take_feed(&mut self) -> Vec<(usize, Vec<Bytes>)> {
+        self.feed.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Entries in the feed, to mark where a transaction's changes begin.
+    pub fn feed_len(&self) -> usize {
+        self.feed.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Wraps the changes logged since `from` in MULTI/EXEC when there are several, so a
+    /// replay applies the transaction whole.
+    pub fn feed_wrap_transaction(&mut self, from: usize) {
+        let Some(f) = &mut self.feed else {
+            return;
+        };
+        if f.len() > from + 1 {
+            let (first_db, last_db) = (f[from].0, f[f.len() - 1].0);
+            f.insert(from, (first_db, vec![Bytes::from_static(b"MULTI")]));
+            f.push((last_db, vec![Bytes::from_static(b"EXEC")]));
+        }
+    }
+
+    /// Whether changes are waiting in the feed.
+    pub fn feed_pending(&self) -> bool {
+        self.feed.as_ref().is_some_and(|f| !f.is_empty())
     }
 
     /// Records a write to `key` for connections interested in it.
@@ -586,12 +649,12 @@ impl Keyspace {
         let Some(ds) = &d.snap else {
             return;
         };
-        if let Some(e) = d.dict.get_mut(key) {
-            if e.mark() != self.epoch_mark {
-                snap.sink.entry(ds.origin, e);
-                snap.entries += 1;
-                e.set_mark(self.epoch_mark);
-            }
+        if let Some(e) = d.dict.get_mut(key)
+            && e.mark() != self.epoch_mark
+        {
+            snap.sink.entry(ds.origin, e);
+            snap.entries += 1;
+            e.set_mark(self.epoch_mark);
         }
     }
 
@@ -749,7 +812,8 @@ mod tests {
     }
 
     /// Collects what a snapshot hands over, as (db, key, value) with string values.
-    struct Collect(std::sync::Arc<std::sync::Mutex<Vec<(usize, Vec<u8>, Vec<u8>)>>>);
+    type Row = (usize, Vec<u8>, Vec<u8>);
+    struct Collect(std::sync::Arc<std::sync::Mutex<Vec<Row>>>);
 
     impl SnapshotSink for Collect {
         fn entry(&mut self, db: usize, e: &Entry) {
@@ -763,7 +827,7 @@ mod tests {
         }
     }
 
-    fn dataset(ks: &Keyspace) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
+    fn dataset(ks: &Keyspace) -> Vec<Row> {
         let mut all = Vec::new();
         for db in 0..ks.db_count() {
             for e in ks.db(db).entries() {

@@ -31,9 +31,20 @@ use bytes::Bytes;
 /// Runs a data command whose spec was found with [`lookup`] and whose arity was checked.
 /// Errors are returned, not written: the caller decides how to report them (MULTI queues
 /// differ from plain execution).
+///
+/// A command that changed the dataset is logged to the keyspace's feed (when enabled), as
+/// written or as the effect it logged itself.
 pub fn execute(spec: &Spec, ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     match spec.run {
-        Run::Data(handler) => handler(ctx, args),
+        Run::Data(handler) => {
+            let dirty = ctx.ks.dirty;
+            ctx.propagated = false;
+            let result = handler(ctx, args);
+            if ctx.ks.dirty != dirty && !ctx.propagated && ctx.ks.feed_enabled() {
+                ctx.ks.feed_push(ctx.db, args.to_vec());
+            }
+            result
+        }
         Run::Node => Err(CmdError::other(format!(
             "ERR '{}' is not a data command",
             spec.name

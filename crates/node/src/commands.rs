@@ -125,7 +125,7 @@ pub fn run(
         "debug" => debug(st, id, a, out)?,
         "lastsave" => out.int(st.last_save_unix as i64),
         "save" => {
-            if st.rdb.bgsave.is_some() {
+            if st.rdb.job.is_some() {
                 return Err(CmdError::other("ERR Background save already in progress"));
             }
             persist::save(st).map_err(save_failed)?;
@@ -135,16 +135,37 @@ pub fn run(
             if a.len() > 2 || a.get(1).is_some_and(|o| !is(o, "schedule")) {
                 return Err(CmdError::Syntax);
             }
-            if st.rdb.bgsave.is_some() {
+            if st.rdb.bgsave_in_progress() {
                 return Err(CmdError::other("ERR Background save already in progress"));
+            }
+            if st.rdb.aof_rewrite_in_progress() {
+                return Err(CmdError::other(
+                    "ERR An AOF log rewriting in progress: can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.",
+                ));
             }
             persist::bgsave(st).map_err(save_failed)?;
             out.simple("Background saving started");
         }
         "bgrewriteaof" => {
-            return Err(CmdError::other(
-                "ERR BGREWRITEAOF is not available: this node has no append-only file yet",
-            ));
+            if st.rdb.aof_rewrite_in_progress() {
+                return Err(CmdError::other(
+                    "ERR Background append only file rewriting already in progress",
+                ));
+            }
+            if st.aof.is_none() {
+                // Redis rewrites a file it does not append to as well; this node keeps no
+                // AOF without appendonly.
+                return Err(CmdError::other(
+                    "ERR the append only file is off (appendonly no)",
+                ));
+            }
+            if st.rdb.job.is_some() {
+                st.rdb.aof_rewrite_scheduled = true;
+                out.simple("Background append only file rewriting scheduled");
+            } else {
+                crate::aof::rewrite(st).map_err(save_failed)?;
+                out.simple("Background append only file rewriting started");
+            }
         }
         "shutdown" => {
             for opt in &a[1..] {
@@ -161,13 +182,13 @@ pub fn run(
             let nosave = a[1..].iter().any(|o| is(o, "nosave"));
             let force_save = a[1..].iter().any(|o| is(o, "save"));
             let force = a[1..].iter().any(|o| is(o, "force"));
-            if let Err(e) = persist::save_on_shutdown(st, nosave, force_save) {
-                if !force {
-                    tracing::warn!(error = %e, "error trying to save the DB, can't exit");
-                    return Err(CmdError::other(
-                        "ERR Errors trying to SHUTDOWN. Check logs.",
-                    ));
-                }
+            if let Err(e) = persist::save_on_shutdown(st, nosave, force_save)
+                && !force
+            {
+                tracing::warn!(error = %e, "error trying to save the DB, can't exit");
+                return Err(CmdError::other(
+                    "ERR Errors trying to SHUTDOWN. Check logs.",
+                ));
             }
             return Ok(Flow::Shutdown);
         }
@@ -1031,6 +1052,7 @@ fn debug(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
                 CmdError::other(format!("ERR Error trying to load the RDB dump: {e}"))
             })?;
             ks.dirty = st.ks.dirty;
+            ks.set_feed(st.ks.feed_enabled());
             st.ks = ks;
             out.ok();
         }

@@ -148,7 +148,13 @@ impl Connection {
                 }
             }
             if !pending.is_empty() {
-                let flow = self.run_batch(&mut pending, &mut out, &mut authenticated);
+                let (flow, durable) = self.run_batch(&mut pending, &mut out, &mut authenticated);
+                // appendfsync always: no reply before the log holding its writes is on disk.
+                if let Some((offset, mut on_disk)) = durable
+                    && on_disk.wait_for(|&d| d >= offset).await.is_err()
+                {
+                    return;
+                }
                 if !self.write(&mut out).await {
                     return;
                 }
@@ -220,7 +226,7 @@ impl Connection {
         pending: &mut VecDeque<Vec<Bytes>>,
         out: &mut ReplyBuf,
         authenticated: &mut bool,
-    ) -> Flow {
+    ) -> (Flow, Option<(u64, tokio::sync::watch::Receiver<u64>)>) {
         let mut st = self.shared.state.lock().expect("state lock");
         st.ks.set_clock(unix_time_ms());
         st.stats.total_net_input_bytes += std::mem::take(&mut self.unaccounted_input_bytes);
@@ -234,7 +240,9 @@ impl Connection {
         }
         *authenticated = st.clients.get(&self.id).is_some_and(|c| c.authenticated);
         st.stats.total_net_output_bytes += out.len() as u64;
-        flow
+        let durable =
+            crate::aof::feed(&mut st).and_then(|offset| Some((offset, st.aof.as_ref()?.durable())));
+        (flow, durable)
     }
 
     async fn write(&mut self, out: &mut ReplyBuf) -> bool {

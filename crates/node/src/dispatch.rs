@@ -174,12 +174,14 @@ pub fn exec(st: &mut State, id: u64, out: &mut ReplyBuf) -> Result<Flow, CmdErro
     }
     out.array(queue.len());
     let mut flow = Flow::Continue;
+    let feed_mark = st.ks.feed_len();
     for args in queue {
         let spec = keyspace::lookup(&args[0]).expect("queued commands were looked up");
         if let Flow::Shutdown = run(st, id, spec, args, out, true) {
             flow = Flow::Shutdown;
         }
     }
+    st.ks.feed_wrap_transaction(feed_mark);
     Ok(flow)
 }
 

@@ -127,27 +127,57 @@ fn section_text(st: &State, section: &str, o: &mut String) {
         "persistence" => {
             let _ = write!(
                 o,
-                "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:{}\r\ncurrent_save_keys_total:{}\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_last_write_status:ok\r\n",
+                "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:{}\r\ncurrent_save_keys_total:{}\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\naof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{}\r\naof_last_bgrewrite_status:{}\r\naof_last_write_status:{}\r\n",
                 st.ks.snapshot_entries(),
-                if st.rdb.bgsave.is_some() {
+                if st.rdb.job.is_some() {
                     st.ks.dbs_len_total()
                 } else {
                     0
                 },
                 st.ks.dirty - st.dirty_at_last_save,
-                st.rdb.bgsave.is_some() as u8,
+                st.rdb.bgsave_in_progress() as u8,
                 st.last_save_unix,
                 if st.rdb.last_bgsave_ok { "ok" } else { "err" },
                 st.rdb.last_bgsave_secs.map_or(-1, |s| s as i64),
                 st.rdb
-                    .bgsave
+                    .job
                     .as_ref()
+                    .filter(|_| st.rdb.bgsave_in_progress())
                     .map_or(-1, |b| b.started.elapsed().as_secs() as i64),
                 st.rdb.saves,
                 st.rdb.last_load_keys_expired,
                 st.rdb.last_load_keys_loaded,
-                st.config.appendonly as u8,
+                st.aof.is_some() as u8,
+                st.rdb.aof_rewrite_in_progress() as u8,
+                st.rdb.aof_rewrite_scheduled as u8,
+                st.aof
+                    .as_ref()
+                    .and_then(|a| a.last_rewrite_secs)
+                    .map_or(-1, |s| s as i64),
+                st.aof
+                    .as_ref()
+                    .and_then(|a| a.rewrite.as_ref())
+                    .map_or(-1, |r| r.started.elapsed().as_secs() as i64),
+                if st.aof.as_ref().is_none_or(|a| a.last_rewrite_ok) {
+                    "ok"
+                } else {
+                    "err"
+                },
+                if st.aof.as_ref().is_none_or(|a| a.last_write_ok) {
+                    "ok"
+                } else {
+                    "err"
+                },
             );
+            if let Some(a) = &st.aof {
+                let _ = write!(
+                    o,
+                    "aof_current_size:{}\r\naof_base_size:{}\r\naof_pending_rewrite:0\r\naof_buffer_length:{}\r\naof_pending_bio_fsync:0\r\naof_delayed_fsync:0\r\n",
+                    a.base_bytes + a.incr_bytes,
+                    a.base_bytes,
+                    crate::aof::pending_bytes(a),
+                );
+            }
         }
         "stats" => {
             let s = &st.stats;

@@ -3,6 +3,7 @@
 //! This crate owns the sockets and the clock; the keyspace and the protocol codec stay
 //! I/O-free. `cacheplane node` runs [`run`]; tests and the control plane use [`start`].
 
+mod aof;
 mod commands;
 pub mod config;
 mod conn;
@@ -65,15 +66,20 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let mut config = config;
     config.port = addr.port();
     let (shutdown, _) = tokio::sync::watch::channel(false);
-    let mut state = state::State::new(config, unix_time_ms(), std::sync::Weak::new());
-    load_at_start(&mut state).await?;
+    let state = state::State::new(config, unix_time_ms(), std::sync::Weak::new());
+    let state = load_at_start(state).await?;
     let shared = Arc::new_cyclic(|weak| {
+        let mut state = state;
         state.rdb.set_shared(weak.clone());
         Shared {
             state: Mutex::new(state),
             shutdown,
         }
     });
+    aof::start_flusher(
+        &mut shared.state.lock().expect("state lock"),
+        Arc::downgrade(&shared),
+    )?;
     let task = tokio::spawn(server::serve(
         listener,
         shared.clone(),
@@ -83,23 +89,34 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     Ok(NodeHandle { addr, shared, task })
 }
 
-/// Loads the dump named by `dir` and `dbfilename`, if there is one, as redis-server does at
-/// start; a damaged dump stops the start.
-async fn load_at_start(st: &mut state::State) -> anyhow::Result<()> {
-    let path = persist::dump_path(st);
-    if !path.exists() {
-        return Ok(());
-    }
-    let started = std::time::Instant::now();
-    let mut ks = keyspace::Keyspace::new(st.config.databases);
-    // Off the async threads: a large dump takes seconds.
-    let (ks, summary) = tokio::task::spawn_blocking(move || {
-        let now = unix_time_ms();
-        ks.set_clock(now);
-        persist::load_rdb(&path, &mut ks, now).map(|s| (ks, s))
+/// Loads the data as redis-server does at start: from the append-only file when
+/// `appendonly yes` (creating it when absent), else from the dump if there is one. Damaged
+/// files stop the start. Runs off the async threads: a large dataset takes seconds.
+async fn load_at_start(st: state::State) -> anyhow::Result<state::State> {
+    tokio::task::spawn_blocking(move || {
+        let mut st = st;
+        st.ks.set_clock(unix_time_ms());
+        let path = persist::dump_path(&st);
+        let manifest = st
+            .config
+            .dir
+            .join(&st.config.appenddirname)
+            .join(formats::aof::manifest_name(&st.config.appendfilename));
+        // Without an AOF manifest yet, an existing dump seeds the new AOF's base.
+        if path.exists() && !(st.config.appendonly && manifest.exists()) {
+            load_dump(&mut st, &path)?;
+        }
+        if st.config.appendonly {
+            aof::open(&mut st)?;
+        }
+        Ok(st)
     })
-    .await??;
-    st.ks = ks;
+    .await?
+}
+
+fn load_dump(st: &mut state::State, path: &std::path::Path) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let summary = persist::load_rdb(path, &mut st.ks, unix_time_ms())?;
     st.rdb.last_load_keys_loaded = summary.keys_loaded;
     st.rdb.last_load_keys_expired = summary.keys_expired;
     tracing::info!(

@@ -33,7 +33,10 @@ const BGSAVE_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// What INFO persistence reports, and the running background save.
 pub struct RdbState {
-    pub bgsave: Option<Bgsave>,
+    /// The background job writing a snapshot (BGSAVE or an AOF rewrite's base).
+    pub job: Option<BgJob>,
+    /// BGREWRITEAOF asked for while a BGSAVE ran: started when it ends.
+    pub aof_rewrite_scheduled: bool,
     pub last_bgsave_ok: bool,
     pub last_bgsave_secs: Option<u64>,
     pub last_failure: Option<Instant>,
@@ -49,11 +52,33 @@ pub struct RdbState {
     shared: Weak<Shared>,
 }
 
-pub struct Bgsave {
+pub struct BgJob {
     generation: u64,
+    pub kind: Job,
     pub started: Instant,
     /// `ks.dirty` when the snapshot began: what the file reflects.
     dirty_at_start: u64,
+}
+
+/// What a background snapshot is written for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Job {
+    /// BGSAVE: the dump file.
+    Rdb,
+    /// An AOF rewrite: the new base file at this path.
+    AofBase(PathBuf),
+}
+
+impl RdbState {
+    pub fn bgsave_in_progress(&self) -> bool {
+        self.job.as_ref().is_some_and(|j| j.kind == Job::Rdb)
+    }
+
+    pub fn aof_rewrite_in_progress(&self) -> bool {
+        self.job
+            .as_ref()
+            .is_some_and(|j| matches!(j.kind, Job::AofBase(_)))
+    }
 }
 
 impl RdbState {
@@ -64,7 +89,8 @@ impl RdbState {
 
     pub fn new(shared: Weak<Shared>) -> RdbState {
         RdbState {
-            bgsave: None,
+            job: None,
+            aof_rewrite_scheduled: false,
             last_bgsave_ok: true,
             last_bgsave_secs: None,
             last_failure: None,
@@ -88,13 +114,13 @@ struct RdbSink {
 }
 
 impl RdbSink {
-    fn new(st: &State) -> Result<RdbSink, FormatError> {
+    fn new(st: &State, aof_base: bool) -> Result<RdbSink, FormatError> {
         let opts = WriteOptions {
             compress: st.config.rdbcompression,
             checksum: st.config.rdbchecksum,
             ctime_unix: crate::unix_time_ms() / 1000,
             used_mem_bytes: crate::used_memory_bytes(),
-            aof_base: false,
+            aof_base,
         };
         Ok(RdbSink {
             w: RdbWriter::new(Vec::with_capacity(64 * 1024), opts)?,
@@ -118,10 +144,10 @@ impl RdbSink {
 
 impl SnapshotSink for RdbSink {
     fn entry(&mut self, db: usize, e: &Entry) {
-        if self.error.is_none() {
-            if let Err(err) = self.write(db, e) {
-                self.error = Some(err);
-            }
+        if self.error.is_none()
+            && let Err(err) = self.write(db, e)
+        {
+            self.error = Some(err);
         }
     }
 }
@@ -245,23 +271,34 @@ fn abandon(ks: &mut Keyspace) {
 
 /// SAVE: writes the dump with the lock held, as Redis's SAVE blocks the server.
 pub fn save(st: &mut State) -> anyhow::Result<()> {
-    if st.rdb.bgsave.is_some() {
-        anyhow::bail!("background save already in progress");
-    }
+    let dirty = st.ks.dirty;
     let started = Instant::now();
-    let mut file = AtomicFile::create(dump_path(st))?;
-    let sink = RdbSink::new(st)?;
+    save_to(st, &dump_path(st), false)?;
+    saved(st, dirty);
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        "DB saved on disk"
+    );
+    Ok(())
+}
+
+/// Writes a snapshot of the keyspace to `path` now, with the lock held.
+pub fn save_to(st: &mut State, path: &Path, aof_base: bool) -> anyhow::Result<()> {
+    if st.ks.snapshot_in_progress() {
+        anyhow::bail!("Background save already in progress");
+    }
+    let mut file = AtomicFile::create(path.to_path_buf())?;
+    let sink = RdbSink::new(st, aof_base)?;
     if st.ks.snapshot_begin(Box::new(sink)).is_err() {
         anyhow::bail!("a snapshot is already running");
     }
-    let dirty = st.ks.dirty;
     let written = (|| -> anyhow::Result<()> {
         loop {
             let done = st.ks.snapshot_step(64 * 1024);
-            file.write(&sink_of(&mut st.ks).take_bytes())?;
             if done {
                 break;
             }
+            file.write(&sink_of(&mut st.ks).take_bytes())?;
         }
         let tail = finish(&mut st.ks)?;
         file.write(&tail)?;
@@ -274,11 +311,6 @@ pub fn save(st: &mut State) -> anyhow::Result<()> {
         return Err(e);
     }
     file.commit()?;
-    saved(st, dirty);
-    tracing::info!(
-        ms = started.elapsed().as_millis() as u64,
-        "DB saved on disk"
-    );
     Ok(())
 }
 
@@ -290,17 +322,25 @@ fn saved(st: &mut State, dirty_at_start: u64) {
 
 /// BGSAVE: begins the snapshot now and lets the saver thread write it.
 pub fn bgsave(st: &mut State) -> anyhow::Result<()> {
-    if st.rdb.bgsave.is_some() {
+    begin_background(st, Job::Rdb)?;
+    tracing::info!("background saving started");
+    Ok(())
+}
+
+/// Begins a snapshot for `kind` and hands it to the saver thread; returns its generation.
+pub fn begin_background(st: &mut State, kind: Job) -> anyhow::Result<u64> {
+    if st.rdb.job.is_some() {
         anyhow::bail!("Background save already in progress");
     }
-    let sink = RdbSink::new(st)?;
+    let sink = RdbSink::new(st, matches!(kind, Job::AofBase(_)))?;
     if st.ks.snapshot_begin(Box::new(sink)).is_err() {
         anyhow::bail!("Background save already in progress");
     }
     st.rdb.next_generation += 1;
     let generation = st.rdb.next_generation;
-    st.rdb.bgsave = Some(Bgsave {
+    st.rdb.job = Some(BgJob {
         generation,
+        kind,
         started: Instant::now(),
         dirty_at_start: st.ks.dirty,
     });
@@ -316,14 +356,16 @@ pub fn bgsave(st: &mut State) -> anyhow::Result<()> {
     saver
         .send(generation)
         .map_err(|_| anyhow::anyhow!("the saver thread is gone"))?;
-    tracing::info!("background saving started");
-    Ok(())
+    Ok(generation)
 }
 
-/// Cancels a running background save (SHUTDOWN, FLUSHALL): its file is not written.
+/// Cancels a running background job (SHUTDOWN): its file is not written.
 pub fn cancel_bgsave(st: &mut State) {
-    if st.rdb.bgsave.take().is_some() {
+    if let Some(job) = st.rdb.job.take() {
         abandon(&mut st.ks);
+        if matches!(job.kind, Job::AofBase(_)) {
+            crate::aof::rewrite_done(st, job.generation, false);
+        }
         tracing::info!("background saving cancelled");
     }
 }
@@ -344,25 +386,38 @@ pub fn save_on_shutdown(st: &mut State, nosave: bool, force_save: bool) -> anyho
     save(st).inspect_err(|_| st.rdb.shutdown_saved = false)
 }
 
-/// Runs one background save per generation number received, until the node is gone.
+/// Runs one background job per generation number received, until the node is gone.
 fn saver_thread(jobs: mpsc::Receiver<u64>, shared: Weak<Shared>) {
     while let Ok(generation) = jobs.recv() {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        run_bgsave(&shared, generation);
+        run_job(&shared, generation);
     }
 }
 
-fn run_bgsave(shared: &Arc<Shared>, generation: u64) {
+fn run_job(shared: &Arc<Shared>, generation: u64) {
     let lock = || shared.state.lock().expect("state lock");
     let current = |st: &State| {
         st.rdb
-            .bgsave
+            .job
             .as_ref()
             .is_some_and(|b| b.generation == generation)
     };
-    let target = dump_path(&lock());
+    let target = {
+        let st = lock();
+        match st
+            .rdb
+            .job
+            .as_ref()
+            .filter(|j| j.generation == generation)
+            .map(|j| j.kind.clone())
+        {
+            Some(Job::Rdb) => dump_path(&st),
+            Some(Job::AofBase(path)) => path,
+            None => return,
+        }
+    };
     let result = (|| -> anyhow::Result<Option<AtomicFile>> {
         let mut file = AtomicFile::create(target)?;
         loop {
@@ -395,32 +450,43 @@ fn run_bgsave(shared: &Arc<Shared>, generation: u64) {
             .map_err(Into::into)
     });
     let mut st = lock();
-    let Some(job) = st.rdb.bgsave.take_if(|b| b.generation == generation) else {
+    let Some(job) = st.rdb.job.take_if(|b| b.generation == generation) else {
         return;
     };
     let secs = job.started.elapsed().as_secs();
-    match result {
-        Ok(Some(true)) => {
-            saved(&mut st, job.dirty_at_start);
-            st.rdb.last_bgsave_ok = true;
-            st.rdb.last_bgsave_secs = Some(secs);
-            tracing::info!(secs, "background saving terminated with success");
+    let ok = matches!(result, Ok(Some(true)));
+    if let Err(e) = &result {
+        if st.ks.snapshot_in_progress() {
+            abandon(&mut st.ks);
         }
-        Ok(_) => {}
-        Err(e) => {
-            if st.ks.snapshot_in_progress() {
-                abandon(&mut st.ks);
+        st.rdb.last_failure = Some(Instant::now());
+        tracing::error!(error = %e, "background saving failed");
+    }
+    match job.kind {
+        Job::Rdb => {
+            st.rdb.last_bgsave_ok = ok;
+            if ok {
+                saved(&mut st, job.dirty_at_start);
+                st.rdb.last_bgsave_secs = Some(secs);
+                tracing::info!(secs, "background saving terminated with success");
             }
-            st.rdb.last_bgsave_ok = false;
-            st.rdb.last_failure = Some(Instant::now());
-            tracing::error!(error = %e, "background saving failed");
         }
+        Job::AofBase(_) => crate::aof::rewrite_done(&mut st, job.generation, ok),
     }
 }
 
-/// The cron's check of the `save` rules: starts a background save when one is due.
+/// The cron's check of the `save` rules and of a scheduled AOF rewrite.
 pub fn cron(st: &mut State) {
-    if st.rdb.bgsave.is_some() || st.config.save.is_empty() {
+    if st.rdb.job.is_some() {
+        return;
+    }
+    if std::mem::take(&mut st.rdb.aof_rewrite_scheduled) {
+        if let Err(e) = crate::aof::rewrite(st) {
+            tracing::warn!(error = %e, "could not start the scheduled AOF rewrite");
+        }
+        return;
+    }
+    if st.config.save.is_empty() {
         return;
     }
     let changes = st.ks.dirty - st.dirty_at_last_save;

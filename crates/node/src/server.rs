@@ -77,5 +77,8 @@ async fn cron(shared: Arc<Shared>) {
             st.handle_touched();
         }
         crate::persist::cron(&mut st);
+        crate::aof::cron(&mut st);
+        // Keys removed by active expiry are logged too.
+        crate::aof::feed(&mut st);
     }
 }

@@ -114,6 +114,8 @@ pub struct State {
     pub dirty_at_last_save: u64,
     pub active_expire_enabled: bool,
     pub rdb: crate::persist::RdbState,
+    /// The append-only file, when `appendonly yes`.
+    pub aof: Option<crate::aof::AofLog>,
 }
 
 impl State {
@@ -134,6 +136,7 @@ impl State {
             dirty_at_last_save: 0,
             active_expire_enabled: true,
             rdb: crate::persist::RdbState::new(shared),
+            aof: None,
         }
     }
 

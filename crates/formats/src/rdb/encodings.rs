@@ -166,7 +166,7 @@ pub fn intset(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 }
 
 /// Decodes a zipmap (RDB type 9, hashes from Redis 2.x) into field/value pairs.
-pub fn zipmap(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+pub fn zipmap(data: &[u8]) -> Result<super::Pairs, String> {
     let mut c = Cursor { data, pos: 0 };
     c.u8()?; // count (254+: unknown)
     let mut out = Vec::new();

@@ -9,6 +9,9 @@ pub use encodings::{intset, listpack, ziplist, zipmap};
 pub use read::{RdbEntry, RdbSummary, RdbValue, ReadOptions, read};
 pub use write::{RdbWriter, WriteOptions};
 
+/// Field/value pairs of a hash, in file order.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The version this writer produces (Redis 7.0).
 pub const RDB_VERSION: u32 = 10;
 /// The newest version the reader accepts (Redis 7.2).

@@ -231,8 +231,8 @@ impl<R: Read> Reader<R> {
 
     fn value(&mut self, type_id: u8) -> Result<RdbValue, FormatError> {
         let at = self.offset;
-        let pairs = |items: Vec<Vec<u8>>| -> Result<Vec<(Vec<u8>, Vec<u8>)>, FormatError> {
-            if items.len() % 2 != 0 {
+        let pairs = |items: Vec<Vec<u8>>| -> Result<super::Pairs, FormatError> {
+            if !items.len().is_multiple_of(2) {
                 return Err(FormatError::corrupt(at, "odd number of hash entries"));
             }
             let mut it = items.into_iter();

@@ -127,14 +127,14 @@ impl<W: Write> RdbWriter<W> {
         if self.opts.compress && s.len() > 20 {
             // Redis keeps the compressed form only when it saves at least 4 bytes.
             let mut out = vec![0u8; s.len() - 4];
-            if let Ok(n) = lzf_rust::compress(s, &mut out) {
-                if n > 0 {
-                    let mut head = vec![(len::SPECIAL << 6) | len::LZF];
-                    encode_len(n as u64, &mut head);
-                    encode_len(s.len() as u64, &mut head);
-                    self.raw(&head)?;
-                    return self.raw(&out[..n]);
-                }
+            if let Ok(n) = lzf_rust::compress(s, &mut out)
+                && n > 0
+            {
+                let mut head = vec![(len::SPECIAL << 6) | len::LZF];
+                encode_len(n as u64, &mut head);
+                encode_len(s.len() as u64, &mut head);
+                self.raw(&head)?;
+                return self.raw(&out[..n]);
             }
         }
         self.len(s.len() as u64)?;

@@ -181,6 +181,7 @@ pub fn hincrbyfloat(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         value: Str::new(text.as_bytes()),
     });
     c.modified(&a[1]);
+    c.propagate(&[b"HSET".as_slice(), &a[1], &a[2], text.as_bytes()]);
     c.out.bulk(text.as_bytes());
     Ok(())
 }

@@ -87,10 +87,17 @@ fn expire_generic(c: &mut Ctx, a: &[Bytes], unit_ms: i64, absolute: bool) -> Cmd
     }
     if at <= c.now_ms() as i64 {
         c.ks.remove(c.db, &a[1]);
+        c.modified(&a[1]);
+        c.propagate(&[b"DEL".as_slice(), &a[1]]);
     } else {
         c.ks.set_expiry(c.db, &a[1], at as u64);
+        c.modified(&a[1]);
+        c.propagate(&[
+            b"PEXPIREAT".as_slice(),
+            &a[1],
+            itoa::Buffer::new().format(at).as_bytes(),
+        ]);
     }
-    c.modified(&a[1]);
     c.out.int(1);
     Ok(())
 }

@@ -401,6 +401,8 @@ fn bpop_generic(c: &mut Ctx, a: &[Bytes], end: End) -> CmdResult {
             let v = pop(l, end).expect("lists are never empty");
             c.ks.remove_if_empty(c.db, key);
             c.modified(key);
+            let name: &[u8] = if end == End::Left { b"LPOP" } else { b"RPOP" };
+            c.propagate(&[name, key]);
             c.out.array(2);
             c.out.bulk(key);
             c.out.bulk(&v);
@@ -422,7 +424,10 @@ pub fn blmove(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let (from, to) = (end_arg(&a[3])?, end_arg(&a[4])?);
     let deadline = timeout_arg(c, &a[5])?;
     match move_element(c, &a[1], &a[2], from, to)? {
-        Some(v) => c.out.bulk(&v),
+        Some(v) => {
+            c.propagate(&[b"LMOVE".as_slice(), &a[1], &a[2], &a[3], &a[4]]);
+            c.out.bulk(&v)
+        }
         None => block_or_null(c, &a[1..2], deadline),
     }
     Ok(())
@@ -431,7 +436,10 @@ pub fn blmove(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 pub fn brpoplpush(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let deadline = timeout_arg(c, &a[3])?;
     match move_element(c, &a[1], &a[2], End::Right, End::Left)? {
-        Some(v) => c.out.bulk(&v),
+        Some(v) => {
+            c.propagate(&[b"RPOPLPUSH".as_slice(), &a[1], &a[2]]);
+            c.out.bulk(&v)
+        }
         None => block_or_null(c, &a[1..2], deadline),
     }
     Ok(())
@@ -490,7 +498,11 @@ pub fn lmpop(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 pub fn blmpop(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let deadline = timeout_arg(c, &a[1])?;
     let (keys, end, count) = mpop_args(&a[2..])?;
-    if !mpop(c, keys, end, count)? {
+    if mpop(c, keys, end, count)? {
+        let mut lmpop: Vec<&[u8]> = vec![b"LMPOP"];
+        lmpop.extend(a[2..].iter().map(|x| x.as_ref()));
+        c.propagate(&lmpop);
+    } else {
         block_or_null(c, keys, deadline);
     }
     Ok(())

@@ -129,6 +129,10 @@ pub fn spop(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     c.ks.remove_if_empty(c.db, &a[1]);
     if !picked.is_empty() {
         c.modified(&a[1]);
+        // The members were picked at random: log which.
+        let mut srem: Vec<&[u8]> = vec![b"SREM", &a[1]];
+        srem.extend(picked.iter().map(|m| m.as_bytes()));
+        c.propagate(&srem);
     }
     match count {
         None => c.out.bulk(&picked[0]),

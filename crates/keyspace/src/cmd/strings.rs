@@ -92,6 +92,16 @@ pub fn set(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         c.ks.set_with_expiry(c.db, key, value, o.expire_at_ms);
     }
     c.modified(key);
+    if let Some(at) = o.expire_at_ms {
+        // Relative expiries are logged as the absolute deadline they became.
+        c.propagate(&[
+            b"SET".as_slice(),
+            key,
+            val,
+            b"PXAT",
+            itoa::Buffer::new().format(at).as_bytes(),
+        ]);
+    }
     match old {
         Some(Some(v)) => c.out.bulk(&v),
         Some(None) => c.out.null(),
@@ -115,6 +125,13 @@ fn setex_generic(c: &mut Ctx, a: &[Bytes], unit_ms: i64, name: &str) -> CmdResul
     let at = expire_at(c.now_ms(), int(&a[2])?, unit_ms, false, name)?;
     c.ks.set_with_expiry(c.db, &a[1], Value::Str(Str::new(&a[3])), Some(at));
     c.modified(&a[1]);
+    c.propagate(&[
+        b"SET".as_slice(),
+        &a[1],
+        &a[3],
+        b"PXAT",
+        itoa::Buffer::new().format(at).as_bytes(),
+    ]);
     c.out.ok();
     Ok(())
 }
@@ -194,14 +211,21 @@ pub fn getex(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         Ttl::At(at) if at <= c.now_ms() => {
             c.ks.remove(c.db, &a[1]);
             c.modified(&a[1]);
+            c.propagate(&[b"DEL".as_slice(), &a[1]]);
         }
         Ttl::At(at) => {
             c.ks.set_expiry(c.db, &a[1], at);
             c.modified(&a[1]);
+            c.propagate(&[
+                b"PEXPIREAT".as_slice(),
+                &a[1],
+                itoa::Buffer::new().format(at).as_bytes(),
+            ]);
         }
         Ttl::Persist => {
             if c.ks.persist(c.db, &a[1]) {
                 c.modified(&a[1]);
+                c.propagate(&[b"PERSIST".as_slice(), &a[1]]);
             }
         }
     }
@@ -304,6 +328,8 @@ pub fn incrbyfloat(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let text = float_to_str(n);
     c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::new(text.as_bytes())));
     c.modified(&a[1]);
+    // Float arithmetic may differ between machines: log the result.
+    c.propagate(&[b"SET".as_slice(), &a[1], text.as_bytes(), b"KEEPTTL"]);
     c.out.bulk(text.as_bytes());
     Ok(())
 }

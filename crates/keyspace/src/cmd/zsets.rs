@@ -648,6 +648,8 @@ fn bzpop_generic(c: &mut Ctx, a: &[Bytes], max: bool) -> CmdResult {
     for key in keys {
         let picked = pop_members(c, key, max, 1)?;
         if let Some((m, s)) = picked.first() {
+            let name: &[u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
+            c.propagate(&[name, key]);
             c.out.array(3);
             c.out.bulk(key);
             c.out.bulk(m);
@@ -723,7 +725,11 @@ pub fn zmpop(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 pub fn bzmpop(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let deadline = timeout_arg(c, &a[1])?;
     let (keys, max, count) = zmpop_args(&a[2..])?;
-    if !zmpop_run(c, keys, max, count)? {
+    if zmpop_run(c, keys, max, count)? {
+        let mut zmpop: Vec<&[u8]> = vec![b"ZMPOP"];
+        zmpop.extend(a[2..].iter().map(|x| x.as_ref()));
+        c.propagate(&zmpop);
+    } else {
         block_or_null(c, keys, deadline);
     }
     Ok(())

@@ -146,6 +146,14 @@ impl<T: DictEntry> Dict<T> {
         &mut node.item
     }
 
+    /// Sizes an empty dict for `n` items at once, sparing the rehashes of growing into it
+    /// (loading a dump whose size is known). No effect on a dict that holds items.
+    pub fn reserve(&mut self, n: usize) {
+        if self.is_empty() && self.rehash_idx.is_none() && n > self.tables[0].buckets.len() {
+            self.tables[0] = Table::with_buckets(n.next_power_of_two().max(INITIAL_BUCKETS));
+        }
+    }
+
     /// Inserts or replaces; returns the replaced item.
     pub fn insert(&mut self, item: T) -> Option<T> {
         match self.get_mut(item.key()) {

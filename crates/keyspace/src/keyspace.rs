@@ -295,6 +295,32 @@ impl Keyspace {
         Some(e)
     }
 
+    /// Sizes an empty database for `keys` keys (see [`Dict::reserve`]).
+    pub fn reserve(&mut self, db: usize, keys: usize) {
+        self.dbs[db].dict.reserve(keys);
+    }
+
+    /// Adds a key that must not exist yet (loading a dump); false if it does.
+    pub fn insert_new_entry(
+        &mut self,
+        db: usize,
+        key: Str,
+        value: Value,
+        expire_at_ms: Option<u64>,
+    ) -> bool {
+        let d = &mut self.dbs[db];
+        if d.dict.contains(&key) {
+            return false;
+        }
+        let at = expire_at_ms.map_or(0, |at| at.clamp(1, !MARK_BIT));
+        if at != 0 {
+            d.expires.insert((at, key.clone()));
+        }
+        d.dict
+            .insert_new(Entry::new(key, value, at, self.epoch_mark));
+        true
+    }
+
     /// Inserts an entry moved from elsewhere (RENAME, MOVE, loaders), replacing any value.
     pub fn insert_entry(&mut self, db: usize, key: Str, value: Value, expire_at_ms: Option<u64>) {
         self.remove(db, &key);

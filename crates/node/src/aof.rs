@@ -2,19 +2,20 @@
 //! the `appendfsync` policy, rewriting, and replaying at start.
 //!
 //! Changes come from the keyspace's feed as commands. Connections append them to
-//! [`AofLog`] under the state lock; the flusher thread writes them out of the lock and
-//! fsyncs — with `always`, once per batch of everything pending, and publishes the logical
-//! offset that is durable, which connections wait for before replying (group commit).
+//! [`AofLog`] under the state lock; a flusher writes them out of the lock, fsyncs as
+//! `appendfsync` says and publishes the logical offset that is durable. Under `always`
+//! connections wait for that offset before replying, and one fsync covers every write
+//! pending at the time (group commit).
 //!
 //! A rewrite opens the next incr file at once (the manifest names it next to the old ones),
 //! then writes the new base from a keyspace snapshot taken at that same moment; when the
 //! base is on disk the manifest switches to new base + new incr and old files are removed.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Weak;
-use std::sync::mpsc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,6 +29,11 @@ use crate::{Shared, persist};
 
 /// How often `everysec` fsyncs.
 const EVERYSEC: Duration = Duration::from_secs(1);
+/// Under `everysec` and `no`, the least time between two write rounds: bytes wait this long
+/// at most before reaching the kernel.
+const COALESCE: Duration = Duration::from_millis(2);
+/// Pause before retrying a failed write.
+const WRITE_RETRY: Duration = Duration::from_millis(100);
 
 /// What the flusher does next, in log order.
 enum Chunk {
@@ -46,8 +52,10 @@ pub struct AofLog {
     /// Bytes appended since start (a logical offset, across files).
     pub appended: u64,
     /// The offset that is on disk (fsynced under `always`), for waiting connections.
-    durable: tokio::sync::watch::Sender<u64>,
-    wake: Option<mpsc::Sender<()>>,
+    durable: Arc<tokio::sync::watch::Sender<u64>>,
+    /// How to tell the flusher bytes are pending (once until it takes them).
+    flusher: Option<Flusher>,
+    flusher_told: bool,
     /// Bytes in the incr files since the last rewrite, and the base's size then: the
     /// auto-rewrite rule compares them.
     pub incr_bytes: u64,
@@ -142,8 +150,9 @@ pub fn open(st: &mut State) -> anyhow::Result<()> {
         pending: Vec::new(),
         selected: None,
         appended: 0,
-        durable: tokio::sync::watch::channel(0).0,
-        wake: None,
+        durable: Arc::new(tokio::sync::watch::channel(0).0),
+        flusher: None,
+        flusher_told: false,
         incr_bytes,
         base_bytes,
         rewrite: None,
@@ -177,12 +186,19 @@ pub fn start_flusher(st: &mut State, shared: Weak<Shared>) -> anyhow::Result<()>
             .name,
     );
     let file = OpenOptions::new().append(true).open(&current)?;
-    let (tx, rx) = mpsc::channel();
-    log.wake = Some(tx);
     log.shared = shared.clone();
-    std::thread::Builder::new()
-        .name("aof-flusher".into())
-        .spawn(move || flusher(rx, shared, file, fsync))?;
+    let durable = log.durable.clone();
+    let out = Output::new(file);
+    log.flusher = Some(if fsync == Fsync::Always {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(flush_always(shared, out, durable, notify.clone()));
+        Flusher::Task(notify)
+    } else {
+        let handle = std::thread::Builder::new()
+            .name("aof-flusher".into())
+            .spawn(move || flusher(shared, out, fsync, durable))?;
+        Flusher::Thread(handle.thread().clone())
+    });
     Ok(())
 }
 
@@ -214,72 +230,165 @@ pub fn feed(st: &mut State) -> Option<u64> {
         Some(Chunk::Bytes(b)) => b.extend_from_slice(&buf),
         _ => log.pending.push(Chunk::Bytes(buf)),
     }
-    if let Some(w) = &log.wake {
-        let _ = w.send(());
+    if !log.flusher_told
+        && let Some(f) = &log.flusher
+    {
+        log.flusher_told = true;
+        match f {
+            Flusher::Thread(t) => t.unpark(),
+            Flusher::Task(n) => n.notify_one(),
+        }
     }
     (st.config.appendfsync == Fsync::Always).then_some(log.appended)
 }
 
-/// Writes what connections append, fsyncing as the policy says.
-fn flusher(wake: mpsc::Receiver<()>, shared: Weak<Shared>, mut file: File, fsync: Fsync) {
-    let mut last_sync = Instant::now();
-    let mut unsynced = false;
-    loop {
-        match wake.recv_timeout(EVERYSEC) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+/// The flusher of a log: a thread for `everysec` and `no`, a task on the node's runtime
+/// for `always`.
+enum Flusher {
+    Thread(std::thread::Thread),
+    Task(Arc<tokio::sync::Notify>),
+}
+
+/// Takes what connections appended; returns the logical offset it ends at. None once the
+/// node or its log is gone.
+fn take_pending(shared: &Weak<Shared>, backlog: &mut VecDeque<Chunk>) -> Option<u64> {
+    let shared = shared.upgrade()?;
+    let mut st = shared.state.lock().expect("state lock");
+    let log = st.aof.as_mut()?;
+    log.flusher_told = false;
+    backlog.extend(std::mem::take(&mut log.pending));
+    Some(log.appended)
+}
+
+/// Publishes a round's outcome: the durable offset, and the write status on change.
+fn report(
+    shared: &Weak<Shared>,
+    result: std::io::Result<()>,
+    upto: u64,
+    durable: &tokio::sync::watch::Sender<u64>,
+    reported_ok: &mut bool,
+) {
+    let ok = result.is_ok();
+    match result {
+        Ok(()) => {
+            durable.send_replace(upto);
         }
-        while wake.try_recv().is_ok() {}
-        let Some(shared) = shared.upgrade() else {
+        // Replies under `always` keep waiting: nothing unlogged is acknowledged.
+        Err(e) => tracing::error!(error = %e, "writing the append only file failed; retrying"),
+    }
+    if ok != *reported_ok {
+        *reported_ok = ok;
+        if let Some(shared) = shared.upgrade()
+            && let Some(log) = shared.state.lock().expect("state lock").aof.as_mut()
+        {
+            log.last_write_ok = ok;
+        }
+    }
+}
+
+/// `everysec` and `no`: rounds at least [`COALESCE`] apart, so a busy node wakes the thread
+/// a bounded number of times per second and fsync (once a second) never stalls clients.
+fn flusher(
+    shared: Weak<Shared>,
+    mut out: Output,
+    fsync: Fsync,
+    durable: Arc<tokio::sync::watch::Sender<u64>>,
+) {
+    let mut backlog = VecDeque::new();
+    let mut reported_ok = true;
+    loop {
+        if backlog.is_empty() {
+            std::thread::park_timeout(EVERYSEC);
+        } else {
+            std::thread::sleep(WRITE_RETRY);
+        }
+        std::thread::sleep(COALESCE);
+        let Some(upto) = take_pending(&shared, &mut backlog) else {
             return;
         };
-        let (chunks, upto) = {
-            let mut st = shared.state.lock().expect("state lock");
-            let Some(log) = st.aof.as_mut() else {
-                return;
-            };
-            (std::mem::take(&mut log.pending), log.appended)
+        let result = out.write(&mut backlog, fsync);
+        report(&shared, result, upto, &durable, &mut reported_ok);
+    }
+}
+
+/// `always`: like Redis's event loop before it sleeps, a round runs once the connections
+/// that were ready have run, so every write they made shares one write and one fsync;
+/// their replies wait for the durable offset. The fsync runs on the node's thread, as
+/// Redis's does: a round trip to another thread per fsync costs more than it saves.
+async fn flush_always(
+    shared: Weak<Shared>,
+    mut out: Output,
+    durable: Arc<tokio::sync::watch::Sender<u64>>,
+    notify: Arc<tokio::sync::Notify>,
+) {
+    let mut backlog = VecDeque::new();
+    let mut reported_ok = true;
+    loop {
+        if backlog.is_empty() {
+            notify.notified().await;
+        } else {
+            tokio::time::sleep(WRITE_RETRY).await;
+        }
+        tokio::task::yield_now().await;
+        let Some(upto) = take_pending(&shared, &mut backlog) else {
+            return;
         };
-        let result = (|| -> std::io::Result<()> {
-            for chunk in chunks {
-                match chunk {
-                    Chunk::Bytes(b) => {
-                        file.write_all(&b)?;
-                        unsynced = true;
+        let result = out.write(&mut backlog, Fsync::Always);
+        report(&shared, result, upto, &durable, &mut reported_ok);
+    }
+}
+
+/// The incr file the flusher appends to.
+struct Output {
+    file: File,
+    /// Its length: where a failed write is cut back to, so a retry never duplicates bytes.
+    len: u64,
+    last_sync: Instant,
+    unsynced: bool,
+}
+
+impl Output {
+    fn new(file: File) -> Output {
+        Output {
+            len: file.metadata().map_or(0, |m| m.len()),
+            file,
+            last_sync: Instant::now(),
+            unsynced: false,
+        }
+    }
+
+    /// Writes chunks from the front of `chunks`, removing each once written, then fsyncs
+    /// as `fsync` says. On error the failed chunk stays at the front.
+    fn write(&mut self, chunks: &mut VecDeque<Chunk>, fsync: Fsync) -> std::io::Result<()> {
+        while let Some(chunk) = chunks.front() {
+            match chunk {
+                Chunk::Bytes(b) => {
+                    if let Err(e) = self.file.write_all(b) {
+                        let _ = self.file.set_len(self.len);
+                        return Err(e);
                     }
-                    Chunk::SwitchTo(path) => {
-                        file.sync_all()?;
-                        file = OpenOptions::new().append(true).open(&path)?;
-                    }
+                    self.len += b.len() as u64;
+                    self.unsynced = true;
+                }
+                Chunk::SwitchTo(path) => {
+                    self.file.sync_all()?;
+                    self.file = OpenOptions::new().append(true).open(path)?;
+                    self.len = self.file.metadata()?.len();
                 }
             }
-            let due = match fsync {
-                Fsync::Always => true,
-                Fsync::EverySec => last_sync.elapsed() >= EVERYSEC,
-                Fsync::No => false,
-            };
-            if due && unsynced {
-                file.sync_data()?;
-                last_sync = Instant::now();
-                unsynced = false;
-            }
-            Ok(())
-        })();
-        let mut st = shared.state.lock().expect("state lock");
-        let Some(log) = st.aof.as_mut() else {
-            return;
-        };
-        match result {
-            Ok(()) => {
-                log.last_write_ok = true;
-                log.durable.send_replace(upto);
-            }
-            Err(e) => {
-                // Replies under `always` keep waiting: nothing unlogged is acknowledged.
-                log.last_write_ok = false;
-                tracing::error!(error = %e, "writing the append only file failed");
-            }
+            chunks.pop_front();
         }
+        let due = match fsync {
+            Fsync::Always => true,
+            Fsync::EverySec => self.last_sync.elapsed() >= EVERYSEC,
+            Fsync::No => false,
+        };
+        if due && self.unsynced {
+            self.file.sync_data()?;
+            self.last_sync = Instant::now();
+            self.unsynced = false;
+        }
+        Ok(())
     }
 }
 

@@ -24,7 +24,7 @@ use crate::Shared;
 use crate::state::State;
 
 /// Longest a BGSAVE step holds the state lock: the bound on the pause writes see.
-pub const BGSAVE_LOCK_HOLD_MAX: Duration = Duration::from_millis(1);
+pub const BGSAVE_LOCK_HOLD_MAX: Duration = Duration::from_micros(250);
 /// Entries serialized between clock checks within one step.
 const STEP_ENTRIES: usize = 256;
 /// After a failed background save, automatic saves wait this long (Redis's
@@ -109,6 +109,9 @@ impl RdbState {
 struct RdbSink {
     w: RdbWriter<Vec<u8>>,
     db: Option<usize>,
+    /// Per database, its (keys, volatile keys) when the snapshot began, until the first
+    /// SELECTDB of it carries them as the RESIZEDB hint.
+    sizes: Vec<Option<(u64, u64)>>,
     /// The first failure; later entries are dropped and the save fails.
     error: Option<FormatError>,
 }
@@ -125,13 +128,17 @@ impl RdbSink {
         Ok(RdbSink {
             w: RdbWriter::new(Vec::with_capacity(64 * 1024), opts)?,
             db: None,
+            sizes: (0..st.ks.db_count())
+                .map(|i| Some((st.ks.db(i).len() as u64, st.ks.db(i).volatile_len() as u64)))
+                .collect(),
             error: None,
         })
     }
 
     fn write(&mut self, db: usize, e: &Entry) -> Result<(), FormatError> {
         if self.db != Some(db) {
-            self.w.select_db(db as u64, None)?;
+            let hint = self.sizes.get_mut(db).and_then(Option::take);
+            self.w.select_db(db as u64, hint)?;
             self.db = Some(db);
         }
         write_entry(&mut self.w, e)
@@ -388,6 +395,13 @@ pub fn save_on_shutdown(st: &mut State, nosave: bool, force_save: bool) -> anyho
 
 /// Runs one background job per generation number received, until the node is gone.
 fn saver_thread(jobs: mpsc::Receiver<u64>, shared: Weak<Shared>) {
+    // Serving clients comes first: on a busy core the scheduler favours the connections
+    // (Redis's fork child competes at full weight instead).
+    if let Err(e) =
+        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+    {
+        tracing::debug!(error = ?e, "could not lower the saver thread's priority");
+    }
     while let Ok(generation) = jobs.recv() {
         let Some(shared) = shared.upgrade() else {
             return;
@@ -521,8 +535,15 @@ pub struct LoadSummary {
 /// does). Refuses files with more databases than `ks` has, and damaged ones.
 pub fn load_rdb(path: &Path, ks: &mut Keyspace, now_ms: u64) -> anyhow::Result<LoadSummary> {
     let file = File::open(path).map_err(|e| anyhow::anyhow!("open {}: {e}", path.display()))?;
-    load_rdb_from(BufReader::with_capacity(1 << 20, file), ks, now_ms)
-        .map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))
+    // A key takes at least 4 bytes of file: bounds what RESIZEDB may make us allocate.
+    let keys_max = file.metadata().map_or(0, |m| m.len() / 4);
+    load_rdb_bounded(
+        BufReader::with_capacity(1 << 20, file),
+        ks,
+        now_ms,
+        keys_max,
+    )
+    .map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))
 }
 
 /// [`load_rdb`] from any reader (AOF bases, object-store streams).
@@ -531,26 +552,55 @@ pub fn load_rdb_from(
     ks: &mut Keyspace,
     now_ms: u64,
 ) -> anyhow::Result<LoadSummary> {
+    load_rdb_bounded(r, ks, now_ms, PRESIZE_KEYS_MAX)
+}
+
+/// Most keys a RESIZEDB hint may pre-size a database for when the input's size is unknown.
+const PRESIZE_KEYS_MAX: u64 = 1 << 20;
+
+fn load_rdb_bounded(
+    r: impl std::io::Read,
+    ks: &mut Keyspace,
+    now_ms: u64,
+    keys_max: u64,
+) -> anyhow::Result<LoadSummary> {
     let mut s = LoadSummary::default();
     let databases = ks.db_count() as u64;
-    let summary = formats::rdb::read(r, ReadOptions::default(), |e| {
-        if e.db >= databases {
-            return Err(FormatError::Invalid(format!(
-                "the file uses database {} but this node has {databases} (--databases)",
-                e.db
-            )));
-        }
-        if e.expire_ms.is_some_and(|at| at <= now_ms) {
-            s.keys_expired += 1;
-            return Ok(());
-        }
-        let Some(value) = to_value(e.value)? else {
-            return Ok(());
-        };
-        ks.insert_entry(e.db as usize, Str::from_vec(e.key), value, e.expire_ms);
-        s.keys_loaded += 1;
-        Ok(())
-    })?;
+    // RESIZEDB comes before the keys it sizes: kept until the next key arrives.
+    let hints = std::cell::RefCell::new(Vec::new());
+    let summary = formats::rdb::read_with_hints(
+        r,
+        ReadOptions::default(),
+        |db, keys| hints.borrow_mut().push((db, keys)),
+        |e| {
+            for (db, keys) in hints.borrow_mut().drain(..) {
+                if db < databases {
+                    ks.reserve(db as usize, keys.min(keys_max) as usize);
+                }
+            }
+            if e.db >= databases {
+                return Err(FormatError::Invalid(format!(
+                    "the file uses database {} but this node has {databases} (--databases)",
+                    e.db
+                )));
+            }
+            if e.expire_ms.is_some_and(|at| at <= now_ms) {
+                s.keys_expired += 1;
+                return Ok(());
+            }
+            let Some(value) = to_value(e.value)? else {
+                return Ok(());
+            };
+            if !ks.insert_new_entry(e.db as usize, Str::from_vec(e.key), value, e.expire_ms) {
+                return Err(FormatError::Invalid(format!(
+                    "duplicate key in database {}",
+                    e.db
+                )));
+            }
+            s.keys_loaded += 1;
+            Ok(())
+        },
+    )?;
     s.bytes = summary.bytes;
     Ok(s)
 }

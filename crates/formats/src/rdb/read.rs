@@ -329,6 +329,17 @@ impl<R: Read> Reader<R> {
 pub fn read<R: Read>(
     inner: R,
     opts: ReadOptions,
+    each: impl FnMut(RdbEntry) -> Result<(), FormatError>,
+) -> Result<RdbSummary, FormatError> {
+    read_with_hints(inner, opts, |_, _| {}, each)
+}
+
+/// [`read`], also passing the RESIZEDB hints (database, keys it announces) to `resize`, so
+/// a loader can size its tables once. Hints are unchecked claims of the file: bound them.
+pub fn read_with_hints<R: Read>(
+    inner: R,
+    opts: ReadOptions,
+    mut resize: impl FnMut(u64, u64),
     mut each: impl FnMut(RdbEntry) -> Result<(), FormatError>,
 ) -> Result<RdbSummary, FormatError> {
     let mut r = Reader {
@@ -371,8 +382,9 @@ pub fn read<R: Read>(
             }
             opcode::SELECTDB => db = r.len()?,
             opcode::RESIZEDB => {
+                let keys = r.len()?;
                 r.len()?;
-                r.len()?;
+                resize(db, keys);
             }
             opcode::AUX => {
                 let k = r.string()?;

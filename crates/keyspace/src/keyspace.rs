@@ -444,6 +444,11 @@ impl Keyspace {
         self.feed.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
+    /// Like [`Keyspace::take_feed`], keeping the feed's allocation for the next changes.
+    pub fn drain_feed(&mut self) -> impl Iterator<Item = (usize, Vec<Bytes>)> + '_ {
+        self.feed.iter_mut().flat_map(|f| f.drain(..))
+    }
+
     /// Entries in the feed, to mark where a transaction's changes begin.
     pub fn feed_len(&self) -> usize {
         self.feed.as_ref().map_or(0, Vec::len)

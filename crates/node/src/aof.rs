@@ -2,10 +2,10 @@
 //! the `appendfsync` policy, rewriting, and replaying at start.
 //!
 //! Changes come from the keyspace's feed as commands. Connections append them to
-//! [`AofLog`] under the state lock; a flusher writes them out of the lock, fsyncs as
-//! `appendfsync` says and publishes the logical offset that is durable. Under `always`
-//! connections wait for that offset before replying, and one fsync covers every write
-//! pending at the time (group commit).
+//! [`AofLog`] under the state lock; the flusher task writes them out of the lock once the
+//! ready connections have run (one write(2) for all, plus one fsync under `always`: group
+//! commit) and publishes the offset written. Replies wait for it, as Redis writes the log
+//! before replying. Under `everysec` a thread fsyncs once a second.
 //!
 //! A rewrite opens the next incr file at once (the manifest names it next to the old ones),
 //! then writes the new base from a keyspace snapshot taken at that same moment; when the
@@ -29,9 +29,6 @@ use crate::{Shared, persist};
 
 /// How often `everysec` fsyncs.
 const EVERYSEC: Duration = Duration::from_secs(1);
-/// Under `everysec` and `no`, the least time between two write rounds: bytes wait this long
-/// at most before reaching the kernel.
-const COALESCE: Duration = Duration::from_millis(2);
 /// Pause before retrying a failed write.
 const WRITE_RETRY: Duration = Duration::from_millis(100);
 
@@ -53,8 +50,8 @@ pub struct AofLog {
     pub appended: u64,
     /// The offset that is on disk (fsynced under `always`), for waiting connections.
     durable: Arc<tokio::sync::watch::Sender<u64>>,
-    /// How to tell the flusher bytes are pending (once until it takes them).
-    flusher: Option<Flusher>,
+    /// Tells the flusher bytes are pending (once until it takes them).
+    flusher: Option<Arc<tokio::sync::Notify>>,
     flusher_told: bool,
     /// Bytes in the incr files since the last rewrite, and the base's size then: the
     /// auto-rewrite rule compares them.
@@ -188,65 +185,52 @@ pub fn start_flusher(st: &mut State, shared: Weak<Shared>) -> anyhow::Result<()>
     let file = OpenOptions::new().append(true).open(&current)?;
     log.shared = shared.clone();
     let durable = log.durable.clone();
-    let out = Output::new(file);
-    log.flusher = Some(if fsync == Fsync::Always {
-        let notify = Arc::new(tokio::sync::Notify::new());
-        tokio::spawn(flush_always(shared, out, durable, notify.clone()));
-        Flusher::Task(notify)
-    } else {
-        let handle = std::thread::Builder::new()
-            .name("aof-flusher".into())
-            .spawn(move || flusher(shared, out, fsync, durable))?;
-        Flusher::Thread(handle.thread().clone())
-    });
+    let out = Output::new(file, fsync)?;
+    let notify = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(flush_task(shared, out, durable, notify.clone()));
+    log.flusher = Some(notify);
     Ok(())
 }
 
-/// Moves the keyspace's feed into the log; returns the offset a reply must wait for under
-/// `always` (None when nothing was logged or the policy does not wait).
+/// Moves the keyspace's feed into the log; returns the offset a reply must wait for (None
+/// when nothing was logged).
 pub fn feed(st: &mut State) -> Option<u64> {
     if !st.ks.feed_pending() {
         return None;
     }
-    let changes = st.ks.take_feed();
     let log = st.aof.as_mut()?;
-    let mut buf = Vec::with_capacity(64 * changes.len());
-    for (db, args) in changes {
+    if !matches!(log.pending.last(), Some(Chunk::Bytes(_))) {
+        log.pending
+            .push(Chunk::Bytes(Vec::with_capacity(64 * 1024)));
+    }
+    let Some(Chunk::Bytes(buf)) = log.pending.last_mut() else {
+        unreachable!("a byte chunk was just ensured")
+    };
+    let before = buf.len();
+    for (db, args) in st.ks.drain_feed() {
         if log.selected != Some(db) {
-            aof::encode_command(
-                &[
-                    b"SELECT".as_slice(),
-                    itoa::Buffer::new().format(db).as_bytes(),
-                ],
-                &mut buf,
-            );
+            let db_text = itoa::Buffer::new().format(db).as_bytes().to_vec();
+            aof::encode_command(&[b"SELECT".as_slice(), &db_text], buf);
             log.selected = Some(db);
         }
-        aof::encode_command(&args, &mut buf);
+        aof::encode_command(&args, buf);
     }
-    log.appended += buf.len() as u64;
-    log.incr_bytes += buf.len() as u64;
-    match log.pending.last_mut() {
-        Some(Chunk::Bytes(b)) => b.extend_from_slice(&buf),
-        _ => log.pending.push(Chunk::Bytes(buf)),
-    }
+    let added = (buf.len() - before) as u64;
+    log.appended += added;
+    log.incr_bytes += added;
     if !log.flusher_told
         && let Some(f) = &log.flusher
     {
         log.flusher_told = true;
-        match f {
-            Flusher::Thread(t) => t.unpark(),
-            Flusher::Task(n) => n.notify_one(),
-        }
+        f.notify_one();
     }
-    (st.config.appendfsync == Fsync::Always).then_some(log.appended)
+    Some(log.appended)
 }
 
-/// The flusher of a log: a thread for `everysec` and `no`, a task on the node's runtime
-/// for `always`.
-enum Flusher {
-    Thread(std::thread::Thread),
-    Task(Arc<tokio::sync::Notify>),
+/// The offset a reply sent now must wait for: everything logged so far.
+pub fn durable_target(st: &State) -> Option<(u64, tokio::sync::watch::Receiver<u64>)> {
+    let log = st.aof.as_ref()?;
+    Some((log.appended, log.durable()))
 }
 
 /// Takes what connections appended; returns the logical offset it ends at. None once the
@@ -260,7 +244,7 @@ fn take_pending(shared: &Weak<Shared>, backlog: &mut VecDeque<Chunk>) -> Option<
     Some(log.appended)
 }
 
-/// Publishes a round's outcome: the durable offset, and the write status on change.
+/// Publishes a round's outcome: the written offset, and the write status on change.
 fn report(
     shared: &Weak<Shared>,
     result: std::io::Result<()>,
@@ -273,7 +257,7 @@ fn report(
         Ok(()) => {
             durable.send_replace(upto);
         }
-        // Replies under `always` keep waiting: nothing unlogged is acknowledged.
+        // Replies keep waiting: nothing unlogged is acknowledged.
         Err(e) => tracing::error!(error = %e, "writing the append only file failed; retrying"),
     }
     if ok != *reported_ok {
@@ -286,36 +270,12 @@ fn report(
     }
 }
 
-/// `everysec` and `no`: rounds at least [`COALESCE`] apart, so a busy node wakes the thread
-/// a bounded number of times per second and fsync (once a second) never stalls clients.
-fn flusher(
-    shared: Weak<Shared>,
-    mut out: Output,
-    fsync: Fsync,
-    durable: Arc<tokio::sync::watch::Sender<u64>>,
-) {
-    let mut backlog = VecDeque::new();
-    let mut reported_ok = true;
-    loop {
-        if backlog.is_empty() {
-            std::thread::park_timeout(EVERYSEC);
-        } else {
-            std::thread::sleep(WRITE_RETRY);
-        }
-        std::thread::sleep(COALESCE);
-        let Some(upto) = take_pending(&shared, &mut backlog) else {
-            return;
-        };
-        let result = out.write(&mut backlog, fsync);
-        report(&shared, result, upto, &durable, &mut reported_ok);
-    }
-}
-
-/// `always`: like Redis's event loop before it sleeps, a round runs once the connections
-/// that were ready have run, so every write they made shares one write and one fsync;
-/// their replies wait for the durable offset. The fsync runs on the node's thread, as
-/// Redis's does: a round trip to another thread per fsync costs more than it saves.
-async fn flush_always(
+/// The flusher, Redis's "before sleep" step: a round runs once the connections that were
+/// ready have run, so all their writes share one write(2) (and, under `always`, one
+/// fsync). Their replies wait for the round, as Redis writes the log before replying:
+/// an acknowledged write survives the process being killed under every policy, and an
+/// OS crash under `always`. The write runs on the node's thread, as Redis's does.
+async fn flush_task(
     shared: Weak<Shared>,
     mut out: Output,
     durable: Arc<tokio::sync::watch::Sender<u64>>,
@@ -333,8 +293,34 @@ async fn flush_always(
         let Some(upto) = take_pending(&shared, &mut backlog) else {
             return;
         };
-        let result = out.write(&mut backlog, Fsync::Always);
+        let result = out.write(&mut backlog);
         report(&shared, result, upto, &durable, &mut reported_ok);
+    }
+}
+
+/// `everysec`: the current incr file (a second handle to it) and whether it has unsynced
+/// bytes, for the thread that fsyncs once a second off the node's thread.
+struct EverySec {
+    file: std::sync::Mutex<Option<File>>,
+    dirty: std::sync::atomic::AtomicBool,
+}
+
+fn everysec_thread(target: Weak<EverySec>) {
+    use std::sync::atomic::Ordering;
+    loop {
+        std::thread::sleep(EVERYSEC);
+        let Some(t) = target.upgrade() else {
+            return;
+        };
+        if t.dirty.swap(false, Ordering::AcqRel) {
+            let file = t.file.lock().expect("fsync target lock");
+            if let Some(f) = file.as_ref()
+                && let Err(e) = f.sync_data()
+            {
+                t.dirty.store(true, Ordering::Release);
+                tracing::error!(error = %e, "fsync of the append only file failed");
+            }
+        }
     }
 }
 
@@ -343,23 +329,38 @@ struct Output {
     file: File,
     /// Its length: where a failed write is cut back to, so a retry never duplicates bytes.
     len: u64,
-    last_sync: Instant,
-    unsynced: bool,
+    fsync: Fsync,
+    everysec: Option<Arc<EverySec>>,
 }
 
 impl Output {
-    fn new(file: File) -> Output {
-        Output {
+    fn new(file: File, fsync: Fsync) -> std::io::Result<Output> {
+        let everysec = match fsync {
+            Fsync::EverySec => {
+                let target = Arc::new(EverySec {
+                    file: std::sync::Mutex::new(Some(file.try_clone()?)),
+                    dirty: false.into(),
+                });
+                let weak = Arc::downgrade(&target);
+                std::thread::Builder::new()
+                    .name("aof-fsync".into())
+                    .spawn(move || everysec_thread(weak))?;
+                Some(target)
+            }
+            _ => None,
+        };
+        Ok(Output {
             len: file.metadata().map_or(0, |m| m.len()),
             file,
-            last_sync: Instant::now(),
-            unsynced: false,
-        }
+            fsync,
+            everysec,
+        })
     }
 
     /// Writes chunks from the front of `chunks`, removing each once written, then fsyncs
-    /// as `fsync` says. On error the failed chunk stays at the front.
-    fn write(&mut self, chunks: &mut VecDeque<Chunk>, fsync: Fsync) -> std::io::Result<()> {
+    /// under `always`. On error the failed chunk stays at the front.
+    fn write(&mut self, chunks: &mut VecDeque<Chunk>) -> std::io::Result<()> {
+        let mut wrote = false;
         while let Some(chunk) = chunks.front() {
             match chunk {
                 Chunk::Bytes(b) => {
@@ -368,25 +369,25 @@ impl Output {
                         return Err(e);
                     }
                     self.len += b.len() as u64;
-                    self.unsynced = true;
+                    wrote = true;
                 }
                 Chunk::SwitchTo(path) => {
                     self.file.sync_all()?;
                     self.file = OpenOptions::new().append(true).open(path)?;
                     self.len = self.file.metadata()?.len();
+                    if let Some(t) = &self.everysec {
+                        *t.file.lock().expect("fsync target lock") = Some(self.file.try_clone()?);
+                    }
                 }
             }
             chunks.pop_front();
         }
-        let due = match fsync {
-            Fsync::Always => true,
-            Fsync::EverySec => self.last_sync.elapsed() >= EVERYSEC,
-            Fsync::No => false,
-        };
-        if due && self.unsynced {
-            self.file.sync_data()?;
-            self.last_sync = Instant::now();
-            self.unsynced = false;
+        if wrote {
+            match (self.fsync, &self.everysec) {
+                (Fsync::Always, _) => self.file.sync_data()?,
+                (_, Some(t)) => t.dirty.store(true, std::sync::atomic::Ordering::Release),
+                _ => {}
+            }
         }
         Ok(())
     }

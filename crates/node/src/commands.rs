@@ -774,6 +774,25 @@ fn config(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
                     ))
                 })?;
             }
+            // The log's file, directory and flusher are set up at start.
+            let fixed = [
+                ("appendonly", next.appendonly != st.config.appendonly),
+                ("appendfsync", next.appendfsync != st.config.appendfsync),
+                (
+                    "appenddirname",
+                    next.appenddirname != st.config.appenddirname,
+                ),
+                (
+                    "appendfilename",
+                    next.appendfilename != st.config.appendfilename,
+                ),
+                ("databases", next.databases != st.config.databases),
+            ];
+            if let Some((name, _)) = fixed.iter().find(|(_, changed)| *changed) {
+                return Err(CmdError::other(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name}') - can't change it at runtime on this node; restart it with the new value"
+                )));
+            }
             st.config = next;
             out.ok();
         }

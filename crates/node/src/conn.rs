@@ -149,10 +149,8 @@ impl Connection {
             }
             if !pending.is_empty() {
                 let (flow, durable) = self.run_batch(&mut pending, &mut out, &mut authenticated);
-                // appendfsync always: no reply before the log holding its writes is on disk.
-                if let Some((offset, mut on_disk)) = durable
-                    && on_disk.wait_for(|&d| d >= offset).await.is_err()
-                {
+                // No reply before the log holds its writes (on disk under appendfsync always).
+                if !wait_durable(durable).await {
                     return;
                 }
                 if !self.write(&mut out).await {
@@ -168,6 +166,13 @@ impl Connection {
                     Flow::Block { slot, deadline_ms } => {
                         match self.wait_blocked(&slot, deadline_ms).await {
                             Some(reply) => {
+                                // Its write was logged by the batch that served it.
+                                let durable = crate::aof::durable_target(
+                                    &self.shared.state.lock().expect("state lock"),
+                                );
+                                if !wait_durable(durable).await {
+                                    return;
+                                }
                                 out.raw(&reply);
                                 if !self.write(&mut out).await {
                                     return;
@@ -352,5 +357,14 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// Waits until the log is durable up to the target (appendfsync always); false if the log
+/// went away.
+async fn wait_durable(target: Option<(u64, tokio::sync::watch::Receiver<u64>)>) -> bool {
+    match target {
+        Some((offset, mut on_disk)) => on_disk.wait_for(|&d| d >= offset).await.is_ok(),
+        None => true,
     }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, installing what it needs first. This is the README's test command
-# and what CI runs (.ci/run). Needs: the Rust toolchain; installs Redis 7.0 tools
-# (redis-server, redis-cli, redis-benchmark, redis-check-*) from Debian's packages.
+# and what CI runs (.ci/run). Needs: the Rust toolchain, Node.js/npm and Python 3; installs
+# Redis 7.0 tools (redis-server, redis-cli, redis-benchmark, redis-check-*) from Debian's
+# packages, Azurite from npm and moto's S3 server from PyPI (under .cache/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 redis-server --version | grep -q ' v=7\.' || { echo "redis-server 7.x is required, found: $(redis-server --version)" >&2; exit 1; }
+
+# Azurite and moto's S3 server for the object-store tests, stopped when this script ends.
+trap 'scripts/object-stores.sh stop' EXIT
+eval "$(scripts/object-stores.sh start)"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

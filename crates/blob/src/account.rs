@@ -1,0 +1,436 @@
+//! Storage accounts from connection strings: Azure's own format (and Azurite's
+//! `UseDevelopmentStorage=true`), an S3 form, and a local folder.
+//!
+//! Parsing is pure and checks everything it can before anything is created; secrets never
+//! appear in `Debug` output, error messages or [`Account::display_name`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Azurite's well-known development account and key (published by Microsoft).
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+const AZURITE_BLOB_ENDPOINT: &str = "http://127.0.0.1:10000/devstoreaccount1";
+/// The container (or bucket prefix root) used when the string names none.
+pub const DEFAULT_CONTAINER: &str = "cacheplane";
+/// Longest connection string accepted.
+const CONNECTION_STRING_MAX_BYTES: usize = 4096;
+
+/// A refused connection string, naming the missing or wrong part (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccountError {
+    #[error("connection string is empty")]
+    Empty,
+    #[error("connection string is longer than {CONNECTION_STRING_MAX_BYTES} bytes")]
+    TooLong,
+    /// The 1-based position of the offending `;`-separated part (its text may be a secret).
+    #[error("connection string part {0} is not of the form Key=Value")]
+    NotKeyValue(usize),
+    #[error("connection string has '{0}' twice")]
+    Duplicate(String),
+    #[error("connection string is missing {0}")]
+    Missing(&'static str),
+    #[error("connection string has an invalid {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+    #[error("connection string has unknown key '{0}'")]
+    UnknownKey(String),
+}
+
+/// Where a storage account keeps its objects.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Account {
+    Azure {
+        account: String,
+        key: Secret,
+        /// `BlobEndpoint`, or `https://{account}.blob.{suffix}`.
+        endpoint: String,
+        container: String,
+    },
+    S3 {
+        /// None: AWS itself.
+        endpoint: Option<String>,
+        bucket: String,
+        region: String,
+        access_key_id: String,
+        secret_access_key: Secret,
+    },
+    Local {
+        path: PathBuf,
+    },
+}
+
+/// A secret that prints as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display_name())
+    }
+}
+
+impl Account {
+    /// Parses a connection string:
+    /// - Azure: `DefaultEndpointsProtocol=https;AccountName=a;AccountKey=k;EndpointSuffix=core.windows.net`
+    ///   or with `BlobEndpoint=http://host:port/a`; `UseDevelopmentStorage=true` for Azurite.
+    ///   `Container=name` (cacheplane's extension) picks the container, default `cacheplane`.
+    /// - S3: `Provider=S3;Bucket=b;Region=r;AccessKeyId=id;SecretAccessKey=s[;Endpoint=http://host:port]`.
+    /// - Local folder: `Provider=Local;Path=/abs/dir`, or `file:///abs/dir`.
+    pub fn parse(text: &str) -> Result<Account, AccountError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(AccountError::Empty);
+        }
+        if text.len() > CONNECTION_STRING_MAX_BYTES {
+            return Err(AccountError::TooLong);
+        }
+        if let Some(path) = text.strip_prefix("file://") {
+            return local(path);
+        }
+        let mut parts = Parts::split(text)?;
+        let account = match parts
+            .take("Provider")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("s3") => s3(&mut parts)?,
+            Some("local") => local(&parts.take("Path").ok_or(AccountError::Missing("Path"))?)?,
+            Some("azure") | None => azure(&mut parts)?,
+            Some(_) => {
+                return Err(AccountError::Invalid {
+                    key: "Provider",
+                    reason: "expected S3, Local or Azure".into(),
+                });
+            }
+        };
+        parts.finish()?;
+        Ok(account)
+    }
+
+    /// A name for logs and reports: kind, account or bucket, and endpoint; no secrets.
+    pub fn display_name(&self) -> String {
+        match self {
+            Account::Azure {
+                account,
+                endpoint,
+                container,
+                ..
+            } => format!("azure:{account}/{container}@{endpoint}"),
+            Account::S3 {
+                endpoint, bucket, ..
+            } => {
+                format!("s3:{bucket}@{}", endpoint.as_deref().unwrap_or("aws"))
+            }
+            Account::Local { path } => format!("local:{}", path.display()),
+        }
+    }
+}
+
+/// The `Key=Value` pairs of a connection string, keys compared case-insensitively.
+struct Parts(BTreeMap<String, (String, String)>);
+
+impl Parts {
+    fn split(text: &str) -> Result<Parts, AccountError> {
+        let mut map = BTreeMap::new();
+        for (i, part) in text
+            .split(';')
+            .map(str::trim)
+            .enumerate()
+            .filter(|(_, p)| !p.is_empty())
+        {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or(AccountError::NotKeyValue(i + 1))?;
+            let (k, v) = (k.trim(), v.trim());
+            if k.is_empty() {
+                return Err(AccountError::NotKeyValue(i + 1));
+            }
+            if map
+                .insert(k.to_ascii_lowercase(), (k.to_string(), v.to_string()))
+                .is_some()
+            {
+                return Err(AccountError::Duplicate(k.to_string()));
+            }
+        }
+        Ok(Parts(map))
+    }
+
+    fn take(&mut self, key: &str) -> Option<String> {
+        self.0.remove(&key.to_ascii_lowercase()).map(|(_, v)| v)
+    }
+
+    fn require(&mut self, key: &'static str) -> Result<String, AccountError> {
+        self.take(key)
+            .filter(|v| !v.is_empty())
+            .ok_or(AccountError::Missing(key))
+    }
+
+    /// Refuses keys nobody took.
+    fn finish(self) -> Result<(), AccountError> {
+        match self.0.into_values().next() {
+            Some((k, _)) => Err(AccountError::UnknownKey(k)),
+            None => Ok(()),
+        }
+    }
+}
+
+fn local(path: &str) -> Result<Account, AccountError> {
+    let path = PathBuf::from(path);
+    if !path.is_absolute() {
+        return Err(AccountError::Invalid {
+            key: "Path",
+            reason: "must be an absolute path".into(),
+        });
+    }
+    Ok(Account::Local { path })
+}
+
+fn check_url(key: &'static str, url: &str) -> Result<(), AccountError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| AccountError::Invalid {
+            key,
+            reason: "must start with http:// or https://".into(),
+        })?;
+    if rest.is_empty() || rest.starts_with('/') || rest.contains(char::is_whitespace) {
+        return Err(AccountError::Invalid {
+            key,
+            reason: "has no host".into(),
+        });
+    }
+    Ok(())
+}
+
+fn container_name(parts: &mut Parts) -> Result<String, AccountError> {
+    let c = parts
+        .take("Container")
+        .unwrap_or_else(|| DEFAULT_CONTAINER.into());
+    // Azure's rule (3-63 lowercase letters, digits and single dashes) also suits S3 prefixes.
+    let ok = (3..=63).contains(&c.len())
+        && c.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !c.starts_with('-')
+        && !c.ends_with('-')
+        && !c.contains("--");
+    if !ok {
+        return Err(AccountError::Invalid {
+            key: "Container",
+            reason: "use 3-63 lowercase letters, digits and dashes".into(),
+        });
+    }
+    Ok(c)
+}
+
+fn azure(parts: &mut Parts) -> Result<Account, AccountError> {
+    if let Some(dev) = parts.take("UseDevelopmentStorage") {
+        if !dev.eq_ignore_ascii_case("true") {
+            return Err(AccountError::Invalid {
+                key: "UseDevelopmentStorage",
+                reason: "only 'true' is meaningful".into(),
+            });
+        }
+        let endpoint = match parts.take("DevelopmentStorageProxyUri") {
+            Some(proxy) => {
+                check_url("DevelopmentStorageProxyUri", &proxy)?;
+                format!("{}/{AZURITE_ACCOUNT}", proxy.trim_end_matches('/'))
+            }
+            None => AZURITE_BLOB_ENDPOINT.to_string(),
+        };
+        let container = container_name(parts)?;
+        return Ok(Account::Azure {
+            account: AZURITE_ACCOUNT.into(),
+            key: Secret(AZURITE_KEY.into()),
+            endpoint,
+            container,
+        });
+    }
+    let account = parts.require("AccountName")?;
+    if !(3..=24).contains(&account.len())
+        || !account
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        return Err(AccountError::Invalid {
+            key: "AccountName",
+            reason: "use 3-24 lowercase letters and digits".into(),
+        });
+    }
+    let key = parts.require("AccountKey")?;
+    let base64 = key.len().is_multiple_of(4)
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=');
+    if !base64 {
+        return Err(AccountError::Invalid {
+            key: "AccountKey",
+            reason: "is not base64".into(),
+        });
+    }
+    let protocol = parts
+        .take("DefaultEndpointsProtocol")
+        .unwrap_or_else(|| "https".into())
+        .to_ascii_lowercase();
+    if protocol != "https" && protocol != "http" {
+        return Err(AccountError::Invalid {
+            key: "DefaultEndpointsProtocol",
+            reason: "expected http or https".into(),
+        });
+    }
+    let suffix = parts
+        .take("EndpointSuffix")
+        .unwrap_or_else(|| "core.windows.net".into());
+    let endpoint = match parts.take("BlobEndpoint") {
+        Some(e) => {
+            check_url("BlobEndpoint", &e)?;
+            e.trim_end_matches('/').to_string()
+        }
+        None => format!("{protocol}://{account}.blob.{suffix}"),
+    };
+    // Endpoints of the account's other services are part of Azure's format; unused here.
+    for other in ["QueueEndpoint", "TableEndpoint", "FileEndpoint"] {
+        parts.take(other);
+    }
+    let container = container_name(parts)?;
+    Ok(Account::Azure {
+        account,
+        key: Secret(key),
+        endpoint,
+        container,
+    })
+}
+
+fn s3(parts: &mut Parts) -> Result<Account, AccountError> {
+    let bucket = parts.require("Bucket")?;
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !valid_bucket {
+        return Err(AccountError::Invalid {
+            key: "Bucket",
+            reason: "use 3-63 lowercase letters, digits, dots and dashes".into(),
+        });
+    }
+    let endpoint = parts.take("Endpoint");
+    if let Some(e) = &endpoint {
+        check_url("Endpoint", e)?;
+    }
+    let region = parts.take("Region").unwrap_or_else(|| "us-east-1".into());
+    let access_key_id = parts.require("AccessKeyId")?;
+    let secret_access_key = Secret(parts.require("SecretAccessKey")?);
+    Ok(Account::S3 {
+        endpoint: endpoint.map(|e| e.trim_end_matches('/').to_string()),
+        bucket,
+        region,
+        access_key_id,
+        secret_access_key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn azure_forms_parse() {
+        let a = Account::parse("UseDevelopmentStorage=true").unwrap();
+        assert!(
+            matches!(&a, Account::Azure { account, endpoint, container, .. }
+            if account == "devstoreaccount1" && endpoint == "http://127.0.0.1:10000/devstoreaccount1" && container == "cacheplane")
+        );
+        let a = Account::parse(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=abcd1234;BlobEndpoint=http://127.0.0.1:10123/devstoreaccount1/;Container=backups",
+        )
+        .unwrap();
+        assert!(matches!(&a, Account::Azure { endpoint, container, .. }
+            if endpoint == "http://127.0.0.1:10123/devstoreaccount1" && container == "backups"));
+        let a = Account::parse(
+            "AccountName=prodacct;AccountKey=abcd;EndpointSuffix=core.chinacloudapi.cn",
+        )
+        .unwrap();
+        assert!(
+            matches!(&a, Account::Azure { endpoint, .. } if endpoint == "https://prodacct.blob.core.chinacloudapi.cn")
+        );
+    }
+
+    #[test]
+    fn s3_and_local_forms_parse() {
+        let a = Account::parse("Provider=S3;Endpoint=http://127.0.0.1:9000;Bucket=caches;AccessKeyId=x;SecretAccessKey=y").unwrap();
+        assert!(
+            matches!(&a, Account::S3 { region, bucket, .. } if region == "us-east-1" && bucket == "caches")
+        );
+        assert_eq!(
+            Account::parse("file:///var/backups").unwrap(),
+            Account::Local {
+                path: "/var/backups".into()
+            }
+        );
+        assert_eq!(
+            Account::parse("Provider=Local;Path=/d").unwrap(),
+            Account::Local { path: "/d".into() }
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_part_and_never_the_secret() {
+        let cases = [
+            ("", "empty"),
+            ("AccountName=acct", "missing AccountKey"),
+            ("AccountKey=c2VjcmV0", "missing AccountName"),
+            (
+                "AccountName=acct;AccountKey=not base64!",
+                "invalid AccountKey",
+            ),
+            (
+                "AccountName=acct;AccountKey=abcd;BlobEndpoint=ftp://x",
+                "invalid BlobEndpoint",
+            ),
+            (
+                "AccountName=acct;AccountKey=abcd;Bogus=1",
+                "unknown key 'Bogus'",
+            ),
+            ("AccountName=a;AccountName=b", "'AccountName' twice"),
+            (
+                "Provider=S3;Bucket=b1x;AccessKeyId=x",
+                "missing SecretAccessKey",
+            ),
+            (
+                "Provider=S3;Bucket=Bad_Bucket;AccessKeyId=x;SecretAccessKey=topsecret",
+                "invalid Bucket",
+            ),
+            ("Provider=Gcs", "invalid Provider"),
+            ("Provider=Local;Path=relative", "invalid Path"),
+            ("garbage", "not of the form Key=Value"),
+            (
+                "UseDevelopmentStorage=true;Container=UPPER",
+                "invalid Container",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = Account::parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+            assert!(!e.contains("topsecret") && !e.contains("c2VjcmV0"), "{e}");
+        }
+        let a = Account::parse("Provider=S3;Bucket=b1x;AccessKeyId=x;SecretAccessKey=topsecret")
+            .unwrap();
+        assert!(!format!("{a:?}").contains("topsecret"));
+        assert!(!a.display_name().contains("topsecret"));
+    }
+}

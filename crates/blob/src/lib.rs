@@ -1,0 +1,13 @@
+//! Object stores for a node's persistence: storage accounts from connection strings, and
+//! the writes, reads and deletes the persistence pipeline makes, each reported as an event
+//! for the soft-delete accounting. The only crate that uses `object_store`.
+
+mod account;
+
+pub use account::{AZURITE_ACCOUNT, Account, AccountError, DEFAULT_CONTAINER, Secret};
+mod store;
+
+pub use store::{
+    BlobError, BlobEvent, EventKind, EventSink, PART_SIZE_BYTES, PARTS_IN_FLIGHT_MAX, Store,
+    Upload, Version,
+};

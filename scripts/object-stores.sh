@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs (once, under .cache/) and starts the object-store servers the tests use, on
+# 127.0.0.1 and free ports: Azurite (Azure Blob emulator, from npm) and moto's S3 server
+# (from PyPI). Creates the container and the buckets, and prints the environment the tests
+# read, as `export` lines. Stop them with: scripts/object-stores.sh stop
+# Usage: eval "$(scripts/object-stores.sh start)"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE=.cache/object-stores
+mkdir -p "$CACHE"
+PIDS="$CACHE/pids"
+
+if [ "${1:-start}" = stop ]; then
+  [ -f "$PIDS" ] && while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$PIDS"
+  rm -f "$PIDS"
+  exit 0
+fi
+
+log() { echo "$@" >&2; }
+if [ ! -x "$CACHE/npm/node_modules/.bin/azurite-blob" ]; then
+  log "installing azurite@3 from npm"
+  npm install --silent --no-audit --no-fund --prefix "$CACHE/npm" azurite@3 >&2
+fi
+if [ ! -x "$CACHE/venv/bin/moto_server" ]; then
+  log "installing moto[server], boto3, azure-storage-blob from PyPI"
+  python3 -m venv "$CACHE/venv" >&2
+  "$CACHE/venv/bin/pip" install --quiet "moto[server]" boto3 azure-storage-blob >&2
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+AZ_PORT=$(free_port)
+S3_PORT=$(free_port)
+rm -rf "$CACHE/azurite-data"
+"$CACHE/npm/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZ_PORT" \
+  --location "$CACHE/azurite-data" --skipApiVersionCheck --loose --disableTelemetry >"$CACHE/azurite.log" 2>&1 &
+echo $! >>"$PIDS"
+"$CACHE/venv/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$CACHE/moto.log" 2>&1 &
+echo $! >>"$PIDS"
+
+AZ="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:$AZ_PORT/devstoreaccount1"
+"$CACHE/venv/bin/python" - "$AZ" "$S3_PORT" >&2 <<'PY'
+import sys, time
+import boto3
+from azure.storage.blob import BlobServiceClient
+az, s3_port = sys.argv[1], sys.argv[2]
+deadline = time.time() + 30
+while True:
+    try:
+        svc = BlobServiceClient.from_connection_string(az)
+        for name in ["cacheplane", "secondary"]:
+            if not svc.get_container_client(name).exists():
+                svc.create_container(name)
+        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_port}", region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+        for name in ["cacheplane", "secondary", "versioned"]:
+            s3.create_bucket(Bucket=name)
+        s3.put_bucket_versioning(Bucket="versioned", VersioningConfiguration={"Status": "Enabled"})
+        break
+    except Exception as e:
+        if time.time() > deadline:
+            raise SystemExit(f"object stores did not come up: {e}")
+        time.sleep(0.2)
+PY
+S3="Provider=S3;Endpoint=http://127.0.0.1:$S3_PORT;Bucket=cacheplane;Region=us-east-1;AccessKeyId=test;SecretAccessKey=test"
+echo "export CACHEPLANE_TEST_AZURITE='$AZ'"
+echo "export CACHEPLANE_TEST_S3='$S3'"
+echo "export CACHEPLANE_TEST_S3_ENDPOINT='http://127.0.0.1:$S3_PORT'"
+echo "export CACHEPLANE_TEST_AZURITE_ENDPOINT='http://127.0.0.1:$AZ_PORT/devstoreaccount1'"

@@ -7,3 +7,4 @@ mod node_compat;
 mod node_protocol;
 mod node_server;
 mod persistence;
+mod storage;

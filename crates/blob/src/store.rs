@@ -292,6 +292,20 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the object under `key` unconditionally (`old_bytes`: its size, 0 if new).
+    pub async fn put_over(&self, key: &str, bytes: Bytes, old_bytes: u64) -> Result<(), BlobError> {
+        let len = bytes.len() as u64;
+        self.inner
+            .put(&self.path(key), PutPayload::from(bytes))
+            .await
+            .map_err(|e| self.err(key, e))?;
+        if old_bytes > 0 {
+            self.emit(key, old_bytes, EventKind::Overwrite);
+        }
+        self.emit(key, len, EventKind::Write);
+        Ok(())
+    }
+
     /// The object and its version; None when absent.
     pub async fn get(&self, key: &str) -> Result<Option<(Bytes, Version)>, BlobError> {
         match self.inner.get(&self.path(key)).await {

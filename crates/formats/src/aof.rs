@@ -283,7 +283,12 @@ impl<R: BufRead> CommandReader<R> {
             return Ok(Err(LogEnd::Clean));
         }
         if !self.line(&mut line)? {
-            return if self.inner.fill_buf()?.is_empty() && line.len() < 64 {
+            // A torn header still starts like one; anything else is not a log (as Redis
+            // judges it).
+            return if self.inner.fill_buf()?.is_empty()
+                && line.len() < 64
+                && line.first() == Some(&b'*')
+            {
                 truncated
             } else {
                 Err(self.corrupt(start, "bad command header"))
@@ -298,7 +303,9 @@ impl<R: BufRead> CommandReader<R> {
         let mut args = Vec::with_capacity(count.min(64) as usize);
         for _ in 0..count {
             if !self.line(&mut line)? {
-                return if self.inner.fill_buf()?.is_empty() {
+                return if self.inner.fill_buf()?.is_empty()
+                    && line.first().is_none_or(|&c| c == b'$')
+                {
                     truncated
                 } else {
                     Err(self.corrupt(start, "bad argument header"))
@@ -410,6 +417,9 @@ mod tests {
                 "cut at {cut}"
             );
         }
+        // A last line that does not start like a command is not a torn command.
+        let mut r = CommandReader::new(&b"garbage!!"[..]);
+        assert!(r.next_or_end().is_err());
         // Garbage in the middle is corruption, not a torn tail.
         let mut bad = log.clone();
         bad[first] = b'x';

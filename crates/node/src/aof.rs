@@ -62,6 +62,10 @@ pub struct AofLog {
     pub last_rewrite_secs: Option<u64>,
     pub last_write_ok: bool,
     shared: Weak<Shared>,
+    /// Feeds the storage-account shippers, when AOF accounts are configured.
+    pub ship: Option<crate::ship::ShipHooks>,
+    /// Replies wait until the primary account holds their writes (`aof-durability store`).
+    store_durability: bool,
 }
 
 /// A rewrite in progress: the files it will switch the manifest to.
@@ -103,7 +107,8 @@ pub fn open(st: &mut State) -> anyhow::Result<()> {
     let manifest = if mpath.exists() {
         let text = std::fs::read_to_string(&mpath)
             .map_err(|e| anyhow::anyhow!("read {}: {e}", mpath.display()))?;
-        let m = Manifest::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", mpath.display()))?;
+        let mut m =
+            Manifest::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", mpath.display()))?;
         let started = Instant::now();
         let keys = replay(&dir, &m, &mut st.ks, st.config.aof_load_truncated)?;
         tracing::info!(
@@ -111,6 +116,18 @@ pub fn open(st: &mut State) -> anyhow::Result<()> {
             ms = started.elapsed().as_millis() as u64,
             "DB loaded from append only file"
         );
+        // A directory with only a base (or only history) gets the incr file appends go to.
+        if m.incrs.is_empty() {
+            let seq = m.next_incr_seq();
+            let incr = aof::AofFile {
+                name: aof::incr_name(&name, seq),
+                seq,
+                kind: aof::FileKind::Incr,
+            };
+            File::create(dir.join(&incr.name))?.sync_all()?;
+            m.incrs.push(incr);
+            write_atomically(&mpath, m.to_text().as_bytes())?;
+        }
         m
     } else {
         let base = aof::AofFile {
@@ -157,6 +174,8 @@ pub fn open(st: &mut State) -> anyhow::Result<()> {
         last_rewrite_secs: None,
         last_write_ok: true,
         shared: Weak::new(),
+        ship: None,
+        store_durability: false,
     });
     Ok(())
 }
@@ -170,8 +189,13 @@ fn m_incr_bytes(dir: &Path, m: &Manifest) -> u64 {
 }
 
 /// Starts the flusher thread once the node exists.
-pub fn start_flusher(st: &mut State, shared: Weak<Shared>) -> anyhow::Result<()> {
+pub fn start_flusher(
+    st: &mut State,
+    shared: Weak<Shared>,
+    ship: Option<crate::ship::ShipHooks>,
+) -> anyhow::Result<()> {
     let fsync = st.config.appendfsync;
+    let store_durability = st.config.storage.aof_durability == crate::config::Durability::Store;
     let Some(log) = st.aof.as_mut() else {
         return Ok(());
     };
@@ -179,13 +203,23 @@ pub fn start_flusher(st: &mut State, shared: Weak<Shared>) -> anyhow::Result<()>
         &log.manifest
             .incrs
             .last()
-            .expect("a manifest in use names an incr file")
+            .ok_or_else(|| anyhow::anyhow!("the aof manifest names no incr file"))?
             .name,
     );
     let file = OpenOptions::new().append(true).open(&current)?;
     log.shared = shared.clone();
     let durable = log.durable.clone();
-    let out = Output::new(file, fsync)?;
+    let mut out = Output::new(file, current.clone(), fsync)?;
+    if let Some(hooks) = &ship {
+        out.progress = Some(hooks.progress.clone());
+        hooks.progress.send_replace(crate::ship::Progress {
+            file: current,
+            len: out.len,
+            logical: log.appended,
+        });
+    }
+    log.ship = ship;
+    log.store_durability = store_durability && log.ship.is_some();
     let notify = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(flush_task(shared, out, durable, notify.clone()));
     log.flusher = Some(notify);
@@ -230,7 +264,10 @@ pub fn feed(st: &mut State) -> Option<u64> {
 /// The offset a reply sent now must wait for: everything logged so far.
 pub fn durable_target(st: &State) -> Option<(u64, tokio::sync::watch::Receiver<u64>)> {
     let log = st.aof.as_ref()?;
-    Some((log.appended, log.durable()))
+    match &log.ship {
+        Some(hooks) if log.store_durability => Some((log.appended, hooks.shipped.subscribe())),
+        _ => Some((log.appended, log.durable())),
+    }
 }
 
 /// Takes what connections appended; returns the logical offset it ends at. None once the
@@ -294,6 +331,15 @@ async fn flush_task(
             return;
         };
         let result = out.write(&mut backlog);
+        if result.is_ok()
+            && let Some(p) = &out.progress
+        {
+            p.send_replace(crate::ship::Progress {
+                file: out.path.clone(),
+                len: out.len,
+                logical: upto,
+            });
+        }
         report(&shared, result, upto, &durable, &mut reported_ok);
     }
 }
@@ -327,6 +373,9 @@ fn everysec_thread(target: Weak<EverySec>) {
 /// The incr file the flusher appends to.
 struct Output {
     file: File,
+    path: PathBuf,
+    /// Tells the storage-account shippers what is written.
+    progress: Option<tokio::sync::watch::Sender<crate::ship::Progress>>,
     /// Its length: where a failed write is cut back to, so a retry never duplicates bytes.
     len: u64,
     fsync: Fsync,
@@ -334,7 +383,7 @@ struct Output {
 }
 
 impl Output {
-    fn new(file: File, fsync: Fsync) -> std::io::Result<Output> {
+    fn new(file: File, path: PathBuf, fsync: Fsync) -> std::io::Result<Output> {
         let everysec = match fsync {
             Fsync::EverySec => {
                 let target = Arc::new(EverySec {
@@ -352,6 +401,8 @@ impl Output {
         Ok(Output {
             len: file.metadata().map_or(0, |m| m.len()),
             file,
+            path,
+            progress: None,
             fsync,
             everysec,
         })
@@ -374,6 +425,7 @@ impl Output {
                 Chunk::SwitchTo(path) => {
                     self.file.sync_all()?;
                     self.file = OpenOptions::new().append(true).open(path)?;
+                    self.path = path.clone();
                     self.len = self.file.metadata()?.len();
                     if let Some(t) = &self.everysec {
                         *t.file.lock().expect("fsync target lock") = Some(self.file.try_clone()?);
@@ -478,6 +530,12 @@ pub fn rewrite_done(st: &mut State, generation: u64, ok: bool) {
     log.base_bytes = std::fs::metadata(log.dir.join(&rw.base.name)).map_or(0, |m| m.len());
     log.last_rewrite_ok = true;
     log.last_rewrite_secs = Some(rw.started.elapsed().as_secs());
+    if let Some(hooks) = &log.ship {
+        hooks.bases.send_replace(Some(crate::ship::BaseReady {
+            base: log.dir.join(&rw.base.name),
+            incr: log.dir.join(&rw.incr.name),
+        }));
+    }
     tracing::info!(
         secs = rw.started.elapsed().as_secs(),
         "background AOF rewrite finished successfully"

@@ -124,6 +124,24 @@ pub fn run(
         }
         "debug" => debug(st, id, a, out)?,
         "lastsave" => out.int(st.last_save_unix as i64),
+        "cacheplane" => {
+            keyspace::check_subcommand_arity("cacheplane", a, &[("backup", 2), ("help", 2)])?;
+            match lossy(&a[1]).to_ascii_lowercase().as_str() {
+                "backup" => {
+                    let key = crate::ship::backup_now(st).map_err(save_failed)?;
+                    out.bulk(key.as_bytes());
+                }
+                "help" => help(
+                    out,
+                    &[
+                        "CACHEPLANE <subcommand>. Subcommands are:",
+                        "BACKUP",
+                        "    Stream a snapshot into the RDB storage account now; replies with its key.",
+                    ],
+                ),
+                _ => return Err(unknown_sub("cacheplane", &a[1])),
+            }
+        }
         "save" => {
             if st.rdb.job.is_some() {
                 return Err(CmdError::other("ERR Background save already in progress"));

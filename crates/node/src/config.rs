@@ -51,6 +51,50 @@ pub struct NodeConfig {
     pub enable_debug_command: DebugCommand,
     /// Worker threads serving connections (cacheplane's own setting).
     pub io_threads: usize,
+    /// Where snapshots and AOF segments go beyond the local disk (cacheplane's settings,
+    /// named like Azure Cache for Redis's `redisConfiguration` keys).
+    pub storage: StorageConfig,
+}
+
+/// Blob persistence settings.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub rdb_backup_enabled: bool,
+    /// Minutes between snapshots, on the node's clock sped up by `time_scale`.
+    pub rdb_backup_frequency_min: u64,
+    pub rdb_backup_max_snapshot_count: u64,
+    pub rdb_account: Option<blob::Account>,
+    /// Primary and secondary accounts for AOF segments.
+    pub aof_accounts: [Option<blob::Account>; 2],
+    /// Schedules run this many times faster than the wall clock (tests, demos).
+    pub time_scale: u64,
+    /// Every key this node writes lives under this prefix in its accounts.
+    pub prefix: String,
+    pub aof_durability: Durability,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            rdb_backup_enabled: false,
+            rdb_backup_frequency_min: 60,
+            rdb_backup_max_snapshot_count: 1,
+            rdb_account: None,
+            aof_accounts: [None, None],
+            time_scale: 1,
+            prefix: "cache".into(),
+            aof_durability: Durability::Local,
+        }
+    }
+}
+
+/// When a write counts as durable for its reply (`aof-durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// As `appendfsync` says, on the local disk.
+    Local,
+    /// Only once the AOF segment holding it is in the primary storage account.
+    Store,
 }
 
 impl Default for NodeConfig {
@@ -80,6 +124,7 @@ impl Default for NodeConfig {
             loglevel: "notice".into(),
             enable_debug_command: DebugCommand::No,
             io_threads: 1,
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -135,6 +180,15 @@ pub const PARAMETERS: &[&str] = &[
     "enable-debug-command",
     "io-threads",
     "daemonize",
+    "rdb-backup-enabled",
+    "rdb-backup-frequency",
+    "rdb-backup-max-snapshot-count",
+    "rdb-storage-connection-string",
+    "aof-storage-connection-string-0",
+    "aof-storage-connection-string-1",
+    "time-scale",
+    "storage-prefix",
+    "aof-durability",
 ];
 
 /// Settings that only take effect at start.
@@ -147,6 +201,15 @@ const IMMUTABLE: &[&str] = &[
     "appendfilename",
     "appenddirname",
     "enable-debug-command",
+    "rdb-backup-enabled",
+    "rdb-backup-frequency",
+    "rdb-backup-max-snapshot-count",
+    "rdb-storage-connection-string",
+    "aof-storage-connection-string-0",
+    "aof-storage-connection-string-1",
+    "time-scale",
+    "storage-prefix",
+    "aof-durability",
 ];
 
 fn yes_no(v: &str) -> Result<bool, ConfigError> {
@@ -155,6 +218,19 @@ fn yes_no(v: &str) -> Result<bool, ConfigError> {
         "no" => Ok(false),
         _ => Err(ConfigError::NotYesNo),
     }
+}
+
+fn account(v: &str) -> Result<Option<blob::Account>, ConfigError> {
+    if v.trim().is_empty() {
+        return Ok(None);
+    }
+    blob::Account::parse(v)
+        .map(Some)
+        .map_err(|e| ConfigError::Other(e.to_string()))
+}
+
+fn account_name(a: &Option<blob::Account>) -> String {
+    a.as_ref().map(|a| a.display_name()).unwrap_or_default()
 }
 
 fn yn(v: bool) -> String {
@@ -226,7 +302,14 @@ impl NodeConfig {
         for (n, line) in lines.iter().enumerate() {
             let name = line[0].to_ascii_lowercase();
             let value = line[1..].join(" ");
-            if let Err(e) = cfg.apply(&name, &value, true) {
+            let applied = cfg.apply(&name, &value, true);
+            // The line may hold a connection string: never echo it back.
+            let line = if name.contains("connection-string") {
+                vec![line[0].clone(), "***".into()]
+            } else {
+                line.clone()
+            };
+            if let Err(e) = applied {
                 return Err(format!(
                     "\n*** FATAL CONFIG FILE ERROR (Redis 7.0.15) ***\nReading the configuration file, at line {}\n>>> '{}'\n{e}",
                     n + 1,
@@ -234,7 +317,31 @@ impl NodeConfig {
                 ));
             }
         }
+        cfg.check_storage()?;
         Ok(cfg)
+    }
+
+    /// Settings that only make sense together.
+    fn check_storage(&self) -> Result<(), String> {
+        let s = &self.storage;
+        let fatal = |m: &str| {
+            Err(format!(
+                "\n*** FATAL CONFIG FILE ERROR (Redis 7.0.15) ***\n{m}"
+            ))
+        };
+        if s.rdb_backup_enabled && s.rdb_account.is_none() {
+            return fatal("rdb-backup-enabled yes needs rdb-storage-connection-string");
+        }
+        if s.aof_accounts[1].is_some() && s.aof_accounts[0].is_none() {
+            return fatal("aof-storage-connection-string-1 needs aof-storage-connection-string-0");
+        }
+        if s.aof_accounts[0].is_some() && !self.appendonly {
+            return fatal("aof-storage-connection-string-0 needs appendonly yes");
+        }
+        if s.aof_durability == Durability::Store && s.aof_accounts[0].is_none() {
+            return fatal("aof-durability store needs aof-storage-connection-string-0");
+        }
+        Ok(())
     }
 
     /// The current value of a parameter, as CONFIG GET prints it.
@@ -280,6 +387,22 @@ impl NodeConfig {
             .into(),
             "io-threads" => self.io_threads.to_string(),
             "daemonize" => "no".into(),
+            "rdb-backup-enabled" => yn(self.storage.rdb_backup_enabled),
+            "rdb-backup-frequency" => self.storage.rdb_backup_frequency_min.to_string(),
+            "rdb-backup-max-snapshot-count" => {
+                self.storage.rdb_backup_max_snapshot_count.to_string()
+            }
+            // Connection strings are secrets: only the account's name is shown.
+            "rdb-storage-connection-string" => account_name(&self.storage.rdb_account),
+            "aof-storage-connection-string-0" => account_name(&self.storage.aof_accounts[0]),
+            "aof-storage-connection-string-1" => account_name(&self.storage.aof_accounts[1]),
+            "time-scale" => self.storage.time_scale.to_string(),
+            "storage-prefix" => self.storage.prefix.clone(),
+            "aof-durability" => match self.storage.aof_durability {
+                Durability::Local => "local",
+                Durability::Store => "store",
+            }
+            .into(),
             _ => return None,
         })
     }
@@ -409,6 +532,38 @@ impl NodeConfig {
                     return Err(ConfigError::Other(
                         "daemonize is not supported; run under a supervisor".into(),
                     ));
+                }
+            }
+            "rdb-backup-enabled" => self.storage.rdb_backup_enabled = yes_no(v)?,
+            "rdb-backup-frequency" => {
+                self.storage.rdb_backup_frequency_min = integer(v, 1, 525_600)?
+            }
+            "rdb-backup-max-snapshot-count" => {
+                self.storage.rdb_backup_max_snapshot_count = integer(v, 1, 1000)?
+            }
+            "rdb-storage-connection-string" => self.storage.rdb_account = account(v)?,
+            "aof-storage-connection-string-0" => self.storage.aof_accounts[0] = account(v)?,
+            "aof-storage-connection-string-1" => self.storage.aof_accounts[1] = account(v)?,
+            "time-scale" => self.storage.time_scale = integer(v, 1, 1_000_000)?,
+            "storage-prefix" => {
+                let ok = !v.is_empty()
+                    && v.len() <= 200
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+                    && !v.split('/').any(|p| p.is_empty() || p == "." || p == "..");
+                if !ok {
+                    return Err(ConfigError::Other(
+                        "storage-prefix: use letters, digits, - _ . and / between non-empty parts"
+                            .into(),
+                    ));
+                }
+                self.storage.prefix = v.into();
+            }
+            "aof-durability" => {
+                self.storage.aof_durability = match v.to_ascii_lowercase().as_str() {
+                    "local" => Durability::Local,
+                    "store" => Durability::Store,
+                    _ => return Err(ConfigError::NotOneOf("local, store")),
                 }
             }
             _ => unreachable!("listed in PARAMETERS"),

@@ -43,6 +43,7 @@ const SECTIONS: &[&str] = &[
     "replication",
     "cpu",
     "keyspace",
+    "storage",
 ];
 
 /// Renders the sections asked for (`default`/`all`/`everything` or names; none = default).
@@ -56,8 +57,15 @@ pub fn render(st: &State, args: &[Bytes]) -> String {
             .iter()
             .any(|w| matches!(w.as_str(), "default" | "all" | "everything"));
     let mut out = String::new();
+    let everything = wanted
+        .iter()
+        .any(|w| matches!(w.as_str(), "all" | "everything"));
     for section in SECTIONS {
         if !all && !wanted.iter().any(|w| w == section) {
+            continue;
+        }
+        // cacheplane's own section is not in Redis's default set.
+        if *section == "storage" && !everything && !wanted.iter().any(|w| w == section) {
             continue;
         }
         if !out.is_empty() {
@@ -206,6 +214,48 @@ fn section_text(st: &State, section: &str, o: &mut String) {
                 o,
                 "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\n"
             );
+        }
+        "storage" => {
+            // cacheplane's own section: the storage accounts.
+            o.push_str("# Storage\r\n");
+            let ship = &st.ship;
+            let _ = write!(
+                o,
+                "restored_from:{}\r\n",
+                ship.restored.as_deref().unwrap_or("")
+            );
+            match &ship.rdb {
+                Some(r) => {
+                    let _ = write!(
+                        o,
+                        "rdb_backup_enabled:1\r\nrdb_backups_ok:{}\r\nrdb_last_backup_status:{}\r\nrdb_last_backup_key:{}\r\n",
+                        r.ok_total,
+                        match r.last_ok {
+                            None => "none",
+                            Some(true) => "ok",
+                            Some(false) => "err",
+                        },
+                        r.last_key.as_deref().unwrap_or(""),
+                    );
+                }
+                None => o.push_str("rdb_backup_enabled:0\r\n"),
+            }
+            let appended = st.aof.as_ref().map_or(0, |a| a.appended);
+            let _ = write!(o, "aof_shipping_targets:{}\r\n", ship.aof_targets.len());
+            for (i, t) in ship.aof_targets.iter().enumerate() {
+                let t = t.lock().expect("status lock");
+                let _ = write!(
+                    o,
+                    "aof_target_{i}:account={},status={},backlog_bytes={},segments={},bases={}\r\n",
+                    t.account,
+                    if t.ok { "ok" } else { "err" },
+                    appended.saturating_sub(t.shipped),
+                    t.segments,
+                    t.bases,
+                );
+            }
+            let events = ship.events.lock().expect("event log lock");
+            let _ = write!(o, "blob_events_total:{}\r\n", events.total);
         }
         "keyspace" => {
             o.push_str("# Keyspace\r\n");

@@ -11,6 +11,7 @@ mod dispatch;
 mod info;
 mod persist;
 mod server;
+mod ship;
 mod state;
 
 use std::net::SocketAddr;
@@ -76,10 +77,16 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             shutdown,
         }
     });
-    aof::start_flusher(
-        &mut shared.state.lock().expect("state lock"),
-        Arc::downgrade(&shared),
-    )?;
+    {
+        let mut st = shared.state.lock().expect("state lock");
+        let hooks = ship::start_aof(&mut st, Arc::downgrade(&shared))?;
+        let shipping = hooks.is_some();
+        aof::start_flusher(&mut st, Arc::downgrade(&shared), hooks)?;
+        // The accounts start from a base of this moment, then take segments as they come.
+        if shipping {
+            aof::rewrite(&mut st)?;
+        }
+    }
     let task = tokio::spawn(server::serve(
         listener,
         shared.clone(),
@@ -97,13 +104,35 @@ async fn load_at_start(st: state::State) -> anyhow::Result<state::State> {
         let mut st = st;
         st.ks.set_clock(unix_time_ms());
         let path = persist::dump_path(&st);
+        st.ship = ship::Shipping::new(&st.config)?;
+        let config = st.config.clone();
+        let ship = std::mem::take(&mut st.ship);
+        // A node with storage accounts and nothing local comes back from the accounts.
+        let restored = ship::restore(&config, &ship, &mut || {
+            st.ks = keyspace::Keyspace::new(config.databases);
+            st.ks.set_clock(unix_time_ms());
+            if config.appendonly {
+                aof::open(&mut st)
+            } else {
+                load_dump(&mut st, &path)
+            }
+        })?;
+        st.ship = ship;
+        if let Some(what) = restored {
+            tracing::info!(restored = %what, keys = st.ks.dbs_len_total(), "restored from the storage account");
+            st.ship.restored = Some(what.clone());
+            if what.starts_with("aof") {
+                return Ok(st);
+            }
+        }
+        let restored_dump = st.ship.restored.is_some();
         let manifest = st
             .config
             .dir
             .join(&st.config.appenddirname)
             .join(formats::aof::manifest_name(&st.config.appendfilename));
         // Without an AOF manifest yet, an existing dump seeds the new AOF's base.
-        if path.exists() && !(st.config.appendonly && manifest.exists()) {
+        if path.exists() && !restored_dump && !(st.config.appendonly && manifest.exists()) {
             load_dump(&mut st, &path)?;
         }
         if st.config.appendonly {

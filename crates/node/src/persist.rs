@@ -61,17 +61,60 @@ pub struct BgJob {
 }
 
 /// What a background snapshot is written for.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Job {
     /// BGSAVE: the dump file.
     Rdb,
     /// An AOF rewrite: the new base file at this path.
     AofBase(PathBuf),
+    /// A backup streamed into a storage account: the bytes go to the uploader.
+    Blob(tokio::sync::mpsc::Sender<Piece>),
+}
+
+/// Snapshot bytes on their way to an upload; `End` marks a complete snapshot (a channel
+/// closed without it means the snapshot was abandoned).
+#[derive(Debug)]
+pub enum Piece {
+    Data(Vec<u8>),
+    End,
+}
+
+/// Where the saver thread writes a snapshot.
+enum Out {
+    File(AtomicFile),
+    Channel(tokio::sync::mpsc::Sender<Piece>),
+}
+
+impl Out {
+    fn write(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {
+        match self {
+            Out::File(f) => f.write(&bytes)?,
+            Out::Channel(tx) => {
+                if !bytes.is_empty() {
+                    tx.blocking_send(Piece::Data(bytes))
+                        .map_err(|_| anyhow::anyhow!("the upload stopped"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(self) -> anyhow::Result<()> {
+        match self {
+            Out::File(f) => f.commit()?,
+            Out::Channel(tx) => tx
+                .blocking_send(Piece::End)
+                .map_err(|_| anyhow::anyhow!("the upload stopped"))?,
+        }
+        Ok(())
+    }
 }
 
 impl RdbState {
     pub fn bgsave_in_progress(&self) -> bool {
-        self.job.as_ref().is_some_and(|j| j.kind == Job::Rdb)
+        self.job
+            .as_ref()
+            .is_some_and(|j| matches!(j.kind, Job::Rdb))
     }
 
     pub fn aof_rewrite_in_progress(&self) -> bool {
@@ -83,6 +126,10 @@ impl RdbState {
 
 impl RdbState {
     /// Gives the saver thread its way to the node, once the node exists.
+    pub fn shared(&self) -> Weak<Shared> {
+        self.shared.clone()
+    }
+
     pub fn set_shared(&mut self, shared: Weak<Shared>) {
         self.shared = shared;
     }
@@ -427,13 +474,21 @@ fn run_job(shared: &Arc<Shared>, generation: u64) {
             .filter(|j| j.generation == generation)
             .map(|j| j.kind.clone())
         {
-            Some(Job::Rdb) => dump_path(&st),
-            Some(Job::AofBase(path)) => path,
+            Some(Job::Rdb) => Target::File(dump_path(&st)),
+            Some(Job::AofBase(path)) => Target::File(path),
+            Some(Job::Blob(tx)) => Target::Channel(tx),
             None => return,
         }
     };
-    let result = (|| -> anyhow::Result<Option<AtomicFile>> {
-        let mut file = AtomicFile::create(target)?;
+    enum Target {
+        File(PathBuf),
+        Channel(tokio::sync::mpsc::Sender<Piece>),
+    }
+    let result = (|| -> anyhow::Result<Option<Out>> {
+        let mut file = match target {
+            Target::File(path) => Out::File(AtomicFile::create(path)?),
+            Target::Channel(tx) => Out::Channel(tx),
+        };
         loop {
             let (bytes, done) = {
                 let mut st = lock();
@@ -452,17 +507,13 @@ fn run_job(shared: &Arc<Shared>, generation: u64) {
                 };
                 (bytes, done)
             };
-            file.write(&bytes)?;
+            file.write(bytes)?;
             if done {
                 return Ok(Some(file));
             }
         }
     })();
-    let result = result.and_then(|file| {
-        file.map(|f| f.commit().map(|_| true))
-            .transpose()
-            .map_err(Into::into)
-    });
+    let result = result.and_then(|file| file.map(|f| f.commit().map(|_| true)).transpose());
     let mut st = lock();
     let Some(job) = st.rdb.job.take_if(|b| b.generation == generation) else {
         return;
@@ -486,6 +537,8 @@ fn run_job(shared: &Arc<Shared>, generation: u64) {
             }
         }
         Job::AofBase(_) => crate::aof::rewrite_done(&mut st, job.generation, ok),
+        // The uploader reports the backup's outcome itself.
+        Job::Blob(_) => {}
     }
 }
 

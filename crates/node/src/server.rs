@@ -78,6 +78,7 @@ async fn cron(shared: Arc<Shared>) {
         }
         crate::persist::cron(&mut st);
         crate::aof::cron(&mut st);
+        crate::ship::cron(&mut st);
         // Keys removed by active expiry are logged too.
         crate::aof::feed(&mut st);
     }

@@ -116,6 +116,8 @@ pub struct State {
     pub rdb: crate::persist::RdbState,
     /// The append-only file, when `appendonly yes`.
     pub aof: Option<crate::aof::AofLog>,
+    /// Storage accounts: RDB backups, AOF shipping, events.
+    pub ship: crate::ship::Shipping,
 }
 
 impl State {
@@ -137,6 +139,7 @@ impl State {
             active_expire_enabled: true,
             rdb: crate::persist::RdbState::new(shared),
             aof: None,
+            ship: Default::default(),
         }
     }
 

@@ -1,0 +1,813 @@
+//! Persistence into storage accounts: RDB snapshots streamed into the RDB account on
+//! schedule and on demand, AOF segments shipped to the primary account and mirrored to the
+//! secondary, each account holding a Redis 7 manifest of its own; and the restore at start
+//! from the newest complete state there.
+//!
+//! Store layout under the node's prefix:
+//! - `rdb/<unix ms>.rdb`: complete, size-verified snapshots (multipart uploads only become
+//!   visible whole); the newest is the latest. At most `rdb-backup-max-snapshot-count`.
+//! - `aof/appendonly.aof.manifest` naming `aof/appendonly.aof.<g>.base.rdb` and segments
+//!   `aof/appendonly.aof.<n>.incr.aof`: a directory redis-server itself can start from.
+//!
+//! The local AOF is the spool: a segment is read from the local incr file when it is cut,
+//! so an account that is down only delays its cursor; nothing is held in memory.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use blob::{BlobEvent, Store};
+use bytes::Bytes;
+use formats::aof::{self as aoff, AofFile, FileKind, Manifest};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::watch;
+
+use crate::Shared;
+use crate::config::{Durability, NodeConfig};
+use crate::persist::{self, Job, Piece};
+use crate::state::State;
+
+/// Largest AOF segment object.
+pub const SEGMENT_MAX_BYTES: u64 = 8 * 1024 * 1024;
+/// A segment is cut at least this often while bytes are pending (`aof-durability local`).
+pub const SEGMENT_ROLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Backoff between attempts on a failing account: doubling from the first to the cap.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_CAP: Duration = Duration::from_secs(5);
+/// Events kept for INFO and for the control plane's accounting.
+pub const EVENTS_KEPT_MAX: usize = 100_000;
+/// Snapshot bytes queued between the saver thread and the upload.
+const SNAPSHOT_CHUNKS_QUEUED_MAX: usize = 8;
+
+/// What the flusher has written: the local incr file, its length, and the logical offset
+/// of the log at that point.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    pub file: PathBuf,
+    pub len: u64,
+    pub logical: u64,
+}
+
+/// A new local base (after a rewrite) and the incr file that continues it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaseReady {
+    pub base: PathBuf,
+    pub incr: PathBuf,
+}
+
+/// The object-store events of this node, kept for INFO and for whoever accounts for them.
+#[derive(Default)]
+pub struct EventLog {
+    pub recent: VecDeque<BlobEvent>,
+    pub total: u64,
+}
+
+/// How one account is doing.
+#[derive(Debug, Clone, Default)]
+pub struct TargetStatus {
+    pub account: String,
+    pub ok: bool,
+    pub last_error: Option<String>,
+    /// Logical log offset shipped so far.
+    pub shipped: u64,
+    pub segments: u64,
+    pub bases: u64,
+}
+
+/// Blob persistence state kept in the node's state.
+#[derive(Default)]
+pub struct Shipping {
+    pub events: Arc<Mutex<EventLog>>,
+    pub rdb: Option<RdbBackups>,
+    pub aof_targets: Vec<Arc<Mutex<TargetStatus>>>,
+    /// What the start restored, for INFO and the logs.
+    pub restored: Option<String>,
+}
+
+pub struct RdbBackups {
+    store: Store,
+    every: Duration,
+    keep: usize,
+    /// When the last backup ended (or the node started): the next interval starts here.
+    last_end: Instant,
+    running: bool,
+    pub ok_total: u64,
+    pub last_ok: Option<bool>,
+    pub last_key: Option<String>,
+}
+
+fn event_sink(log: &Arc<Mutex<EventLog>>) -> blob::EventSink {
+    let log = log.clone();
+    Arc::new(move |e: BlobEvent| {
+        tracing::debug!(account = %e.account, key = %e.key, bytes = e.bytes, kind = ?e.kind, "blob event");
+        let mut l = log.lock().expect("event log lock");
+        l.total += 1;
+        if l.recent.len() == EVENTS_KEPT_MAX {
+            l.recent.pop_front();
+        }
+        l.recent.push_back(e);
+    })
+}
+
+impl Shipping {
+    /// Opens the configured accounts (nothing is contacted yet).
+    pub fn new(config: &NodeConfig) -> anyhow::Result<Shipping> {
+        let s = &config.storage;
+        let mut ship = Shipping::default();
+        if s.rdb_backup_enabled
+            && let Some(account) = &s.rdb_account
+        {
+            let store = Store::open(account, &s.prefix, event_sink(&ship.events))?;
+            let every =
+                Duration::from_secs(s.rdb_backup_frequency_min * 60) / s.time_scale.max(1) as u32;
+            ship.rdb = Some(RdbBackups {
+                store,
+                every,
+                keep: s.rdb_backup_max_snapshot_count.max(1) as usize,
+                last_end: Instant::now(),
+                running: false,
+                ok_total: 0,
+                last_ok: None,
+                last_key: None,
+            });
+        }
+        Ok(ship)
+    }
+
+    pub fn stores_for_aof(&self, config: &NodeConfig) -> anyhow::Result<Vec<Store>> {
+        let s = &config.storage;
+        s.aof_accounts
+            .iter()
+            .flatten()
+            .map(|a| Store::open(a, &s.prefix, event_sink(&self.events)).map_err(Into::into))
+            .collect()
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    (RETRY_FIRST * 2u32.saturating_pow(attempt.min(16))).min(RETRY_CAP)
+}
+
+// ---------------------------------------------------------------------------------------
+// RDB snapshots
+
+/// The cron's check of the backup schedule: the next interval starts when the previous
+/// backup ended, as in Azure.
+pub fn cron(st: &mut State) {
+    let due = st
+        .ship
+        .rdb
+        .as_ref()
+        .is_some_and(|r| !r.running && r.last_end.elapsed() >= r.every);
+    if due
+        && st.rdb.job.is_none()
+        && let Err(e) = backup_now(st)
+    {
+        tracing::warn!(error = %e, "could not start the scheduled RDB backup");
+    }
+}
+
+/// Starts a snapshot streamed into the RDB account; returns the key it will have.
+pub fn backup_now(st: &mut State) -> anyhow::Result<String> {
+    let Some(rdb) = st.ship.rdb.as_ref() else {
+        anyhow::bail!(
+            "no RDB storage account is configured (rdb-backup-enabled, rdb-storage-connection-string)"
+        );
+    };
+    if rdb.running {
+        anyhow::bail!("an RDB backup is already running");
+    }
+    let store = rdb.store.clone();
+    let keep = rdb.keep;
+    let key = format!("rdb/{:013}.rdb", crate::unix_time_ms());
+    let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_CHUNKS_QUEUED_MAX);
+    persist::begin_background(st, Job::Blob(tx))?;
+    let rdb = st.ship.rdb.as_mut().expect("checked above");
+    rdb.running = true;
+    let shared = st.rdb.shared();
+    let k = key.clone();
+    tokio::spawn(async move {
+        let result = upload_snapshot(&store, &k, rx, keep).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut st = shared.state.lock().expect("state lock");
+        let Some(rdb) = st.ship.rdb.as_mut() else {
+            return;
+        };
+        rdb.running = false;
+        rdb.last_end = Instant::now();
+        rdb.last_ok = Some(result.is_ok());
+        match result {
+            Ok(bytes) => {
+                rdb.ok_total += 1;
+                rdb.last_key = Some(k.clone());
+                tracing::info!(account = store.account(), key = %k, bytes, "RDB snapshot stored");
+            }
+            Err(e) => {
+                tracing::error!(account = store.account(), key = %k, error = %e, "RDB snapshot upload failed")
+            }
+        }
+    });
+    tracing::info!(key = %key, "RDB backup to the storage account started");
+    Ok(key)
+}
+
+/// Uploads the snapshot as it is serialized; on success deletes snapshots beyond `keep`.
+async fn upload_snapshot(
+    store: &Store,
+    key: &str,
+    mut rx: tokio::sync::mpsc::Receiver<Piece>,
+    keep: usize,
+) -> anyhow::Result<u64> {
+    let mut up = store.upload(key).await?;
+    loop {
+        match rx.recv().await {
+            Some(Piece::Data(b)) => up.write(&b).await?,
+            Some(Piece::End) => break,
+            // The saver gave up: the partial upload is aborted, never visible.
+            None => {
+                up.abort().await;
+                anyhow::bail!("the snapshot was abandoned before it was complete");
+            }
+        }
+    }
+    let bytes = up.finish().await?;
+    let mut snapshots: Vec<(String, u64)> = store
+        .list("rdb")
+        .await?
+        .into_iter()
+        .filter(|(k, _)| k.ends_with(".rdb"))
+        .collect();
+    snapshots.sort();
+    let excess = snapshots.len().saturating_sub(keep);
+    for (old, size) in snapshots.into_iter().take(excess) {
+        if old != key {
+            store.delete(&old, size).await?;
+        }
+    }
+    Ok(bytes)
+}
+
+// ---------------------------------------------------------------------------------------
+// AOF segments
+
+/// The channels the AOF flusher and rewrites feed the shippers through.
+pub struct ShipHooks {
+    pub progress: watch::Sender<Progress>,
+    pub bases: watch::Sender<Option<BaseReady>>,
+    /// Logical offset in the primary account (`aof-durability store` waits on it).
+    pub shipped: Arc<watch::Sender<u64>>,
+}
+
+/// Starts one shipper task per AOF account; returns the hooks for the flusher.
+pub fn start_aof(st: &mut State, shared: Weak<Shared>) -> anyhow::Result<Option<ShipHooks>> {
+    let stores = st.ship.stores_for_aof(&st.config)?;
+    if stores.is_empty() {
+        return Ok(None);
+    }
+    let hooks = ShipHooks {
+        progress: watch::channel(Progress::default()).0,
+        bases: watch::channel(None).0,
+        shipped: Arc::new(watch::channel(0).0),
+    };
+    let store_durability = st.config.storage.aof_durability == Durability::Store;
+    for (i, store) in stores.into_iter().enumerate() {
+        let status = Arc::new(Mutex::new(TargetStatus {
+            account: store.account().to_string(),
+            ok: true,
+            ..Default::default()
+        }));
+        st.ship.aof_targets.push(status.clone());
+        let target = Target {
+            store,
+            status,
+            progress: hooks.progress.subscribe(),
+            bases: hooks.bases.subscribe(),
+            shipped: (i == 0).then(|| hooks.shipped.clone()),
+            cut_eagerly: i == 0 && store_durability,
+            base: None,
+            base_seq: 0,
+            segs: Vec::new(),
+            next_seq: 1,
+            cursor: None,
+            manifest_version: None,
+            base_sum: (0, 0),
+            sums_bytes: 0,
+            pending_since: None,
+        };
+        tokio::spawn(target.run(shared.clone()));
+    }
+    Ok(Some(hooks))
+}
+
+/// A shipped segment: its store name, the local file it came from, its size and CRC-64.
+struct Seg {
+    name: String,
+    file: PathBuf,
+    size: u64,
+    crc: u64,
+}
+
+/// One account's shipper.
+struct Target {
+    store: Store,
+    status: Arc<Mutex<TargetStatus>>,
+    progress: watch::Receiver<Progress>,
+    bases: watch::Receiver<Option<BaseReady>>,
+    shipped: Option<Arc<watch::Sender<u64>>>,
+    /// Cut a segment as soon as bytes are pending (replies wait for it).
+    cut_eagerly: bool,
+    /// The local base the account's manifest starts from, and its store name's sequence.
+    base: Option<BaseReady>,
+    base_seq: u64,
+    /// Segments named after the base, in order.
+    segs: Vec<Seg>,
+    next_seq: u64,
+    /// Next local byte to ship: (incr file, offset).
+    cursor: Option<(PathBuf, u64)>,
+    /// Version and size of the manifest this shipper last wrote.
+    manifest_version: Option<(blob::Version, u64)>,
+    /// Size and CRC-64 of the base in the manifest; size of the checksum list last written.
+    base_sum: (u64, u64),
+    sums_bytes: u64,
+    pending_since: Option<Instant>,
+}
+
+const MANIFEST_KEY: &str = "aof/appendonly.aof.manifest";
+/// `<name> <bytes> <crc64 hex>` per file the manifest names: what a restore verifies.
+const CHECKSUMS_KEY: &str = "aof/appendonly.aof.checksums";
+
+impl Target {
+    async fn run(mut self, shared: Weak<Shared>) {
+        let mut attempt = 0u32;
+        loop {
+            if shared.upgrade().is_none() {
+                return;
+            }
+            match self.step().await {
+                Ok(true) => attempt = 0,
+                Ok(false) => {
+                    attempt = 0;
+                    // Nothing to do now: wait for the flusher, a new base or the roll timer.
+                    let wait = if self.cut_eagerly {
+                        Duration::from_secs(1)
+                    } else {
+                        SEGMENT_ROLL_INTERVAL / 4
+                    };
+                    tokio::select! {
+                        _ = self.progress.changed() => {}
+                        _ = self.bases.changed() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Err(e) => {
+                    {
+                        let mut s = self.status.lock().expect("status lock");
+                        if s.ok {
+                            tracing::warn!(account = %s.account, error = %e, "AOF shipping failing; retrying with backoff");
+                        }
+                        s.ok = false;
+                        s.last_error = Some(e.to_string());
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Does the next piece of work; Ok(false) when there is none.
+    async fn step(&mut self) -> anyhow::Result<bool> {
+        let newest = self.bases.borrow_and_update().clone();
+        if let Some(base) = newest
+            && self.base.as_ref() != Some(&base)
+        {
+            self.switch_base(base).await?;
+            self.mark_ok();
+            return Ok(true);
+        }
+        if self.base.is_none() {
+            return Ok(false);
+        }
+        let p = self.progress.borrow_and_update().clone();
+        let Some((file, offset)) = self.cursor.clone() else {
+            return Ok(false);
+        };
+        // The flusher's file may be older than the cursor's (a rewrite switched files and the
+        // flusher has not written since): then wait for it to catch up.
+        if incr_seq(&p.file) < incr_seq(&file) {
+            return Ok(false);
+        }
+        let (end, logical_at_end) = if file == p.file {
+            (p.len, Some(p.logical))
+        } else {
+            // The flusher moved on to a newer incr file: this one is complete.
+            match tokio::fs::metadata(&file).await {
+                Ok(m) => (m.len(), None),
+                // Removed by a finished rewrite: the next base covers it.
+                Err(_) => return Ok(false),
+            }
+        };
+        if offset >= end {
+            if file != p.file && !p.file.as_os_str().is_empty() {
+                self.cursor = Some((p.file.clone(), 0));
+                return Ok(true);
+            }
+            self.pending_since = None;
+            self.publish(logical_at_end);
+            return Ok(false);
+        }
+        let since = *self.pending_since.get_or_insert_with(Instant::now);
+        let ready = self.cut_eagerly
+            || end - offset >= SEGMENT_MAX_BYTES
+            || since.elapsed() >= SEGMENT_ROLL_INTERVAL
+            || file != p.file;
+        if !ready {
+            return Ok(false);
+        }
+        let to = end.min(offset + SEGMENT_MAX_BYTES);
+        let bytes = read_range(&file, offset, to).await?;
+        let crc = formats::crc64(&bytes);
+        let name = aoff::incr_name("appendonly.aof", self.next_seq);
+        self.store
+            .put_new(&format!("aof/{name}"), Bytes::from(bytes))
+            .await?;
+        self.next_seq += 1;
+        self.segs.push(Seg {
+            name,
+            file: file.clone(),
+            size: to - offset,
+            crc,
+        });
+        self.write_manifest().await?;
+        self.cursor = Some((file, to));
+        self.pending_since = None;
+        if to == end {
+            self.publish(logical_at_end);
+        } else if let Some(l) = logical_at_end {
+            self.publish(Some(l - (end - to)));
+        }
+        {
+            let mut s = self.status.lock().expect("status lock");
+            s.segments += 1;
+        }
+        self.mark_ok();
+        Ok(true)
+    }
+
+    fn publish(&self, logical: Option<u64>) {
+        let Some(l) = logical else { return };
+        self.status.lock().expect("status lock").shipped = l;
+        if let Some(s) = &self.shipped {
+            s.send_if_modified(|cur| {
+                let grew = l > *cur;
+                if grew {
+                    *cur = l;
+                }
+                grew
+            });
+        }
+    }
+
+    fn mark_ok(&self) {
+        let mut s = self.status.lock().expect("status lock");
+        if !s.ok {
+            tracing::info!(account = %s.account, "AOF shipping recovered");
+        }
+        s.ok = true;
+        s.last_error = None;
+    }
+
+    /// Uploads a new base, names it with the segments of its incr file already shipped,
+    /// and deletes what the account's manifest no longer names.
+    async fn switch_base(&mut self, base: BaseReady) -> anyhow::Result<()> {
+        if self.base_seq == 0 {
+            self.adopt_existing().await?;
+        }
+        let seq = self.base_seq + 1;
+        let name = aoff::base_name("appendonly.aof", seq, true);
+        let mut up = self.store.upload(&format!("aof/{name}")).await?;
+        let mut f = tokio::fs::File::open(&base.base).await?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut crc = formats::Crc64::default();
+        loop {
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            crc.update(&buf[..n]);
+            up.write(&buf[..n]).await?;
+        }
+        let size = up.finish().await?;
+        self.base_sum = (size, crc.value());
+        self.base_seq = seq;
+        self.segs.retain(|s| s.file == base.incr);
+        match &self.cursor {
+            Some((file, _)) if *file == base.incr => {}
+            // Behind (or starting): the incr file after the base is shipped from its start.
+            _ => {
+                self.segs.clear();
+                self.cursor = Some((base.incr.clone(), 0));
+            }
+        }
+        self.base = Some(base);
+        self.write_manifest().await?;
+        self.delete_unnamed().await?;
+        self.status.lock().expect("status lock").bases += 1;
+        Ok(())
+    }
+
+    /// Reads what the account holds from an earlier run, so new names never collide and
+    /// the manifest is replaced with a conditional write.
+    async fn adopt_existing(&mut self) -> anyhow::Result<()> {
+        if let Some((bytes, version)) = self.store.get(MANIFEST_KEY).await? {
+            self.manifest_version = Some((version, bytes.len() as u64));
+        }
+        self.sums_bytes = self.store.size(CHECKSUMS_KEY).await?.unwrap_or(0);
+        for (key, _) in self.store.list("aof").await? {
+            let name = key.trim_start_matches("aof/");
+            let seq = name
+                .strip_prefix("appendonly.aof.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(seq) = seq {
+                if name.contains(".base.") {
+                    self.base_seq = self.base_seq.max(seq);
+                } else {
+                    self.next_seq = self.next_seq.max(seq + 1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_manifest(&mut self) -> anyhow::Result<()> {
+        let m = Manifest {
+            base: Some(AofFile {
+                name: aoff::base_name("appendonly.aof", self.base_seq, true),
+                seq: self.base_seq,
+                kind: FileKind::Base,
+            }),
+            history: Vec::new(),
+            incrs: self
+                .segs
+                .iter()
+                .map(|s| {
+                    let seq = s
+                        .name
+                        .trim_start_matches("appendonly.aof.")
+                        .split('.')
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    AofFile {
+                        name: s.name.clone(),
+                        seq,
+                        kind: FileKind::Incr,
+                    }
+                })
+                .collect(),
+        };
+        // Checksums first: the manifest is the commit point, and names only summed files.
+        let mut sums = format!(
+            "{} {} {:016x}\n",
+            aoff::base_name("appendonly.aof", self.base_seq, true),
+            self.base_sum.0,
+            self.base_sum.1
+        );
+        for s in &self.segs {
+            sums.push_str(&format!("{} {} {:016x}\n", s.name, s.size, s.crc));
+        }
+        let sums_len = sums.len() as u64;
+        self.store
+            .put_over(CHECKSUMS_KEY, Bytes::from(sums), self.sums_bytes)
+            .await?;
+        self.sums_bytes = sums_len;
+        let text = Bytes::from(m.to_text());
+        let len = text.len() as u64;
+        let result = self
+            .store
+            .put_if(MANIFEST_KEY, text.clone(), self.manifest_version.clone())
+            .await;
+        let version = match result {
+            Ok(v) => v,
+            // Created by an earlier run after we looked, or changed under us: take the current
+            // version once (this node is the only writer of its prefix) and retry.
+            Err(blob::BlobError::Conflict { .. }) => {
+                let current = self
+                    .store
+                    .get(MANIFEST_KEY)
+                    .await?
+                    .map(|(b, v)| (v, b.len() as u64));
+                self.store.put_if(MANIFEST_KEY, text, current).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.manifest_version = Some((version, len));
+        Ok(())
+    }
+
+    async fn delete_unnamed(&mut self) -> anyhow::Result<()> {
+        let base = aoff::base_name("appendonly.aof", self.base_seq, true);
+        for (key, size) in self.store.list("aof").await? {
+            let name = key.trim_start_matches("aof/");
+            let named = name == base
+                || name == "appendonly.aof.manifest"
+                || name == "appendonly.aof.checksums"
+                || self.segs.iter().any(|s| s.name == name);
+            if !named {
+                self.store.delete(&key, size).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Size and CRC-64 of a file, read in bounded chunks.
+async fn crc_of_file(path: &Path) -> std::io::Result<(u64, u64)> {
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut len, mut crc) = (0u64, formats::Crc64::default());
+    loop {
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            return Ok((len, crc.value()));
+        }
+        crc.update(&buf[..n]);
+        len += n as u64;
+    }
+}
+
+/// The sequence number in an incr file's name (`<appendfilename>.<seq>.incr.aof`).
+fn incr_seq(path: &Path) -> u64 {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".incr.aof"))
+        .and_then(|n| n.rsplit('.').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn read_range(file: &Path, from: u64, to: u64) -> std::io::Result<Vec<u8>> {
+    let mut f = tokio::fs::File::open(file).await?;
+    f.seek(std::io::SeekFrom::Start(from)).await?;
+    let mut buf = vec![0u8; (to - from) as usize];
+    f.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+// ---------------------------------------------------------------------------------------
+// Restore
+
+/// At start, with an empty local directory: rebuilds the local AOF directory (or dump) from
+/// the newest complete state in the accounts, primary first. Returns a description of what
+/// was restored, or None when there was nothing to restore or local files exist.
+pub fn restore(
+    config: &NodeConfig,
+    ship: &Shipping,
+    try_load: &mut dyn FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Option<String>> {
+    let rt = tokio::runtime::Handle::current();
+    let aof_dir = config.dir.join(&config.appenddirname);
+    let local_manifest = aof_dir.join(aoff::manifest_name(&config.appendfilename));
+    if config.appendonly && config.storage.aof_accounts[0].is_some() {
+        if local_manifest.exists() {
+            return Ok(None);
+        }
+        let stores = ship.stores_for_aof(config)?;
+        let mut errors = Vec::new();
+        for store in &stores {
+            tracing::info!(
+                account = store.account(),
+                "restoring the append only file from the storage account"
+            );
+            match rt.block_on(download_aof(store, &aof_dir, &config.appendfilename)) {
+                Ok(false) => errors.push(format!("{}: no AOF there", store.account())),
+                Ok(true) => match try_load() {
+                    Ok(()) => return Ok(Some(format!("aof from {}", store.account()))),
+                    Err(e) => {
+                        tracing::error!(account = store.account(), error = %e, "the stored AOF does not load; trying the next account");
+                        errors.push(format!("{}: {e:#}", store.account()));
+                        let _ = std::fs::remove_dir_all(&aof_dir);
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(account = store.account(), error = %e, "could not restore from this account");
+                    errors.push(format!("{}: {e:#}", store.account()));
+                    let _ = std::fs::remove_dir_all(&aof_dir);
+                }
+            }
+        }
+        // Nothing stored yet is a first start, not a failure; anything else is refused.
+        if errors.iter().all(|e| e.ends_with("no AOF there")) {
+            return Ok(None);
+        }
+        anyhow::bail!("no account holds a loadable AOF: {}", errors.join("; "));
+    }
+    if let Some(rdb) = &ship.rdb {
+        let dump = persist_dump_path(config);
+        if dump.exists() {
+            return Ok(None);
+        }
+        let mut snapshots = rt.block_on(rdb.store.list("rdb"))?;
+        snapshots.retain(|(k, _)| k.ends_with(".rdb"));
+        snapshots.sort();
+        for (key, size) in snapshots.into_iter().rev() {
+            tracing::info!(account = rdb.store.account(), key = %key, bytes = size, "restoring the RDB snapshot");
+            let tmp = dump.with_extension("restore");
+            let got = rt.block_on(async {
+                let mut f = tokio::fs::File::create(&tmp).await?;
+                rdb.store.download(&key, &mut f).await
+            });
+            let loaded = got.map_err(anyhow::Error::from).and_then(|n| {
+                anyhow::ensure!(n == size, "downloaded {n} bytes of {size}");
+                std::fs::rename(&tmp, &dump)?;
+                try_load()
+            });
+            match loaded {
+                Ok(()) => return Ok(Some(format!("rdb {key} from {}", rdb.store.account()))),
+                Err(e) => {
+                    tracing::error!(key = %key, error = %e, "this snapshot does not load; trying the previous one");
+                    let _ = std::fs::remove_file(&tmp);
+                    let _ = std::fs::remove_file(&dump);
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn persist_dump_path(config: &NodeConfig) -> PathBuf {
+    config.dir.join(&config.dbfilename)
+}
+
+/// Downloads the account's AOF (manifest, base, segments) into `dir`; false when the account
+/// holds none.
+async fn download_aof(store: &Store, dir: &Path, appendfilename: &str) -> anyhow::Result<bool> {
+    let Some((text, _)) = store.get(MANIFEST_KEY).await? else {
+        return Ok(false);
+    };
+    let stored = Manifest::parse(std::str::from_utf8(&text)?)?;
+    let sums: Vec<(String, u64, u64)> = match store.get(CHECKSUMS_KEY).await? {
+        Some((b, _)) => String::from_utf8_lossy(&b)
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split(' ');
+                Some((
+                    w.next()?.to_string(),
+                    w.next()?.parse().ok()?,
+                    u64::from_str_radix(w.next()?, 16).ok()?,
+                ))
+            })
+            .collect(),
+        // A directory written by something else (redis-server's own, copied in): no sums.
+        None => Vec::new(),
+    };
+    let _ = tokio::fs::remove_dir_all(dir).await;
+    tokio::fs::create_dir_all(dir).await?;
+    // Local names follow `appendfilename`; the stored ones are always `appendonly.aof.*`.
+    let mut local = Manifest::default();
+    for f in stored.load_order() {
+        let local_name = f.name.replacen("appendonly.aof", appendfilename, 1);
+        let expected = store
+            .size(&format!("aof/{}", f.name))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("{} is named in the manifest but missing", f.name))?;
+        let mut out = tokio::fs::File::create(dir.join(&local_name)).await?;
+        let n = store.download(&format!("aof/{}", f.name), &mut out).await?;
+        anyhow::ensure!(
+            n == expected,
+            "{}: downloaded {n} of {expected} bytes",
+            f.name
+        );
+        out.sync_all().await?;
+        if let Some((_, size, crc)) = sums.iter().find(|(name, _, _)| *name == f.name) {
+            let (len, got) = crc_of_file(&dir.join(&local_name)).await?;
+            anyhow::ensure!(
+                len == *size && got == *crc,
+                "{}: checksum mismatch ({len} bytes, crc64 {got:016x}; the checksum list says {size} bytes, {crc:016x})",
+                f.name,
+            );
+        } else if !sums.is_empty() {
+            anyhow::bail!("{} is named in the manifest but has no checksum", f.name);
+        }
+        let entry = AofFile {
+            name: local_name,
+            seq: f.seq,
+            kind: f.kind,
+        };
+        match f.kind {
+            FileKind::Base => local.base = Some(entry),
+            FileKind::Incr => local.incrs.push(entry),
+            FileKind::History => {}
+        }
+    }
+    tokio::fs::write(
+        dir.join(aoff::manifest_name(appendfilename)),
+        local.to_text(),
+    )
+    .await?;
+    Ok(true)
+}

@@ -1,0 +1,456 @@
+//! Persistence into storage accounts, the same on a local folder, Azurite and an S3 server
+//! (moto): scheduled RDB snapshots with retention, AOF segments mirrored to two accounts,
+//! a node that lost its machine coming back from them, an account going away mid-run, and
+//! a corrupt object refused in favour of the next complete state.
+//!
+//! `scripts/test.sh` starts Azurite and moto and sets CACHEPLANE_TEST_AZURITE and
+//! CACHEPLANE_TEST_S3; without them these tests fail rather than skip.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use blob::{Account, Store};
+use resp::Frame;
+
+use crate::harness::{Conn, Server, TempDir, bulk, ok};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run scripts/test.sh, which starts Azurite and the S3 server")
+    })
+}
+
+/// Connection strings of the three kinds of account, each with a local folder of its own.
+fn accounts(dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "local",
+            format!("file://{}", dir.join("local-account").display()),
+        ),
+        ("azurite", env("CACHEPLANE_TEST_AZURITE")),
+        ("s3", env("CACHEPLANE_TEST_S3")),
+    ]
+}
+
+fn unique_prefix(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("e2e/{tag}-{}-{nanos}", std::process::id())
+}
+
+fn store(conn: &str, prefix: &str) -> Store {
+    Store::open(&Account::parse(conn).unwrap(), prefix, Arc::new(|_| {})).unwrap()
+}
+
+fn list(conn: &str, prefix: &str, dir: &str) -> Vec<(String, u64)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(store(conn, prefix).list(dir)).unwrap()
+}
+
+fn info(c: &mut Conn, field: &str) -> String {
+    let Frame::Bulk(text) = c.cmd(&["INFO", "everything"]) else {
+        panic!("info")
+    };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))
+        .unwrap_or_else(|| panic!("INFO has no {field}"))
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn target_field(c: &mut Conn, target: usize, key: &str) -> String {
+    let line = info(c, &format!("aof_target_{target}"));
+    line.split(',')
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string()
+}
+
+#[test]
+fn rdb_snapshots_land_on_schedule_keep_the_newest_and_restore_a_lost_machine() {
+    let dir = TempDir::new("rdb-blob");
+    for (kind, conn) in accounts(dir.path()) {
+        let prefix = unique_prefix("rdb");
+        // 15 minutes at 900x: one snapshot a second.
+        let flags = [
+            "--save",
+            "",
+            "--enable-debug-command",
+            "yes",
+            "--rdb-backup-enabled",
+            "yes",
+            "--rdb-backup-frequency",
+            "15",
+            "--time-scale",
+            "900",
+            "--rdb-backup-max-snapshot-count",
+            "2",
+            "--rdb-storage-connection-string",
+            &conn,
+            "--storage-prefix",
+            &prefix,
+        ];
+        let local = TempDir::new("rdb-node");
+        {
+            let node = Server::cacheplane_in(local.path(), &flags);
+            let mut c = node.conn();
+            assert_eq!(c.cmd(&["DEBUG", "POPULATE", "5000"]), ok());
+            assert_eq!(c.cmd(&["HSET", "h", "f", "v"]), Frame::Integer(1));
+            wait_until("three snapshots", Duration::from_secs(30), || {
+                info(&mut c, "rdb_backups_ok").parse::<u64>().unwrap() >= 3
+            });
+            // On demand too: the reply names the new snapshot.
+            let Frame::Bulk(key) = c.cmd(&["CACHEPLANE", "BACKUP"]) else {
+                panic!("{kind}: backup")
+            };
+            let key = String::from_utf8(key.to_vec()).unwrap();
+            wait_until("the on-demand snapshot", Duration::from_secs(30), || {
+                info(&mut c, "rdb_last_backup_key") == key
+            });
+            let snapshots = list(&conn, &prefix, "rdb");
+            assert_eq!(
+                snapshots.len(),
+                2,
+                "{kind}: retention keeps 2: {snapshots:?}"
+            );
+            assert_eq!(snapshots[1].0, key, "{kind}");
+            assert!(
+                snapshots.iter().all(|(_, size)| *size > 50_000),
+                "{kind}: {snapshots:?}"
+            );
+        }
+        // The machine is gone: a new node with an empty directory on the same account.
+        let fresh = TempDir::new("rdb-node2");
+        let node = Server::cacheplane_in(fresh.path(), &flags);
+        let mut c = node.conn();
+        assert_eq!(c.cmd(&["DBSIZE"]), Frame::Integer(5001), "{kind}");
+        assert_eq!(c.cmd(&["HGET", "h", "f"]), bulk("v"), "{kind}");
+        assert!(
+            info(&mut c, "restored_from").starts_with("rdb rdb/"),
+            "{kind}"
+        );
+    }
+}
+
+/// Writers that record every acknowledged key, until the connection breaks; `acks`
+/// counts them as they come.
+fn writers(
+    port: u16,
+    n: usize,
+    acks: Arc<AtomicUsize>,
+) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+    (0..n)
+        .map(|w| {
+            let acks = acks.clone();
+            std::thread::spawn(move || {
+                let mut c = Conn::try_connect(port).unwrap();
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    let key = format!("w{w}:{i}");
+                    match c.call(&["SET", &key, "v"]) {
+                        Some(f) if f == ok() => {
+                            acked.push(key);
+                            acks.fetch_add(1, Ordering::SeqCst);
+                        }
+                        _ => return acked,
+                    }
+                }
+                unreachable!()
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn aof_segments_mirror_to_two_accounts_and_store_durability_loses_nothing_acknowledged() {
+    let dir = TempDir::new("aof-blob");
+    let secondary = format!("file://{}", dir.path().join("secondary").display());
+    for (kind, primary) in accounts(dir.path()) {
+        let prefix = unique_prefix("aof");
+        let flags = [
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--aof-durability",
+            "store",
+            "--aof-storage-connection-string-0",
+            &primary,
+            "--aof-storage-connection-string-1",
+            &secondary,
+            "--storage-prefix",
+            &prefix,
+        ];
+        let local = TempDir::new("aof-node");
+        let node = Server::cacheplane_in(local.path(), &flags);
+        let mut c = node.conn();
+        assert_eq!(c.cmd(&["RPUSH", "list", "a", "b"]), Frame::Integer(2));
+        let acks = Arc::new(AtomicUsize::new(0));
+        let handles = writers(node.port, 4, acks.clone());
+        wait_until("acknowledged writes", Duration::from_secs(60), || {
+            acks.load(Ordering::SeqCst) > 300
+        });
+        drop(node); // SIGKILL, and the local disk is lost with the machine:
+        drop(local);
+        let acked: Vec<String> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        assert!(acked.len() > 300, "{kind}");
+
+        // The account holds a Redis 7 AOF directory that redis-check-aof accepts.
+        let copy = TempDir::new("aof-copy");
+        let names = list(&primary, &prefix, "aof");
+        assert!(
+            names
+                .iter()
+                .any(|(n, _)| n == "aof/appendonly.aof.manifest"),
+            "{kind}: {names:?}"
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let s = store(&primary, &prefix);
+        for (name, _) in &names {
+            let mut f = tokio::fs::File::from_std(
+                std::fs::File::create(copy.path().join(name.trim_start_matches("aof/"))).unwrap(),
+            );
+            rt.block_on(s.download(name, &mut f)).unwrap();
+        }
+        let out = Command::new("redis-check-aof")
+            .arg(copy.path().join("appendonly.aof.manifest"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+
+        let fresh = TempDir::new("aof-node2");
+        let node = Server::cacheplane_in(fresh.path(), &flags);
+        let mut c = node.conn();
+        assert!(
+            info(&mut c, "restored_from").starts_with("aof from"),
+            "{kind}"
+        );
+        assert_eq!(
+            c.cmd(&["LRANGE", "list", "0", "-1"]),
+            Frame::Array(vec![bulk("a"), bulk("b")]),
+            "{kind}"
+        );
+        for key in &acked {
+            assert_eq!(
+                c.cmd(&["EXISTS", key]),
+                Frame::Integer(1),
+                "{kind}: acknowledged {key} lost"
+            );
+        }
+        // Both accounts caught up and name the same files.
+        wait_until("the secondary to catch up", Duration::from_secs(30), || {
+            target_field(&mut c, 1, "backlog_bytes") == "0"
+        });
+        drop(node);
+    }
+}
+
+/// A TCP proxy in front of a server that can be cut and restored, to make an account
+/// unreachable mid-run.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    fn start(target: &str) -> Proxy {
+        let target = target
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let flag = up.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !flag.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is reset
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let flag = flag.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 65536];
+                        loop {
+                            match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) if flag.load(Ordering::SeqCst) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                                Ok(_) => break,
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, up }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn an_unreachable_primary_delays_shipping_but_loses_nothing() {
+    let dir = TempDir::new("outage");
+    let proxy = Proxy::start(&env("CACHEPLANE_TEST_S3_ENDPOINT"));
+    let primary = env("CACHEPLANE_TEST_S3").replace(
+        &env("CACHEPLANE_TEST_S3_ENDPOINT"),
+        &format!("http://127.0.0.1:{}", proxy.port),
+    );
+    let secondary = format!("file://{}", dir.path().join("secondary").display());
+    let prefix = unique_prefix("outage");
+    let flags = [
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--aof-storage-connection-string-0",
+        &primary,
+        "--aof-storage-connection-string-1",
+        &secondary,
+        "--storage-prefix",
+        &prefix,
+    ];
+    let local = TempDir::new("outage-node");
+    let node = Server::cacheplane_in(local.path(), &flags);
+    let mut c = node.conn();
+    wait_until(
+        "the first base in the primary",
+        Duration::from_secs(30),
+        || target_field(&mut c, 0, "bases") == "1",
+    );
+    proxy.set_up(false);
+    for i in 0..500 {
+        assert_eq!(
+            c.cmd(&["SET", &format!("during:{i}"), "v"]),
+            ok(),
+            "writes go on while the primary is down"
+        );
+    }
+    wait_until(
+        "the primary to be reported failing",
+        Duration::from_secs(30),
+        || target_field(&mut c, 0, "status") == "err",
+    );
+    assert_ne!(target_field(&mut c, 0, "backlog_bytes"), "0");
+    wait_until("the secondary to keep up", Duration::from_secs(30), || {
+        target_field(&mut c, 1, "backlog_bytes") == "0"
+    });
+    proxy.set_up(true);
+    wait_until("the backlog to drain", Duration::from_secs(60), || {
+        target_field(&mut c, 0, "backlog_bytes") == "0"
+    });
+    assert_eq!(target_field(&mut c, 0, "status"), "ok");
+    drop(node);
+    drop(local);
+    let fresh = TempDir::new("outage-node2");
+    let node = Server::cacheplane_in(fresh.path(), &flags);
+    let mut c = node.conn();
+    assert_eq!(
+        info(&mut c, "restored_from"),
+        format!(
+            "aof from {}",
+            Account::parse(&primary).unwrap().display_name()
+        )
+    );
+    assert_eq!(c.cmd(&["DBSIZE"]), Frame::Integer(500));
+}
+
+#[test]
+fn a_corrupt_object_is_refused_and_the_secondary_restores() {
+    let dir = TempDir::new("corrupt");
+    let primary = format!("file://{}", dir.path().join("primary").display());
+    let secondary = env("CACHEPLANE_TEST_AZURITE");
+    let prefix = unique_prefix("corrupt");
+    let flags = [
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--aof-storage-connection-string-0",
+        &primary,
+        "--aof-storage-connection-string-1",
+        &secondary,
+        "--storage-prefix",
+        &prefix,
+    ];
+    let local = TempDir::new("corrupt-node");
+    let node = Server::cacheplane_in(local.path(), &flags);
+    let mut c = node.conn();
+    for i in 0..100 {
+        assert_eq!(c.cmd(&["SET", &format!("k{i}"), "v"]), ok());
+    }
+    wait_until("both accounts to catch up", Duration::from_secs(30), || {
+        target_field(&mut c, 0, "backlog_bytes") == "0"
+            && target_field(&mut c, 1, "backlog_bytes") == "0"
+    });
+    drop(node);
+    drop(local);
+    // Flip a byte in a segment of the primary.
+    let seg_dir = dir.path().join("primary").join(&prefix).join("aof");
+    let seg = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".incr.aof"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[10] ^= 0x20;
+    std::fs::write(&seg, bytes).unwrap();
+    let fresh = TempDir::new("corrupt-node2");
+    let node = Server::cacheplane_in(fresh.path(), &flags);
+    let mut c = node.conn();
+    assert_eq!(
+        info(&mut c, "restored_from"),
+        format!(
+            "aof from {}",
+            Account::parse(&secondary).unwrap().display_name()
+        )
+    );
+    assert_eq!(c.cmd(&["DBSIZE"]), Frame::Integer(100));
+}

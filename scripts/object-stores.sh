@@ -6,9 +6,12 @@
 # Usage: eval "$(scripts/object-stores.sh start)"
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Installs are shared under .cache/; a run's pids, data and logs go to OBJECT_STORES_RUN, so
+# several runs (tests, a benchmark) can each start and stop their own servers.
 CACHE=.cache/object-stores
-mkdir -p "$CACHE"
-PIDS="$CACHE/pids"
+RUN=${OBJECT_STORES_RUN:-$CACHE/run}
+mkdir -p "$CACHE" "$RUN"
+PIDS="$RUN/pids"
 
 if [ "${1:-start}" = stop ]; then
   [ -f "$PIDS" ] && while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$PIDS"
@@ -30,11 +33,11 @@ fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 AZ_PORT=$(free_port)
 S3_PORT=$(free_port)
-rm -rf "$CACHE/azurite-data"
+rm -rf "$RUN/azurite-data"
 "$CACHE/npm/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZ_PORT" \
-  --location "$CACHE/azurite-data" --skipApiVersionCheck --loose --disableTelemetry >"$CACHE/azurite.log" 2>&1 &
+  --location "$RUN/azurite-data" --skipApiVersionCheck --loose --disableTelemetry >"$RUN/azurite.log" 2>&1 &
 echo $! >>"$PIDS"
-"$CACHE/venv/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$CACHE/moto.log" 2>&1 &
+"$CACHE/venv/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$RUN/moto.log" 2>&1 &
 echo $! >>"$PIDS"
 
 AZ="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:$AZ_PORT/devstoreaccount1"

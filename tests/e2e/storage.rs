@@ -454,3 +454,38 @@ fn a_corrupt_object_is_refused_and_the_secondary_restores() {
     );
     assert_eq!(c.cmd(&["DBSIZE"]), Frame::Integer(100));
 }
+
+#[test]
+fn a_corrupt_newest_snapshot_falls_back_to_the_previous_one() {
+    let dir = TempDir::new("rdb-corrupt");
+    let account = format!("file://{}", dir.path().join("account").display());
+    let prefix = unique_prefix("rdbc");
+    let flags = [
+        "--save", "", "--rdb-backup-enabled", "yes", "--rdb-backup-frequency", "1440",
+        "--rdb-backup-max-snapshot-count", "3", "--rdb-storage-connection-string", &account,
+        "--storage-prefix", &prefix,
+    ];
+    let local = TempDir::new("rdbc-node");
+    let mut keys = Vec::new();
+    {
+        let node = Server::cacheplane_in(local.path(), &flags);
+        let mut c = node.conn();
+        for generation in ["1", "2"] {
+            assert_eq!(c.cmd(&["SET", "generation", generation]), ok());
+            let Frame::Bulk(key) = c.cmd(&["CACHEPLANE", "BACKUP"]) else { panic!("backup") };
+            let key = String::from_utf8(key.to_vec()).unwrap();
+            wait_until("the snapshot", Duration::from_secs(30), || info(&mut c, "rdb_last_backup_key") == key);
+            keys.push(key);
+        }
+    }
+    let newest = dir.path().join("account").join(&prefix).join(&keys[1]);
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&newest, bytes).unwrap();
+    let fresh = TempDir::new("rdbc-node2");
+    let node = Server::cacheplane_in(fresh.path(), &flags);
+    let mut c = node.conn();
+    assert_eq!(c.cmd(&["GET", "generation"]), bulk("1"));
+    assert!(info(&mut c, "restored_from").contains(&keys[0]));
+}

@@ -431,6 +431,8 @@ impl Upload {
         }
         let found = self.store.size(&self.key).await?.unwrap_or(0);
         if found != self.written {
+            // Never leave a wrong object where a reader would take it for complete.
+            let _ = self.store.inner.delete(&self.store.path(&self.key)).await;
             return Err(BlobError::Verify {
                 account: self.store.name.clone(),
                 key: self.key.clone(),

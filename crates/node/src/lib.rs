@@ -21,6 +21,7 @@ pub use commands::dataset_digest;
 pub use config::{ConfigError, DebugCommand, Fsync, NodeConfig};
 pub use info::used_memory_bytes;
 pub use server::ACTIVE_EXPIRE_KEYS_PER_CYCLE_MAX;
+pub use ship::{EVENTS_KEPT_MAX, SEGMENT_MAX_BYTES, SEGMENT_ROLL_INTERVAL};
 pub use state::PUBSUB_OUTBOX_MAX_BYTES;
 
 /// The Redis version the node reports and behaves as.
@@ -45,6 +46,14 @@ impl NodeHandle {
     pub async fn stop(self) {
         let _ = self.shared.shutdown.send(true);
         let _ = self.task.await;
+    }
+
+    /// Takes the object-store events recorded since the last call (at most
+    /// `EVENTS_KEPT_MAX` are kept between calls), for the soft-delete accounting.
+    pub fn drain_events(&self) -> Vec<blob::BlobEvent> {
+        let st = self.shared.state.lock().expect("state lock");
+        let mut log = st.ship.events.lock().expect("event log lock");
+        log.recent.drain(..).collect()
     }
 
     /// Waits until the node stops by itself (SHUTDOWN).

@@ -431,17 +431,28 @@ impl Target {
         let bytes = read_range(&file, offset, to).await?;
         let crc = formats::crc64(&bytes);
         let name = aoff::incr_name("appendonly.aof", self.next_seq);
-        self.store
-            .put_new(&format!("aof/{name}"), Bytes::from(bytes))
-            .await?;
-        self.next_seq += 1;
         self.segs.push(Seg {
-            name,
+            name: name.clone(),
             file: file.clone(),
             size: to - offset,
             crc,
         });
-        self.write_manifest().await?;
+        // The segment and the checksum list that includes it go up together; the manifest,
+        // the commit point, follows once both are there.
+        let sums = self.checksums();
+        let sums_len = sums.len() as u64;
+        let key = format!("aof/{name}");
+        let uploaded = tokio::try_join!(
+            self.store.put_new(&key, Bytes::from(bytes)),
+            self.store.put_over(CHECKSUMS_KEY, Bytes::from(sums), self.sums_bytes),
+        );
+        if let Err(e) = uploaded {
+            self.segs.pop();
+            return Err(e.into());
+        }
+        self.sums_bytes = sums_len;
+        self.next_seq += 1;
+        self.write_manifest_only().await?;
         self.cursor = Some((file, to));
         self.pending_since = None;
         if to == end {
@@ -543,7 +554,31 @@ impl Target {
         Ok(())
     }
 
+    /// The checksum list of the base and the segments: `<name> <bytes> <crc64 hex>` lines.
+    fn checksums(&self) -> String {
+        let mut sums = format!(
+            "{} {} {:016x}\n",
+            aoff::base_name("appendonly.aof", self.base_seq, true),
+            self.base_sum.0,
+            self.base_sum.1
+        );
+        for s in &self.segs {
+            sums.push_str(&format!("{} {} {:016x}\n", s.name, s.size, s.crc));
+        }
+        sums
+    }
+
+    /// Writes the checksum list, then the manifest (the commit point, naming only files
+    /// whose checksums are already stored).
     async fn write_manifest(&mut self) -> anyhow::Result<()> {
+        let sums = self.checksums();
+        let sums_len = sums.len() as u64;
+        self.store.put_over(CHECKSUMS_KEY, Bytes::from(sums), self.sums_bytes).await?;
+        self.sums_bytes = sums_len;
+        self.write_manifest_only().await
+    }
+
+    async fn write_manifest_only(&mut self) -> anyhow::Result<()> {
         let m = Manifest {
             base: Some(AofFile {
                 name: aoff::base_name("appendonly.aof", self.base_seq, true),
@@ -570,21 +605,6 @@ impl Target {
                 })
                 .collect(),
         };
-        // Checksums first: the manifest is the commit point, and names only summed files.
-        let mut sums = format!(
-            "{} {} {:016x}\n",
-            aoff::base_name("appendonly.aof", self.base_seq, true),
-            self.base_sum.0,
-            self.base_sum.1
-        );
-        for s in &self.segs {
-            sums.push_str(&format!("{} {} {:016x}\n", s.name, s.size, s.crc));
-        }
-        let sums_len = sums.len() as u64;
-        self.store
-            .put_over(CHECKSUMS_KEY, Bytes::from(sums), self.sums_bytes)
-            .await?;
-        self.sums_bytes = sums_len;
         let text = Bytes::from(m.to_text());
         let len = text.len() as u64;
         let result = self
@@ -777,6 +797,7 @@ async fn download_aof(store: &Store, dir: &Path, appendfilename: &str) -> anyhow
             .ok_or_else(|| anyhow::anyhow!("{} is named in the manifest but missing", f.name))?;
         let mut out = tokio::fs::File::create(dir.join(&local_name)).await?;
         let n = store.download(&format!("aof/{}", f.name), &mut out).await?;
+        tracing::info!(account = store.account(), file = %f.name, bytes = n, "restore: downloaded");
         anyhow::ensure!(
             n == expected,
             "{}: downloaded {n} of {expected} bytes",

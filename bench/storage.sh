@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Storage accounts side by side with redis-server's local persistence, in one run:
+# - an RDB snapshot of the dataset streamed into Azurite and into the S3 server (moto) vs
+#   redis-server's SAVE to local disk;
+# - a node with an empty disk restoring from each store vs redis-server loading its dump;
+# - SET throughput with AOF everysec shipping segments to Azurite vs redis-server with AOF
+#   everysec, and with `aof-durability store` (replies wait for the segment in the store).
+# Prints cacheplane/redis ratios. Usage: bench/storage.sh [rounds]
+# Environment: KEYS (dataset, default 5000000), N_SET (requests per SET run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-2}
+KEYS=${KEYS:-5000000}
+N_SET=${N_SET:-300000}
+
+command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
+cargo build --release --quiet
+BIN=target/release/cacheplane
+WORK=$(mktemp -d)
+PORTS=()
+cleanup() {
+  for p in "${PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
+  OBJECT_STORES_RUN="$WORK/object-stores" scripts/object-stores.sh stop
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+eval "$(OBJECT_STORES_RUN="$WORK/object-stores" scripts/object-stores.sh start)"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_ready() { for _ in $(seq 40000); do [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ] && return 0; sleep 0.005; done; echo "port $1 never ready" >&2; exit 1; }
+now_ms() { date +%s%3N; }
+PIN_SERVER=${PIN-taskset -c 1}
+PIN_CLIENT=${PIN-taskset -c 0}
+
+start() { # who dir flags... -> port
+  local who=$1 dir=$2; shift 2
+  local port; port=$(free_port)
+  mkdir -p "$dir"
+  local flags=(--port "$port" --bind 127.0.0.1 --dir "$dir" --save "" --enable-debug-command yes "$@")
+  if [ "$who" = redis ]; then
+    $PIN_SERVER redis-server "${flags[@]}" --daemonize no >>"$dir/log" 2>&1 &
+  else
+    $PIN_SERVER "$BIN" node "${flags[@]}" --loglevel warning >>"$dir/log" 2>&1 &
+  fi
+  PORTS+=("$port")
+  wait_ready "$port"
+  echo "$port"
+}
+stop() { redis-cli -p "$1" shutdown nosave >/dev/null 2>&1 || true; while redis-cli -p "$1" ping >/dev/null 2>&1; do sleep 0.01; done; }
+info_field() { redis-cli -p "$1" info everything | tr -d '\r' | awk -F: -v f="$2" '$1==f{print $2}'; }
+set_rps() { # port pipeline
+  $PIN_CLIENT redis-benchmark -p "$1" -c 50 -P "$2" -n "$N_SET" -r 100000 -t set --csv 2>/dev/null | tail -1 | tr -d '"' | cut -d, -f2
+}
+
+: >"$WORK/results.csv"
+record() { echo "$1,$2,$3,$4" >>"$WORK/results.csv"; } # round,metric,who,value
+
+for round in $(seq "$ROUNDS"); do
+  # redis-server: SAVE and load on local disk, AOF everysec.
+  dir="$WORK/redis-$round"
+  port=$(start redis "$dir")
+  redis-cli -p "$port" debug populate "$KEYS" >/dev/null
+  t0=$(now_ms); redis-cli -p "$port" save >/dev/null; t1=$(now_ms)
+  record "$round" "snapshot ms" redis $((t1 - t0))
+  stop "$port"
+  t0=$(now_ms); port=$(start redis "$dir"); t1=$(now_ms)
+  record "$round" "restore ms" redis $((t1 - t0))
+  stop "$port"; rm -rf "$dir"
+  port=$(start redis "$WORK/redis-aof-$round" --appendonly yes --appendfsync everysec)
+  for P in 1 16; do record "$round" "SET ops/s AOF everysec -P $P" redis "$(set_rps "$port" "$P")"; done
+  stop "$port"; rm -rf "$WORK/redis-aof-$round"
+
+  for store in azurite s3; do
+    if [ $store = azurite ]; then conn=$CACHEPLANE_TEST_AZURITE; else conn=$CACHEPLANE_TEST_S3; fi
+    prefix="bench/$round-$store-$$"
+    flags=(--rdb-backup-enabled yes --rdb-backup-frequency 1440 --rdb-storage-connection-string "$conn" --storage-prefix "$prefix")
+    dir="$WORK/node-$round-$store"
+    port=$(start node "$dir" "${flags[@]}")
+    redis-cli -p "$port" debug populate "$KEYS" >/dev/null
+    t0=$(now_ms)
+    key=$(redis-cli -p "$port" cacheplane backup)
+    until [ "$(info_field "$port" rdb_last_backup_key)" = "$key" ]; do
+      [ "$(info_field "$port" rdb_last_backup_status)" = err ] && { echo "backup to $store failed" >&2; exit 1; }
+      sleep 0.01
+    done
+    t1=$(now_ms)
+    record "$round" "snapshot ms" "$store" $((t1 - t0))
+    stop "$port"; rm -rf "$dir"
+    t0=$(now_ms); port=$(start node "$dir" "${flags[@]}"); t1=$(now_ms)
+    [ "$(redis-cli -p "$port" dbsize)" = "$KEYS" ] || { echo "restore from $store incomplete" >&2; exit 1; }
+    record "$round" "restore ms" "$store" $((t1 - t0))
+    stop "$port"; rm -rf "$dir"
+  done
+
+  for mode in local store; do
+    dir="$WORK/node-aof-$round-$mode"
+    port=$(start node "$dir" --appendonly yes --appendfsync everysec --aof-durability "$mode" \
+      --aof-storage-connection-string-0 "$CACHEPLANE_TEST_AZURITE" --storage-prefix "bench/aof-$round-$mode-$$")
+    for P in 1 16; do record "$round" "SET ops/s AOF everysec -P $P" "azurite-$mode" "$(set_rps "$port" "$P")"; done
+    stop "$port"; rm -rf "$dir"
+  done
+  echo "round $round/$ROUNDS done" >&2
+done
+
+python3 - "$WORK/results.csv" "$ROUNDS" "$KEYS" <<'PY'
+import csv, statistics, sys
+path, rounds, keys = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data = {}
+for rnd, metric, who, value in csv.reader(open(path)):
+    data.setdefault(metric, {}).setdefault(who, {})[rnd] = float(value)
+def ratio(metric, who):
+    r, n = data[metric]["redis"], data[metric][who]
+    return statistics.median([n[k] / r[k] for k in r if k in n and r[k] > 0])
+print(f"| {keys:,} keys | redis-server, local disk (median) | cacheplane (median) | ratio (median of per-round ratios) |")
+print("|---|---:|---:|---:|")
+rows = [
+    ("snapshot ms", "azurite", "RDB snapshot ms: SAVE vs streamed into Azurite"),
+    ("snapshot ms", "s3", "RDB snapshot ms: SAVE vs streamed into S3 (moto)"),
+    ("restore ms", "azurite", "start to PONG: load dump vs restore from Azurite"),
+    ("restore ms", "s3", "start to PONG: load dump vs restore from S3 (moto)"),
+    ("SET ops/s AOF everysec -P 1", "azurite-local", "SET ops/s, AOF everysec, shipping to Azurite, -P 1"),
+    ("SET ops/s AOF everysec -P 16", "azurite-local", "SET ops/s, AOF everysec, shipping to Azurite, -P 16"),
+    ("SET ops/s AOF everysec -P 1", "azurite-store", "SET ops/s, aof-durability store (Azurite), -P 1"),
+    ("SET ops/s AOF everysec -P 16", "azurite-store", "SET ops/s, aof-durability store (Azurite), -P 16"),
+]
+for metric, who, label in rows:
+    r, n = data[metric]["redis"], data[metric][who]
+    print(f"| {label} | {statistics.median(r.values()):,.0f} | {statistics.median(n.values()):,.0f} | {ratio(metric, who):.2f} |")
+print()
+print(f"rounds: {rounds}; goals: snapshot <= 1.0, restore <= 1.5, SET shipping to Azurite >= 0.9 (store durability: reported)")
+PY

@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-2}
 KEYS=${KEYS:-5000000}
 N_SET=${N_SET:-300000}
+# Store durability waits for a round trip to the store per write batch: fewer requests.
+N_STORE=${N_STORE:-20000}
 
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
 cargo build --release --quiet
@@ -48,8 +50,8 @@ start() { # who dir flags... -> port
 }
 stop() { redis-cli -p "$1" shutdown nosave >/dev/null 2>&1 || true; while redis-cli -p "$1" ping >/dev/null 2>&1; do sleep 0.01; done; }
 info_field() { redis-cli -p "$1" info everything | tr -d '\r' | awk -F: -v f="$2" '$1==f{print $2}'; }
-set_rps() { # port pipeline
-  $PIN_CLIENT redis-benchmark -p "$1" -c 50 -P "$2" -n "$N_SET" -r 100000 -t set --csv 2>/dev/null | tail -1 | tr -d '"' | cut -d, -f2
+set_rps() { # port pipeline [requests]
+  $PIN_CLIENT redis-benchmark -p "$1" -c 50 -P "$2" -n "${3:-$N_SET}" -r 100000 -t set --csv 2>/dev/null | tail -1 | tr -d '"' | cut -d, -f2
 }
 
 : >"$WORK/results.csv"
@@ -96,7 +98,8 @@ for round in $(seq "$ROUNDS"); do
     dir="$WORK/node-aof-$round-$mode"
     port=$(start node "$dir" --appendonly yes --appendfsync everysec --aof-durability "$mode" \
       --aof-storage-connection-string-0 "$CACHEPLANE_TEST_AZURITE" --storage-prefix "bench/aof-$round-$mode-$$")
-    for P in 1 16; do record "$round" "SET ops/s AOF everysec -P $P" "azurite-$mode" "$(set_rps "$port" "$P")"; done
+    n=$N_SET; [ "$mode" = store ] && n=$N_STORE
+    for P in 1 16; do record "$round" "SET ops/s AOF everysec -P $P" "azurite-$mode" "$(set_rps "$port" "$P" "$n")"; done
     stop "$port"; rm -rf "$dir"
   done
   echo "round $round/$ROUNDS done" >&2

@@ -7,4 +7,5 @@ mod node_compat;
 mod node_protocol;
 mod node_server;
 mod persistence;
+mod serve;
 mod storage;

@@ -461,9 +461,18 @@ fn a_corrupt_newest_snapshot_falls_back_to_the_previous_one() {
     let account = format!("file://{}", dir.path().join("account").display());
     let prefix = unique_prefix("rdbc");
     let flags = [
-        "--save", "", "--rdb-backup-enabled", "yes", "--rdb-backup-frequency", "1440",
-        "--rdb-backup-max-snapshot-count", "3", "--rdb-storage-connection-string", &account,
-        "--storage-prefix", &prefix,
+        "--save",
+        "",
+        "--rdb-backup-enabled",
+        "yes",
+        "--rdb-backup-frequency",
+        "1440",
+        "--rdb-backup-max-snapshot-count",
+        "3",
+        "--rdb-storage-connection-string",
+        &account,
+        "--storage-prefix",
+        &prefix,
     ];
     let local = TempDir::new("rdbc-node");
     let mut keys = Vec::new();
@@ -472,9 +481,13 @@ fn a_corrupt_newest_snapshot_falls_back_to_the_previous_one() {
         let mut c = node.conn();
         for generation in ["1", "2"] {
             assert_eq!(c.cmd(&["SET", "generation", generation]), ok());
-            let Frame::Bulk(key) = c.cmd(&["CACHEPLANE", "BACKUP"]) else { panic!("backup") };
+            let Frame::Bulk(key) = c.cmd(&["CACHEPLANE", "BACKUP"]) else {
+                panic!("backup")
+            };
             let key = String::from_utf8(key.to_vec()).unwrap();
-            wait_until("the snapshot", Duration::from_secs(30), || info(&mut c, "rdb_last_backup_key") == key);
+            wait_until("the snapshot", Duration::from_secs(30), || {
+                info(&mut c, "rdb_last_backup_key") == key
+            });
             keys.push(key);
         }
     }

@@ -419,6 +419,17 @@ impl Upload {
         Ok(())
     }
 
+    /// Appends bytes without copying them.
+    pub async fn put(&mut self, bytes: Bytes) -> Result<(), BlobError> {
+        let w = self.w.as_mut().expect("upload not finished");
+        w.wait_for_capacity(PARTS_IN_FLIGHT_MAX)
+            .await
+            .map_err(|e| self.store.err(&self.key, e))?;
+        self.written += bytes.len() as u64;
+        w.put(bytes);
+        Ok(())
+    }
+
     pub fn written(&self) -> u64 {
         self.written
     }

@@ -1,4 +1,5 @@
-//! `cacheplane`: the one binary. `node` runs a data-plane node (a drop-in for redis-server).
+//! `cacheplane`: the one binary. `serve` runs the management API and the caches' nodes;
+//! `node` runs one data-plane node (a drop-in for redis-server).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -20,6 +21,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the management API (Microsoft.Cache/redis, ARM-shaped) and the caches' nodes.
+    Serve {
+        /// Address of the management API.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Where the resource store, the caches' files and the default storage account live.
+        #[arg(long, default_value = "cacheplane-data")]
+        data_dir: std::path::PathBuf,
+        /// Bearer token the API requires (the default is the documented development token).
+        #[arg(long, default_value = serve::DEV_TOKEN)]
+        token: String,
+    },
     /// Run a data-plane node. Takes redis-server's flags: `--port 7000 --requirepass K
     /// --save "" --databases 16 ...`, optionally after a config file path.
     Node {
@@ -35,6 +48,24 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve {
+            listen,
+            data_dir,
+            token,
+        } => {
+            init_logging("notice");
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("start the async runtime")?;
+            let config = serve::ServeConfig {
+                listen,
+                data_dir,
+                token,
+                ..Default::default()
+            };
+            runtime.block_on(serve::run(config, shutdown_signal()))
+        }
         Command::Node { args } => {
             let config = match node::NodeConfig::from_args(&args) {
                 Ok(c) => c,

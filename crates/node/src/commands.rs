@@ -309,11 +309,14 @@ fn ping(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) {
 
 fn check_password(st: &State, user: &[u8], pass: &[u8]) -> Result<()> {
     let ok = is(user, "default")
-        && st
-            .config
-            .requirepass
-            .as_deref()
-            .is_some_and(|p| p.as_bytes() == pass);
+        && st.config.requirepass.as_deref().is_some_and(|p| {
+            p.as_bytes() == pass
+                || st
+                    .config
+                    .requirepass_secondary
+                    .as_deref()
+                    .is_some_and(|s| s.as_bytes() == pass)
+        });
     if ok {
         Ok(())
     } else {

@@ -28,6 +28,9 @@ pub struct NodeConfig {
     pub dir: PathBuf,
     pub dbfilename: String,
     pub requirepass: Option<String>,
+    /// A second password AUTH accepts (a managed cache's secondary access key); only with
+    /// `requirepass`. Not a redis-server setting: set by the control plane.
+    pub requirepass_secondary: Option<String>,
     pub databases: usize,
     pub maxclients: usize,
     /// Close connections idle this long (0: never).
@@ -105,6 +108,7 @@ impl Default for NodeConfig {
             dir: PathBuf::from("."),
             dbfilename: "dump.rdb".into(),
             requirepass: None,
+            requirepass_secondary: None,
             databases: 16,
             maxclients: 10_000,
             timeout_secs: 0,

@@ -48,6 +48,17 @@ impl NodeHandle {
         let _ = self.task.await;
     }
 
+    /// What the start restored from a storage account, if anything.
+    pub fn restored(&self) -> Option<String> {
+        self.shared
+            .state
+            .lock()
+            .expect("state lock")
+            .ship
+            .restored
+            .clone()
+    }
+
     /// Takes the object-store events recorded since the last call (at most
     /// `EVENTS_KEPT_MAX` are kept between calls), for the soft-delete accounting.
     pub fn drain_events(&self) -> Vec<blob::BlobEvent> {

@@ -82,16 +82,26 @@ pub enum Piece {
 /// Where the saver thread writes a snapshot.
 enum Out {
     File(AtomicFile),
-    Channel(tokio::sync::mpsc::Sender<Piece>),
+    /// To an upload, in pieces of about [`UPLOAD_PIECE_BYTES`].
+    Channel(tokio::sync::mpsc::Sender<Piece>, Vec<u8>),
 }
+
+/// Snapshot bytes gathered before they are handed to an upload: fewer, larger hand-offs.
+const UPLOAD_PIECE_BYTES: usize = 1024 * 1024;
 
 impl Out {
     fn write(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {
         match self {
             Out::File(f) => f.write(&bytes)?,
-            Out::Channel(tx) => {
-                if !bytes.is_empty() {
-                    tx.blocking_send(Piece::Data(bytes))
+            Out::Channel(tx, buf) => {
+                if buf.is_empty() {
+                    *buf = bytes;
+                } else {
+                    buf.extend_from_slice(&bytes);
+                }
+                if buf.len() >= UPLOAD_PIECE_BYTES {
+                    let piece = std::mem::take(buf);
+                    tx.blocking_send(Piece::Data(piece))
                         .map_err(|_| anyhow::anyhow!("the upload stopped"))?;
                 }
             }
@@ -102,9 +112,13 @@ impl Out {
     fn commit(self) -> anyhow::Result<()> {
         match self {
             Out::File(f) => f.commit()?,
-            Out::Channel(tx) => tx
-                .blocking_send(Piece::End)
-                .map_err(|_| anyhow::anyhow!("the upload stopped"))?,
+            Out::Channel(tx, buf) => {
+                let stopped = |_| anyhow::anyhow!("the upload stopped");
+                if !buf.is_empty() {
+                    tx.blocking_send(Piece::Data(buf)).map_err(stopped)?;
+                }
+                tx.blocking_send(Piece::End).map_err(stopped)?;
+            }
         }
         Ok(())
     }
@@ -487,7 +501,7 @@ fn run_job(shared: &Arc<Shared>, generation: u64) {
     let result = (|| -> anyhow::Result<Option<Out>> {
         let mut file = match target {
             Target::File(path) => Out::File(AtomicFile::create(path)?),
-            Target::Channel(tx) => Out::Channel(tx),
+            Target::Channel(tx) => Out::Channel(tx, Vec::new()),
         };
         loop {
             let (bytes, done) = {

@@ -41,6 +41,8 @@ pub async fn serve(
     }
     let _ = shared.shutdown.send(true);
     cron.abort();
+    // What the log holds reaches the storage accounts before the node goes.
+    crate::ship::drain(&shared).await;
     {
         let mut st = shared.state.lock().expect("state lock");
         // Stopped by a signal or its owner rather than SHUTDOWN: save as SHUTDOWN would.

@@ -83,6 +83,52 @@ pub struct Shipping {
     pub aof_targets: Vec<Arc<Mutex<TargetStatus>>>,
     /// What the start restored, for INFO and the logs.
     pub restored: Option<String>,
+    /// Set when the node stops: shippers cut what is pending at once.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Longest a stopping node waits for its AOF accounts to catch up.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// On a graceful stop: lets every AOF account catch up with the log, within
+/// [`DRAIN_TIMEOUT`]; logs what is left behind.
+pub async fn drain(shared: &Arc<Shared>) {
+    let (targets, appended) = {
+        let st = shared.state.lock().expect("state lock");
+        if st.ship.aof_targets.is_empty() {
+            return;
+        }
+        st.ship
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        (
+            st.ship.aof_targets.clone(),
+            st.aof.as_ref().map_or(0, |a| a.appended),
+        )
+    };
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    loop {
+        let behind: Vec<(String, u64)> = targets
+            .iter()
+            .map(|t| t.lock().expect("status lock"))
+            .filter(|t| t.shipped < appended)
+            .map(|t| (t.account.clone(), appended - t.shipped))
+            .collect();
+        if behind.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            for (account, bytes) in behind {
+                tracing::warn!(
+                    account,
+                    bytes,
+                    "stopping with AOF bytes not yet in the storage account (they stay in the local AOF)"
+                );
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 pub struct RdbBackups {
@@ -224,7 +270,7 @@ async fn upload_snapshot(
     let mut up = store.upload(key).await?;
     loop {
         match rx.recv().await {
-            Some(Piece::Data(b)) => up.write(&b).await?,
+            Some(Piece::Data(b)) => up.put(Bytes::from(b)).await?,
             Some(Piece::End) => break,
             // The saver gave up: the partial upload is aborted, never visible.
             None => {
@@ -287,6 +333,7 @@ pub fn start_aof(st: &mut State, shared: Weak<Shared>) -> anyhow::Result<Option<
             bases: hooks.bases.subscribe(),
             shipped: (i == 0).then(|| hooks.shipped.clone()),
             cut_eagerly: i == 0 && store_durability,
+            draining: st.ship.draining.clone(),
             base: None,
             base_seq: 0,
             segs: Vec::new(),
@@ -319,6 +366,7 @@ struct Target {
     shipped: Option<Arc<watch::Sender<u64>>>,
     /// Cut a segment as soon as bytes are pending (replies wait for it).
     cut_eagerly: bool,
+    draining: Arc<std::sync::atomic::AtomicBool>,
     /// The local base the account's manifest starts from, and its store name's sequence.
     base: Option<BaseReady>,
     base_seq: u64,
@@ -350,16 +398,22 @@ impl Target {
                 Ok(true) => attempt = 0,
                 Ok(false) => {
                     attempt = 0;
-                    // Nothing to do now: wait for the flusher, a new base or the roll timer.
-                    let wait = if self.cut_eagerly {
-                        Duration::from_secs(1)
-                    } else {
-                        SEGMENT_ROLL_INTERVAL / 4
-                    };
-                    tokio::select! {
-                        _ = self.progress.changed() => {}
-                        _ = self.bases.changed() => {}
-                        _ = tokio::time::sleep(wait) => {}
+                    // Nothing to do now. With bytes pending (and no hurry), sleep until the
+                    // segment is due: waking on every flush would cost the node CPU.
+                    let roll_at = self
+                        .pending_since
+                        .filter(|_| !self.cut_eagerly)
+                        .map(|t| t + SEGMENT_ROLL_INTERVAL);
+                    match roll_at {
+                        Some(at) => tokio::select! {
+                            _ = tokio::time::sleep_until(at.into()) => {}
+                            _ = self.bases.changed() => {}
+                        },
+                        None => tokio::select! {
+                            _ = self.progress.changed() => {}
+                            _ = self.bases.changed() => {}
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        },
                     }
                 }
                 Err(e) => {
@@ -421,6 +475,7 @@ impl Target {
         }
         let since = *self.pending_since.get_or_insert_with(Instant::now);
         let ready = self.cut_eagerly
+            || self.draining.load(std::sync::atomic::Ordering::SeqCst)
             || end - offset >= SEGMENT_MAX_BYTES
             || since.elapsed() >= SEGMENT_ROLL_INTERVAL
             || file != p.file;
@@ -444,7 +499,8 @@ impl Target {
         let key = format!("aof/{name}");
         let uploaded = tokio::try_join!(
             self.store.put_new(&key, Bytes::from(bytes)),
-            self.store.put_over(CHECKSUMS_KEY, Bytes::from(sums), self.sums_bytes),
+            self.store
+                .put_over(CHECKSUMS_KEY, Bytes::from(sums), self.sums_bytes),
         );
         if let Err(e) = uploaded {
             self.segs.pop();
@@ -573,7 +629,9 @@ impl Target {
     async fn write_manifest(&mut self) -> anyhow::Result<()> {
         let sums = self.checksums();
         let sums_len = sums.len() as u64;
-        self.store.put_over(CHECKSUMS_KEY, Bytes::from(sums), self.sums_bytes).await?;
+        self.store
+            .put_over(CHECKSUMS_KEY, Bytes::from(sums), self.sums_bytes)
+            .await?;
         self.sums_bytes = sums_len;
         self.write_manifest_only().await
     }

@@ -1,0 +1,81 @@
+//! ARM's error body: `{"error": {"code", "message", "target"}}` with its HTTP status.
+
+use serde::Serialize;
+
+/// A refusal as ARM reports it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ArmError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    /// The property or parameter at fault, when there is one.
+    pub target: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<&'a str>,
+}
+
+impl ArmError {
+    pub fn bad_request(
+        code: &'static str,
+        target: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ArmError {
+        ArmError {
+            status: 400,
+            code,
+            message: message.into(),
+            target: Some(target.into()),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ArmError {
+        ArmError {
+            status: 404,
+            code: "ResourceNotFound",
+            message: message.into(),
+            target: None,
+        }
+    }
+
+    pub fn conflict(message: impl Into<String>) -> ArmError {
+        ArmError {
+            status: 409,
+            code: "Conflict",
+            message: message.into(),
+            target: None,
+        }
+    }
+
+    pub fn unauthorized() -> ArmError {
+        ArmError {
+            status: 401,
+            code: "AuthenticationFailed",
+            message: "Authentication failed. The 'Authorization' header is missing or does not carry the expected bearer token.".into(),
+            target: None,
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> String {
+        serde_json::to_string(&Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                target: self.target.as_deref(),
+            },
+        })
+        .expect("error bodies serialize")
+    }
+}

@@ -1,0 +1,11 @@
+//! The control plane's core, without I/O: the `Microsoft.Cache/redis` resource model as
+//! Azure Resource Manager shapes it, the validation Azure applies to it (with ARM's error
+//! bodies), and the access keys. The HTTP shell, the resource store and the node
+//! supervisor build on it.
+
+pub mod error;
+pub mod model;
+pub mod store;
+pub mod validate;
+
+pub use error::ArmError;

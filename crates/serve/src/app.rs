@@ -1,0 +1,730 @@
+//! The HTTP routes, ARM's conventions (api-version, bearer token, error bodies,
+//! long-running operations) and the handlers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use control::ArmError;
+use control::model::{
+    Cache, CreateParameters, ProvisioningState, UpdateParameters, new_access_key, resource_id,
+};
+use control::store::{ResourceStore, key};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::ServeConfig;
+use crate::supervisor::Supervisor;
+
+/// api-version values accepted, as the Azure SDKs send them.
+pub const API_VERSIONS: &[&str] = &[
+    "2024-11-01",
+    "2024-04-01-preview",
+    "2024-03-01",
+    "2023-08-01",
+    "2023-04-01",
+];
+/// Largest request body accepted.
+const BODY_MAX_BYTES: usize = 1024 * 1024;
+
+pub struct App {
+    config: ServeConfig,
+    store: Mutex<ResourceStore>,
+    nodes: Mutex<Supervisor>,
+    operations: std::sync::Mutex<HashMap<String, Operation>>,
+}
+
+/// An operation-status resource.
+#[derive(Clone)]
+struct Operation {
+    id: String,
+    name: String,
+    status: &'static str,
+    start: chrono::DateTime<chrono::Utc>,
+    end: Option<chrono::DateTime<chrono::Utc>>,
+    error: Option<ArmError>,
+}
+
+impl Operation {
+    fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "status": self.status,
+            "percentComplete": if self.status == "InProgress" { 0.0 } else { 100.0 },
+            "startTime": self.start.to_rfc3339(),
+        });
+        if let Some(end) = self.end {
+            v["endTime"] = end.to_rfc3339().into();
+        }
+        if let Some(e) = &self.error {
+            v["error"] = serde_json::json!({"code": e.code, "message": e.message});
+        }
+        v
+    }
+}
+
+struct Failure(ArmError);
+
+impl From<ArmError> for Failure {
+    fn from(e: ArmError) -> Self {
+        Failure(e)
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::BAD_REQUEST);
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            self.0.body(),
+        )
+            .into_response()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Failure {
+    Failure(ArmError {
+        status: 500,
+        code: "InternalServerError",
+        message: e.to_string(),
+        target: None,
+    })
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+impl App {
+    pub async fn open(config: ServeConfig) -> anyhow::Result<Arc<App>> {
+        let store = ResourceStore::open(&config.data_dir)?;
+        let app = Arc::new(App {
+            config,
+            store: Mutex::new(store),
+            nodes: Mutex::new(Supervisor::default()),
+            operations: Default::default(),
+        });
+        // A restart of the control plane brings every cache back.
+        let caches: Vec<Cache> = app.store.lock().await.all().cloned().collect();
+        for cache in caches {
+            if cache.provisioning_state == ProvisioningState::Deleting {
+                continue;
+            }
+            let k = key(&cache.id());
+            if let Err(e) = app
+                .nodes
+                .lock()
+                .await
+                .start(&k, &cache, &app.config.data_dir, false)
+                .await
+            {
+                tracing::error!(cache = %cache.id(), error = %e, "could not start the cache's node");
+            }
+        }
+        Ok(app)
+    }
+
+    pub async fn shutdown(&self) {
+        self.nodes.lock().await.stop_all().await;
+    }
+
+    fn new_operation(&self, location: &str, subscription: &str) -> (String, String) {
+        let name = uuid::Uuid::new_v4().to_string();
+        let id = format!(
+            "/subscriptions/{subscription}/providers/Microsoft.Cache/locations/{location}/asyncOperations/{name}"
+        );
+        let op = Operation {
+            id: id.clone(),
+            name: name.clone(),
+            status: "InProgress",
+            start: chrono::Utc::now(),
+            end: None,
+            error: None,
+        };
+        self.operations
+            .lock()
+            .expect("operations lock")
+            .insert(name.clone(), op);
+        (name, id)
+    }
+
+    fn finish_operation(&self, name: &str, error: Option<ArmError>) {
+        if let Some(op) = self
+            .operations
+            .lock()
+            .expect("operations lock")
+            .get_mut(name)
+        {
+            op.status = if error.is_some() {
+                "Failed"
+            } else {
+                "Succeeded"
+            };
+            op.end = Some(chrono::Utc::now());
+            op.error = error;
+        }
+    }
+
+    fn async_headers(
+        &self,
+        headers: &HeaderMap,
+        op_id: &str,
+    ) -> [(header::HeaderName, HeaderValue); 1] {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        let url = format!("http://{host}{op_id}?api-version={}", API_VERSIONS[0]);
+        [(
+            header::HeaderName::from_static("azure-asyncoperation"),
+            HeaderValue::from_str(&url).unwrap_or(HeaderValue::from_static("")),
+        )]
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let cache = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Cache/{kind}/{name}";
+    Router::new()
+        .route(
+            cache,
+            get(get_cache)
+                .put(put_cache)
+                .patch(patch_cache)
+                .delete(delete_cache),
+        )
+        .route(&format!("{cache}/listKeys"), post(list_keys))
+        .route(&format!("{cache}/regenerateKey"), post(regenerate_key))
+        .route(&format!("{cache}/forceReboot"), post(force_reboot))
+        .route(
+            "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Cache/{kind}",
+            get(list_group),
+        )
+        .route(
+            "/subscriptions/{sub}/providers/Microsoft.Cache/{kind}",
+            get(list_subscription),
+        )
+        .route(
+            "/subscriptions/{sub}/providers/Microsoft.Cache/locations/{loc}/asyncOperations/{op}",
+            get(get_operation),
+        )
+        .layer(middleware::from_fn_with_state(app.clone(), arm_checks))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_MAX_BYTES))
+        .with_state(app)
+}
+
+/// The bearer token and `api-version`, checked before any handler runs.
+async fn arm_checks(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let expected = format!("Bearer {}", app.config.token);
+    let authorized = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some(expected.as_str());
+    if !authorized {
+        return Failure(ArmError::unauthorized()).into_response();
+    }
+    let version = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("api-version="))
+        .map(str::to_string);
+    match version {
+        None => Failure(ArmError::bad_request(
+            "MissingApiVersionParameter",
+            "api-version",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        ))
+        .into_response(),
+        Some(v) if !API_VERSIONS.contains(&v.as_str()) => Failure(ArmError::bad_request(
+            "InvalidApiVersionParameter",
+            "api-version",
+            format!(
+                "The api-version '{v}' is invalid. The supported versions are '{}'.",
+                API_VERSIONS.join(",")
+            ),
+        ))
+        .into_response(),
+        Some(_) => next.run(req).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct CachePath {
+    sub: String,
+    rg: String,
+    kind: String,
+    name: String,
+}
+
+fn check_kind(kind: &str) -> Result<()> {
+    if kind.eq_ignore_ascii_case("redis") {
+        Ok(())
+    } else {
+        Err(ArmError::not_found(format!(
+            "The resource type 'Microsoft.Cache/{kind}' is not served here."
+        ))
+        .into())
+    }
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        let code = if e.is_syntax() || e.is_eof() {
+            "InvalidRequestContent"
+        } else {
+            "InvalidRequestBody"
+        };
+        Failure(ArmError::bad_request(
+            code,
+            "body",
+            format!("The request content was invalid and could not be deserialized: {e}."),
+        ))
+    })
+}
+
+async fn get_cache(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Result<Response> {
+    check_kind(&p.kind)?;
+    let id = resource_id(&p.sub, &p.rg, &p.name);
+    let store = app.store.lock().await;
+    let cache = store.get(&id).ok_or_else(|| not_found(&p))?;
+    Ok(json(StatusCode::OK, cache.to_resource(&app.config.host)))
+}
+
+fn not_found(p: &CachePath) -> Failure {
+    Failure(ArmError::not_found(format!(
+        "The Resource 'Microsoft.Cache/Redis/{}' under resource group '{}' was not found.",
+        p.name, p.rg
+    )))
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(internal)?;
+    Ok(l.local_addr().map_err(internal)?.port())
+}
+
+async fn put_cache(
+    State(app): State<Arc<App>>,
+    Path(p): Path<CachePath>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    check_kind(&p.kind)?;
+    control::validate::cache_name(&p.name)?;
+    let params: CreateParameters = parse_body(&body)?;
+    control::validate::location(&params.location)?;
+    control::validate::sku(&params.properties.sku)?;
+    control::validate::persistence(
+        &params.properties.sku,
+        &params.properties.redis_configuration,
+    )?;
+    let id = resource_id(&p.sub, &p.rg, &p.name);
+    let k = key(&id);
+    let mut store = app.store.lock().await;
+    let existing = store.get(&id).cloned();
+    let (cache, created) = match existing {
+        Some(old) => {
+            if matches!(
+                old.provisioning_state,
+                ProvisioningState::Creating
+                    | ProvisioningState::Updating
+                    | ProvisioningState::Deleting
+            ) {
+                return Err(ArmError::conflict(format!(
+                    "The cache '{}' is busy ({:?}); retry when the operation ends.",
+                    p.name, old.provisioning_state
+                ))
+                .into());
+            }
+            let mut c = old;
+            c.location = params.location;
+            c.tags = params.tags;
+            c.sku = params.properties.sku;
+            c.redis_configuration = params.properties.redis_configuration;
+            c.enable_non_ssl_port = params.properties.enable_non_ssl_port;
+            c.minimum_tls_version = params.properties.minimum_tls_version;
+            c.public_network_access = params.properties.public_network_access;
+            c.provisioning_state = ProvisioningState::Updating;
+            (c, false)
+        }
+        None => {
+            if store.len() >= control::store::CACHES_MAX {
+                return Err(ArmError::conflict(format!(
+                    "This control plane already holds {} caches.",
+                    control::store::CACHES_MAX
+                ))
+                .into());
+            }
+            let cache = Cache {
+                subscription: p.sub.clone(),
+                resource_group: p.rg.clone(),
+                name: p.name.clone(),
+                location: params.location,
+                tags: params.tags,
+                zones: params.zones,
+                sku: params.properties.sku,
+                redis_configuration: params.properties.redis_configuration,
+                enable_non_ssl_port: params.properties.enable_non_ssl_port,
+                minimum_tls_version: params.properties.minimum_tls_version,
+                public_network_access: params.properties.public_network_access,
+                provisioning_state: ProvisioningState::Creating,
+                port: free_port()?,
+                primary_key: new_access_key(),
+                secondary_key: new_access_key(),
+            };
+            (cache, true)
+        }
+    };
+    store.put(cache.clone()).map_err(internal)?;
+    drop(store);
+    let (op, op_id) = app.new_operation(&cache.location, &p.sub);
+    let body = cache.to_resource(&app.config.host);
+    let worker = app.clone();
+    tokio::spawn(async move { worker.provision(k, op).await });
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        app.async_headers(&headers, &op_id),
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response())
+}
+
+impl App {
+    /// Starts (or restarts) the cache's node and settles its provisioning state.
+    async fn provision(self: Arc<Self>, k: String, op: String) {
+        let Some(cache) = self.store.lock().await.get(&k).cloned() else {
+            return;
+        };
+        let started = self
+            .nodes
+            .lock()
+            .await
+            .start(&k, &cache, &self.config.data_dir, false)
+            .await;
+        let mut store = self.store.lock().await;
+        let Some(mut cache) = store.get(&k).cloned() else {
+            return;
+        };
+        let error = started.err().map(|e| {
+            tracing::error!(cache = %cache.id(), error = %e, "provisioning failed");
+            ArmError {
+                status: 500,
+                code: "ProvisioningFailed",
+                message: format!("The cache's node could not start: {e:#}"),
+                target: None,
+            }
+        });
+        cache.provisioning_state = if error.is_some() {
+            ProvisioningState::Failed
+        } else {
+            ProvisioningState::Succeeded
+        };
+        if let Err(e) = store.put(cache) {
+            tracing::error!(error = %e, "could not record the provisioning state");
+        }
+        self.finish_operation(&op, error);
+    }
+}
+
+async fn patch_cache(
+    State(app): State<Arc<App>>,
+    Path(p): Path<CachePath>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    check_kind(&p.kind)?;
+    let params: UpdateParameters = parse_body(&body)?;
+    let id = resource_id(&p.sub, &p.rg, &p.name);
+    let mut store = app.store.lock().await;
+    let mut cache = store.get(&id).cloned().ok_or_else(|| not_found(&p))?;
+    if let Some(tags) = params.tags {
+        cache.tags = tags;
+    }
+    let props = params.properties;
+    let restart = props.sku.is_some() || props.redis_configuration.is_some();
+    if let Some(sku) = props.sku {
+        control::validate::sku(&sku)?;
+        cache.sku = sku;
+    }
+    if let Some(config) = props.redis_configuration {
+        // As ARM merges redisConfiguration: given keys replace, others stay.
+        for (k, v) in config {
+            cache.redis_configuration.insert(k, v);
+        }
+    }
+    control::validate::persistence(&cache.sku, &cache.redis_configuration)?;
+    if let Some(v) = props.enable_non_ssl_port {
+        cache.enable_non_ssl_port = v;
+    }
+    if props.minimum_tls_version.is_some() {
+        cache.minimum_tls_version = props.minimum_tls_version;
+    }
+    if props.public_network_access.is_some() {
+        cache.public_network_access = props.public_network_access;
+    }
+    if restart {
+        cache.provisioning_state = ProvisioningState::Updating;
+    }
+    store.put(cache.clone()).map_err(internal)?;
+    drop(store);
+    let body = cache.to_resource(&app.config.host);
+    if restart {
+        let (op, op_id) = app.new_operation(&cache.location, &p.sub);
+        let worker = app.clone();
+        let k = key(&id);
+        tokio::spawn(async move { worker.provision(k, op).await });
+        return Ok((
+            StatusCode::OK,
+            app.async_headers(&headers, &op_id),
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response());
+    }
+    Ok(json(StatusCode::OK, body))
+}
+
+async fn delete_cache(
+    State(app): State<Arc<App>>,
+    Path(p): Path<CachePath>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    check_kind(&p.kind)?;
+    let id = resource_id(&p.sub, &p.rg, &p.name);
+    let k = key(&id);
+    let mut store = app.store.lock().await;
+    let Some(mut cache) = store.get(&id).cloned() else {
+        // ARM answers 204 for a resource that is already gone.
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    cache.provisioning_state = ProvisioningState::Deleting;
+    store.put(cache.clone()).map_err(internal)?;
+    drop(store);
+    let (op, op_id) = app.new_operation(&cache.location, &p.sub);
+    let worker = app.clone();
+    tokio::spawn(async move {
+        worker.nodes.lock().await.stop(&k).await;
+        let removed = worker.store.lock().await.remove(&k);
+        let error = removed.err().map(|e| ArmError {
+            status: 500,
+            code: "DeleteFailed",
+            message: e.to_string(),
+            target: None,
+        });
+        worker.finish_operation(&op, error);
+    });
+    Ok((StatusCode::ACCEPTED, app.async_headers(&headers, &op_id)).into_response())
+}
+
+async fn list(app: &App, matches: impl Fn(&Cache) -> bool) -> Response {
+    let store = app.store.lock().await;
+    let value: Vec<serde_json::Value> = store
+        .all()
+        .filter(|c| matches(c))
+        .map(|c| c.to_resource(&app.config.host))
+        .collect();
+    json(StatusCode::OK, serde_json::json!({ "value": value }))
+}
+
+#[derive(Deserialize)]
+struct GroupPath {
+    sub: String,
+    rg: String,
+    kind: String,
+}
+
+async fn list_group(State(app): State<Arc<App>>, Path(p): Path<GroupPath>) -> Result<Response> {
+    check_kind(&p.kind)?;
+    Ok(list(&app, |c| {
+        c.subscription.eq_ignore_ascii_case(&p.sub) && c.resource_group.eq_ignore_ascii_case(&p.rg)
+    })
+    .await)
+}
+
+#[derive(Deserialize)]
+struct SubPath {
+    sub: String,
+    kind: String,
+}
+
+async fn list_subscription(
+    State(app): State<Arc<App>>,
+    Path(p): Path<SubPath>,
+) -> Result<Response> {
+    check_kind(&p.kind)?;
+    Ok(list(&app, |c| c.subscription.eq_ignore_ascii_case(&p.sub)).await)
+}
+
+async fn list_keys(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Result<Response> {
+    check_kind(&p.kind)?;
+    let store = app.store.lock().await;
+    let cache = store
+        .get(&resource_id(&p.sub, &p.rg, &p.name))
+        .ok_or_else(|| not_found(&p))?;
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({"primaryKey": cache.primary_key, "secondaryKey": cache.secondary_key}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegenerateKey {
+    key_type: String,
+}
+
+async fn regenerate_key(
+    State(app): State<Arc<App>>,
+    Path(p): Path<CachePath>,
+    body: Bytes,
+) -> Result<Response> {
+    check_kind(&p.kind)?;
+    let req: RegenerateKey = parse_body(&body)?;
+    let id = resource_id(&p.sub, &p.rg, &p.name);
+    let mut store = app.store.lock().await;
+    let mut cache = store.get(&id).cloned().ok_or_else(|| not_found(&p))?;
+    match req.key_type.to_ascii_lowercase().as_str() {
+        "primary" => cache.primary_key = new_access_key(),
+        "secondary" => cache.secondary_key = new_access_key(),
+        _ => {
+            return Err(ArmError::bad_request(
+                "InvalidRequestBody",
+                "keyType",
+                "keyType must be 'Primary' or 'Secondary'.",
+            )
+            .into());
+        }
+    }
+    store.put(cache.clone()).map_err(internal)?;
+    drop(store);
+    // The node takes the new keys: restarted on the same port (its data comes back from its
+    // persistence, when it has any).
+    // TODO(issue 5): apply keys to the running node without a restart.
+    let k = key(&id);
+    app.nodes
+        .lock()
+        .await
+        .start(&k, &cache, &app.config.data_dir, false)
+        .await
+        .map_err(internal)?;
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({"primaryKey": cache.primary_key, "secondaryKey": cache.secondary_key}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Reboot {
+    reboot_type: String,
+}
+
+async fn force_reboot(
+    State(app): State<Arc<App>>,
+    Path(p): Path<CachePath>,
+    body: Bytes,
+) -> Result<Response> {
+    check_kind(&p.kind)?;
+    let req: Reboot = parse_body(&body)?;
+    if !["primarynode", "secondarynode", "allnodes"]
+        .contains(&req.reboot_type.to_ascii_lowercase().as_str())
+    {
+        return Err(ArmError::bad_request(
+            "InvalidRequestBody",
+            "rebootType",
+            "rebootType must be 'PrimaryNode', 'SecondaryNode' or 'AllNodes'.",
+        )
+        .into());
+    }
+    let id = resource_id(&p.sub, &p.rg, &p.name);
+    let cache = app
+        .store
+        .lock()
+        .await
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| not_found(&p))?;
+    let k = key(&id);
+    let persistent = !matches!(
+        control::validate::persistence(&cache.sku, &cache.redis_configuration),
+        Ok(control::validate::Persistence::None)
+    );
+    // With persistence the node comes back on a fresh machine, from its storage accounts;
+    // without, its data is gone, as in Azure.
+    let restored = app
+        .nodes
+        .lock()
+        .await
+        .start(&k, &cache, &app.config.data_dir, true)
+        .await
+        .map_err(internal)?;
+    let message = match (persistent, restored) {
+        (_, Some(what)) => format!(
+            "Rebooted {} of '{}'; restored the {what}.",
+            req.reboot_type, p.name
+        ),
+        (true, None) => format!(
+            "Rebooted {} of '{}'; its storage accounts held no data yet.",
+            req.reboot_type, p.name
+        ),
+        (false, None) => format!(
+            "Rebooted {} of '{}'; the cache has no persistence, so its data was lost.",
+            req.reboot_type, p.name
+        ),
+    };
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({ "message": message }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct OpPath {
+    #[allow(dead_code)]
+    sub: String,
+    #[allow(dead_code)]
+    loc: String,
+    op: String,
+}
+
+async fn get_operation(
+    State(app): State<Arc<App>>,
+    Path(p): Path<OpPath>,
+    Query(_): Query<HashMap<String, String>>,
+) -> Result<Response> {
+    let op = app
+        .operations
+        .lock()
+        .expect("operations lock")
+        .get(&p.op)
+        .cloned();
+    let op = op.ok_or_else(|| {
+        Failure(ArmError::not_found(format!(
+            "The operation '{}' was not found.",
+            p.op
+        )))
+    })?;
+    Ok(json(StatusCode::OK, op.json()))
+}

@@ -1,0 +1,86 @@
+//! `cacheplane serve`: the ARM-shaped management API for `Microsoft.Cache/redis` over HTTP,
+//! the resource store behind it, and the supervisor of the caches' data-plane nodes
+//! (in-process tasks).
+//!
+//! Long-running operations follow ARM: PUT answers 201 with `Azure-AsyncOperation`
+//! pointing at an operation-status resource, the cache moves Creating → Succeeded (or
+//! Failed), and the same for updates, deletes and reboots.
+
+mod app;
+mod supervisor;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use app::API_VERSIONS;
+
+/// The documented development token (as Azurite has a well-known key): use `--token` for
+/// anything shared.
+pub const DEV_TOKEN: &str = "cacheplane-dev-token";
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub token: String,
+    /// Host name caches report (`properties.hostName`).
+    pub host: String,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            data_dir: PathBuf::from("cacheplane-data"),
+            token: DEV_TOKEN.into(),
+            host: "127.0.0.1".into(),
+        }
+    }
+}
+
+/// A running control plane.
+pub struct Handle {
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Handle {
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Opens the store, brings every cache's node back, and serves the API in the background.
+pub async fn start(config: ServeConfig) -> anyhow::Result<Handle> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("bind {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let app = app::App::open(config).await?;
+    let router = app::router(app.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "management API stopped");
+        }
+        app.shutdown().await;
+    });
+    tracing::info!(%addr, "management API ready");
+    Ok(Handle { addr, stop, task })
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run(
+    config: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let handle = start(config).await?;
+    shutdown.await;
+    handle.stop().await;
+    Ok(())
+}

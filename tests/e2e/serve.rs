@@ -1,0 +1,425 @@
+//! The management API over HTTP against a real `cacheplane serve` process: ARM's shapes,
+//! long-running operations, keys, reboots, restarts of the control plane, deletes, and the
+//! refusals of bad input (each the right 4xx with ARM's error body, nothing created).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use resp::Frame;
+use serde_json::{Value, json};
+
+use crate::harness::{CACHEPLANE, Conn, TempDir, bulk, free_port, ok};
+
+const TOKEN: &str = "e2e-token";
+const API: &str = "api-version=2024-11-01";
+
+/// A `cacheplane serve` process, killed when dropped.
+struct ControlPlane {
+    child: Child,
+    base: String,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ControlPlane {
+    fn start(data_dir: &std::path::Path, port: u16) -> ControlPlane {
+        let child = Command::new(CACHEPLANE)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--token",
+                TOKEN,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start cacheplane serve");
+        let cp = ControlPlane {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "serve never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        cp
+    }
+}
+
+fn cache_url(cp: &ControlPlane, name: &str) -> String {
+    format!(
+        "{}/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Cache/redis/{name}",
+        cp.base
+    )
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn call(
+    method: reqwest::Method,
+    url: &str,
+    body: Option<Value>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = client()
+        .request(method, format!("{url}?{API}"))
+        .bearer_auth(TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().unwrap();
+    (
+        status,
+        headers,
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        },
+    )
+}
+
+/// Follows `Azure-AsyncOperation` until the operation ends; returns its final status.
+fn wait_operation(headers: &reqwest::header::HeaderMap) -> String {
+    let url = headers
+        .get("azure-asyncoperation")
+        .expect("Azure-AsyncOperation header")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let start = Instant::now();
+    loop {
+        let resp = client().get(&url).bearer_auth(TOKEN).send().unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let v: Value = resp.json().unwrap();
+        let status = v["status"].as_str().unwrap().to_string();
+        if status != "InProgress" {
+            return status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "operation never ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn premium(config: Value) -> Value {
+    json!({"location": "westeurope", "tags": {"team": "e2e"}, "properties": {
+        "sku": {"name": "Premium", "family": "P", "capacity": 1},
+        "redisConfiguration": config,
+        "enableNonSslPort": true
+    }})
+}
+
+fn redis(port: u16, key: &str) -> Conn {
+    let mut c = Conn::try_connect(port).unwrap();
+    assert_eq!(c.cmd(&["AUTH", key]), ok());
+    c
+}
+
+fn create(cp: &ControlPlane, name: &str, body: Value) -> (Value, String) {
+    let (status, headers, created) = call(reqwest::Method::PUT, &cache_url(cp, name), Some(body));
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["properties"]["provisioningState"], "Creating");
+    assert_eq!(wait_operation(&headers), "Succeeded");
+    let (status, _, got) = call(reqwest::Method::GET, &cache_url(cp, name), None);
+    assert_eq!(status, 200);
+    assert_eq!(got["properties"]["provisioningState"], "Succeeded");
+    let (_, _, keys) = call(
+        reqwest::Method::POST,
+        &format!("{}/listKeys", cache_url(cp, name)),
+        None,
+    );
+    (got, keys["primaryKey"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn caches_are_created_used_rebooted_survive_a_restart_and_are_deleted() {
+    let data = TempDir::new("serve");
+    let port = free_port();
+    let mut cp = ControlPlane::start(data.path(), port);
+    let (got, primary) = create(
+        &cp,
+        "orders",
+        premium(json!({"aof-backup-enabled": "true"})),
+    );
+    assert_eq!(
+        got["id"],
+        "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Cache/Redis/orders"
+    );
+    assert_eq!(got["type"], "Microsoft.Cache/Redis");
+    assert_eq!(got["tags"]["team"], "e2e");
+    assert_eq!(got["properties"]["sku"]["name"], "Premium");
+    assert_eq!(got["properties"]["redisVersion"], "7.0");
+    let node_port = got["properties"]["port"].as_u64().unwrap() as u16;
+    let mut c = redis(node_port, &primary);
+    assert_eq!(c.cmd(&["SET", "order:1", "paid"]), ok());
+    // Without the key: refused.
+    let mut anon = Conn::try_connect(node_port).unwrap();
+    assert!(matches!(anon.cmd(&["GET", "order:1"]), Frame::Error(e) if e.starts_with("NOAUTH")));
+    // The secondary key works too.
+    let (_, _, keys) = call(
+        reqwest::Method::POST,
+        &format!("{}/listKeys", cache_url(&cp, "orders")),
+        None,
+    );
+    redis(node_port, keys["secondaryKey"].as_str().unwrap());
+
+    let (status, _, reboot) = call(
+        reqwest::Method::POST,
+        &format!("{}/forceReboot", cache_url(&cp, "orders")),
+        Some(json!({"rebootType": "AllNodes"})),
+    );
+    assert_eq!(status, 200, "{reboot}");
+    assert_eq!(
+        redis(node_port, &primary).cmd(&["GET", "order:1"]),
+        bulk("paid")
+    );
+
+    // The control plane itself restarts: the cache and its data come back.
+    drop(cp);
+    cp = ControlPlane::start(data.path(), port);
+    let (status, _, again) = call(reqwest::Method::GET, &cache_url(&cp, "orders"), None);
+    assert_eq!(status, 200);
+    assert_eq!(again["properties"]["port"], got["properties"]["port"]);
+    let start = Instant::now();
+    let mut c = loop {
+        if let Ok(mut c) = Conn::try_connect(node_port)
+            && c.call(&["AUTH", &primary]) == Some(ok())
+        {
+            break c;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the node did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(c.cmd(&["GET", "order:1"]), bulk("paid"));
+
+    let (status, _, listed) = call(
+        reqwest::Method::GET,
+        &format!(
+            "{}/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Cache/redis",
+            cp.base
+        ),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(listed["value"].as_array().unwrap().len(), 1);
+    let (status, _, listed) = call(
+        reqwest::Method::GET,
+        &format!(
+            "{}/subscriptions/sub-1/providers/Microsoft.Cache/redis",
+            cp.base
+        ),
+        None,
+    );
+    assert_eq!(
+        (status, listed["value"].as_array().unwrap().len()),
+        (200, 1)
+    );
+
+    let (status, headers, _) = call(reqwest::Method::DELETE, &cache_url(&cp, "orders"), None);
+    assert_eq!(status, 202);
+    assert_eq!(wait_operation(&headers), "Succeeded");
+    let (status, _, gone) = call(reqwest::Method::GET, &cache_url(&cp, "orders"), None);
+    assert_eq!(status, 404);
+    assert_eq!(gone["error"]["code"], "ResourceNotFound");
+    assert!(
+        Conn::try_connect(node_port).is_err()
+            || Conn::try_connect(node_port)
+                .unwrap()
+                .call(&["PING"])
+                .is_none()
+    );
+}
+
+#[test]
+fn bad_requests_get_arm_errors_and_create_nothing() {
+    let data = TempDir::new("serve-bad");
+    let cp = ControlPlane::start(data.path(), free_port());
+    let url = cache_url(&cp, "bad");
+    // No token, wrong token, no api-version.
+    let resp = client().get(format!("{url}?{API}")).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(
+        resp.json::<Value>().unwrap()["error"]["code"],
+        "AuthenticationFailed"
+    );
+    let resp = client()
+        .get(format!("{url}?{API}"))
+        .bearer_auth("wrong")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = client().get(&url).bearer_auth(TOKEN).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert_eq!(
+        resp.json::<Value>().unwrap()["error"]["code"],
+        "MissingApiVersionParameter"
+    );
+    // Malformed JSON.
+    let resp = client()
+        .put(format!("{url}?{API}"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert_eq!(
+        resp.json::<Value>().unwrap()["error"]["code"],
+        "InvalidRequestContent"
+    );
+    let cases = [
+        (
+            json!({"location": "x", "properties": {"sku": {"name": "Premium", "family": "P", "capacity": "one"}}}),
+            "InvalidRequestBody",
+            "body",
+        ),
+        (
+            json!({"location": "x", "properties": {"sku": {"name": "Mega", "family": "P", "capacity": 1}}}),
+            "InvalidRequestBody",
+            "body",
+        ),
+        (
+            json!({"location": "x", "properties": {"sku": {"name": "Premium", "family": "C", "capacity": 1}}}),
+            "InvalidSkuFamily",
+            "properties.sku.family",
+        ),
+        (
+            premium(json!({"rdb-backup-enabled": "true", "rdb-backup-frequency": "10"})),
+            "InvalidRedisConfiguration",
+            "properties.redisConfiguration.rdb-backup-frequency",
+        ),
+        (
+            premium(json!({"rdb-backup-enabled": "true", "aof-backup-enabled": "true"})),
+            "ConflictingPersistenceSettings",
+            "properties.redisConfiguration.aof-backup-enabled",
+        ),
+        (
+            premium(
+                json!({"aof-backup-enabled": "true", "aof-storage-connection-string-0": "AccountName=acct"}),
+            ),
+            "InvalidStorageConnectionString",
+            "properties.redisConfiguration.aof-storage-connection-string-0",
+        ),
+        (
+            json!({"location": "x", "properties": {"sku": {"name": "Standard", "family": "C", "capacity": 1}, "redisConfiguration": {"aof-backup-enabled": "true"}}}),
+            "PersistenceRequiresPremium",
+            "properties.redisConfiguration.aof-backup-enabled",
+        ),
+        (
+            json!({"location": "", "properties": {"sku": {"name": "Premium", "family": "P", "capacity": 1}}}),
+            "LocationRequired",
+            "location",
+        ),
+    ];
+    for (body, code, target) in cases {
+        let (status, _, err) = call(reqwest::Method::PUT, &url, Some(body.clone()));
+        assert_eq!(status, 400, "{body}: {err}");
+        assert_eq!(err["error"]["code"], code, "{body}: {err}");
+        if target != "body" {
+            assert_eq!(err["error"]["target"], target, "{body}: {err}");
+        }
+    }
+    let (status, _, _) = call(reqwest::Method::GET, &url, None);
+    assert_eq!(status, 404, "nothing was created");
+    // Secrets are write-only.
+    let conn = format!("file://{}", data.path().join("acct").display());
+    let (got, _) = create(
+        &cp,
+        "secret",
+        premium(json!({"aof-backup-enabled": "true", "aof-storage-connection-string-0": conn})),
+    );
+    assert!(
+        got["properties"]["redisConfiguration"]
+            .get("aof-storage-connection-string-0")
+            .is_none(),
+        "{got}"
+    );
+    assert_eq!(
+        got["properties"]["redisConfiguration"]["aof-backup-enabled"],
+        "true"
+    );
+}
+
+#[test]
+fn persistence_modes_restore_from_azurite_and_s3_after_a_reboot() {
+    let data = TempDir::new("serve-stores");
+    let cp = ControlPlane::start(data.path(), free_port());
+    let azurite = std::env::var("CACHEPLANE_TEST_AZURITE")
+        .expect("CACHEPLANE_TEST_AZURITE: run scripts/test.sh");
+    let s3 = std::env::var("CACHEPLANE_TEST_S3").expect("CACHEPLANE_TEST_S3: run scripts/test.sh");
+    let cases = [
+        (
+            "rdb-local",
+            json!({"rdb-backup-enabled": "true", "rdb-backup-frequency": "15", "cacheplane-time-scale": "900"}),
+        ),
+        (
+            "rdb-s3",
+            json!({"rdb-backup-enabled": "true", "rdb-backup-frequency": "15", "cacheplane-time-scale": "900", "rdb-storage-connection-string": s3}),
+        ),
+        (
+            "aof-azurite",
+            json!({"aof-backup-enabled": "true", "aof-storage-connection-string-0": azurite, "aof-storage-connection-string-1": s3}),
+        ),
+        ("aof-local", json!({"aof-backup-enabled": "true"})),
+    ];
+    for (name, config) in cases {
+        let (got, primary) = create(&cp, name, premium(config));
+        let node_port = got["properties"]["port"].as_u64().unwrap() as u16;
+        let mut c = redis(node_port, &primary);
+        assert_eq!(c.cmd(&["SET", "k", name]), ok());
+        if name.starts_with("rdb") {
+            // A snapshot after the write: at 900x, within about a second.
+            let start = Instant::now();
+            loop {
+                let Frame::Bulk(info) = c.cmd(&["INFO", "storage"]) else {
+                    panic!("info")
+                };
+                if String::from_utf8_lossy(&info).contains("rdb_backups_ok:2") {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "{name}: no snapshots"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let (status, _, _) = call(
+            reqwest::Method::POST,
+            &format!("{}/forceReboot", cache_url(&cp, name)),
+            Some(json!({"rebootType": "PrimaryNode"})),
+        );
+        assert_eq!(status, 200);
+        assert_eq!(
+            redis(node_port, &primary).cmd(&["GET", "k"]),
+            bulk(name),
+            "{name}: data back after the reboot"
+        );
+    }
+}

@@ -3,7 +3,8 @@
 
 use std::io::{self, Write};
 
-const CRC: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_REDIS);
+// Slice-by-16 tables: several times faster than byte-at-a-time on large files.
+const CRC: crc::Crc<u64, crc::Table<16>> = crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS);
 
 /// One-shot checksum.
 pub fn crc64(data: &[u8]) -> u64 {
@@ -12,7 +13,7 @@ pub fn crc64(data: &[u8]) -> u64 {
 
 /// A running checksum.
 pub struct Crc64 {
-    digest: crc::Digest<'static, u64>,
+    digest: crc::Digest<'static, u64, crc::Table<16>>,
 }
 
 impl Default for Crc64 {

@@ -14,40 +14,15 @@ command -v redis-server >/dev/null || { echo "redis-server missing: apt-get inst
 cargo build --release --quiet
 BIN=target/release/cacheplane
 WORK=$(mktemp -d)
-PORTS=()
+source bench/lib.sh
 cleanup() {
-  for p in "${PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
+  stop_all
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# Ready means answering PONG: a server still loading answers -LOADING.
-wait_ready() { for _ in $(seq 20000); do [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ] && return 0; sleep 0.005; done; echo "port $1 never ready" >&2; exit 1; }
-now_ms() { date +%s%3N; }
-PIN_SERVER=${PIN-taskset -c 1}
-PIN_CLIENT=${PIN-taskset -c 0}
-
-# start <who> <dir> <extra flags...>: starts a server, prints its port.
-start() {
-  local who=$1 dir=$2; shift 2
-  local port; port=$(free_port)
-  mkdir -p "$dir"
-  local flags=(--port "$port" --bind 127.0.0.1 --dir "$dir" --save "" --enable-debug-command yes "$@")
-  if [ "$who" = redis ]; then
-    $PIN_SERVER redis-server "${flags[@]}" --daemonize no >>"$dir/log" 2>&1 &
-  else
-    $PIN_SERVER "$BIN" node "${flags[@]}" --loglevel warning >>"$dir/log" 2>&1 &
-  fi
-  PORTS+=("$port")
-  wait_ready "$port"
-  echo "$port"
-}
-stop() { redis-cli -p "$1" shutdown nosave >/dev/null 2>&1 || true; while redis-cli -p "$1" ping >/dev/null 2>&1; do sleep 0.01; done; }
 bgsave_running() { redis-cli -p "$1" info persistence | tr -d '\r' | grep -q '^rdb_bgsave_in_progress:1'; }
-
 : >"$WORK/results.csv"
-record() { echo "$1,$2,$3,$4" >>"$WORK/results.csv"; } # round,metric,who,value
 
 for round in $(seq "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then order="redis node"; else order="node redis"; fi

@@ -274,6 +274,17 @@ fn aof_segments_mirror_to_two_accounts_and_store_durability_loses_nothing_acknow
     }
 }
 
+/// A node on a fresh machine (empty directory) with `flags` restores its AOF from the
+/// account `conn`, with `keys` keys.
+fn assert_restores_from(flags: &[&str], conn: &str, keys: i64) {
+    let fresh = TempDir::new("restored-node");
+    let node = Server::cacheplane_in(fresh.path(), flags);
+    let mut c = node.conn();
+    let account = Account::parse(conn).unwrap().display_name();
+    assert_eq!(info(&mut c, "restored_from"), format!("aof from {account}"));
+    assert_eq!(c.cmd(&["DBSIZE"]), Frame::Integer(keys));
+}
+
 /// A TCP proxy in front of a server that can be cut and restored, to make an account
 /// unreachable mid-run.
 struct Proxy {
@@ -389,17 +400,7 @@ fn an_unreachable_primary_delays_shipping_but_loses_nothing() {
     assert_eq!(target_field(&mut c, 0, "status"), "ok");
     drop(node);
     drop(local);
-    let fresh = TempDir::new("outage-node2");
-    let node = Server::cacheplane_in(fresh.path(), &flags);
-    let mut c = node.conn();
-    assert_eq!(
-        info(&mut c, "restored_from"),
-        format!(
-            "aof from {}",
-            Account::parse(&primary).unwrap().display_name()
-        )
-    );
-    assert_eq!(c.cmd(&["DBSIZE"]), Frame::Integer(500));
+    assert_restores_from(&flags, &primary, 500);
 }
 
 #[test]
@@ -442,17 +443,7 @@ fn a_corrupt_object_is_refused_and_the_secondary_restores() {
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[10] ^= 0x20;
     std::fs::write(&seg, bytes).unwrap();
-    let fresh = TempDir::new("corrupt-node2");
-    let node = Server::cacheplane_in(fresh.path(), &flags);
-    let mut c = node.conn();
-    assert_eq!(
-        info(&mut c, "restored_from"),
-        format!(
-            "aof from {}",
-            Account::parse(&secondary).unwrap().display_name()
-        )
-    );
-    assert_eq!(c.cmd(&["DBSIZE"]), Frame::Integer(100));
+    assert_restores_from(&flags, &secondary, 100);
 }
 
 #[test]

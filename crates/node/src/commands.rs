@@ -762,9 +762,9 @@ fn config(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
         "get" if a.len() >= 3 => {
             let mut found: Vec<(&str, String)> = Vec::new();
             for pattern in &a[2..] {
-                for name in crate::config::PARAMETERS {
+                for name in crate::config::parameters() {
                     if keyspace::glob_match(pattern, name.as_bytes(), true)
-                        && !found.iter().any(|(n, _)| n == name)
+                        && !found.iter().any(|(n, _)| *n == name)
                     {
                         found.push((name, st.config.get(name).unwrap_or_default()));
                     }

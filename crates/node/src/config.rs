@@ -157,8 +157,8 @@ pub enum ConfigError {
     Other(String),
 }
 
-/// Parameters CONFIG GET lists, in this order.
-pub const PARAMETERS: &[&str] = &[
+/// Redis's parameters CONFIG GET lists, in this order.
+const PARAMETERS: &[&str] = &[
     "port",
     "bind",
     "dir",
@@ -184,6 +184,10 @@ pub const PARAMETERS: &[&str] = &[
     "enable-debug-command",
     "io-threads",
     "daemonize",
+];
+
+/// cacheplane's storage-account settings: listed after Redis's, fixed at start.
+const STORAGE_PARAMETERS: &[&str] = &[
     "rdb-backup-enabled",
     "rdb-backup-frequency",
     "rdb-backup-max-snapshot-count",
@@ -195,6 +199,11 @@ pub const PARAMETERS: &[&str] = &[
     "aof-durability",
 ];
 
+/// Every parameter CONFIG GET knows, in order.
+pub fn parameters() -> impl Iterator<Item = &'static str> {
+    PARAMETERS.iter().chain(STORAGE_PARAMETERS).copied()
+}
+
 /// Settings that only take effect at start.
 const IMMUTABLE: &[&str] = &[
     "port",
@@ -205,15 +214,6 @@ const IMMUTABLE: &[&str] = &[
     "appendfilename",
     "appenddirname",
     "enable-debug-command",
-    "rdb-backup-enabled",
-    "rdb-backup-frequency",
-    "rdb-backup-max-snapshot-count",
-    "rdb-storage-connection-string",
-    "aof-storage-connection-string-0",
-    "aof-storage-connection-string-1",
-    "time-scale",
-    "storage-prefix",
-    "aof-durability",
 ];
 
 fn yes_no(v: &str) -> Result<bool, ConfigError> {
@@ -417,10 +417,10 @@ impl NodeConfig {
     }
 
     fn apply(&mut self, name: &str, v: &str, at_start: bool) -> Result<(), ConfigError> {
-        if !PARAMETERS.contains(&name) {
+        if !parameters().any(|p| p == name) {
             return Err(ConfigError::UnknownDirective(name.into()));
         }
-        if !at_start && IMMUTABLE.contains(&name) {
+        if !at_start && (IMMUTABLE.contains(&name) || STORAGE_PARAMETERS.contains(&name)) {
             return Err(ConfigError::Immutable);
         }
         match name {

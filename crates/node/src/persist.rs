@@ -208,7 +208,12 @@ impl RdbSink {
     fn take_bytes(&mut self) -> Vec<u8> {
         // The next buffer starts as large as this one ended: no regrowing from empty on
         // every step.
-        let cap = self.w.get_mut().len().next_power_of_two().clamp(4096, 4 << 20);
+        let cap = self
+            .w
+            .get_mut()
+            .len()
+            .next_power_of_two()
+            .clamp(4096, 4 << 20);
         std::mem::replace(self.w.get_mut(), Vec::with_capacity(cap))
     }
 }

@@ -1,0 +1,33 @@
+# Shared by the benchmark scripts (sourced): starting and stopping servers side by side on
+# free ports, pinned to one core with the load generator on the other, and recording
+# results. Expects BIN (the cacheplane binary) and WORK (a scratch dir) to be set.
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Ready means answering PONG: a server still loading answers -LOADING.
+wait_ready() { for _ in $(seq 40000); do [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ] && return 0; sleep 0.005; done; echo "port $1 never ready" >&2; exit 1; }
+now_ms() { date +%s%3N; }
+# Both servers are single-threaded: pin them to core 1 and the load generator to core 0.
+# (Set PIN= to disable.)
+PIN_SERVER=${PIN-taskset -c 1}
+PIN_CLIENT=${PIN-taskset -c 0}
+PORTS=()
+
+# start <redis|node> <dir> <extra flags...>: starts a server, prints its port.
+start() {
+  local who=$1 dir=$2; shift 2
+  local port; port=$(free_port)
+  mkdir -p "$dir"
+  local flags=(--port "$port" --bind 127.0.0.1 --dir "$dir" --save "" --enable-debug-command yes "$@")
+  if [ "$who" = redis ]; then
+    $PIN_SERVER redis-server "${flags[@]}" --daemonize no >>"$dir/log" 2>&1 &
+  else
+    $PIN_SERVER "$BIN" node "${flags[@]}" --loglevel warning >>"$dir/log" 2>&1 &
+  fi
+  PORTS+=("$port")
+  wait_ready "$port"
+  echo "$port"
+}
+stop() { redis-cli -p "$1" shutdown nosave >/dev/null 2>&1 || true; while redis-cli -p "$1" ping >/dev/null 2>&1; do sleep 0.01; done; }
+stop_all() { for p in "${PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done; }
+info_field() { redis-cli -p "$1" info everything | tr -d '\r' | awk -F: -v f="$2" '$1==f{print $2}'; }
+record() { echo "$1,$2,$3,$4" >>"$WORK/results.csv"; } # round,metric,who,value

@@ -344,6 +344,30 @@ impl<T: DictEntry> Dict<T> {
         buckets.next_cursor()
     }
 
+    /// The single table's bucket count while no rehash is under way; None while rehashing.
+    pub fn stable_buckets(&self) -> Option<usize> {
+        self.rehash_idx
+            .is_none()
+            .then(|| self.tables[0].buckets.len())
+    }
+
+    /// Calls `f` with the elements of bucket `idx` of the single table (see
+    /// [`Dict::stable_buckets`]). Walking buckets in index order is cache-friendly, but only
+    /// sees every element if the table does not change size meanwhile: callers check.
+    pub fn bucket_mut(&mut self, idx: usize, mut f: impl FnMut(&mut T)) {
+        if self.rehash_idx.is_some() {
+            return;
+        }
+        let Some(link) = self.tables[0].buckets.get_mut(idx) else {
+            return;
+        };
+        let mut cur = link.as_deref_mut();
+        while let Some(node) = cur {
+            f(&mut node.item);
+            cur = node.next.as_deref_mut();
+        }
+    }
+
     /// A random element, each with roughly equal probability.
     pub fn random(&self) -> Option<&T> {
         if self.is_empty() {

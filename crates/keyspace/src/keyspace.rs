@@ -78,7 +78,26 @@ pub struct Db {
 struct DbSnap {
     /// The database number the entries had when the snapshot began (SWAPDB moves them).
     origin: usize,
-    cursor: u64,
+    walk: Walk,
+}
+
+/// How a snapshot walks one database's dict.
+#[derive(Clone, Copy)]
+enum Walk {
+    /// Buckets in index order (cache-friendly) while the table keeps this size.
+    InOrder { next: usize, buckets: usize },
+    /// SCAN's resize-proof cursor, from the start: taken when the table resized or was
+    /// rehashing (entries already handed over carry the mark and are skipped).
+    Cursor(u64),
+}
+
+impl Walk {
+    fn start(dict: &Dict<Entry>) -> Walk {
+        match dict.stable_buckets() {
+            Some(buckets) => Walk::InOrder { next: 0, buckets },
+            None => Walk::Cursor(0),
+        }
+    }
 }
 
 impl Db {
@@ -709,9 +728,9 @@ impl Keyspace {
         }
         self.epoch_mark = !self.epoch_mark;
         for (i, d) in self.dbs.iter_mut().enumerate() {
-            d.snap = (!d.dict.is_empty()).then_some(DbSnap {
+            d.snap = (!d.dict.is_empty()).then(|| DbSnap {
                 origin: i,
-                cursor: 0,
+                walk: Walk::start(&d.dict),
             });
         }
         self.snapshot = Some(Snapshot {
@@ -750,17 +769,37 @@ impl Keyspace {
                 .as_mut()
                 .expect("only databases with snapshot progress are picked");
             let origin = ds.origin;
-            ds.cursor = d.dict.scan_mut(ds.cursor, |e| {
+            let mut hand_over = |e: &mut Entry| {
                 visited += 1;
                 if e.mark() != mark {
                     sink.entry(origin, e);
                     *entries += 1;
                     e.set_mark(mark);
                 }
-            });
+            };
+            let finished = match ds.walk {
+                Walk::InOrder { next, buckets } if d.dict.stable_buckets() == Some(buckets) => {
+                    d.dict.bucket_mut(next, &mut hand_over);
+                    ds.walk = Walk::InOrder {
+                        next: next + 1,
+                        buckets,
+                    };
+                    next + 1 >= buckets
+                }
+                // The table resized under the walk: start over with the cursor.
+                Walk::InOrder { .. } => {
+                    ds.walk = Walk::Cursor(0);
+                    false
+                }
+                Walk::Cursor(c) => {
+                    let next = d.dict.scan_mut(c, &mut hand_over);
+                    ds.walk = Walk::Cursor(next);
+                    next == 0
+                }
+            };
             // Empty buckets count too, so a sparse table still ends a step.
             visited += 1;
-            if ds.cursor == 0 {
+            if finished {
                 d.snap = None;
                 if from_detached {
                     detached.pop();

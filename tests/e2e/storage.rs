@@ -367,6 +367,8 @@ fn an_unreachable_primary_delays_shipping_but_loses_nothing() {
         &secondary,
         "--storage-prefix",
         &prefix,
+        "--aof-spool-max-bytes",
+        "1mb",
     ];
     let local = TempDir::new("outage-node");
     let node = Server::cacheplane_in(local.path(), &flags);
@@ -393,14 +395,38 @@ fn an_unreachable_primary_delays_shipping_but_loses_nothing() {
     wait_until("the secondary to keep up", Duration::from_secs(30), || {
         target_field(&mut c, 1, "backlog_bytes") == "0"
     });
+    // Past the spool bound, writes are refused (reads go on) until the primary catches up.
+    let big = "x".repeat(64 * 1024);
+    let mut accepted = 0;
+    wait_until(
+        "writes refused at the spool bound",
+        Duration::from_secs(60),
+        || match c.cmd(&["SET", &format!("big:{accepted}"), &big]) {
+            Frame::Error(e) if e.starts_with("MISCONF") => true,
+            f => {
+                assert_eq!(f, ok());
+                accepted += 1;
+                false
+            }
+        },
+    );
+    assert_eq!(c.cmd(&["GET", "during:0"]), bulk("v"));
     proxy.set_up(true);
     wait_until("the backlog to drain", Duration::from_secs(60), || {
         target_field(&mut c, 0, "backlog_bytes") == "0"
     });
     assert_eq!(target_field(&mut c, 0, "status"), "ok");
+    wait_until("writes accepted again", Duration::from_secs(10), || {
+        c.cmd(&["SET", "after", "v"]) == ok()
+    });
+    wait_until(
+        "the last write in the primary",
+        Duration::from_secs(30),
+        || target_field(&mut c, 0, "backlog_bytes") == "0",
+    );
     drop(node);
     drop(local);
-    assert_restores_from(&flags, &primary, 500);
+    assert_restores_from(&flags, &primary, 500 + accepted + 1);
 }
 
 #[test]

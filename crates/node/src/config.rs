@@ -74,6 +74,9 @@ pub struct StorageConfig {
     /// Every key this node writes lives under this prefix in its accounts.
     pub prefix: String,
     pub aof_durability: Durability,
+    /// Bytes of AOF the primary account may lag behind before writes are refused
+    /// (`aof-spool-max-bytes`): the local AOF is the spool, this is its bound.
+    pub spool_max_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -87,6 +90,7 @@ impl Default for StorageConfig {
             time_scale: 1,
             prefix: "cache".into(),
             aof_durability: Durability::Local,
+            spool_max_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -197,6 +201,7 @@ const STORAGE_PARAMETERS: &[&str] = &[
     "time-scale",
     "storage-prefix",
     "aof-durability",
+    "aof-spool-max-bytes",
 ];
 
 /// Every parameter CONFIG GET knows, in order.
@@ -402,6 +407,7 @@ impl NodeConfig {
             "aof-storage-connection-string-1" => account_name(&self.storage.aof_accounts[1]),
             "time-scale" => self.storage.time_scale.to_string(),
             "storage-prefix" => self.storage.prefix.clone(),
+            "aof-spool-max-bytes" => self.storage.spool_max_bytes.to_string(),
             "aof-durability" => match self.storage.aof_durability {
                 Durability::Local => "local",
                 Durability::Store => "store",
@@ -562,6 +568,9 @@ impl NodeConfig {
                     ));
                 }
                 self.storage.prefix = v.into();
+            }
+            "aof-spool-max-bytes" => {
+                self.storage.spool_max_bytes = parse_memory(v)?.max(1024 * 1024)
             }
             "aof-durability" => {
                 self.storage.aof_durability = match v.to_ascii_lowercase().as_str() {

@@ -83,6 +83,13 @@ pub fn dispatch(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -
         ));
         return Flow::Continue;
     }
+    if spec.is(flags::WRITE) && st.ship.spool_full {
+        out.error("MISCONF the AOF backlog for the primary storage account exceeds aof-spool-max-bytes; writes are refused until it drains (INFO storage)");
+        return Flow::Continue;
+    }
+    let Some(client) = st.clients.get_mut(&id) else {
+        return Flow::Close;
+    };
     if let Some(queue) = client.multi.as_mut()
         && !matches!(
             spec.name,

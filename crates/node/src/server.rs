@@ -81,6 +81,7 @@ async fn cron(shared: Arc<Shared>) {
         crate::persist::cron(&mut st);
         crate::aof::cron(&mut st);
         crate::ship::cron(&mut st);
+        crate::ship::check_spool(&mut st);
         // Keys removed by active expiry are logged too.
         crate::aof::feed(&mut st);
     }

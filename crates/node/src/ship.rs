@@ -85,6 +85,34 @@ pub struct Shipping {
     pub restored: Option<String>,
     /// Set when the node stops: shippers cut what is pending at once.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// The primary account lags more than `aof-spool-max-bytes`: writes are refused.
+    pub spool_full: bool,
+}
+
+/// The cron's check of the spool bound: refuses writes while the primary account lags
+/// more than `aof-spool-max-bytes` behind the log, and accepts them again once it caught
+/// up to half of that.
+pub fn check_spool(st: &mut State) {
+    let Some(primary) = st.ship.aof_targets.first() else {
+        return;
+    };
+    let appended = st.aof.as_ref().map_or(0, |a| a.appended);
+    let backlog = appended.saturating_sub(primary.lock().expect("status lock").shipped);
+    let max = st.config.storage.spool_max_bytes;
+    if !st.ship.spool_full && backlog > max {
+        st.ship.spool_full = true;
+        tracing::error!(
+            backlog,
+            max,
+            "the primary storage account is too far behind: refusing writes until it catches up"
+        );
+    } else if st.ship.spool_full && backlog <= max / 2 {
+        st.ship.spool_full = false;
+        tracing::info!(
+            backlog,
+            "the primary storage account caught up: accepting writes again"
+        );
+    }
 }
 
 /// Longest a stopping node waits for its AOF accounts to catch up.

@@ -1,0 +1,521 @@
+//! Soft-delete and versioning accounting: a pure ledger of what a persistence pipeline
+//! wrote, overwrote and deleted per storage account, and what that keeps costing.
+//!
+//! No I/O and no clock: events and the time are passed in. Bytes and times are integers
+//! (exact); only money is floating point. Retention follows each account's policy as it
+//! was when the data was deleted or overwritten (Azure: a changed period applies to data
+//! deleted afterwards).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::Serialize;
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+/// Points kept in an account's history of retained bytes (one per `HISTORY_STEP_MS`).
+pub const HISTORY_POINTS_MAX: usize = 1440;
+pub const HISTORY_STEP_MS: u64 = 60 * 1000;
+
+/// What an account keeps after a delete or an overwrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Policy {
+    /// Nothing: deleted bytes stop costing at once.
+    None,
+    /// Azure blob soft delete: retained for this many days after the delete or overwrite.
+    SoftDelete { days: u64 },
+    /// S3 versioning: noncurrent versions kept until a lifecycle rule expires them
+    /// (`NoncurrentVersionExpiration`, counted from the successor, rounded up to the next
+    /// midnight UTC), or forever without one.
+    Versioning { noncurrent_expiry_days: Option<u64> },
+}
+
+/// Where an account's policy came from, for the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PolicySource {
+    /// Read from the store (blob service properties, bucket versioning and lifecycle).
+    Reported,
+    /// Declared by configuration for a store that does not report it.
+    Declared,
+    /// Neither: assumed off.
+    Assumed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Write,
+    Overwrite,
+    Delete,
+}
+
+/// One object-store event (the blob pipeline's `BlobEvent`, without its types).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event<'a> {
+    pub account: &'a str,
+    pub key: &'a str,
+    pub bytes: u64,
+    pub kind: EventKind,
+    pub at_ms: u64,
+}
+
+/// Prices in USD (approximate defaults: Azure Hot LRS, first tier, read 2026-11).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Prices {
+    pub storage_per_gib_month: f64,
+    pub writes_per_10k: f64,
+}
+
+impl Default for Prices {
+    fn default() -> Self {
+        Prices {
+            storage_per_gib_month: 0.020,
+            writes_per_10k: 0.055,
+        }
+    }
+}
+
+/// Bytes kept after a delete or overwrite, and until when (None: forever).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Retained {
+    bytes: u64,
+    since_ms: u64,
+    until_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+struct AccountLedger {
+    policy: Policy,
+    source: PolicySource,
+    live: BTreeMap<String, u64>,
+    retained: Vec<Retained>,
+    writes: u64,
+    written_bytes: u64,
+    /// Bytes that became retained, and when the first event came: the churn rate.
+    churned_bytes: u64,
+    first_ms: Option<u64>,
+    history: VecDeque<(u64, u64)>,
+}
+
+impl AccountLedger {
+    fn new(policy: Policy, source: PolicySource) -> Self {
+        AccountLedger {
+            policy,
+            source,
+            live: BTreeMap::new(),
+            retained: Vec::new(),
+            writes: 0,
+            written_bytes: 0,
+            churned_bytes: 0,
+            first_ms: None,
+            history: VecDeque::new(),
+        }
+    }
+
+    fn retain(&mut self, bytes: u64, at_ms: u64) {
+        let until_ms = match self.policy {
+            Policy::None => return,
+            Policy::SoftDelete { days } => Some(at_ms + days * DAY_MS),
+            Policy::Versioning {
+                noncurrent_expiry_days: None,
+            } => None,
+            Policy::Versioning {
+                noncurrent_expiry_days: Some(days),
+            } => {
+                // Rounded up to the next midnight UTC, as S3's lifecycle does.
+                Some((at_ms + days * DAY_MS).div_ceil(DAY_MS) * DAY_MS)
+            }
+        };
+        self.churned_bytes += bytes;
+        self.retained.push(Retained {
+            bytes,
+            since_ms: at_ms,
+            until_ms,
+        });
+    }
+
+    fn retained_bytes(&self) -> u64 {
+        self.retained.iter().map(|r| r.bytes).sum()
+    }
+
+    fn sample(&mut self, at_ms: u64) {
+        let bytes = self.retained_bytes();
+        match self.history.back_mut() {
+            Some((t, b)) if at_ms.saturating_sub(*t) < HISTORY_STEP_MS => *b = bytes,
+            _ => {
+                if self.history.len() == HISTORY_POINTS_MAX {
+                    self.history.pop_front();
+                }
+                self.history.push_back((at_ms, bytes));
+            }
+        }
+    }
+}
+
+/// The ledger of every account.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    accounts: BTreeMap<String, AccountLedger>,
+    pub prices: Prices,
+}
+
+/// Severity of a warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Level {
+    Info,
+    Warning,
+    Critical,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Warning {
+    pub level: Level,
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// What an account holds and costs now, and where it is heading.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub account: String,
+    pub policy: Policy,
+    pub policy_source: PolicySource,
+    pub live_bytes: u64,
+    pub live_objects: usize,
+    pub retained_bytes: u64,
+    pub retained_objects: usize,
+    /// When the next retained bytes expire (None: nothing expires).
+    pub next_expiry_ms: Option<u64>,
+    /// Retained bytes per live byte.
+    pub retained_ratio: f64,
+    /// Bytes becoming retained per second, since the first event.
+    pub churn_bytes_per_sec: f64,
+    /// Retained bytes once expiry balances churn (None: grows without bound).
+    pub projected_retained_bytes: Option<u64>,
+    pub monthly_cost_live: f64,
+    pub monthly_cost_retained: f64,
+    pub monthly_cost_writes: f64,
+    /// (time, retained bytes), oldest first.
+    pub history: Vec<(u64, u64)>,
+    pub warnings: Vec<Warning>,
+}
+
+impl Ledger {
+    pub fn new(prices: Prices) -> Ledger {
+        Ledger {
+            accounts: BTreeMap::new(),
+            prices,
+        }
+    }
+
+    /// Sets an account's policy from now on (data already retained keeps its expiry).
+    pub fn set_policy(&mut self, account: &str, policy: Policy, source: PolicySource) {
+        let a = self
+            .accounts
+            .entry(account.to_string())
+            .or_insert_with(|| AccountLedger::new(policy, source));
+        a.policy = policy;
+        a.source = source;
+    }
+
+    /// Records an event; an unknown account starts with no retention (assumed).
+    pub fn apply(&mut self, e: &Event) {
+        self.advance(e.at_ms);
+        let a = self
+            .accounts
+            .entry(e.account.to_string())
+            .or_insert_with(|| AccountLedger::new(Policy::None, PolicySource::Assumed));
+        a.first_ms.get_or_insert(e.at_ms);
+        match e.kind {
+            EventKind::Write => {
+                // A write over an existing key is an overwrite even if not reported as one.
+                if let Some(old) = a.live.insert(e.key.to_string(), e.bytes) {
+                    a.retain(old, e.at_ms);
+                }
+                a.writes += 1;
+                a.written_bytes += e.bytes;
+            }
+            // The pipeline reports the replaced object before the write that replaces it:
+            // the write retains it (above), so this only needs the key to be known.
+            EventKind::Overwrite => {
+                a.live.entry(e.key.to_string()).or_insert(e.bytes);
+            }
+            EventKind::Delete => {
+                let bytes = a.live.remove(e.key).unwrap_or(e.bytes);
+                a.retain(bytes, e.at_ms);
+            }
+        }
+        a.sample(e.at_ms);
+    }
+
+    /// Expires retained bytes whose time has come (at `until_ms` exactly they are gone).
+    pub fn advance(&mut self, now_ms: u64) {
+        for a in self.accounts.values_mut() {
+            let before = a.retained.len();
+            a.retained.retain(|r| r.until_ms.is_none_or(|u| u > now_ms));
+            if a.retained.len() != before {
+                a.sample(now_ms);
+            }
+        }
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = &str> {
+        self.accounts.keys().map(String::as_str)
+    }
+
+    pub fn report(&self, account: &str, now_ms: u64) -> Option<Report> {
+        let a = self.accounts.get(account)?;
+        let live: u64 = a.live.values().sum();
+        let retained = a.retained_bytes();
+        let elapsed_s = a.first_ms.map_or(0, |f| now_ms.saturating_sub(f)) as f64 / 1000.0;
+        let churn = if elapsed_s > 0.0 {
+            a.churned_bytes as f64 / elapsed_s
+        } else {
+            0.0
+        };
+        let projected = match a.policy {
+            Policy::None => Some(0),
+            Policy::SoftDelete { days }
+            | Policy::Versioning {
+                noncurrent_expiry_days: Some(days),
+            } => Some((churn * (days * DAY_MS) as f64 / 1000.0) as u64),
+            Policy::Versioning {
+                noncurrent_expiry_days: None,
+            } => None,
+        };
+        let month = |bytes: u64| bytes as f64 / GIB * self.prices.storage_per_gib_month;
+        let writes_per_month = if elapsed_s > 0.0 {
+            a.writes as f64 / elapsed_s * 30.0 * 86400.0
+        } else {
+            0.0
+        };
+        let ratio = if live > 0 {
+            retained as f64 / live as f64
+        } else if retained > 0 {
+            f64::INFINITY
+        } else {
+            0.0
+        };
+        let mut warnings = Vec::new();
+        let fix = "shorten the retention, add a lifecycle rule expiring noncurrent versions, or use an account without soft delete for persistence";
+        if a.policy != Policy::None {
+            warnings.push(Warning {
+                level: Level::Info,
+                code: "RetentionOnPersistenceAccount",
+                message: format!("{account} keeps deleted and overwritten persistence files ({:?}); they are billed like live data.", a.policy),
+            });
+        }
+        if matches!(
+            a.policy,
+            Policy::Versioning {
+                noncurrent_expiry_days: None
+            }
+        ) {
+            warnings.push(Warning {
+                level: Level::Warning,
+                code: "VersioningWithoutExpiry",
+                message: format!("{account} keeps every noncurrent version forever: retained bytes grow without bound; {fix}."),
+            });
+        }
+        if ratio > 1.0 {
+            warnings.push(Warning {
+                level: Level::Critical,
+                code: "RetainedExceedsLive",
+                message: format!("{account} retains {retained} bytes of deleted data, {ratio:.1}x its {live} live bytes (${:.2}/month); {fix}.", month(retained)),
+            });
+        } else if ratio > 0.10 {
+            warnings.push(Warning {
+                level: Level::Warning,
+                code: "RetainedBytesHigh",
+                message: format!("{account} retains {retained} bytes of deleted data, {:.0}% of its live bytes; {fix}.", ratio * 100.0),
+            });
+        }
+        Some(Report {
+            account: account.to_string(),
+            policy: a.policy,
+            policy_source: a.source,
+            live_bytes: live,
+            live_objects: a.live.len(),
+            retained_bytes: retained,
+            retained_objects: a.retained.len(),
+            next_expiry_ms: a.retained.iter().filter_map(|r| r.until_ms).min(),
+            retained_ratio: ratio,
+            churn_bytes_per_sec: churn,
+            projected_retained_bytes: projected,
+            monthly_cost_live: month(live),
+            monthly_cost_retained: month(retained),
+            monthly_cost_writes: writes_per_month / 10_000.0 * self.prices.writes_per_10k,
+            history: a.history.iter().copied().collect(),
+            warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(key: &str, bytes: u64, kind: EventKind, at_ms: u64) -> Event<'_> {
+        Event {
+            account: "acct",
+            key,
+            bytes,
+            kind,
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn soft_delete_retains_overwrites_and_deletes_until_the_boundary() {
+        let mut l = Ledger::new(Prices::default());
+        l.set_policy(
+            "acct",
+            Policy::SoftDelete { days: 7 },
+            PolicySource::Declared,
+        );
+        l.apply(&ev("aof/manifest", 100, EventKind::Write, 0));
+        // An overwrite as the pipeline reports it: the replaced size, then the write.
+        l.apply(&ev("aof/manifest", 100, EventKind::Overwrite, 1_000));
+        l.apply(&ev("aof/manifest", 120, EventKind::Write, 1_000));
+        l.apply(&ev("aof/seg.1", 5_000, EventKind::Write, 2_000));
+        l.apply(&ev("aof/seg.1", 5_000, EventKind::Delete, 3_000));
+        let r = l.report("acct", 3_000).unwrap();
+        assert_eq!((r.live_bytes, r.live_objects), (120, 1));
+        assert_eq!((r.retained_bytes, r.retained_objects), (5_100, 2));
+        assert_eq!(r.next_expiry_ms, Some(1_000 + 7 * DAY_MS));
+        // One millisecond before the first expiry nothing changes; at it, the 100 bytes go.
+        l.advance(1_000 + 7 * DAY_MS - 1);
+        assert_eq!(l.report("acct", 0).unwrap().retained_bytes, 5_100);
+        l.advance(1_000 + 7 * DAY_MS);
+        assert_eq!(l.report("acct", 0).unwrap().retained_bytes, 5_000);
+        l.advance(3_000 + 7 * DAY_MS);
+        let r = l.report("acct", 3_000 + 7 * DAY_MS).unwrap();
+        assert_eq!(r.retained_bytes, 0);
+        assert_eq!(r.next_expiry_ms, None);
+    }
+
+    #[test]
+    fn policy_changes_apply_to_data_deleted_afterwards() {
+        let mut l = Ledger::new(Prices::default());
+        l.set_policy(
+            "acct",
+            Policy::SoftDelete { days: 7 },
+            PolicySource::Reported,
+        );
+        l.apply(&ev("a", 10, EventKind::Write, 0));
+        l.apply(&ev("a", 10, EventKind::Delete, 0));
+        l.set_policy(
+            "acct",
+            Policy::SoftDelete { days: 1 },
+            PolicySource::Reported,
+        );
+        l.apply(&ev("b", 20, EventKind::Write, 0));
+        l.apply(&ev("b", 20, EventKind::Delete, 0));
+        l.advance(DAY_MS);
+        assert_eq!(
+            l.report("acct", DAY_MS).unwrap().retained_bytes,
+            10,
+            "b expired after 1 day, a keeps 7"
+        );
+        l.set_policy("acct", Policy::None, PolicySource::Reported);
+        l.apply(&ev("c", 30, EventKind::Write, DAY_MS));
+        l.apply(&ev("c", 30, EventKind::Delete, DAY_MS));
+        assert_eq!(
+            l.report("acct", DAY_MS).unwrap().retained_bytes,
+            10,
+            "no retention for c"
+        );
+    }
+
+    #[test]
+    fn versioning_expiry_rounds_to_midnight_and_none_keeps_forever() {
+        let mut l = Ledger::new(Prices::default());
+        l.set_policy(
+            "acct",
+            Policy::Versioning {
+                noncurrent_expiry_days: Some(1),
+            },
+            PolicySource::Reported,
+        );
+        l.apply(&ev("k", 10, EventKind::Write, 0));
+        l.apply(&ev("k", 10, EventKind::Write, DAY_MS / 2));
+        let r = l.report("acct", DAY_MS / 2).unwrap();
+        assert_eq!(
+            r.next_expiry_ms,
+            Some(2 * DAY_MS),
+            "noon + 1 day, rounded up to midnight"
+        );
+        l.set_policy(
+            "acct",
+            Policy::Versioning {
+                noncurrent_expiry_days: None,
+            },
+            PolicySource::Reported,
+        );
+        l.apply(&ev("k", 10, EventKind::Delete, DAY_MS));
+        l.advance(1000 * DAY_MS);
+        let r = l.report("acct", 1000 * DAY_MS).unwrap();
+        assert_eq!(r.retained_bytes, 10);
+        assert_eq!(r.projected_retained_bytes, None);
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.code == "VersioningWithoutExpiry")
+        );
+    }
+
+    #[test]
+    fn steady_state_cost_and_warnings() {
+        let mut l = Ledger::new(Prices {
+            storage_per_gib_month: 0.02,
+            writes_per_10k: 0.055,
+        });
+        l.set_policy(
+            "acct",
+            Policy::SoftDelete { days: 7 },
+            PolicySource::Declared,
+        );
+        // 1 MiB segments written and retired every second for 100 s: 1 MiB/s of churn.
+        let mib = 1024 * 1024;
+        for s in 0..100u64 {
+            let key = format!("seg.{s}");
+            l.apply(&Event {
+                account: "acct",
+                key: &key,
+                bytes: mib,
+                kind: EventKind::Write,
+                at_ms: s * 1000,
+            });
+            l.apply(&Event {
+                account: "acct",
+                key: &key,
+                bytes: mib,
+                kind: EventKind::Delete,
+                at_ms: s * 1000 + 500,
+            });
+        }
+        let r = l.report("acct", 100_000).unwrap();
+        assert_eq!(r.retained_bytes, 100 * mib);
+        assert!((r.churn_bytes_per_sec - mib as f64).abs() < 1.0);
+        // 1 MiB/s x 7 days = 590,625 MiB, the brief's ~577 GiB figure for one set.
+        assert_eq!(r.projected_retained_bytes, Some(7 * 86_400 * mib));
+        assert!((r.monthly_cost_retained - 100.0 / 1024.0 * 0.02).abs() < 1e-9);
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.level == Level::Critical && w.code == "RetainedExceedsLive")
+        );
+        assert_eq!(r.policy_source, PolicySource::Declared);
+        assert!(!r.history.is_empty());
+        // No retention, no warnings.
+        let mut l = Ledger::new(Prices::default());
+        l.apply(&ev("x", 5, EventKind::Write, 0));
+        l.apply(&ev("x", 5, EventKind::Delete, 1));
+        let r = l.report("acct", 2).unwrap();
+        assert_eq!((r.retained_bytes, r.warnings.len()), (0, 0));
+    }
+}

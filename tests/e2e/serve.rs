@@ -423,3 +423,92 @@ fn persistence_modes_restore_from_azurite_and_s3_after_a_reboot() {
         );
     }
 }
+
+fn storage_warnings(cp: &ControlPlane, name: &str) -> Vec<Value> {
+    let (status, _, got) = call(reqwest::Method::GET, &cache_url(cp, name), None);
+    assert_eq!(status, 200);
+    got["properties"]["storageWarnings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn soft_delete_on_a_persistence_account_shows_in_the_cache_with_numbers() {
+    let data = TempDir::new("serve-softdelete");
+    let cp = ControlPlane::start(data.path(), free_port());
+    let mut nodes = Vec::new();
+    for (name, config) in [
+        (
+            "costly",
+            json!({"aof-backup-enabled": "true", "cacheplane-soft-delete-days": "7"}),
+        ),
+        ("plain", json!({"aof-backup-enabled": "true"})),
+    ] {
+        let (got, primary) = create(&cp, name, premium(config));
+        let mut c = redis(got["properties"]["port"].as_u64().unwrap() as u16, &primary);
+        // Segments roll every second; each one rewrites the account's manifest and
+        // checksum list, and the rewrite retires the old base and segments.
+        for i in 0..200 {
+            assert_eq!(c.cmd(&["SET", &format!("k{i}"), "v"]), ok());
+        }
+        std::thread::sleep(Duration::from_millis(1200));
+        assert!(matches!(c.cmd(&["BGREWRITEAOF"]), Frame::Simple(_)));
+        nodes.push(c);
+    }
+    let start = Instant::now();
+    let warning = loop {
+        let found = storage_warnings(&cp, "costly").into_iter().find(|w| {
+            w["code"] == "RetentionOnPersistenceAccount"
+                && w["retainedBytes"].as_u64().unwrap_or(0) > 0
+        });
+        if let Some(w) = found {
+            break w;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no soft-delete warning on the cache"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(warning["policy"]["kind"], "softDelete");
+    assert_eq!(warning["policy"]["days"], 7);
+    assert_eq!(warning["policySource"], "declared");
+    assert!(warning["liveBytes"].as_u64().unwrap() > 0, "{warning}");
+    assert!(
+        warning["projectedRetainedBytes"].as_u64().unwrap() > 0,
+        "{warning}"
+    );
+    let (status, _, report) = call(
+        reqwest::Method::GET,
+        &format!("{}/storageReport", cache_url(&cp, "costly")),
+        None,
+    );
+    assert_eq!(status, 200);
+    let account = &report["accounts"][0];
+    assert!(account["retainedBytes"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        !account["history"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    // Without soft delete the same traffic retains nothing and warns about nothing.
+    let start = Instant::now();
+    loop {
+        let (_, _, report) = call(
+            reqwest::Method::GET,
+            &format!("{}/storageReport", cache_url(&cp, "plain")),
+            None,
+        );
+        let account = &report["accounts"][0];
+        if account["liveBytes"].as_u64().unwrap_or(0) > 0 {
+            assert_eq!(account["retainedBytes"], 0, "{report}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the plain cache's events never arrived: {report}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(storage_warnings(&cp, "plain"), Vec::<Value>::new());
+}

@@ -38,6 +38,55 @@ pub struct App {
     store: Mutex<ResourceStore>,
     nodes: Mutex<Supervisor>,
     operations: std::sync::Mutex<HashMap<String, Operation>>,
+    /// Soft-delete accounting per cache, fed by its node's object-store events.
+    ledgers: std::sync::Mutex<HashMap<String, CacheLedger>>,
+}
+
+/// A cache's ledger and its simulated clock (`cacheplane-time-scale`).
+struct CacheLedger {
+    ledger: accounting::Ledger,
+    origin_ms: u64,
+    scale: u64,
+}
+
+impl CacheLedger {
+    fn sim_ms(&self, wall_ms: u64) -> u64 {
+        self.origin_ms + wall_ms.saturating_sub(self.origin_ms) * self.scale
+    }
+}
+
+/// How often node events reach the ledgers.
+const ACCOUNTING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The retention a cache declares for its accounts (`cacheplane-soft-delete-days`,
+/// `cacheplane-versioning-expiry-days`: a number or `none`), for stores that do not report it.
+fn declared_policy(cache: &Cache) -> (accounting::Policy, accounting::PolicySource) {
+    let c = &cache.redis_configuration;
+    if let Some(days) = c
+        .get("cacheplane-soft-delete-days")
+        .and_then(|d| d.parse().ok())
+    {
+        return (
+            accounting::Policy::SoftDelete { days },
+            accounting::PolicySource::Declared,
+        );
+    }
+    if let Some(v) = c.get("cacheplane-versioning-expiry-days") {
+        let expiry = v.parse().ok();
+        return (
+            accounting::Policy::Versioning {
+                noncurrent_expiry_days: expiry,
+            },
+            accounting::PolicySource::Declared,
+        );
+    }
+    (accounting::Policy::None, accounting::PolicySource::Assumed)
 }
 
 /// An operation-status resource.
@@ -118,6 +167,15 @@ impl App {
             store: Mutex::new(store),
             nodes: Mutex::new(Supervisor::default()),
             operations: Default::default(),
+            ledgers: Default::default(),
+        });
+        let weak = Arc::downgrade(&app);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ACCOUNTING_INTERVAL).await;
+                let Some(app) = weak.upgrade() else { return };
+                app.account_events().await;
+            }
         });
         // A restart of the control plane brings every cache back.
         let caches: Vec<Cache> = app.store.lock().await.all().cloned().collect();
@@ -137,6 +195,93 @@ impl App {
             }
         }
         Ok(app)
+    }
+
+    /// Moves the nodes' object-store events into the caches' ledgers.
+    async fn account_events(&self) {
+        let drained = self.nodes.lock().await.drain_events();
+        let store = self.store.lock().await;
+        let now = wall_ms();
+        let mut ledgers = self.ledgers.lock().expect("ledgers lock");
+        for (k, events) in drained {
+            let Some(cache) = store.get(&k) else { continue };
+            let l = ledgers.entry(k.clone()).or_insert_with(|| CacheLedger {
+                ledger: accounting::Ledger::new(accounting::Prices::default()),
+                origin_ms: now,
+                scale: cache
+                    .redis_configuration
+                    .get("cacheplane-time-scale")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(1),
+            });
+            let (policy, source) = declared_policy(cache);
+            for e in &events {
+                l.ledger.set_policy(&e.account, policy, source);
+                let kind = match e.kind {
+                    blob::EventKind::Write => accounting::EventKind::Write,
+                    blob::EventKind::Overwrite => accounting::EventKind::Overwrite,
+                    blob::EventKind::Delete => accounting::EventKind::Delete,
+                };
+                let at_ms = l.sim_ms(e.at_unix_ms);
+                l.ledger.apply(&accounting::Event {
+                    account: &e.account,
+                    key: &e.key,
+                    bytes: e.bytes,
+                    kind,
+                    at_ms,
+                });
+            }
+        }
+        for l in ledgers.values_mut() {
+            let t = l.sim_ms(now);
+            l.ledger.advance(t);
+        }
+    }
+
+    /// The storage reports of a cache's accounts.
+    fn storage_reports(&self, k: &str) -> Vec<accounting::Report> {
+        let ledgers = self.ledgers.lock().expect("ledgers lock");
+        let Some(l) = ledgers.get(k) else {
+            return Vec::new();
+        };
+        let now = l.sim_ms(wall_ms());
+        l.ledger
+            .accounts()
+            .filter_map(|a| l.ledger.report(a, now))
+            .collect()
+    }
+
+    /// `properties.storageWarnings` (cacheplane's extension): every warning with its numbers.
+    fn storage_warnings(&self, k: &str) -> serde_json::Value {
+        let warnings: Vec<serde_json::Value> = self
+            .storage_reports(k)
+            .into_iter()
+            .flat_map(|r| {
+                r.warnings.iter().map(|w| {
+                    serde_json::json!({
+                        "level": w.level,
+                        "code": w.code,
+                        "message": w.message,
+                        "account": r.account,
+                        "policy": r.policy,
+                        "policySource": r.policy_source,
+                        "liveBytes": r.live_bytes,
+                        "retainedBytes": r.retained_bytes,
+                        "retainedRatio": if r.retained_ratio.is_finite() { serde_json::json!(r.retained_ratio) } else { serde_json::Value::Null },
+                        "projectedRetainedBytes": r.projected_retained_bytes,
+                        "monthlyCostRetainedUsd": r.monthly_cost_retained,
+                    })
+                }).collect::<Vec<_>>()
+            })
+            .collect();
+        serde_json::Value::Array(warnings)
+    }
+
+    /// GET's body of a cache, with the storage warnings.
+    fn resource(&self, cache: &Cache) -> serde_json::Value {
+        let mut v = cache.to_resource(&self.config.host);
+        v["properties"]["storageWarnings"] = self.storage_warnings(&key(&cache.id()));
+        v
     }
 
     pub async fn shutdown(&self) {
@@ -210,6 +355,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(&format!("{cache}/listKeys"), post(list_keys))
         .route(&format!("{cache}/regenerateKey"), post(regenerate_key))
         .route(&format!("{cache}/forceReboot"), post(force_reboot))
+        .route(&format!("{cache}/storageReport"), get(storage_report))
         .route(
             "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Cache/{kind}",
             get(list_group),
@@ -304,7 +450,22 @@ async fn get_cache(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Res
     let id = resource_id(&p.sub, &p.rg, &p.name);
     let store = app.store.lock().await;
     let cache = store.get(&id).ok_or_else(|| not_found(&p))?;
-    Ok(json(StatusCode::OK, cache.to_resource(&app.config.host)))
+    Ok(json(StatusCode::OK, app.resource(cache)))
+}
+
+/// cacheplane's extension: the full soft-delete report of a cache, per account, with the
+/// history of retained bytes.
+async fn storage_report(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Result<Response> {
+    check_kind(&p.kind)?;
+    let id = resource_id(&p.sub, &p.rg, &p.name);
+    if app.store.lock().await.get(&id).is_none() {
+        return Err(not_found(&p));
+    }
+    let reports = app.storage_reports(&key(&id));
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({ "prices": accounting::Prices::default(), "accounts": reports }),
+    ))
 }
 
 fn not_found(p: &CachePath) -> Failure {
@@ -394,7 +555,7 @@ async fn put_cache(
     store.put(cache.clone()).map_err(internal)?;
     drop(store);
     let (op, op_id) = app.new_operation(&cache.location, &p.sub);
-    let body = cache.to_resource(&app.config.host);
+    let body = app.resource(&cache);
     let worker = app.clone();
     tokio::spawn(async move { worker.provision(k, op).await });
     let status = if created {
@@ -489,7 +650,7 @@ async fn patch_cache(
     }
     store.put(cache.clone()).map_err(internal)?;
     drop(store);
-    let body = cache.to_resource(&app.config.host);
+    let body = app.resource(&cache);
     if restart {
         let (op, op_id) = app.new_operation(&cache.location, &p.sub);
         let worker = app.clone();
@@ -543,7 +704,7 @@ async fn list(app: &App, matches: impl Fn(&Cache) -> bool) -> Response {
     let value: Vec<serde_json::Value> = store
         .all()
         .filter(|c| matches(c))
-        .map(|c| c.to_resource(&app.config.host))
+        .map(|c| app.resource(c))
         .collect();
     json(StatusCode::OK, serde_json::json!({ "value": value }))
 }

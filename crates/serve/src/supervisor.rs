@@ -124,6 +124,15 @@ impl Supervisor {
         Ok(restored)
     }
 
+    /// The object-store events each running node recorded since the last call.
+    pub fn drain_events(&self) -> Vec<(String, Vec<blob::BlobEvent>)> {
+        self.nodes
+            .iter()
+            .map(|(k, h)| (k.clone(), h.drain_events()))
+            .filter(|(_, e)| !e.is_empty())
+            .collect()
+    }
+
     pub async fn stop(&mut self, key: &str) {
         if let Some(h) = self.nodes.remove(key) {
             h.stop().await;

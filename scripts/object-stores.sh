@@ -67,5 +67,7 @@ PY
 S3="Provider=S3;Endpoint=http://127.0.0.1:$S3_PORT;Bucket=cacheplane;Region=us-east-1;AccessKeyId=test;SecretAccessKey=test"
 echo "export CACHEPLANE_TEST_AZURITE='$AZ'"
 echo "export CACHEPLANE_TEST_S3='$S3'"
+echo "export CACHEPLANE_TEST_S3_VERSIONED='${S3/Bucket=cacheplane/Bucket=versioned}'"
+echo "export CACHEPLANE_TEST_PYTHON='$PWD/$CACHE/venv/bin/python'"
 echo "export CACHEPLANE_TEST_S3_ENDPOINT='http://127.0.0.1:$S3_PORT'"
 echo "export CACHEPLANE_TEST_AZURITE_ENDPOINT='http://127.0.0.1:$AZ_PORT/devstoreaccount1'"

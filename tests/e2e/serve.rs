@@ -512,3 +512,73 @@ fn soft_delete_on_a_persistence_account_shows_in_the_cache_with_numbers() {
     }
     assert_eq!(storage_warnings(&cp, "plain"), Vec::<Value>::new());
 }
+
+/// Against an S3 bucket with versioning: after AOF traffic and rewrites, the retained bytes
+/// the API reports equal the noncurrent version bytes the server itself lists.
+#[test]
+fn retained_bytes_match_the_s3_servers_own_version_listing() {
+    let data = TempDir::new("serve-versions");
+    let cp = ControlPlane::start(data.path(), free_port());
+    let bucket = std::env::var("CACHEPLANE_TEST_S3_VERSIONED")
+        .expect("CACHEPLANE_TEST_S3_VERSIONED: run scripts/test.sh");
+    let python = std::env::var("CACHEPLANE_TEST_PYTHON")
+        .expect("CACHEPLANE_TEST_PYTHON: run scripts/test.sh");
+    let endpoint =
+        std::env::var("CACHEPLANE_TEST_S3_ENDPOINT").expect("CACHEPLANE_TEST_S3_ENDPOINT");
+    let (got, primary) = create(
+        &cp,
+        "versioned",
+        premium(
+            json!({"aof-backup-enabled": "true", "aof-storage-connection-string-0": bucket, "cacheplane-versioning-expiry-days": "none"}),
+        ),
+    );
+    let mut c = redis(got["properties"]["port"].as_u64().unwrap() as u16, &primary);
+    for round in 0..2 {
+        for i in 0..100 {
+            assert_eq!(c.cmd(&["SET", &format!("k{round}:{i}"), "v"]), ok());
+        }
+        std::thread::sleep(Duration::from_millis(1200));
+        assert!(matches!(c.cmd(&["BGREWRITEAOF"]), Frame::Simple(_)));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // What moto keeps: the sizes of noncurrent versions (delete markers have none).
+    let noncurrent = || -> u64 {
+        let out = Command::new(&python)
+            .args([
+                "-c",
+                "import sys, boto3\n\
+                 s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\n\
+                 total = 0\n\
+                 for page in s3.get_paginator('list_object_versions').paginate(Bucket='versioned'):\n\
+                 \x20   total += sum(v['Size'] for v in page.get('Versions', []) if not v['IsLatest'])\n\
+                 print(total)",
+                &endpoint,
+            ])
+            .output()
+            .expect("run python");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let start = Instant::now();
+    loop {
+        let (_, _, report) = call(
+            reqwest::Method::GET,
+            &format!("{}/storageReport", cache_url(&cp, "versioned")),
+            None,
+        );
+        let reported = report["accounts"][0]["retainedBytes"].as_u64().unwrap_or(0);
+        let listed = noncurrent();
+        if reported > 0 && reported == listed {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the ledger says {reported}, the server lists {listed} noncurrent bytes"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -430,10 +430,6 @@ impl Upload {
         Ok(())
     }
 
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     /// Completes the upload and checks the stored size; returns the bytes written.
     pub async fn finish(mut self) -> Result<u64, BlobError> {
         let w = self.w.take().expect("upload not finished");

@@ -431,7 +431,7 @@ impl Keyspace {
         self.touch_db(b);
     }
 
-    /// Starts (or stops) collecting changes as commands; see [`Keyspace::take_feed`].
+    /// Starts (or stops) collecting changes as commands; see [`Keyspace::drain_feed`].
     pub fn set_feed(&mut self, on: bool) {
         self.feed = on.then(Vec::new);
     }
@@ -458,12 +458,8 @@ impl Keyspace {
         }
     }
 
-    /// The changes logged since the last call, with their databases.
-    pub fn take_feed(&mut self) -> Vec<(usize, Vec<Bytes>)> {
-        self.feed.as_mut().map(std::mem::take).unwrap_or_default()
-    }
-
-    /// Like [`Keyspace::take_feed`], keeping the feed's allocation for the next changes.
+    /// The changes logged since the last call, with their databases; the feed keeps its
+    /// allocation for the next ones.
     pub fn drain_feed(&mut self) -> impl Iterator<Item = (usize, Vec<Bytes>)> + '_ {
         self.feed.iter_mut().flat_map(|f| f.drain(..))
     }

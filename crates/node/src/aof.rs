@@ -23,9 +23,10 @@ use formats::aof::{self, CommandReader, LogEnd, Manifest};
 use keyspace::{Ctx, Keyspace};
 use resp::ReplyBuf;
 
+use crate::Shared;
 use crate::config::Fsync;
+use crate::persist::{self, write_atomically};
 use crate::state::State;
-use crate::{Shared, persist};
 
 /// How often `everysec` fsyncs.
 const EVERYSEC: Duration = Duration::from_secs(1);
@@ -87,23 +88,23 @@ fn manifest_path(st_dir: &Path, appendfilename: &str) -> PathBuf {
     st_dir.join(aof::manifest_name(appendfilename))
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, fsynced.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+/// The AOF directory (`dir`/`appenddirname`).
+pub fn dir(config: &crate::NodeConfig) -> PathBuf {
+    config.dir.join(&config.appenddirname)
+}
+
+/// The local AOF manifest.
+pub fn manifest_file(config: &crate::NodeConfig) -> PathBuf {
+    manifest_path(&dir(config), &config.appendfilename)
 }
 
 /// Opens the AOF directory at start: replays it into `ks` when it has a manifest, or
 /// creates the first base (from `ks` as it is) and incr file when it has none.
 pub fn open(st: &mut State) -> anyhow::Result<()> {
-    let dir = st.config.dir.join(&st.config.appenddirname);
+    let dir = dir(&st.config);
     std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("create {}: {e}", dir.display()))?;
     let name = st.config.appendfilename.clone();
-    let mpath = manifest_path(&dir, &name);
+    let mpath = manifest_file(&st.config);
     let manifest = if mpath.exists() {
         let text = std::fs::read_to_string(&mpath)
             .map_err(|e| anyhow::anyhow!("read {}: {e}", mpath.display()))?;
@@ -226,9 +227,9 @@ pub fn start_flusher(
     Ok(())
 }
 
-/// Moves the keyspace's feed into the log; returns the offset a reply must wait for (None
-/// when nothing was logged).
-pub fn feed(st: &mut State) -> Option<u64> {
+/// Moves the keyspace's feed into the log; returns what a reply must wait for (see
+/// [`durable_target`]), None when nothing was logged.
+pub fn feed(st: &mut State) -> Option<(u64, tokio::sync::watch::Receiver<u64>)> {
     if !st.ks.feed_pending() {
         return None;
     }
@@ -258,7 +259,7 @@ pub fn feed(st: &mut State) -> Option<u64> {
         log.flusher_told = true;
         f.notify_one();
     }
-    Some(log.appended)
+    durable_target(st)
 }
 
 /// The offset a reply sent now must wait for: everything logged so far.

@@ -1084,7 +1084,7 @@ fn debug(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
         "reload" => {
             // Save, empty the keyspace and load the file again: checks both directions.
             persist::save(st).map_err(save_failed)?;
-            let path = persist::dump_path(st);
+            let path = persist::dump_path(&st.config);
             let mut ks = keyspace::Keyspace::new(st.config.databases);
             let now = crate::unix_time_ms();
             ks.set_clock(now);

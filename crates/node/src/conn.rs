@@ -245,7 +245,7 @@ impl Connection {
         }
         *authenticated = st.clients.get(&self.id).is_some_and(|c| c.authenticated);
         st.stats.total_net_output_bytes += out.len() as u64;
-        let durable = crate::aof::feed(&mut st).and_then(|_| crate::aof::durable_target(&st));
+        let durable = crate::aof::feed(&mut st);
         (flow, durable)
     }
 

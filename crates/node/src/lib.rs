@@ -123,7 +123,7 @@ async fn load_at_start(st: state::State) -> anyhow::Result<state::State> {
     tokio::task::spawn_blocking(move || {
         let mut st = st;
         st.ks.set_clock(unix_time_ms());
-        let path = persist::dump_path(&st);
+        let path = persist::dump_path(&st.config);
         st.ship = ship::Shipping::new(&st.config)?;
         let config = st.config.clone();
         let ship = std::mem::take(&mut st.ship);
@@ -146,11 +146,7 @@ async fn load_at_start(st: state::State) -> anyhow::Result<state::State> {
             }
         }
         let restored_dump = st.ship.restored.is_some();
-        let manifest = st
-            .config
-            .dir
-            .join(&st.config.appenddirname)
-            .join(formats::aof::manifest_name(&st.config.appendfilename));
+        let manifest = aof::manifest_file(&st.config);
         // Without an AOF manifest yet, an existing dump seeds the new AOF's base.
         if path.exists() && !restored_dump && !(st.config.appendonly && manifest.exists()) {
             load_dump(&mut st, &path)?;

@@ -271,8 +271,12 @@ struct AtomicFile {
 impl AtomicFile {
     fn create(target: PathBuf) -> std::io::Result<AtomicFile> {
         let dir = target.parent().unwrap_or(Path::new("."));
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dir.join(format!(
-            "temp-{}-{}.rdb",
+            "temp-{}-{}-{name}",
             std::process::id(),
             fastrand::u32(..)
         ));
@@ -314,8 +318,15 @@ impl Drop for AtomicFile {
     }
 }
 
-pub fn dump_path(st: &State) -> PathBuf {
-    st.config.dir.join(&st.config.dbfilename)
+pub fn dump_path(config: &crate::NodeConfig) -> PathBuf {
+    config.dir.join(&config.dbfilename)
+}
+
+/// Replaces `path` with `bytes`: a temporary file, fsynced, renamed, directory fsynced.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = AtomicFile::create(path.to_path_buf())?;
+    f.write(bytes)?;
+    f.commit()
 }
 
 fn sink_of(ks: &mut Keyspace) -> &mut RdbSink {
@@ -349,7 +360,7 @@ fn abandon(ks: &mut Keyspace) {
 pub fn save(st: &mut State) -> anyhow::Result<()> {
     let dirty = st.ks.dirty;
     let started = Instant::now();
-    save_to(st, &dump_path(st), false)?;
+    save_to(st, &dump_path(&st.config), false)?;
     saved(st, dirty);
     tracing::info!(
         ms = started.elapsed().as_millis() as u64,
@@ -496,7 +507,7 @@ fn run_job(shared: &Arc<Shared>, generation: u64) {
             .filter(|j| j.generation == generation)
             .map(|j| j.kind.clone())
         {
-            Some(Job::Rdb) => Target::File(dump_path(&st)),
+            Some(Job::Rdb) => Target::File(dump_path(&st.config)),
             Some(Job::AofBase(path)) => Target::File(path),
             Some(Job::Blob(tx)) => Target::Channel(tx),
             None => return,

@@ -380,6 +380,7 @@ pub fn start_aof(st: &mut State, shared: Weak<Shared>) -> anyhow::Result<Option<
 /// A shipped segment: its store name, the local file it came from, its size and CRC-64.
 struct Seg {
     name: String,
+    seq: u64,
     file: PathBuf,
     size: u64,
     crc: u64,
@@ -516,6 +517,7 @@ impl Target {
         let name = aoff::incr_name("appendonly.aof", self.next_seq);
         self.segs.push(Seg {
             name: name.clone(),
+            seq: self.next_seq,
             file: file.clone(),
             size: to - offset,
             crc,
@@ -623,11 +625,7 @@ impl Target {
         self.sums_bytes = self.store.size(CHECKSUMS_KEY).await?.unwrap_or(0);
         for (key, _) in self.store.list("aof").await? {
             let name = key.trim_start_matches("aof/");
-            let seq = name
-                .strip_prefix("appendonly.aof.")
-                .and_then(|r| r.split('.').next())
-                .and_then(|n| n.parse::<u64>().ok());
-            if let Some(seq) = seq {
+            if let Some(seq) = file_seq(name) {
                 if name.contains(".base.") {
                     self.base_seq = self.base_seq.max(seq);
                 } else {
@@ -675,19 +673,10 @@ impl Target {
             incrs: self
                 .segs
                 .iter()
-                .map(|s| {
-                    let seq = s
-                        .name
-                        .trim_start_matches("appendonly.aof.")
-                        .split('.')
-                        .next()
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(0);
-                    AofFile {
-                        name: s.name.clone(),
-                        seq,
-                        kind: FileKind::Incr,
-                    }
+                .map(|s| AofFile {
+                    name: s.name.clone(),
+                    seq: s.seq,
+                    kind: FileKind::Incr,
                 })
                 .collect(),
         };
@@ -746,13 +735,21 @@ async fn crc_of_file(path: &Path) -> std::io::Result<(u64, u64)> {
     }
 }
 
-/// The sequence number in an incr file's name (`<appendfilename>.<seq>.incr.aof`).
+/// The sequence number in an AOF file's name: `<appendfilename>.<seq>.incr.aof`,
+/// `.base.rdb` or `.base.aof`.
+fn file_seq(name: &str) -> Option<u64> {
+    [".incr.aof", ".base.rdb", ".base.aof"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .and_then(|n| n.rsplit('.').next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// The sequence number of a local incr file (0 when the path names none).
 fn incr_seq(path: &Path) -> u64 {
     path.file_name()
         .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_suffix(".incr.aof"))
-        .and_then(|n| n.rsplit('.').next())
-        .and_then(|n| n.parse().ok())
+        .and_then(file_seq)
         .unwrap_or(0)
 }
 
@@ -776,8 +773,8 @@ pub fn restore(
     try_load: &mut dyn FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Option<String>> {
     let rt = tokio::runtime::Handle::current();
-    let aof_dir = config.dir.join(&config.appenddirname);
-    let local_manifest = aof_dir.join(aoff::manifest_name(&config.appendfilename));
+    let aof_dir = crate::aof::dir(config);
+    let local_manifest = crate::aof::manifest_file(config);
     if config.appendonly && config.storage.aof_accounts[0].is_some() {
         if local_manifest.exists() {
             return Ok(None);
@@ -813,7 +810,7 @@ pub fn restore(
         anyhow::bail!("no account holds a loadable AOF: {}", errors.join("; "));
     }
     if let Some(rdb) = &ship.rdb {
-        let dump = persist_dump_path(config);
+        let dump = persist::dump_path(config);
         if dump.exists() {
             return Ok(None);
         }
@@ -843,10 +840,6 @@ pub fn restore(
         }
     }
     Ok(None)
-}
-
-fn persist_dump_path(config: &NodeConfig) -> PathBuf {
-    config.dir.join(&config.dbfilename)
 }
 
 /// Downloads the account's AOF (manifest, base, segments) into `dir`; false when the account

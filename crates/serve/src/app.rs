@@ -419,6 +419,14 @@ struct CachePath {
     name: String,
 }
 
+impl CachePath {
+    /// The cache's resource id, once the path names the resource type served here.
+    fn id(&self) -> Result<String> {
+        check_kind(&self.kind)?;
+        Ok(resource_id(&self.sub, &self.rg, &self.name))
+    }
+}
+
 fn check_kind(kind: &str) -> Result<()> {
     if kind.eq_ignore_ascii_case("redis") {
         Ok(())
@@ -446,8 +454,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T> {
 }
 
 async fn get_cache(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Result<Response> {
-    check_kind(&p.kind)?;
-    let id = resource_id(&p.sub, &p.rg, &p.name);
+    let id = p.id()?;
     let store = app.store.lock().await;
     let cache = store.get(&id).ok_or_else(|| not_found(&p))?;
     Ok(json(StatusCode::OK, app.resource(cache)))
@@ -456,8 +463,7 @@ async fn get_cache(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Res
 /// cacheplane's extension: the full soft-delete report of a cache, per account, with the
 /// history of retained bytes.
 async fn storage_report(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Result<Response> {
-    check_kind(&p.kind)?;
-    let id = resource_id(&p.sub, &p.rg, &p.name);
+    let id = p.id()?;
     if app.store.lock().await.get(&id).is_none() {
         return Err(not_found(&p));
     }
@@ -486,7 +492,7 @@ async fn put_cache(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
-    check_kind(&p.kind)?;
+    let id = p.id()?;
     control::validate::cache_name(&p.name)?;
     let params: CreateParameters = parse_body(&body)?;
     control::validate::location(&params.location)?;
@@ -495,7 +501,6 @@ async fn put_cache(
         &params.properties.sku,
         &params.properties.redis_configuration,
     )?;
-    let id = resource_id(&p.sub, &p.rg, &p.name);
     let k = key(&id);
     let mut store = app.store.lock().await;
     let existing = store.get(&id).cloned();
@@ -615,9 +620,8 @@ async fn patch_cache(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
-    check_kind(&p.kind)?;
+    let id = p.id()?;
     let params: UpdateParameters = parse_body(&body)?;
-    let id = resource_id(&p.sub, &p.rg, &p.name);
     let mut store = app.store.lock().await;
     let mut cache = store.get(&id).cloned().ok_or_else(|| not_found(&p))?;
     if let Some(tags) = params.tags {
@@ -672,8 +676,7 @@ async fn delete_cache(
     Path(p): Path<CachePath>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    check_kind(&p.kind)?;
-    let id = resource_id(&p.sub, &p.rg, &p.name);
+    let id = p.id()?;
     let k = key(&id);
     let mut store = app.store.lock().await;
     let Some(mut cache) = store.get(&id).cloned() else {
@@ -739,11 +742,9 @@ async fn list_subscription(
 }
 
 async fn list_keys(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Result<Response> {
-    check_kind(&p.kind)?;
+    let id = p.id()?;
     let store = app.store.lock().await;
-    let cache = store
-        .get(&resource_id(&p.sub, &p.rg, &p.name))
-        .ok_or_else(|| not_found(&p))?;
+    let cache = store.get(&id).ok_or_else(|| not_found(&p))?;
     Ok(json(
         StatusCode::OK,
         serde_json::json!({"primaryKey": cache.primary_key, "secondaryKey": cache.secondary_key}),
@@ -761,9 +762,8 @@ async fn regenerate_key(
     Path(p): Path<CachePath>,
     body: Bytes,
 ) -> Result<Response> {
-    check_kind(&p.kind)?;
+    let id = p.id()?;
     let req: RegenerateKey = parse_body(&body)?;
-    let id = resource_id(&p.sub, &p.rg, &p.name);
     let mut store = app.store.lock().await;
     let mut cache = store.get(&id).cloned().ok_or_else(|| not_found(&p))?;
     match req.key_type.to_ascii_lowercase().as_str() {
@@ -807,7 +807,7 @@ async fn force_reboot(
     Path(p): Path<CachePath>,
     body: Bytes,
 ) -> Result<Response> {
-    check_kind(&p.kind)?;
+    let id = p.id()?;
     let req: Reboot = parse_body(&body)?;
     if !["primarynode", "secondarynode", "allnodes"]
         .contains(&req.reboot_type.to_ascii_lowercase().as_str())
@@ -819,7 +819,6 @@ async fn force_reboot(
         )
         .into());
     }
-    let id = resource_id(&p.sub, &p.rg, &p.name);
     let cache = app
         .store
         .lock()

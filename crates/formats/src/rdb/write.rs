@@ -239,11 +239,6 @@ impl<W: Write> RdbWriter<W> {
         self.raw(&score.to_le_bytes())
     }
 
-    /// Bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.out.written
-    }
-
     /// Writes EOF and the checksum; returns the inner writer (flushed).
     pub fn finish(mut self) -> Result<W, FormatError> {
         self.check_done()?;

@@ -8,6 +8,15 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+// jemalloc's default options for this binary: its memory in transparent huge pages. A
+// snapshot walks every key in hash order, which on 4 KiB pages misses the TLB on nearly
+// every key; huge pages cut a 5M-key snapshot by about a fifth. Redis advises against THP
+// because a forked child copies whole huge pages on write; nodes never fork. The usual
+// environment variable still overrides it (`_RJEM_MALLOC_CONF=thp:default`).
+#[allow(unsafe_code)] // exporting a symbol jemalloc reads at start is an unsafe attribute
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static JEMALLOC_CONF: &[u8; 11] = b"thp:always\0";
+
 #[derive(Parser)]
 #[command(
     name = "cacheplane",

@@ -1,7 +1,4 @@
-//! CRC-64 as Redis computes it (Jones polynomial, reflected, init 0), and an adapter that
-//! hashes everything written through it.
-
-use std::io::{self, Write};
+//! CRC-64 as Redis computes it (Jones polynomial, reflected, init 0).
 
 // Slice-by-16 tables: several times faster than byte-at-a-time on large files.
 const CRC: crc::Crc<u64, crc::Table<16>> = crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS);
@@ -31,26 +28,6 @@ impl Crc64 {
 
     pub fn value(&self) -> u64 {
         self.digest.clone().finalize()
-    }
-}
-
-/// Counts and checksums the bytes written to the inner writer.
-pub(crate) struct HashingWriter<W> {
-    pub inner: W,
-    pub crc: Crc64,
-    pub written: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.crc.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

@@ -82,29 +82,21 @@ pub enum Piece {
 /// Where the saver thread writes a snapshot.
 enum Out {
     File(AtomicFile),
-    /// To an upload, in pieces of about [`UPLOAD_PIECE_BYTES`].
-    Channel(tokio::sync::mpsc::Sender<Piece>, Vec<u8>),
+    /// To an upload, in pieces of at least [`CHUNK_BYTES`].
+    Channel(tokio::sync::mpsc::Sender<Piece>),
 }
 
-/// Snapshot bytes gathered before they are handed to an upload: fewer, larger hand-offs.
-const UPLOAD_PIECE_BYTES: usize = 1024 * 1024;
+/// Serialized bytes gathered before they are handed on (file write, upload piece): fewer,
+/// larger hand-offs, and no piece is copied again to reach an upload's size.
+const CHUNK_BYTES: usize = 1024 * 1024;
 
 impl Out {
     fn write(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {
         match self {
             Out::File(f) => f.write(&bytes)?,
-            Out::Channel(tx, buf) => {
-                if buf.is_empty() {
-                    *buf = bytes;
-                } else {
-                    buf.extend_from_slice(&bytes);
-                }
-                if buf.len() >= UPLOAD_PIECE_BYTES {
-                    let piece = std::mem::take(buf);
-                    tx.blocking_send(Piece::Data(piece))
-                        .map_err(|_| anyhow::anyhow!("the upload stopped"))?;
-                }
-            }
+            Out::Channel(tx) => tx
+                .blocking_send(Piece::Data(bytes))
+                .map_err(|_| anyhow::anyhow!("the upload stopped"))?,
         }
         Ok(())
     }
@@ -112,13 +104,9 @@ impl Out {
     fn commit(self) -> anyhow::Result<()> {
         match self {
             Out::File(f) => f.commit()?,
-            Out::Channel(tx, buf) => {
-                let stopped = |_| anyhow::anyhow!("the upload stopped");
-                if !buf.is_empty() {
-                    tx.blocking_send(Piece::Data(buf)).map_err(stopped)?;
-                }
-                tx.blocking_send(Piece::End).map_err(stopped)?;
-            }
+            Out::Channel(tx) => tx
+                .blocking_send(Piece::End)
+                .map_err(|_| anyhow::anyhow!("the upload stopped"))?,
         }
         Ok(())
     }
@@ -175,7 +163,13 @@ struct RdbSink {
     sizes: Vec<Option<(u64, u64)>>,
     /// The first failure; later entries are dropped and the save fails.
     error: Option<FormatError>,
+    /// File offset up to which bytes were taken.
+    taken: u64,
 }
+
+/// How far past [`CHUNK_BYTES`] the writer's destination may grow before it is taken: the
+/// writer stages up to 64 KiB, and one entry may add more.
+const STAGED_BYTES_SLACK: usize = 256 * 1024;
 
 impl RdbSink {
     fn new(st: &State, aof_base: bool) -> Result<RdbSink, FormatError> {
@@ -193,6 +187,7 @@ impl RdbSink {
                 .map(|i| Some((st.ks.db(i).len() as u64, st.ks.db(i).volatile_len() as u64)))
                 .collect(),
             error: None,
+            taken: 0,
         })
     }
 
@@ -205,16 +200,17 @@ impl RdbSink {
         write_entry(&mut self.w, e)
     }
 
-    fn take_bytes(&mut self) -> Vec<u8> {
-        // The next buffer starts as large as this one ended: no regrowing from empty on
-        // every step.
-        let cap = self
-            .w
-            .get_mut()
-            .len()
-            .next_power_of_two()
-            .clamp(4096, 4 << 20);
-        std::mem::replace(self.w.get_mut(), Vec::with_capacity(cap))
+    /// The bytes serialized since the last call, once there are at least `min_bytes`.
+    fn take_bytes(&mut self, min_bytes: usize) -> Result<Option<Vec<u8>>, FormatError> {
+        if self.w.position() - self.taken < min_bytes as u64 {
+            return Ok(None);
+        }
+        self.taken = self.w.position();
+        let inner = self.w.flushed_inner()?;
+        Ok(Some(std::mem::replace(
+            inner,
+            Vec::with_capacity(CHUNK_BYTES + STAGED_BYTES_SLACK),
+        )))
     }
 }
 
@@ -344,9 +340,7 @@ fn finish(ks: &mut Keyspace) -> Result<Vec<u8>, FormatError> {
     if let Some(e) = sink.error.take() {
         return Err(e);
     }
-    let mut rest = sink.take_bytes();
-    rest.extend_from_slice(&sink.w.finish()?);
-    Ok(rest)
+    sink.w.finish()
 }
 
 /// Abandons the running snapshot and finishes its marking at once.
@@ -385,7 +379,9 @@ pub fn save_to(st: &mut State, path: &Path, aof_base: bool) -> anyhow::Result<()
             if done {
                 break;
             }
-            file.write(&sink_of(&mut st.ks).take_bytes())?;
+            if let Some(bytes) = sink_of(&mut st.ks).take_bytes(CHUNK_BYTES)? {
+                file.write(&bytes)?;
+            }
         }
         let tail = finish(&mut st.ks)?;
         file.write(&tail)?;
@@ -517,10 +513,11 @@ fn run_job(shared: &Arc<Shared>, generation: u64) {
         File(PathBuf),
         Channel(tokio::sync::mpsc::Sender<Piece>),
     }
+    let started = Instant::now();
     let result = (|| -> anyhow::Result<Option<Out>> {
         let mut file = match target {
             Target::File(path) => Out::File(AtomicFile::create(path)?),
-            Target::Channel(tx) => Out::Channel(tx, Vec::new()),
+            Target::Channel(tx) => Out::Channel(tx),
         };
         loop {
             let (bytes, done) = {
@@ -534,14 +531,20 @@ fn run_job(shared: &Arc<Shared>, generation: u64) {
                     done = st.ks.snapshot_step(STEP_ENTRIES);
                 }
                 let bytes = if done {
-                    finish(&mut st.ks)?
+                    Some(finish(&mut st.ks)?)
                 } else {
-                    sink_of(&mut st.ks).take_bytes()
+                    sink_of(&mut st.ks).take_bytes(CHUNK_BYTES)?
                 };
                 (bytes, done)
             };
-            file.write(bytes)?;
+            if let Some(bytes) = bytes {
+                file.write(bytes)?;
+            }
             if done {
+                tracing::debug!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "snapshot serialized"
+                );
                 return Ok(Some(file));
             }
         }

@@ -308,6 +308,7 @@ async fn upload_snapshot(
         }
     }
     let bytes = up.finish().await?;
+    tracing::debug!("snapshot upload complete");
     let mut snapshots: Vec<(String, u64)> = store
         .list("rdb")
         .await?

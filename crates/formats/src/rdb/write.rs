@@ -8,7 +8,11 @@ use std::io::Write;
 
 use super::{CollectionKind, RDB_VERSION, kind, len, opcode};
 use crate::FormatError;
-use crate::crc64::HashingWriter;
+use crate::crc64::Crc64;
+
+/// Bytes staged before they are checksummed and handed to the destination: the checksum
+/// and the destination's write then run over large slices instead of one call per field.
+const STAGED_BYTES_MAX: usize = 64 * 1024;
 
 /// What the writer puts in the header.
 #[derive(Debug, Clone)]
@@ -38,7 +42,11 @@ impl Default for WriteOptions {
 }
 
 pub struct RdbWriter<W: Write> {
-    out: HashingWriter<W>,
+    inner: W,
+    staged: Vec<u8>,
+    crc: Crc64,
+    /// Bytes handed to `inner` so far.
+    flushed: u64,
     opts: WriteOptions,
     /// Elements still owed to the collection being written.
     owed: u64,
@@ -78,11 +86,10 @@ impl<W: Write> RdbWriter<W> {
     /// Writes the header and AUX fields.
     pub fn new(inner: W, opts: WriteOptions) -> Result<Self, FormatError> {
         let mut w = RdbWriter {
-            out: HashingWriter {
-                inner,
-                crc: Default::default(),
-                written: 0,
-            },
+            inner,
+            staged: Vec::with_capacity(STAGED_BYTES_MAX + 1024),
+            crc: Crc64::default(),
+            flushed: 0,
             opts,
             owed: 0,
         };
@@ -99,19 +106,38 @@ impl<W: Write> RdbWriter<W> {
     }
 
     fn raw(&mut self, bytes: &[u8]) -> Result<(), FormatError> {
-        self.out.write_all(bytes)?;
+        self.staged.extend_from_slice(bytes);
+        self.flush_if_full()
+    }
+
+    fn flush_if_full(&mut self) -> Result<(), FormatError> {
+        if self.staged.len() >= STAGED_BYTES_MAX {
+            self.flush_staged()?;
+        }
         Ok(())
     }
 
+    fn flush_staged(&mut self) -> Result<(), FormatError> {
+        self.crc.update(&self.staged);
+        self.inner.write_all(&self.staged)?;
+        self.flushed += self.staged.len() as u64;
+        self.staged.clear();
+        Ok(())
+    }
+
+    /// Offset of the next byte in the file.
+    pub fn position(&self) -> u64 {
+        self.flushed + self.staged.len() as u64
+    }
+
     fn len(&mut self, n: u64) -> Result<(), FormatError> {
-        let mut buf = Vec::with_capacity(9);
-        encode_len(n, &mut buf);
-        self.raw(&buf)
+        encode_len(n, &mut self.staged);
+        self.flush_if_full()
     }
 
     fn string(&mut self, s: &[u8]) -> Result<(), FormatError> {
         if let Some(v) = as_small_int(s) {
-            let mut buf = Vec::with_capacity(5);
+            let buf = &mut self.staged;
             if let Ok(b) = i8::try_from(v) {
                 buf.push((len::SPECIAL << 6) | len::INT8);
                 buf.extend_from_slice(&b.to_le_bytes());
@@ -122,7 +148,7 @@ impl<W: Write> RdbWriter<W> {
                 buf.push((len::SPECIAL << 6) | len::INT32);
                 buf.extend_from_slice(&v.to_le_bytes());
             }
-            return self.raw(&buf);
+            return self.flush_if_full();
         }
         if self.opts.compress && s.len() > 20 {
             // Redis keeps the compressed form only when it saves at least 4 bytes.
@@ -130,10 +156,9 @@ impl<W: Write> RdbWriter<W> {
             if let Ok(n) = lzf_rust::compress(s, &mut out)
                 && n > 0
             {
-                let mut head = vec![(len::SPECIAL << 6) | len::LZF];
-                encode_len(n as u64, &mut head);
-                encode_len(s.len() as u64, &mut head);
-                self.raw(&head)?;
+                self.staged.push((len::SPECIAL << 6) | len::LZF);
+                encode_len(n as u64, &mut self.staged);
+                encode_len(s.len() as u64, &mut self.staged);
                 return self.raw(&out[..n]);
             }
         }
@@ -150,7 +175,7 @@ impl<W: Write> RdbWriter<W> {
     fn check_done(&self) -> Result<(), FormatError> {
         if self.owed != 0 {
             return Err(FormatError::corrupt(
-                self.out.written,
+                self.position(),
                 format!("{} collection elements were never written", self.owed),
             ));
         }
@@ -171,10 +196,12 @@ impl<W: Write> RdbWriter<W> {
         Ok(())
     }
 
-    /// The destination, for example to drain a `Vec<u8>` between steps of a background
-    /// save (the checksum covers what was written, wherever it went since).
-    pub fn get_mut(&mut self) -> &mut W {
-        &mut self.out.inner
+    /// Hands every staged byte to the destination and returns it, for example to drain a
+    /// `Vec<u8>` between steps of a background save (the checksum covers what was written,
+    /// wherever it went since).
+    pub fn flushed_inner(&mut self) -> Result<&mut W, FormatError> {
+        self.flush_staged()?;
+        Ok(&mut self.inner)
     }
 
     fn key_header(
@@ -228,9 +255,10 @@ impl<W: Write> RdbWriter<W> {
     }
 
     pub fn element(&mut self, bytes: &[u8]) -> Result<(), FormatError> {
-        self.owed = self.owed.checked_sub(1).ok_or_else(|| {
-            FormatError::corrupt(self.out.written, "more elements than announced")
-        })?;
+        self.owed = self
+            .owed
+            .checked_sub(1)
+            .ok_or_else(|| FormatError::corrupt(self.position(), "more elements than announced"))?;
         self.string(bytes)
     }
 
@@ -243,13 +271,14 @@ impl<W: Write> RdbWriter<W> {
     pub fn finish(mut self) -> Result<W, FormatError> {
         self.check_done()?;
         self.raw(&[opcode::EOF])?;
+        self.flush_staged()?;
         let crc = if self.opts.checksum {
-            self.out.crc.value()
+            self.crc.value()
         } else {
             0
         };
-        self.out.inner.write_all(&crc.to_le_bytes())?;
-        self.out.inner.flush()?;
-        Ok(self.out.inner)
+        self.inner.write_all(&crc.to_le_bytes())?;
+        self.inner.flush()?;
+        Ok(self.inner)
     }
 }

@@ -28,6 +28,17 @@ impl Drop for ControlPlane {
 }
 
 impl ControlPlane {
+    /// SIGTERM, as a service manager stops it, and wait for the exit.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let exit = self.child.wait().expect("wait for serve");
+        assert!(exit.success(), "serve exited with {exit}");
+    }
+
     fn start(data_dir: &std::path::Path, port: u16) -> ControlPlane {
         let child = Command::new(CACHEPLANE)
             .args([
@@ -433,17 +444,55 @@ fn storage_warnings(cp: &ControlPlane, name: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+fn storage_report(cp: &ControlPlane, name: &str) -> Value {
+    let (status, _, report) = call(
+        reqwest::Method::GET,
+        &format!("{}/storageReport", cache_url(cp, name)),
+        None,
+    );
+    assert_eq!(status, 200, "{report}");
+    report
+}
+
+/// Polls a cache's storage report until `ready` holds for its first account.
+fn wait_report(cp: &ControlPlane, name: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let report = storage_report(cp, name);
+        if ready(&report["accounts"][0]) {
+            return report["accounts"][0].clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{name}: the report never got there: {report}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Retention policies read from the stores themselves (Azurite's blob service properties,
+/// the S3 server's bucket versioning and lifecycle): a cache with AOF on an account with
+/// 7-day soft delete warns with numbers after writes and rewrites, the accounting survives
+/// a restart of the control plane, and without soft delete nothing is retained or warned.
 #[test]
-fn soft_delete_on_a_persistence_account_shows_in_the_cache_with_numbers() {
+fn soft_delete_read_from_the_store_warns_with_numbers_and_survives_a_restart() {
     let data = TempDir::new("serve-softdelete");
-    let cp = ControlPlane::start(data.path(), free_port());
-    let mut nodes = Vec::new();
+    let port = free_port();
+    let mut cp = ControlPlane::start(data.path(), port);
+    let soft = std::env::var("CACHEPLANE_TEST_AZURITE_SOFT_DELETE")
+        .expect("CACHEPLANE_TEST_AZURITE_SOFT_DELETE: run scripts/test.sh");
+    let lifecycle = std::env::var("CACHEPLANE_TEST_S3_LIFECYCLE")
+        .expect("CACHEPLANE_TEST_S3_LIFECYCLE: run scripts/test.sh");
     for (name, config) in [
         (
             "costly",
-            json!({"aof-backup-enabled": "true", "cacheplane-soft-delete-days": "7"}),
+            json!({"aof-backup-enabled": "true", "aof-storage-connection-string-0": soft}),
         ),
         ("plain", json!({"aof-backup-enabled": "true"})),
+        (
+            "versioned",
+            json!({"aof-backup-enabled": "true", "aof-storage-connection-string-0": lifecycle}),
+        ),
     ] {
         let (got, primary) = create(&cp, name, premium(config));
         let mut c = redis(got["properties"]["port"].as_u64().unwrap() as u16, &primary);
@@ -454,7 +503,6 @@ fn soft_delete_on_a_persistence_account_shows_in_the_cache_with_numbers() {
         }
         std::thread::sleep(Duration::from_millis(1200));
         assert!(matches!(c.cmd(&["BGREWRITEAOF"]), Frame::Simple(_)));
-        nodes.push(c);
     }
     let start = Instant::now();
     let warning = loop {
@@ -473,44 +521,50 @@ fn soft_delete_on_a_persistence_account_shows_in_the_cache_with_numbers() {
     };
     assert_eq!(warning["policy"]["kind"], "softDelete");
     assert_eq!(warning["policy"]["days"], 7);
-    assert_eq!(warning["policySource"], "declared");
+    assert_eq!(warning["policySource"], "reported");
+    assert!(
+        warning["policyDetail"]
+            .as_str()
+            .unwrap()
+            .contains("DeleteRetentionPolicy"),
+        "{warning}"
+    );
     assert!(warning["liveBytes"].as_u64().unwrap() > 0, "{warning}");
     assert!(
         warning["projectedRetainedBytes"].as_u64().unwrap() > 0,
         "{warning}"
     );
-    let (status, _, report) = call(
-        reqwest::Method::GET,
-        &format!("{}/storageReport", cache_url(&cp, "costly")),
-        None,
-    );
-    assert_eq!(status, 200);
-    let account = &report["accounts"][0];
-    assert!(account["retainedBytes"].as_u64().unwrap() > 0, "{report}");
+    let costly = storage_report(&cp, "costly")["accounts"][0].clone();
+    let retained = costly["retainedBytes"].as_u64().unwrap();
+    assert!(retained > 0, "{costly}");
     assert!(
-        !account["history"].as_array().unwrap().is_empty(),
-        "{report}"
+        !costly["history"].as_array().unwrap().is_empty(),
+        "{costly}"
     );
-    // Without soft delete the same traffic retains nothing and warns about nothing.
-    let start = Instant::now();
-    loop {
-        let (_, _, report) = call(
-            reqwest::Method::GET,
-            &format!("{}/storageReport", cache_url(&cp, "plain")),
-            None,
-        );
-        let account = &report["accounts"][0];
-        if account["liveBytes"].as_u64().unwrap_or(0) > 0 {
-            assert_eq!(account["retainedBytes"], 0, "{report}");
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the plain cache's events never arrived: {report}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+
+    // The S3 bucket's versioning and its lifecycle rule (noncurrent versions: 3 days).
+    let versioned = wait_report(&cp, "versioned", |a| a["policySource"] == "reported");
+    assert_eq!(
+        versioned["policy"],
+        json!({"kind": "versioning", "noncurrentExpiryDays": 3})
+    );
+
+    // Without soft delete (a local folder keeps nothing) the same traffic retains nothing
+    // and warns about nothing.
+    let plain = wait_report(&cp, "plain", |a| a["liveBytes"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(plain["retainedBytes"], 0, "{plain}");
+    assert_eq!(plain["policySource"], "assumed", "{plain}");
     assert_eq!(storage_warnings(&cp, "plain"), Vec::<Value>::new());
+
+    // The control plane restarts: the accounting comes back with it.
+    cp.stop();
+    cp = ControlPlane::start(data.path(), port);
+    let again = storage_report(&cp, "costly")["accounts"][0].clone();
+    assert!(
+        again["retainedBytes"].as_u64().unwrap() >= retained,
+        "before the restart {retained}, after {again}"
+    );
+    assert_eq!(again["policySource"], "reported", "{again}");
 }
 
 /// Against an S3 bucket with versioning: after AOF traffic and rewrites, the retained bytes

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -17,8 +17,12 @@ pub const HISTORY_POINTS_MAX: usize = 1440;
 pub const HISTORY_STEP_MS: u64 = 60 * 1000;
 
 /// What an account keeps after a delete or an overwrite.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum Policy {
     /// Nothing: deleted bytes stop costing at once.
     None,
@@ -31,7 +35,7 @@ pub enum Policy {
 }
 
 /// Where an account's policy came from, for the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum PolicySource {
     /// Read from the store (blob service properties, bucket versioning and lifecycle).
@@ -60,7 +64,7 @@ pub struct Event<'a> {
 }
 
 /// Prices in USD (approximate defaults: Azure Hot LRS, first tier, read 2026-11).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Prices {
     pub storage_per_gib_month: f64,
@@ -77,14 +81,14 @@ impl Default for Prices {
 }
 
 /// Bytes kept after a delete or overwrite, and until when (None: forever).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Retained {
     bytes: u64,
     since_ms: u64,
     until_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct AccountLedger {
     policy: Policy,
     source: PolicySource,
@@ -153,8 +157,9 @@ impl AccountLedger {
     }
 }
 
-/// The ledger of every account.
-#[derive(Debug, Clone, Default)]
+/// The ledger of every account. It serializes whole (serde), so that it can be kept
+/// across restarts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ledger {
     accounts: BTreeMap<String, AccountLedger>,
     pub prices: Prices,
@@ -261,6 +266,11 @@ impl Ledger {
                 a.sample(now_ms);
             }
         }
+    }
+
+    /// An account's policy and where it came from, if the account is known.
+    pub fn policy(&self, account: &str) -> Option<(Policy, PolicySource)> {
+        self.accounts.get(account).map(|a| (a.policy, a.source))
     }
 
     pub fn accounts(&self) -> impl Iterator<Item = &str> {
@@ -517,5 +527,23 @@ mod tests {
         l.apply(&ev("x", 5, EventKind::Delete, 1));
         let r = l.report("acct", 2).unwrap();
         assert_eq!((r.retained_bytes, r.warnings.len()), (0, 0));
+    }
+
+    #[test]
+    fn a_saved_ledger_comes_back_equal_and_keeps_expiring() {
+        let mut l = Ledger::new(Prices::default());
+        l.set_policy(
+            "acct",
+            Policy::SoftDelete { days: 1 },
+            PolicySource::Reported,
+        );
+        l.apply(&ev("a", 10, EventKind::Write, 0));
+        l.apply(&ev("a", 10, EventKind::Delete, 5));
+        let text = serde_json::to_string(&l).unwrap();
+        let mut back: Ledger = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, l);
+        assert_eq!(back.report("acct", 6).unwrap().retained_bytes, 10);
+        back.advance(5 + DAY_MS);
+        assert_eq!(back.report("acct", 5 + DAY_MS).unwrap().retained_bytes, 0);
     }
 }

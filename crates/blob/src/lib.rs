@@ -5,7 +5,10 @@
 mod account;
 
 pub use account::{AZURITE_ACCOUNT, Account, AccountError, DEFAULT_CONTAINER, Secret};
+mod retention;
 mod store;
+
+pub use retention::{Discovered, DiscoveryError, Retention, discover};
 
 pub use store::{
     BlobError, BlobEvent, EventKind, EventSink, PART_SIZE_BYTES, PARTS_IN_FLIGHT_MAX, Store,

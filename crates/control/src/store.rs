@@ -108,19 +108,45 @@ impl ResourceStore {
     }
 
     fn write(&self) -> Result<(), StoreError> {
-        let io = |source| StoreError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let tmp = self.path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(&self.file).expect("the store serializes");
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)
+        write_atomically(&self.path, &bytes)
     }
+
+    /// Where the soft-delete accounting is kept, next to the resources.
+    fn accounting_path(&self) -> PathBuf {
+        self.path.with_file_name("accounting.json")
+    }
+
+    /// Replaces the saved accounting (a JSON document the caller owns).
+    pub fn save_accounting(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        write_atomically(&self.accounting_path(), bytes)
+    }
+
+    /// The saved accounting, if any.
+    pub fn load_accounting(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.accounting_path();
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+}
+
+/// Temporary file, fsync, rename, fsync of the directory: `path` holds either the old
+/// bytes or the new ones, whatever happens.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
 }

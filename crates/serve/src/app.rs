@@ -20,6 +20,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use crate::ServeConfig;
+use crate::ledgers::{AccountReport, Ledgers};
 use crate::supervisor::Supervisor;
 
 /// api-version values accepted, as the Azure SDKs send them.
@@ -39,54 +40,19 @@ pub struct App {
     nodes: Mutex<Supervisor>,
     operations: std::sync::Mutex<HashMap<String, Operation>>,
     /// Soft-delete accounting per cache, fed by its node's object-store events.
-    ledgers: std::sync::Mutex<HashMap<String, CacheLedger>>,
-}
-
-/// A cache's ledger and its simulated clock (`cacheplane-time-scale`).
-struct CacheLedger {
-    ledger: accounting::Ledger,
-    origin_ms: u64,
-    scale: u64,
-}
-
-impl CacheLedger {
-    fn sim_ms(&self, wall_ms: u64) -> u64 {
-        self.origin_ms + wall_ms.saturating_sub(self.origin_ms) * self.scale
-    }
+    ledgers: std::sync::Mutex<Ledgers>,
 }
 
 /// How often node events reach the ledgers.
 const ACCOUNTING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often changed ledgers are written to disk (and at shutdown): a crash loses at most
+/// this much accounting, never a cache.
+const ACCOUNTING_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The retention a cache declares for its accounts (`cacheplane-soft-delete-days`,
-/// `cacheplane-versioning-expiry-days`: a number or `none`), for stores that do not report it.
-fn declared_policy(cache: &Cache) -> (accounting::Policy, accounting::PolicySource) {
-    let c = &cache.redis_configuration;
-    if let Some(days) = c
-        .get("cacheplane-soft-delete-days")
-        .and_then(|d| d.parse().ok())
-    {
-        return (
-            accounting::Policy::SoftDelete { days },
-            accounting::PolicySource::Declared,
-        );
-    }
-    if let Some(v) = c.get("cacheplane-versioning-expiry-days") {
-        let expiry = v.parse().ok();
-        return (
-            accounting::Policy::Versioning {
-                noncurrent_expiry_days: expiry,
-            },
-            accounting::PolicySource::Declared,
-        );
-    }
-    (accounting::Policy::None, accounting::PolicySource::Assumed)
 }
 
 /// An operation-status resource.
@@ -162,19 +128,33 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response {
 impl App {
     pub async fn open(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         let store = ResourceStore::open(&config.data_dir)?;
+        // The accounting is derived data: a damaged file is reported and replaced, it does
+        // not keep the caches from starting.
+        let ledgers = match store.load_accounting()? {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "the saved soft-delete accounting is damaged; starting it afresh");
+                Ledgers::default()
+            }),
+            None => Ledgers::default(),
+        };
         let app = Arc::new(App {
             config,
             store: Mutex::new(store),
             nodes: Mutex::new(Supervisor::default()),
             operations: Default::default(),
-            ledgers: Default::default(),
+            ledgers: std::sync::Mutex::new(ledgers),
         });
         let weak = Arc::downgrade(&app);
         tokio::spawn(async move {
+            let mut saved = std::time::Instant::now();
             loop {
                 tokio::time::sleep(ACCOUNTING_INTERVAL).await;
                 let Some(app) = weak.upgrade() else { return };
                 app.account_events().await;
+                if saved.elapsed() >= ACCOUNTING_SAVE_INTERVAL {
+                    app.save_accounting().await;
+                    saved = std::time::Instant::now();
+                }
             }
         });
         // A restart of the control plane brings every cache back.
@@ -197,58 +177,38 @@ impl App {
         Ok(app)
     }
 
-    /// Moves the nodes' object-store events into the caches' ledgers.
+    /// Moves the nodes' object-store events and their accounts' policies into the caches'
+    /// ledgers.
     async fn account_events(&self) {
-        let drained = self.nodes.lock().await.drain_events();
+        let (events, policies) = {
+            let nodes = self.nodes.lock().await;
+            (nodes.drain_events(), nodes.policies())
+        };
         let store = self.store.lock().await;
-        let now = wall_ms();
-        let mut ledgers = self.ledgers.lock().expect("ledgers lock");
-        for (k, events) in drained {
-            let Some(cache) = store.get(&k) else { continue };
-            let l = ledgers.entry(k.clone()).or_insert_with(|| CacheLedger {
-                ledger: accounting::Ledger::new(accounting::Prices::default()),
-                origin_ms: now,
-                scale: cache
-                    .redis_configuration
-                    .get("cacheplane-time-scale")
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(1),
-            });
-            let (policy, source) = declared_policy(cache);
-            for e in &events {
-                l.ledger.set_policy(&e.account, policy, source);
-                let kind = match e.kind {
-                    blob::EventKind::Write => accounting::EventKind::Write,
-                    blob::EventKind::Overwrite => accounting::EventKind::Overwrite,
-                    blob::EventKind::Delete => accounting::EventKind::Delete,
-                };
-                let at_ms = l.sim_ms(e.at_unix_ms);
-                l.ledger.apply(&accounting::Event {
-                    account: &e.account,
-                    key: &e.key,
-                    bytes: e.bytes,
-                    kind,
-                    at_ms,
-                });
-            }
-        }
-        for l in ledgers.values_mut() {
-            let t = l.sim_ms(now);
-            l.ledger.advance(t);
+        self.ledgers.lock().expect("ledgers lock").update(
+            |k| store.get(k).cloned(),
+            &policies,
+            events,
+            wall_ms(),
+        );
+    }
+
+    /// Writes the accounting next to the resource store if it changed.
+    async fn save_accounting(&self) {
+        let Some(bytes) = self.ledgers.lock().expect("ledgers lock").take_changes() else {
+            return;
+        };
+        if let Err(e) = self.store.lock().await.save_accounting(&bytes) {
+            tracing::error!(error = %e, "could not save the soft-delete accounting");
         }
     }
 
     /// The storage reports of a cache's accounts.
-    fn storage_reports(&self, k: &str) -> Vec<accounting::Report> {
-        let ledgers = self.ledgers.lock().expect("ledgers lock");
-        let Some(l) = ledgers.get(k) else {
-            return Vec::new();
-        };
-        let now = l.sim_ms(wall_ms());
-        l.ledger
-            .accounts()
-            .filter_map(|a| l.ledger.report(a, now))
-            .collect()
+    fn storage_reports(&self, k: &str) -> Vec<AccountReport> {
+        self.ledgers
+            .lock()
+            .expect("ledgers lock")
+            .reports(k, wall_ms())
     }
 
     /// `properties.storageWarnings` (cacheplane's extension): every warning with its numbers.
@@ -256,7 +216,7 @@ impl App {
         let warnings: Vec<serde_json::Value> = self
             .storage_reports(k)
             .into_iter()
-            .flat_map(|r| {
+            .flat_map(|AccountReport { report: r, policy_detail }| {
                 r.warnings.iter().map(|w| {
                     serde_json::json!({
                         "level": w.level,
@@ -265,6 +225,7 @@ impl App {
                         "account": r.account,
                         "policy": r.policy,
                         "policySource": r.policy_source,
+                        "policyDetail": policy_detail,
                         "liveBytes": r.live_bytes,
                         "retainedBytes": r.retained_bytes,
                         "retainedRatio": if r.retained_ratio.is_finite() { serde_json::json!(r.retained_ratio) } else { serde_json::Value::Null },
@@ -285,6 +246,8 @@ impl App {
     }
 
     pub async fn shutdown(&self) {
+        self.account_events().await;
+        self.save_accounting().await;
         self.nodes.lock().await.stop_all().await;
     }
 
@@ -690,6 +653,7 @@ async fn delete_cache(
     let worker = app.clone();
     tokio::spawn(async move {
         worker.nodes.lock().await.stop(&k).await;
+        worker.ledgers.lock().expect("ledgers lock").remove(&k);
         let removed = worker.store.lock().await.remove(&k);
         let error = removed.err().map(|e| ArmError {
             status: 500,

@@ -7,6 +7,7 @@
 //! Failed), and the same for updates, deletes and reboots.
 
 mod app;
+mod ledgers;
 mod supervisor;
 
 use std::net::SocketAddr;

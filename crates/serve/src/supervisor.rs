@@ -1,8 +1,10 @@
 //! Starting and stopping caches' data-plane nodes (in-process tasks), with the node settings
-//! a cache's resource means.
+//! a cache's resource means, and reading the retention policy of each node's accounts.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use control::model::Cache;
 use control::validate::Persistence;
@@ -12,7 +14,70 @@ use node::config::{Durability, StorageConfig};
 /// The nodes of running caches, by store key.
 #[derive(Default)]
 pub struct Supervisor {
-    nodes: HashMap<String, node::NodeHandle>,
+    nodes: HashMap<String, Running>,
+    /// What each cache's accounts reported about their retention, by store key and account
+    /// display name.
+    policies: Arc<Mutex<HashMap<String, HashMap<String, Found>>>>,
+}
+
+struct Running {
+    handle: node::NodeHandle,
+    /// The policy reader runs while this lives.
+    _alive: Arc<()>,
+}
+
+/// An account's retention as its store reported it, or why it could not.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub retention: Option<blob::Retention>,
+    /// Which settings were read, or why none could be.
+    pub detail: String,
+}
+
+/// How often a running cache's accounts are asked for their retention again (a policy
+/// changed in the store shows up within this).
+const POLICY_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Reads the retention of `accounts` now and every [`POLICY_REFRESH_INTERVAL`] while
+/// `alive` lives.
+async fn read_policies(
+    key: String,
+    accounts: Vec<blob::Account>,
+    prefix: String,
+    policies: Arc<Mutex<HashMap<String, HashMap<String, Found>>>>,
+    alive: Weak<()>,
+) {
+    while alive.strong_count() > 0 {
+        let mut found = HashMap::new();
+        for a in &accounts {
+            let f = match blob::discover(a, &prefix).await {
+                Ok(d) => Found {
+                    retention: Some(d.retention),
+                    detail: format!("read from the store's {}", d.from),
+                },
+                Err(e) => {
+                    if !matches!(e, blob::DiscoveryError::NotReported(_)) {
+                        tracing::warn!(cache = %key, error = %e, "could not read an account's retention policy");
+                    }
+                    Found {
+                        retention: None,
+                        detail: e.to_string(),
+                    }
+                }
+            };
+            found.insert(a.display_name(), f);
+        }
+        {
+            // Checked under the lock that `stop` removes under: a stopped cache's entry
+            // is never put back.
+            let mut policies = policies.lock().expect("policies lock");
+            if alive.strong_count() == 0 {
+                return;
+            }
+            policies.insert(key.clone(), found);
+        }
+        tokio::time::sleep(POLICY_REFRESH_INTERVAL).await;
+    }
 }
 
 /// A short stable tag of a resource id, so two caches of the same name in different
@@ -118,30 +183,58 @@ impl Supervisor {
             let _ = std::fs::remove_dir_all(&cfg.dir);
             std::fs::create_dir_all(&cfg.dir)?;
         }
+        let storage = &cfg.storage;
+        let accounts: Vec<blob::Account> = storage
+            .rdb_account
+            .iter()
+            .chain(storage.aof_accounts.iter().flatten())
+            .cloned()
+            .collect();
+        let prefix = storage.prefix.clone();
         let handle = node::start(cfg).await?;
         let restored = handle.restored();
-        self.nodes.insert(key.to_string(), handle);
+        let alive = Arc::new(());
+        tokio::spawn(read_policies(
+            key.to_string(),
+            accounts,
+            prefix,
+            self.policies.clone(),
+            Arc::downgrade(&alive),
+        ));
+        self.nodes.insert(
+            key.to_string(),
+            Running {
+                handle,
+                _alive: alive,
+            },
+        );
         Ok(restored)
+    }
+
+    /// What the accounts of each running cache reported about their retention.
+    pub fn policies(&self) -> HashMap<String, HashMap<String, Found>> {
+        self.policies.lock().expect("policies lock").clone()
     }
 
     /// The object-store events each running node recorded since the last call.
     pub fn drain_events(&self) -> Vec<(String, Vec<blob::BlobEvent>)> {
         self.nodes
             .iter()
-            .map(|(k, h)| (k.clone(), h.drain_events()))
+            .map(|(k, r)| (k.clone(), r.handle.drain_events()))
             .filter(|(_, e)| !e.is_empty())
             .collect()
     }
 
     pub async fn stop(&mut self, key: &str) {
-        if let Some(h) = self.nodes.remove(key) {
-            h.stop().await;
+        if let Some(r) = self.nodes.remove(key) {
+            r.handle.stop().await;
         }
+        self.policies.lock().expect("policies lock").remove(key);
     }
 
     pub async fn stop_all(&mut self) {
-        for (_, h) in self.nodes.drain() {
-            h.stop().await;
+        for (_, r) in self.nodes.drain() {
+            r.handle.stop().await;
         }
     }
 }

@@ -40,6 +40,10 @@ impl ControlPlane {
     }
 
     fn start(data_dir: &std::path::Path, port: u16) -> ControlPlane {
+        Self::start_with(data_dir, port, &[])
+    }
+
+    fn start_with(data_dir: &std::path::Path, port: u16, extra: &[&str]) -> ControlPlane {
         let child = Command::new(CACHEPLANE)
             .args([
                 "serve",
@@ -50,6 +54,7 @@ impl ControlPlane {
                 "--token",
                 TOKEN,
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -579,9 +584,12 @@ fn retained_bytes_match_the_s3_servers_own_version_listing() {
         .expect("CACHEPLANE_TEST_PYTHON: run scripts/test.sh");
     let endpoint =
         std::env::var("CACHEPLANE_TEST_S3_ENDPOINT").expect("CACHEPLANE_TEST_S3_ENDPOINT");
+    // A name of its own: the bucket outlives test runs when the servers are kept running,
+    // and only this cache's objects (prefix `caches/{name}-`) are counted.
+    let name = format!("versioned-{}", std::process::id());
     let (got, primary) = create(
         &cp,
-        "versioned",
+        &name,
         premium(
             json!({"aof-backup-enabled": "true", "aof-storage-connection-string-0": bucket, "cacheplane-versioning-expiry-days": "none"}),
         ),
@@ -603,10 +611,11 @@ fn retained_bytes_match_the_s3_servers_own_version_listing() {
                 "import sys, boto3\n\
                  s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\n\
                  total = 0\n\
-                 for page in s3.get_paginator('list_object_versions').paginate(Bucket='versioned'):\n\
+                 for page in s3.get_paginator('list_object_versions').paginate(Bucket='versioned', Prefix=sys.argv[2]):\n\
                  \x20   total += sum(v['Size'] for v in page.get('Versions', []) if not v['IsLatest'])\n\
                  print(total)",
                 &endpoint,
+                &format!("caches/{name}-"),
             ])
             .output()
             .expect("run python");
@@ -621,7 +630,7 @@ fn retained_bytes_match_the_s3_servers_own_version_listing() {
     loop {
         let (_, _, report) = call(
             reqwest::Method::GET,
-            &format!("{}/storageReport", cache_url(&cp, "versioned")),
+            &format!("{}/storageReport", cache_url(&cp, &name)),
             None,
         );
         let reported = report["accounts"][0]["retainedBytes"].as_u64().unwrap_or(0);
@@ -635,4 +644,63 @@ fn retained_bytes_match_the_s3_servers_own_version_listing() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// The OpenAPI document is served (without a token, as Azure's specifications are public)
+/// and is the committed one; lists page with `nextLink` as ARM's do.
+#[test]
+fn openapi_is_served_and_lists_page_with_next_link() {
+    let data = TempDir::new("serve-openapi");
+    let cp = ControlPlane::start_with(data.path(), free_port(), &["--list-page-size", "2"]);
+    let served = client()
+        .get(format!("{}/openapi.json", cp.base))
+        .send()
+        .unwrap();
+    assert_eq!(served.status().as_u16(), 200);
+    let served: Value = served.json().unwrap();
+    let committed: Value = serde_json::from_str(include_str!("../../api/openapi.json")).unwrap();
+    assert_eq!(served, committed);
+    assert!(
+        served["components"]["schemas"]["RedisProperties"]["properties"]
+            .get("storageWarnings")
+            .is_some()
+    );
+    let docs = client().get(format!("{}/docs", cp.base)).send().unwrap();
+    assert_eq!(docs.status().as_u16(), 200);
+    assert!(docs.text().unwrap().contains("/openapi.json"));
+
+    let basic = json!({"location": "westeurope", "properties": {
+        "sku": {"name": "Basic", "family": "C", "capacity": 0}}});
+    for name in ["page-a", "page-b", "page-c", "page-d", "page-e"] {
+        create(&cp, name, basic.clone());
+    }
+    let mut url = format!(
+        "{}/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Cache/redis?{API}",
+        cp.base
+    );
+    let mut names = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page: Value = client()
+            .get(&url)
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        pages += 1;
+        let value = page["value"].as_array().unwrap();
+        assert!(value.len() <= 2, "{page}");
+        names.extend(
+            value
+                .iter()
+                .map(|c| c["name"].as_str().unwrap().to_string()),
+        );
+        match page["nextLink"].as_str() {
+            Some(next) => url = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names, ["page-a", "page-b", "page-c", "page-d", "page-e"]);
 }

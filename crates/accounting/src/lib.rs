@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -17,7 +18,7 @@ pub const HISTORY_POINTS_MAX: usize = 1440;
 pub const HISTORY_STEP_MS: u64 = 60 * 1000;
 
 /// What an account keeps after a delete or an overwrite.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(
     tag = "kind",
     rename_all = "camelCase",
@@ -35,7 +36,7 @@ pub enum Policy {
 }
 
 /// Where an account's policy came from, for the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum PolicySource {
     /// Read from the store (blob service properties, bucket versioning and lifecycle).
@@ -64,7 +65,7 @@ pub struct Event<'a> {
 }
 
 /// Prices in USD (approximate defaults: Azure Hot LRS, first tier, read 2026-11).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Prices {
     pub storage_per_gib_month: f64,
@@ -166,7 +167,7 @@ pub struct Ledger {
 }
 
 /// Severity of a warning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Level {
     Info,
@@ -174,7 +175,7 @@ pub enum Level {
     Critical,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Warning {
     pub level: Level,
@@ -183,7 +184,7 @@ pub struct Warning {
 }
 
 /// What an account holds and costs now, and where it is heading.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub account: String,
@@ -204,7 +205,8 @@ pub struct Report {
     pub monthly_cost_live: f64,
     pub monthly_cost_retained: f64,
     pub monthly_cost_writes: f64,
-    /// (time, retained bytes), oldest first.
+    /// [time, retained bytes] pairs, oldest first.
+    #[schema(value_type = Vec<Vec<u64>>)]
     pub history: Vec<(u64, u64)>,
     pub warnings: Vec<Warning>,
 }

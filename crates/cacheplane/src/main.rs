@@ -41,6 +41,9 @@ enum Command {
         /// Bearer token the API requires (the default is the documented development token).
         #[arg(long, default_value = serve::DEV_TOKEN)]
         token: String,
+        /// Caches per page of a list (the rest follows `nextLink`, as ARM pages).
+        #[arg(long, default_value_t = 100)]
+        list_page_size: usize,
     },
     /// Run a data-plane node. Takes redis-server's flags: `--port 7000 --requirepass K
     /// --save "" --databases 16 ...`, optionally after a config file path.
@@ -52,6 +55,8 @@ enum Command {
         )]
         args: Vec<String>,
     },
+    /// Print the management API's OpenAPI document (what `api/openapi.json` holds).
+    Openapi,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             listen,
             data_dir,
             token,
+            list_page_size,
         } => {
             init_logging("notice");
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -71,9 +77,14 @@ fn main() -> anyhow::Result<()> {
                 listen,
                 data_dir,
                 token,
+                list_page_size,
                 ..Default::default()
             };
             runtime.block_on(serve::run(config, shutdown_signal()))
+        }
+        Command::Openapi => {
+            print!("{}", serve::openapi::document());
+            Ok(())
         }
         Command::Node { args } => {
             let config = match node::NodeConfig::from_args(&args) {

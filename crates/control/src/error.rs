@@ -1,6 +1,7 @@
 //! ARM's error body: `{"error": {"code", "message", "target"}}` with its HTTP status.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// A refusal as ARM reports it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,17 +14,18 @@ pub struct ArmError {
     pub target: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// ARM's `ErrorResponse`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorResponse {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    target: Option<&'a str>,
+    pub target: Option<String>,
 }
 
 impl ArmError {
@@ -69,13 +71,18 @@ impl ArmError {
 
     /// The JSON body.
     pub fn body(&self) -> String {
-        serde_json::to_string(&Body {
-            error: Inner {
-                code: self.code,
-                message: &self.message,
-                target: self.target.as_deref(),
-            },
+        serde_json::to_string(&ErrorResponse {
+            error: self.detail(),
         })
         .expect("error bodies serialize")
+    }
+
+    /// The `error` object of the body (also what a failed operation reports).
+    pub fn detail(&self) -> ErrorDetail {
+        ErrorDetail {
+            code: self.code.to_string(),
+            message: self.message.clone(),
+            target: self.target.clone(),
+        }
     }
 }

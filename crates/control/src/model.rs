@@ -5,26 +5,27 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The resource type as ARM spells it in ids and `type`.
 pub const RESOURCE_TYPE: &str = "Microsoft.Cache/Redis";
 /// The Redis version caches report (major.minor, as Azure does).
 pub const REDIS_VERSION: &str = "7.0";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum SkuName {
     Basic,
     Standard,
     Premium,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum SkuFamily {
     C,
     P,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Sku {
     pub name: SkuName,
@@ -33,7 +34,7 @@ pub struct Sku {
 }
 
 /// PUT body (`RedisCreateParameters`). Unknown properties are ignored, as ARM does.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateParameters {
     pub location: String,
@@ -44,7 +45,7 @@ pub struct CreateParameters {
     pub properties: CreateProperties,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateProperties {
     pub sku: Sku,
@@ -62,7 +63,7 @@ pub struct CreateProperties {
 }
 
 /// PATCH body (`RedisUpdateParameters`): what is given replaces what the cache has.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateParameters {
     pub tags: Option<BTreeMap<String, String>>,
@@ -70,7 +71,7 @@ pub struct UpdateParameters {
     pub properties: UpdateProperties,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateProperties {
     pub sku: Option<Sku>,
@@ -81,7 +82,7 @@ pub struct UpdateProperties {
 }
 
 /// `provisioningState` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum ProvisioningState {
     Creating,
     Updating,
@@ -125,47 +126,195 @@ impl Cache {
         resource_id(&self.subscription, &self.resource_group, &self.name)
     }
 
-    /// GET's body: ARM's `RedisResource`, without secrets.
-    pub fn to_resource(&self, host: &str) -> serde_json::Value {
-        let config: BTreeMap<&str, &str> = self
+    /// GET's body: ARM's `RedisResource`, without secrets (and without storage warnings,
+    /// which the control plane adds).
+    pub fn to_resource(&self, host: &str) -> RedisResource {
+        let config: BTreeMap<String, String> = self
             .redis_configuration
             .iter()
             .filter(|(k, _)| !SECRET_CONFIG_KEYS.contains(&k.as_str()))
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .chain(
                 [("maxclients", "10000")]
                     .into_iter()
-                    .filter(|(k, _)| !self.redis_configuration.contains_key(*k)),
+                    .filter(|(k, _)| !self.redis_configuration.contains_key(*k))
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
             )
             .collect();
-        serde_json::json!({
-            "id": self.id(),
-            "name": self.name,
-            "type": RESOURCE_TYPE,
-            "location": self.location,
-            "tags": self.tags,
-            "zones": self.zones,
-            "properties": {
-                "provisioningState": self.provisioning_state,
-                "redisVersion": REDIS_VERSION,
-                "sku": self.sku,
-                "enableNonSslPort": self.enable_non_ssl_port,
-                "redisConfiguration": config,
-                "minimumTlsVersion": self.minimum_tls_version.as_deref().unwrap_or("1.2"),
-                "publicNetworkAccess": self.public_network_access.as_deref().unwrap_or("Enabled"),
-                "hostName": host,
-                "port": self.port,
+        RedisResource {
+            id: self.id(),
+            name: self.name.clone(),
+            kind: RESOURCE_TYPE.to_string(),
+            location: self.location.clone(),
+            tags: self.tags.clone(),
+            zones: self.zones.clone(),
+            properties: RedisProperties {
+                provisioning_state: self.provisioning_state,
+                redis_version: REDIS_VERSION.to_string(),
+                sku: self.sku.clone(),
+                enable_non_ssl_port: self.enable_non_ssl_port,
+                redis_configuration: config,
+                minimum_tls_version: self
+                    .minimum_tls_version
+                    .clone()
+                    .unwrap_or_else(|| "1.2".into()),
+                public_network_access: self
+                    .public_network_access
+                    .clone()
+                    .unwrap_or_else(|| "Enabled".into()),
+                host_name: host.to_string(),
+                port: self.port,
                 // No TLS listener here: both ports name the plain one.
-                "sslPort": self.port,
-                "replicasPerMaster": 0,
-                "replicasPerPrimary": 0,
-                "linkedServers": [],
-                "instances": [{"sslPort": self.port, "nonSslPort": self.port, "isMaster": true, "isPrimary": true}],
-                "privateEndpointConnections": [],
-                "accessKeys": null,
-            }
-        })
+                ssl_port: self.port,
+                replicas_per_master: 0,
+                replicas_per_primary: 0,
+                linked_servers: Vec::new(),
+                instances: vec![RedisInstance {
+                    ssl_port: self.port,
+                    non_ssl_port: self.port,
+                    is_master: true,
+                    is_primary: true,
+                }],
+                private_endpoint_connections: Vec::new(),
+                access_keys: None,
+                storage_warnings: Vec::new(),
+            },
+        }
     }
+}
+
+/// ARM's `RedisResource`, as GET, PUT, PATCH and lists return it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisResource {
+    pub id: String,
+    pub name: String,
+    /// `Microsoft.Cache/Redis`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub location: String,
+    pub tags: BTreeMap<String, String>,
+    pub zones: Vec<String>,
+    pub properties: RedisProperties,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisProperties {
+    pub provisioning_state: ProvisioningState,
+    pub redis_version: String,
+    pub sku: Sku,
+    pub enable_non_ssl_port: bool,
+    /// Settings as given, without the connection strings (write-only).
+    pub redis_configuration: BTreeMap<String, String>,
+    pub minimum_tls_version: String,
+    pub public_network_access: String,
+    pub host_name: String,
+    pub port: u16,
+    pub ssl_port: u16,
+    pub replicas_per_master: u32,
+    pub replicas_per_primary: u32,
+    pub linked_servers: Vec<ResourceRef>,
+    pub instances: Vec<RedisInstance>,
+    pub private_endpoint_connections: Vec<ResourceRef>,
+    /// Always null: keys come from `listKeys`.
+    pub access_keys: Option<AccessKeys>,
+    /// cacheplane's extension: what soft delete or versioning on the cache's storage
+    /// accounts is costing, with numbers (empty when nothing is retained).
+    pub storage_warnings: Vec<StorageWarning>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisInstance {
+    pub ssl_port: u16,
+    pub non_ssl_port: u16,
+    pub is_master: bool,
+    pub is_primary: bool,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ResourceRef {
+    pub id: String,
+}
+
+/// `listKeys` and `regenerateKey`'s answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessKeys {
+    pub primary_key: String,
+    pub secondary_key: String,
+}
+
+/// A soft-delete or versioning warning on one of the cache's storage accounts.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageWarning {
+    pub level: accounting::Level,
+    pub code: String,
+    /// What is happening and what to change.
+    pub message: String,
+    /// The account's display name (kind, account or bucket, endpoint; no secrets).
+    pub account: String,
+    pub policy: accounting::Policy,
+    pub policy_source: accounting::PolicySource,
+    /// Which store settings the policy was read from, or why it was not.
+    pub policy_detail: String,
+    pub live_bytes: u64,
+    pub retained_bytes: u64,
+    /// Retained bytes per live byte (null: retained bytes and nothing live).
+    pub retained_ratio: Option<f64>,
+    /// Retained bytes once expiry balances churn (null: grows without bound).
+    pub projected_retained_bytes: Option<u64>,
+    pub monthly_cost_retained_usd: f64,
+}
+
+/// A list of caches (`RedisListResult`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceList {
+    pub value: Vec<RedisResource>,
+    /// The next page, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<String>,
+}
+
+/// `regenerateKey`'s body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegenerateKeyParameters {
+    /// `Primary` or `Secondary`.
+    pub key_type: String,
+}
+
+/// `forceReboot`'s body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebootParameters {
+    /// `PrimaryNode`, `SecondaryNode` or `AllNodes`.
+    pub reboot_type: String,
+}
+
+/// `forceReboot`'s answer: what happened to the data.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RebootResponse {
+    pub message: String,
+}
+
+/// An operation-status resource (`Azure-AsyncOperation`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationStatus {
+    pub id: String,
+    pub name: String,
+    /// `InProgress`, `Succeeded` or `Failed`.
+    pub status: String,
+    pub percent_complete: f64,
+    pub start_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::error::ErrorDetail>,
 }
 
 pub fn resource_id(subscription: &str, resource_group: &str, name: &str) -> String {

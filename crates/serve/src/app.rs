@@ -12,15 +12,20 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use control::ArmError;
+use control::error::ErrorResponse;
 use control::model::{
-    Cache, CreateParameters, ProvisioningState, UpdateParameters, new_access_key, resource_id,
+    AccessKeys, Cache, CreateParameters, OperationStatus, ProvisioningState, RebootResponse,
+    RedisResource, ResourceList, StorageWarning, UpdateParameters, new_access_key, resource_id,
 };
+#[allow(unused_imports)] // named by the OpenAPI annotations
+use control::model::{CreateParameters as _, RebootParameters, RegenerateKeyParameters};
 use control::store::{ResourceStore, key};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use crate::ServeConfig;
-use crate::ledgers::{AccountReport, Ledgers};
+use crate::ledgers::{AccountReport, Ledgers, StorageReport};
+use crate::openapi::{ApiVersion, CacheParams, GroupParams};
 use crate::supervisor::Supervisor;
 
 /// api-version values accepted, as the Azure SDKs send them.
@@ -67,21 +72,20 @@ struct Operation {
 }
 
 impl Operation {
-    fn json(&self) -> serde_json::Value {
-        let mut v = serde_json::json!({
-            "id": self.id,
-            "name": self.name,
-            "status": self.status,
-            "percentComplete": if self.status == "InProgress" { 0.0 } else { 100.0 },
-            "startTime": self.start.to_rfc3339(),
-        });
-        if let Some(end) = self.end {
-            v["endTime"] = end.to_rfc3339().into();
+    fn status(&self) -> OperationStatus {
+        OperationStatus {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            status: self.status.to_string(),
+            percent_complete: if self.status == "InProgress" {
+                0.0
+            } else {
+                100.0
+            },
+            start_time: self.start.to_rfc3339(),
+            end_time: self.end.map(|e| e.to_rfc3339()),
+            error: self.error.as_ref().map(ArmError::detail),
         }
-        if let Some(e) = &self.error {
-            v["error"] = serde_json::json!({"code": e.code, "message": e.message});
-        }
-        v
     }
 }
 
@@ -116,13 +120,17 @@ fn internal(e: impl std::fmt::Display) -> Failure {
 
 type Result<T> = std::result::Result<T, Failure>;
 
-fn json(status: StatusCode, body: serde_json::Value) -> Response {
+fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        to_json(body),
     )
         .into_response()
+}
+
+fn to_json(body: &impl serde::Serialize) -> String {
+    serde_json::to_string(body).expect("API bodies serialize")
 }
 
 impl App {
@@ -212,37 +220,44 @@ impl App {
     }
 
     /// `properties.storageWarnings` (cacheplane's extension): every warning with its numbers.
-    fn storage_warnings(&self, k: &str) -> serde_json::Value {
-        let warnings: Vec<serde_json::Value> = self
-            .storage_reports(k)
+    fn storage_warnings(&self, k: &str) -> Vec<StorageWarning> {
+        self.storage_reports(k)
             .into_iter()
-            .flat_map(|AccountReport { report: r, policy_detail }| {
-                r.warnings.iter().map(|w| {
-                    serde_json::json!({
-                        "level": w.level,
-                        "code": w.code,
-                        "message": w.message,
-                        "account": r.account,
-                        "policy": r.policy,
-                        "policySource": r.policy_source,
-                        "policyDetail": policy_detail,
-                        "liveBytes": r.live_bytes,
-                        "retainedBytes": r.retained_bytes,
-                        "retainedRatio": if r.retained_ratio.is_finite() { serde_json::json!(r.retained_ratio) } else { serde_json::Value::Null },
-                        "projectedRetainedBytes": r.projected_retained_bytes,
-                        "monthlyCostRetainedUsd": r.monthly_cost_retained,
-                    })
-                }).collect::<Vec<_>>()
-            })
-            .collect();
-        serde_json::Value::Array(warnings)
+            .flat_map(
+                |AccountReport {
+                     report: r,
+                     policy_detail,
+                 }| {
+                    r.warnings
+                        .iter()
+                        .map(|w| StorageWarning {
+                            level: w.level,
+                            code: w.code.to_string(),
+                            message: w.message.clone(),
+                            account: r.account.clone(),
+                            policy: r.policy,
+                            policy_source: r.policy_source,
+                            policy_detail: policy_detail.clone(),
+                            live_bytes: r.live_bytes,
+                            retained_bytes: r.retained_bytes,
+                            retained_ratio: r
+                                .retained_ratio
+                                .is_finite()
+                                .then_some(r.retained_ratio),
+                            projected_retained_bytes: r.projected_retained_bytes,
+                            monthly_cost_retained_usd: r.monthly_cost_retained,
+                        })
+                        .collect::<Vec<_>>()
+                },
+            )
+            .collect()
     }
 
     /// GET's body of a cache, with the storage warnings.
-    fn resource(&self, cache: &Cache) -> serde_json::Value {
-        let mut v = cache.to_resource(&self.config.host);
-        v["properties"]["storageWarnings"] = self.storage_warnings(&key(&cache.id()));
-        v
+    fn resource(&self, cache: &Cache) -> RedisResource {
+        let mut r = cache.to_resource(&self.config.host);
+        r.properties.storage_warnings = self.storage_warnings(&key(&cache.id()));
+        r
     }
 
     pub async fn shutdown(&self) {
@@ -333,7 +348,22 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .layer(middleware::from_fn_with_state(app.clone(), arm_checks))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_MAX_BYTES))
+        // The API's description is public, as Azure's specifications are.
+        .route("/openapi.json", get(openapi_json))
+        .route("/docs", get(swagger_ui))
         .with_state(app)
+}
+
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document(),
+    )
+        .into_response()
+}
+
+async fn swagger_ui() -> axum::response::Html<&'static str> {
+    axum::response::Html(crate::openapi::SWAGGER_UI_HTML)
 }
 
 /// The bearer token and `api-version`, checked before any handler runs.
@@ -416,15 +446,21 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T> {
     })
 }
 
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}", tag = "Redis", operation_id = "Redis_Get",
+    params(CacheParams, ApiVersion),
+    responses((status = 200, description = "The cache", body = RedisResource), (status = 401, description = "No or wrong bearer token", body = ErrorResponse), (status = 404, description = "No such cache", body = ErrorResponse)))]
 async fn get_cache(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Result<Response> {
     let id = p.id()?;
     let store = app.store.lock().await;
     let cache = store.get(&id).ok_or_else(|| not_found(&p))?;
-    Ok(json(StatusCode::OK, app.resource(cache)))
+    Ok(json(StatusCode::OK, &app.resource(cache)))
 }
 
 /// cacheplane's extension: the full soft-delete report of a cache, per account, with the
 /// history of retained bytes.
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/storageReport", tag = "Redis", operation_id = "Redis_StorageReport",
+    params(CacheParams, ApiVersion),
+    responses((status = 200, description = "The soft-delete report of the cache's accounts", body = StorageReport), (status = 401, description = "No or wrong bearer token", body = ErrorResponse), (status = 404, description = "No such cache", body = ErrorResponse)))]
 async fn storage_report(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Result<Response> {
     let id = p.id()?;
     if app.store.lock().await.get(&id).is_none() {
@@ -433,7 +469,10 @@ async fn storage_report(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -
     let reports = app.storage_reports(&key(&id));
     Ok(json(
         StatusCode::OK,
-        serde_json::json!({ "prices": accounting::Prices::default(), "accounts": reports }),
+        &StorageReport {
+            prices: accounting::Prices::default(),
+            accounts: reports,
+        },
     ))
 }
 
@@ -449,6 +488,13 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr().map_err(internal)?.port())
 }
 
+#[utoipa::path(put, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}", tag = "Redis", operation_id = "Redis_Create",
+    params(CacheParams, ApiVersion), request_body = CreateParameters,
+    responses(
+        (status = 201, description = "Creating: follow Azure-AsyncOperation", body = RedisResource),
+        (status = 200, description = "Updated", body = RedisResource),
+        (status = 400, description = "Refused, naming the property", body = ErrorResponse),
+        (status = 401, description = "No or wrong bearer token", body = ErrorResponse)))]
 async fn put_cache(
     State(app): State<Arc<App>>,
     Path(p): Path<CachePath>,
@@ -535,7 +581,7 @@ async fn put_cache(
         status,
         app.async_headers(&headers, &op_id),
         [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        to_json(&body),
     )
         .into_response())
 }
@@ -577,6 +623,11 @@ impl App {
     }
 }
 
+#[utoipa::path(patch, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}", tag = "Redis", operation_id = "Redis_Update",
+    params(CacheParams, ApiVersion), request_body = UpdateParameters,
+    responses(
+        (status = 200, description = "Updated (with Azure-AsyncOperation when the node restarts)", body = RedisResource),
+        (status = 400, description = "Refused, naming the property", body = ErrorResponse), (status = 401, description = "No or wrong bearer token", body = ErrorResponse), (status = 404, description = "No such cache", body = ErrorResponse)))]
 async fn patch_cache(
     State(app): State<Arc<App>>,
     Path(p): Path<CachePath>,
@@ -627,13 +678,19 @@ async fn patch_cache(
             StatusCode::OK,
             app.async_headers(&headers, &op_id),
             [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
+            to_json(&body),
         )
             .into_response());
     }
-    Ok(json(StatusCode::OK, body))
+    Ok(json(StatusCode::OK, &body))
 }
 
+#[utoipa::path(delete, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}", tag = "Redis", operation_id = "Redis_Delete",
+    params(CacheParams, ApiVersion),
+    responses(
+        (status = 202, description = "Deleting: follow Azure-AsyncOperation"),
+        (status = 204, description = "No such cache (already gone)"),
+        (status = 401, description = "No or wrong bearer token", body = ErrorResponse)))]
 async fn delete_cache(
     State(app): State<Arc<App>>,
     Path(p): Path<CachePath>,
@@ -666,14 +723,51 @@ async fn delete_cache(
     Ok((StatusCode::ACCEPTED, app.async_headers(&headers, &op_id)).into_response())
 }
 
-async fn list(app: &App, matches: impl Fn(&Cache) -> bool) -> Response {
+/// The query of a list request: `$skipToken` comes from a previous page's `nextLink`.
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(rename = "$skipToken")]
+    skip_token: Option<String>,
+}
+
+/// One page of the caches that `matches`, in id order.
+async fn list(
+    app: &App,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    query: &ListQuery,
+    matches: impl Fn(&Cache) -> bool,
+) -> Result<Response> {
+    let skip: usize = match &query.skip_token {
+        None => 0,
+        Some(t) => t.parse().map_err(|_| {
+            ArmError::bad_request(
+                "InvalidSkipToken",
+                "$skipToken",
+                "The $skipToken is not one this service issued.",
+            )
+        })?,
+    };
     let store = app.store.lock().await;
-    let value: Vec<serde_json::Value> = store
-        .all()
-        .filter(|c| matches(c))
+    let mut page = store.all().filter(|c| matches(c)).skip(skip);
+    let value: Vec<RedisResource> = page
+        .by_ref()
+        .take(app.config.list_page_size.max(1))
         .map(|c| app.resource(c))
         .collect();
-    json(StatusCode::OK, serde_json::json!({ "value": value }))
+    let next_link = page.next().is_some().then(|| {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        format!(
+            "http://{host}{}?api-version={}&$skipToken={}",
+            uri.path(),
+            API_VERSIONS[0],
+            skip + value.len()
+        )
+    });
+    Ok(json(StatusCode::OK, &ResourceList { value, next_link }))
 }
 
 #[derive(Deserialize)]
@@ -683,12 +777,23 @@ struct GroupPath {
     kind: String,
 }
 
-async fn list_group(State(app): State<Arc<App>>, Path(p): Path<GroupPath>) -> Result<Response> {
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis",
+    tag = "Redis", operation_id = "Redis_ListByResourceGroup",
+    params(GroupParams, ApiVersion, ("$skipToken" = Option<String>, Query, description = "From a previous page's nextLink")),
+    responses((status = 200, description = "A page of caches", body = ResourceList),
+        (status = 401, description = "No or wrong bearer token", body = ErrorResponse)))]
+async fn list_group(
+    State(app): State<Arc<App>>,
+    Path(p): Path<GroupPath>,
+    Query(q): Query<ListQuery>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Result<Response> {
     check_kind(&p.kind)?;
-    Ok(list(&app, |c| {
+    list(&app, &uri, &headers, &q, |c| {
         c.subscription.eq_ignore_ascii_case(&p.sub) && c.resource_group.eq_ignore_ascii_case(&p.rg)
     })
-    .await)
+    .await
 }
 
 #[derive(Deserialize)]
@@ -697,21 +802,38 @@ struct SubPath {
     kind: String,
 }
 
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/providers/Microsoft.Cache/redis",
+    tag = "Redis", operation_id = "Redis_ListBySubscription",
+    params(("subscriptionId" = String, Path), ApiVersion, ("$skipToken" = Option<String>, Query, description = "From a previous page's nextLink")),
+    responses((status = 200, description = "A page of caches", body = ResourceList),
+        (status = 401, description = "No or wrong bearer token", body = ErrorResponse)))]
 async fn list_subscription(
     State(app): State<Arc<App>>,
     Path(p): Path<SubPath>,
+    Query(q): Query<ListQuery>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
 ) -> Result<Response> {
     check_kind(&p.kind)?;
-    Ok(list(&app, |c| c.subscription.eq_ignore_ascii_case(&p.sub)).await)
+    list(&app, &uri, &headers, &q, |c| {
+        c.subscription.eq_ignore_ascii_case(&p.sub)
+    })
+    .await
 }
 
+#[utoipa::path(post, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/listKeys", tag = "Redis", operation_id = "Redis_ListKeys",
+    params(CacheParams, ApiVersion),
+    responses((status = 200, description = "The access keys", body = AccessKeys), (status = 401, description = "No or wrong bearer token", body = ErrorResponse), (status = 404, description = "No such cache", body = ErrorResponse)))]
 async fn list_keys(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Result<Response> {
     let id = p.id()?;
     let store = app.store.lock().await;
     let cache = store.get(&id).ok_or_else(|| not_found(&p))?;
     Ok(json(
         StatusCode::OK,
-        serde_json::json!({"primaryKey": cache.primary_key, "secondaryKey": cache.secondary_key}),
+        &AccessKeys {
+            primary_key: cache.primary_key.clone(),
+            secondary_key: cache.secondary_key.clone(),
+        },
     ))
 }
 
@@ -721,6 +843,10 @@ struct RegenerateKey {
     key_type: String,
 }
 
+#[utoipa::path(post, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/regenerateKey", tag = "Redis", operation_id = "Redis_RegenerateKey",
+    params(CacheParams, ApiVersion), request_body = RegenerateKeyParameters,
+    responses((status = 200, description = "The new keys (the node takes them at once)", body = AccessKeys),
+        (status = 400, description = "Bad keyType", body = ErrorResponse), (status = 401, description = "No or wrong bearer token", body = ErrorResponse), (status = 404, description = "No such cache", body = ErrorResponse)))]
 async fn regenerate_key(
     State(app): State<Arc<App>>,
     Path(p): Path<CachePath>,
@@ -756,7 +882,10 @@ async fn regenerate_key(
         .map_err(internal)?;
     Ok(json(
         StatusCode::OK,
-        serde_json::json!({"primaryKey": cache.primary_key, "secondaryKey": cache.secondary_key}),
+        &AccessKeys {
+            primary_key: cache.primary_key.clone(),
+            secondary_key: cache.secondary_key.clone(),
+        },
     ))
 }
 
@@ -766,6 +895,10 @@ struct Reboot {
     reboot_type: String,
 }
 
+#[utoipa::path(post, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/forceReboot", tag = "Redis", operation_id = "Redis_ForceReboot",
+    params(CacheParams, ApiVersion), request_body = RebootParameters,
+    responses((status = 200, description = "Rebooted; says what was restored", body = RebootResponse),
+        (status = 400, description = "Bad rebootType", body = ErrorResponse), (status = 401, description = "No or wrong bearer token", body = ErrorResponse), (status = 404, description = "No such cache", body = ErrorResponse)))]
 async fn force_reboot(
     State(app): State<Arc<App>>,
     Path(p): Path<CachePath>,
@@ -818,10 +951,7 @@ async fn force_reboot(
             req.reboot_type, p.name
         ),
     };
-    Ok(json(
-        StatusCode::OK,
-        serde_json::json!({ "message": message }),
-    ))
+    Ok(json(StatusCode::OK, &RebootResponse { message }))
 }
 
 #[derive(Deserialize)]
@@ -833,6 +963,11 @@ struct OpPath {
     op: String,
 }
 
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/providers/Microsoft.Cache/locations/{location}/asyncOperations/{operationId}",
+    tag = "Redis", operation_id = "AsyncOperationStatus_Get",
+    params(("subscriptionId" = String, Path), ("location" = String, Path), ("operationId" = String, Path), ApiVersion),
+    responses((status = 200, description = "The operation's status", body = OperationStatus),
+        (status = 404, description = "No such operation", body = ErrorResponse)))]
 async fn get_operation(
     State(app): State<Arc<App>>,
     Path(p): Path<OpPath>,
@@ -850,5 +985,5 @@ async fn get_operation(
             p.op
         )))
     })?;
-    Ok(json(StatusCode::OK, op.json()))
+    Ok(json(StatusCode::OK, &op.status()))
 }

@@ -208,8 +208,16 @@ impl Ledgers {
     }
 }
 
+/// `storageReport`'s answer (cacheplane's extension): per account of the cache, what it
+/// holds, retains and costs, with the history of retained bytes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StorageReport {
+    pub prices: accounting::Prices,
+    pub accounts: Vec<AccountReport>,
+}
+
 /// One account's report with where its policy came from.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountReport {
     #[serde(flatten)]

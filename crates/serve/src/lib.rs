@@ -8,6 +8,7 @@
 
 mod app;
 mod ledgers;
+pub mod openapi;
 mod supervisor;
 
 use std::net::SocketAddr;
@@ -26,6 +27,8 @@ pub struct ServeConfig {
     pub token: String,
     /// Host name caches report (`properties.hostName`).
     pub host: String,
+    /// Caches per page of a list; the rest follows `nextLink`.
+    pub list_page_size: usize,
 }
 
 impl Default for ServeConfig {
@@ -35,6 +38,7 @@ impl Default for ServeConfig {
             data_dir: PathBuf::from("cacheplane-data"),
             token: DEV_TOKEN.into(),
             host: "127.0.0.1".into(),
+            list_page_size: 100,
         }
     }
 }

@@ -24,10 +24,13 @@ if [ ! -x "$CACHE/npm/node_modules/.bin/azurite-blob" ]; then
   log "installing azurite@3 from npm"
   npm install --silent --no-audit --no-fund --prefix "$CACHE/npm" azurite@3 >&2
 fi
-if [ ! -x "$CACHE/venv/bin/moto_server" ]; then
-  log "installing moto[server], boto3, azure-storage-blob from PyPI"
-  python3 -m venv "$CACHE/venv" >&2
-  "$CACHE/venv/bin/pip" install --quiet "moto[server]" boto3 azure-storage-blob >&2
+# The tests' Python side: the S3 server, the stores' own SDKs (setting up buckets and
+# containers, listing versions), the Azure management SDK and redis-py (the SDK test).
+PY_PACKAGES=("moto[server]" boto3 azure-storage-blob azure-mgmt-redis redis)
+if ! "$CACHE/venv/bin/python" -c "import moto, boto3, azure.storage.blob, azure.mgmt.redis, redis" 2>/dev/null; then
+  log "installing ${PY_PACKAGES[*]} from PyPI"
+  [ -x "$CACHE/venv/bin/python" ] || python3 -m venv "$CACHE/venv" >&2
+  "$CACHE/venv/bin/pip" install --quiet "${PY_PACKAGES[@]}" >&2
 fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -704,3 +704,29 @@ fn openapi_is_served_and_lists_page_with_next_link() {
     assert_eq!(pages, 3);
     assert_eq!(names, ["page-a", "page-b", "page-c", "page-d", "page-e"]);
 }
+
+/// The official Azure SDK for Python (azure-mgmt-redis, from PyPI) drives the control plane
+/// end to end: create (begin_create().result()), get, list, listKeys, redis-py SET/GET with
+/// the key, update, regenerateKey, force_reboot with the data back, a refusal, delete.
+#[test]
+fn the_azure_python_sdk_drives_the_control_plane() {
+    let data = TempDir::new("serve-sdk");
+    let cp = ControlPlane::start(data.path(), free_port());
+    let python = std::env::var("CACHEPLANE_TEST_PYTHON")
+        .expect("CACHEPLANE_TEST_PYTHON: run scripts/test.sh");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/e2e/sdk/azure_mgmt_redis.py"
+    );
+    let out = Command::new(python)
+        .args([script, &cp.base, TOKEN])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "the SDK script failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sdk ok");
+}

@@ -730,3 +730,69 @@ fn the_azure_python_sdk_drives_the_control_plane() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sdk ok");
 }
+
+/// regenerateKey takes effect on the running node without a restart (an open connection
+/// lives on); PATCHing persistence on restarts the node with its data; so does a graceful
+/// restart of the control plane, even for a cache without persistence.
+#[test]
+fn keys_change_live_and_reconfiguration_keeps_the_data() {
+    let data = TempDir::new("serve-live");
+    let port = free_port();
+    let mut cp = ControlPlane::start(data.path(), port);
+    let (got, primary) = create(&cp, "live", premium(json!({})));
+    let node_port = got["properties"]["port"].as_u64().unwrap() as u16;
+    let mut open = redis(node_port, &primary);
+    assert_eq!(open.cmd(&["SET", "k", "v1"]), ok());
+
+    let (status, _, keys) = call(
+        reqwest::Method::POST,
+        &format!("{}/regenerateKey", cache_url(&cp, "live")),
+        Some(json!({"keyType": "Primary"})),
+    );
+    assert_eq!(status, 200, "{keys}");
+    let new_primary = keys["primaryKey"].as_str().unwrap().to_string();
+    assert_ne!(new_primary, primary);
+    // The node was not restarted: the open connection still works.
+    assert_eq!(open.cmd(&["GET", "k"]), bulk("v1"));
+    let mut old = Conn::try_connect(node_port).unwrap();
+    assert!(matches!(old.cmd(&["AUTH", &primary]), Frame::Error(e) if e.starts_with("WRONGPASS")));
+    let mut c = redis(node_port, &new_primary);
+
+    // No persistence -> AOF: the node restarts with its data, and the AOF takes it.
+    assert_eq!(c.cmd(&["SET", "k", "v2"]), ok());
+    let (status, headers, patched) = call(
+        reqwest::Method::PATCH,
+        &cache_url(&cp, "live"),
+        Some(json!({"properties": {"redisConfiguration": {"aof-backup-enabled": "true"}}})),
+    );
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(wait_operation(&headers), "Succeeded");
+    let mut c = redis(node_port, &new_primary);
+    assert_eq!(c.cmd(&["GET", "k"]), bulk("v2"));
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "appendonly"]),
+        Frame::Array(vec![bulk("appendonly"), bulk("yes")])
+    );
+
+    // A graceful restart of the control plane keeps a cache without persistence whole.
+    let (plain, plain_key) = create(&cp, "plain", premium(json!({})));
+    let plain_port = plain["properties"]["port"].as_u64().unwrap() as u16;
+    assert_eq!(redis(plain_port, &plain_key).cmd(&["SET", "p", "1"]), ok());
+    cp.stop();
+    cp = ControlPlane::start(data.path(), port);
+    let start = Instant::now();
+    let mut c = loop {
+        if let Ok(mut c) = Conn::try_connect(plain_port)
+            && c.call(&["AUTH", &plain_key]) == Some(ok())
+        {
+            break c;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the node did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(c.cmd(&["GET", "p"]), bulk("1"));
+    drop(cp);
+}

@@ -48,6 +48,22 @@ impl NodeHandle {
         let _ = self.task.await;
     }
 
+    /// Stops the node after a final snapshot to its local dump, whatever its `save` rules:
+    /// a node started again on the same directory comes back with the same data (from the
+    /// AOF if it keeps one, else from the dump).
+    pub async fn stop_keeping_data(self) {
+        self.shared.state.lock().expect("state lock").save_on_stop = true;
+        self.stop().await;
+    }
+
+    /// Replaces the passwords clients AUTH with, at once (connections already
+    /// authenticated stay so, as with CONFIG SET requirepass).
+    pub fn set_passwords(&self, primary: Option<String>, secondary: Option<String>) {
+        let mut st = self.shared.state.lock().expect("state lock");
+        st.config.requirepass = primary;
+        st.config.requirepass_secondary = secondary;
+    }
+
     /// What the start restored from a storage account, if anything.
     pub fn restored(&self) -> Option<String> {
         self.shared

@@ -46,7 +46,8 @@ pub async fn serve(
     {
         let mut st = shared.state.lock().expect("state lock");
         // Stopped by a signal or its owner rather than SHUTDOWN: save as SHUTDOWN would.
-        if let Err(e) = crate::persist::save_on_shutdown(&mut st, false, false) {
+        let force = st.save_on_stop;
+        if let Err(e) = crate::persist::save_on_shutdown(&mut st, false, force) {
             tracing::error!(error = %e, "could not save the final RDB snapshot");
         }
         st.shutting_down = true;

@@ -107,6 +107,9 @@ pub struct State {
     pub patterns: HashMap<Bytes, HashSet<u64>>,
     pub stats: NodeStats,
     /// Set once the node is stopping: new connections are turned away.
+    /// The owner asked for a final snapshot whatever the `save` rules (a restart that
+    /// keeps the data).
+    pub save_on_stop: bool,
     pub shutting_down: bool,
     pub started_unix_ms: u64,
     pub last_save_unix: u64,
@@ -133,6 +136,7 @@ impl State {
             patterns: HashMap::new(),
             stats: NodeStats::default(),
             shutting_down: false,
+            save_on_stop: false,
             started_unix_ms: now_ms,
             last_save_unix: now_ms / 1000,
             dirty_at_last_save: 0,

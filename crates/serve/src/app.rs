@@ -870,16 +870,8 @@ async fn regenerate_key(
     }
     store.put(cache.clone()).map_err(internal)?;
     drop(store);
-    // The node takes the new keys: restarted on the same port (its data comes back from its
-    // persistence, when it has any).
-    // TODO(issue 5): apply keys to the running node without a restart.
-    let k = key(&id);
-    app.nodes
-        .lock()
-        .await
-        .start(&k, &cache, &app.config.data_dir, false)
-        .await
-        .map_err(internal)?;
+    // The running node takes the new keys at once.
+    app.nodes.lock().await.set_keys(&key(&id), &cache);
     Ok(json(
         StatusCode::OK,
         &AccessKeys {

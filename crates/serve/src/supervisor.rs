@@ -91,6 +91,22 @@ fn id_tag(id: &str) -> String {
     format!("{:08x}", h as u32)
 }
 
+/// The passwords the node takes: the cache's keys, unless `authnotrequired`.
+fn auth_keys(cache: &Cache) -> (Option<String>, Option<String>) {
+    let authnotrequired = cache
+        .redis_configuration
+        .get("authnotrequired")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if authnotrequired {
+        (None, None)
+    } else {
+        (
+            Some(cache.primary_key.clone()),
+            Some(cache.secondary_key.clone()),
+        )
+    }
+}
+
 /// The node settings for `cache`.
 pub fn node_config(cache: &Cache, data_dir: &Path) -> anyhow::Result<NodeConfig> {
     let persistence = control::validate::persistence(&cache.sku, &cache.redis_configuration)
@@ -112,14 +128,7 @@ pub fn node_config(cache: &Cache, data_dir: &Path) -> anyhow::Result<NodeConfig>
         ..NodeConfig::default()
     };
     cfg.save = Vec::new();
-    let authnotrequired = cache
-        .redis_configuration
-        .get("authnotrequired")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    if !authnotrequired {
-        cfg.requirepass = Some(cache.primary_key.clone());
-        cfg.requirepass_secondary = Some(cache.secondary_key.clone());
-    }
+    (cfg.requirepass, cfg.requirepass_secondary) = auth_keys(cache);
     if let Some(n) = cache
         .redis_configuration
         .get("maxclients")
@@ -177,7 +186,12 @@ impl Supervisor {
         data_dir: &Path,
         fresh_machine: bool,
     ) -> anyhow::Result<Option<String>> {
-        self.stop(key).await;
+        if fresh_machine {
+            self.stop(key).await;
+        } else {
+            // A restart with new settings keeps the data, whatever the persistence was.
+            self.stop_keeping_data(key).await;
+        }
         let cfg = node_config(cache, data_dir)?;
         if fresh_machine {
             let _ = std::fs::remove_dir_all(&cfg.dir);
@@ -225,6 +239,23 @@ impl Supervisor {
             .collect()
     }
 
+    /// Gives the running node of `key` its cache's current access keys, at once.
+    pub fn set_keys(&self, key: &str, cache: &Cache) -> bool {
+        let Some(r) = self.nodes.get(key) else {
+            return false;
+        };
+        let cfg_keys = auth_keys(cache);
+        r.handle.set_passwords(cfg_keys.0, cfg_keys.1);
+        true
+    }
+
+    async fn stop_keeping_data(&mut self, key: &str) {
+        if let Some(r) = self.nodes.remove(key) {
+            r.handle.stop_keeping_data().await;
+        }
+        self.policies.lock().expect("policies lock").remove(key);
+    }
+
     pub async fn stop(&mut self, key: &str) {
         if let Some(r) = self.nodes.remove(key) {
             r.handle.stop().await;
@@ -232,9 +263,10 @@ impl Supervisor {
         self.policies.lock().expect("policies lock").remove(key);
     }
 
+    /// Stops every node keeping its data: the control plane's restart is not the caches'.
     pub async fn stop_all(&mut self) {
         for (_, r) in self.nodes.drain() {
-            r.handle.stop().await;
+            r.handle.stop_keeping_data().await;
         }
     }
 }

@@ -716,7 +716,7 @@ fn the_azure_python_sdk_drives_the_control_plane() {
         .expect("CACHEPLANE_TEST_PYTHON: run scripts/test.sh");
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/e2e/sdk/azure_mgmt_redis.py"
+        "/../../tests/e2e/python/azure_mgmt_redis.py"
     );
     let out = Command::new(python)
         .args([script, &cp.base, TOKEN])
@@ -795,4 +795,29 @@ fn keys_change_live_and_reconfiguration_keeps_the_data() {
     };
     assert_eq!(c.cmd(&["GET", "p"]), bulk("1"));
     drop(cp);
+}
+
+/// `--node-ports` confines the caches' nodes to a range (as a container publishes them):
+/// caches take its ports in order, and a full range is a clear 409.
+#[test]
+fn node_ports_come_from_the_configured_range() {
+    let data = TempDir::new("serve-ports");
+    let first = free_port();
+    // Two consecutive free ports.
+    let (first, last) = (first, first + 1);
+    assert!(std::net::TcpListener::bind(("127.0.0.1", last)).is_ok());
+    let range = format!("{first}-{last}");
+    let cp = ControlPlane::start_with(data.path(), free_port(), &["--node-ports", &range]);
+    let basic = json!({"location": "westeurope", "properties": {
+        "sku": {"name": "Basic", "family": "C", "capacity": 0}}});
+    let (a, _) = create(&cp, "port-a", basic.clone());
+    let (b, _) = create(&cp, "port-b", basic.clone());
+    assert_eq!(a["properties"]["port"], first);
+    assert_eq!(b["properties"]["port"], last);
+    let (status, _, full) = call(reqwest::Method::PUT, &cache_url(&cp, "port-c"), Some(basic));
+    assert_eq!(status, 409, "{full}");
+    assert!(
+        full["error"]["message"].as_str().unwrap().contains(&range),
+        "{full}"
+    );
 }

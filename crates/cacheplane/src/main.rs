@@ -44,6 +44,16 @@ enum Command {
         /// Caches per page of a list (the rest follows `nextLink`, as ARM pages).
         #[arg(long, default_value_t = 100)]
         list_page_size: usize,
+        /// Address the caches' nodes listen on (0.0.0.0 in a container).
+        #[arg(long, default_value = "127.0.0.1")]
+        node_bind: String,
+        /// Host name the caches report (`properties.hostName`).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Ports the caches' nodes take, `FIRST-LAST` (to publish them from a container);
+        /// by default any free port.
+        #[arg(long, value_parser = parse_port_range)]
+        node_ports: Option<(u16, u16)>,
     },
     /// Run a data-plane node. Takes redis-server's flags: `--port 7000 --requirepass K
     /// --save "" --databases 16 ...`, optionally after a config file path.
@@ -59,6 +69,19 @@ enum Command {
     Openapi,
 }
 
+/// `FIRST-LAST`, FIRST <= LAST.
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("expected FIRST-LAST, got '{s}'"))?;
+    let first: u16 = a.trim().parse().map_err(|e| format!("'{a}': {e}"))?;
+    let last: u16 = b.trim().parse().map_err(|e| format!("'{b}': {e}"))?;
+    if first == 0 || first > last {
+        return Err(format!("'{s}' is not a range of ports"));
+    }
+    Ok((first, last))
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -67,6 +90,9 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             token,
             list_page_size,
+            node_bind,
+            host,
+            node_ports,
         } => {
             init_logging("notice");
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -78,7 +104,9 @@ fn main() -> anyhow::Result<()> {
                 data_dir,
                 token,
                 list_page_size,
-                ..Default::default()
+                node_bind,
+                host,
+                node_ports,
             };
             runtime.block_on(serve::run(config, shutdown_signal()))
         }

@@ -145,10 +145,11 @@ impl App {
             }),
             None => Ledgers::default(),
         };
+        let node_bind = config.node_bind.clone();
         let app = Arc::new(App {
             config,
             store: Mutex::new(store),
-            nodes: Mutex::new(Supervisor::default()),
+            nodes: Mutex::new(Supervisor::new(node_bind)),
             operations: Default::default(),
             ledgers: std::sync::Mutex::new(ledgers),
         });
@@ -483,9 +484,22 @@ fn not_found(p: &CachePath) -> Failure {
     )))
 }
 
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(internal)?;
-    Ok(l.local_addr().map_err(internal)?.port())
+/// A port for a new cache's node: with `--node-ports`, the lowest one of the range that no
+/// cache holds and that can be bound; else one the system picks.
+fn free_port(config: &ServeConfig, store: &ResourceStore) -> Result<u16> {
+    let bindable = |port: u16| std::net::TcpListener::bind((config.node_bind.as_str(), port));
+    let Some((first, last)) = config.node_ports else {
+        let l = bindable(0).map_err(internal)?;
+        return Ok(l.local_addr().map_err(internal)?.port());
+    };
+    let taken: std::collections::HashSet<u16> = store.all().map(|c| c.port).collect();
+    (first..=last)
+        .find(|p| !taken.contains(p) && bindable(*p).is_ok())
+        .ok_or_else(|| {
+            Failure(ArmError::conflict(format!(
+                "Every node port in {first}-{last} is taken (--node-ports)."
+            )))
+        })
 }
 
 #[utoipa::path(put, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}", tag = "Redis", operation_id = "Redis_Create",
@@ -559,7 +573,7 @@ async fn put_cache(
                 minimum_tls_version: params.properties.minimum_tls_version,
                 public_network_access: params.properties.public_network_access,
                 provisioning_state: ProvisioningState::Creating,
-                port: free_port()?,
+                port: free_port(&app.config, &store)?,
                 primary_key: new_access_key(),
                 secondary_key: new_access_key(),
             };

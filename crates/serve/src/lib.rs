@@ -27,6 +27,11 @@ pub struct ServeConfig {
     pub token: String,
     /// Host name caches report (`properties.hostName`).
     pub host: String,
+    /// Address the caches' nodes listen on.
+    pub node_bind: String,
+    /// Ports the caches' nodes take (inclusive), e.g. to publish them from a container;
+    /// None: any free port.
+    pub node_ports: Option<(u16, u16)>,
     /// Caches per page of a list; the rest follows `nextLink`.
     pub list_page_size: usize,
 }
@@ -38,6 +43,8 @@ impl Default for ServeConfig {
             data_dir: PathBuf::from("cacheplane-data"),
             token: DEV_TOKEN.into(),
             host: "127.0.0.1".into(),
+            node_bind: "127.0.0.1".into(),
+            node_ports: None,
             list_page_size: 100,
         }
     }

@@ -12,8 +12,9 @@ use node::NodeConfig;
 use node::config::{Durability, StorageConfig};
 
 /// The nodes of running caches, by store key.
-#[derive(Default)]
 pub struct Supervisor {
+    /// The address nodes listen on (`--node-bind`).
+    bind: String,
     nodes: HashMap<String, Running>,
     /// What each cache's accounts reported about their retention, by store key and account
     /// display name.
@@ -108,7 +109,7 @@ fn auth_keys(cache: &Cache) -> (Option<String>, Option<String>) {
 }
 
 /// The node settings for `cache`.
-pub fn node_config(cache: &Cache, data_dir: &Path) -> anyhow::Result<NodeConfig> {
+pub fn node_config(cache: &Cache, data_dir: &Path, bind: &str) -> anyhow::Result<NodeConfig> {
     let persistence = control::validate::persistence(&cache.sku, &cache.redis_configuration)
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let tag = format!(
@@ -123,7 +124,7 @@ pub fn node_config(cache: &Cache, data_dir: &Path) -> anyhow::Result<NodeConfig>
     };
     let mut cfg = NodeConfig {
         port: cache.port,
-        bind: vec!["127.0.0.1".into()],
+        bind: vec![bind.to_string()],
         dir,
         ..NodeConfig::default()
     };
@@ -176,6 +177,14 @@ pub fn node_config(cache: &Cache, data_dir: &Path) -> anyhow::Result<NodeConfig>
 }
 
 impl Supervisor {
+    pub fn new(bind: String) -> Supervisor {
+        Supervisor {
+            bind,
+            nodes: HashMap::new(),
+            policies: Default::default(),
+        }
+    }
+
     /// Starts the node of `cache` (restoring from its accounts when it has persistence and
     /// no local files). `fresh_machine`: the node's local files are discarded first, as
     /// when a VM is replaced. Returns what was restored.
@@ -192,7 +201,7 @@ impl Supervisor {
             // A restart with new settings keeps the data, whatever the persistence was.
             self.stop_keeping_data(key).await;
         }
-        let cfg = node_config(cache, data_dir)?;
+        let cfg = node_config(cache, data_dir, &self.bind)?;
         if fresh_machine {
             let _ = std::fs::remove_dir_all(&cfg.dir);
             std::fs::create_dir_all(&cfg.dir)?;

@@ -81,12 +81,48 @@ impl Default for Prices {
     }
 }
 
-/// Bytes kept after a delete or overwrite, and until when (None: forever).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Retained {
+/// Bytes kept after deletes and overwrites, by when they expire, with running totals: an
+/// event and an expiry cost O(log n) however much is retained.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct RetainedSet {
+    /// Expiry time -> (bytes, objects) expiring then.
+    expiring: BTreeMap<u64, (u64, u64)>,
+    /// (bytes, objects) kept forever (versioning without an expiry rule).
+    forever: (u64, u64),
     bytes: u64,
-    since_ms: u64,
-    until_ms: Option<u64>,
+    objects: u64,
+}
+
+impl RetainedSet {
+    fn add(&mut self, bytes: u64, until_ms: Option<u64>) {
+        let slot = match until_ms {
+            Some(u) => self.expiring.entry(u).or_default(),
+            None => &mut self.forever,
+        };
+        slot.0 += bytes;
+        slot.1 += 1;
+        self.bytes += bytes;
+        self.objects += 1;
+    }
+
+    /// Drops what expires at or before `now_ms`; true if anything did.
+    fn expire(&mut self, now_ms: u64) -> bool {
+        let mut any = false;
+        while let Some(entry) = self.expiring.first_entry() {
+            if *entry.key() > now_ms {
+                break;
+            }
+            let (bytes, objects) = entry.remove();
+            self.bytes -= bytes;
+            self.objects -= objects;
+            any = true;
+        }
+        any
+    }
+
+    fn next_expiry_ms(&self) -> Option<u64> {
+        self.expiring.keys().next().copied()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,7 +130,7 @@ struct AccountLedger {
     policy: Policy,
     source: PolicySource,
     live: BTreeMap<String, u64>,
-    retained: Vec<Retained>,
+    retained: RetainedSet,
     writes: u64,
     written_bytes: u64,
     /// Bytes that became retained, and when the first event came: the churn rate.
@@ -109,7 +145,7 @@ impl AccountLedger {
             policy,
             source,
             live: BTreeMap::new(),
-            retained: Vec::new(),
+            retained: RetainedSet::default(),
             writes: 0,
             written_bytes: 0,
             churned_bytes: 0,
@@ -133,15 +169,11 @@ impl AccountLedger {
             }
         };
         self.churned_bytes += bytes;
-        self.retained.push(Retained {
-            bytes,
-            since_ms: at_ms,
-            until_ms,
-        });
+        self.retained.add(bytes, until_ms);
     }
 
     fn retained_bytes(&self) -> u64 {
-        self.retained.iter().map(|r| r.bytes).sum()
+        self.retained.bytes
     }
 
     fn sample(&mut self, at_ms: u64) {
@@ -193,7 +225,7 @@ pub struct Report {
     pub live_bytes: u64,
     pub live_objects: usize,
     pub retained_bytes: u64,
-    pub retained_objects: usize,
+    pub retained_objects: u64,
     /// When the next retained bytes expire (None: nothing expires).
     pub next_expiry_ms: Option<u64>,
     /// Retained bytes per live byte.
@@ -262,9 +294,7 @@ impl Ledger {
     /// Expires retained bytes whose time has come (at `until_ms` exactly they are gone).
     pub fn advance(&mut self, now_ms: u64) {
         for a in self.accounts.values_mut() {
-            let before = a.retained.len();
-            a.retained.retain(|r| r.until_ms.is_none_or(|u| u > now_ms));
-            if a.retained.len() != before {
+            if a.retained.expire(now_ms) {
                 a.sample(now_ms);
             }
         }
@@ -353,8 +383,8 @@ impl Ledger {
             live_bytes: live,
             live_objects: a.live.len(),
             retained_bytes: retained,
-            retained_objects: a.retained.len(),
-            next_expiry_ms: a.retained.iter().filter_map(|r| r.until_ms).min(),
+            retained_objects: a.retained.objects,
+            next_expiry_ms: a.retained.next_expiry_ms(),
             retained_ratio: ratio,
             churn_bytes_per_sec: churn,
             projected_retained_bytes: projected,

@@ -561,6 +561,33 @@ fn soft_delete_read_from_the_store_warns_with_numbers_and_survives_a_restart() {
     assert_eq!(plain["policySource"], "assumed", "{plain}");
     assert_eq!(storage_warnings(&cp, "plain"), Vec::<Value>::new());
 
+    // The subscription's view per storage account: the soft-delete account holds the
+    // costly cache's retained bytes; every account names the caches that use it.
+    let (status, _, totals) = call(
+        reqwest::Method::GET,
+        &format!(
+            "{}/subscriptions/sub-1/providers/Microsoft.Cache/storageReport",
+            cp.base
+        ),
+        None,
+    );
+    assert_eq!(status, 200, "{totals}");
+    let accounts = totals["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 3, "{totals}");
+    let soft_account = accounts
+        .iter()
+        .find(|a| a["account"] == costly["account"])
+        .expect("the soft-delete account");
+    assert!(soft_account["retainedBytes"].as_u64().unwrap() >= retained);
+    assert!(soft_account["warnings"].as_u64().unwrap() >= 1);
+    assert_eq!(soft_account["caches"].as_array().unwrap().len(), 1);
+    assert!(
+        soft_account["caches"][0]["cache"]
+            .as_str()
+            .unwrap()
+            .ends_with("/costly")
+    );
+
     // The control plane restarts: the accounting comes back with it.
     cp.stop();
     cp = ControlPlane::start(data.path(), port);

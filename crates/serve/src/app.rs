@@ -24,7 +24,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use crate::ServeConfig;
-use crate::ledgers::{AccountReport, Ledgers, StorageReport};
+use crate::ledgers::{AccountReport, AccountsReport, Ledgers, StorageReport};
 use crate::openapi::{ApiVersion, CacheParams, GroupParams};
 use crate::supervisor::Supervisor;
 
@@ -344,6 +344,10 @@ pub fn router(app: Arc<App>) -> Router {
             get(list_subscription),
         )
         .route(
+            "/subscriptions/{sub}/providers/Microsoft.Cache/storageReport",
+            get(accounts_report),
+        )
+        .route(
             "/subscriptions/{sub}/providers/Microsoft.Cache/locations/{loc}/asyncOperations/{op}",
             get(get_operation),
         )
@@ -473,6 +477,37 @@ async fn storage_report(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -
         &StorageReport {
             prices: accounting::Prices::default(),
             accounts: reports,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct SubscriptionPath {
+    sub: String,
+}
+
+/// cacheplane's extension: per storage account, what every cache of the subscription keeps
+/// in it and what that costs.
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/providers/Microsoft.Cache/storageReport",
+    tag = "Redis", operation_id = "StorageAccounts_Report",
+    params(("subscriptionId" = String, Path), ApiVersion),
+    responses((status = 200, description = "Per storage account, summed over the subscription's caches", body = AccountsReport),
+        (status = 401, description = "No or wrong bearer token", body = ErrorResponse)))]
+async fn accounts_report(
+    State(app): State<Arc<App>>,
+    Path(p): Path<SubscriptionPath>,
+) -> Result<Response> {
+    let prefix = key(&format!("/subscriptions/{}/", p.sub));
+    let accounts = app
+        .ledgers
+        .lock()
+        .expect("ledgers lock")
+        .totals(|k| k.starts_with(&prefix), wall_ms());
+    Ok(json(
+        StatusCode::OK,
+        &AccountsReport {
+            prices: accounting::Prices::default(),
+            accounts,
         },
     ))
 }

@@ -208,12 +208,90 @@ impl Ledgers {
     }
 }
 
+/// One storage account across the caches of a subscription that persist into it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountTotal {
+    pub account: String,
+    pub caches: Vec<CacheShare>,
+    pub live_bytes: u64,
+    pub retained_bytes: u64,
+    /// Sum of the caches' steady states (null: one of them grows without bound).
+    pub projected_retained_bytes: Option<u64>,
+    pub monthly_cost_live: f64,
+    pub monthly_cost_retained: f64,
+    pub monthly_cost_writes: f64,
+    pub warnings: usize,
+}
+
+/// A cache's part of an account.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheShare {
+    /// The cache's resource id (lower case, as ARM compares ids).
+    pub cache: String,
+    pub policy: accounting::Policy,
+    pub policy_source: accounting::PolicySource,
+    pub live_bytes: u64,
+    pub retained_bytes: u64,
+}
+
+/// The subscription-wide `storageReport` (cacheplane's extension): per storage account.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountsReport {
+    pub prices: accounting::Prices,
+    pub accounts: Vec<AccountTotal>,
+}
+
 /// `storageReport`'s answer (cacheplane's extension): per account of the cache, what it
 /// holds, retains and costs, with the history of retained bytes.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StorageReport {
     pub prices: accounting::Prices,
     pub accounts: Vec<AccountReport>,
+}
+
+impl Ledgers {
+    /// Per storage account, the sums over the caches whose key `in_scope` accepts.
+    pub fn totals(&self, in_scope: impl Fn(&str) -> bool, now_ms: u64) -> Vec<AccountTotal> {
+        let mut by_account: BTreeMap<String, AccountTotal> = BTreeMap::new();
+        for (key, l) in self.caches.iter().filter(|(k, _)| in_scope(k)) {
+            let now = l.sim_ms(now_ms);
+            for r in l.ledger.accounts().filter_map(|a| l.ledger.report(a, now)) {
+                let t = by_account
+                    .entry(r.account.clone())
+                    .or_insert_with(|| AccountTotal {
+                        account: r.account.clone(),
+                        caches: Vec::new(),
+                        live_bytes: 0,
+                        retained_bytes: 0,
+                        projected_retained_bytes: Some(0),
+                        monthly_cost_live: 0.0,
+                        monthly_cost_retained: 0.0,
+                        monthly_cost_writes: 0.0,
+                        warnings: 0,
+                    });
+                t.live_bytes += r.live_bytes;
+                t.retained_bytes += r.retained_bytes;
+                t.projected_retained_bytes = t
+                    .projected_retained_bytes
+                    .zip(r.projected_retained_bytes)
+                    .map(|(a, b)| a + b);
+                t.monthly_cost_live += r.monthly_cost_live;
+                t.monthly_cost_retained += r.monthly_cost_retained;
+                t.monthly_cost_writes += r.monthly_cost_writes;
+                t.warnings += r.warnings.len();
+                t.caches.push(CacheShare {
+                    cache: key.clone(),
+                    policy: r.policy,
+                    policy_source: r.policy_source,
+                    live_bytes: r.live_bytes,
+                    retained_bytes: r.retained_bytes,
+                });
+            }
+        }
+        by_account.into_values().collect()
+    }
 }
 
 /// One account's report with where its policy came from.

@@ -57,6 +57,7 @@ pub struct ApiVersion {
         app::regenerate_key,
         app::force_reboot,
         app::storage_report,
+        app::accounts_report,
         app::get_operation,
     ),
     modifiers(&BearerToken),

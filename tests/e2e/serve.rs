@@ -848,3 +848,91 @@ fn node_ports_come_from_the_configured_range() {
         "{full}"
     );
 }
+
+/// export streams a cache's snapshot into a storage account, import loads RDB blobs in
+/// place of a cache's data; both are long-running operations with percentComplete, and a
+/// bad container or format is refused before anything starts.
+#[test]
+fn export_and_import_move_data_between_caches_through_a_store() {
+    let data = TempDir::new("serve-transfer");
+    let cp = ControlPlane::start(data.path(), free_port());
+    let azurite = std::env::var("CACHEPLANE_TEST_AZURITE")
+        .expect("CACHEPLANE_TEST_AZURITE: run scripts/test.sh");
+    let basic = json!({"location": "westeurope", "properties": {
+        "sku": {"name": "Standard", "family": "C", "capacity": 1}}});
+    let (source, source_key) = create(&cp, "source", basic.clone());
+    let mut s = redis(
+        source["properties"]["port"].as_u64().unwrap() as u16,
+        &source_key,
+    );
+    for i in 0..1000 {
+        assert_eq!(s.cmd(&["SET", &format!("k{i}"), &format!("v{i}")]), ok());
+    }
+    assert_eq!(s.cmd(&["HSET", "h", "f", "1"]), Frame::Integer(1));
+    let blob = format!("exports/{}/source.rdb", std::process::id());
+
+    // Refusals first: nothing starts.
+    for (body, target) in [
+        (
+            json!({"prefix": blob, "container": "AccountName=x"}),
+            "container",
+        ),
+        (
+            json!({"format": "AOF", "prefix": blob, "container": azurite}),
+            "format",
+        ),
+        (json!({"prefix": "", "container": azurite}), "prefix"),
+    ] {
+        let (status, _, refused) = call(
+            reqwest::Method::POST,
+            &format!("{}/export", cache_url(&cp, "source")),
+            Some(body),
+        );
+        assert_eq!(status, 400, "{refused}");
+        assert_eq!(refused["error"]["target"], target, "{refused}");
+    }
+
+    let (status, headers, _) = call(
+        reqwest::Method::POST,
+        &format!("{}/export", cache_url(&cp, "source")),
+        Some(json!({"format": "RDB", "prefix": blob, "container": azurite})),
+    );
+    assert_eq!(status, 202);
+    assert_eq!(wait_operation(&headers), "Succeeded");
+    let op: Value = client()
+        .get(headers["azure-asyncoperation"].to_str().unwrap())
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(op["percentComplete"], 100.0, "{op}");
+
+    let (target, target_key) = create(&cp, "target", basic);
+    let mut t = redis(
+        target["properties"]["port"].as_u64().unwrap() as u16,
+        &target_key,
+    );
+    assert_eq!(t.cmd(&["SET", "stale", "x"]), ok());
+    let (status, headers, _) = call(
+        reqwest::Method::POST,
+        &format!("{}/import", cache_url(&cp, "target")),
+        Some(json!({"files": [blob], "container": azurite})),
+    );
+    assert_eq!(status, 202);
+    assert_eq!(wait_operation(&headers), "Succeeded");
+    assert_eq!(t.cmd(&["DBSIZE"]), Frame::Integer(1001));
+    assert_eq!(t.cmd(&["GET", "k999"]), bulk("v999"));
+    assert_eq!(t.cmd(&["HGET", "h", "f"]), bulk("1"));
+    assert_eq!(t.cmd(&["EXISTS", "stale"]), Frame::Integer(0));
+
+    // A blob that is not there fails the operation with a message; the data stays.
+    let (status, headers, _) = call(
+        reqwest::Method::POST,
+        &format!("{}/import", cache_url(&cp, "target")),
+        Some(json!({"files": ["exports/none.rdb"], "container": azurite})),
+    );
+    assert_eq!(status, 202);
+    assert_eq!(wait_operation(&headers), "Failed");
+    assert_eq!(t.cmd(&["DBSIZE"]), Frame::Integer(1001));
+}

@@ -295,6 +295,32 @@ pub struct RebootParameters {
     pub reboot_type: String,
 }
 
+/// `export`'s body (`ExportRDBParameters`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportParameters {
+    /// `RDB` (the default).
+    pub format: Option<String>,
+    /// The blob to write.
+    pub prefix: String,
+    /// The storage account to write to, as a connection string (Azure with
+    /// `Container=name`, S3, a local folder).
+    pub container: String,
+}
+
+/// `import`'s body (`ImportRDBParameters`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportParameters {
+    /// `RDB` (the default).
+    pub format: Option<String>,
+    /// The RDB blobs to load, in order, replacing the cache's data.
+    pub files: Vec<String>,
+    /// The storage account holding them, as a connection string (cacheplane takes blob
+    /// names and an account where Azure takes SAS URLs).
+    pub container: String,
+}
+
 /// `forceReboot`'s answer: what happened to the data.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RebootResponse {

@@ -1091,9 +1091,7 @@ fn debug(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
             persist::load_rdb(&path, &mut ks, now).map_err(|e| {
                 CmdError::other(format!("ERR Error trying to load the RDB dump: {e}"))
             })?;
-            ks.dirty = st.ks.dirty;
-            ks.set_feed(st.ks.feed_enabled());
-            st.ks = ks;
+            persist::replace_dataset(st, ks);
             out.ok();
         }
         "sleep" if a.len() == 3 => {

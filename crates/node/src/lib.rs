@@ -13,6 +13,7 @@ mod persist;
 mod server;
 mod ship;
 mod state;
+mod transfer;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -64,6 +65,14 @@ impl NodeHandle {
         st.config.requirepass_secondary = secondary;
     }
 
+    /// A handle for long operations on the running node (export, import) that does not
+    /// keep the node from being stopped.
+    pub fn control(&self) -> NodeControl {
+        NodeControl {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// What the start restored from a storage account, if anything.
     pub fn restored(&self) -> Option<String> {
         self.shared
@@ -86,6 +95,33 @@ impl NodeHandle {
     /// Waits until the node stops by itself (SHUTDOWN).
     pub async fn wait(self) {
         let _ = self.task.await;
+    }
+}
+
+/// Export and import on a running node (see [`NodeHandle::control`]).
+#[derive(Clone)]
+pub struct NodeControl {
+    shared: Arc<Shared>,
+}
+
+impl NodeControl {
+    /// Streams a snapshot into `key` of `store`; returns the bytes stored.
+    pub async fn export(
+        &self,
+        store: &blob::Store,
+        key: &str,
+        percent: &std::sync::atomic::AtomicU32,
+    ) -> anyhow::Result<u64> {
+        transfer::export(&self.shared, store, key, percent).await
+    }
+
+    /// Replaces the dataset with the RDB `files`; returns the keys loaded.
+    pub async fn import(
+        &self,
+        files: Vec<std::path::PathBuf>,
+        percent: Arc<std::sync::atomic::AtomicU32>,
+    ) -> anyhow::Result<u64> {
+        transfer::import(&self.shared, files, percent).await
     }
 }
 

@@ -288,12 +288,13 @@ pub fn backup_now(st: &mut State) -> anyhow::Result<String> {
     Ok(key)
 }
 
-/// Uploads the snapshot as it is serialized; on success deletes snapshots beyond `keep`.
-async fn upload_snapshot(
+/// Uploads a snapshot to `key` as it is serialized, calling `progress` after each piece;
+/// returns the bytes stored. A snapshot abandoned half-way is never visible.
+pub(crate) async fn stream_snapshot(
     store: &Store,
     key: &str,
     mut rx: tokio::sync::mpsc::Receiver<Piece>,
-    keep: usize,
+    mut progress: impl FnMut(),
 ) -> anyhow::Result<u64> {
     let mut up = store.upload(key).await?;
     loop {
@@ -306,9 +307,19 @@ async fn upload_snapshot(
                 anyhow::bail!("the snapshot was abandoned before it was complete");
             }
         }
+        progress();
     }
-    let bytes = up.finish().await?;
-    tracing::debug!("snapshot upload complete");
+    Ok(up.finish().await?)
+}
+
+/// Uploads the snapshot as it is serialized; on success deletes snapshots beyond `keep`.
+async fn upload_snapshot(
+    store: &Store,
+    key: &str,
+    rx: tokio::sync::mpsc::Receiver<Piece>,
+    keep: usize,
+) -> anyhow::Result<u64> {
+    let bytes = stream_snapshot(store, key, rx, || {}).await?;
     let mut snapshots: Vec<(String, u64)> = store
         .list("rdb")
         .await?

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -18,7 +19,10 @@ use control::model::{
     RedisResource, ResourceList, StorageWarning, UpdateParameters, new_access_key, resource_id,
 };
 #[allow(unused_imports)] // named by the OpenAPI annotations
-use control::model::{CreateParameters as _, RebootParameters, RegenerateKeyParameters};
+use control::model::{
+    CreateParameters as _, ExportParameters, ImportParameters, RebootParameters,
+    RegenerateKeyParameters,
+};
 use control::store::{ResourceStore, key};
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -69,6 +73,8 @@ struct Operation {
     start: chrono::DateTime<chrono::Utc>,
     end: Option<chrono::DateTime<chrono::Utc>>,
     error: Option<ArmError>,
+    /// Percent done while in progress, for operations that know it (export, import).
+    progress: Option<Arc<AtomicU32>>,
 }
 
 impl Operation {
@@ -77,10 +83,10 @@ impl Operation {
             id: self.id.clone(),
             name: self.name.clone(),
             status: self.status.to_string(),
-            percent_complete: if self.status == "InProgress" {
-                0.0
-            } else {
-                100.0
+            percent_complete: match (self.status, &self.progress) {
+                ("InProgress", Some(p)) => f64::from(p.load(Ordering::Relaxed)),
+                ("InProgress", None) => 0.0,
+                _ => 100.0,
             },
             start_time: self.start.to_rfc3339(),
             end_time: self.end.map(|e| e.to_rfc3339()),
@@ -279,12 +285,27 @@ impl App {
             start: chrono::Utc::now(),
             end: None,
             error: None,
+            progress: None,
         };
         self.operations
             .lock()
             .expect("operations lock")
             .insert(name.clone(), op);
         (name, id)
+    }
+
+    /// Gives an operation a progress the status reports as percentComplete.
+    fn track_progress(&self, name: &str) -> Arc<AtomicU32> {
+        let p = Arc::new(AtomicU32::new(0));
+        if let Some(op) = self
+            .operations
+            .lock()
+            .expect("operations lock")
+            .get_mut(name)
+        {
+            op.progress = Some(p.clone());
+        }
+        p
     }
 
     fn finish_operation(&self, name: &str, error: Option<ArmError>) {
@@ -334,6 +355,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route(&format!("{cache}/listKeys"), post(list_keys))
         .route(&format!("{cache}/regenerateKey"), post(regenerate_key))
         .route(&format!("{cache}/forceReboot"), post(force_reboot))
+        .route(&format!("{cache}/export"), post(export))
+        .route(&format!("{cache}/import"), post(import))
         .route(&format!("{cache}/storageReport"), get(storage_report))
         .route(
             "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Cache/{kind}",
@@ -994,6 +1017,143 @@ async fn force_reboot(
     };
     Ok(json(StatusCode::OK, &RebootResponse { message }))
 }
+
+/// A storage account named in an export or import body, parsed before anything starts.
+fn transfer_account(container: &str) -> Result<blob::Account> {
+    blob::Account::parse(container).map_err(|e| {
+        Failure(ArmError::bad_request(
+            "InvalidRequestBody",
+            "container",
+            format!("container is not a usable storage account connection string: {e}."),
+        ))
+    })
+}
+
+fn check_format(format: &Option<String>) -> Result<()> {
+    match format.as_deref() {
+        None => Ok(()),
+        Some(f) if f.eq_ignore_ascii_case("rdb") => Ok(()),
+        Some(f) => Err(ArmError::bad_request(
+            "InvalidRequestBody",
+            "format",
+            format!("format '{f}' is not supported; use RDB."),
+        )
+        .into()),
+    }
+}
+
+/// The running node of a cache, for a long operation.
+async fn node_of(app: &App, id: &str, p: &CachePath) -> Result<(Cache, node::NodeControl)> {
+    let cache = app
+        .store
+        .lock()
+        .await
+        .get(id)
+        .cloned()
+        .ok_or_else(|| not_found(p))?;
+    let control = app.nodes.lock().await.control(&key(id)).ok_or_else(|| {
+        Failure(ArmError::conflict(format!(
+            "The cache '{}' is not running (provisioningState {:?}).",
+            p.name, cache.provisioning_state
+        )))
+    })?;
+    Ok((cache, control))
+}
+
+fn transfer_failed(what: &str, e: impl std::fmt::Display) -> ArmError {
+    ArmError {
+        status: 500,
+        code: "OperationFailed",
+        message: format!("The {what} failed: {e:#}"),
+        target: None,
+    }
+}
+
+#[utoipa::path(post, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/export", tag = "Redis", operation_id = "Redis_ExportData",
+    params(CacheParams, ApiVersion), request_body = ExportParameters,
+    responses((status = 202, description = "Exporting: follow Azure-AsyncOperation (percentComplete follows the keys written)"),
+        (status = 400, description = "Bad format or container", body = ErrorResponse),
+        (status = 401, description = "No or wrong bearer token", body = ErrorResponse), (status = 404, description = "No such cache", body = ErrorResponse)))]
+async fn export(
+    State(app): State<Arc<App>>,
+    Path(p): Path<CachePath>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let id = p.id()?;
+    let req: ExportParameters = parse_body(&body)?;
+    check_format(&req.format)?;
+    let account = transfer_account(&req.container)?;
+    if req.prefix.trim_matches('/').is_empty() {
+        return Err(ArmError::bad_request(
+            "InvalidRequestBody",
+            "prefix",
+            "prefix names the blob to write and must not be empty.",
+        )
+        .into());
+    }
+    let (cache, control) = node_of(&app, &id, &p).await?;
+    let store = blob::Store::open(&account, "", Arc::new(|_| {})).map_err(internal)?;
+    let (op, op_id) = app.new_operation(&cache.location, &p.sub);
+    let percent = app.track_progress(&op);
+    let worker = app.clone();
+    tokio::spawn(async move {
+        let result = control.export(&store, &req.prefix, &percent).await;
+        worker.finish_operation(&op, result.err().map(|e| transfer_failed("export", e)));
+    });
+    Ok((StatusCode::ACCEPTED, app.async_headers(&headers, &op_id)).into_response())
+}
+
+#[utoipa::path(post, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/import", tag = "Redis", operation_id = "Redis_ImportData",
+    params(CacheParams, ApiVersion), request_body = ImportParameters,
+    responses((status = 202, description = "Importing: follow Azure-AsyncOperation (percentComplete follows the files loaded)"),
+        (status = 400, description = "Bad format, container or files", body = ErrorResponse),
+        (status = 401, description = "No or wrong bearer token", body = ErrorResponse), (status = 404, description = "No such cache", body = ErrorResponse)))]
+async fn import(
+    State(app): State<Arc<App>>,
+    Path(p): Path<CachePath>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let id = p.id()?;
+    let req: ImportParameters = parse_body(&body)?;
+    check_format(&req.format)?;
+    if req.files.is_empty() || req.files.len() > IMPORT_FILES_MAX {
+        return Err(ArmError::bad_request(
+            "InvalidRequestBody",
+            "files",
+            format!("files names 1 to {IMPORT_FILES_MAX} RDB blobs to load."),
+        )
+        .into());
+    }
+    let account = transfer_account(&req.container)?;
+    let (cache, control) = node_of(&app, &id, &p).await?;
+    let store = blob::Store::open(&account, "", Arc::new(|_| {})).map_err(internal)?;
+    let (op, op_id) = app.new_operation(&cache.location, &p.sub);
+    let percent = app.track_progress(&op);
+    let dir = app.config.data_dir.join("imports").join(&op);
+    let worker = app.clone();
+    tokio::spawn(async move {
+        let result = async {
+            tokio::fs::create_dir_all(&dir).await?;
+            let mut paths = Vec::new();
+            for (i, f) in req.files.iter().enumerate() {
+                let path = dir.join(format!("{i}.rdb"));
+                let mut file = tokio::fs::File::create(&path).await?;
+                store.download(f, &mut file).await?;
+                paths.push(path);
+            }
+            control.import(paths, percent).await
+        }
+        .await;
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        worker.finish_operation(&op, result.err().map(|e| transfer_failed("import", e)));
+    });
+    Ok((StatusCode::ACCEPTED, app.async_headers(&headers, &op_id)).into_response())
+}
+
+/// Most RDB blobs one import loads.
+const IMPORT_FILES_MAX: usize = 64;
 
 #[derive(Deserialize)]
 struct OpPath {

@@ -56,6 +56,8 @@ pub struct ApiVersion {
         app::list_keys,
         app::regenerate_key,
         app::force_reboot,
+        app::export,
+        app::import,
         app::storage_report,
         app::accounts_report,
         app::get_operation,

@@ -258,6 +258,11 @@ impl Supervisor {
         true
     }
 
+    /// A handle for export and import on the running node of `key`.
+    pub fn control(&self, key: &str) -> Option<node::NodeControl> {
+        self.nodes.get(key).map(|r| r.handle.control())
+    }
+
     async fn stop_keeping_data(&mut self, key: &str) {
         if let Some(r) = self.nodes.remove(key) {
             r.handle.stop_keeping_data().await;

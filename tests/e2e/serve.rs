@@ -936,3 +936,70 @@ fn export_and_import_move_data_between_caches_through_a_store() {
     assert_eq!(wait_operation(&headers), "Failed");
     assert_eq!(t.cmd(&["DBSIZE"]), Frame::Integer(1001));
 }
+
+/// `--node-runtime process`: each cache's node is a child process; killed with SIGKILL it
+/// is restarted by the control plane and its data comes back from its AOF; key changes
+/// reach it at once; deleting the cache ends the process.
+#[test]
+fn process_runtime_restarts_a_killed_node_with_its_data() {
+    let data = TempDir::new("serve-process");
+    let cp = ControlPlane::start_with(data.path(), free_port(), &["--node-runtime", "process"]);
+    let (got, primary) = create(&cp, "proc", premium(json!({"aof-backup-enabled": "true"})));
+    let port = got["properties"]["port"].as_u64().unwrap() as u16;
+    let mut c = redis(port, &primary);
+    assert_eq!(c.cmd(&["SET", "k", "before the crash"]), ok());
+    let pid_of = |c: &mut Conn| -> u32 {
+        let Frame::Bulk(info) = c.cmd(&["INFO", "server"]) else {
+            panic!("INFO is a bulk string")
+        };
+        String::from_utf8_lossy(&info)
+            .lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let pid = pid_of(&mut c);
+    assert_ne!(pid, std::process::id());
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let start = Instant::now();
+    let mut c = loop {
+        if let Ok(mut c) = Conn::try_connect(port)
+            && c.call(&["AUTH", &primary]) == Some(ok())
+        {
+            break c;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the node was not restarted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let restarted = pid_of(&mut c);
+    assert_ne!(restarted, pid, "a new process serves the cache");
+    assert_eq!(c.cmd(&["GET", "k"]), bulk("before the crash"));
+
+    let (status, _, keys) = call(
+        reqwest::Method::POST,
+        &format!("{}/regenerateKey", cache_url(&cp, "proc")),
+        Some(json!({"keyType": "Primary"})),
+    );
+    assert_eq!(status, 200, "{keys}");
+    let new_primary = keys["primaryKey"].as_str().unwrap();
+    assert_eq!(c.cmd(&["GET", "k"]), bulk("before the crash"), "no restart");
+    redis(port, new_primary);
+    let mut old = Conn::try_connect(port).unwrap();
+    assert!(matches!(old.cmd(&["AUTH", &primary]), Frame::Error(_)));
+
+    let (status, headers, _) = call(reqwest::Method::DELETE, &cache_url(&cp, "proc"), None);
+    assert_eq!(status, 202);
+    assert_eq!(wait_operation(&headers), "Succeeded");
+    // The process ended (and was reaped) before the delete finished.
+    assert!(!std::path::Path::new(&format!("/proc/{restarted}")).exists());
+    assert!(Conn::try_connect(port).is_err());
+}

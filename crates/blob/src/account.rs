@@ -123,6 +123,39 @@ impl Account {
         Ok(account)
     }
 
+    /// The account as a connection string [`Account::parse`] reads back, secrets included:
+    /// for handing it to a child process through a private file, never for logs.
+    pub fn connection_string(&self) -> String {
+        match self {
+            Account::Azure {
+                account,
+                key,
+                endpoint,
+                container,
+            } => format!(
+                "AccountName={account};AccountKey={};BlobEndpoint={endpoint};Container={container}",
+                key.expose()
+            ),
+            Account::S3 {
+                endpoint,
+                bucket,
+                region,
+                access_key_id,
+                secret_access_key,
+            } => {
+                let endpoint = endpoint
+                    .as_ref()
+                    .map(|e| format!(";Endpoint={e}"))
+                    .unwrap_or_default();
+                format!(
+                    "Provider=S3;Bucket={bucket};Region={region};AccessKeyId={access_key_id};SecretAccessKey={}{endpoint}",
+                    secret_access_key.expose()
+                )
+            }
+            Account::Local { path } => format!("Provider=Local;Path={}", path.display()),
+        }
+    }
+
     /// A name for logs and reports: kind, account or bucket, and endpoint; no secrets.
     pub fn display_name(&self) -> String {
         match self {
@@ -368,6 +401,20 @@ mod tests {
         assert!(
             matches!(&a, Account::Azure { endpoint, .. } if endpoint == "https://prodacct.blob.core.chinacloudapi.cn")
         );
+    }
+
+    #[test]
+    fn connection_strings_read_back_as_the_same_account() {
+        for text in [
+            "UseDevelopmentStorage=true",
+            "AccountName=prodacct;AccountKey=abcd;EndpointSuffix=core.windows.net;Container=backups",
+            "Provider=S3;Endpoint=http://127.0.0.1:9000;Bucket=caches;AccessKeyId=x;SecretAccessKey=y",
+            "Provider=S3;Bucket=caches;Region=eu-west-1;AccessKeyId=x;SecretAccessKey=y",
+            "Provider=Local;Path=/var/lib/cacheplane/storage",
+        ] {
+            let a = Account::parse(text).unwrap();
+            assert_eq!(Account::parse(&a.connection_string()).unwrap(), a, "{text}");
+        }
     }
 
     #[test]

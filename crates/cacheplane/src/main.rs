@@ -54,6 +54,10 @@ enum Command {
         /// by default any free port.
         #[arg(long, value_parser = parse_port_range)]
         node_ports: Option<(u16, u16)>,
+        /// How caches' nodes run: `in-process` tasks, or child `process`es (a crash is a
+        /// real process death; the control plane restarts them).
+        #[arg(long, default_value = "in-process", value_parser = ["in-process", "process"])]
+        node_runtime: String,
     },
     /// Run a data-plane node. Takes redis-server's flags: `--port 7000 --requirepass K
     /// --save "" --databases 16 ...`, optionally after a config file path.
@@ -93,6 +97,7 @@ fn main() -> anyhow::Result<()> {
             node_bind,
             host,
             node_ports,
+            node_runtime,
         } => {
             init_logging("notice");
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -107,6 +112,11 @@ fn main() -> anyhow::Result<()> {
                 node_bind,
                 host,
                 node_ports,
+                node_runtime: if node_runtime == "process" {
+                    serve::NodeRuntime::Process
+                } else {
+                    serve::NodeRuntime::InProcess
+                },
             };
             runtime.block_on(serve::run(config, shutdown_signal()))
         }

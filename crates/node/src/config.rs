@@ -190,8 +190,10 @@ const PARAMETERS: &[&str] = &[
     "daemonize",
 ];
 
-/// cacheplane's storage-account settings: listed after Redis's, fixed at start.
+/// cacheplane's own settings (a second password, the storage accounts): listed after
+/// Redis's; the storage settings are fixed at start.
 const STORAGE_PARAMETERS: &[&str] = &[
+    "requirepass-secondary",
     "rdb-backup-enabled",
     "rdb-backup-frequency",
     "rdb-backup-max-snapshot-count",
@@ -361,6 +363,7 @@ impl NodeConfig {
             "dir" => self.dir.display().to_string(),
             "dbfilename" => self.dbfilename.clone(),
             "requirepass" => self.requirepass.clone().unwrap_or_default(),
+            "requirepass-secondary" => self.requirepass_secondary.clone().unwrap_or_default(),
             "databases" => self.databases.to_string(),
             "maxclients" => self.maxclients.to_string(),
             "timeout" => self.timeout_secs.to_string(),
@@ -426,7 +429,8 @@ impl NodeConfig {
         if !parameters().any(|p| p == name) {
             return Err(ConfigError::UnknownDirective(name.into()));
         }
-        if !at_start && (IMMUTABLE.contains(&name) || STORAGE_PARAMETERS.contains(&name)) {
+        let storage = STORAGE_PARAMETERS.contains(&name) && name != "requirepass-secondary";
+        if !at_start && (IMMUTABLE.contains(&name) || storage) {
             return Err(ConfigError::Immutable);
         }
         match name {
@@ -450,6 +454,9 @@ impl NodeConfig {
                 self.dbfilename = v.into();
             }
             "requirepass" => self.requirepass = (!v.is_empty()).then(|| v.to_string()),
+            "requirepass-secondary" => {
+                self.requirepass_secondary = (!v.is_empty()).then(|| v.to_string())
+            }
             "databases" => self.databases = integer(v, 1, 1 << 20)? as usize,
             "maxclients" => self.maxclients = integer(v, 1, 1 << 24)? as usize,
             "timeout" => self.timeout_secs = integer(v, 0, i32::MAX as u64)?,

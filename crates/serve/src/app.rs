@@ -152,10 +152,11 @@ impl App {
             None => Ledgers::default(),
         };
         let node_bind = config.node_bind.clone();
+        let node_runtime = config.node_runtime;
         let app = Arc::new(App {
             config,
             store: Mutex::new(store),
-            nodes: Mutex::new(Supervisor::new(node_bind)),
+            nodes: Mutex::new(Supervisor::new(node_bind, node_runtime)),
             operations: Default::default(),
             ledgers: std::sync::Mutex::new(ledgers),
         });
@@ -943,7 +944,12 @@ async fn regenerate_key(
     store.put(cache.clone()).map_err(internal)?;
     drop(store);
     // The running node takes the new keys at once.
-    app.nodes.lock().await.set_keys(&key(&id), &cache);
+    app.nodes
+        .lock()
+        .await
+        .set_keys(&key(&id), &cache)
+        .await
+        .map_err(internal)?;
     Ok(json(
         StatusCode::OK,
         &AccessKeys {
@@ -1053,7 +1059,7 @@ async fn node_of(app: &App, id: &str, p: &CachePath) -> Result<(Cache, node::Nod
         .ok_or_else(|| not_found(p))?;
     let control = app.nodes.lock().await.control(&key(id)).ok_or_else(|| {
         Failure(ArmError::conflict(format!(
-            "The cache '{}' is not running (provisioningState {:?}).",
+            "The cache '{}' is not running in this control plane (provisioningState {:?}; export and import need the in-process node runtime).",
             p.name, cache.provisioning_state
         )))
     })?;

@@ -9,12 +9,14 @@
 mod app;
 mod ledgers;
 pub mod openapi;
+mod process;
 mod supervisor;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use app::API_VERSIONS;
+pub use supervisor::NodeRuntime;
 
 /// The documented development token (as Azurite has a well-known key): use `--token` for
 /// anything shared.
@@ -32,6 +34,8 @@ pub struct ServeConfig {
     /// Ports the caches' nodes take (inclusive), e.g. to publish them from a container;
     /// None: any free port.
     pub node_ports: Option<(u16, u16)>,
+    /// In-process tasks, or child processes restarted when they die.
+    pub node_runtime: NodeRuntime,
     /// Caches per page of a list; the rest follows `nextLink`.
     pub list_page_size: usize,
 }
@@ -45,6 +49,7 @@ impl Default for ServeConfig {
             host: "127.0.0.1".into(),
             node_bind: "127.0.0.1".into(),
             node_ports: None,
+            node_runtime: NodeRuntime::InProcess,
             list_page_size: 100,
         }
     }

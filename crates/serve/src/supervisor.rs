@@ -11,10 +11,23 @@ use control::validate::Persistence;
 use node::NodeConfig;
 use node::config::{Durability, StorageConfig};
 
+use crate::process::ChildNode;
+
+/// How caches' nodes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NodeRuntime {
+    /// Tasks inside the control plane (the default: fast to start, light).
+    #[default]
+    InProcess,
+    /// Child `cacheplane node` processes, restarted when they die.
+    Process,
+}
+
 /// The nodes of running caches, by store key.
 pub struct Supervisor {
     /// The address nodes listen on (`--node-bind`).
     bind: String,
+    runtime: NodeRuntime,
     nodes: HashMap<String, Running>,
     /// What each cache's accounts reported about their retention, by store key and account
     /// display name.
@@ -22,7 +35,7 @@ pub struct Supervisor {
 }
 
 struct Running {
-    handle: node::NodeHandle,
+    node: Node,
     /// The policy reader runs while this lives.
     _alive: Arc<()>,
 }
@@ -177,9 +190,10 @@ pub fn node_config(cache: &Cache, data_dir: &Path, bind: &str) -> anyhow::Result
 }
 
 impl Supervisor {
-    pub fn new(bind: String) -> Supervisor {
+    pub fn new(bind: String, runtime: NodeRuntime) -> Supervisor {
         Supervisor {
             bind,
+            runtime,
             nodes: HashMap::new(),
             policies: Default::default(),
         }
@@ -214,8 +228,18 @@ impl Supervisor {
             .cloned()
             .collect();
         let prefix = storage.prefix.clone();
-        let handle = node::start(cfg).await?;
-        let restored = handle.restored();
+        let (node, restored) = match self.runtime {
+            NodeRuntime::InProcess => {
+                let handle = node::start(cfg).await?;
+                let restored = handle.restored();
+                (Node::InProcess(handle), restored)
+            }
+            NodeRuntime::Process => {
+                let child = ChildNode::start(&cfg).await?;
+                let restored = child.restored().await;
+                (Node::Process(child), restored)
+            }
+        };
         let alive = Arc::new(());
         tokio::spawn(read_policies(
             key.to_string(),
@@ -227,7 +251,7 @@ impl Supervisor {
         self.nodes.insert(
             key.to_string(),
             Running {
-                handle,
+                node,
                 _alive: alive,
             },
         );
@@ -239,40 +263,50 @@ impl Supervisor {
         self.policies.lock().expect("policies lock").clone()
     }
 
-    /// The object-store events each running node recorded since the last call.
+    /// The object-store events each running node recorded since the last call (in-process
+    /// nodes only: child processes keep theirs).
     pub fn drain_events(&self) -> Vec<(String, Vec<blob::BlobEvent>)> {
         self.nodes
             .iter()
-            .map(|(k, r)| (k.clone(), r.handle.drain_events()))
+            .filter_map(|(k, r)| match &r.node {
+                Node::InProcess(h) => Some((k.clone(), h.drain_events())),
+                Node::Process(_) => None,
+            })
             .filter(|(_, e)| !e.is_empty())
             .collect()
     }
 
     /// Gives the running node of `key` its cache's current access keys, at once.
-    pub fn set_keys(&self, key: &str, cache: &Cache) -> bool {
-        let Some(r) = self.nodes.get(key) else {
-            return false;
+    pub async fn set_keys(&mut self, key: &str, cache: &Cache) -> anyhow::Result<()> {
+        let Some(r) = self.nodes.get_mut(key) else {
+            return Ok(());
         };
-        let cfg_keys = auth_keys(cache);
-        r.handle.set_passwords(cfg_keys.0, cfg_keys.1);
-        true
+        let (primary, secondary) = auth_keys(cache);
+        match &mut r.node {
+            Node::InProcess(h) => h.set_passwords(primary, secondary),
+            Node::Process(c) => c.set_passwords(primary, secondary).await?,
+        }
+        Ok(())
     }
 
-    /// A handle for export and import on the running node of `key`.
+    /// A handle for export and import on the running node of `key` (in-process nodes).
     pub fn control(&self, key: &str) -> Option<node::NodeControl> {
-        self.nodes.get(key).map(|r| r.handle.control())
+        match &self.nodes.get(key)?.node {
+            Node::InProcess(h) => Some(h.control()),
+            Node::Process(_) => None,
+        }
     }
 
     async fn stop_keeping_data(&mut self, key: &str) {
         if let Some(r) = self.nodes.remove(key) {
-            r.handle.stop_keeping_data().await;
+            r.node.stop(true).await;
         }
         self.policies.lock().expect("policies lock").remove(key);
     }
 
     pub async fn stop(&mut self, key: &str) {
         if let Some(r) = self.nodes.remove(key) {
-            r.handle.stop().await;
+            r.node.stop(false).await;
         }
         self.policies.lock().expect("policies lock").remove(key);
     }
@@ -280,7 +314,23 @@ impl Supervisor {
     /// Stops every node keeping its data: the control plane's restart is not the caches'.
     pub async fn stop_all(&mut self) {
         for (_, r) in self.nodes.drain() {
-            r.handle.stop_keeping_data().await;
+            r.node.stop(true).await;
+        }
+    }
+}
+
+/// A running node, in either runtime.
+enum Node {
+    InProcess(node::NodeHandle),
+    Process(ChildNode),
+}
+
+impl Node {
+    async fn stop(self, keep_data: bool) {
+        match (self, keep_data) {
+            (Node::InProcess(h), true) => h.stop_keeping_data().await,
+            (Node::InProcess(h), false) => h.stop().await,
+            (Node::Process(c), keep) => c.stop(keep).await,
         }
     }
 }

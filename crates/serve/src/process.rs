@@ -1,0 +1,363 @@
+//! The process runtime (`--node-runtime process`): each cache's node is a child
+//! `cacheplane node` process, so a crash is a real process death. A supervising task
+//! restarts a node that exits on its own (with backoff); it comes back from its local files
+//! or, with an empty disk, from its storage accounts. The settings reach the child through
+//! a config file only its owner can read (connection strings and keys stay off command
+//! lines), and later changes go over RESP (CONFIG SET, SHUTDOWN).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use node::NodeConfig;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+/// How long a started node may take to answer (loading a large dataset included).
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a stopping node may take to save and exit before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Restart backoff: doubles from the first value up to the last.
+const RESTART_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Largest reply line read from a node (status and error replies are short).
+const REPLY_LINE_MAX_BYTES: u64 = 64 * 1024;
+
+/// A node running as a child process, with its supervisor.
+pub struct ChildNode {
+    port: u16,
+    conf: PathBuf,
+    /// The password the supervisor authenticates with; follows key changes.
+    password: Option<String>,
+    stopping: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ChildNode {
+    /// Writes the node's config file, starts it and waits until it answers.
+    pub async fn start(cfg: &NodeConfig) -> anyhow::Result<ChildNode> {
+        let conf = cfg.dir.join("cacheplane-node.conf");
+        write_private(&conf, &config_file(cfg))?;
+        let port = cfg.port;
+        let password = cfg.requirepass.clone();
+        let child = spawn(&conf, &cfg.dir, port).await?;
+        let (stopping, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(supervise(
+            child,
+            conf.clone(),
+            cfg.dir.clone(),
+            port,
+            stop_rx,
+        ));
+        Ok(ChildNode {
+            port,
+            conf,
+            password,
+            stopping,
+            task,
+        })
+    }
+
+    /// Stops the node (with a final snapshot when `save`) and waits for the process to end.
+    pub async fn stop(self, save: bool) {
+        let _ = self.stopping.send(true);
+        let how = if save { "SAVE" } else { "NOSAVE" };
+        // SHUTDOWN answers nothing when it succeeds: the connection closes.
+        if let Err(e) = command(self.port, self.password.as_deref(), &["SHUTDOWN", how]).await {
+            tracing::debug!(port = self.port, error = %e, "SHUTDOWN");
+        }
+        let _ = self.task.await;
+    }
+
+    /// Gives the node new passwords at once, and its config file for later restarts.
+    pub async fn set_passwords(
+        &mut self,
+        primary: Option<String>,
+        secondary: Option<String>,
+    ) -> anyhow::Result<()> {
+        let p = primary.clone().unwrap_or_default();
+        let s = secondary.clone().unwrap_or_default();
+        let reply = command(
+            self.port,
+            self.password.as_deref(),
+            &[
+                "CONFIG",
+                "SET",
+                "requirepass",
+                &p,
+                "requirepass-secondary",
+                &s,
+            ],
+        )
+        .await?;
+        anyhow::ensure!(reply == "+OK", "CONFIG SET answered {reply}");
+        self.password = primary;
+        let text = std::fs::read_to_string(&self.conf)?;
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("requirepass"))
+            .collect();
+        let mut text = kept.join("\n") + "\n";
+        text += &format!(
+            "requirepass {}\nrequirepass-secondary {}\n",
+            quote(&p),
+            quote(&s)
+        );
+        write_private(&self.conf, &text)
+    }
+
+    /// What the node's start restored from a storage account (INFO's `restored_from`).
+    pub async fn restored(&self) -> Option<String> {
+        let info = command(self.port, self.password.as_deref(), &["INFO", "storage"])
+            .await
+            .ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("restored_from:"))
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+async fn spawn(conf: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("node.log"))?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("node")
+        .arg(conf)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?;
+    let started = tokio::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!(
+                "the node exited with {status} while starting (see {})",
+                dir.join("node.log").display()
+            );
+        }
+        if answers(port).await {
+            return Ok(child);
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            let _ = child.kill().await;
+            anyhow::bail!("the node did not answer on port {port} in {READY_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// True once the node answers PING with anything but -LOADING (NOAUTH counts: it is up).
+async fn answers(port: u16) -> bool {
+    match command(port, None, &["PING"]).await {
+        Ok(reply) => !reply.starts_with("-LOADING"),
+        Err(_) => false,
+    }
+}
+
+/// Restarts the node whenever it exits on its own, until told to stop.
+async fn supervise(
+    mut child: Child,
+    conf: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut backoff = RESTART_BACKOFF_FIRST;
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                if *stopping.borrow() {
+                    return;
+                }
+                tracing::warn!(port, status = ?status.ok(), "a cache's node process exited; restarting it");
+                loop {
+                    tokio::time::sleep(backoff).await;
+                    if *stopping.borrow() {
+                        return;
+                    }
+                    match spawn(&conf, &dir, port).await {
+                        Ok(c) => {
+                            tracing::info!(port, "the cache's node process is back");
+                            child = c;
+                            backoff = RESTART_BACKOFF_FIRST;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!(port, error = %e, "restarting a cache's node failed");
+                            backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+                        }
+                    }
+                }
+            }
+            _ = stopping.changed() => {
+                if tokio::time::timeout(STOP_TIMEOUT, child.wait()).await.is_err() {
+                    tracing::warn!(port, "a cache's node did not stop in time; killing it");
+                    let _ = child.kill().await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Sends one command (after AUTH when a password is given) and returns the first line of
+/// its reply, or the whole of a bulk reply.
+async fn command(port: u16, password: Option<&str>, args: &[&str]) -> anyhow::Result<String> {
+    let stream = tokio::time::timeout(
+        Duration::from_secs(5),
+        TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await??;
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r.take(REPLY_LINE_MAX_BYTES * 16));
+    let mut send = Vec::new();
+    if let Some(p) = password {
+        encode(&mut send, &["AUTH", p]);
+    }
+    encode(&mut send, args);
+    w.write_all(&send).await?;
+    let mut line = String::new();
+    if password.is_some() {
+        r.read_line(&mut line).await?;
+        anyhow::ensure!(line.starts_with("+OK"), "AUTH answered {}", line.trim());
+        line.clear();
+    }
+    r.read_line(&mut line).await?;
+    let line = line.trim_end().to_string();
+    if let Some(len) = line.strip_prefix('$') {
+        let len: i64 = len.parse()?;
+        if len < 0 {
+            return Ok(String::new());
+        }
+        let mut body = String::new();
+        while body.len() < len as usize {
+            if r.read_line(&mut body).await? == 0 {
+                break;
+            }
+        }
+        return Ok(body);
+    }
+    Ok(line)
+}
+
+fn encode(out: &mut Vec<u8>, args: &[&str]) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+}
+
+/// A config-file value in double quotes, as redis-server's config reader takes them.
+fn quote(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The settings serve gives a node, as a redis-server config file.
+fn config_file(cfg: &NodeConfig) -> String {
+    let s = &cfg.storage;
+    let mut lines = vec![
+        format!("port {}", cfg.port),
+        format!("bind {}", cfg.bind.join(" ")),
+        format!("dir {}", quote(&cfg.dir.display().to_string())),
+        "save \"\"".to_string(),
+        format!("maxclients {}", cfg.maxclients),
+        format!("appendonly {}", if cfg.appendonly { "yes" } else { "no" }),
+        format!(
+            "requirepass {}",
+            quote(cfg.requirepass.as_deref().unwrap_or(""))
+        ),
+        format!(
+            "requirepass-secondary {}",
+            quote(cfg.requirepass_secondary.as_deref().unwrap_or(""))
+        ),
+        format!("storage-prefix {}", quote(&s.prefix)),
+        format!("time-scale {}", s.time_scale),
+        format!(
+            "aof-durability {}",
+            match s.aof_durability {
+                node::config::Durability::Local => "local",
+                node::config::Durability::Store => "store",
+            }
+        ),
+    ];
+    if let Some(a) = &s.rdb_account {
+        lines.push(format!(
+            "rdb-storage-connection-string {}",
+            quote(&a.connection_string())
+        ));
+    }
+    if s.rdb_backup_enabled {
+        lines.push("rdb-backup-enabled yes".into());
+        lines.push(format!(
+            "rdb-backup-frequency {}",
+            s.rdb_backup_frequency_min
+        ));
+        lines.push(format!(
+            "rdb-backup-max-snapshot-count {}",
+            s.rdb_backup_max_snapshot_count
+        ));
+    }
+    for (i, a) in s.aof_accounts.iter().enumerate() {
+        if let Some(a) = a {
+            lines.push(format!(
+                "aof-storage-connection-string-{i} {}",
+                quote(&a.connection_string())
+            ));
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
+/// Writes `text` to `path` readable by its owner only (it holds keys and secrets).
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("conf.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_config_file_reads_back_as_the_same_settings() {
+        let mut cfg = node::NodeConfig {
+            port: 7001,
+            bind: vec!["127.0.0.1".into()],
+            dir: std::env::temp_dir(),
+            appendonly: true,
+            requirepass: Some("k1/+=".into()),
+            requirepass_secondary: Some("k2".into()),
+            ..Default::default()
+        };
+        cfg.save = Vec::new();
+        cfg.storage.prefix = "caches/x-1".into();
+        cfg.storage.aof_accounts[0] = Some(
+            blob::Account::parse("Provider=S3;Endpoint=http://127.0.0.1:9;Bucket=bkt;AccessKeyId=a;SecretAccessKey=s;Region=us-east-1").unwrap(),
+        );
+        let path = std::env::temp_dir().join(format!("cacheplane-conf-{}", std::process::id()));
+        std::fs::write(&path, super::config_file(&cfg)).unwrap();
+        let back = node::NodeConfig::from_args(&[path.display().to_string()]).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(back.port, 7001);
+        assert!(back.appendonly);
+        assert_eq!(back.requirepass.as_deref(), Some("k1/+="));
+        assert_eq!(back.requirepass_secondary.as_deref(), Some("k2"));
+        assert_eq!(back.storage.prefix, "caches/x-1");
+        assert_eq!(back.storage.aof_accounts, cfg.storage.aof_accounts);
+        assert!(back.save.is_empty());
+    }
+}

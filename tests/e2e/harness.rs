@@ -270,3 +270,27 @@ pub fn err_text(f: &Frame) -> &str {
         other => panic!("expected an error, got {other:?}"),
     }
 }
+
+/// Runs `tests/e2e/python/{script}` with the test environment's Python (the venv that
+/// scripts/object-stores.sh prepares); returns its stdout, failing with its output if it
+/// fails.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let python = std::env::var("CACHEPLANE_TEST_PYTHON")
+        .expect("CACHEPLANE_TEST_PYTHON: run scripts/test.sh");
+    let path = format!(
+        "{}/../../tests/e2e/python/{script}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = std::process::Command::new(python)
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

@@ -154,6 +154,23 @@ fn redis(port: u16, key: &str) -> Conn {
     c
 }
 
+/// Waits until the node on `port` (restarting) takes `key`, and returns the connection.
+fn reconnect(port: u16, key: &str) -> Conn {
+    let start = Instant::now();
+    loop {
+        if let Ok(mut c) = Conn::try_connect(port)
+            && c.call(&["AUTH", key]) == Some(ok())
+        {
+            return c;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the node on port {port} did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn create(cp: &ControlPlane, name: &str, body: Value) -> (Value, String) {
     let (status, headers, created) = call(reqwest::Method::PUT, &cache_url(cp, name), Some(body));
     assert_eq!(status, 201, "{created}");
@@ -219,19 +236,7 @@ fn caches_are_created_used_rebooted_survive_a_restart_and_are_deleted() {
     let (status, _, again) = call(reqwest::Method::GET, &cache_url(&cp, "orders"), None);
     assert_eq!(status, 200);
     assert_eq!(again["properties"]["port"], got["properties"]["port"]);
-    let start = Instant::now();
-    let mut c = loop {
-        if let Ok(mut c) = Conn::try_connect(node_port)
-            && c.call(&["AUTH", &primary]) == Some(ok())
-        {
-            break c;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the node did not come back"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut c = reconnect(node_port, &primary);
     assert_eq!(c.cmd(&["GET", "order:1"]), bulk("paid"));
 
     let (status, _, listed) = call(
@@ -739,23 +744,8 @@ fn openapi_is_served_and_lists_page_with_next_link() {
 fn the_azure_python_sdk_drives_the_control_plane() {
     let data = TempDir::new("serve-sdk");
     let cp = ControlPlane::start(data.path(), free_port());
-    let python = std::env::var("CACHEPLANE_TEST_PYTHON")
-        .expect("CACHEPLANE_TEST_PYTHON: run scripts/test.sh");
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/e2e/python/azure_mgmt_redis.py"
-    );
-    let out = Command::new(python)
-        .args([script, &cp.base, TOKEN])
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "the SDK script failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sdk ok");
+    let out = crate::harness::run_python("azure_mgmt_redis.py", &[&cp.base, TOKEN]);
+    assert_eq!(out.trim(), "sdk ok");
 }
 
 /// regenerateKey takes effect on the running node without a restart (an open connection
@@ -807,19 +797,7 @@ fn keys_change_live_and_reconfiguration_keeps_the_data() {
     assert_eq!(redis(plain_port, &plain_key).cmd(&["SET", "p", "1"]), ok());
     cp.stop();
     cp = ControlPlane::start(data.path(), port);
-    let start = Instant::now();
-    let mut c = loop {
-        if let Ok(mut c) = Conn::try_connect(plain_port)
-            && c.call(&["AUTH", &plain_key]) == Some(ok())
-        {
-            break c;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the node did not come back"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut c = reconnect(plain_port, &plain_key);
     assert_eq!(c.cmd(&["GET", "p"]), bulk("1"));
     drop(cp);
 }
@@ -967,19 +945,7 @@ fn process_runtime_restarts_a_killed_node_with_its_data() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let start = Instant::now();
-    let mut c = loop {
-        if let Ok(mut c) = Conn::try_connect(port)
-            && c.call(&["AUTH", &primary]) == Some(ok())
-        {
-            break c;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the node was not restarted"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut c = reconnect(port, &primary);
     let restarted = pid_of(&mut c);
     assert_ne!(restarted, pid, "a new process serves the cache");
     assert_eq!(c.cmd(&["GET", "k"]), bulk("before the crash"));

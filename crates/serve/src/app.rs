@@ -1066,13 +1066,50 @@ async fn node_of(app: &App, id: &str, p: &CachePath) -> Result<(Cache, node::Nod
     Ok((cache, control))
 }
 
-fn transfer_failed(what: &str, e: impl std::fmt::Display) -> ArmError {
-    ArmError {
-        status: 500,
-        code: "OperationFailed",
-        message: format!("The {what} failed: {e:#}"),
-        target: None,
-    }
+/// What an export or import works with.
+struct Transfer {
+    control: node::NodeControl,
+    store: blob::Store,
+    percent: Arc<AtomicU32>,
+    /// The operation's name (unique).
+    operation: String,
+}
+
+/// Starts an export or import of the cache at `id` as a long-running operation whose
+/// percentComplete follows `job`'s progress; answers 202 with `Azure-AsyncOperation`.
+async fn start_transfer<F>(
+    app: &Arc<App>,
+    id: &str,
+    p: &CachePath,
+    headers: &HeaderMap,
+    account: &blob::Account,
+    what: &'static str,
+    job: impl FnOnce(Transfer) -> F,
+) -> Result<Response>
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let (cache, control) = node_of(app, id, p).await?;
+    let store = blob::Store::open(account, "", Arc::new(|_| {})).map_err(internal)?;
+    let (op, op_id) = app.new_operation(&cache.location, &p.sub);
+    let percent = app.track_progress(&op);
+    let work = job(Transfer {
+        control,
+        store,
+        percent,
+        operation: op.clone(),
+    });
+    let worker = app.clone();
+    tokio::spawn(async move {
+        let error = work.await.err().map(|e| ArmError {
+            status: 500,
+            code: "OperationFailed",
+            message: format!("The {what} failed: {e:#}"),
+            target: None,
+        });
+        worker.finish_operation(&op, error);
+    });
+    Ok((StatusCode::ACCEPTED, app.async_headers(headers, &op_id)).into_response())
 }
 
 #[utoipa::path(post, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/export", tag = "Redis", operation_id = "Redis_ExportData",
@@ -1098,16 +1135,19 @@ async fn export(
         )
         .into());
     }
-    let (cache, control) = node_of(&app, &id, &p).await?;
-    let store = blob::Store::open(&account, "", Arc::new(|_| {})).map_err(internal)?;
-    let (op, op_id) = app.new_operation(&cache.location, &p.sub);
-    let percent = app.track_progress(&op);
-    let worker = app.clone();
-    tokio::spawn(async move {
-        let result = control.export(&store, &req.prefix, &percent).await;
-        worker.finish_operation(&op, result.err().map(|e| transfer_failed("export", e)));
-    });
-    Ok((StatusCode::ACCEPTED, app.async_headers(&headers, &op_id)).into_response())
+    start_transfer(
+        &app,
+        &id,
+        &p,
+        &headers,
+        &account,
+        "export",
+        |t| async move {
+            t.control.export(&t.store, &req.prefix, &t.percent).await?;
+            Ok(())
+        },
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/import", tag = "Redis", operation_id = "Redis_ImportData",
@@ -1133,29 +1173,33 @@ async fn import(
         .into());
     }
     let account = transfer_account(&req.container)?;
-    let (cache, control) = node_of(&app, &id, &p).await?;
-    let store = blob::Store::open(&account, "", Arc::new(|_| {})).map_err(internal)?;
-    let (op, op_id) = app.new_operation(&cache.location, &p.sub);
-    let percent = app.track_progress(&op);
-    let dir = app.config.data_dir.join("imports").join(&op);
-    let worker = app.clone();
-    tokio::spawn(async move {
-        let result = async {
-            tokio::fs::create_dir_all(&dir).await?;
-            let mut paths = Vec::new();
-            for (i, f) in req.files.iter().enumerate() {
-                let path = dir.join(format!("{i}.rdb"));
-                let mut file = tokio::fs::File::create(&path).await?;
-                store.download(f, &mut file).await?;
-                paths.push(path);
+    let imports = app.config.data_dir.join("imports");
+    start_transfer(
+        &app,
+        &id,
+        &p,
+        &headers,
+        &account,
+        "import",
+        |t| async move {
+            let dir = imports.join(&t.operation);
+            let result = async {
+                tokio::fs::create_dir_all(&dir).await?;
+                let mut paths = Vec::new();
+                for (i, f) in req.files.iter().enumerate() {
+                    let path = dir.join(format!("{i}.rdb"));
+                    let mut file = tokio::fs::File::create(&path).await?;
+                    t.store.download(f, &mut file).await?;
+                    paths.push(path);
+                }
+                t.control.import(paths, t.percent).await
             }
-            control.import(paths, percent).await
-        }
-        .await;
-        let _ = tokio::fs::remove_dir_all(&dir).await;
-        worker.finish_operation(&op, result.err().map(|e| transfer_failed("import", e)));
-    });
-    Ok((StatusCode::ACCEPTED, app.async_headers(&headers, &op_id)).into_response())
+            .await;
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            result.map(|_| ())
+        },
+    )
+    .await
 }
 
 /// Most RDB blobs one import loads.

@@ -368,22 +368,6 @@ impl<T: DictEntry> Dict<T> {
         }
     }
 
-    /// Asks the CPU to start loading the first element of bucket `idx`: an in-order walk
-    /// calls it a few buckets ahead so that its cache misses overlap instead of queueing.
-    #[inline]
-    #[allow(unsafe_code)]
-    pub fn prefetch_bucket(&self, idx: usize) {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(Some(node)) = self.tables[0].buckets.get(idx) {
-            let p = std::ptr::from_ref::<Node<T>>(node).cast::<i8>();
-            // SAFETY: SSE is part of the x86_64 baseline, and a prefetch is only a hint: it
-            // never faults and has no effect a program can observe besides timing.
-            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p) };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = idx;
-    }
-
     /// A random element, each with roughly equal probability.
     pub fn random(&self) -> Option<&T> {
         if self.is_empty() {

@@ -20,10 +20,6 @@ pub struct Entry {
 
 const MARK_BIT: u64 = 1 << 63;
 
-/// How far ahead of itself a snapshot walk prefetches: far enough to cover a memory
-/// round trip at the walk's pace, near enough that the lines are still cached when used.
-const PREFETCH_BUCKETS_AHEAD: usize = 16;
-
 impl Entry {
     fn new(key: Str, value: Value, deadline: u64, mark: bool) -> Entry {
         let mut e = Entry {
@@ -779,7 +775,6 @@ impl Keyspace {
             };
             let finished = match ds.walk {
                 Walk::InOrder { next, buckets } if d.dict.stable_buckets() == Some(buckets) => {
-                    d.dict.prefetch_bucket(next + PREFETCH_BUCKETS_AHEAD);
                     d.dict.bucket_mut(next, &mut hand_over);
                     ds.walk = Walk::InOrder {
                         next: next + 1,

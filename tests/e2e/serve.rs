@@ -962,6 +962,20 @@ fn process_runtime_restarts_a_killed_node_with_its_data() {
     let mut old = Conn::try_connect(port).unwrap();
     assert!(matches!(old.cmd(&["AUTH", &primary]), Frame::Error(_)));
 
+    // The child's object-store events reach the control plane's accounting.
+    let start = Instant::now();
+    loop {
+        let report = storage_report(&cp, "proc");
+        if report["accounts"][0]["liveBytes"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no events from the node process: {report}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     let (status, headers, _) = call(reqwest::Method::DELETE, &cache_url(&cp, "proc"), None);
     assert_eq!(status, 202);
     assert_eq!(wait_operation(&headers), "Succeeded");

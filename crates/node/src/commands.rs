@@ -125,11 +125,27 @@ pub fn run(
         "debug" => debug(st, id, a, out)?,
         "lastsave" => out.int(st.last_save_unix as i64),
         "cacheplane" => {
-            keyspace::check_subcommand_arity("cacheplane", a, &[("backup", 2), ("help", 2)])?;
+            keyspace::check_subcommand_arity(
+                "cacheplane",
+                a,
+                &[("backup", 2), ("events", 2), ("help", 2)],
+            )?;
             match lossy(&a[1]).to_ascii_lowercase().as_str() {
                 "backup" => {
                     let key = crate::ship::backup_now(st).map_err(save_failed)?;
                     out.bulk(key.as_bytes());
+                }
+                "events" => {
+                    // Drained: each event is handed out once, to whoever keeps the accounting.
+                    let events: Vec<blob::BlobEvent> = st
+                        .ship
+                        .events
+                        .lock()
+                        .expect("event log lock")
+                        .recent
+                        .drain(..)
+                        .collect();
+                    out.bulk(crate::ship::events_to_lines(&events).as_bytes());
                 }
                 "help" => help(
                     out,
@@ -137,6 +153,9 @@ pub fn run(
                         "CACHEPLANE <subcommand>. Subcommands are:",
                         "BACKUP",
                         "    Stream a snapshot into the RDB storage account now; replies with its key.",
+                        "EVENTS",
+                        "    Take the object-store events recorded since the last call, one per line:",
+                        "    unix-ms, kind, bytes, account, key, tab-separated (for the accounting).",
                     ],
                 ),
                 _ => return Err(unknown_sub("cacheplane", &a[1])),

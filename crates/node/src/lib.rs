@@ -22,7 +22,9 @@ pub use commands::dataset_digest;
 pub use config::{ConfigError, DebugCommand, Fsync, NodeConfig};
 pub use info::used_memory_bytes;
 pub use server::ACTIVE_EXPIRE_KEYS_PER_CYCLE_MAX;
-pub use ship::{EVENTS_KEPT_MAX, SEGMENT_MAX_BYTES, SEGMENT_ROLL_INTERVAL};
+pub use ship::{
+    EVENTS_KEPT_MAX, SEGMENT_MAX_BYTES, SEGMENT_ROLL_INTERVAL, events_from_lines, events_to_lines,
+};
 pub use state::PUBSUB_OUTBOX_MAX_BYTES;
 
 /// The Redis version the node reports and behaves as.

@@ -242,6 +242,51 @@ pub fn cron(st: &mut State) {
     }
 }
 
+/// Events as text lines of tab-separated `unix-ms kind bytes account key` (kind: write,
+/// overwrite, delete; the key last), for CACHEPLANE EVENTS.
+pub fn events_to_lines(events: &[blob::BlobEvent]) -> String {
+    events
+        .iter()
+        .map(|e| {
+            let kind = match e.kind {
+                blob::EventKind::Write => "write",
+                blob::EventKind::Overwrite => "overwrite",
+                blob::EventKind::Delete => "delete",
+            };
+            format!(
+                "{}\t{kind}\t{}\t{}\t{}\n",
+                e.at_unix_ms, e.bytes, e.account, e.key
+            )
+        })
+        .collect()
+}
+
+/// The inverse of [`events_to_lines`]; malformed lines are skipped.
+pub fn events_from_lines(text: &str) -> Vec<blob::BlobEvent> {
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(5, '\t');
+            let at_unix_ms = parts.next()?.parse().ok()?;
+            let kind = match parts.next()? {
+                "write" => blob::EventKind::Write,
+                "overwrite" => blob::EventKind::Overwrite,
+                "delete" => blob::EventKind::Delete,
+                _ => return None,
+            };
+            let bytes = parts.next()?.parse().ok()?;
+            let account = parts.next()?.to_string();
+            let key = parts.next()?.to_string();
+            Some(blob::BlobEvent {
+                account,
+                key,
+                bytes,
+                kind,
+                at_unix_ms,
+            })
+        })
+        .collect()
+}
+
 /// Starts a snapshot streamed into the RDB account; returns the key it will have.
 pub fn backup_now(st: &mut State) -> anyhow::Result<String> {
     let Some(rdb) = st.ship.rdb.as_ref() else {
@@ -922,4 +967,30 @@ async fn download_aof(store: &Store, dir: &Path, appendfilename: &str) -> anyhow
     )
     .await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn event_lines_read_back() {
+        let events = vec![
+            blob::BlobEvent {
+                account: "local:/data dir/storage".into(),
+                key: "caches/a b/aof/appendonly.aof.manifest".into(),
+                bytes: 88,
+                kind: blob::EventKind::Overwrite,
+                at_unix_ms: 1_795_977_286_384,
+            },
+            blob::BlobEvent {
+                account: "s3:bkt@http://127.0.0.1:9000".into(),
+                key: "caches/x/rdb/1.rdb".into(),
+                bytes: 0,
+                kind: blob::EventKind::Delete,
+                at_unix_ms: 1,
+            },
+        ];
+        let text = super::events_to_lines(&events);
+        assert_eq!(super::events_from_lines(&text), events);
+        assert!(super::events_from_lines("garbage\n1\tnope\t1\ta\tb\n").is_empty());
+    }
 }

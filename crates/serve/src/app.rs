@@ -198,7 +198,7 @@ impl App {
     async fn account_events(&self) {
         let (events, policies) = {
             let nodes = self.nodes.lock().await;
-            (nodes.drain_events(), nodes.policies())
+            (nodes.drain_events().await, nodes.policies())
         };
         let store = self.store.lock().await;
         self.ledgers.lock().expect("ledgers lock").update(

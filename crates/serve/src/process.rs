@@ -21,8 +21,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Restart backoff: doubles from the first value up to the last.
 const RESTART_BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Largest reply line read from a node (status and error replies are short).
-const REPLY_LINE_MAX_BYTES: u64 = 64 * 1024;
+/// Most bytes read of one reply (event lists are the longest: EVENTS_KEPT_MAX lines).
+const REPLY_MAX_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A node running as a child process, with its supervisor.
 pub struct ChildNode {
@@ -105,6 +105,21 @@ impl ChildNode {
             quote(&s)
         );
         write_private(&self.conf, &text)
+    }
+
+    /// The object-store events the node recorded since the last call (CACHEPLANE EVENTS).
+    pub async fn drain_events(&self) -> Vec<blob::BlobEvent> {
+        match command(
+            self.port,
+            self.password.as_deref(),
+            &["CACHEPLANE", "EVENTS"],
+        )
+        .await
+        {
+            Ok(text) => node::events_from_lines(&text),
+            // Restarting: the events wait in the node for the next call.
+            Err(_) => Vec::new(),
+        }
     }
 
     /// What the node's start restored from a storage account (INFO's `restored_from`).
@@ -214,7 +229,7 @@ async fn command(port: u16, password: Option<&str>, args: &[&str]) -> anyhow::Re
     )
     .await??;
     let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r.take(REPLY_LINE_MAX_BYTES * 16));
+    let mut r = BufReader::new(r.take(REPLY_MAX_BYTES));
     let mut send = Vec::new();
     if let Some(p) = password {
         encode(&mut send, &["AUTH", p]);
@@ -240,6 +255,8 @@ async fn command(port: u16, password: Option<&str>, args: &[&str]) -> anyhow::Re
                 break;
             }
         }
+        // The last line read may run into the reply's closing CRLF.
+        body.truncate(len as usize);
         return Ok(body);
     }
     Ok(line)

@@ -263,17 +263,19 @@ impl Supervisor {
         self.policies.lock().expect("policies lock").clone()
     }
 
-    /// The object-store events each running node recorded since the last call (in-process
-    /// nodes only: child processes keep theirs).
-    pub fn drain_events(&self) -> Vec<(String, Vec<blob::BlobEvent>)> {
-        self.nodes
-            .iter()
-            .filter_map(|(k, r)| match &r.node {
-                Node::InProcess(h) => Some((k.clone(), h.drain_events())),
-                Node::Process(_) => None,
-            })
-            .filter(|(_, e)| !e.is_empty())
-            .collect()
+    /// The object-store events each running node recorded since the last call.
+    pub async fn drain_events(&self) -> Vec<(String, Vec<blob::BlobEvent>)> {
+        let mut all = Vec::new();
+        for (k, r) in &self.nodes {
+            let events = match &r.node {
+                Node::InProcess(h) => h.drain_events(),
+                Node::Process(c) => c.drain_events().await,
+            };
+            if !events.is_empty() {
+                all.push((k.clone(), events));
+            }
+        }
+        all
     }
 
     /// Gives the running node of `key` its cache's current access keys, at once.

@@ -982,4 +982,26 @@ fn process_runtime_restarts_a_killed_node_with_its_data() {
     // The process ended (and was reaped) before the delete finished.
     assert!(!std::path::Path::new(&format!("/proc/{restarted}")).exists());
     assert!(Conn::try_connect(port).is_err());
+
+    // A control plane killed outright leaves no node behind holding its port.
+    let (got, key) = create(&cp, "orphan", premium(json!({})));
+    let mut c = redis(got["properties"]["port"].as_u64().unwrap() as u16, &key);
+    let orphan = pid_of(&mut c);
+    drop(cp); // SIGKILL
+    let start = Instant::now();
+    // Gone, or a zombie its adopter has not reaped yet.
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit(") ")
+                .next()
+                .is_some_and(|s| !s.starts_with('Z'))
+        })
+    };
+    while alive(orphan) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "node process {orphan} outlived its control plane"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -28,6 +28,9 @@ pub struct NodeConfig {
     pub dir: PathBuf,
     pub dbfilename: String,
     pub requirepass: Option<String>,
+    /// Stop when the process that started this one is gone (a control plane's child node
+    /// must not outlive it and keep its port).
+    pub exit_with_parent: bool,
     /// A second password AUTH accepts (a managed cache's secondary access key); only with
     /// `requirepass`. Not a redis-server setting: set by the control plane.
     pub requirepass_secondary: Option<String>,
@@ -113,6 +116,7 @@ impl Default for NodeConfig {
             dbfilename: "dump.rdb".into(),
             requirepass: None,
             requirepass_secondary: None,
+            exit_with_parent: false,
             databases: 16,
             maxclients: 10_000,
             timeout_secs: 0,
@@ -194,6 +198,7 @@ const PARAMETERS: &[&str] = &[
 /// Redis's; the storage settings are fixed at start.
 const STORAGE_PARAMETERS: &[&str] = &[
     "requirepass-secondary",
+    "exit-with-parent",
     "rdb-backup-enabled",
     "rdb-backup-frequency",
     "rdb-backup-max-snapshot-count",
@@ -364,6 +369,7 @@ impl NodeConfig {
             "dbfilename" => self.dbfilename.clone(),
             "requirepass" => self.requirepass.clone().unwrap_or_default(),
             "requirepass-secondary" => self.requirepass_secondary.clone().unwrap_or_default(),
+            "exit-with-parent" => yn(self.exit_with_parent),
             "databases" => self.databases.to_string(),
             "maxclients" => self.maxclients.to_string(),
             "timeout" => self.timeout_secs.to_string(),
@@ -457,6 +463,7 @@ impl NodeConfig {
             "requirepass-secondary" => {
                 self.requirepass_secondary = (!v.is_empty()).then(|| v.to_string())
             }
+            "exit-with-parent" => self.exit_with_parent = yes_no(v)?,
             "databases" => self.databases = integer(v, 1, 1 << 20)? as usize,
             "maxclients" => self.maxclients = integer(v, 1, 1 << 24)? as usize,
             "timeout" => self.timeout_secs = integer(v, 0, i32::MAX as u64)?,

@@ -68,10 +68,18 @@ pub async fn serve(
 }
 
 async fn cron(shared: Arc<Shared>) {
+    let parent = std::os::unix::process::parent_id();
     loop {
         let hz = shared.state.lock().expect("state lock").config.hz.max(1);
         tokio::time::sleep(Duration::from_millis(1000 / hz as u64)).await;
         let mut st = shared.state.lock().expect("state lock");
+        // Orphaned (the parent died and another process adopted this one): stop, as the
+        // parent would have stopped us.
+        if st.config.exit_with_parent && std::os::unix::process::parent_id() != parent {
+            tracing::warn!("the parent process is gone; stopping");
+            let _ = shared.shutdown.send(true);
+            return;
+        }
         st.ks.set_clock(unix_time_ms());
         if st.active_expire_enabled {
             st.ks.active_expire(ACTIVE_EXPIRE_KEYS_PER_CYCLE_MAX);

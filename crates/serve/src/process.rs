@@ -282,6 +282,7 @@ fn config_file(cfg: &NodeConfig) -> String {
         format!("bind {}", cfg.bind.join(" ")),
         format!("dir {}", quote(&cfg.dir.display().to_string())),
         "save \"\"".to_string(),
+        "exit-with-parent yes".to_string(),
         format!("maxclients {}", cfg.maxclients),
         format!("appendonly {}", if cfg.appendonly { "yes" } else { "no" }),
         format!(

@@ -76,12 +76,13 @@ async fn discover_now(account: &Account, prefix: &str) -> Result<Discovered, Dis
             endpoint,
             ..
         } => {
+            let client = http_client(account)?;
             let url = format!(
                 "{}/?restype=service&comp=properties",
                 endpoint.trim_end_matches('/')
             );
             let what = "blob service properties";
-            let body = get(account, what, &url, |req| {
+            let body = get(&client, account, what, url, |req| {
                 let key = object_store::azure::AzureAccessKey::try_new(key.expose())
                     .map_err(|e| e.to_string())?;
                 let credential = object_store::azure::AzureCredential::AccessKey(key);
@@ -112,6 +113,7 @@ async fn discover_now(account: &Account, prefix: &str) -> Result<Discovered, Dis
             access_key_id,
             secret_access_key,
         } => {
+            let client = http_client(account)?;
             let base = match endpoint {
                 Some(e) => format!("{}/{bucket}", e.trim_end_matches('/')),
                 None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
@@ -128,7 +130,7 @@ async fn discover_now(account: &Account, prefix: &str) -> Result<Discovered, Dis
                     .map_err(|e| e.to_string())
             };
             let what = "bucket versioning";
-            let body = get(account, what, &format!("{base}/?versioning"), sign)
+            let body = get(&client, account, what, format!("{base}/?versioning"), sign)
                 .await?
                 .ok_or_else(|| failed(account, what, "bucket not found".into()))?;
             let versioning: S3Versioning =
@@ -141,14 +143,15 @@ async fn discover_now(account: &Account, prefix: &str) -> Result<Discovered, Dis
             }
             let what = "bucket lifecycle";
             // No lifecycle configuration is a 404 (NoSuchLifecycleConfiguration).
-            let rules = match get(account, what, &format!("{base}/?lifecycle"), sign).await? {
-                Some(body) => {
-                    quick_xml::de::from_str::<S3Lifecycle>(&body)
-                        .map_err(|e| failed(account, what, e.to_string()))?
-                        .rules
-                }
-                None => Vec::new(),
-            };
+            let rules =
+                match get(&client, account, what, format!("{base}/?lifecycle"), sign).await? {
+                    Some(body) => {
+                        quick_xml::de::from_str::<S3Lifecycle>(&body)
+                            .map_err(|e| failed(account, what, e.to_string()))?
+                            .rules
+                    }
+                    None => Vec::new(),
+                };
             Ok(Discovered {
                 retention: Retention::Versioning {
                     noncurrent_expiry_days: noncurrent_expiry(&rules, prefix),
@@ -167,21 +170,26 @@ fn failed(account: &Account, what: &'static str, reason: String) -> DiscoveryErr
     }
 }
 
+/// The client for one discovery's requests (they share its connections).
+fn http_client(account: &Account) -> Result<HttpClient, DiscoveryError> {
+    ReqwestConnector::default()
+        .connect(
+            &ClientOptions::new()
+                .with_allow_http(true)
+                .with_timeout(DISCOVERY_TIMEOUT),
+        )
+        .map_err(|e| failed(account, "retention policy", e.to_string()))
+}
+
 /// A signed GET; None for a 404.
 async fn get(
+    client: &HttpClient,
     account: &Account,
     what: &'static str,
-    url: &str,
+    url: String,
     sign: impl FnOnce(&mut object_store::client::HttpRequest) -> Result<(), String>,
 ) -> Result<Option<String>, DiscoveryError> {
     let fail = |reason: String| failed(account, what, reason);
-    let client: HttpClient = ReqwestConnector::default()
-        .connect(
-            &ClientOptions::new()
-                .with_allow_http(url.starts_with("http://"))
-                .with_timeout(DISCOVERY_TIMEOUT),
-        )
-        .map_err(|e| fail(e.to_string()))?;
     let mut req = http::Request::get(url)
         .body(HttpRequestBody::empty())
         .map_err(|e| fail(e.to_string()))?;

@@ -56,8 +56,8 @@ enum Command {
         node_ports: Option<(u16, u16)>,
         /// How caches' nodes run: `in-process` tasks, or child `process`es (a crash is a
         /// real process death; the control plane restarts them).
-        #[arg(long, default_value = "in-process", value_parser = ["in-process", "process"])]
-        node_runtime: String,
+        #[arg(long, default_value = "in-process", value_parser = parse_node_runtime)]
+        node_runtime: serve::NodeRuntime,
     },
     /// Run a data-plane node. Takes redis-server's flags: `--port 7000 --requirepass K
     /// --save "" --databases 16 ...`, optionally after a config file path.
@@ -86,6 +86,14 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     Ok((first, last))
 }
 
+fn parse_node_runtime(s: &str) -> Result<serve::NodeRuntime, String> {
+    match s {
+        "in-process" => Ok(serve::NodeRuntime::InProcess),
+        "process" => Ok(serve::NodeRuntime::Process),
+        _ => Err(format!("'{s}': expected in-process or process")),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -112,11 +120,7 @@ fn main() -> anyhow::Result<()> {
                 node_bind,
                 host,
                 node_ports,
-                node_runtime: if node_runtime == "process" {
-                    serve::NodeRuntime::Process
-                } else {
-                    serve::NodeRuntime::InProcess
-                },
+                node_runtime,
             };
             runtime.block_on(serve::run(config, shutdown_signal()))
         }

@@ -126,6 +126,14 @@ impl Cache {
         resource_id(&self.subscription, &self.resource_group, &self.name)
     }
 
+    /// `listKeys`' answer.
+    pub fn access_keys(&self) -> AccessKeys {
+        AccessKeys {
+            primary_key: self.primary_key.clone(),
+            secondary_key: self.secondary_key.clone(),
+        }
+    }
+
     /// GET's body: ARM's `RedisResource`, without secrets (and without storage warnings,
     /// which the control plane adds).
     pub fn to_resource(&self, host: &str) -> RedisResource {

@@ -18,10 +18,8 @@ use control::model::{
     AccessKeys, Cache, CreateParameters, OperationStatus, ProvisioningState, RebootResponse,
     RedisResource, ResourceList, StorageWarning, UpdateParameters, new_access_key, resource_id,
 };
-#[allow(unused_imports)] // named by the OpenAPI annotations
 use control::model::{
-    CreateParameters as _, ExportParameters, ImportParameters, RebootParameters,
-    RegenerateKeyParameters,
+    ExportParameters, ImportParameters, RebootParameters, RegenerateKeyParameters,
 };
 use control::store::{ResourceStore, key};
 use serde::Deserialize;
@@ -901,19 +899,7 @@ async fn list_keys(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Res
     let id = p.id()?;
     let store = app.store.lock().await;
     let cache = store.get(&id).ok_or_else(|| not_found(&p))?;
-    Ok(json(
-        StatusCode::OK,
-        &AccessKeys {
-            primary_key: cache.primary_key.clone(),
-            secondary_key: cache.secondary_key.clone(),
-        },
-    ))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RegenerateKey {
-    key_type: String,
+    Ok(json(StatusCode::OK, &cache.access_keys()))
 }
 
 #[utoipa::path(post, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/regenerateKey", tag = "Redis", operation_id = "Redis_RegenerateKey",
@@ -926,7 +912,7 @@ async fn regenerate_key(
     body: Bytes,
 ) -> Result<Response> {
     let id = p.id()?;
-    let req: RegenerateKey = parse_body(&body)?;
+    let req: RegenerateKeyParameters = parse_body(&body)?;
     let mut store = app.store.lock().await;
     let mut cache = store.get(&id).cloned().ok_or_else(|| not_found(&p))?;
     match req.key_type.to_ascii_lowercase().as_str() {
@@ -950,19 +936,7 @@ async fn regenerate_key(
         .set_keys(&key(&id), &cache)
         .await
         .map_err(internal)?;
-    Ok(json(
-        StatusCode::OK,
-        &AccessKeys {
-            primary_key: cache.primary_key.clone(),
-            secondary_key: cache.secondary_key.clone(),
-        },
-    ))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Reboot {
-    reboot_type: String,
+    Ok(json(StatusCode::OK, &cache.access_keys()))
 }
 
 #[utoipa::path(post, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/forceReboot", tag = "Redis", operation_id = "Redis_ForceReboot",
@@ -975,7 +949,7 @@ async fn force_reboot(
     body: Bytes,
 ) -> Result<Response> {
     let id = p.id()?;
-    let req: Reboot = parse_body(&body)?;
+    let req: RebootParameters = parse_body(&body)?;
     if !["primarynode", "secondarynode", "allnodes"]
         .contains(&req.reboot_type.to_ascii_lowercase().as_str())
     {

@@ -26,10 +26,8 @@ const REPLY_MAX_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A node running as a child process, with its supervisor.
 pub struct ChildNode {
-    port: u16,
-    conf: PathBuf,
-    /// The password the supervisor authenticates with; follows key changes.
-    password: Option<String>,
+    /// The node's settings as its config file holds them (passwords follow key changes).
+    cfg: NodeConfig,
     stopping: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -37,26 +35,21 @@ pub struct ChildNode {
 impl ChildNode {
     /// Writes the node's config file, starts it and waits until it answers.
     pub async fn start(cfg: &NodeConfig) -> anyhow::Result<ChildNode> {
-        let conf = cfg.dir.join("cacheplane-node.conf");
+        let conf = conf_path(cfg);
         write_private(&conf, &config_file(cfg))?;
-        let port = cfg.port;
-        let password = cfg.requirepass.clone();
-        let child = spawn(&conf, &cfg.dir, port).await?;
+        let child = spawn(&conf, &cfg.dir, cfg.port).await?;
         let (stopping, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(supervise(
-            child,
-            conf.clone(),
-            cfg.dir.clone(),
-            port,
-            stop_rx,
-        ));
+        let task = tokio::spawn(supervise(child, conf, cfg.dir.clone(), cfg.port, stop_rx));
         Ok(ChildNode {
-            port,
-            conf,
-            password,
+            cfg: cfg.clone(),
             stopping,
             task,
         })
+    }
+
+    /// A command to the node, authenticated with its current password.
+    async fn command(&self, args: &[&str]) -> anyhow::Result<String> {
+        command(self.cfg.port, self.cfg.requirepass.as_deref(), args).await
     }
 
     /// Stops the node (with a final snapshot when `save`) and waits for the process to end.
@@ -64,8 +57,8 @@ impl ChildNode {
         let _ = self.stopping.send(true);
         let how = if save { "SAVE" } else { "NOSAVE" };
         // SHUTDOWN answers nothing when it succeeds: the connection closes.
-        if let Err(e) = command(self.port, self.password.as_deref(), &["SHUTDOWN", how]).await {
-            tracing::debug!(port = self.port, error = %e, "SHUTDOWN");
+        if let Err(e) = self.command(&["SHUTDOWN", how]).await {
+            tracing::debug!(port = self.cfg.port, error = %e, "SHUTDOWN");
         }
         let _ = self.task.await;
     }
@@ -78,44 +71,25 @@ impl ChildNode {
     ) -> anyhow::Result<()> {
         let p = primary.clone().unwrap_or_default();
         let s = secondary.clone().unwrap_or_default();
-        let reply = command(
-            self.port,
-            self.password.as_deref(),
-            &[
+        let reply = self
+            .command(&[
                 "CONFIG",
                 "SET",
                 "requirepass",
                 &p,
                 "requirepass-secondary",
                 &s,
-            ],
-        )
-        .await?;
+            ])
+            .await?;
         anyhow::ensure!(reply == "+OK", "CONFIG SET answered {reply}");
-        self.password = primary;
-        let text = std::fs::read_to_string(&self.conf)?;
-        let kept: Vec<&str> = text
-            .lines()
-            .filter(|l| !l.starts_with("requirepass"))
-            .collect();
-        let mut text = kept.join("\n") + "\n";
-        text += &format!(
-            "requirepass {}\nrequirepass-secondary {}\n",
-            quote(&p),
-            quote(&s)
-        );
-        write_private(&self.conf, &text)
+        self.cfg.requirepass = primary;
+        self.cfg.requirepass_secondary = secondary;
+        write_private(&conf_path(&self.cfg), &config_file(&self.cfg))
     }
 
     /// The object-store events the node recorded since the last call (CACHEPLANE EVENTS).
     pub async fn drain_events(&self) -> Vec<blob::BlobEvent> {
-        match command(
-            self.port,
-            self.password.as_deref(),
-            &["CACHEPLANE", "EVENTS"],
-        )
-        .await
-        {
+        match self.command(&["CACHEPLANE", "EVENTS"]).await {
             Ok(text) => node::events_from_lines(&text),
             // Restarting: the events wait in the node for the next call.
             Err(_) => Vec::new(),
@@ -124,9 +98,7 @@ impl ChildNode {
 
     /// What the node's start restored from a storage account (INFO's `restored_from`).
     pub async fn restored(&self) -> Option<String> {
-        let info = command(self.port, self.password.as_deref(), &["INFO", "storage"])
-            .await
-            .ok()?;
+        let info = self.command(&["INFO", "storage"]).await.ok()?;
         info.lines()
             .find_map(|l| l.strip_prefix("restored_from:"))
             .map(|v| v.trim().to_string())
@@ -272,6 +244,11 @@ fn encode(out: &mut Vec<u8>, args: &[&str]) {
 /// A config-file value in double quotes, as redis-server's config reader takes them.
 fn quote(v: &str) -> String {
     format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Where a child node's config file lives: in its own directory.
+fn conf_path(cfg: &NodeConfig) -> PathBuf {
+    cfg.dir.join("cacheplane-node.conf")
 }
 
 /// The settings serve gives a node, as a redis-server config file.

@@ -237,7 +237,7 @@ impl Supervisor {
             NodeRuntime::Process => {
                 let child = ChildNode::start(&cfg).await?;
                 let restored = child.restored().await;
-                (Node::Process(child), restored)
+                (Node::Process(Box::new(child)), restored)
             }
         };
         let alive = Arc::new(());
@@ -324,7 +324,7 @@ impl Supervisor {
 /// A running node, in either runtime.
 enum Node {
     InProcess(node::NodeHandle),
-    Process(ChildNode),
+    Process(Box<ChildNode>),
 }
 
 impl Node {

@@ -294,3 +294,29 @@ pub fn run_python(script: &str, args: &[&str]) -> String {
     );
     stdout
 }
+
+/// Polls `f` every 25 ms until it yields a value; fails after `timeout` naming `what` and
+/// the last state `f` reported (its `Err`).
+pub fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(last) => assert!(
+                start.elapsed() < timeout,
+                "timed out waiting for {what}{}{last}",
+                if last.is_empty() { "" } else { ": " }
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Waits until `f` holds (see [`poll`]).
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    poll(
+        what,
+        timeout,
+        || if f() { Ok(()) } else { Err(String::new()) },
+    )
+}

@@ -3,13 +3,13 @@
 //! refusals of bad input (each the right 4xx with ARM's error body, nothing created).
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::blocking::Client;
 use resp::Frame;
 use serde_json::{Value, json};
 
-use crate::harness::{CACHEPLANE, Conn, TempDir, bulk, free_port, ok};
+use crate::harness::{CACHEPLANE, Conn, TempDir, bulk, free_port, ok, poll, wait_until};
 
 const TOKEN: &str = "e2e-token";
 const API: &str = "api-version=2024-11-01";
@@ -63,14 +63,9 @@ impl ControlPlane {
             child,
             base: format!("http://127.0.0.1:{port}"),
         };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "serve never listened"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until("serve to listen", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         cp
     }
 }
@@ -123,21 +118,15 @@ fn wait_operation(headers: &reqwest::header::HeaderMap) -> String {
         .to_str()
         .unwrap()
         .to_string();
-    let start = Instant::now();
-    loop {
+    poll("the operation to end", Duration::from_secs(60), || {
         let resp = client().get(&url).bearer_auth(TOKEN).send().unwrap();
         assert_eq!(resp.status().as_u16(), 200);
         let v: Value = resp.json().unwrap();
-        let status = v["status"].as_str().unwrap().to_string();
-        if status != "InProgress" {
-            return status;
+        match v["status"].as_str().unwrap() {
+            "InProgress" => Err(v.to_string()),
+            ended => Ok(ended.to_string()),
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "operation never ended"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    })
 }
 
 fn premium(config: Value) -> Value {
@@ -156,19 +145,18 @@ fn redis(port: u16, key: &str) -> Conn {
 
 /// Waits until the node on `port` (restarting) takes `key`, and returns the connection.
 fn reconnect(port: u16, key: &str) -> Conn {
-    let start = Instant::now();
-    loop {
-        if let Ok(mut c) = Conn::try_connect(port)
-            && c.call(&["AUTH", key]) == Some(ok())
-        {
-            return c;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the node on port {port} did not come back"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll(
+        &format!("the node on port {port} to come back"),
+        Duration::from_secs(30),
+        || {
+            if let Ok(mut c) = Conn::try_connect(port)
+                && c.call(&["AUTH", key]) == Some(ok())
+            {
+                return Ok(c);
+            }
+            Err(String::new())
+        },
+    )
 }
 
 fn create(cp: &ControlPlane, name: &str, body: Value) -> (Value, String) {
@@ -416,20 +404,16 @@ fn persistence_modes_restore_from_azurite_and_s3_after_a_reboot() {
         assert_eq!(c.cmd(&["SET", "k", name]), ok());
         if name.starts_with("rdb") {
             // A snapshot after the write: at 900x, within about a second.
-            let start = Instant::now();
-            loop {
-                let Frame::Bulk(info) = c.cmd(&["INFO", "storage"]) else {
-                    panic!("info")
-                };
-                if String::from_utf8_lossy(&info).contains("rdb_backups_ok:2") {
-                    break;
-                }
-                assert!(
-                    start.elapsed() < Duration::from_secs(30),
-                    "{name}: no snapshots"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            wait_until(
+                &format!("{name}: snapshots"),
+                Duration::from_secs(30),
+                || {
+                    let Frame::Bulk(info) = c.cmd(&["INFO", "storage"]) else {
+                        panic!("info")
+                    };
+                    String::from_utf8_lossy(&info).contains("rdb_backups_ok:2")
+                },
+            );
         }
         let (status, _, _) = call(
             reqwest::Method::POST,
@@ -466,18 +450,15 @@ fn storage_report(cp: &ControlPlane, name: &str) -> Value {
 
 /// Polls a cache's storage report until `ready` holds for its first account.
 fn wait_report(cp: &ControlPlane, name: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
+    poll(&format!("{name}'s report"), Duration::from_secs(30), || {
         let report = storage_report(cp, name);
-        if ready(&report["accounts"][0]) {
-            return report["accounts"][0].clone();
+        let account = &report["accounts"][0];
+        if ready(account) {
+            Ok(account.clone())
+        } else {
+            Err(report.to_string())
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{name}: the report never got there: {report}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    })
 }
 
 /// Retention policies read from the stores themselves (Azurite's blob service properties,
@@ -514,21 +495,19 @@ fn soft_delete_read_from_the_store_warns_with_numbers_and_survives_a_restart() {
         std::thread::sleep(Duration::from_millis(1200));
         assert!(matches!(c.cmd(&["BGREWRITEAOF"]), Frame::Simple(_)));
     }
-    let start = Instant::now();
-    let warning = loop {
-        let found = storage_warnings(&cp, "costly").into_iter().find(|w| {
-            w["code"] == "RetentionOnPersistenceAccount"
-                && w["retainedBytes"].as_u64().unwrap_or(0) > 0
-        });
-        if let Some(w) = found {
-            break w;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no soft-delete warning on the cache"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let warning = poll(
+        "a soft-delete warning on the cache",
+        Duration::from_secs(30),
+        || {
+            storage_warnings(&cp, "costly")
+                .into_iter()
+                .find(|w| {
+                    w["code"] == "RetentionOnPersistenceAccount"
+                        && w["retainedBytes"].as_u64().unwrap_or(0) > 0
+                })
+                .ok_or_else(String::new)
+        },
+    );
     assert_eq!(warning["policy"]["kind"], "softDelete");
     assert_eq!(warning["policy"]["days"], 7);
     assert_eq!(warning["policySource"], "reported");
@@ -658,24 +637,23 @@ fn retained_bytes_match_the_s3_servers_own_version_listing() {
         );
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
     };
-    let start = Instant::now();
-    loop {
-        let (_, _, report) = call(
-            reqwest::Method::GET,
-            &format!("{}/storageReport", cache_url(&cp, &name)),
-            None,
-        );
-        let reported = report["accounts"][0]["retainedBytes"].as_u64().unwrap_or(0);
-        let listed = noncurrent();
-        if reported > 0 && reported == listed {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the ledger says {reported}, the server lists {listed} noncurrent bytes"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    poll(
+        "the ledger to match the server's versions",
+        Duration::from_secs(30),
+        || {
+            let reported = storage_report(&cp, &name)["accounts"][0]["retainedBytes"]
+                .as_u64()
+                .unwrap_or(0);
+            let listed = noncurrent();
+            if reported > 0 && reported == listed {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the ledger says {reported}, the server lists {listed} noncurrent bytes"
+                ))
+            }
+        },
+    );
 }
 
 /// The OpenAPI document is served (without a token, as Azure's specifications are public)
@@ -963,18 +941,7 @@ fn process_runtime_restarts_a_killed_node_with_its_data() {
     assert!(matches!(old.cmd(&["AUTH", &primary]), Frame::Error(_)));
 
     // The child's object-store events reach the control plane's accounting.
-    let start = Instant::now();
-    loop {
-        let report = storage_report(&cp, "proc");
-        if report["accounts"][0]["liveBytes"].as_u64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no events from the node process: {report}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_report(&cp, "proc", |a| a["liveBytes"].as_u64().unwrap_or(0) > 0);
 
     let (status, headers, _) = call(reqwest::Method::DELETE, &cache_url(&cp, "proc"), None);
     assert_eq!(status, 202);
@@ -988,7 +955,6 @@ fn process_runtime_restarts_a_killed_node_with_its_data() {
     let mut c = redis(got["properties"]["port"].as_u64().unwrap() as u16, &key);
     let orphan = pid_of(&mut c);
     drop(cp); // SIGKILL
-    let start = Instant::now();
     // Gone, or a zombie its adopter has not reaped yet.
     let alive = |pid: u32| {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
@@ -997,11 +963,9 @@ fn process_runtime_restarts_a_killed_node_with_its_data() {
                 .is_some_and(|s| !s.starts_with('Z'))
         })
     };
-    while alive(orphan) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "node process {orphan} outlived its control plane"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        &format!("node process {orphan} to end with its control plane"),
+        Duration::from_secs(10),
+        || !alive(orphan),
+    );
 }

@@ -12,12 +12,12 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use blob::{Account, Store};
 use resp::Frame;
 
-use crate::harness::{Conn, Server, TempDir, bulk, ok};
+use crate::harness::{Conn, Server, TempDir, bulk, ok, wait_until};
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -65,14 +65,6 @@ fn info(c: &mut Conn, field: &str) -> String {
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))
         .unwrap_or_else(|| panic!("INFO has no {field}"))
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }
 
 fn target_field(c: &mut Conn, target: usize, key: &str) -> String {

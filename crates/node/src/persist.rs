@@ -442,16 +442,13 @@ pub fn begin_background(st: &mut State, kind: Job) -> anyhow::Result<u64> {
     Ok(generation)
 }
 
-/// Puts `ks` in place of the dataset (DEBUG RELOAD, import). A background job over the old
-/// dataset is cancelled; the append-only file, if on, is rewritten from the new one.
+/// Puts `ks` in place of the dataset (DEBUG RELOAD, import); a background job over the old
+/// dataset is cancelled.
 pub fn replace_dataset(st: &mut State, mut ks: Keyspace) {
     cancel_bgsave(st);
-    ks.dirty = st.ks.dirty + 1;
+    ks.dirty = st.ks.dirty;
     ks.set_feed(st.ks.feed_enabled());
     st.ks = ks;
-    if st.config.appendonly {
-        st.rdb.aof_rewrite_scheduled = true;
-    }
 }
 
 /// Cancels a running background job (SHUTDOWN): its file is not written.

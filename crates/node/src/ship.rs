@@ -427,6 +427,7 @@ pub fn start_aof(st: &mut State, shared: Weak<Shared>) -> anyhow::Result<Option<
             manifest_version: None,
             base_sum: (0, 0),
             sums_bytes: 0,
+            committed_sums: String::new(),
             pending_since: None,
         };
         tokio::spawn(target.run(shared.clone()));
@@ -466,6 +467,10 @@ struct Target {
     /// Size and CRC-64 of the base in the manifest; size of the checksum list last written.
     base_sum: (u64, u64),
     sums_bytes: u64,
+    /// Checksum lines of the files the store's manifest names now. Every list written
+    /// keeps them until a new manifest has replaced that one: a crash between the list
+    /// and the manifest must not leave the manifest naming a file without a checksum.
+    committed_sums: String,
     pending_since: Option<Instant>,
 }
 
@@ -581,21 +586,22 @@ impl Target {
         });
         // The segment and the checksum list that includes it go up together; the manifest,
         // the commit point, follows once both are there.
-        let sums = self.checksums();
-        let sums_len = sums.len() as u64;
+        let (sums, upload) = self.checksums();
+        let upload_len = upload.len() as u64;
         let key = format!("aof/{name}");
         let uploaded = tokio::try_join!(
             self.store.put_new(&key, Bytes::from(bytes)),
             self.store
-                .put_over(CHECKSUMS_KEY, Bytes::from(sums), self.sums_bytes),
+                .put_over(CHECKSUMS_KEY, Bytes::from(upload), self.sums_bytes),
         );
         if let Err(e) = uploaded {
             self.segs.pop();
             return Err(e.into());
         }
-        self.sums_bytes = sums_len;
+        self.sums_bytes = upload_len;
         self.next_seq += 1;
         self.write_manifest_only().await?;
+        self.committed_sums = sums;
         self.cursor = Some((file, to));
         self.pending_since = None;
         if to == end {
@@ -679,7 +685,10 @@ impl Target {
         if let Some((bytes, version)) = self.store.get(MANIFEST_KEY).await? {
             self.manifest_version = Some((version, bytes.len() as u64));
         }
-        self.sums_bytes = self.store.size(CHECKSUMS_KEY).await?.unwrap_or(0);
+        if let Some((bytes, _)) = self.store.get(CHECKSUMS_KEY).await? {
+            self.sums_bytes = bytes.len() as u64;
+            self.committed_sums = String::from_utf8_lossy(&bytes).into_owned();
+        }
         for (key, _) in self.store.list("aof").await? {
             let name = key.trim_start_matches("aof/");
             if let Some(seq) = file_seq(name) {
@@ -693,8 +702,10 @@ impl Target {
         Ok(())
     }
 
-    /// The checksum list of the base and the segments: `<name> <bytes> <crc64 hex>` lines.
-    fn checksums(&self) -> String {
+    /// The checksum lines (`<name> <bytes> <crc64 hex>`) of the base and the segments the
+    /// next manifest names, and the list to upload before it: those lines and the ones of
+    /// the manifest it replaces.
+    fn checksums(&self) -> (String, String) {
         let mut sums = format!(
             "{} {} {:016x}\n",
             aoff::base_name("appendonly.aof", self.base_seq, true),
@@ -704,19 +715,22 @@ impl Target {
         for s in &self.segs {
             sums.push_str(&format!("{} {} {:016x}\n", s.name, s.size, s.crc));
         }
-        sums
+        let upload = union_of_lines(&sums, &self.committed_sums);
+        (sums, upload)
     }
 
     /// Writes the checksum list, then the manifest (the commit point, naming only files
     /// whose checksums are already stored).
     async fn write_manifest(&mut self) -> anyhow::Result<()> {
-        let sums = self.checksums();
-        let sums_len = sums.len() as u64;
+        let (sums, upload) = self.checksums();
+        let upload_len = upload.len() as u64;
         self.store
-            .put_over(CHECKSUMS_KEY, Bytes::from(sums), self.sums_bytes)
+            .put_over(CHECKSUMS_KEY, Bytes::from(upload), self.sums_bytes)
             .await?;
-        self.sums_bytes = sums_len;
-        self.write_manifest_only().await
+        self.sums_bytes = upload_len;
+        self.write_manifest_only().await?;
+        self.committed_sums = sums;
+        Ok(())
     }
 
     async fn write_manifest_only(&mut self) -> anyhow::Result<()> {
@@ -775,6 +789,18 @@ impl Target {
         }
         Ok(())
     }
+}
+
+/// The lines of `first`, then those of `second` that `first` lacks.
+fn union_of_lines(first: &str, second: &str) -> String {
+    let mut out = first.to_string();
+    for line in second.lines().filter(|l| !l.is_empty()) {
+        if !first.lines().any(|f| f == line) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Size and CRC-64 of a file, read in bounded chunks.
@@ -992,5 +1018,16 @@ mod tests {
         let text = super::events_to_lines(&events);
         assert_eq!(super::events_from_lines(&text), events);
         assert!(super::events_from_lines("garbage\n1\tnope\t1\ta\tb\n").is_empty());
+    }
+
+    #[test]
+    fn a_checksum_list_keeps_the_replaced_manifests_files() {
+        let committed = "appendonly.aof.4.base.rdb 10 0a\nappendonly.aof.9.incr.aof 5 05\n";
+        let next = "appendonly.aof.5.base.rdb 12 0c\nappendonly.aof.9.incr.aof 5 05\n";
+        assert_eq!(
+            super::union_of_lines(next, committed),
+            "appendonly.aof.5.base.rdb 12 0c\nappendonly.aof.9.incr.aof 5 05\nappendonly.aof.4.base.rdb 10 0a\n"
+        );
+        assert_eq!(super::union_of_lines(next, ""), next);
     }
 }

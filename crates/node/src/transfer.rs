@@ -65,6 +65,12 @@ pub async fn import(
     let mut st = shared.state.lock().expect("state lock");
     let keys = ks.dbs_len_total() as u64;
     persist::replace_dataset(&mut st, ks);
+    // The dataset changed without commands: save rules count it, and the append-only file
+    // (which holds none of it) is rewritten from it.
+    st.ks.dirty += keys.max(1);
+    if st.config.appendonly {
+        st.rdb.aof_rewrite_scheduled = true;
+    }
     tracing::info!(keys, "imported");
     Ok(keys)
 }

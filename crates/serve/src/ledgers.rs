@@ -140,9 +140,8 @@ impl Ledgers {
     ) {
         let mut changed = false;
         let mut events: HashMap<String, Vec<blob::BlobEvent>> = events.into_iter().collect();
-        let keys: std::collections::BTreeSet<&String> =
-            policies.keys().chain(events.keys()).collect();
-        let keys: Vec<String> = keys.into_iter().cloned().collect();
+        let keys: std::collections::BTreeSet<String> =
+            policies.keys().chain(events.keys()).cloned().collect();
         for k in keys {
             let Some(cache) = caches(&k) else { continue };
             let l = self

@@ -474,14 +474,22 @@ fn soft_delete_read_from_the_store_warns_with_numbers_and_survives_a_restart() {
         .expect("CACHEPLANE_TEST_AZURITE_SOFT_DELETE: run scripts/test.sh");
     let lifecycle = std::env::var("CACHEPLANE_TEST_S3_LIFECYCLE")
         .expect("CACHEPLANE_TEST_S3_LIFECYCLE: run scripts/test.sh");
+    // Names of this run's own: the stores outlive test runs when they are kept running, and
+    // a cache of an earlier run's name would be restored from its objects.
+    let run = std::process::id();
+    let (costly_name, plain_name, versioned_name) = (
+        format!("costly-{run}"),
+        format!("plain-{run}"),
+        format!("versioned-{run}"),
+    );
     for (name, config) in [
         (
-            "costly",
+            costly_name.as_str(),
             json!({"aof-backup-enabled": "true", "aof-storage-connection-string-0": soft}),
         ),
-        ("plain", json!({"aof-backup-enabled": "true"})),
+        (plain_name.as_str(), json!({"aof-backup-enabled": "true"})),
         (
-            "versioned",
+            versioned_name.as_str(),
             json!({"aof-backup-enabled": "true", "aof-storage-connection-string-0": lifecycle}),
         ),
     ] {
@@ -499,7 +507,7 @@ fn soft_delete_read_from_the_store_warns_with_numbers_and_survives_a_restart() {
         "a soft-delete warning on the cache",
         Duration::from_secs(30),
         || {
-            storage_warnings(&cp, "costly")
+            storage_warnings(&cp, &costly_name)
                 .into_iter()
                 .find(|w| {
                     w["code"] == "RetentionOnPersistenceAccount"
@@ -523,7 +531,7 @@ fn soft_delete_read_from_the_store_warns_with_numbers_and_survives_a_restart() {
         warning["projectedRetainedBytes"].as_u64().unwrap() > 0,
         "{warning}"
     );
-    let costly = storage_report(&cp, "costly")["accounts"][0].clone();
+    let costly = storage_report(&cp, &costly_name)["accounts"][0].clone();
     let retained = costly["retainedBytes"].as_u64().unwrap();
     assert!(retained > 0, "{costly}");
     assert!(
@@ -532,7 +540,7 @@ fn soft_delete_read_from_the_store_warns_with_numbers_and_survives_a_restart() {
     );
 
     // The S3 bucket's versioning and its lifecycle rule (noncurrent versions: 3 days).
-    let versioned = wait_report(&cp, "versioned", |a| a["policySource"] == "reported");
+    let versioned = wait_report(&cp, &versioned_name, |a| a["policySource"] == "reported");
     assert_eq!(
         versioned["policy"],
         json!({"kind": "versioning", "noncurrentExpiryDays": 3})
@@ -540,10 +548,12 @@ fn soft_delete_read_from_the_store_warns_with_numbers_and_survives_a_restart() {
 
     // Without soft delete (a local folder keeps nothing) the same traffic retains nothing
     // and warns about nothing.
-    let plain = wait_report(&cp, "plain", |a| a["liveBytes"].as_u64().unwrap_or(0) > 0);
+    let plain = wait_report(&cp, &plain_name, |a| {
+        a["liveBytes"].as_u64().unwrap_or(0) > 0
+    });
     assert_eq!(plain["retainedBytes"], 0, "{plain}");
     assert_eq!(plain["policySource"], "assumed", "{plain}");
-    assert_eq!(storage_warnings(&cp, "plain"), Vec::<Value>::new());
+    assert_eq!(storage_warnings(&cp, &plain_name), Vec::<Value>::new());
 
     // The subscription's view per storage account: the soft-delete account holds the
     // costly cache's retained bytes; every account names the caches that use it.
@@ -569,13 +579,13 @@ fn soft_delete_read_from_the_store_warns_with_numbers_and_survives_a_restart() {
         soft_account["caches"][0]["cache"]
             .as_str()
             .unwrap()
-            .ends_with("/costly")
+            .ends_with(&format!("/{costly_name}"))
     );
 
     // The control plane restarts: the accounting comes back with it.
     cp.stop();
     cp = ControlPlane::start(data.path(), port);
-    let again = storage_report(&cp, "costly")["accounts"][0].clone();
+    let again = storage_report(&cp, &costly_name)["accounts"][0].clone();
     assert!(
         again["retainedBytes"].as_u64().unwrap() >= retained,
         "before the restart {retained}, after {again}"

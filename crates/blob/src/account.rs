@@ -44,7 +44,7 @@ pub enum AccountError {
 pub enum Account {
     Azure {
         account: String,
-        key: Secret,
+        key: AzureKey,
         /// `BlobEndpoint`, or `https://{account}.blob.{suffix}`.
         endpoint: String,
         container: String,
@@ -60,6 +60,16 @@ pub enum Account {
     Local {
         path: PathBuf,
     },
+}
+
+/// How requests to an Azure account are signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AzureKey {
+    /// The account's shared key (`AccountKey`).
+    Shared(Secret),
+    /// A shared access signature (the query of a SAS URL, `sv=...&sig=...`), as Azure's
+    /// export and import take a container.
+    Sas(Secret),
 }
 
 /// A secret that prints as `***`.
@@ -102,6 +112,9 @@ impl Account {
         if let Some(path) = text.strip_prefix("file://") {
             return local(path);
         }
+        if text.starts_with("http://") || text.starts_with("https://") {
+            return sas_url(text);
+        }
         let mut parts = Parts::split(text)?;
         let account = match parts
             .take("Provider")
@@ -132,10 +145,13 @@ impl Account {
                 key,
                 endpoint,
                 container,
-            } => format!(
-                "AccountName={account};AccountKey={};BlobEndpoint={endpoint};Container={container}",
-                key.expose()
-            ),
+            } => {
+                let key = match key {
+                    AzureKey::Shared(k) => format!("AccountKey={}", k.expose()),
+                    AzureKey::Sas(s) => format!("SharedAccessSignature={}", s.expose()),
+                };
+                format!("AccountName={account};{key};BlobEndpoint={endpoint};Container={container}")
+            }
             Account::S3 {
                 endpoint,
                 bucket,
@@ -289,7 +305,7 @@ fn azure(parts: &mut Parts) -> Result<Account, AccountError> {
         let container = container_name(parts)?;
         return Ok(Account::Azure {
             account: AZURITE_ACCOUNT.into(),
-            key: Secret(AZURITE_KEY.into()),
+            key: AzureKey::Shared(Secret(AZURITE_KEY.into())),
             endpoint,
             container,
         });
@@ -305,17 +321,23 @@ fn azure(parts: &mut Parts) -> Result<Account, AccountError> {
             reason: "use 3-24 lowercase letters and digits".into(),
         });
     }
-    let key = parts.require("AccountKey")?;
-    let base64 = key.len().is_multiple_of(4)
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=');
-    if !base64 {
-        return Err(AccountError::Invalid {
-            key: "AccountKey",
-            reason: "is not base64".into(),
-        });
-    }
+    let key = match parts.take("SharedAccessSignature") {
+        Some(sas) => AzureKey::Sas(Secret(check_sas(&sas)?)),
+        None => {
+            let key = parts.require("AccountKey")?;
+            let base64 = key.len().is_multiple_of(4)
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=');
+            if !base64 {
+                return Err(AccountError::Invalid {
+                    key: "AccountKey",
+                    reason: "is not base64".into(),
+                });
+            }
+            AzureKey::Shared(Secret(key))
+        }
+    };
     let protocol = parts
         .take("DefaultEndpointsProtocol")
         .unwrap_or_else(|| "https".into())
@@ -343,7 +365,63 @@ fn azure(parts: &mut Parts) -> Result<Account, AccountError> {
     let container = container_name(parts)?;
     Ok(Account::Azure {
         account,
-        key: Secret(key),
+        key,
+        endpoint,
+        container,
+    })
+}
+
+/// The query of a SAS URL, checked to carry a signature (its text is a secret).
+fn check_sas(query: &str) -> Result<String, AccountError> {
+    let query = query.trim_start_matches('?');
+    let signed = query.split('&').any(|kv| {
+        kv.split_once('=')
+            .is_some_and(|(k, v)| k == "sig" && !v.is_empty())
+    });
+    if !signed {
+        return Err(AccountError::Invalid {
+            key: "SharedAccessSignature",
+            reason: "has no sig parameter".into(),
+        });
+    }
+    Ok(query.to_string())
+}
+
+/// A container SAS URL, as Azure's export and import take it:
+/// `https://{account}.blob.{suffix}/{container}?sv=...&sig=...`, or path-style as Azurite
+/// serves it, `http://127.0.0.1:10000/{account}/{container}?...`.
+fn sas_url(url: &str) -> Result<Account, AccountError> {
+    let invalid = |reason: &str| AccountError::Invalid {
+        key: "SAS URL",
+        reason: reason.into(),
+    };
+    let (base, query) = url
+        .split_once('?')
+        .ok_or_else(|| invalid("has no signature (the part after '?')"))?;
+    check_url("SAS URL", base)?;
+    let (scheme, rest) = base.split_once("://").expect("checked by check_url");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let host_name = host.split(':').next().unwrap_or(host);
+    let (account, container, endpoint) = match host_name.split_once(".blob.") {
+        Some((account, _)) => match segments[..] {
+            [container] => (account, container, format!("{scheme}://{host}")),
+            _ => return Err(invalid("must name exactly one container after the host")),
+        },
+        None => match segments[..] {
+            [account, container] => (account, container, format!("{scheme}://{host}/{account}")),
+            _ => return Err(invalid("must name the account and one container")),
+        },
+    };
+    let mut parts = Parts(BTreeMap::new());
+    parts.0.insert(
+        "container".into(),
+        ("Container".into(), container.to_string()),
+    );
+    let container = container_name(&mut parts)?;
+    Ok(Account::Azure {
+        account: account.to_string(),
+        key: AzureKey::Sas(Secret(check_sas(query)?)),
         endpoint,
         container,
     })
@@ -411,9 +489,31 @@ mod tests {
             "Provider=S3;Endpoint=http://127.0.0.1:9000;Bucket=caches;AccessKeyId=x;SecretAccessKey=y",
             "Provider=S3;Bucket=caches;Region=eu-west-1;AccessKeyId=x;SecretAccessKey=y",
             "Provider=Local;Path=/var/lib/cacheplane/storage",
+            "https://prodacct.blob.core.windows.net/exports?sv=2022-11-02&sr=c&sp=rw&sig=abc%2B",
+            "http://127.0.0.1:10000/devstoreaccount1/exports?sv=2022-11-02&sig=abc",
         ] {
             let a = Account::parse(text).unwrap();
             assert_eq!(Account::parse(&a.connection_string()).unwrap(), a, "{text}");
+        }
+    }
+
+    #[test]
+    fn sas_urls_name_account_and_container() {
+        let a = Account::parse("https://prodacct.blob.core.windows.net/exports?sv=1&sig=x").unwrap();
+        assert!(matches!(&a, Account::Azure { account, endpoint, container, key: AzureKey::Sas(s) }
+            if account == "prodacct" && endpoint == "https://prodacct.blob.core.windows.net"
+                && container == "exports" && s.expose() == "sv=1&sig=x"));
+        let a = Account::parse("http://127.0.0.1:10000/devstoreaccount1/exports?sig=x").unwrap();
+        assert!(matches!(&a, Account::Azure { account, endpoint, .. }
+            if account == "devstoreaccount1" && endpoint == "http://127.0.0.1:10000/devstoreaccount1"));
+        for bad in [
+            "https://acct.blob.core.windows.net/exports",
+            "https://acct.blob.core.windows.net/exports?sv=1",
+            "https://acct.blob.core.windows.net/?sig=x",
+            "http://127.0.0.1:10000/exports?sig=x",
+            "https://acct.blob.core.windows.net/Bad_Name?sig=x",
+        ] {
+            assert!(Account::parse(bad).is_err(), "{bad}");
         }
     }
 

@@ -2,9 +2,11 @@
 //! the writes, reads and deletes the persistence pipeline makes, each reported as an event
 //! for the soft-delete accounting. The only crate that uses `object_store`.
 
+mod access;
 mod account;
 
-pub use account::{AZURITE_ACCOUNT, Account, AccountError, DEFAULT_CONTAINER, Secret};
+pub use access::{AccessError, AccessPolicy};
+pub use account::{AZURITE_ACCOUNT, Account, AccountError, AzureKey, DEFAULT_CONTAINER, Secret};
 mod retention;
 mod store;
 

@@ -82,6 +82,10 @@ async fn discover_now(account: &Account, prefix: &str) -> Result<Discovered, Dis
                 endpoint.trim_end_matches('/')
             );
             let what = "blob service properties";
+            let crate::AzureKey::Shared(key) = key else {
+                // A container SAS cannot read the account's service properties.
+                return Err(DiscoveryError::NotReported(account.display_name()));
+            };
             let body = get(&client, account, what, url, |req| {
                 let key = object_store::azure::AzureAccessKey::try_new(key.expose())
                     .map_err(|e| e.to_string())?;
@@ -199,19 +203,36 @@ async fn get(
     if status == http::StatusCode::NOT_FOUND {
         return Ok(None);
     }
-    let body = resp
-        .into_body()
-        .bytes()
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    if body.len() > RESPONSE_MAX_BYTES {
-        return Err(fail(format!("response over {RESPONSE_MAX_BYTES} bytes")));
+    // Read through the bound: a store (or whatever answers at its address) must not make
+    // us buffer an unbounded body.
+    let mut body = Vec::new();
+    let mut chunks = resp.into_body().bytes_stream();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut chunks).await {
+        let chunk = chunk.map_err(|e| fail(e.to_string()))?;
+        if body.len() + chunk.len() > RESPONSE_MAX_BYTES {
+            return Err(fail(format!("response over {RESPONSE_MAX_BYTES} bytes")));
+        }
+        body.extend_from_slice(&chunk);
     }
     let text = String::from_utf8_lossy(&body).into_owned();
     if !status.is_success() {
-        return Err(fail(format!("HTTP {status}: {}", text.trim())));
+        // Only the store's error code goes into reports, never its body as it came.
+        return Err(fail(match error_code(&text) {
+            Some(code) => format!("HTTP {status} ({code})"),
+            None => format!("HTTP {status}"),
+        }));
     }
     Ok(Some(text))
+}
+
+/// The `<Code>` of an Azure or S3 XML error body, when it is a plain identifier.
+fn error_code(body: &str) -> Option<&str> {
+    let start = body.find("<Code>")? + "<Code>".len();
+    let code = &body[start..start + body[start..].find("</Code>")?];
+    let plain = !code.is_empty()
+        && code.len() <= 64
+        && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
+    plain.then_some(code)
 }
 
 /// The shortest noncurrent expiry among enabled rules that cover `prefix`.
@@ -281,6 +302,14 @@ struct S3NoncurrentExpiration {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn store_error_bodies_give_only_their_code() {
+        let body = "<?xml version=\"1.0\"?><Error><Code>AuthorizationFailure</Code><Message>secret detail</Message></Error>";
+        assert_eq!(error_code(body), Some("AuthorizationFailure"));
+        assert_eq!(error_code("<Code><script>x</script></Code>"), None);
+        assert_eq!(error_code("plain text"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -127,10 +127,15 @@ impl Store {
                 endpoint,
                 container,
             } => Arc::new(
-                object_store::azure::MicrosoftAzureBuilder::new()
-                    .with_account(account)
-                    .with_access_key(key.expose())
-                    .with_container_name(container)
+                match key {
+                    crate::AzureKey::Shared(k) => {
+                        object_store::azure::MicrosoftAzureBuilder::new().with_access_key(k.expose())
+                    }
+                    crate::AzureKey::Sas(s) => object_store::azure::MicrosoftAzureBuilder::new()
+                        .with_config(object_store::azure::AzureConfigKey::SasKey, s.expose()),
+                }
+                .with_account(account)
+                .with_container_name(container)
                     .with_endpoint(endpoint.clone())
                     .with_allow_http(endpoint.starts_with("http://"))
                     .with_retry(retry)

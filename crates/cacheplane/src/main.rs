@@ -38,9 +38,22 @@ enum Command {
         /// Where the resource store, the caches' files and the default storage account live.
         #[arg(long, default_value = "cacheplane-data")]
         data_dir: std::path::PathBuf,
-        /// Bearer token the API requires (the default is the documented development token).
-        #[arg(long, default_value = serve::DEV_TOKEN)]
-        token: String,
+        /// Bearer token the API requires. Without one, the documented development token,
+        /// which serve refuses on an address beyond loopback (it is public).
+        #[arg(long, env = "CACHEPLANE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Folder that local-folder storage accounts named by API callers must be inside
+        /// (default: the data dir's `storage` folder, the embedded default account).
+        #[arg(long)]
+        storage_root: Option<std::path::PathBuf>,
+        /// Object-store endpoint hosts API callers may name besides loopback (Azurite,
+        /// MinIO on this machine): `host`, `*.suffix` or `*`; repeat or comma-separate.
+        /// Example: `--storage-endpoint-allow '*.blob.core.windows.net'`.
+        #[arg(long, value_delimiter = ',')]
+        storage_endpoint_allow: Vec<String>,
+        /// Let caches run DEBUG (for fault-injection tests; Azure blocks it for customers).
+        #[arg(long)]
+        allow_debug_command: bool,
         /// Caches per page of a list (the rest follows `nextLink`, as ARM pages).
         #[arg(long, default_value_t = 100)]
         list_page_size: usize,
@@ -101,6 +114,9 @@ fn main() -> anyhow::Result<()> {
             listen,
             data_dir,
             token,
+            storage_root,
+            storage_endpoint_allow,
+            allow_debug_command,
             list_page_size,
             node_bind,
             host,
@@ -108,6 +124,8 @@ fn main() -> anyhow::Result<()> {
             node_runtime,
         } => {
             init_logging("notice");
+            let token = serve::api_token(listen, token)?;
+            let storage_root = storage_root.unwrap_or_else(|| data_dir.join("storage"));
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -121,6 +139,9 @@ fn main() -> anyhow::Result<()> {
                 host,
                 node_ports,
                 node_runtime,
+                storage_root,
+                storage_endpoint_allow,
+                allow_debug_command,
             };
             runtime.block_on(serve::run(config, shutdown_signal()))
         }

@@ -1,6 +1,6 @@
 //! ARM's error body: `{"error": {"code", "message", "target"}}` with its HTTP status.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// A refusal as ARM reports it.
@@ -20,7 +20,7 @@ pub struct ErrorResponse {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -58,6 +58,13 @@ impl ArmError {
             message: message.into(),
             target: None,
         }
+    }
+
+    /// Azure's answer to a change of a cache while another change of it runs.
+    pub fn busy(id: &str) -> ArmError {
+        ArmError::conflict(format!(
+            "The resource '{id}' is busy processing a previous update request or is undergoing system maintenance. As such, it is currently unable to accept the update request. Please try again later."
+        ))
     }
 
     pub fn unauthorized() -> ArmError {

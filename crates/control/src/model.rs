@@ -118,12 +118,27 @@ pub struct Cache {
     pub port: u16,
     pub primary_key: String,
     pub secondary_key: String,
+    /// A random id of this cache instance: its local directory and storage prefix are
+    /// named by it, so a cache deleted and created again under the same name never finds
+    /// the old one's data. Empty in records from before it existed (see `instance_tag`).
+    #[serde(default)]
+    pub uid: String,
 }
 
 impl Cache {
     /// The ARM resource id.
     pub fn id(&self) -> String {
         resource_id(&self.subscription, &self.resource_group, &self.name)
+    }
+
+    /// The name of this cache instance's local directory and storage prefix.
+    pub fn instance_tag(&self) -> String {
+        let uid = if self.uid.is_empty() {
+            legacy_tag(&self.id())
+        } else {
+            self.uid.clone()
+        };
+        format!("{}-{uid}", self.name.to_ascii_lowercase())
     }
 
     /// `listKeys`' answer.
@@ -186,6 +201,7 @@ impl Cache {
                 private_endpoint_connections: Vec::new(),
                 access_keys: None,
                 storage_warnings: Vec::new(),
+                node_status: None,
             },
         }
     }
@@ -230,6 +246,9 @@ pub struct RedisProperties {
     /// cacheplane's extension: what soft delete or versioning on the cache's storage
     /// accounts is costing, with numbers (empty when nothing is retained).
     pub storage_warnings: Vec<StorageWarning>,
+    /// cacheplane's extension: the node as its supervisor sees it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_status: Option<NodeStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -335,8 +354,24 @@ pub struct RebootResponse {
     pub message: String,
 }
 
+/// What the supervisor saw of a cache's node (cacheplane's extension): whether it runs,
+/// and the last failure it recovered from.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    /// `Starting`, `Running`, `Restarting`, `Stopped` or `Failed`.
+    pub state: String,
+    /// Restarts after failures since the control plane started.
+    pub restarts: u64,
+    /// The last failure, in words, and what was done about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure_time: Option<String>,
+}
+
 /// An operation-status resource (`Azure-AsyncOperation`).
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OperationStatus {
     pub id: String,
@@ -349,6 +384,24 @@ pub struct OperationStatus {
     pub end_time: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<crate::error::ErrorDetail>,
+}
+
+/// A new cache instance's uid: 16 hex digits from the operating system's random source.
+pub fn new_uid() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the operating system's random source is available");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The tag of caches created before uids existed: a hash of the resource id, so their
+/// directories and prefixes stay where they were.
+fn legacy_tag(id: &str) -> String {
+    // FNV-1a: stable across releases, unlike std's hasher.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in id.to_ascii_lowercase().bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    format!("{:08x}", h as u32)
 }
 
 pub fn resource_id(subscription: &str, resource_group: &str, name: &str) -> String {

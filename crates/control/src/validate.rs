@@ -33,6 +33,31 @@ fn config_target(key: &str) -> String {
     format!("properties.redisConfiguration.{key}")
 }
 
+/// Refuses connection strings in `config` that point where the operator does not allow
+/// (a local folder outside the storage root, an endpoint host not allowed).
+pub fn storage_access(
+    config: &BTreeMap<String, String>,
+    policy: &blob::AccessPolicy,
+) -> Result<(), ArmError> {
+    for key in crate::model::SECRET_CONFIG_KEYS {
+        let Some(Ok(account)) = config
+            .get(*key)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| Account::parse(v))
+        else {
+            continue;
+        };
+        policy.check(&account).map_err(|e| {
+            ArmError::bad_request(
+                "InvalidStorageConnectionString",
+                config_target(key),
+                format!("The value of '{key}' names a storage account this service may not use: {e}."),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 pub fn cache_name(name: &str) -> Result<(), ArmError> {
     let ok = !name.is_empty()
         && name.len() <= NAME_LEN_MAX

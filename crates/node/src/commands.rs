@@ -7,7 +7,7 @@ use resp::{Protocol, ReplyBuf};
 
 use crate::config::DebugCommand;
 use crate::dispatch::{Flow, exec};
-use crate::state::{State, remove_subscriber};
+use crate::state::{KeyUsed, State, remove_subscriber};
 use crate::{info, persist};
 
 type Result<T> = std::result::Result<T, CmdError>;
@@ -114,7 +114,7 @@ pub fn run(
                     ("help", 2),
                 ],
             )?;
-            config(st, a, out)?
+            config(st, id, a, out)?
         }
         "time" => {
             let now_us = crate::unix_time_us();
@@ -128,12 +128,17 @@ pub fn run(
             keyspace::check_subcommand_arity(
                 "cacheplane",
                 a,
-                &[("backup", 2), ("events", 2), ("help", 2)],
+                &[("backup", 2), ("events", 2), ("setkeys", 4), ("help", 2)],
             )?;
             match lossy(&a[1]).to_ascii_lowercase().as_str() {
                 "backup" => {
                     let key = crate::ship::backup_now(st).map_err(save_failed)?;
                     out.bulk(key.as_bytes());
+                }
+                "setkeys" => {
+                    let key = |b: &Bytes| (!b.is_empty()).then(|| lossy(b));
+                    st.set_passwords(key(&a[2]), key(&a[3]));
+                    out.ok();
                 }
                 "events" => {
                     // Drained: each event is handed out once, to whoever keeps the accounting.
@@ -156,6 +161,8 @@ pub fn run(
                         "EVENTS",
                         "    Take the object-store events recorded since the last call, one per line:",
                         "    unix-ms, kind, bytes, account, key, tab-separated (for the accounting).",
+                        "SETKEYS <primary> <secondary>",
+                        "    Replace the access keys; sessions opened with a replaced key are closed.",
                     ],
                 ),
                 _ => return Err(unknown_sub("cacheplane", &a[1])),
@@ -326,23 +333,35 @@ fn ping(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) {
     }
 }
 
-fn check_password(st: &State, user: &[u8], pass: &[u8]) -> Result<()> {
-    let ok = is(user, "default")
-        && st.config.requirepass.as_deref().is_some_and(|p| {
-            p.as_bytes() == pass
-                || st
-                    .config
-                    .requirepass_secondary
-                    .as_deref()
-                    .is_some_and(|s| s.as_bytes() == pass)
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(CmdError::other(
-            "WRONGPASS invalid username-password pair or user is disabled.",
-        ))
+/// Which of the node's passwords `pass` is, compared in constant time (a timing difference
+/// must not tell an attacker how much of a key they guessed).
+pub(crate) fn password_used(st: &State, user: &[u8], pass: &[u8]) -> Option<KeyUsed> {
+    if !is(user, "default") {
+        return None;
     }
+    let matches = |p: &Option<String>| {
+        p.as_deref()
+            .is_some_and(|p| bool::from(subtle::ConstantTimeEq::ct_eq(p.as_bytes(), pass)))
+    };
+    // Every comparison runs, whichever matches.
+    let admin = matches(&st.config.admin_key);
+    let primary = matches(&st.config.requirepass);
+    let secondary = st.config.requirepass.is_some() && matches(&st.config.requirepass_secondary);
+    if admin {
+        Some(KeyUsed::Admin)
+    } else if primary {
+        Some(KeyUsed::Primary)
+    } else if secondary {
+        Some(KeyUsed::Secondary)
+    } else {
+        None
+    }
+}
+
+fn check_password(st: &State, user: &[u8], pass: &[u8]) -> Result<KeyUsed> {
+    password_used(st, user, pass).ok_or_else(|| {
+        CmdError::other("WRONGPASS invalid username-password pair or user is disabled.")
+    })
 }
 
 fn auth(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
@@ -351,6 +370,13 @@ fn auth(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> 
         3 => (a[1].as_ref(), &a[2]),
         _ => return Err(CmdError::Syntax),
     };
+    if let Some(KeyUsed::Admin) = password_used(st, user, pass) {
+        let c = client(st, id);
+        c.authenticated = true;
+        c.key_used = Some(KeyUsed::Admin);
+        out.ok();
+        return Ok(());
+    }
     if st.config.requirepass.is_none() && a.len() == 2 {
         return Err(CmdError::other(
             "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
@@ -363,8 +389,10 @@ fn auth(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> 
                 "WRONGPASS invalid username-password pair or user is disabled.",
             ));
         }
+        client(st, id).key_used = None;
     } else {
-        check_password(st, user, pass)?;
+        let used = check_password(st, user, pass)?;
+        client(st, id).key_used = Some(used);
     }
     client(st, id).authenticated = true;
     out.ok();
@@ -390,10 +418,12 @@ fn hello(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
     let mut name = None;
     while i < a.len() {
         if is(&a[i], "auth") && i + 2 < a.len() {
-            if st.config.requirepass.is_some() {
+            let used = password_used(st, &a[i + 1], &a[i + 2]);
+            if st.config.requirepass.is_some() && used.is_none() {
                 check_password(st, &a[i + 1], &a[i + 2])?;
             }
             client(st, id).authenticated = true;
+            client(st, id).key_used = used;
             i += 3;
         } else if is(&a[i], "setname") && i + 1 < a.len() {
             name = Some(a[i + 1].clone());
@@ -445,6 +475,7 @@ fn reset(st: &mut State, id: u64, out: &mut ReplyBuf) {
     c.protocol = Protocol::Resp2;
     c.name = None;
     c.authenticated = !requirepass;
+    c.key_used = None;
     let (channels, patterns) = (
         std::mem::take(&mut c.channels),
         std::mem::take(&mut c.patterns),
@@ -775,7 +806,7 @@ fn command(a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
     Ok(())
 }
 
-fn config(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
+fn config(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
     let sub = lossy(&a[1]).to_ascii_lowercase();
     match sub.as_str() {
         "get" if a.len() >= 3 => {
@@ -798,8 +829,17 @@ fn config(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
         "set" if a.len() >= 4 && a.len().is_multiple_of(2) => {
             // All or nothing, as Redis 7 applies several parameters.
             let mut next = st.config.clone();
+            let local = client(st, id).local;
             for pair in a[2..].chunks(2) {
                 let name = lossy(&pair[0]).to_ascii_lowercase();
+                if crate::config::is_protected(&name)
+                    && !allowed(st.config.enable_protected_configs, local)
+                {
+                    return Err(CmdError::other(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - {}",
+                        crate::config::ConfigError::Protected
+                    )));
+                }
                 next.set(&name, &lossy(&pair[1])).map_err(|e| {
                     let reason = match e {
                         crate::config::ConfigError::UnknownDirective(_) => {
@@ -1087,13 +1127,17 @@ pub fn dataset_digest(st: &State) -> String {
     }
 }
 
-fn debug(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
-    let allowed = match st.config.enable_debug_command {
+/// Whether a `yes|no|local` guard lets a client through.
+fn allowed(guard: DebugCommand, local_client: bool) -> bool {
+    match guard {
         DebugCommand::Yes => true,
-        DebugCommand::Local => client(st, id).local,
+        DebugCommand::Local => local_client,
         DebugCommand::No => false,
-    };
-    if !allowed {
+    }
+}
+
+fn debug(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
+    if !allowed(st.config.enable_debug_command, client(st, id).local) {
         return Err(CmdError::other(
             "ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.",
         ));
@@ -1170,12 +1214,16 @@ fn debug(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
             out.ok();
         }
         "jmap" => out.ok(),
+        // A panic in the middle of a command, with the state lock held (it is poisoned):
+        // what a bug would do. The supervisor must notice and restart the node.
+        "panic" => panic!("DEBUG PANIC"),
         "help" => help(
             out,
             &[
                 "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
                 "DIGEST",
                 "OBJECT <key>",
+                "PANIC",
                 "POPULATE <count> [<prefix>] [<size>]",
                 "SET-ACTIVE-EXPIRE <0|1>",
                 "SLEEP <seconds>",

@@ -55,6 +55,15 @@ pub struct NodeConfig {
     pub rdbchecksum: bool,
     pub loglevel: String,
     pub enable_debug_command: DebugCommand,
+    /// Whether CONFIG SET may change `dir` and `dbfilename` (`enable-protected-configs`,
+    /// Redis 7.0's guard against the classic "SAVE onto any host path" attack).
+    pub enable_protected_configs: DebugCommand,
+    /// A cache run by the control plane: the commands Azure blocks for customers are
+    /// unknown commands (`cacheplane-managed`), except on the admin connection.
+    pub managed: bool,
+    /// The password of the control plane's own connection (`cacheplane-admin-key`): it
+    /// opens the commands a managed cache refuses, and no customer key opens them.
+    pub admin_key: Option<String>,
     /// Worker threads serving connections (cacheplane's own setting).
     pub io_threads: usize,
     /// Where snapshots and AOF segments go beyond the local disk (cacheplane's settings,
@@ -135,6 +144,9 @@ impl Default for NodeConfig {
             rdbchecksum: true,
             loglevel: "notice".into(),
             enable_debug_command: DebugCommand::No,
+            enable_protected_configs: DebugCommand::No,
+            managed: false,
+            admin_key: None,
             io_threads: 1,
             storage: StorageConfig::default(),
         }
@@ -161,6 +173,8 @@ pub enum ConfigError {
     InvalidSave,
     #[error("can't set immutable config")]
     Immutable,
+    #[error("can't set protected config")]
+    Protected,
     #[error("{0}")]
     Other(String),
 }
@@ -190,6 +204,7 @@ const PARAMETERS: &[&str] = &[
     "rdbchecksum",
     "loglevel",
     "enable-debug-command",
+    "enable-protected-configs",
     "io-threads",
     "daemonize",
 ];
@@ -209,6 +224,8 @@ const STORAGE_PARAMETERS: &[&str] = &[
     "storage-prefix",
     "aof-durability",
     "aof-spool-max-bytes",
+    "cacheplane-managed",
+    "cacheplane-admin-key",
 ];
 
 /// Every parameter CONFIG GET knows, in order.
@@ -226,7 +243,34 @@ const IMMUTABLE: &[&str] = &[
     "appendfilename",
     "appenddirname",
     "enable-debug-command",
+    "enable-protected-configs",
 ];
+
+/// Whether CONFIG SET of `name` needs `enable-protected-configs`.
+pub fn is_protected(name: &str) -> bool {
+    PROTECTED.contains(&name)
+}
+
+/// Settings that point the node's files somewhere else: refused at run time unless
+/// `enable-protected-configs` allows it (as Redis 7.0 does).
+const PROTECTED: &[&str] = &["dir", "dbfilename"];
+
+fn debug_command(v: &str) -> Result<DebugCommand, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "no" => Ok(DebugCommand::No),
+        "yes" => Ok(DebugCommand::Yes),
+        "local" => Ok(DebugCommand::Local),
+        _ => Err(ConfigError::NotOneOf("no, yes, local")),
+    }
+}
+
+fn debug_command_name(d: DebugCommand) -> &'static str {
+    match d {
+        DebugCommand::No => "no",
+        DebugCommand::Yes => "yes",
+        DebugCommand::Local => "local",
+    }
+}
 
 fn yes_no(v: &str) -> Result<bool, ConfigError> {
     match v.to_ascii_lowercase().as_str() {
@@ -397,12 +441,13 @@ impl NodeConfig {
             "rdbcompression" => yn(self.rdbcompression),
             "rdbchecksum" => yn(self.rdbchecksum),
             "loglevel" => self.loglevel.clone(),
-            "enable-debug-command" => match self.enable_debug_command {
-                DebugCommand::No => "no",
-                DebugCommand::Yes => "yes",
-                DebugCommand::Local => "local",
+            "enable-debug-command" => debug_command_name(self.enable_debug_command).into(),
+            "enable-protected-configs" => {
+                debug_command_name(self.enable_protected_configs).into()
             }
-            .into(),
+            "cacheplane-managed" => yn(self.managed),
+            // A secret of the control plane's: never shown.
+            "cacheplane-admin-key" => String::new(),
             "io-threads" => self.io_threads.to_string(),
             "daemonize" => "no".into(),
             "rdb-backup-enabled" => yn(self.storage.rdb_backup_enabled),
@@ -542,14 +587,10 @@ impl NodeConfig {
                 }
                 self.loglevel = level;
             }
-            "enable-debug-command" => {
-                self.enable_debug_command = match v.to_ascii_lowercase().as_str() {
-                    "no" => DebugCommand::No,
-                    "yes" => DebugCommand::Yes,
-                    "local" => DebugCommand::Local,
-                    _ => return Err(ConfigError::NotOneOf("no, yes, local")),
-                }
-            }
+            "enable-debug-command" => self.enable_debug_command = debug_command(v)?,
+            "enable-protected-configs" => self.enable_protected_configs = debug_command(v)?,
+            "cacheplane-managed" => self.managed = yes_no(v)?,
+            "cacheplane-admin-key" => self.admin_key = (!v.is_empty()).then(|| v.to_string()),
             "io-threads" => self.io_threads = integer(v, 1, 128)? as usize,
             "daemonize" => {
                 if yes_no(v)? {

@@ -86,6 +86,7 @@ pub async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                     db: 0,
                     protocol: Protocol::Resp2,
                     authenticated,
+                    key_used: None,
                     created_ms: now,
                     last_ms: now,
                     last_cmd: String::new(),

@@ -42,6 +42,19 @@ pub fn unknown_command(args: &[Bytes]) -> CmdError {
     CmdError::UnknownCommand { name, args: quoted }
 }
 
+/// The commands Azure Cache for Redis blocks for its customers (they answer as unknown
+/// commands there too), and cacheplane's own internals. DEBUG stays available where the
+/// operator enabled it (fault injection in tests).
+fn blocked_when_managed(name: &str, config: &crate::NodeConfig) -> bool {
+    match name {
+        "debug" => config.enable_debug_command == crate::config::DebugCommand::No,
+        "acl" | "bgrewriteaof" | "bgsave" | "cluster" | "config" | "migrate" | "psync"
+        | "replicaof" | "replconf" | "save" | "shutdown" | "slaveof" | "sync" | "cacheplane"
+        | "module" => true,
+        _ => false,
+    }
+}
+
 /// Runs `args` for client `id`, writing the reply into `out`.
 pub fn dispatch(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flow {
     let now = st.ks.now_ms();
@@ -52,7 +65,12 @@ pub fn dispatch(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -
     };
     out.protocol = client.protocol;
     client.last_ms = now;
-    let Some(spec) = keyspace::lookup(&args[0]) else {
+    let spec = keyspace::lookup(&args[0]).filter(|spec| {
+        !(st.config.managed
+            && client.key_used != Some(crate::state::KeyUsed::Admin)
+            && blocked_when_managed(spec.name, &st.config))
+    });
+    let Some(spec) = spec else {
         if client.multi.is_some() {
             client.multi_error = true;
         }

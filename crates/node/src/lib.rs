@@ -14,6 +14,7 @@ mod server;
 mod ship;
 mod state;
 mod transfer;
+mod workers;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -21,7 +22,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub use commands::dataset_digest;
 pub use config::{ConfigError, DebugCommand, Fsync, NodeConfig};
 pub use info::used_memory_bytes;
-pub use server::ACTIVE_EXPIRE_KEYS_PER_CYCLE_MAX;
+pub use server::{ACTIVE_EXPIRE_KEYS_PER_CYCLE_MAX, StopReport};
+pub use workers::{Status as WorkerState, WorkerStatus};
 pub use ship::{
     EVENTS_KEPT_MAX, SEGMENT_MAX_BYTES, SEGMENT_ROLL_INTERVAL, events_from_lines, events_to_lines,
 };
@@ -35,36 +37,71 @@ pub struct Shared {
     pub(crate) state: Mutex<state::State>,
     /// Set to true to stop the node (SHUTDOWN, or the owner).
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+    /// The background workers, readable even when the state lock is poisoned.
+    pub(crate) workers: Arc<workers::Workers>,
 }
 
 /// A running node.
 pub struct NodeHandle {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<StopReport>,
 }
 
 impl NodeHandle {
-    /// Asks the node to stop and waits until it has.
-    pub async fn stop(self) {
+    /// Asks the node to stop and waits until it has; says what its AOF accounts did not
+    /// get (a stop that gave up waiting on a store that is down).
+    pub async fn stop(self) -> StopReport {
         let _ = self.shared.shutdown.send(true);
-        let _ = self.task.await;
+        self.task.await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the node's task failed while stopping");
+            StopReport::default()
+        })
     }
 
     /// Stops the node after a final snapshot to its local dump, whatever its `save` rules:
     /// a node started again on the same directory comes back with the same data (from the
     /// AOF if it keeps one, else from the dump).
-    pub async fn stop_keeping_data(self) {
-        self.shared.state.lock().expect("state lock").save_on_stop = true;
-        self.stop().await;
+    pub async fn stop_keeping_data(self) -> StopReport {
+        if let Ok(mut st) = self.shared.state.lock() {
+            st.save_on_stop = true;
+        }
+        self.stop().await
     }
 
-    /// Replaces the passwords clients AUTH with, at once (connections already
-    /// authenticated stay so, as with CONFIG SET requirepass).
+    /// Why the node cannot serve, if it cannot: a command panicked (the state lock is
+    /// poisoned), a worker failed, or the node stopped by itself.
+    pub fn failure(&self) -> Option<String> {
+        if self.shared.state.is_poisoned() {
+            return Some("a command panicked; the node's state is poisoned".into());
+        }
+        if let Some((name, why)) = self.shared.workers.failure() {
+            return Some(format!("its worker '{name}' failed: {why}"));
+        }
+        if self.task.is_finished() {
+            return Some("the node stopped by itself".into());
+        }
+        None
+    }
+
+    /// The node's background workers and their states.
+    pub fn workers(&self) -> Vec<WorkerStatus> {
+        self.shared.workers.statuses()
+    }
+
+    /// Ends a broken node at once, without a final save or drain (its state cannot be
+    /// trusted): its files stay as they are for the next start.
+    pub async fn abort(self) {
+        self.shared.workers.cancel();
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    /// Replaces the passwords clients AUTH with, at once; connections authenticated with
+    /// a key that changed are closed.
     pub fn set_passwords(&self, primary: Option<String>, secondary: Option<String>) {
         let mut st = self.shared.state.lock().expect("state lock");
-        st.config.requirepass = primary;
-        st.config.requirepass_secondary = secondary;
+        st.set_passwords(primary, secondary);
     }
 
     /// A handle for long operations on the running node (export, import) that does not
@@ -95,8 +132,8 @@ impl NodeHandle {
     }
 
     /// Waits until the node stops by itself (SHUTDOWN).
-    pub async fn wait(self) {
-        let _ = self.task.await;
+    pub async fn wait(self) -> StopReport {
+        self.task.await.unwrap_or_default()
     }
 }
 
@@ -147,6 +184,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         let mut state = state;
         state.rdb.set_shared(weak.clone());
         Shared {
+            workers: state.workers.clone(),
             state: Mutex::new(state),
             shutdown,
         }
@@ -236,8 +274,8 @@ pub async fn run(
     let handle = start(config).await?;
     let shared = handle.shared.clone();
     tokio::select! {
-        _ = stop => handle.stop().await,
-        _ = async { let mut rx = shared.shutdown.subscribe(); let _ = rx.wait_for(|v| *v).await; } => handle.wait().await,
+        _ = stop => { handle.stop().await; }
+        _ = async { let mut rx = shared.shutdown.subscribe(); let _ = rx.wait_for(|v| *v).await; } => { handle.wait().await; }
     }
     tracing::info!("node stopped");
     Ok(())

@@ -428,14 +428,13 @@ pub fn begin_background(st: &mut State, kind: Job) -> anyhow::Result<u64> {
         dirty_at_start: st.ks.dirty,
     });
     let shared = st.rdb.shared.clone();
-    let saver = st.rdb.saver.get_or_insert_with(|| {
+    if st.rdb.saver.is_none() {
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("rdb-saver".into())
-            .spawn(move || saver_thread(rx, shared))
-            .expect("spawn the saver thread");
-        tx
-    });
+        st.workers
+            .spawn_thread("rdb-saver", move || saver_thread(rx, shared))?;
+        st.rdb.saver = Some(tx);
+    }
+    let saver = st.rdb.saver.as_ref().expect("started above");
     saver
         .send(generation)
         .map_err(|_| anyhow::anyhow!("the saver thread is gone"))?;

@@ -12,14 +12,22 @@ use crate::{Shared, conn, unix_time_ms};
 /// beyond that stay invisible (lazy expiry) until a later cycle removes them.
 pub const ACTIVE_EXPIRE_KEYS_PER_CYCLE_MAX: usize = 20_000;
 
+/// What a node's stop left behind.
+#[derive(Debug, Clone, Default)]
+pub struct StopReport {
+    /// Per AOF account, the bytes of the log it did not get before the node stopped
+    /// (they are in the local AOF only).
+    pub unshipped: Vec<(String, u64)>,
+}
+
 /// Serves connections from `listener` until `shutdown` resolves or a client sends SHUTDOWN.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     shutdown: impl std::future::Future<Output = ()>,
-) {
+) -> StopReport {
     let mut stop = shared.shutdown.subscribe();
-    let cron = tokio::spawn(cron(shared.clone()));
+    let cron = shared.workers.spawn("cron", cron(shared.clone()));
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -42,7 +50,7 @@ pub async fn serve(
     let _ = shared.shutdown.send(true);
     cron.abort();
     // What the log holds reaches the storage accounts before the node goes.
-    crate::ship::drain(&shared).await;
+    let unshipped = crate::ship::drain(&shared).await;
     {
         let mut st = shared.state.lock().expect("state lock");
         // Stopped by a signal or its owner rather than SHUTDOWN: save as SHUTDOWN would.
@@ -65,6 +73,8 @@ pub async fn serve(
             }
         }
     }
+    shared.workers.cancel();
+    StopReport { unshipped }
 }
 
 async fn cron(shared: Arc<Shared>) {

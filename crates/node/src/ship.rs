@@ -8,6 +8,7 @@
 //!   visible whole); the newest is the latest. At most `rdb-backup-max-snapshot-count`.
 //! - `aof/appendonly.aof.manifest` naming `aof/appendonly.aof.<g>.base.rdb` and segments
 //!   `aof/appendonly.aof.<n>.incr.aof`: a directory redis-server itself can start from.
+//!   The secondary account holds the same under `secondary/` (it may be the same account).
 //!
 //! The local AOF is the spool: a segment is read from the local incr file when it is cut,
 //! so an account that is down only delays its cursor; nothing is held in memory.
@@ -28,6 +29,8 @@ use crate::config::{Durability, NodeConfig};
 use crate::persist::{self, Job, Piece};
 use crate::state::State;
 
+/// Where under the node's prefix the secondary AOF account keeps its files.
+pub const SECONDARY_PREFIX: &str = "secondary";
 /// Largest AOF segment object.
 pub const SEGMENT_MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// A segment is cut at least this often while bytes are pending (`aof-durability local`).
@@ -119,12 +122,13 @@ pub fn check_spool(st: &mut State) {
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// On a graceful stop: lets every AOF account catch up with the log, within
-/// [`DRAIN_TIMEOUT`]; logs what is left behind.
-pub async fn drain(shared: &Arc<Shared>) {
+/// [`DRAIN_TIMEOUT`]; returns (and logs) what is left behind: per account, the bytes of
+/// the log it does not hold.
+pub async fn drain(shared: &Arc<Shared>) -> Vec<(String, u64)> {
     let (targets, appended) = {
         let st = shared.state.lock().expect("state lock");
         if st.ship.aof_targets.is_empty() {
-            return;
+            return Vec::new();
         }
         st.ship
             .draining
@@ -143,17 +147,17 @@ pub async fn drain(shared: &Arc<Shared>) {
             .map(|t| (t.account.clone(), appended - t.shipped))
             .collect();
         if behind.is_empty() {
-            return;
+            return behind;
         }
         if Instant::now() >= deadline {
-            for (account, bytes) in behind {
+            for (account, bytes) in &behind {
                 tracing::warn!(
                     account,
                     bytes,
                     "stopping with AOF bytes not yet in the storage account (they stay in the local AOF)"
                 );
             }
-            return;
+            return behind;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -209,12 +213,22 @@ impl Shipping {
         Ok(ship)
     }
 
+    /// The AOF accounts, primary first. The secondary keeps its files under a prefix of
+    /// its own: the two may be the same account (one local Azurite), and two shippers
+    /// sharing a manifest would delete each other's files.
     pub fn stores_for_aof(&self, config: &NodeConfig) -> anyhow::Result<Vec<Store>> {
         let s = &config.storage;
         s.aof_accounts
             .iter()
-            .flatten()
-            .map(|a| Store::open(a, &s.prefix, event_sink(&self.events)).map_err(Into::into))
+            .enumerate()
+            .filter_map(|(i, a)| Some((i, a.as_ref()?)))
+            .map(|(i, a)| {
+                let prefix = match i {
+                    0 => s.prefix.clone(),
+                    _ => format!("{}/{SECONDARY_PREFIX}", s.prefix),
+                };
+                Store::open(a, &prefix, event_sink(&self.events)).map_err(Into::into)
+            })
             .collect()
     }
 }
@@ -306,7 +320,7 @@ pub fn backup_now(st: &mut State) -> anyhow::Result<String> {
     rdb.running = true;
     let shared = st.rdb.shared();
     let k = key.clone();
-    tokio::spawn(async move {
+    st.workers.spawn("rdb-backup", async move {
         let result = upload_snapshot(&store, &k, rx, keep).await;
         let Some(shared) = shared.upgrade() else {
             return;
@@ -419,6 +433,7 @@ pub fn start_aof(st: &mut State, shared: Weak<Shared>) -> anyhow::Result<Option<
             shipped: (i == 0).then(|| hooks.shipped.clone()),
             cut_eagerly: i == 0 && store_durability,
             draining: st.ship.draining.clone(),
+            cancel: st.workers.token(),
             base: None,
             base_seq: 0,
             segs: Vec::new(),
@@ -430,7 +445,8 @@ pub fn start_aof(st: &mut State, shared: Weak<Shared>) -> anyhow::Result<Option<
             committed_sums: String::new(),
             pending_since: None,
         };
-        tokio::spawn(target.run(shared.clone()));
+        let name = format!("aof-shipper {}", target.store.account());
+        st.workers.spawn(name, target.run(shared.clone()));
     }
     Ok(Some(hooks))
 }
@@ -454,6 +470,8 @@ struct Target {
     /// Cut a segment as soon as bytes are pending (replies wait for it).
     cut_eagerly: bool,
     draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Cancelled when the node has stopped: the shipper ends.
+    cancel: tokio_util::sync::CancellationToken,
     /// The local base the account's manifest starts from, and its store name's sequence.
     base: Option<BaseReady>,
     base_seq: u64,
@@ -481,8 +499,9 @@ const CHECKSUMS_KEY: &str = "aof/appendonly.aof.checksums";
 impl Target {
     async fn run(mut self, shared: Weak<Shared>) {
         let mut attempt = 0u32;
+        let cancel = self.cancel.clone();
         loop {
-            if shared.upgrade().is_none() {
+            if shared.upgrade().is_none() || cancel.is_cancelled() {
                 return;
             }
             match self.step().await {
@@ -499,11 +518,13 @@ impl Target {
                         Some(at) => tokio::select! {
                             _ = tokio::time::sleep_until(at.into()) => {}
                             _ = self.bases.changed() => {}
+                            _ = cancel.cancelled() => return,
                         },
                         None => tokio::select! {
                             _ = self.progress.changed() => {}
                             _ = self.bases.changed() => {}
                             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = cancel.cancelled() => return,
                         },
                     }
                 }
@@ -516,7 +537,10 @@ impl Target {
                         s.ok = false;
                         s.last_error = Some(e.to_string());
                     }
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff(attempt)) => {}
+                        _ = cancel.cancelled() => return,
+                    }
                     attempt += 1;
                 }
             }

@@ -37,6 +37,15 @@ pub struct Blocked {
     pub slot: Arc<BlockSlot>,
 }
 
+/// The password a client authenticated with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUsed {
+    Primary,
+    Secondary,
+    /// The control plane's own key (`cacheplane-admin-key`).
+    Admin,
+}
+
 /// A connected client, as the server sees it.
 pub struct Client {
     pub id: u64,
@@ -48,6 +57,9 @@ pub struct Client {
     pub db: usize,
     pub protocol: Protocol,
     pub authenticated: bool,
+    /// Which password the client authenticated with: a regenerated key ends the sessions
+    /// opened with the old one, and the admin key opens what a managed cache refuses.
+    pub key_used: Option<KeyUsed>,
     pub created_ms: u64,
     pub last_ms: u64,
     pub last_cmd: String,
@@ -121,6 +133,8 @@ pub struct State {
     pub aof: Option<crate::aof::AofLog>,
     /// Storage accounts: RDB backups, AOF shipping, events.
     pub ship: crate::ship::Shipping,
+    /// The node's background workers (also reachable outside the lock, from `Shared`).
+    pub workers: Arc<crate::workers::Workers>,
 }
 
 impl State {
@@ -144,6 +158,26 @@ impl State {
             rdb: crate::persist::RdbState::new(shared),
             aof: None,
             ship: Default::default(),
+            workers: Default::default(),
+        }
+    }
+
+    /// Replaces the access keys at once and ends the sessions opened with a key that
+    /// changed (a regenerated key must lock out whoever held the old one).
+    pub fn set_passwords(&mut self, primary: Option<String>, secondary: Option<String>) {
+        let primary_changed = self.config.requirepass != primary;
+        let secondary_changed = self.config.requirepass_secondary != secondary;
+        self.config.requirepass = primary;
+        self.config.requirepass_secondary = secondary;
+        for c in self.clients.values() {
+            let ended = match c.key_used {
+                Some(KeyUsed::Primary) => primary_changed,
+                Some(KeyUsed::Secondary) => secondary_changed,
+                Some(KeyUsed::Admin) | None => false,
+            };
+            if ended {
+                c.kill();
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! The HTTP routes, ARM's conventions (api-version, bearer token, error bodies,
 //! long-running operations) and the handlers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -16,19 +16,20 @@ use control::ArmError;
 use control::error::ErrorResponse;
 use control::model::{
     AccessKeys, Cache, CreateParameters, OperationStatus, ProvisioningState, RebootResponse,
-    RedisResource, ResourceList, StorageWarning, UpdateParameters, new_access_key, resource_id,
+    RedisResource, ResourceList, StorageWarning, UpdateParameters, new_access_key, new_uid,
+    resource_id,
 };
 use control::model::{
     ExportParameters, ImportParameters, RebootParameters, RegenerateKeyParameters,
 };
-use control::store::{ResourceStore, key};
+use control::store::{ResourceStore, StoredOperation, key};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use crate::ServeConfig;
 use crate::ledgers::{AccountReport, AccountsReport, Ledgers, StorageReport};
 use crate::openapi::{ApiVersion, CacheParams, GroupParams};
-use crate::supervisor::Supervisor;
+use crate::supervisor::{NodeSettings, StartMode, Supervisor};
 
 /// api-version values accepted, as the Azure SDKs send them.
 pub const API_VERSIONS: &[&str] = &[
@@ -43,12 +44,35 @@ const BODY_MAX_BYTES: usize = 1024 * 1024;
 
 pub struct App {
     config: ServeConfig,
+    /// Held for reads and writes of the store only, never across a node's start or stop.
     store: Mutex<ResourceStore>,
-    nodes: Mutex<Supervisor>,
-    operations: std::sync::Mutex<HashMap<String, Operation>>,
+    /// One actor per cache; no lock around it.
+    nodes: Supervisor,
+    /// What callers may name as storage.
+    access: blob::AccessPolicy,
+    /// percentComplete of the running operations that know it (export, import).
+    progress: std::sync::Mutex<HashMap<String, Arc<AtomicU32>>>,
+    /// Caches with a change in progress: another change gets 409 until it ends.
+    busy: Arc<std::sync::Mutex<HashSet<String>>>,
     /// Soft-delete accounting per cache, fed by its node's object-store events.
     ledgers: std::sync::Mutex<Ledgers>,
 }
+
+/// A cache's claim on changing it; dropped when the change ends.
+struct Busy {
+    set: Arc<std::sync::Mutex<HashSet<String>>>,
+    key: String,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.set.lock().expect("busy lock").remove(&self.key);
+    }
+}
+
+/// How long `serve` waits at start for its caches' nodes before it serves the API anyway
+/// (the rest come up in the background; their status says Starting).
+const STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How often node events reach the ledgers.
 const ACCOUNTING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -60,37 +84,6 @@ fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// An operation-status resource.
-#[derive(Clone)]
-struct Operation {
-    id: String,
-    name: String,
-    status: &'static str,
-    start: chrono::DateTime<chrono::Utc>,
-    end: Option<chrono::DateTime<chrono::Utc>>,
-    error: Option<ArmError>,
-    /// Percent done while in progress, for operations that know it (export, import).
-    progress: Option<Arc<AtomicU32>>,
-}
-
-impl Operation {
-    fn status(&self) -> OperationStatus {
-        OperationStatus {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            status: self.status.to_string(),
-            percent_complete: match (self.status, &self.progress) {
-                ("InProgress", Some(p)) => f64::from(p.load(Ordering::Relaxed)),
-                ("InProgress", None) => 0.0,
-                _ => 100.0,
-            },
-            start_time: self.start.to_rfc3339(),
-            end_time: self.end.map(|e| e.to_rfc3339()),
-            error: self.error.as_ref().map(ArmError::detail),
-        }
-    }
 }
 
 struct Failure(ArmError);
@@ -149,13 +142,23 @@ impl App {
             }),
             None => Ledgers::default(),
         };
-        let node_bind = config.node_bind.clone();
-        let node_runtime = config.node_runtime;
+        let nodes = Supervisor::new(NodeSettings {
+            bind: config.node_bind.clone(),
+            runtime: config.node_runtime,
+            data_dir: config.data_dir.clone(),
+            allow_debug_command: config.allow_debug_command,
+        });
+        let access = blob::AccessPolicy::new(
+            config.storage_root.clone(),
+            config.storage_endpoint_allow.clone(),
+        );
         let app = Arc::new(App {
             config,
             store: Mutex::new(store),
-            nodes: Mutex::new(Supervisor::new(node_bind, node_runtime)),
-            operations: Default::default(),
+            nodes,
+            access,
+            progress: Default::default(),
+            busy: Default::default(),
             ledgers: std::sync::Mutex::new(ledgers),
         });
         let weak = Arc::downgrade(&app);
@@ -171,33 +174,90 @@ impl App {
                 }
             }
         });
-        // A restart of the control plane brings every cache back.
-        let caches: Vec<Cache> = app.store.lock().await.all().cloned().collect();
+        let starts = app.clone().recover().await;
+        // Serve once every node is up, or after STARTUP_WAIT: one cache whose store does not
+        // answer must not keep the API from the others.
+        let _ = tokio::time::timeout(STARTUP_WAIT, futures_util::future::join_all(starts)).await;
+        Ok(app)
+    }
+
+    /// After a restart (or a crash) of the control plane: brings every cache's node back,
+    /// finishes what was interrupted — a create or update resumes, a delete completes —
+    /// and settles every operation left in progress. Returns the starts under way.
+    async fn recover(self: Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let (caches, pending): (Vec<Cache>, Vec<StoredOperation>) = {
+            let store = self.store.lock().await;
+            (
+                store.all().cloned().collect(),
+                store
+                    .operations()
+                    .filter(|o| o.status.status == "InProgress")
+                    .cloned()
+                    .collect(),
+            )
+        };
+        let mut starts = Vec::new();
+        let mut settled: HashSet<String> = HashSet::new();
         for cache in caches {
-            if cache.provisioning_state == ProvisioningState::Deleting {
-                continue;
-            }
             let k = key(&cache.id());
-            if let Err(e) = app
-                .nodes
-                .lock()
-                .await
-                .start(&k, &cache, &app.config.data_dir, false)
-                .await
-            {
-                tracing::error!(cache = %cache.id(), error = %e, "could not start the cache's node");
+            let ops: Vec<String> = pending
+                .iter()
+                .filter(|o| o.cache == k && matches!(o.kind.as_str(), "create" | "update" | "delete"))
+                .map(|o| o.status.name.clone())
+                .collect();
+            settled.extend(ops.iter().cloned());
+            let Ok(busy) = self.claim(&k, &cache.id()) else {
+                continue;
+            };
+            let app = self.clone();
+            match cache.provisioning_state {
+                ProvisioningState::Deleting => {
+                    starts.push(tokio::spawn(async move { app.delete(k, ops, busy).await }));
+                }
+                ProvisioningState::Creating | ProvisioningState::Updating => {
+                    tracing::info!(cache = %cache.id(), "resuming the cache's interrupted provisioning");
+                    starts.push(tokio::spawn(async move { app.provision(k, ops, busy).await }));
+                }
+                _ => starts.push(tokio::spawn(async move {
+                    if let Err(e) = app.nodes.start(&k, &cache, StartMode::KeepData).await {
+                        tracing::error!(cache = %cache.id(), error = %e, "could not start the cache's node");
+                    }
+                    drop(busy);
+                })),
             }
         }
-        Ok(app)
+        for op in pending.iter().filter(|o| !settled.contains(&o.status.name)) {
+            self.finish_operation(
+                &op.status.name,
+                Some(ArmError {
+                    status: 500,
+                    code: "OperationInterrupted",
+                    message: "The control plane restarted while this operation ran; it did not complete. Retry it.".into(),
+                    target: None,
+                }),
+            )
+            .await;
+        }
+        starts
+    }
+
+    /// Claims `k` for a change; 409 with Azure's text while another change of it runs.
+    fn claim(&self, k: &str, id: &str) -> Result<Busy> {
+        let mut busy = self.busy.lock().expect("busy lock");
+        if !busy.insert(k.to_string()) {
+            return Err(ArmError::busy(id).into());
+        }
+        Ok(Busy {
+            set: self.busy.clone(),
+            key: k.to_string(),
+        })
     }
 
     /// Moves the nodes' object-store events and their accounts' policies into the caches'
     /// ledgers.
     async fn account_events(&self) {
-        let (events, policies) = {
-            let nodes = self.nodes.lock().await;
-            (nodes.drain_events().await, nodes.policies())
-        };
+        let events = self.nodes.drain_events().await;
+        let policies = self.nodes.policies();
         let store = self.store.lock().await;
         self.ledgers.lock().expect("ledgers lock").update(
             |k| store.get(k).cloned(),
@@ -259,68 +319,77 @@ impl App {
             .collect()
     }
 
-    /// GET's body of a cache, with the storage warnings.
+    /// GET's body of a cache, with the storage warnings and the node's status.
     fn resource(&self, cache: &Cache) -> RedisResource {
         let mut r = cache.to_resource(&self.config.host);
-        r.properties.storage_warnings = self.storage_warnings(&key(&cache.id()));
+        let k = key(&cache.id());
+        r.properties.storage_warnings = self.storage_warnings(&k);
+        r.properties.node_status = self.nodes.status(&k);
         r
     }
 
     pub async fn shutdown(&self) {
         self.account_events().await;
         self.save_accounting().await;
-        self.nodes.lock().await.stop_all().await;
+        self.nodes.stop_all().await;
     }
 
-    fn new_operation(&self, location: &str, subscription: &str) -> (String, String) {
+    /// Records a new operation on the cache `cache_key` (persisted: its URL answers after
+    /// a restart) and returns its name and id.
+    async fn new_operation(
+        &self,
+        location: &str,
+        subscription: &str,
+        cache_key: &str,
+        kind: &str,
+    ) -> Result<(String, String)> {
         let name = uuid::Uuid::new_v4().to_string();
         let id = format!(
             "/subscriptions/{subscription}/providers/Microsoft.Cache/locations/{location}/asyncOperations/{name}"
         );
-        let op = Operation {
-            id: id.clone(),
-            name: name.clone(),
-            status: "InProgress",
-            start: chrono::Utc::now(),
-            end: None,
-            error: None,
-            progress: None,
+        let op = StoredOperation {
+            status: OperationStatus {
+                id: id.clone(),
+                name: name.clone(),
+                status: "InProgress".into(),
+                percent_complete: 0.0,
+                start_time: chrono::Utc::now().to_rfc3339(),
+                end_time: None,
+                error: None,
+            },
+            cache: cache_key.to_string(),
+            kind: kind.to_string(),
         };
-        self.operations
+        self.store
             .lock()
-            .expect("operations lock")
-            .insert(name.clone(), op);
-        (name, id)
+            .await
+            .put_operation(op)
+            .map_err(internal)?;
+        Ok((name, id))
     }
 
     /// Gives an operation a progress the status reports as percentComplete.
     fn track_progress(&self, name: &str) -> Arc<AtomicU32> {
         let p = Arc::new(AtomicU32::new(0));
-        if let Some(op) = self
-            .operations
+        self.progress
             .lock()
-            .expect("operations lock")
-            .get_mut(name)
-        {
-            op.progress = Some(p.clone());
-        }
+            .expect("progress lock")
+            .insert(name.to_string(), p.clone());
         p
     }
 
-    fn finish_operation(&self, name: &str, error: Option<ArmError>) {
-        if let Some(op) = self
-            .operations
-            .lock()
-            .expect("operations lock")
-            .get_mut(name)
-        {
-            op.status = if error.is_some() {
-                "Failed"
-            } else {
-                "Succeeded"
-            };
-            op.end = Some(chrono::Utc::now());
-            op.error = error;
+    async fn finish_operation(&self, name: &str, error: Option<ArmError>) {
+        self.progress.lock().expect("progress lock").remove(name);
+        let mut store = self.store.lock().await;
+        let Some(mut op) = store.operation(name).cloned() else {
+            return;
+        };
+        op.status.status = if error.is_some() { "Failed" } else { "Succeeded" }.into();
+        op.status.percent_complete = 100.0;
+        op.status.end_time = Some(chrono::Utc::now().to_rfc3339());
+        op.status.error = error.as_ref().map(ArmError::detail);
+        if let Err(e) = store.put_operation(op) {
+            tracing::error!(operation = name, error = %e, "could not record the operation's end");
         }
     }
 
@@ -396,11 +465,12 @@ async fn swagger_ui() -> axum::response::Html<&'static str> {
 /// The bearer token and `api-version`, checked before any handler runs.
 async fn arm_checks(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let expected = format!("Bearer {}", app.config.token);
+    // Constant time: how long the comparison takes must not tell how much of the token a
+    // caller guessed.
     let authorized = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        == Some(expected.as_str());
+        .is_some_and(|v| bool::from(subtle::ConstantTimeEq::ct_eq(v.as_bytes(), expected.as_bytes())));
     if !authorized {
         return Failure(ArmError::unauthorized()).into_response();
     }
@@ -581,7 +651,9 @@ async fn put_cache(
         &params.properties.sku,
         &params.properties.redis_configuration,
     )?;
+    control::validate::storage_access(&params.properties.redis_configuration, &app.access)?;
     let k = key(&id);
+    let busy = app.claim(&k, &id)?;
     let mut store = app.store.lock().await;
     let existing = store.get(&id).cloned();
     let (cache, created) = match existing {
@@ -592,11 +664,7 @@ async fn put_cache(
                     | ProvisioningState::Updating
                     | ProvisioningState::Deleting
             ) {
-                return Err(ArmError::conflict(format!(
-                    "The cache '{}' is busy ({:?}); retry when the operation ends.",
-                    p.name, old.provisioning_state
-                ))
-                .into());
+                return Err(ArmError::busy(&id).into());
             }
             let mut c = old;
             c.location = params.location;
@@ -633,16 +701,18 @@ async fn put_cache(
                 port: free_port(&app.config, &store)?,
                 primary_key: new_access_key(),
                 secondary_key: new_access_key(),
+                uid: new_uid(),
             };
             (cache, true)
         }
     };
     store.put(cache.clone()).map_err(internal)?;
     drop(store);
-    let (op, op_id) = app.new_operation(&cache.location, &p.sub);
+    let kind = if created { "create" } else { "update" };
+    let (op, op_id) = app.new_operation(&cache.location, &p.sub, &k, kind).await?;
     let body = app.resource(&cache);
     let worker = app.clone();
-    tokio::spawn(async move { worker.provision(k, op).await });
+    tokio::spawn(async move { worker.provision(k, vec![op], busy).await });
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -658,17 +728,13 @@ async fn put_cache(
 }
 
 impl App {
-    /// Starts (or restarts) the cache's node and settles its provisioning state.
-    async fn provision(self: Arc<Self>, k: String, op: String) {
+    /// Starts (or restarts) the cache's node and settles its provisioning state and the
+    /// operations `ops`.
+    async fn provision(self: Arc<Self>, k: String, ops: Vec<String>, busy: Busy) {
         let Some(cache) = self.store.lock().await.get(&k).cloned() else {
             return;
         };
-        let started = self
-            .nodes
-            .lock()
-            .await
-            .start(&k, &cache, &self.config.data_dir, false)
-            .await;
+        let started = self.nodes.start(&k, &cache, StartMode::KeepData).await;
         let mut store = self.store.lock().await;
         let Some(mut cache) = store.get(&k).cloned() else {
             return;
@@ -690,7 +756,36 @@ impl App {
         if let Err(e) = store.put(cache) {
             tracing::error!(error = %e, "could not record the provisioning state");
         }
-        self.finish_operation(&op, error);
+        drop(store);
+        for op in ops {
+            self.finish_operation(&op, error.clone()).await;
+        }
+        drop(busy);
+    }
+
+    /// Stops the cache's node, removes its local files, its accounting and the cache
+    /// itself, and settles the operations `ops`.
+    async fn delete(self: Arc<Self>, k: String, ops: Vec<String>, busy: Busy) {
+        self.nodes.stop(&k, true).await;
+        // A node that never ran in this process (a delete resumed after a crash) still
+        // leaves its directory: the next cache of this name must not find it.
+        let cache = self.store.lock().await.get(&k).cloned();
+        if let Some(cache) = &cache {
+            let dir = crate::supervisor::cache_dir(cache, &self.config.data_dir);
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        self.ledgers.lock().expect("ledgers lock").remove(&k);
+        let removed = self.store.lock().await.remove(&k);
+        let error = removed.err().map(|e| ArmError {
+            status: 500,
+            code: "DeleteFailed",
+            message: e.to_string(),
+            target: None,
+        });
+        for op in ops {
+            self.finish_operation(&op, error.clone()).await;
+        }
+        drop(busy);
     }
 }
 
@@ -707,6 +802,11 @@ async fn patch_cache(
 ) -> Result<Response> {
     let id = p.id()?;
     let params: UpdateParameters = parse_body(&body)?;
+    let k = key(&id);
+    if app.store.lock().await.get(&id).is_none() {
+        return Err(not_found(&p));
+    }
+    let busy = app.claim(&k, &id)?;
     let mut store = app.store.lock().await;
     let mut cache = store.get(&id).cloned().ok_or_else(|| not_found(&p))?;
     if let Some(tags) = params.tags {
@@ -725,6 +825,7 @@ async fn patch_cache(
         }
     }
     control::validate::persistence(&cache.sku, &cache.redis_configuration)?;
+    control::validate::storage_access(&cache.redis_configuration, &app.access)?;
     if let Some(v) = props.enable_non_ssl_port {
         cache.enable_non_ssl_port = v;
     }
@@ -741,10 +842,11 @@ async fn patch_cache(
     drop(store);
     let body = app.resource(&cache);
     if restart {
-        let (op, op_id) = app.new_operation(&cache.location, &p.sub);
+        let (op, op_id) = app
+            .new_operation(&cache.location, &p.sub, &k, "update")
+            .await?;
         let worker = app.clone();
-        let k = key(&id);
-        tokio::spawn(async move { worker.provision(k, op).await });
+        tokio::spawn(async move { worker.provision(k, vec![op], busy).await });
         return Ok((
             StatusCode::OK,
             app.async_headers(&headers, &op_id),
@@ -769,28 +871,23 @@ async fn delete_cache(
 ) -> Result<Response> {
     let id = p.id()?;
     let k = key(&id);
+    if app.store.lock().await.get(&id).is_none() {
+        // ARM answers 204 for a resource that is already gone.
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let busy = app.claim(&k, &id)?;
     let mut store = app.store.lock().await;
     let Some(mut cache) = store.get(&id).cloned() else {
-        // ARM answers 204 for a resource that is already gone.
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     cache.provisioning_state = ProvisioningState::Deleting;
     store.put(cache.clone()).map_err(internal)?;
     drop(store);
-    let (op, op_id) = app.new_operation(&cache.location, &p.sub);
+    let (op, op_id) = app
+        .new_operation(&cache.location, &p.sub, &k, "delete")
+        .await?;
     let worker = app.clone();
-    tokio::spawn(async move {
-        worker.nodes.lock().await.stop(&k).await;
-        worker.ledgers.lock().expect("ledgers lock").remove(&k);
-        let removed = worker.store.lock().await.remove(&k);
-        let error = removed.err().map(|e| ArmError {
-            status: 500,
-            code: "DeleteFailed",
-            message: e.to_string(),
-            target: None,
-        });
-        worker.finish_operation(&op, error);
-    });
+    tokio::spawn(async move { worker.delete(k, vec![op], busy).await });
     Ok((StatusCode::ACCEPTED, app.async_headers(&headers, &op_id)).into_response())
 }
 
@@ -913,6 +1010,11 @@ async fn regenerate_key(
 ) -> Result<Response> {
     let id = p.id()?;
     let req: RegenerateKeyParameters = parse_body(&body)?;
+    let k = key(&id);
+    if app.store.lock().await.get(&id).is_none() {
+        return Err(not_found(&p));
+    }
+    let _busy = app.claim(&k, &id)?;
     let mut store = app.store.lock().await;
     let mut cache = store.get(&id).cloned().ok_or_else(|| not_found(&p))?;
     match req.key_type.to_ascii_lowercase().as_str() {
@@ -930,12 +1032,7 @@ async fn regenerate_key(
     store.put(cache.clone()).map_err(internal)?;
     drop(store);
     // The running node takes the new keys at once.
-    app.nodes
-        .lock()
-        .await
-        .set_keys(&key(&id), &cache)
-        .await
-        .map_err(internal)?;
+    app.nodes.set_keys(&k, &cache).await.map_err(internal)?;
     Ok(json(StatusCode::OK, &cache.access_keys()))
 }
 
@@ -968,20 +1065,23 @@ async fn force_reboot(
         .cloned()
         .ok_or_else(|| not_found(&p))?;
     let k = key(&id);
+    let _busy = app.claim(&k, &id)?;
     let persistent = !matches!(
         control::validate::persistence(&cache.sku, &cache.redis_configuration),
         Ok(control::validate::Persistence::None)
     );
     // With persistence the node comes back on a fresh machine, from its storage accounts;
     // without, its data is gone, as in Azure.
-    let restored = app
+    let started = app
         .nodes
-        .lock()
-        .await
-        .start(&k, &cache, &app.config.data_dir, true)
+        .start(&k, &cache, StartMode::FreshMachine)
         .await
         .map_err(internal)?;
-    let message = match (persistent, restored) {
+    let message = match (persistent, started.restored) {
+        _ if let Some(why) = started.kept_local => format!(
+            "Rebooted {} of '{}'; {why}.",
+            req.reboot_type, p.name
+        ),
         (_, Some(what)) => format!(
             "Rebooted {} of '{}'; restored the {what}.",
             req.reboot_type, p.name
@@ -998,15 +1098,25 @@ async fn force_reboot(
     Ok(json(StatusCode::OK, &RebootResponse { message }))
 }
 
-/// A storage account named in an export or import body, parsed before anything starts.
-fn transfer_account(container: &str) -> Result<blob::Account> {
-    blob::Account::parse(container).map_err(|e| {
+/// A storage account named in an export or import body (a container SAS URL, or a
+/// connection string for S3 and Azurite), parsed and checked against what the operator
+/// allows before anything starts.
+fn transfer_account(app: &App, container: &str) -> Result<blob::Account> {
+    let account = blob::Account::parse(container).map_err(|e| {
         Failure(ArmError::bad_request(
             "InvalidRequestBody",
             "container",
-            format!("container is not a usable storage account connection string: {e}."),
+            format!("container is not a usable container SAS URL or storage connection string: {e}."),
         ))
-    })
+    })?;
+    app.access.check(&account).map_err(|e| {
+        Failure(ArmError::bad_request(
+            "InvalidRequestBody",
+            "container",
+            format!("container names a storage account this service may not use: {e}."),
+        ))
+    })?;
+    Ok(account)
 }
 
 fn check_format(format: &Option<String>) -> Result<()> {
@@ -1031,7 +1141,7 @@ async fn node_of(app: &App, id: &str, p: &CachePath) -> Result<(Cache, node::Nod
         .get(id)
         .cloned()
         .ok_or_else(|| not_found(p))?;
-    let control = app.nodes.lock().await.control(&key(id)).ok_or_else(|| {
+    let control = app.nodes.control(&key(id)).await.ok_or_else(|| {
         Failure(ArmError::conflict(format!(
             "The cache '{}' is not running in this control plane (provisioningState {:?}; export and import need the in-process node runtime).",
             p.name, cache.provisioning_state
@@ -1063,9 +1173,11 @@ async fn start_transfer<F>(
 where
     F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
+    let k = key(id);
     let (cache, control) = node_of(app, id, p).await?;
+    let busy = app.claim(&k, id)?;
     let store = blob::Store::open(account, "", Arc::new(|_| {})).map_err(internal)?;
-    let (op, op_id) = app.new_operation(&cache.location, &p.sub);
+    let (op, op_id) = app.new_operation(&cache.location, &p.sub, &k, what).await?;
     let percent = app.track_progress(&op);
     let work = job(Transfer {
         control,
@@ -1081,7 +1193,8 @@ where
             message: format!("The {what} failed: {e:#}"),
             target: None,
         });
-        worker.finish_operation(&op, error);
+        worker.finish_operation(&op, error).await;
+        drop(busy);
     });
     Ok((StatusCode::ACCEPTED, app.async_headers(headers, &op_id)).into_response())
 }
@@ -1100,7 +1213,7 @@ async fn export(
     let id = p.id()?;
     let req: ExportParameters = parse_body(&body)?;
     check_format(&req.format)?;
-    let account = transfer_account(&req.container)?;
+    let account = transfer_account(&app, &req.container)?;
     if req.prefix.trim_matches('/').is_empty() {
         return Err(ArmError::bad_request(
             "InvalidRequestBody",
@@ -1146,7 +1259,7 @@ async fn import(
         )
         .into());
     }
-    let account = transfer_account(&req.container)?;
+    let account = transfer_account(&app, &req.container)?;
     let imports = app.config.data_dir.join("imports");
     start_transfer(
         &app,
@@ -1198,17 +1311,15 @@ async fn get_operation(
     Path(p): Path<OpPath>,
     Query(_): Query<HashMap<String, String>>,
 ) -> Result<Response> {
-    let op = app
-        .operations
-        .lock()
-        .expect("operations lock")
-        .get(&p.op)
-        .cloned();
-    let op = op.ok_or_else(|| {
+    let op = app.store.lock().await.operation(&p.op).cloned();
+    let mut op = op.ok_or_else(|| {
         Failure(ArmError::not_found(format!(
             "The operation '{}' was not found.",
             p.op
         )))
     })?;
-    Ok(json(StatusCode::OK, &op.status()))
+    if let Some(p) = app.progress.lock().expect("progress lock").get(&p.op) {
+        op.status.percent_complete = f64::from(p.load(Ordering::Relaxed));
+    }
+    Ok(json(StatusCode::OK, &op.status))
 }

@@ -38,6 +38,28 @@ pub struct ServeConfig {
     pub node_runtime: NodeRuntime,
     /// Caches per page of a list; the rest follows `nextLink`.
     pub list_page_size: usize,
+    /// Local-folder accounts that callers name must be inside this folder.
+    pub storage_root: PathBuf,
+    /// Endpoint hosts callers may name besides loopback (`host`, `*.suffix`, `*`).
+    pub storage_endpoint_allow: Vec<String>,
+    /// Caches accept DEBUG (fault injection in tests); Azure blocks it.
+    pub allow_debug_command: bool,
+}
+
+/// The API's token: the one given, or the development token on a loopback address only
+/// (it is published, so anyone who can reach the port would hold it).
+pub fn api_token(listen: SocketAddr, given: Option<String>) -> anyhow::Result<String> {
+    match given {
+        Some(t) if t.is_empty() => anyhow::bail!("the API token must not be empty"),
+        Some(t) if t == DEV_TOKEN && !listen.ip().is_loopback() => anyhow::bail!(
+            "refusing to serve the public development token on {listen}: give a token of your own (--token or CACHEPLANE_TOKEN)"
+        ),
+        Some(t) => Ok(t),
+        None if listen.ip().is_loopback() => Ok(DEV_TOKEN.into()),
+        None => anyhow::bail!(
+            "serve listens on {listen}, beyond this machine: give a token (--token or CACHEPLANE_TOKEN); the development token is public and only served on loopback"
+        ),
+    }
 }
 
 impl Default for ServeConfig {
@@ -51,6 +73,9 @@ impl Default for ServeConfig {
             node_ports: None,
             node_runtime: NodeRuntime::InProcess,
             list_page_size: 100,
+            storage_root: PathBuf::from("cacheplane-data").join("storage"),
+            storage_endpoint_allow: Vec::new(),
+            allow_debug_command: false,
         }
     }
 }

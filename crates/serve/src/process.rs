@@ -3,9 +3,13 @@
 //! restarts a node that exits on its own (with backoff); it comes back from its local files
 //! or, with an empty disk, from its storage accounts. The settings reach the child through
 //! a config file only its owner can read (connection strings and keys stay off command
-//! lines), and later changes go over RESP (CONFIG SET, SHUTDOWN).
+//! lines), and later changes go over RESP on the control plane's own connection: it
+//! authenticates with the node's admin key, which no customer holds (the commands it uses,
+//! CACHEPLANE and SHUTDOWN, are unknown commands for customers). The actor probes the child
+//! with a timeout; one that stops answering is killed and restarted.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use node::NodeConfig;
@@ -23,12 +27,20 @@ const RESTART_BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Most bytes read of one reply (event lists are the longest: EVENTS_KEPT_MAX lines).
 const REPLY_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// A node that has not answered PING in this long is considered hung.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Failed probes in a row after which a node is killed and restarted.
+const PROBE_FAILURES_MAX: u32 = 3;
 
 /// A node running as a child process, with its supervisor.
 pub struct ChildNode {
     /// The node's settings as its config file holds them (passwords follow key changes).
     cfg: NodeConfig,
     stopping: watch::Sender<bool>,
+    /// Tells the supervising task to kill the process (it is then restarted).
+    kill: Arc<tokio::sync::Notify>,
+    /// Probes failed in a row.
+    probe_failures: u32,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -39,21 +51,37 @@ impl ChildNode {
         write_private(&conf, &config_file(cfg))?;
         let child = spawn(&conf, &cfg.dir, cfg.port).await?;
         let (stopping, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(supervise(child, conf, cfg.dir.clone(), cfg.port, stop_rx));
+        let kill = Arc::new(tokio::sync::Notify::new());
+        let task = tokio::spawn(supervise(
+            child,
+            conf,
+            cfg.dir.clone(),
+            cfg.port,
+            stop_rx,
+            kill.clone(),
+        ));
         Ok(ChildNode {
             cfg: cfg.clone(),
             stopping,
+            kill,
+            probe_failures: 0,
             task,
         })
     }
 
-    /// A command to the node, authenticated with its current password.
+    /// A command to the node on the control plane's own connection (the admin key).
     async fn command(&self, args: &[&str]) -> anyhow::Result<String> {
-        command(self.cfg.port, self.cfg.requirepass.as_deref(), args).await
+        command(self.cfg.port, self.cfg.admin_key.as_deref(), args).await
     }
 
-    /// Stops the node (with a final snapshot when `save`) and waits for the process to end.
-    pub async fn stop(self, save: bool) {
+    /// Stops the node (with a final snapshot when `save`) and waits for the process to end;
+    /// says which AOF accounts were behind the log when it was asked to stop (the child
+    /// drains before exiting, so this may overstate what it left behind, never understate).
+    pub async fn stop(self, save: bool) -> node::StopReport {
+        let report = match self.command(&["INFO", "storage"]).await {
+            Ok(info) => unshipped_from_info(&info),
+            Err(_) => node::StopReport::default(),
+        };
         let _ = self.stopping.send(true);
         let how = if save { "SAVE" } else { "NOSAVE" };
         // SHUTDOWN answers nothing when it succeeds: the connection closes.
@@ -61,6 +89,45 @@ impl ChildNode {
             tracing::debug!(port = self.cfg.port, error = %e, "SHUTDOWN");
         }
         let _ = self.task.await;
+        report
+    }
+
+    /// Kills the process at once and waits for it to be gone (no restart): the
+    /// supervising task owns the process, which is killed when it is dropped.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    /// PINGs the node within [`PROBE_TIMEOUT`]; after [`PROBE_FAILURES_MAX`] failures in a
+    /// row the process is killed (and restarted by its supervising task) and the failure
+    /// is returned for the cache's status.
+    pub async fn probe(&mut self) -> anyhow::Result<()> {
+        let answered = tokio::time::timeout(PROBE_TIMEOUT, self.command(&["PING"])).await;
+        match answered {
+            Ok(Ok(reply)) if reply == "+PONG" || reply.starts_with("-LOADING") => {
+                self.probe_failures = 0;
+                Ok(())
+            }
+            // Exited: the supervising task restarts it already.
+            Ok(Err(_)) if self.task.is_finished() => Ok(()),
+            other => {
+                self.probe_failures += 1;
+                if self.probe_failures < PROBE_FAILURES_MAX {
+                    return Ok(());
+                }
+                self.probe_failures = 0;
+                self.kill.notify_one();
+                let why = match other {
+                    Ok(Ok(reply)) => format!("answered PING with {reply}"),
+                    Ok(Err(e)) => format!("{e:#}"),
+                    Err(_) => format!("no answer in {PROBE_TIMEOUT:?}"),
+                };
+                anyhow::bail!(
+                    "the node process did not answer {PROBE_FAILURES_MAX} probes ({why}); it was killed and is being restarted"
+                )
+            }
+        }
     }
 
     /// Gives the node new passwords at once, and its config file for later restarts.
@@ -71,17 +138,8 @@ impl ChildNode {
     ) -> anyhow::Result<()> {
         let p = primary.clone().unwrap_or_default();
         let s = secondary.clone().unwrap_or_default();
-        let reply = self
-            .command(&[
-                "CONFIG",
-                "SET",
-                "requirepass",
-                &p,
-                "requirepass-secondary",
-                &s,
-            ])
-            .await?;
-        anyhow::ensure!(reply == "+OK", "CONFIG SET answered {reply}");
+        let reply = self.command(&["CACHEPLANE", "SETKEYS", &p, &s]).await?;
+        anyhow::ensure!(reply == "+OK", "CACHEPLANE SETKEYS answered {reply}");
         self.cfg.requirepass = primary;
         self.cfg.requirepass_secondary = secondary;
         write_private(&conf_path(&self.cfg), &config_file(&self.cfg))
@@ -146,17 +204,27 @@ async fn answers(port: u16) -> bool {
     }
 }
 
-/// Restarts the node whenever it exits on its own, until told to stop.
+/// Restarts the node whenever it exits on its own (or is killed for not answering), until
+/// told to stop.
 async fn supervise(
     mut child: Child,
     conf: PathBuf,
     dir: PathBuf,
     port: u16,
     mut stopping: watch::Receiver<bool>,
+    kill: Arc<tokio::sync::Notify>,
 ) {
     let mut backoff = RESTART_BACKOFF_FIRST;
     loop {
         tokio::select! {
+            _ = kill.notified() => {
+                tracing::warn!(port, "killing a cache's node process that does not answer");
+                let _ = child.kill().await;
+                if *stopping.borrow() {
+                    return;
+                }
+                // The exit is seen on the next turn, and the node restarted.
+            }
             status = child.wait() => {
                 if *stopping.borrow() {
                     return;
@@ -190,6 +258,26 @@ async fn supervise(
             }
         }
     }
+}
+
+/// Per AOF account, its backlog as INFO storage reports it
+/// (`aof_target_<i>:account=...,backlog_bytes=N,...`).
+fn unshipped_from_info(info: &str) -> node::StopReport {
+    let unshipped = info
+        .lines()
+        .filter(|l| l.starts_with("aof_target_"))
+        .filter_map(|l| {
+            let fields = l.split_once(':')?.1;
+            let field = |name: &str| {
+                fields
+                    .split(',')
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            };
+            let bytes: u64 = field("backlog_bytes")?.parse().ok()?;
+            (bytes > 0).then(|| (field("account").unwrap_or("?").to_string(), bytes))
+        })
+        .collect();
+    node::StopReport { unshipped }
 }
 
 /// Sends one command (after AUTH when a password is given) and returns the first line of
@@ -271,6 +359,19 @@ fn config_file(cfg: &NodeConfig) -> String {
             quote(cfg.requirepass_secondary.as_deref().unwrap_or(""))
         ),
         format!("storage-prefix {}", quote(&s.prefix)),
+        format!("cacheplane-managed {}", if cfg.managed { "yes" } else { "no" }),
+        format!(
+            "cacheplane-admin-key {}",
+            quote(cfg.admin_key.as_deref().unwrap_or(""))
+        ),
+        format!(
+            "enable-debug-command {}",
+            match cfg.enable_debug_command {
+                node::DebugCommand::No => "no",
+                node::DebugCommand::Yes => "yes",
+                node::DebugCommand::Local => "local",
+            }
+        ),
         format!("time-scale {}", s.time_scale),
         format!(
             "aof-durability {}",

@@ -1,15 +1,21 @@
-//! Starting and stopping caches' data-plane nodes (in-process tasks), with the node settings
-//! a cache's resource means, and reading the retention policy of each node's accounts.
+//! The caches' data-plane nodes: one actor (a task with an inbox) per cache owns its node
+//! and does everything to it in order — start, restart with new settings, reboot onto a
+//! fresh machine, stop, key changes — so a slow start (a restore from a store that does
+//! not answer) holds up that cache alone, never the API or another cache. The actor also
+//! watches its node: a node that panicked, lost a worker or stopped answering is restarted
+//! from its files and the cache's status says what happened. The node settings a cache's
+//! resource means, and reading the retention policy of each node's accounts, live here too.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use control::model::Cache;
+use control::model::{Cache, NodeStatus};
 use control::validate::Persistence;
 use node::NodeConfig;
 use node::config::{Durability, StorageConfig};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::process::ChildNode;
 
@@ -23,21 +29,81 @@ pub enum NodeRuntime {
     Process,
 }
 
-/// The nodes of running caches, by store key.
-pub struct Supervisor {
+/// How the supervisor runs nodes.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
     /// The address nodes listen on (`--node-bind`).
-    bind: String,
-    runtime: NodeRuntime,
-    nodes: HashMap<String, Running>,
+    pub bind: String,
+    pub runtime: NodeRuntime,
+    pub data_dir: PathBuf,
+    /// Caches accept DEBUG (fault injection in tests); Azure blocks it.
+    pub allow_debug_command: bool,
+}
+
+/// The actors of the caches, by store key.
+pub struct Supervisor {
+    settings: Arc<NodeSettings>,
+    /// Held only to find or add an actor, never across an `.await`.
+    actors: Mutex<HashMap<String, Actor>>,
     /// What each cache's accounts reported about their retention, by store key and account
     /// display name.
     policies: Arc<Mutex<HashMap<String, HashMap<String, Found>>>>,
 }
 
-struct Running {
-    node: Node,
-    /// The policy reader runs while this lives.
-    _alive: Arc<()>,
+/// A cache's actor, as the supervisor reaches it.
+struct Actor {
+    inbox: mpsc::Sender<Msg>,
+    status: Arc<Mutex<NodeStatus>>,
+}
+
+/// Messages an actor waits for at most this many of (a handler's send waits beyond it).
+const ACTOR_INBOX_MAX: usize = 16;
+/// How often an actor checks on its node.
+const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a question to a busy actor (events for the accounting) may wait for its answer.
+const ACTOR_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a start does with the node's local files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// Keep them (new settings, a control-plane restart): the data comes back from them.
+    KeepData,
+    /// A fresh machine (forceReboot): the local disk is discarded and the node comes back
+    /// from its storage accounts, unless an account is behind the local AOF, in which case
+    /// the local files are kept so that no acknowledged write is lost.
+    FreshMachine,
+}
+
+/// What a start did.
+#[derive(Debug, Clone, Default)]
+pub struct Started {
+    /// What the node restored from a storage account.
+    pub restored: Option<String>,
+    /// Why the local files were kept on a fresh-machine start.
+    pub kept_local: Option<String>,
+}
+
+enum Msg {
+    Start {
+        cache: Box<Cache>,
+        mode: StartMode,
+        reply: oneshot::Sender<anyhow::Result<Started>>,
+    },
+    /// Stops the node; `delete`: and removes its local files (the cache is deleted).
+    Stop {
+        delete: bool,
+        reply: oneshot::Sender<()>,
+    },
+    SetKeys {
+        cache: Box<Cache>,
+        reply: oneshot::Sender<anyhow::Result<()>>,
+    },
+    Control {
+        reply: oneshot::Sender<Option<node::NodeControl>>,
+    },
+    Events {
+        reply: oneshot::Sender<Vec<blob::BlobEvent>>,
+    },
 }
 
 /// An account's retention as its store reported it, or why it could not.
@@ -94,17 +160,6 @@ async fn read_policies(
     }
 }
 
-/// A short stable tag of a resource id, so two caches of the same name in different
-/// resource groups never share a storage prefix or a directory.
-fn id_tag(id: &str) -> String {
-    // FNV-1a: stable across releases, unlike std's hasher.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in id.to_ascii_lowercase().bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-    }
-    format!("{:08x}", h as u32)
-}
-
 /// The passwords the node takes: the cache's keys, unless `authnotrequired`.
 fn auth_keys(cache: &Cache) -> (Option<String>, Option<String>) {
     let authnotrequired = cache
@@ -121,26 +176,35 @@ fn auth_keys(cache: &Cache) -> (Option<String>, Option<String>) {
     }
 }
 
+/// The local directory of a cache's node.
+pub fn cache_dir(cache: &Cache, data_dir: &Path) -> PathBuf {
+    data_dir.join("caches").join(cache.instance_tag())
+}
+
 /// The node settings for `cache`.
-pub fn node_config(cache: &Cache, data_dir: &Path, bind: &str) -> anyhow::Result<NodeConfig> {
+pub fn node_config(cache: &Cache, settings: &NodeSettings) -> anyhow::Result<NodeConfig> {
+    let data_dir = &settings.data_dir;
     let persistence = control::validate::persistence(&cache.sku, &cache.redis_configuration)
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let tag = format!(
-        "{}-{}",
-        cache.name.to_ascii_lowercase(),
-        id_tag(&cache.id())
-    );
-    let dir = data_dir.join("caches").join(&tag);
-    std::fs::create_dir_all(&dir)?;
+    let tag = cache.instance_tag();
+    let dir = cache_dir(cache, data_dir);
+    control::store::create_private_dir(&dir)?;
     let default_account = blob::Account::Local {
         path: data_dir.join("storage"),
     };
     let mut cfg = NodeConfig {
         port: cache.port,
-        bind: vec![bind.to_string()],
+        bind: vec![settings.bind.clone()],
         dir,
+        managed: true,
+        // The control plane's own key for its connection to a child node: random per
+        // start, never a customer's.
+        admin_key: Some(control::model::new_access_key()),
         ..NodeConfig::default()
     };
+    if settings.allow_debug_command {
+        cfg.enable_debug_command = node::DebugCommand::Yes;
+    }
     cfg.save = Vec::new();
     (cfg.requirepass, cfg.requirepass_secondary) = auth_keys(cache);
     if let Some(n) = cache
@@ -190,36 +254,291 @@ pub fn node_config(cache: &Cache, data_dir: &Path, bind: &str) -> anyhow::Result
 }
 
 impl Supervisor {
-    pub fn new(bind: String, runtime: NodeRuntime) -> Supervisor {
+    pub fn new(settings: NodeSettings) -> Supervisor {
         Supervisor {
-            bind,
-            runtime,
-            nodes: HashMap::new(),
+            settings: Arc::new(settings),
+            actors: Mutex::new(HashMap::new()),
             policies: Default::default(),
         }
     }
 
-    /// Starts the node of `cache` (restoring from its accounts when it has persistence and
-    /// no local files). `fresh_machine`: the node's local files are discarded first, as
-    /// when a VM is replaced. Returns what was restored.
+    /// The inbox of `key`'s actor, started if there is none.
+    fn inbox(&self, key: &str) -> mpsc::Sender<Msg> {
+        let mut actors = self.actors.lock().expect("actors lock");
+        if let Some(a) = actors.get(key)
+            && !a.inbox.is_closed()
+        {
+            return a.inbox.clone();
+        }
+        let (tx, rx) = mpsc::channel(ACTOR_INBOX_MAX);
+        let status = Arc::new(Mutex::new(NodeStatus {
+            state: "Stopped".into(),
+            ..Default::default()
+        }));
+        let actor = CacheActor {
+            key: key.to_string(),
+            settings: self.settings.clone(),
+            policies: self.policies.clone(),
+            status: status.clone(),
+            node: None,
+            cache: None,
+            alive: None,
+        };
+        tokio::spawn(actor.run(rx));
+        actors.insert(
+            key.to_string(),
+            Actor {
+                inbox: tx.clone(),
+                status,
+            },
+        );
+        tx
+    }
+
+    /// The inbox of `key`'s actor if it has one.
+    fn existing(&self, key: &str) -> Option<mpsc::Sender<Msg>> {
+        self.actors
+            .lock()
+            .expect("actors lock")
+            .get(key)
+            .map(|a| a.inbox.clone())
+    }
+
+    /// Starts (or restarts) the node of `cache`; returns what was restored.
     pub async fn start(
-        &mut self,
+        &self,
         key: &str,
         cache: &Cache,
-        data_dir: &Path,
-        fresh_machine: bool,
-    ) -> anyhow::Result<Option<String>> {
-        if fresh_machine {
-            self.stop(key).await;
-        } else {
-            // A restart with new settings keeps the data, whatever the persistence was.
-            self.stop_keeping_data(key).await;
+        mode: StartMode,
+    ) -> anyhow::Result<Started> {
+        let (reply, answer) = oneshot::channel();
+        self.inbox(key)
+            .send(Msg::Start {
+                cache: Box::new(cache.clone()),
+                mode,
+                reply,
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("the cache's actor is gone"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the cache's actor stopped while starting the node"))?
+    }
+
+    /// Stops the node of `key` (keeping its files unless `delete`) and ends its actor.
+    pub async fn stop(&self, key: &str, delete: bool) {
+        if let Some(inbox) = self.existing(key) {
+            let (reply, answer) = oneshot::channel();
+            if inbox.send(Msg::Stop { delete, reply }).await.is_ok() {
+                let _ = answer.await;
+            }
         }
-        let cfg = node_config(cache, data_dir, &self.bind)?;
-        if fresh_machine {
-            let _ = std::fs::remove_dir_all(&cfg.dir);
-            std::fs::create_dir_all(&cfg.dir)?;
+        self.actors.lock().expect("actors lock").remove(key);
+        self.policies.lock().expect("policies lock").remove(key);
+    }
+
+    /// Stops every node keeping its data: the control plane's restart is not the caches'.
+    pub async fn stop_all(&self) {
+        let keys: Vec<String> = self.actors.lock().expect("actors lock").keys().cloned().collect();
+        let stops = keys.iter().map(|k| self.stop(k, false));
+        futures_util::future::join_all(stops).await;
+    }
+
+    /// What the accounts of each running cache reported about their retention.
+    pub fn policies(&self) -> HashMap<String, HashMap<String, Found>> {
+        self.policies.lock().expect("policies lock").clone()
+    }
+
+    /// What the supervisor knows of `key`'s node.
+    pub fn status(&self, key: &str) -> Option<NodeStatus> {
+        let actors = self.actors.lock().expect("actors lock");
+        Some(actors.get(key)?.status.lock().expect("status lock").clone())
+    }
+
+    /// The object-store events each node recorded since the last call. An actor busy
+    /// with a long start answers later: its events wait in its node.
+    pub async fn drain_events(&self) -> Vec<(String, Vec<blob::BlobEvent>)> {
+        let inboxes: Vec<(String, mpsc::Sender<Msg>)> = self
+            .actors
+            .lock()
+            .expect("actors lock")
+            .iter()
+            .map(|(k, a)| (k.clone(), a.inbox.clone()))
+            .collect();
+        let asks = inboxes.into_iter().map(|(k, inbox)| async move {
+            let (reply, answer) = oneshot::channel();
+            let asked = async {
+                inbox.send(Msg::Events { reply }).await.ok()?;
+                answer.await.ok()
+            };
+            let events = tokio::time::timeout(ACTOR_ANSWER_TIMEOUT, asked)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            (k, events)
+        });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .filter(|(_, e)| !e.is_empty())
+            .collect()
+    }
+
+    /// Gives the running node of `key` its cache's current access keys, at once.
+    pub async fn set_keys(&self, key: &str, cache: &Cache) -> anyhow::Result<()> {
+        let Some(inbox) = self.existing(key) else {
+            return Ok(());
+        };
+        let (reply, answer) = oneshot::channel();
+        inbox
+            .send(Msg::SetKeys {
+                cache: Box::new(cache.clone()),
+                reply,
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("the cache's actor is gone"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the cache's actor is gone"))?
+    }
+
+    /// A handle for export and import on the running node of `key` (in-process nodes).
+    pub async fn control(&self, key: &str) -> Option<node::NodeControl> {
+        let inbox = self.existing(key)?;
+        let (reply, answer) = oneshot::channel();
+        inbox.send(Msg::Control { reply }).await.ok()?;
+        answer.await.ok().flatten()
+    }
+}
+
+/// One cache's actor: owns its node.
+struct CacheActor {
+    key: String,
+    settings: Arc<NodeSettings>,
+    policies: Arc<Mutex<HashMap<String, HashMap<String, Found>>>>,
+    status: Arc<Mutex<NodeStatus>>,
+    node: Option<Node>,
+    /// The settings the node runs with, for restarts after a failure.
+    cache: Option<Cache>,
+    /// The policy reader runs while this lives.
+    alive: Option<Arc<()>>,
+}
+
+impl CacheActor {
+    async fn run(mut self, mut inbox: mpsc::Receiver<Msg>) {
+        let mut health = tokio::time::interval(HEALTH_INTERVAL);
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = inbox.recv() => match msg {
+                    Some(Msg::Stop { delete, reply }) => {
+                        self.stop(delete).await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(msg) => self.handle(msg).await,
+                    None => {
+                        self.stop(false).await;
+                        return;
+                    }
+                },
+                _ = health.tick() => self.check_health().await,
+            }
         }
+    }
+
+    async fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Start { cache, mode, reply } => {
+                let started = self.start(*cache, mode).await;
+                let _ = reply.send(started);
+            }
+            Msg::Stop { .. } => unreachable!("handled by run"),
+            Msg::SetKeys { cache, reply } => {
+                let (primary, secondary) = auth_keys(&cache);
+                let result = match &mut self.node {
+                    Some(Node::InProcess(h)) => {
+                        h.set_passwords(primary, secondary);
+                        Ok(())
+                    }
+                    Some(Node::Process(c)) => c.set_passwords(primary, secondary).await,
+                    None => Ok(()),
+                };
+                if result.is_ok() {
+                    self.cache = Some(*cache);
+                }
+                let _ = reply.send(result);
+            }
+            Msg::Control { reply } => {
+                let control = match &self.node {
+                    Some(Node::InProcess(h)) => Some(h.control()),
+                    _ => None,
+                };
+                let _ = reply.send(control);
+            }
+            Msg::Events { reply } => {
+                let events = match &self.node {
+                    Some(Node::InProcess(h)) => h.drain_events(),
+                    Some(Node::Process(c)) => c.drain_events().await,
+                    None => Vec::new(),
+                };
+                let _ = reply.send(events);
+            }
+        }
+    }
+
+    fn set_state(&self, state: &str) {
+        self.status.lock().expect("status lock").state = state.into();
+    }
+
+    async fn start(&mut self, cache: Cache, mode: StartMode) -> anyhow::Result<Started> {
+        self.set_state("Starting");
+        let dir = cache_dir(&cache, &self.settings.data_dir);
+        let mut started = Started::default();
+        let report = match self.node.take() {
+            Some(node) => node.stop(mode == StartMode::KeepData).await,
+            None => node::StopReport::default(),
+        };
+        if mode == StartMode::FreshMachine {
+            if report.unshipped.is_empty() {
+                let _ = std::fs::remove_dir_all(&dir);
+            } else {
+                let behind: Vec<String> = report
+                    .unshipped
+                    .iter()
+                    .map(|(account, bytes)| format!("{account} lacks {bytes} bytes"))
+                    .collect();
+                let why = format!(
+                    "its storage accounts were behind the local AOF ({}), so the node kept its local disk and lost no acknowledged write",
+                    behind.join(", ")
+                );
+                tracing::warn!(cache = %self.key, "{why}");
+                started.kept_local = Some(why);
+            }
+        }
+        self.alive = None;
+        self.policies
+            .lock()
+            .expect("policies lock")
+            .remove(&self.key);
+        let result = self.start_node(&cache).await;
+        self.cache = Some(cache);
+        match result {
+            Ok(restored) => {
+                started.restored = restored;
+                self.set_state("Running");
+                Ok(started)
+            }
+            Err(e) => {
+                self.set_state("Failed");
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_node(&mut self, cache: &Cache) -> anyhow::Result<Option<String>> {
+        let cfg = node_config(cache, &self.settings)?;
         let storage = &cfg.storage;
         let accounts: Vec<blob::Account> = storage
             .rdb_account
@@ -228,7 +547,7 @@ impl Supervisor {
             .cloned()
             .collect();
         let prefix = storage.prefix.clone();
-        let (node, restored) = match self.runtime {
+        let (node, restored) = match self.settings.runtime {
             NodeRuntime::InProcess => {
                 let handle = node::start(cfg).await?;
                 let restored = handle.restored();
@@ -240,84 +559,64 @@ impl Supervisor {
                 (Node::Process(Box::new(child)), restored)
             }
         };
+        self.node = Some(node);
         let alive = Arc::new(());
         tokio::spawn(read_policies(
-            key.to_string(),
+            self.key.clone(),
             accounts,
             prefix,
             self.policies.clone(),
             Arc::downgrade(&alive),
         ));
-        self.nodes.insert(
-            key.to_string(),
-            Running {
-                node,
-                _alive: alive,
-            },
-        );
+        self.alive = Some(alive);
         Ok(restored)
     }
 
-    /// What the accounts of each running cache reported about their retention.
-    pub fn policies(&self) -> HashMap<String, HashMap<String, Found>> {
-        self.policies.lock().expect("policies lock").clone()
-    }
-
-    /// The object-store events each running node recorded since the last call.
-    pub async fn drain_events(&self) -> Vec<(String, Vec<blob::BlobEvent>)> {
-        let mut all = Vec::new();
-        for (k, r) in &self.nodes {
-            let events = match &r.node {
-                Node::InProcess(h) => h.drain_events(),
-                Node::Process(c) => c.drain_events().await,
-            };
-            if !events.is_empty() {
-                all.push((k.clone(), events));
+    async fn stop(&mut self, delete: bool) {
+        if let Some(node) = self.node.take() {
+            node.stop(!delete).await;
+        }
+        self.alive = None;
+        self.set_state("Stopped");
+        if delete && let Some(cache) = &self.cache {
+            let dir = cache_dir(cache, &self.settings.data_dir);
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::error!(cache = %self.key, dir = %dir.display(), error = %e, "could not remove a deleted cache's files");
             }
         }
-        all
     }
 
-    /// Gives the running node of `key` its cache's current access keys, at once.
-    pub async fn set_keys(&mut self, key: &str, cache: &Cache) -> anyhow::Result<()> {
-        let Some(r) = self.nodes.get_mut(key) else {
-            return Ok(());
+    /// Restarts a node that cannot serve any more, from its files.
+    async fn check_health(&mut self) {
+        let failure = match &mut self.node {
+            Some(Node::InProcess(h)) => h.failure(),
+            Some(Node::Process(c)) => c.probe().await.err().map(|e| format!("{e:#}")),
+            None => None,
         };
-        let (primary, secondary) = auth_keys(cache);
-        match &mut r.node {
-            Node::InProcess(h) => h.set_passwords(primary, secondary),
-            Node::Process(c) => c.set_passwords(primary, secondary).await?,
+        let (Some(failure), Some(cache)) = (failure, self.cache.clone()) else {
+            return;
+        };
+        tracing::error!(cache = %self.key, failure, "the cache's node failed; restarting it from its files");
+        self.set_state("Restarting");
+        if let Some(node) = self.node.take() {
+            node.abort().await;
         }
-        Ok(())
-    }
-
-    /// A handle for export and import on the running node of `key` (in-process nodes).
-    pub fn control(&self, key: &str) -> Option<node::NodeControl> {
-        match &self.nodes.get(key)?.node {
-            Node::InProcess(h) => Some(h.control()),
-            Node::Process(_) => None,
-        }
-    }
-
-    async fn stop_keeping_data(&mut self, key: &str) {
-        if let Some(r) = self.nodes.remove(key) {
-            r.node.stop(true).await;
-        }
-        self.policies.lock().expect("policies lock").remove(key);
-    }
-
-    pub async fn stop(&mut self, key: &str) {
-        if let Some(r) = self.nodes.remove(key) {
-            r.node.stop(false).await;
-        }
-        self.policies.lock().expect("policies lock").remove(key);
-    }
-
-    /// Stops every node keeping its data: the control plane's restart is not the caches'.
-    pub async fn stop_all(&mut self) {
-        for (_, r) in self.nodes.drain() {
-            r.node.stop(true).await;
-        }
+        let outcome = match self.start_node(&cache).await {
+            Ok(_) => {
+                self.set_state("Running");
+                "restarted from its files".to_string()
+            }
+            Err(e) => {
+                self.set_state("Failed");
+                format!("could not be restarted: {e:#}")
+            }
+        };
+        let mut status = self.status.lock().expect("status lock");
+        status.restarts += 1;
+        status.last_failure = Some(format!("{failure}; the node {outcome}"));
+        status.last_failure_time = Some(chrono::Utc::now().to_rfc3339());
     }
 }
 
@@ -328,11 +627,21 @@ enum Node {
 }
 
 impl Node {
-    async fn stop(self, keep_data: bool) {
+    /// Stops the node (after a final snapshot when `keep_data`); says what its accounts
+    /// did not get.
+    async fn stop(self, keep_data: bool) -> node::StopReport {
         match (self, keep_data) {
             (Node::InProcess(h), true) => h.stop_keeping_data().await,
             (Node::InProcess(h), false) => h.stop().await,
             (Node::Process(c), keep) => c.stop(keep).await,
+        }
+    }
+
+    /// Ends a broken node at once.
+    async fn abort(self) {
+        match self {
+            Node::InProcess(h) => h.abort().await,
+            Node::Process(c) => c.kill().await,
         }
     }
 }

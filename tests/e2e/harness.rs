@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use resp::{Frame, Limits};
@@ -319,4 +320,91 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         timeout,
         || if f() { Ok(()) } else { Err(String::new()) },
     )
+}
+
+/// What a [`Proxy`] does with connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Forwards both ways.
+    Up,
+    /// Resets new connections and cuts open ones: the store is down.
+    Down,
+    /// Accepts and then says nothing, ever: a store that does not answer. Held
+    /// connections are closed when the link changes again.
+    Hold,
+}
+
+/// A TCP proxy in front of a server that can be cut, held silent and restored, to make an
+/// account unreachable or hung and back while a node runs.
+pub struct Proxy {
+    pub port: u16,
+    link: Arc<Mutex<Link>>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    /// A proxy to the `host:port` of `target` (an `http://host:port/...` URL or `host:port`).
+    pub fn start(target: &str) -> Proxy {
+        let target = target
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let link = Arc::new(Mutex::new(Link::Up));
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let (flag, hold) = (link.clone(), held.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                match *flag.lock().unwrap() {
+                    Link::Down => continue, // dropped: the connection is reset
+                    Link::Hold => {
+                        hold.lock().unwrap().push(client);
+                        continue;
+                    }
+                    Link::Up => {}
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let flag = flag.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 65536];
+                        loop {
+                            match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) if *flag.lock().unwrap() == Link::Up => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                                Ok(_) => break,
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, link, held }
+    }
+
+    pub fn set(&self, link: Link) {
+        *self.link.lock().unwrap() = link;
+        if link != Link::Hold {
+            self.held.lock().unwrap().clear();
+        }
+    }
+
+    /// Connections held silent so far.
+    pub fn held(&self) -> usize {
+        self.held.lock().unwrap().len()
+    }
 }

@@ -2,6 +2,7 @@
 //! talking over TCP on 127.0.0.1.
 
 mod deploy;
+mod hardening;
 mod harness;
 mod node_clients;
 mod node_compat;

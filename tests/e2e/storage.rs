@@ -6,18 +6,16 @@
 //! `scripts/test.sh` starts Azurite and moto and sets CACHEPLANE_TEST_AZURITE and
 //! CACHEPLANE_TEST_S3; without them these tests fail rather than skip.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use blob::{Account, Store};
 use resp::Frame;
 
-use crate::harness::{Conn, Server, TempDir, bulk, ok, wait_until};
+use crate::harness::{Conn, Link, Proxy, Server, TempDir, bulk, ok, wait_until};
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -277,65 +275,6 @@ fn assert_restores_from(flags: &[&str], conn: &str, keys: i64) {
     assert_eq!(c.cmd(&["DBSIZE"]), Frame::Integer(keys));
 }
 
-/// A TCP proxy in front of a server that can be cut and restored, to make an account
-/// unreachable mid-run.
-struct Proxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-}
-
-impl Proxy {
-    fn start(target: &str) -> Proxy {
-        let target = target
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap()
-            .to_string();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let flag = up.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { continue };
-                if !flag.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection is reset
-                }
-                let Ok(server) = TcpStream::connect(&target) else {
-                    continue;
-                };
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    let flag = flag.clone();
-                    std::thread::spawn(move || {
-                        let mut buf = [0u8; 65536];
-                        loop {
-                            match from.read(&mut buf) {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) if flag.load(Ordering::SeqCst) => {
-                                    if to.write_all(&buf[..n]).is_err() {
-                                        break;
-                                    }
-                                }
-                                Ok(_) => break,
-                            }
-                        }
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Proxy { port, up }
-    }
-
-    fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn an_unreachable_primary_delays_shipping_but_loses_nothing() {
     let dir = TempDir::new("outage");
@@ -370,7 +309,7 @@ fn an_unreachable_primary_delays_shipping_but_loses_nothing() {
         Duration::from_secs(30),
         || target_field(&mut c, 0, "bases") == "1",
     );
-    proxy.set_up(false);
+    proxy.set(Link::Down);
     for i in 0..500 {
         assert_eq!(
             c.cmd(&["SET", &format!("during:{i}"), "v"]),
@@ -403,7 +342,7 @@ fn an_unreachable_primary_delays_shipping_but_loses_nothing() {
         },
     );
     assert_eq!(c.cmd(&["GET", "during:0"]), bulk("v"));
-    proxy.set_up(true);
+    proxy.set(Link::Up);
     wait_until("the backlog to drain", Duration::from_secs(60), || {
         target_field(&mut c, 0, "backlog_bytes") == "0"
     });

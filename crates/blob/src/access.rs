@@ -171,7 +171,9 @@ mod tests {
         let p = policy(&[]);
         assert!(check(&p, "UseDevelopmentStorage=true").is_ok());
         let s3 = |endpoint: &str| {
-            format!("Provider=S3;Bucket=b;Region=us-east-1;AccessKeyId=a;SecretAccessKey=s;Endpoint={endpoint}")
+            format!(
+                "Provider=S3;Bucket=bkt;Region=us-east-1;AccessKeyId=a;SecretAccessKey=s;Endpoint={endpoint}"
+            )
         };
         assert!(check(&p, &s3("http://localhost:9000")).is_ok());
         assert!(check(&p, &s3("http://[::1]:9000")).is_ok());
@@ -194,7 +196,7 @@ mod tests {
         assert!(check(&policy(&["*"]), azure).is_ok());
         assert!(check(&policy(&["*.windows.net.evil"]), azure).is_err());
         // AWS itself when no endpoint is given.
-        let aws = "Provider=S3;Bucket=b;Region=eu-west-1;AccessKeyId=a;SecretAccessKey=s";
+        let aws = "Provider=S3;Bucket=bkt;Region=eu-west-1;AccessKeyId=a;SecretAccessKey=s";
         assert!(check(&p, aws).is_err());
         assert!(check(&policy(&["*.amazonaws.com"]), aws).is_ok());
     }

@@ -499,10 +499,13 @@ mod tests {
 
     #[test]
     fn sas_urls_name_account_and_container() {
-        let a = Account::parse("https://prodacct.blob.core.windows.net/exports?sv=1&sig=x").unwrap();
-        assert!(matches!(&a, Account::Azure { account, endpoint, container, key: AzureKey::Sas(s) }
+        let a =
+            Account::parse("https://prodacct.blob.core.windows.net/exports?sv=1&sig=x").unwrap();
+        assert!(
+            matches!(&a, Account::Azure { account, endpoint, container, key: AzureKey::Sas(s) }
             if account == "prodacct" && endpoint == "https://prodacct.blob.core.windows.net"
-                && container == "exports" && s.expose() == "sv=1&sig=x"));
+                && container == "exports" && s.expose() == "sv=1&sig=x")
+        );
         let a = Account::parse("http://127.0.0.1:10000/devstoreaccount1/exports?sig=x").unwrap();
         assert!(matches!(&a, Account::Azure { account, endpoint, .. }
             if account == "devstoreaccount1" && endpoint == "http://127.0.0.1:10000/devstoreaccount1"));

@@ -128,20 +128,19 @@ impl Store {
                 container,
             } => Arc::new(
                 match key {
-                    crate::AzureKey::Shared(k) => {
-                        object_store::azure::MicrosoftAzureBuilder::new().with_access_key(k.expose())
-                    }
+                    crate::AzureKey::Shared(k) => object_store::azure::MicrosoftAzureBuilder::new()
+                        .with_access_key(k.expose()),
                     crate::AzureKey::Sas(s) => object_store::azure::MicrosoftAzureBuilder::new()
                         .with_config(object_store::azure::AzureConfigKey::SasKey, s.expose()),
                 }
                 .with_account(account)
                 .with_container_name(container)
-                    .with_endpoint(endpoint.clone())
-                    .with_allow_http(endpoint.starts_with("http://"))
-                    .with_retry(retry)
-                    .with_client_options(client.with_allow_http(endpoint.starts_with("http://")))
-                    .build()
-                    .map_err(wrap)?,
+                .with_endpoint(endpoint.clone())
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_retry(retry)
+                .with_client_options(client.with_allow_http(endpoint.starts_with("http://")))
+                .build()
+                .map_err(wrap)?,
             ),
             Account::S3 {
                 endpoint,

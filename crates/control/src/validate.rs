@@ -51,7 +51,9 @@ pub fn storage_access(
             ArmError::bad_request(
                 "InvalidStorageConnectionString",
                 config_target(key),
-                format!("The value of '{key}' names a storage account this service may not use: {e}."),
+                format!(
+                    "The value of '{key}' names a storage account this service may not use: {e}."
+                ),
             )
         })?;
     }

@@ -222,8 +222,10 @@ pub fn start_flusher(
     log.ship = ship;
     log.store_durability = store_durability && log.ship.is_some();
     let notify = Arc::new(tokio::sync::Notify::new());
-    st.workers
-        .spawn("aof-flusher", flush_task(shared, out, durable, notify.clone()));
+    st.workers.spawn(
+        "aof-flusher",
+        flush_task(shared, out, durable, notify.clone()),
+    );
     log.flusher = Some(notify);
     Ok(())
 }

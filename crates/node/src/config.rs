@@ -442,9 +442,7 @@ impl NodeConfig {
             "rdbchecksum" => yn(self.rdbchecksum),
             "loglevel" => self.loglevel.clone(),
             "enable-debug-command" => debug_command_name(self.enable_debug_command).into(),
-            "enable-protected-configs" => {
-                debug_command_name(self.enable_protected_configs).into()
-            }
+            "enable-protected-configs" => debug_command_name(self.enable_protected_configs).into(),
             "cacheplane-managed" => yn(self.managed),
             // A secret of the control plane's: never shown.
             "cacheplane-admin-key" => String::new(),

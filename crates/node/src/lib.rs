@@ -23,11 +23,11 @@ pub use commands::dataset_digest;
 pub use config::{ConfigError, DebugCommand, Fsync, NodeConfig};
 pub use info::used_memory_bytes;
 pub use server::{ACTIVE_EXPIRE_KEYS_PER_CYCLE_MAX, StopReport};
-pub use workers::{Status as WorkerState, WorkerStatus};
 pub use ship::{
     EVENTS_KEPT_MAX, SEGMENT_MAX_BYTES, SEGMENT_ROLL_INTERVAL, events_from_lines, events_to_lines,
 };
 pub use state::PUBSUB_OUTBOX_MAX_BYTES;
+pub use workers::{Status as WorkerState, WorkerStatus};
 
 /// The Redis version the node reports and behaves as.
 pub const REDIS_VERSION: &str = "7.0.15";

@@ -152,7 +152,13 @@ mod tests {
             tokio::task::yield_now().await;
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        let by_name = |n: &str| w.statuses().into_iter().find(|s| s.name == n).unwrap().status;
+        let by_name = |n: &str| {
+            w.statuses()
+                .into_iter()
+                .find(|s| s.name == n)
+                .unwrap()
+                .status
+        };
         assert_eq!(by_name("fine"), Status::Stopped);
         assert_eq!(by_name("broken"), Status::Failed("boom".into()));
         assert_eq!(by_name("thread"), Status::Failed("thread boom".into()));

@@ -202,7 +202,9 @@ impl App {
             let k = key(&cache.id());
             let ops: Vec<String> = pending
                 .iter()
-                .filter(|o| o.cache == k && matches!(o.kind.as_str(), "create" | "update" | "delete"))
+                .filter(|o| {
+                    o.cache == k && matches!(o.kind.as_str(), "create" | "update" | "delete")
+                })
                 .map(|o| o.status.name.clone())
                 .collect();
             settled.extend(ops.iter().cloned());
@@ -384,7 +386,12 @@ impl App {
         let Some(mut op) = store.operation(name).cloned() else {
             return;
         };
-        op.status.status = if error.is_some() { "Failed" } else { "Succeeded" }.into();
+        op.status.status = if error.is_some() {
+            "Failed"
+        } else {
+            "Succeeded"
+        }
+        .into();
         op.status.percent_complete = 100.0;
         op.status.end_time = Some(chrono::Utc::now().to_rfc3339());
         op.status.error = error.as_ref().map(ArmError::detail);
@@ -467,10 +474,12 @@ async fn arm_checks(State(app): State<Arc<App>>, req: Request, next: Next) -> Re
     let expected = format!("Bearer {}", app.config.token);
     // Constant time: how long the comparison takes must not tell how much of the token a
     // caller guessed.
-    let authorized = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .is_some_and(|v| bool::from(subtle::ConstantTimeEq::ct_eq(v.as_bytes(), expected.as_bytes())));
+    let authorized = req.headers().get(header::AUTHORIZATION).is_some_and(|v| {
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            v.as_bytes(),
+            expected.as_bytes(),
+        ))
+    });
     if !authorized {
         return Failure(ArmError::unauthorized()).into_response();
     }
@@ -1078,10 +1087,9 @@ async fn force_reboot(
         .await
         .map_err(internal)?;
     let message = match (persistent, started.restored) {
-        _ if let Some(why) = started.kept_local => format!(
-            "Rebooted {} of '{}'; {why}.",
-            req.reboot_type, p.name
-        ),
+        _ if let Some(why) = started.kept_local => {
+            format!("Rebooted {} of '{}'; {why}.", req.reboot_type, p.name)
+        }
         (_, Some(what)) => format!(
             "Rebooted {} of '{}'; restored the {what}.",
             req.reboot_type, p.name
@@ -1106,7 +1114,9 @@ fn transfer_account(app: &App, container: &str) -> Result<blob::Account> {
         Failure(ArmError::bad_request(
             "InvalidRequestBody",
             "container",
-            format!("container is not a usable container SAS URL or storage connection string: {e}."),
+            format!(
+                "container is not a usable container SAS URL or storage connection string: {e}."
+            ),
         ))
     })?;
     app.access.check(&account).map_err(|e| {

@@ -359,7 +359,10 @@ fn config_file(cfg: &NodeConfig) -> String {
             quote(cfg.requirepass_secondary.as_deref().unwrap_or(""))
         ),
         format!("storage-prefix {}", quote(&s.prefix)),
-        format!("cacheplane-managed {}", if cfg.managed { "yes" } else { "no" }),
+        format!(
+            "cacheplane-managed {}",
+            if cfg.managed { "yes" } else { "no" }
+        ),
         format!(
             "cacheplane-admin-key {}",
             quote(cfg.admin_key.as_deref().unwrap_or(""))

@@ -339,7 +339,13 @@ impl Supervisor {
 
     /// Stops every node keeping its data: the control plane's restart is not the caches'.
     pub async fn stop_all(&self) {
-        let keys: Vec<String> = self.actors.lock().expect("actors lock").keys().cloned().collect();
+        let keys: Vec<String> = self
+            .actors
+            .lock()
+            .expect("actors lock")
+            .keys()
+            .cloned()
+            .collect();
         let stops = keys.iter().map(|k| self.stop(k, false));
         futures_util::future::join_all(stops).await;
     }

@@ -37,6 +37,7 @@ pub struct Sku {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateParameters {
+    #[schema(min_length = 1, pattern = "\\S")]
     pub location: String,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -311,6 +312,7 @@ pub struct ResourceList {
 #[serde(rename_all = "camelCase")]
 pub struct RegenerateKeyParameters {
     /// `Primary` or `Secondary`.
+    #[schema(pattern = "^(?i)(primary|secondary)$")]
     pub key_type: String,
 }
 
@@ -319,6 +321,7 @@ pub struct RegenerateKeyParameters {
 #[serde(rename_all = "camelCase")]
 pub struct RebootParameters {
     /// `PrimaryNode`, `SecondaryNode` or `AllNodes`.
+    #[schema(pattern = "^(?i)(primarynode|secondarynode|allnodes)$")]
     pub reboot_type: String,
 }
 

@@ -15,7 +15,9 @@ use crate::app;
 pub struct CacheParams {
     subscriptionId: String,
     resourceGroupName: String,
-    /// The cache's name.
+    /// The cache's name: 1-63 letters, digits and single dashes, starting and ending with a
+    /// letter or digit.
+    #[param(pattern = "^[A-Za-z0-9]([A-Za-z0-9]|-(?=[A-Za-z0-9])){0,62}$", max_length = 63)]
     name: String,
 }
 
@@ -62,7 +64,7 @@ pub struct ApiVersion {
         app::accounts_report,
         app::get_operation,
     ),
-    modifiers(&BearerToken),
+    modifiers(&BearerToken, &ArmConventions),
     security(("bearer" = [])),
     tags((name = "Redis", description = "Caches: Microsoft.Cache/redis")),
 )]
@@ -84,6 +86,53 @@ impl Modify for BearerToken {
                     .build(),
             ),
         );
+    }
+}
+
+/// What every ARM operation shares, stated once for the whole document: `api-version` is
+/// one of [`app::API_VERSIONS`], and any other status comes with ARM's `ErrorResponse`
+/// (ARM specifications describe errors as a `default` response the same way).
+struct ArmConventions;
+
+impl Modify for ArmConventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
+        let versions = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(app::API_VERSIONS.iter().copied()))
+            .build();
+        let error = ResponseBuilder::new()
+            .description("An ARM error: any other status, with its code and message")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorResponse")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for p in op.parameters.iter_mut().flatten() {
+                    if p.name == "api-version" {
+                        p.schema = Some(RefOr::T(versions.clone().into()));
+                    }
+                }
+                op.responses
+                    .responses
+                    .entry("default".into())
+                    .or_insert_with(|| RefOr::T(error.clone()));
+            }
+        }
     }
 }
 

@@ -25,5 +25,8 @@ eval "$(scripts/object-stores.sh start)"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
-# The RESP parsers' property tests again with many more cases: a bounded fuzz run.
-PROPTEST_CASES=${PROPTEST_CASES:-50000} cargo test -p resp --locked --quiet -- frame::tests
+# The parsers' fuzz-style property tests (named fuzz_*: RESP decoder, RDB and AOF readers,
+# AOF manifest and checksum list, connection strings) again with many more cases: a bounded
+# fuzz run, about 95 s on 2 cores. --workspace --lib reuses the test build above; a -p subset
+# resolves dependency features afresh and may rebuild them.
+PROPTEST_CASES=${PROPTEST_CASES:-50000} cargo test --workspace --lib --locked --quiet -- fuzz_

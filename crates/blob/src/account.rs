@@ -17,6 +17,10 @@ const AZURITE_BLOB_ENDPOINT: &str = "http://127.0.0.1:10000/devstoreaccount1";
 pub const DEFAULT_CONTAINER: &str = "cacheplane";
 /// Longest connection string accepted.
 const CONNECTION_STRING_MAX_BYTES: usize = 4096;
+/// Longest key an error message repeats. The format's keys are words of at most 26 letters;
+/// anything else may be a secret that lost its `=` (`AccountKeyc2VjcmV0==`), so errors name
+/// it by its position instead.
+const KEY_SHOWN_MAX_BYTES: usize = 32;
 
 /// A refused connection string, naming the missing or wrong part (never its secret).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,12 +35,19 @@ pub enum AccountError {
     NotKeyValue(usize),
     #[error("connection string has '{0}' twice")]
     Duplicate(String),
+    /// A repeated key that may be a secret (see [`AccountError::UnknownKeyAt`]).
+    #[error("connection string part {0} repeats an earlier key")]
+    DuplicateAt(usize),
     #[error("connection string is missing {0}")]
     Missing(&'static str),
     #[error("connection string has an invalid {key}: {reason}")]
     Invalid { key: &'static str, reason: String },
     #[error("connection string has unknown key '{0}'")]
     UnknownKey(String),
+    /// An unknown key that is not a plain word, so may be a secret: named by its 1-based
+    /// part position only.
+    #[error("connection string part {0} has an unknown key")]
+    UnknownKeyAt(usize),
 }
 
 /// Where a storage account keeps its objects.
@@ -168,7 +179,8 @@ impl Account {
                     secret_access_key.expose()
                 )
             }
-            Account::Local { path } => format!("Provider=Local;Path={}", path.display()),
+            // The URL form: a path may hold a `;`, which would end a `Path=` value.
+            Account::Local { path } => format!("file://{}", path.display()),
         }
     }
 
@@ -191,8 +203,14 @@ impl Account {
     }
 }
 
-/// The `Key=Value` pairs of a connection string, keys compared case-insensitively.
-struct Parts(BTreeMap<String, (String, String)>);
+/// The `Key=Value` pairs of a connection string, keys compared case-insensitively: lowercase
+/// key -> (key as written, value, 1-based part position).
+struct Parts(BTreeMap<String, (String, String, usize)>);
+
+/// Whether an error message may repeat `key`: only a plain word (see KEY_SHOWN_MAX_BYTES).
+fn showable(key: &str) -> bool {
+    key.len() <= KEY_SHOWN_MAX_BYTES && key.bytes().all(|b| b.is_ascii_alphabetic())
+}
 
 impl Parts {
     fn split(text: &str) -> Result<Parts, AccountError> {
@@ -211,17 +229,24 @@ impl Parts {
                 return Err(AccountError::NotKeyValue(i + 1));
             }
             if map
-                .insert(k.to_ascii_lowercase(), (k.to_string(), v.to_string()))
+                .insert(
+                    k.to_ascii_lowercase(),
+                    (k.to_string(), v.to_string(), i + 1),
+                )
                 .is_some()
             {
-                return Err(AccountError::Duplicate(k.to_string()));
+                return Err(if showable(k) {
+                    AccountError::Duplicate(k.to_string())
+                } else {
+                    AccountError::DuplicateAt(i + 1)
+                });
             }
         }
         Ok(Parts(map))
     }
 
     fn take(&mut self, key: &str) -> Option<String> {
-        self.0.remove(&key.to_ascii_lowercase()).map(|(_, v)| v)
+        self.0.remove(&key.to_ascii_lowercase()).map(|(_, v, _)| v)
     }
 
     fn require(&mut self, key: &'static str) -> Result<String, AccountError> {
@@ -233,7 +258,8 @@ impl Parts {
     /// Refuses keys nobody took.
     fn finish(self) -> Result<(), AccountError> {
         match self.0.into_values().next() {
-            Some((k, _)) => Err(AccountError::UnknownKey(k)),
+            Some((k, _, _)) if showable(&k) => Err(AccountError::UnknownKey(k)),
+            Some((_, _, at)) => Err(AccountError::UnknownKeyAt(at)),
             None => Ok(()),
         }
     }
@@ -356,6 +382,14 @@ fn azure(parts: &mut Parts) -> Result<Account, AccountError> {
             check_url("BlobEndpoint", &e)?;
             e.trim_end_matches('/').to_string()
         }
+        // The suffix ends the endpoint's host: refuse what BlobEndpoint would refuse, so that
+        // the connection string this account writes (naming the endpoint) reads back.
+        None if suffix.is_empty() || suffix.contains(|c: char| c == '/' || c.is_whitespace()) => {
+            return Err(AccountError::Invalid {
+                key: "EndpointSuffix",
+                reason: "must be a host name suffix".into(),
+            });
+        }
         None => format!("{protocol}://{account}.blob.{suffix}"),
     };
     // Endpoints of the account's other services are part of Azure's format; unused here.
@@ -457,6 +491,8 @@ fn s3(parts: &mut Parts) -> Result<Account, AccountError> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -572,6 +608,23 @@ mod tests {
                 "UseDevelopmentStorage=true;Container=UPPER",
                 "invalid Container",
             ),
+            // A key whose `=` went missing is not repeated back, in whatever position.
+            (
+                "AccountName=acct;AccountKey=abcd;AccountKeyc2VjcmV0c2VjcmV0==",
+                "part 3 has an unknown key",
+            ),
+            (
+                "c2VjcmV0c2VjcmV0==;AccountName=acct;AccountKey=abcd",
+                "part 1 has an unknown key",
+            ),
+            (
+                "AccountName=acct;AccountKeyc2VjcmV0==;AccountKeyc2VjcmV0==",
+                "part 3 repeats an earlier key",
+            ),
+            (
+                "AccountName=acct;AccountKey=abcd;EndpointSuffix=core.windows.net/",
+                "invalid EndpointSuffix",
+            ),
         ];
         for (text, want) in cases {
             let e = Account::parse(text).unwrap_err().to_string();
@@ -582,5 +635,261 @@ mod tests {
             .unwrap();
         assert!(!format!("{a:?}").contains("topsecret"));
         assert!(!a.display_name().contains("topsecret"));
+    }
+
+    /// Starts every generated secret; an uppercase letter and a digit, so it can't come from
+    /// any other generated part, and it makes a key that lost its `=` not a plain word.
+    const SECRET_MARK: &str = "Zz9Q";
+
+    fn arb_url() -> impl Strategy<Value = String> {
+        "https?://[a-z0-9][a-z0-9.-]{0,15}(:[0-9]{1,5})?(/[a-z0-9._-]{1,8}){0,2}/{0,2}"
+    }
+
+    /// A value as a connection string can carry it: no `;`, no whitespace at either end.
+    fn arb_value() -> impl Strategy<Value = String> {
+        "[!-:<-~]([ !-:<-~]{0,12}[!-:<-~])?"
+    }
+
+    fn arb_container() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of("[a-z0-9]{2,3}(-?[a-z0-9]{1,3}){1,15}")
+    }
+
+    fn kv(k: &str, v: impl Into<String>) -> (String, String) {
+        (k.to_string(), v.into())
+    }
+
+    fn arb_azure() -> impl Strategy<Value = (Vec<(String, String)>, Account)> {
+        let key = proptest::string::string_regex(&format!(
+            "{SECRET_MARK}([A-Za-z0-9+/]{{4}}){{0,8}}([A-Za-z0-9+/]{{4}}|[A-Za-z0-9+/]{{3}}=|[A-Za-z0-9+/]{{2}}==)"
+        ))
+        .unwrap();
+        (
+            "[a-z0-9]{3,24}",
+            key,
+            arb_container(),
+            proptest::option::of(prop::sample::select(vec!["https", "http", "HTTP"])),
+            proptest::option::of("[a-z0-9-]{1,8}(\\.[a-z0-9-]{1,8}){0,3}"),
+            proptest::option::of(arb_url()),
+            proptest::option::of(arb_url()),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(account, key, container, protocol, suffix, blob, queue, provider)| {
+                    let mut parts = vec![kv("AccountName", &account), kv("AccountKey", &key)];
+                    if provider {
+                        parts.push(kv("Provider", "Azure"));
+                    }
+                    let endpoint = match &blob {
+                        Some(url) => url.trim_end_matches('/').to_string(),
+                        None => format!(
+                            "{}://{account}.blob.{}",
+                            protocol.unwrap_or("https").to_ascii_lowercase(),
+                            suffix.as_deref().unwrap_or("core.windows.net")
+                        ),
+                    };
+                    let optional = [
+                        ("DefaultEndpointsProtocol", protocol.map(str::to_string)),
+                        ("EndpointSuffix", suffix),
+                        ("BlobEndpoint", blob),
+                        ("QueueEndpoint", queue),
+                        ("Container", container.clone()),
+                    ];
+                    parts.extend(optional.into_iter().filter_map(|(k, v)| Some(kv(k, v?))));
+                    let account = Account::Azure {
+                        account,
+                        key: Secret(key),
+                        endpoint,
+                        container: container.unwrap_or_else(|| DEFAULT_CONTAINER.into()),
+                    };
+                    (parts, account)
+                },
+            )
+    }
+
+    fn arb_azurite() -> impl Strategy<Value = (Vec<(String, String)>, Account)> {
+        (
+            prop::sample::select(vec!["true", "TRUE", "True"]),
+            proptest::option::of(arb_url()),
+            arb_container(),
+        )
+            .prop_map(|(dev, proxy, container)| {
+                let mut parts = vec![kv("UseDevelopmentStorage", dev)];
+                let endpoint = match &proxy {
+                    Some(p) => format!("{}/{AZURITE_ACCOUNT}", p.trim_end_matches('/')),
+                    None => AZURITE_BLOB_ENDPOINT.into(),
+                };
+                if let Some(p) = proxy {
+                    parts.push(kv("DevelopmentStorageProxyUri", p));
+                }
+                if let Some(c) = &container {
+                    parts.push(kv("Container", c));
+                }
+                let account = Account::Azure {
+                    account: AZURITE_ACCOUNT.into(),
+                    key: Secret(AZURITE_KEY.into()),
+                    endpoint,
+                    container: container.unwrap_or_else(|| DEFAULT_CONTAINER.into()),
+                };
+                (parts, account)
+            })
+    }
+
+    fn arb_s3() -> impl Strategy<Value = (Vec<(String, String)>, Account)> {
+        (
+            prop::sample::select(vec!["S3", "s3"]),
+            "[a-z0-9.-]{3,63}",
+            proptest::option::of(arb_value()),
+            "[A-Z0-9]{1,20}",
+            arb_value().prop_map(|v| format!("{SECRET_MARK}{v}")),
+            proptest::option::of(arb_url()),
+        )
+            .prop_map(|(provider, bucket, region, id, secret, endpoint)| {
+                let mut parts = vec![
+                    kv("Provider", provider),
+                    kv("Bucket", &bucket),
+                    kv("AccessKeyId", &id),
+                    kv("SecretAccessKey", &secret),
+                ];
+                if let Some(r) = &region {
+                    parts.push(kv("Region", r));
+                }
+                if let Some(e) = &endpoint {
+                    parts.push(kv("Endpoint", e));
+                }
+                let account = Account::S3 {
+                    endpoint: endpoint.map(|e| e.trim_end_matches('/').to_string()),
+                    bucket,
+                    region: region.unwrap_or_else(|| "us-east-1".into()),
+                    access_key_id: id,
+                    secret_access_key: Secret(secret),
+                };
+                (parts, account)
+            })
+    }
+
+    fn arb_local() -> impl Strategy<Value = (Vec<(String, String)>, Account)> {
+        (
+            prop::sample::select(vec!["Local", "local"]),
+            "/([ !-:<-~]{0,30}[!-:<-~])?",
+        )
+            .prop_map(|(provider, path)| {
+                let account = Account::Local {
+                    path: PathBuf::from(&path),
+                };
+                (vec![kv("Provider", provider), kv("Path", path)], account)
+            })
+    }
+
+    /// Parts in any order, keys in any case, spaces around them and empty parts between:
+    /// all of which the parser promises to ignore.
+    fn render(parts: &[(String, String)], style: &[u8]) -> String {
+        let mut out = String::new();
+        for ((k, v), s) in parts.iter().zip(style) {
+            let k = match s & 3 {
+                0 => k.to_ascii_lowercase(),
+                1 => k.to_ascii_uppercase(),
+                _ => k.clone(),
+            };
+            let pad = |bit: u8| if s & bit != 0 { " " } else { "" };
+            out.push_str(&format!(
+                "{}{k}{}={}{v}{};",
+                pad(4),
+                pad(8),
+                pad(8),
+                pad(16)
+            ));
+            if s & 32 != 0 {
+                out.push_str(" ;");
+            }
+        }
+        out
+    }
+
+    /// A valid connection string and the account it means.
+    fn arb_valid() -> impl Strategy<Value = (String, Account)> {
+        prop_oneof![arb_azure(), arb_azurite(), arb_s3(), arb_local()]
+            .prop_flat_map(|(parts, account)| {
+                let n = parts.len();
+                (
+                    Just(parts).prop_shuffle(),
+                    proptest::collection::vec(any::<u8>(), n),
+                    Just(account),
+                )
+            })
+            .prop_map(|(parts, style, account)| (render(&parts, &style), account))
+    }
+
+    /// Text made of the format's own words, to get past the first checks.
+    fn arb_soup() -> impl Strategy<Value = String> {
+        let word = prop_oneof![
+            "(AccountName|AccountKey|BlobEndpoint|EndpointSuffix|Container|Provider)",
+            "(UseDevelopmentStorage|DevelopmentStorageProxyUri|DefaultEndpointsProtocol)",
+            "(Bucket|Region|AccessKeyId|SecretAccessKey|Endpoint|Path|file://)",
+            "(S3|Local|Azure|true|https?://|Zz9Q)",
+            "[=;]",
+            "[ \t]{1,2}",
+            "[a-z0-9/.:-]{1,10}",
+            ".",
+        ];
+        proptest::collection::vec(word, 0..30).prop_map(|w| w.concat())
+    }
+
+    fn arb_edits() -> impl Strategy<Value = Vec<(prop::sample::Index, u8, char)>> {
+        let c = prop::sample::select(vec![
+            ';', '=', ' ', '/', ':', '.', '-', 'a', 'A', '0', '\u{e9}',
+        ]);
+        proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), c), 1..4)
+    }
+
+    /// Edits at character boundaries: insert, delete or replace.
+    fn mutate(text: &str, edits: &[(prop::sample::Index, u8, char)]) -> String {
+        let mut chars: Vec<char> = text.chars().collect();
+        for (i, op, c) in edits {
+            let at = i.index(chars.len() + 1);
+            match op % 3 {
+                0 => chars.insert(at, *c),
+                1 if at < chars.len() => {
+                    chars.remove(at);
+                }
+                _ if at < chars.len() => chars[at] = *c,
+                _ => chars.push(*c),
+            }
+        }
+        chars.into_iter().collect()
+    }
+
+    proptest! {
+        #[test]
+        fn valid_strings_parse_to_the_fields_given((text, account) in arb_valid()) {
+            let parsed = Account::parse(&text).unwrap();
+            prop_assert_eq!(&parsed, &account);
+            prop_assert_eq!(Account::parse(&parsed.connection_string()).unwrap(), account);
+            let debug = format!("{parsed:?}");
+            prop_assert!(!debug.contains(SECRET_MARK));
+            prop_assert!(!parsed.display_name().contains(SECRET_MARK));
+        }
+
+        #[test]
+        fn file_urls_parse_to_their_path(path in "/([ -~]{0,30}[!-~])?") {
+            let a = Account::parse(&format!("file://{path}")).unwrap();
+            prop_assert_eq!(&a, &Account::Local { path: PathBuf::from(&path) });
+            prop_assert_eq!(Account::parse(&a.connection_string()).unwrap(), a);
+        }
+
+        #[test]
+        fn fuzz_account_text_never_panics(text in prop_oneof![any::<String>(), arb_soup()]) {
+            if let Err(e) = Account::parse(&text) {
+                prop_assert!(!e.to_string().contains(SECRET_MARK), "{}", e);
+            }
+        }
+
+        #[test]
+        fn fuzz_mutated_account_strings_never_panic((text, _) in arb_valid(), edits in arb_edits()) {
+            match Account::parse(&mutate(&text, &edits)) {
+                // Whatever is accepted still writes a connection string that reads back.
+                Ok(a) => prop_assert_eq!(Account::parse(&a.connection_string()).unwrap(), a),
+                Err(e) => prop_assert!(!e.to_string().contains(SECRET_MARK), "{}", e),
+            }
+        }
     }
 }

@@ -33,6 +33,8 @@ pub enum FormatError {
     Invalid(String),
     #[error("bad aof manifest line {line}: {reason}")]
     BadManifest { line: usize, reason: String },
+    #[error("bad aof checksum list line {line}: {reason}")]
+    BadChecksumLine { line: usize, reason: String },
 }
 
 impl FormatError {

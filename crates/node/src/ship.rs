@@ -957,16 +957,9 @@ async fn download_aof(store: &Store, dir: &Path, appendfilename: &str) -> anyhow
     };
     let stored = Manifest::parse(std::str::from_utf8(&text)?)?;
     let sums: Vec<(String, u64, u64)> = match store.get(CHECKSUMS_KEY).await? {
-        Some((b, _)) => String::from_utf8_lossy(&b)
-            .lines()
-            .filter_map(|l| {
-                let mut w = l.split(' ');
-                Some((
-                    w.next()?.to_string(),
-                    w.next()?.parse().ok()?,
-                    u64::from_str_radix(w.next()?, 16).ok()?,
-                ))
-            })
+        Some((b, _)) => aoff::parse_checksums(std::str::from_utf8(&b)?)?
+            .into_iter()
+            .map(|c| (c.name, c.bytes, c.crc64))
             .collect(),
         // A directory written by something else (redis-server's own, copied in): no sums.
         None => Vec::new(),

@@ -255,7 +255,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn encode_then_parse_round_trips(frame in arb_frame()) {
+        fn fuzz_encode_then_parse_round_trips(frame in arb_frame()) {
             let mut out = Vec::new();
             frame.encode(&mut out);
             let (back, used) = Frame::parse(&out, &Limits::default()).unwrap().unwrap();
@@ -269,7 +269,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+        fn fuzz_arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = Frame::parse(&data, &Limits::default());
             let mut d = crate::RequestDecoder::new(Limits::default());
             let mut buf = bytes::BytesMut::from(&data[..]);

@@ -7,6 +7,16 @@ use super::{RDB_VERSION_READ_MAX, encodings, kind, len, opcode};
 use crate::FormatError;
 use crate::crc64::Crc64;
 
+/// Bytes reserved up front for a string, whatever length the file declares: the rest grows
+/// as the bytes actually arrive, so a forged length costs nothing.
+const STRING_RESERVE_MAX_BYTES: u64 = 64 * 1024;
+/// Elements reserved up front for a collection, whatever count the file declares.
+const ELEMENTS_RESERVE_MAX: u64 = 1024;
+/// Most bytes one byte of LZF data can decompress to: a long back-reference is 3 bytes and
+/// copies at most 264. An uncompressed length above `compressed × this` is a lie, refused
+/// before the output buffer (which must be allocated whole) is.
+const LZF_EXPANSION_MAX: u64 = 88;
+
 /// Bounds on what a file may declare, checked before anything is read or allocated.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadOptions {
@@ -99,7 +109,7 @@ impl<R: Read> Reader<R> {
                 max: self.opts.string_len_max_bytes,
             });
         }
-        let mut out = Vec::with_capacity(n.min(64 * 1024) as usize);
+        let mut out = Vec::with_capacity(n.min(STRING_RESERVE_MAX_BYTES) as usize);
         let got = (&mut self.inner).take(n).read_to_end(&mut out)?;
         if (got as u64) < n {
             return Err(FormatError::Truncated {
@@ -175,6 +185,14 @@ impl<R: Read> Reader<R> {
                         max: self.opts.string_len_max_bytes,
                     });
                 }
+                if ulen > clen.saturating_mul(LZF_EXPANSION_MAX) {
+                    return Err(FormatError::corrupt(
+                        at,
+                        "lzf data is too short for its stated length",
+                    ));
+                }
+                // Read first: the output is only allocated once the input that bounds it
+                // has actually arrived.
                 let packed = self.blob(clen)?;
                 let mut out = vec![0u8; ulen as usize];
                 match lzf_rust::decompress(&packed, &mut out) {
@@ -198,7 +216,7 @@ impl<R: Read> Reader<R> {
         mut item: impl FnMut(&mut Self) -> Result<T, FormatError>,
     ) -> Result<Vec<T>, FormatError> {
         let n = self.count(what)?;
-        let mut out = Vec::with_capacity(n.min(1024) as usize);
+        let mut out = Vec::with_capacity(n.min(ELEMENTS_RESERVE_MAX) as usize);
         for _ in 0..n {
             out.push(item(self)?);
         }
@@ -545,7 +563,317 @@ mod tests {
         })
     }
 
+    /// RDB's length prefix in its shortest form.
+    fn put_len(out: &mut Vec<u8>, n: u64) {
+        match n {
+            0..=0x3f => out.push(n as u8),
+            0x40..=0x3fff => out.extend_from_slice(&[0x40 | (n >> 8) as u8, n as u8]),
+            0x4000..=0xffff_ffff => {
+                out.push(len::BITS_32);
+                out.extend_from_slice(&(n as u32).to_be_bytes());
+            }
+            _ => {
+                out.push(len::BITS_64);
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+        }
+    }
+
+    fn put_str(out: &mut Vec<u8>, s: &[u8]) {
+        put_len(out, s.len() as u64);
+        out.extend_from_slice(s);
+    }
+
+    /// A ziplist of short strings (under 64 bytes each).
+    fn ziplist_of(items: &[Vec<u8>]) -> Vec<u8> {
+        let mut zl = vec![0; 8];
+        zl.extend_from_slice(&(items.len() as u16).to_le_bytes());
+        let mut prev = 0u8;
+        for i in items {
+            zl.extend_from_slice(&[prev, i.len() as u8]);
+            zl.extend_from_slice(i);
+            prev = 2 + i.len() as u8;
+        }
+        zl.push(0xff);
+        let total = zl.len() as u32;
+        zl[..4].copy_from_slice(&total.to_le_bytes());
+        zl
+    }
+
+    /// A listpack of short strings (under 64 bytes each).
+    fn listpack_of(items: &[Vec<u8>]) -> Vec<u8> {
+        let mut lp = vec![0; 4];
+        lp.extend_from_slice(&(items.len() as u16).to_le_bytes());
+        for i in items {
+            lp.push(0x80 | i.len() as u8);
+            lp.extend_from_slice(i);
+            lp.push(1 + i.len() as u8);
+        }
+        lp.push(0xff);
+        let total = lp.len() as u32;
+        lp[..4].copy_from_slice(&total.to_le_bytes());
+        lp
+    }
+
+    fn flat(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<Vec<u8>> {
+        pairs
+            .iter()
+            .flat_map(|(a, b)| [a.clone(), b.clone()])
+            .collect()
+    }
+
+    /// A value in every encoding the reader knows (`which` picks one): its type id, its
+    /// payload as a file stores it, and what the reader must make of it.
+    fn encoded_value(which: u8, items: &[Vec<u8>], ints: &[i16]) -> (u8, Vec<u8>, RdbValue) {
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = items
+            .iter()
+            .zip(items.iter().rev())
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect();
+        let scored: Vec<(Vec<u8>, f64)> = items
+            .iter()
+            .zip(ints.iter().cycle())
+            .map(|(m, &s)| (m.clone(), s as f64))
+            .collect();
+        let scored_flat: Vec<Vec<u8>> = scored
+            .iter()
+            .flat_map(|(m, s)| [m.clone(), s.to_string().into_bytes()])
+            .collect();
+        let mut p = Vec::new();
+        let (id, value) = match which {
+            0 => {
+                put_str(&mut p, &items[0]);
+                (kind::STRING, RdbValue::String(items[0].clone()))
+            }
+            1 | 2 => {
+                put_len(&mut p, items.len() as u64);
+                items.iter().for_each(|i| put_str(&mut p, i));
+                if which == 1 {
+                    (kind::LIST, RdbValue::List(items.to_vec()))
+                } else {
+                    (kind::SET, RdbValue::Set(items.to_vec()))
+                }
+            }
+            3 => {
+                put_len(&mut p, scored.len() as u64);
+                for (m, s) in &scored {
+                    put_str(&mut p, m);
+                    let text = s.to_string();
+                    p.push(text.len() as u8);
+                    p.extend_from_slice(text.as_bytes());
+                }
+                (kind::ZSET, RdbValue::ZSet(scored.clone()))
+            }
+            4 => {
+                put_len(&mut p, pairs.len() as u64);
+                flat(&pairs).iter().for_each(|i| put_str(&mut p, i));
+                (kind::HASH, RdbValue::Hash(pairs.clone()))
+            }
+            5 => {
+                put_len(&mut p, scored.len() as u64);
+                for (m, s) in &scored {
+                    put_str(&mut p, m);
+                    p.extend_from_slice(&s.to_le_bytes());
+                }
+                (kind::ZSET_2, RdbValue::ZSet(scored.clone()))
+            }
+            6 => {
+                let mut zm = vec![pairs.len() as u8];
+                for (k, v) in &pairs {
+                    zm.push(k.len() as u8);
+                    zm.extend_from_slice(k);
+                    zm.extend_from_slice(&[v.len() as u8, 0]);
+                    zm.extend_from_slice(v);
+                }
+                zm.push(0xff);
+                put_str(&mut p, &zm);
+                (kind::HASH_ZIPMAP, RdbValue::Hash(pairs.clone()))
+            }
+            7 => {
+                put_str(&mut p, &ziplist_of(items));
+                (kind::LIST_ZIPLIST, RdbValue::List(items.to_vec()))
+            }
+            8 => {
+                let mut is = vec![2, 0, 0, 0];
+                is.extend_from_slice(&(ints.len() as u32).to_le_bytes());
+                ints.iter()
+                    .for_each(|i| is.extend_from_slice(&i.to_le_bytes()));
+                put_str(&mut p, &is);
+                let set = ints.iter().map(|i| i.to_string().into_bytes()).collect();
+                (kind::SET_INTSET, RdbValue::Set(set))
+            }
+            9 => {
+                put_str(&mut p, &ziplist_of(&scored_flat));
+                (kind::ZSET_ZIPLIST, RdbValue::ZSet(scored.clone()))
+            }
+            10 => {
+                put_str(&mut p, &ziplist_of(&flat(&pairs)));
+                (kind::HASH_ZIPLIST, RdbValue::Hash(pairs.clone()))
+            }
+            11 => {
+                // Two quicklist nodes.
+                let (a, b) = items.split_at(items.len() / 2);
+                put_len(&mut p, 2);
+                put_str(&mut p, &ziplist_of(a));
+                put_str(&mut p, &ziplist_of(b));
+                (kind::LIST_QUICKLIST, RdbValue::List(items.to_vec()))
+            }
+            12 => {
+                put_str(&mut p, &listpack_of(&flat(&pairs)));
+                (kind::HASH_LISTPACK, RdbValue::Hash(pairs.clone()))
+            }
+            13 => {
+                put_str(&mut p, &listpack_of(&scored_flat));
+                (kind::ZSET_LISTPACK, RdbValue::ZSet(scored.clone()))
+            }
+            14 => {
+                // A plain node (container 1) then a packed one (container 2).
+                put_len(&mut p, 2);
+                put_len(&mut p, 1);
+                put_str(&mut p, &items[0]);
+                put_len(&mut p, 2);
+                put_str(&mut p, &listpack_of(&items[1..]));
+                (kind::LIST_QUICKLIST_2, RdbValue::List(items.to_vec()))
+            }
+            _ => {
+                put_str(&mut p, &listpack_of(items));
+                (kind::SET_LISTPACK, RdbValue::Set(items.to_vec()))
+            }
+        };
+        (id, p, value)
+    }
+
+    /// Encodings `encoded_value` knows.
+    const ENCODINGS: u8 = 16;
+
+    /// A version 11 file with aux fields, a RESIZEDB hint and keys in every encoding, with
+    /// the entries it holds. Its checksum is zero (not verified), so damage is found by the
+    /// structure checks the fuzz tests are after, not by the trailer.
+    fn file_of_every_type() -> impl Strategy<Value = (Vec<u8>, Vec<RdbEntry>)> {
+        let items = proptest::collection::vec("[a-z0-9]{0,20}".prop_map(String::into_bytes), 1..6);
+        let ints = proptest::collection::vec(any::<i16>(), 1..6);
+        let value = (
+            0..ENCODINGS,
+            items,
+            ints,
+            proptest::option::of(any::<u64>()),
+        );
+        proptest::collection::vec(value, 1..4).prop_map(|values| {
+            let mut f = b"REDIS0011".to_vec();
+            f.push(opcode::AUX);
+            put_str(&mut f, b"redis-ver");
+            put_str(&mut f, b"7.2.0");
+            f.push(opcode::SELECTDB);
+            put_len(&mut f, 0);
+            f.push(opcode::RESIZEDB);
+            put_len(&mut f, values.len() as u64);
+            put_len(&mut f, 0);
+            let mut entries = Vec::new();
+            for (i, (which, items, ints, expire_ms)) in values.into_iter().enumerate() {
+                let (id, payload, value) = encoded_value(which, &items, &ints);
+                if let Some(ms) = expire_ms {
+                    f.push(opcode::EXPIRETIME_MS);
+                    f.extend_from_slice(&ms.to_le_bytes());
+                }
+                let key = format!("key{i}").into_bytes();
+                f.push(id);
+                put_str(&mut f, &key);
+                f.extend_from_slice(&payload);
+                entries.push(RdbEntry {
+                    db: 0,
+                    key,
+                    value,
+                    expire_ms,
+                });
+            }
+            f.push(opcode::EOF);
+            f.extend_from_slice(&[0; 8]);
+            (f, entries)
+        })
+    }
+
+    /// Length prefixes (and LZF headers) declaring far more than any test file holds.
+    const HUGE_LENGTHS: [&[u8]; 8] = [
+        &[len::BITS_32, 0xff, 0xff, 0xff, 0xff],
+        &[len::BITS_32, 0x20, 0x00, 0x00, 0x00],
+        &[len::BITS_64, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        &[len::BITS_64, 0x00, 0x00, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00],
+        &[0x7f, 0xff],
+        // LZF: 1 compressed byte claiming 512 MiB, then both lengths huge.
+        &[0xc3, 0x01, len::BITS_32, 0x20, 0x00, 0x00, 0x00],
+        &[
+            0xc3,
+            len::BITS_32,
+            0x20,
+            0x00,
+            0x00,
+            0x00,
+            len::BITS_32,
+            0x20,
+            0x00,
+            0x00,
+            0x00,
+        ],
+        // A ziplist/listpack-style 32-bit little-endian total, where a blob's header is.
+        &[0xff, 0xff, 0xff, 0x7f],
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Damage {
+        Flip(prop::sample::Index, u8),
+        Cut(prop::sample::Index),
+        /// A huge length written over the bytes at an index (`true`) or inserted there.
+        Huge(prop::sample::Index, usize, bool),
+    }
+
+    fn arb_damage() -> impl Strategy<Value = Vec<Damage>> {
+        let one = prop_oneof![
+            1 => (any::<prop::sample::Index>(), 1u8..).prop_map(|(i, x)| Damage::Flip(i, x)),
+            1 => any::<prop::sample::Index>().prop_map(Damage::Cut),
+            3 => (any::<prop::sample::Index>(), 0..HUGE_LENGTHS.len(), any::<bool>())
+                .prop_map(|(i, h, over)| Damage::Huge(i, h, over)),
+        ];
+        proptest::collection::vec(one, 1..4)
+    }
+
+    fn damage(mut data: Vec<u8>, damage: &[Damage]) -> Vec<u8> {
+        for d in damage {
+            let n = data.len();
+            match d {
+                Damage::Flip(i, x) if n > 0 => data[i.index(n)] ^= x,
+                Damage::Flip(..) => {}
+                Damage::Cut(i) => data.truncate(i.index(n + 1)),
+                Damage::Huge(i, h, over) => {
+                    let at = i.index(n + 1);
+                    let huge = HUGE_LENGTHS[*h];
+                    let end = if *over { (at + huge.len()).min(n) } else { at };
+                    data.splice(at..end, huge.iter().copied());
+                }
+            }
+        }
+        data
+    }
+
     proptest! {
+        #[test]
+        fn files_of_every_type_read_back((file, entries) in file_of_every_type()) {
+            prop_assert_eq!(read_all(&file).unwrap(), entries);
+        }
+
+        #[test]
+        fn fuzz_damaged_files_of_every_type_never_panic(
+            file in prop_oneof![
+                file_of_every_type().prop_map(|(file, _)| file),
+                // The writer's own output adds LZF and integer-encoded strings.
+                (arb_entries(), any::<bool>()).prop_map(|(entries, compress)| {
+                    write_all(&entries, WriteOptions { compress, ..Default::default() })
+                }),
+            ],
+            damage_done in arb_damage(),
+        ) {
+            let _ = read_all(&damage(file, &damage_done));
+        }
+
         #[test]
         fn written_files_read_back_equal(entries in arb_entries(), compress in any::<bool>()) {
             let bytes = write_all(&entries, WriteOptions { compress, ..Default::default() });
@@ -553,7 +881,7 @@ mod tests {
         }
 
         #[test]
-        fn damaged_files_are_refused_not_panicked_on(entries in arb_entries(), cut in any::<prop::sample::Index>(), flip in any::<u8>()) {
+        fn fuzz_damaged_files_are_refused_not_panicked_on(entries in arb_entries(), cut in any::<prop::sample::Index>(), flip in any::<u8>()) {
             let bytes = write_all(&entries, WriteOptions::default());
             // Truncation anywhere is an error.
             let at = cut.index(bytes.len());
@@ -566,7 +894,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bytes_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn fuzz_arbitrary_bytes_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut bytes = b"REDIS0010".to_vec();
             bytes.extend(tail);
             let _ = read_all(&bytes);
@@ -614,6 +942,28 @@ mod tests {
         let mut bytes = b"REDIS0010\x00\x01k\x81".to_vec();
         bytes.extend_from_slice(&u64::MAX.to_be_bytes());
         assert!(matches!(read_all(&bytes), Err(FormatError::TooLong { .. })));
+        // A list claiming 4 billion elements: the vector grows as elements arrive.
+        let mut bytes = b"REDIS0010\x01\x01k\x80".to_vec();
+        bytes.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            read_all(&bytes),
+            Err(FormatError::Truncated { .. })
+        ));
+        // LZF: one compressed byte claiming 512 MiB uncompressed is refused before the output
+        // buffer (allocated whole) is; so is a claim the compressed bytes never back.
+        let mut bytes = b"REDIS0010\x00\x01k\xc3\x01\x80".to_vec();
+        bytes.extend_from_slice(&(512u32 << 20).to_be_bytes());
+        bytes.push(0);
+        let e = read_all(&bytes).unwrap_err().to_string();
+        assert!(e.contains("lzf data is too short"), "{e}");
+        let mut bytes = b"REDIS0010\x00\x01k\xc3\x80".to_vec();
+        bytes.extend_from_slice(&(8u32 << 20).to_be_bytes());
+        bytes.push(0x80);
+        bytes.extend_from_slice(&(512u32 << 20).to_be_bytes());
+        assert!(matches!(
+            read_all(&bytes),
+            Err(FormatError::Truncated { .. })
+        ));
     }
 
     #[test]

@@ -25,9 +25,10 @@ if [ ! -x "$CACHE/npm/node_modules/.bin/azurite-blob" ]; then
   npm install --silent --no-audit --no-fund --prefix "$CACHE/npm" azurite@3 >&2
 fi
 # The tests' Python side: the S3 server, the stores' own SDKs (setting up buckets and
-# containers, listing versions), the Azure management SDK and redis-py (the SDK test).
-PY_PACKAGES=("moto[server]" boto3 azure-storage-blob azure-mgmt-redis redis)
-if ! "$CACHE/venv/bin/python" -c "import moto, boto3, azure.storage.blob, azure.mgmt.redis, redis" 2>/dev/null; then
+# containers, listing versions), the Azure management SDK and redis-py (the SDK test),
+# schemathesis (the management API against its own OpenAPI document).
+PY_PACKAGES=("moto[server]" boto3 azure-storage-blob azure-mgmt-redis redis schemathesis)
+if ! "$CACHE/venv/bin/python" -c "import moto, boto3, azure.storage.blob, azure.mgmt.redis, redis, schemathesis" 2>/dev/null; then
   log "installing ${PY_PACKAGES[*]} from PyPI"
   [ -x "$CACHE/venv/bin/python" ] || python3 -m venv "$CACHE/venv" >&2
   "$CACHE/venv/bin/pip" install --quiet "${PY_PACKAGES[@]}" >&2

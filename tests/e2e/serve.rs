@@ -1037,3 +1037,32 @@ fn process_runtime_restarts_a_killed_node_with_its_data() {
         || !alive(orphan),
     );
 }
+
+/// schemathesis (from PyPI) generates requests from the served OpenAPI document, valid and
+/// invalid, with the token, against a running serve: no 5xx, and every response as the
+/// document describes it.
+#[test]
+fn schemathesis_finds_no_server_error_and_no_response_off_the_schema() {
+    let data = TempDir::new("serve-schema");
+    let cp = ControlPlane::start(data.path(), free_port());
+    let python = std::env::var("CACHEPLANE_TEST_PYTHON")
+        .expect("CACHEPLANE_TEST_PYTHON: run scripts/test.sh");
+    let schemathesis = std::path::Path::new(&python).with_file_name("schemathesis");
+    let out = Command::new(&schemathesis)
+        .args(["run", &format!("{}/openapi.json", cp.base)])
+        .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
+        .args(["--checks", "not_a_server_error,response_schema_conformance"])
+        .args(["--max-examples", "20", "--seed", "1", "--no-color"])
+        // Its example database and reports stay out of the source tree.
+        .current_dir(data.path())
+        .output()
+        .expect("run schemathesis (installed by scripts/object-stores.sh)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It ran: the summary counts the operations it tested.
+    assert!(stdout.contains("passed"), "{stdout}");
+}

@@ -294,9 +294,14 @@ fn check_url(key: &'static str, url: &str) -> Result<(), AccountError> {
 }
 
 fn container_name(parts: &mut Parts) -> Result<String, AccountError> {
-    let c = parts
-        .take("Container")
-        .unwrap_or_else(|| DEFAULT_CONTAINER.into());
+    check_container(
+        parts
+            .take("Container")
+            .unwrap_or_else(|| DEFAULT_CONTAINER.into()),
+    )
+}
+
+fn check_container(c: String) -> Result<String, AccountError> {
     // Azure's rule (3-63 lowercase letters, digits and single dashes) also suits S3 prefixes.
     let ok = (3..=63).contains(&c.len())
         && c.bytes()
@@ -447,12 +452,7 @@ fn sas_url(url: &str) -> Result<Account, AccountError> {
             _ => return Err(invalid("must name the account and one container")),
         },
     };
-    let mut parts = Parts(BTreeMap::new());
-    parts.0.insert(
-        "container".into(),
-        ("Container".into(), container.to_string()),
-    );
-    let container = container_name(&mut parts)?;
+    let container = check_container(container.to_string())?;
     Ok(Account::Azure {
         account: account.to_string(),
         key: AzureKey::Sas(Secret(check_sas(query)?)),
@@ -697,7 +697,7 @@ mod tests {
                     parts.extend(optional.into_iter().filter_map(|(k, v)| Some(kv(k, v?))));
                     let account = Account::Azure {
                         account,
-                        key: Secret(key),
+                        key: AzureKey::Shared(Secret(key)),
                         endpoint,
                         container: container.unwrap_or_else(|| DEFAULT_CONTAINER.into()),
                     };
@@ -726,7 +726,7 @@ mod tests {
                 }
                 let account = Account::Azure {
                     account: AZURITE_ACCOUNT.into(),
-                    key: Secret(AZURITE_KEY.into()),
+                    key: AzureKey::Shared(Secret(AZURITE_KEY.into())),
                     endpoint,
                     container: container.unwrap_or_else(|| DEFAULT_CONTAINER.into()),
                 };

@@ -312,7 +312,7 @@ pub struct ResourceList {
 #[serde(rename_all = "camelCase")]
 pub struct RegenerateKeyParameters {
     /// `Primary` or `Secondary`.
-    #[schema(pattern = "^(?i)(primary|secondary)$")]
+    #[schema(pattern = "^(Primary|Secondary|primary|secondary)$")]
     pub key_type: String,
 }
 
@@ -321,7 +321,9 @@ pub struct RegenerateKeyParameters {
 #[serde(rename_all = "camelCase")]
 pub struct RebootParameters {
     /// `PrimaryNode`, `SecondaryNode` or `AllNodes`.
-    #[schema(pattern = "^(?i)(primarynode|secondarynode|allnodes)$")]
+    #[schema(
+        pattern = "^(PrimaryNode|SecondaryNode|AllNodes|primarynode|secondarynode|allnodes)$"
+    )]
     pub reboot_type: String,
 }
 

@@ -53,10 +53,12 @@ impl NodeHandle {
     /// get (a stop that gave up waiting on a store that is down).
     pub async fn stop(self) -> StopReport {
         let _ = self.shared.shutdown.send(true);
-        self.task.await.unwrap_or_else(|e| {
+        let mut report = self.task.await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "the node's task failed while stopping");
             StopReport::default()
-        })
+        });
+        report.events = take_events(&self.shared);
+        report
     }
 
     /// Stops the node after a final snapshot to its local dump, whatever its `save` rules:
@@ -90,11 +92,13 @@ impl NodeHandle {
     }
 
     /// Ends a broken node at once, without a final save or drain (its state cannot be
-    /// trusted): its files stay as they are for the next start.
-    pub async fn abort(self) {
+    /// trusted): its files stay as they are for the next start. Returns the object-store
+    /// events it had recorded.
+    pub async fn abort(self) -> Vec<blob::BlobEvent> {
         self.shared.workers.cancel();
         self.task.abort();
         let _ = self.task.await;
+        take_events(&self.shared)
     }
 
     /// Replaces the passwords clients AUTH with, at once; connections authenticated with
@@ -126,15 +130,21 @@ impl NodeHandle {
     /// Takes the object-store events recorded since the last call (at most
     /// `EVENTS_KEPT_MAX` are kept between calls), for the soft-delete accounting.
     pub fn drain_events(&self) -> Vec<blob::BlobEvent> {
-        let st = self.shared.state.lock().expect("state lock");
-        let mut log = st.ship.events.lock().expect("event log lock");
-        log.recent.drain(..).collect()
+        take_events(&self.shared)
     }
 
     /// Waits until the node stops by itself (SHUTDOWN).
     pub async fn wait(self) -> StopReport {
         self.task.await.unwrap_or_default()
     }
+}
+
+/// Takes the node's recorded object-store events; a poisoned state still hands them over
+/// (the event log is plain data, whatever a command left half done).
+fn take_events(shared: &Shared) -> Vec<blob::BlobEvent> {
+    let st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut log = st.ship.events.lock().unwrap_or_else(|e| e.into_inner());
+    log.recent.drain(..).collect()
 }
 
 /// Export and import on a running node (see [`NodeHandle::control`]).

@@ -18,6 +18,9 @@ pub struct StopReport {
     /// Per AOF account, the bytes of the log it did not get before the node stopped
     /// (they are in the local AOF only).
     pub unshipped: Vec<(String, u64)>,
+    /// The object-store events recorded since the owner last took them, the stop's own
+    /// included (for the accounting: a restart must not lose them).
+    pub events: Vec<blob::BlobEvent>,
 }
 
 /// Serves connections from `listener` until `shutdown` resolves or a client sends SHUTDOWN.
@@ -74,7 +77,10 @@ pub async fn serve(
         }
     }
     shared.workers.cancel();
-    StopReport { unshipped }
+    StopReport {
+        unshipped,
+        events: Vec::new(),
+    }
 }
 
 async fn cron(shared: Arc<Shared>) {

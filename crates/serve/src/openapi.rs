@@ -17,7 +17,7 @@ pub struct CacheParams {
     resourceGroupName: String,
     /// The cache's name: 1-63 letters, digits and single dashes, starting and ending with a
     /// letter or digit.
-    #[param(pattern = "^[A-Za-z0-9]([A-Za-z0-9]|-(?=[A-Za-z0-9])){0,62}$", max_length = 63)]
+    #[param(pattern = "^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$", max_length = 63)]
     name: String,
 }
 
@@ -107,7 +107,9 @@ impl Modify for ArmConventions {
             .content(
                 "application/json",
                 ContentBuilder::new()
-                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorResponse")))
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name(
+                        "ErrorResponse",
+                    )))
                     .build(),
             )
             .build();

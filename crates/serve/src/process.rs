@@ -78,10 +78,12 @@ impl ChildNode {
     /// says which AOF accounts were behind the log when it was asked to stop (the child
     /// drains before exiting, so this may overstate what it left behind, never understate).
     pub async fn stop(self, save: bool) -> node::StopReport {
-        let report = match self.command(&["INFO", "storage"]).await {
+        let mut report = match self.command(&["INFO", "storage"]).await {
             Ok(info) => unshipped_from_info(&info),
             Err(_) => node::StopReport::default(),
         };
+        // The events of the stop itself stay in the child (a known gap of this runtime).
+        report.events = self.drain_events().await;
         let _ = self.stopping.send(true);
         let how = if save { "SAVE" } else { "NOSAVE" };
         // SHUTDOWN answers nothing when it succeeds: the connection closes.
@@ -277,7 +279,10 @@ fn unshipped_from_info(info: &str) -> node::StopReport {
             (bytes > 0).then(|| (field("account").unwrap_or("?").to_string(), bytes))
         })
         .collect();
-    node::StopReport { unshipped }
+    node::StopReport {
+        unshipped,
+        events: Vec::new(),
+    }
 }
 
 /// Sends one command (after AUTH when a password is given) and returns the first line of

@@ -283,6 +283,7 @@ impl Supervisor {
             node: None,
             cache: None,
             alive: None,
+            leftover_events: Vec::new(),
         };
         tokio::spawn(actor.run(rx));
         actors.insert(
@@ -429,6 +430,8 @@ struct CacheActor {
     cache: Option<Cache>,
     /// The policy reader runs while this lives.
     alive: Option<Arc<()>>,
+    /// Events of nodes stopped since the accounting last asked (a restart's own events).
+    leftover_events: Vec<blob::BlobEvent>,
 }
 
 impl CacheActor {
@@ -484,11 +487,12 @@ impl CacheActor {
                 let _ = reply.send(control);
             }
             Msg::Events { reply } => {
-                let events = match &self.node {
+                let mut events = std::mem::take(&mut self.leftover_events);
+                events.extend(match &self.node {
                     Some(Node::InProcess(h)) => h.drain_events(),
                     Some(Node::Process(c)) => c.drain_events().await,
                     None => Vec::new(),
-                };
+                });
                 let _ = reply.send(events);
             }
         }
@@ -506,6 +510,7 @@ impl CacheActor {
             Some(node) => node.stop(mode == StartMode::KeepData).await,
             None => node::StopReport::default(),
         };
+        self.leftover_events.extend(report.events.iter().cloned());
         if mode == StartMode::FreshMachine {
             if report.unshipped.is_empty() {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -607,7 +612,8 @@ impl CacheActor {
         tracing::error!(cache = %self.key, failure, "the cache's node failed; restarting it from its files");
         self.set_state("Restarting");
         if let Some(node) = self.node.take() {
-            node.abort().await;
+            let events = node.abort().await;
+            self.leftover_events.extend(events);
         }
         let outcome = match self.start_node(&cache).await {
             Ok(_) => {
@@ -643,11 +649,14 @@ impl Node {
         }
     }
 
-    /// Ends a broken node at once.
-    async fn abort(self) {
+    /// Ends a broken node at once; returns the events it had recorded.
+    async fn abort(self) -> Vec<blob::BlobEvent> {
         match self {
             Node::InProcess(h) => h.abort().await,
-            Node::Process(c) => c.kill().await,
+            Node::Process(c) => {
+                c.kill().await;
+                Vec::new()
+            }
         }
     }
 }

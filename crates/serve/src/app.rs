@@ -483,13 +483,11 @@ async fn arm_checks(State(app): State<Arc<App>>, req: Request, next: Next) -> Re
     if !authorized {
         return Failure(ArmError::unauthorized()).into_response();
     }
-    let version = req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("api-version="))
-        .map(str::to_string);
+    // Decoded as any query is (`2024%2D11%2D01` is `2024-11-01`).
+    let version = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(req.uri())
+        .ok()
+        .and_then(|q| q.0.into_iter().find(|(k, _)| k == "api-version"))
+        .map(|(_, v)| v);
     match version {
         None => Failure(ArmError::bad_request(
             "MissingApiVersionParameter",

@@ -85,7 +85,13 @@ for e in container.get("env", []):
     ref = e["valueFrom"]["secretKeyRef"]
     secret = by_kind["Secret"][ref["name"]]
     assert ref["key"] in secret.get("stringData", {}) | secret.get("data", {}), ref
-    assert f"$({e['name']})" in container["args"], f"{e['name']} unused"
+# serve listens beyond loopback everywhere: its token comes from a secret through the
+# environment (never the public development token, never on the command line).
+assert "CACHEPLANE_TOKEN" in serve_help, "serve reads CACHEPLANE_TOKEN"
+assert any(e["name"] == "CACHEPLANE_TOKEN" for e in container.get("env", [])), "k8s: no token"
+assert "--token" not in container["args"], "k8s: the token on the command line"
+assert cp["environment"]["CACHEPLANE_TOKEN"].startswith("${CACHEPLANE_TOKEN:?"), "compose: token not required"
+assert "cacheplane-dev-token" not in docker and "--token" not in cmd, "Dockerfile: a token baked in"
 for v in pod["spec"]["volumes"]:
     assert v["persistentVolumeClaim"]["claimName"] in by_kind["PersistentVolumeClaim"]
 assert {m["name"] for m in container["volumeMounts"]} <= {v["name"] for v in pod["spec"]["volumes"]}

@@ -107,8 +107,9 @@ fn rdb_snapshots_land_on_schedule_keep_the_newest_and_restore_a_lost_machine() {
                 info(&mut c, "rdb_backups_ok").parse::<u64>().unwrap() >= 3
             });
             // On demand too: the reply names the new snapshot.
-            let Frame::Bulk(key) = c.cmd(&["CACHEPLANE", "BACKUP"]) else {
-                panic!("{kind}: backup")
+            let key = match c.cmd(&["CACHEPLANE", "BACKUP"]) {
+                Frame::Bulk(key) => key,
+                other => panic!("{kind}: backup: {other:?}"),
             };
             let key = String::from_utf8(key.to_vec()).unwrap();
             wait_until("the on-demand snapshot", Duration::from_secs(30), || {

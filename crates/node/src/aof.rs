@@ -10,6 +10,10 @@
 //! A rewrite opens the next incr file at once (the manifest names it next to the old ones),
 //! then writes the new base from a keyspace snapshot taken at that same moment; when the
 //! base is on disk the manifest switches to new base + new incr and old files are removed.
+//!
+//! The log feeds the storage-account shippers through [`ShipHooks`] (what the flusher has
+//! written, new bases). This module works on [`AofLog`], the keyspace and the settings, not
+//! on the node: the flusher reaches the log through a [`LogHost`].
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -23,10 +27,11 @@ use formats::aof::{self, CommandReader, LogEnd, Manifest};
 use keyspace::{Ctx, Keyspace};
 use resp::ReplyBuf;
 
-use crate::Shared;
+use crate::NodeConfig;
 use crate::config::Fsync;
-use crate::persist::{self, write_atomically};
-use crate::state::State;
+use crate::persist::{self, RdbState, write_atomically};
+use crate::workers::Workers;
+use tokio::sync::watch;
 
 /// How often `everysec` fsyncs.
 const EVERYSEC: Duration = Duration::from_secs(1);
@@ -62,9 +67,8 @@ pub struct AofLog {
     pub last_rewrite_ok: bool,
     pub last_rewrite_secs: Option<u64>,
     pub last_write_ok: bool,
-    shared: Weak<Shared>,
     /// Feeds the storage-account shippers, when AOF accounts are configured.
-    pub ship: Option<crate::ship::ShipHooks>,
+    pub ship: Option<ShipHooks>,
     /// Replies wait until the primary account holds their writes (`aof-durability store`).
     store_durability: bool,
 }
@@ -75,6 +79,36 @@ pub struct Rewrite {
     pub started: Instant,
     base: aof::AofFile,
     incr: aof::AofFile,
+}
+
+/// What the flusher has written: the local incr file, its length, and the logical offset
+/// of the log at that point.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    pub file: PathBuf,
+    pub len: u64,
+    pub logical: u64,
+}
+
+/// A new local base (after a rewrite) and the incr file that continues it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaseReady {
+    pub base: PathBuf,
+    pub incr: PathBuf,
+}
+
+/// The channels the AOF flusher and rewrites feed the shippers through.
+pub struct ShipHooks {
+    pub progress: watch::Sender<Progress>,
+    pub bases: watch::Sender<Option<BaseReady>>,
+    /// Logical offset in the primary account (`aof-durability store` waits on it).
+    pub shipped: Arc<watch::Sender<u64>>,
+}
+
+/// The node as the flusher reaches its log.
+pub trait LogHost: Send + Sync {
+    /// Runs `f` on the log under the node's lock; false when the node or its log is gone.
+    fn with_log(&self, f: &mut dyn FnMut(&mut AofLog)) -> bool;
 }
 
 impl AofLog {
@@ -89,29 +123,29 @@ fn manifest_path(st_dir: &Path, appendfilename: &str) -> PathBuf {
 }
 
 /// The AOF directory (`dir`/`appenddirname`).
-pub fn dir(config: &crate::NodeConfig) -> PathBuf {
+pub fn dir(config: &NodeConfig) -> PathBuf {
     config.dir.join(&config.appenddirname)
 }
 
 /// The local AOF manifest.
-pub fn manifest_file(config: &crate::NodeConfig) -> PathBuf {
+pub fn manifest_file(config: &NodeConfig) -> PathBuf {
     manifest_path(&dir(config), &config.appendfilename)
 }
 
 /// Opens the AOF directory at start: replays it into `ks` when it has a manifest, or
 /// creates the first base (from `ks` as it is) and incr file when it has none.
-pub fn open(st: &mut State) -> anyhow::Result<()> {
-    let dir = dir(&st.config);
+pub fn open(ks: &mut Keyspace, config: &NodeConfig) -> anyhow::Result<AofLog> {
+    let dir = dir(config);
     std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("create {}: {e}", dir.display()))?;
-    let name = st.config.appendfilename.clone();
-    let mpath = manifest_file(&st.config);
+    let name = config.appendfilename.clone();
+    let mpath = manifest_file(config);
     let manifest = if mpath.exists() {
         let text = std::fs::read_to_string(&mpath)
             .map_err(|e| anyhow::anyhow!("read {}: {e}", mpath.display()))?;
         let mut m =
             Manifest::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", mpath.display()))?;
         let started = Instant::now();
-        let keys = replay(&dir, &m, &mut st.ks, st.config.aof_load_truncated)?;
+        let keys = replay(&dir, &m, ks, config.aof_load_truncated)?;
         tracing::info!(
             keys,
             ms = started.elapsed().as_millis() as u64,
@@ -141,7 +175,7 @@ pub fn open(st: &mut State) -> anyhow::Result<()> {
             seq: 1,
             kind: aof::FileKind::Incr,
         };
-        persist::save_to(st, &dir.join(&base.name), true)?;
+        persist::save_to(ks, config, &dir.join(&base.name), true)?;
         File::create(dir.join(&incr.name))?.sync_all()?;
         let m = Manifest {
             base: Some(base),
@@ -158,8 +192,8 @@ pub fn open(st: &mut State) -> anyhow::Result<()> {
         .as_ref()
         .and_then(|b| std::fs::metadata(dir.join(&b.name)).ok())
         .map_or(0, |m| m.len());
-    st.ks.set_feed(true);
-    st.aof = Some(AofLog {
+    ks.set_feed(true);
+    Ok(AofLog {
         dir,
         manifest,
         pending: Vec::new(),
@@ -174,11 +208,9 @@ pub fn open(st: &mut State) -> anyhow::Result<()> {
         last_rewrite_ok: true,
         last_rewrite_secs: None,
         last_write_ok: true,
-        shared: Weak::new(),
         ship: None,
         store_durability: false,
-    });
-    Ok(())
+    })
 }
 
 fn m_incr_bytes(dir: &Path, m: &Manifest) -> u64 {
@@ -189,17 +221,16 @@ fn m_incr_bytes(dir: &Path, m: &Manifest) -> u64 {
         .sum()
 }
 
-/// Starts the flusher thread once the node exists.
+/// Starts the flusher once the node exists.
 pub fn start_flusher(
-    st: &mut State,
-    shared: Weak<Shared>,
-    ship: Option<crate::ship::ShipHooks>,
+    log: &mut AofLog,
+    config: &NodeConfig,
+    workers: &Arc<Workers>,
+    host: Arc<dyn LogHost>,
+    ship: Option<ShipHooks>,
 ) -> anyhow::Result<()> {
-    let fsync = st.config.appendfsync;
-    let store_durability = st.config.storage.aof_durability == crate::config::Durability::Store;
-    let Some(log) = st.aof.as_mut() else {
-        return Ok(());
-    };
+    let fsync = config.appendfsync;
+    let store_durability = config.storage.aof_durability == crate::config::Durability::Store;
     let current = log.dir.join(
         &log.manifest
             .incrs
@@ -208,12 +239,11 @@ pub fn start_flusher(
             .name,
     );
     let file = OpenOptions::new().append(true).open(&current)?;
-    log.shared = shared.clone();
     let durable = log.durable.clone();
     let mut out = Output::new(file, current.clone(), fsync)?;
     if let Some(hooks) = &ship {
         out.progress = Some(hooks.progress.clone());
-        hooks.progress.send_replace(crate::ship::Progress {
+        hooks.progress.send_replace(Progress {
             file: current,
             len: out.len,
             logical: log.appended,
@@ -222,9 +252,9 @@ pub fn start_flusher(
     log.ship = ship;
     log.store_durability = store_durability && log.ship.is_some();
     let notify = Arc::new(tokio::sync::Notify::new());
-    st.workers.spawn(
+    workers.spawn(
         "aof-flusher",
-        flush_task(shared, out, durable, notify.clone()),
+        flush_task(host, out, durable, notify.clone()),
     );
     log.flusher = Some(notify);
     Ok(())
@@ -232,11 +262,14 @@ pub fn start_flusher(
 
 /// Moves the keyspace's feed into the log; returns what a reply must wait for (see
 /// [`durable_target`]), None when nothing was logged.
-pub fn feed(st: &mut State) -> Option<(u64, tokio::sync::watch::Receiver<u64>)> {
-    if !st.ks.feed_pending() {
+pub fn feed(
+    log: Option<&mut AofLog>,
+    ks: &mut Keyspace,
+) -> Option<(u64, tokio::sync::watch::Receiver<u64>)> {
+    if !ks.feed_pending() {
         return None;
     }
-    let log = st.aof.as_mut()?;
+    let log = log?;
     if !matches!(log.pending.last(), Some(Chunk::Bytes(_))) {
         log.pending
             .push(Chunk::Bytes(Vec::with_capacity(64 * 1024)));
@@ -245,7 +278,7 @@ pub fn feed(st: &mut State) -> Option<(u64, tokio::sync::watch::Receiver<u64>)> 
         unreachable!("a byte chunk was just ensured")
     };
     let before = buf.len();
-    for (db, args) in st.ks.drain_feed() {
+    for (db, args) in ks.drain_feed() {
         if log.selected != Some(db) {
             let db_text = itoa::Buffer::new().format(db).as_bytes().to_vec();
             aof::encode_command(&[b"SELECT".as_slice(), &db_text], buf);
@@ -262,12 +295,12 @@ pub fn feed(st: &mut State) -> Option<(u64, tokio::sync::watch::Receiver<u64>)> 
         log.flusher_told = true;
         f.notify_one();
     }
-    durable_target(st)
+    durable_target(Some(log))
 }
 
 /// The offset a reply sent now must wait for: everything logged so far.
-pub fn durable_target(st: &State) -> Option<(u64, tokio::sync::watch::Receiver<u64>)> {
-    let log = st.aof.as_ref()?;
+pub fn durable_target(log: Option<&AofLog>) -> Option<(u64, tokio::sync::watch::Receiver<u64>)> {
+    let log = log?;
     match &log.ship {
         Some(hooks) if log.store_durability => Some((log.appended, hooks.shipped.subscribe())),
         _ => Some((log.appended, log.durable())),
@@ -276,18 +309,19 @@ pub fn durable_target(st: &State) -> Option<(u64, tokio::sync::watch::Receiver<u
 
 /// Takes what connections appended; returns the logical offset it ends at. None once the
 /// node or its log is gone.
-fn take_pending(shared: &Weak<Shared>, backlog: &mut VecDeque<Chunk>) -> Option<u64> {
-    let shared = shared.upgrade()?;
-    let mut st = shared.state.lock().expect("state lock");
-    let log = st.aof.as_mut()?;
-    log.flusher_told = false;
-    backlog.extend(std::mem::take(&mut log.pending));
-    Some(log.appended)
+fn take_pending(host: &dyn LogHost, backlog: &mut VecDeque<Chunk>) -> Option<u64> {
+    let mut upto = None;
+    host.with_log(&mut |log| {
+        log.flusher_told = false;
+        backlog.extend(std::mem::take(&mut log.pending));
+        upto = Some(log.appended);
+    });
+    upto
 }
 
 /// Publishes a round's outcome: the written offset, and the write status on change.
 fn report(
-    shared: &Weak<Shared>,
+    host: &dyn LogHost,
     result: std::io::Result<()>,
     upto: u64,
     durable: &tokio::sync::watch::Sender<u64>,
@@ -303,11 +337,7 @@ fn report(
     }
     if ok != *reported_ok {
         *reported_ok = ok;
-        if let Some(shared) = shared.upgrade()
-            && let Some(log) = shared.state.lock().expect("state lock").aof.as_mut()
-        {
-            log.last_write_ok = ok;
-        }
+        host.with_log(&mut |log| log.last_write_ok = ok);
     }
 }
 
@@ -317,7 +347,7 @@ fn report(
 /// an acknowledged write survives the process being killed under every policy, and an
 /// OS crash under `always`. The write runs on the node's thread, as Redis's does.
 async fn flush_task(
-    shared: Weak<Shared>,
+    host: Arc<dyn LogHost>,
     mut out: Output,
     durable: Arc<tokio::sync::watch::Sender<u64>>,
     notify: Arc<tokio::sync::Notify>,
@@ -331,20 +361,20 @@ async fn flush_task(
             tokio::time::sleep(WRITE_RETRY).await;
         }
         tokio::task::yield_now().await;
-        let Some(upto) = take_pending(&shared, &mut backlog) else {
+        let Some(upto) = take_pending(host.as_ref(), &mut backlog) else {
             return;
         };
         let result = out.write(&mut backlog);
         if result.is_ok()
             && let Some(p) = &out.progress
         {
-            p.send_replace(crate::ship::Progress {
+            p.send_replace(Progress {
                 file: out.path.clone(),
                 len: out.len,
                 logical: upto,
             });
         }
-        report(&shared, result, upto, &durable, &mut reported_ok);
+        report(host.as_ref(), result, upto, &durable, &mut reported_ok);
     }
 }
 
@@ -379,7 +409,7 @@ struct Output {
     file: File,
     path: PathBuf,
     /// Tells the storage-account shippers what is written.
-    progress: Option<tokio::sync::watch::Sender<crate::ship::Progress>>,
+    progress: Option<watch::Sender<Progress>>,
     /// Its length: where a failed write is cut back to, so a retry never duplicates bytes.
     len: u64,
     fsync: Fsync,
@@ -451,11 +481,13 @@ impl Output {
 
 /// BGREWRITEAOF: switches appends to a new incr file and writes a new base from a snapshot
 /// of this moment in the background.
-pub fn rewrite(st: &mut State) -> anyhow::Result<()> {
-    let name = st.config.appendfilename.clone();
-    let Some(log) = st.aof.as_mut() else {
-        anyhow::bail!("the append only file is off");
-    };
+pub fn rewrite(
+    log: &mut AofLog,
+    ks: &mut Keyspace,
+    rdb: &mut RdbState,
+    config: &NodeConfig,
+) -> anyhow::Result<()> {
+    let name = config.appendfilename.clone();
     if log.rewrite.is_some() {
         anyhow::bail!("Background append only file rewriting already in progress");
     }
@@ -482,8 +514,8 @@ pub fn rewrite(st: &mut State) -> anyhow::Result<()> {
     log.selected = None;
     log.incr_bytes = 0;
     let base_path = log.dir.join(&base.name);
-    let generation = persist::begin_background(st, persist::Job::AofBase(base_path))?;
-    st.aof.as_mut().expect("checked above").rewrite = Some(Rewrite {
+    let generation = persist::begin_background(ks, rdb, config, persist::Job::AofBase(base_path))?;
+    log.rewrite = Some(Rewrite {
         generation,
         started: Instant::now(),
         base,
@@ -495,11 +527,8 @@ pub fn rewrite(st: &mut State) -> anyhow::Result<()> {
 
 /// Called by the saver when the new base is on disk (or failed): switches the manifest and
 /// removes the files it no longer names.
-pub fn rewrite_done(st: &mut State, generation: u64, ok: bool) {
-    let name = st.config.appendfilename.clone();
-    let Some(log) = st.aof.as_mut() else {
-        return;
-    };
+pub fn rewrite_done(log: &mut AofLog, config: &NodeConfig, generation: u64, ok: bool) {
+    let name = config.appendfilename.clone();
     let Some(rw) = log.rewrite.take_if(|r| r.generation == generation) else {
         return;
     };
@@ -535,7 +564,7 @@ pub fn rewrite_done(st: &mut State, generation: u64, ok: bool) {
     log.last_rewrite_ok = true;
     log.last_rewrite_secs = Some(rw.started.elapsed().as_secs());
     if let Some(hooks) = &log.ship {
-        hooks.bases.send_replace(Some(crate::ship::BaseReady {
+        hooks.bases.send_replace(Some(BaseReady {
             base: log.dir.join(&rw.base.name),
             incr: log.dir.join(&rw.incr.name),
         }));
@@ -547,24 +576,19 @@ pub fn rewrite_done(st: &mut State, generation: u64, ok: bool) {
 }
 
 /// The cron's check of auto-aof-rewrite-percentage / -min-size.
-pub fn cron(st: &mut State) {
-    let Some(log) = st.aof.as_ref() else {
-        return;
-    };
-    if log.rewrite.is_some()
-        || st.ks.snapshot_in_progress()
-        || st.config.auto_aof_rewrite_percentage == 0
+pub fn cron(log: &mut AofLog, ks: &mut Keyspace, rdb: &mut RdbState, config: &NodeConfig) {
+    if log.rewrite.is_some() || ks.snapshot_in_progress() || config.auto_aof_rewrite_percentage == 0
     {
         return;
     }
     let size = log.base_bytes + log.incr_bytes;
     let base = log.base_bytes.max(1);
     let growth_pct = (size.saturating_sub(base)) * 100 / base;
-    if size >= st.config.auto_aof_rewrite_min_size_bytes
-        && growth_pct >= st.config.auto_aof_rewrite_percentage
+    if size >= config.auto_aof_rewrite_min_size_bytes
+        && growth_pct >= config.auto_aof_rewrite_percentage
     {
         tracing::info!(growth_pct, "starting automatic rewriting of AOF");
-        if let Err(e) = rewrite(st) {
+        if let Err(e) = rewrite(log, ks, rdb, config) {
             tracing::warn!(error = %e, "could not start the AOF rewrite");
         }
     }

@@ -123,7 +123,7 @@ pub fn run(
             out.bulk_int((now_us % 1_000_000) as i64);
         }
         "debug" => debug(st, id, a, out)?,
-        "lastsave" => out.int(st.last_save_unix as i64),
+        "lastsave" => out.int(st.rdb.last_save_unix as i64),
         "cacheplane" => {
             keyspace::check_subcommand_arity(
                 "cacheplane",
@@ -132,7 +132,7 @@ pub fn run(
             )?;
             match lossy(&a[1]).to_ascii_lowercase().as_str() {
                 "backup" => {
-                    let key = crate::ship::backup_now(st).map_err(save_failed)?;
+                    let key = st.backup_now().map_err(save_failed)?;
                     out.bulk(key.as_bytes());
                 }
                 "setkeys" => {
@@ -172,7 +172,7 @@ pub fn run(
             if st.rdb.job.is_some() {
                 return Err(CmdError::other("ERR Background save already in progress"));
             }
-            persist::save(st).map_err(save_failed)?;
+            st.save().map_err(save_failed)?;
             out.ok();
         }
         "bgsave" => {
@@ -187,7 +187,7 @@ pub fn run(
                     "ERR An AOF log rewriting in progress: can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.",
                 ));
             }
-            persist::bgsave(st).map_err(save_failed)?;
+            st.bgsave().map_err(save_failed)?;
             out.simple("Background saving started");
         }
         "bgrewriteaof" => {
@@ -207,7 +207,7 @@ pub fn run(
                 st.rdb.aof_rewrite_scheduled = true;
                 out.simple("Background append only file rewriting scheduled");
             } else {
-                crate::aof::rewrite(st).map_err(save_failed)?;
+                st.rewrite_aof().map_err(save_failed)?;
                 out.simple("Background append only file rewriting started");
             }
         }
@@ -226,7 +226,7 @@ pub fn run(
             let nosave = a[1..].iter().any(|o| is(o, "nosave"));
             let force_save = a[1..].iter().any(|o| is(o, "save"));
             let force = a[1..].iter().any(|o| is(o, "force"));
-            if let Err(e) = persist::save_on_shutdown(st, nosave, force_save)
+            if let Err(e) = st.save_on_shutdown(nosave, force_save)
                 && !force
             {
                 tracing::warn!(error = %e, "error trying to save the DB, can't exit");
@@ -1146,7 +1146,7 @@ fn debug(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
     match lossy(&a[1]).to_ascii_lowercase().as_str() {
         "reload" => {
             // Save, empty the keyspace and load the file again: checks both directions.
-            persist::save(st).map_err(save_failed)?;
+            st.save().map_err(save_failed)?;
             let path = persist::dump_path(&st.config);
             let mut ks = keyspace::Keyspace::new(st.config.databases);
             let now = crate::unix_time_ms();
@@ -1154,7 +1154,7 @@ fn debug(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
             persist::load_rdb(&path, &mut ks, now).map_err(|e| {
                 CmdError::other(format!("ERR Error trying to load the RDB dump: {e}"))
             })?;
-            persist::replace_dataset(st, ks);
+            st.replace_dataset(ks);
             out.ok();
         }
         "sleep" if a.len() == 3 => {

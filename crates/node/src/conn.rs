@@ -168,9 +168,12 @@ impl Connection {
                         match self.wait_blocked(&slot, deadline_ms).await {
                             Some(reply) => {
                                 // Its write was logged by the batch that served it.
-                                let durable = crate::aof::durable_target(
-                                    &self.shared.state.lock().expect("state lock"),
-                                );
+                                let durable = self
+                                    .shared
+                                    .state
+                                    .lock()
+                                    .expect("state lock")
+                                    .durable_target();
                                 if !wait_durable(durable).await {
                                     return;
                                 }
@@ -246,7 +249,7 @@ impl Connection {
         }
         *authenticated = st.clients.get(&self.id).is_some_and(|c| c.authenticated);
         st.stats.total_net_output_bytes += out.len() as u64;
-        let durable = crate::aof::feed(&mut st);
+        let durable = st.feed_aof();
         (flow, durable)
     }
 

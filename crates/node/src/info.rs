@@ -142,9 +142,9 @@ fn section_text(st: &State, section: &str, o: &mut String) {
                 } else {
                     0
                 },
-                st.ks.dirty - st.dirty_at_last_save,
+                st.ks.dirty - st.rdb.dirty_at_last_save,
                 st.rdb.bgsave_in_progress() as u8,
-                st.last_save_unix,
+                st.rdb.last_save_unix,
                 if st.rdb.last_bgsave_ok { "ok" } else { "err" },
                 st.rdb.last_bgsave_secs.map_or(-1, |s| s as i64),
                 st.rdb
@@ -226,6 +226,7 @@ fn section_text(st: &State, section: &str, o: &mut String) {
             );
             match &ship.rdb {
                 Some(r) => {
+                    let r = r.status.lock().expect("backup status lock");
                     let _ = write!(
                         o,
                         "rdb_backup_enabled:1\r\nrdb_backups_ok:{}\r\nrdb_last_backup_status:{}\r\nrdb_last_backup_key:{}\r\n",

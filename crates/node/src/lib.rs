@@ -8,6 +8,7 @@ mod commands;
 pub mod config;
 mod conn;
 mod dispatch;
+mod durability;
 mod info;
 mod persist;
 mod server;
@@ -188,27 +189,19 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let mut config = config;
     config.port = addr.port();
     let (shutdown, _) = tokio::sync::watch::channel(false);
-    let state = state::State::new(config, unix_time_ms(), std::sync::Weak::new());
+    let state = state::State::new(config, unix_time_ms());
     let state = load_at_start(state).await?;
-    let shared = Arc::new_cyclic(|weak| {
-        let mut state = state;
-        state.rdb.set_shared(weak.clone());
-        Shared {
-            workers: state.workers.clone(),
-            state: Mutex::new(state),
-            shutdown,
-        }
+    let shared = Arc::new(Shared {
+        workers: state.workers.clone(),
+        state: Mutex::new(state),
+        shutdown,
     });
-    {
-        let mut st = shared.state.lock().expect("state lock");
-        let hooks = ship::start_aof(&mut st, Arc::downgrade(&shared))?;
-        let shipping = hooks.is_some();
-        aof::start_flusher(&mut st, Arc::downgrade(&shared), hooks)?;
-        // The accounts start from a base of this moment, then take segments as they come.
-        if shipping {
-            aof::rewrite(&mut st)?;
-        }
-    }
+    let host = Arc::new(durability::NodeHost(Arc::downgrade(&shared)));
+    shared
+        .state
+        .lock()
+        .expect("state lock")
+        .start_persistence(host)?;
     let task = tokio::spawn(server::serve(
         listener,
         shared.clone(),
@@ -226,7 +219,7 @@ async fn load_at_start(st: state::State) -> anyhow::Result<state::State> {
         let mut st = st;
         st.ks.set_clock(unix_time_ms());
         let path = persist::dump_path(&st.config);
-        st.ship = ship::Shipping::new(&st.config)?;
+        st.ship = ship::Shipping::new(&st.config, st.workers.clone())?;
         let config = st.config.clone();
         let ship = std::mem::take(&mut st.ship);
         // A node with storage accounts and nothing local comes back from the accounts.
@@ -234,7 +227,7 @@ async fn load_at_start(st: state::State) -> anyhow::Result<state::State> {
             st.ks = keyspace::Keyspace::new(config.databases);
             st.ks.set_clock(unix_time_ms());
             if config.appendonly {
-                aof::open(&mut st)
+                st.open_aof()
             } else {
                 load_dump(&mut st, &path)
             }
@@ -254,7 +247,7 @@ async fn load_at_start(st: state::State) -> anyhow::Result<state::State> {
             load_dump(&mut st, &path)?;
         }
         if st.config.appendonly {
-            aof::open(&mut st)?;
+            st.open_aof()?;
         }
         Ok(st)
     })

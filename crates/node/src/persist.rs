@@ -7,21 +7,25 @@
 //! Writes that touch an entry the snapshot still owes hand it over first, so the file holds
 //! the dataset as it was when BGSAVE began, and memory grows only by the bytes waiting to
 //! be written.
+//!
+//! This module knows the keyspace, the settings and its own [`RdbState`], not the node:
+//! the saver thread reaches the node through a [`SnapshotHost`], which also hears when a
+//! job ends (an AOF rewrite's base, a backup) and tells its owner.
 
 use std::any::Any;
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use formats::FormatError;
 use formats::rdb::{CollectionKind, RdbValue, RdbWriter, ReadOptions, WriteOptions};
 use keyspace::{Dict, Entry, Field, Keyspace, SnapshotSink, Str, Value, ZSet};
 
-use crate::Shared;
-use crate::state::State;
+use crate::NodeConfig;
+use crate::workers::Workers;
 
 /// Longest a BGSAVE step holds the state lock: the bound on the pause writes see.
 pub const BGSAVE_LOCK_HOLD_MAX: Duration = Duration::from_micros(250);
@@ -48,8 +52,32 @@ pub struct RdbState {
     next_generation: u64,
     /// Set once the stopping node has made (or skipped) its final save.
     pub shutdown_saved: bool,
-    /// The node, for the saver thread (weak: the thread must not keep the node alive).
-    shared: Weak<Shared>,
+    /// Unix seconds of the last successful save (LASTSAVE).
+    pub last_save_unix: u64,
+    /// `ks.dirty` at the last successful save.
+    pub dirty_at_last_save: u64,
+    /// The node, for the saver thread (it must not keep the node alive: hosts hold it
+    /// weakly).
+    host: Option<Arc<dyn SnapshotHost>>,
+    workers: Arc<Workers>,
+}
+
+/// The node as the saver thread reaches it.
+pub trait SnapshotHost: Send + Sync {
+    /// Runs `f` under the node's lock with its keyspace and RDB state; false when the node
+    /// is gone.
+    fn with(&self, f: &mut dyn FnMut(&mut Keyspace, &mut RdbState, &NodeConfig)) -> bool;
+    /// A background job ended (called once `RdbState` recorded it, with the lock released
+    /// in between): the owner of an AOF rewrite switches its manifest.
+    fn ended(&self, ended: Ended);
+}
+
+/// A background job that ended, for its owner.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub generation: u64,
+    pub kind: Job,
+    pub ok: bool,
 }
 
 pub struct BgJob {
@@ -128,15 +156,11 @@ impl RdbState {
 
 impl RdbState {
     /// Gives the saver thread its way to the node, once the node exists.
-    pub fn shared(&self) -> Weak<Shared> {
-        self.shared.clone()
+    pub fn set_host(&mut self, host: Arc<dyn SnapshotHost>) {
+        self.host = Some(host);
     }
 
-    pub fn set_shared(&mut self, shared: Weak<Shared>) {
-        self.shared = shared;
-    }
-
-    pub fn new(shared: Weak<Shared>) -> RdbState {
+    pub fn new(now_ms: u64, workers: Arc<Workers>) -> RdbState {
         RdbState {
             job: None,
             aof_rewrite_scheduled: false,
@@ -149,7 +173,10 @@ impl RdbState {
             saver: None,
             next_generation: 0,
             shutdown_saved: false,
-            shared,
+            last_save_unix: now_ms / 1000,
+            dirty_at_last_save: 0,
+            host: None,
+            workers,
         }
     }
 }
@@ -172,10 +199,10 @@ struct RdbSink {
 const STAGED_BYTES_SLACK: usize = 256 * 1024;
 
 impl RdbSink {
-    fn new(st: &State, aof_base: bool) -> Result<RdbSink, FormatError> {
+    fn new(ks: &Keyspace, config: &NodeConfig, aof_base: bool) -> Result<RdbSink, FormatError> {
         let opts = WriteOptions {
-            compress: st.config.rdbcompression,
-            checksum: st.config.rdbchecksum,
+            compress: config.rdbcompression,
+            checksum: config.rdbchecksum,
             ctime_unix: crate::unix_time_ms() / 1000,
             used_mem_bytes: crate::used_memory_bytes(),
             aof_base,
@@ -183,8 +210,8 @@ impl RdbSink {
         Ok(RdbSink {
             w: RdbWriter::new(Vec::with_capacity(64 * 1024), opts)?,
             db: None,
-            sizes: (0..st.ks.db_count())
-                .map(|i| Some((st.ks.db(i).len() as u64, st.ks.db(i).volatile_len() as u64)))
+            sizes: (0..ks.db_count())
+                .map(|i| Some((ks.db(i).len() as u64, ks.db(i).volatile_len() as u64)))
                 .collect(),
             error: None,
             taken: 0,
@@ -351,11 +378,11 @@ fn abandon(ks: &mut Keyspace) {
 }
 
 /// SAVE: writes the dump with the lock held, as Redis's SAVE blocks the server.
-pub fn save(st: &mut State) -> anyhow::Result<()> {
-    let dirty = st.ks.dirty;
+pub fn save(ks: &mut Keyspace, rdb: &mut RdbState, config: &NodeConfig) -> anyhow::Result<()> {
+    let dirty = ks.dirty;
     let started = Instant::now();
-    save_to(st, &dump_path(&st.config), false)?;
-    saved(st, dirty);
+    save_to(ks, config, &dump_path(config), false)?;
+    rdb.saved(dirty);
     tracing::info!(
         ms = started.elapsed().as_millis() as u64,
         "DB saved on disk"
@@ -364,32 +391,37 @@ pub fn save(st: &mut State) -> anyhow::Result<()> {
 }
 
 /// Writes a snapshot of the keyspace to `path` now, with the lock held.
-pub fn save_to(st: &mut State, path: &Path, aof_base: bool) -> anyhow::Result<()> {
-    if st.ks.snapshot_in_progress() {
+pub fn save_to(
+    ks: &mut Keyspace,
+    config: &NodeConfig,
+    path: &Path,
+    aof_base: bool,
+) -> anyhow::Result<()> {
+    if ks.snapshot_in_progress() {
         anyhow::bail!("Background save already in progress");
     }
     let mut file = AtomicFile::create(path.to_path_buf())?;
-    let sink = RdbSink::new(st, aof_base)?;
-    if st.ks.snapshot_begin(Box::new(sink)).is_err() {
+    let sink = RdbSink::new(ks, config, aof_base)?;
+    if ks.snapshot_begin(Box::new(sink)).is_err() {
         anyhow::bail!("a snapshot is already running");
     }
     let written = (|| -> anyhow::Result<()> {
         loop {
-            let done = st.ks.snapshot_step(64 * 1024);
+            let done = ks.snapshot_step(64 * 1024);
             if done {
                 break;
             }
-            if let Some(bytes) = sink_of(&mut st.ks).take_bytes(CHUNK_BYTES)? {
+            if let Some(bytes) = sink_of(ks).take_bytes(CHUNK_BYTES)? {
                 file.write(&bytes)?;
             }
         }
-        let tail = finish(&mut st.ks)?;
+        let tail = finish(ks)?;
         file.write(&tail)?;
         Ok(())
     })();
     if let Err(e) = written {
-        if st.ks.snapshot_in_progress() {
-            abandon(&mut st.ks);
+        if ks.snapshot_in_progress() {
+            abandon(ks);
         }
         return Err(e);
     }
@@ -397,88 +429,76 @@ pub fn save_to(st: &mut State, path: &Path, aof_base: bool) -> anyhow::Result<()
     Ok(())
 }
 
-fn saved(st: &mut State, dirty_at_start: u64) {
-    st.dirty_at_last_save = dirty_at_start;
-    st.last_save_unix = crate::unix_time_ms() / 1000;
-    st.rdb.saves += 1;
+impl RdbState {
+    /// Records a successful save of the dataset as it was at `dirty_at_start`.
+    fn saved(&mut self, dirty_at_start: u64) {
+        self.dirty_at_last_save = dirty_at_start;
+        self.last_save_unix = crate::unix_time_ms() / 1000;
+        self.saves += 1;
+    }
 }
 
 /// BGSAVE: begins the snapshot now and lets the saver thread write it.
-pub fn bgsave(st: &mut State) -> anyhow::Result<()> {
-    begin_background(st, Job::Rdb)?;
+pub fn bgsave(ks: &mut Keyspace, rdb: &mut RdbState, config: &NodeConfig) -> anyhow::Result<()> {
+    begin_background(ks, rdb, config, Job::Rdb)?;
     tracing::info!("background saving started");
     Ok(())
 }
 
 /// Begins a snapshot for `kind` and hands it to the saver thread; returns its generation.
-pub fn begin_background(st: &mut State, kind: Job) -> anyhow::Result<u64> {
-    if st.rdb.job.is_some() {
+pub fn begin_background(
+    ks: &mut Keyspace,
+    rdb: &mut RdbState,
+    config: &NodeConfig,
+    kind: Job,
+) -> anyhow::Result<u64> {
+    if rdb.job.is_some() {
         anyhow::bail!("Background save already in progress");
     }
-    let sink = RdbSink::new(st, matches!(kind, Job::AofBase(_)))?;
-    if st.ks.snapshot_begin(Box::new(sink)).is_err() {
+    let Some(host) = rdb.host.clone() else {
+        anyhow::bail!("the node is not running yet");
+    };
+    let sink = RdbSink::new(ks, config, matches!(kind, Job::AofBase(_)))?;
+    if ks.snapshot_begin(Box::new(sink)).is_err() {
         anyhow::bail!("Background save already in progress");
     }
-    st.rdb.next_generation += 1;
-    let generation = st.rdb.next_generation;
-    st.rdb.job = Some(BgJob {
+    rdb.next_generation += 1;
+    let generation = rdb.next_generation;
+    rdb.job = Some(BgJob {
         generation,
         kind,
         started: Instant::now(),
-        dirty_at_start: st.ks.dirty,
+        dirty_at_start: ks.dirty,
     });
-    let shared = st.rdb.shared.clone();
-    if st.rdb.saver.is_none() {
+    if rdb.saver.is_none() {
         let (tx, rx) = mpsc::channel();
-        st.workers
-            .spawn_thread("rdb-saver", move || saver_thread(rx, shared))?;
-        st.rdb.saver = Some(tx);
+        let host = Arc::downgrade(&host);
+        rdb.workers
+            .spawn_thread("rdb-saver", move || saver_thread(rx, host))?;
+        rdb.saver = Some(tx);
     }
-    let saver = st.rdb.saver.as_ref().expect("started above");
+    let saver = rdb.saver.as_ref().expect("started above");
     saver
         .send(generation)
         .map_err(|_| anyhow::anyhow!("the saver thread is gone"))?;
     Ok(generation)
 }
 
-/// Puts `ks` in place of the dataset (DEBUG RELOAD, import); a background job over the old
-/// dataset is cancelled.
-pub fn replace_dataset(st: &mut State, mut ks: Keyspace) {
-    cancel_bgsave(st);
-    ks.dirty = st.ks.dirty;
-    ks.set_feed(st.ks.feed_enabled());
-    st.ks = ks;
-}
-
-/// Cancels a running background job (SHUTDOWN): its file is not written.
-pub fn cancel_bgsave(st: &mut State) {
-    if let Some(job) = st.rdb.job.take() {
-        abandon(&mut st.ks);
-        if matches!(job.kind, Job::AofBase(_)) {
-            crate::aof::rewrite_done(st, job.generation, false);
-        }
-        tracing::info!("background saving cancelled");
-    }
-}
-
-/// The save a stopping node makes: with `save` rules (or SHUTDOWN SAVE) and not NOSAVE.
-/// A background save in progress is cancelled first, as Redis kills its child.
-pub fn save_on_shutdown(st: &mut State, nosave: bool, force_save: bool) -> anyhow::Result<()> {
-    if st.rdb.shutdown_saved {
-        return Ok(());
-    }
-    st.rdb.shutdown_saved = true;
-    if nosave || (st.config.save.is_empty() && !force_save) {
-        cancel_bgsave(st);
-        return Ok(());
-    }
-    cancel_bgsave(st);
-    tracing::info!("saving the final RDB snapshot before exiting");
-    save(st).inspect_err(|_| st.rdb.shutdown_saved = false)
+/// Cancels a running background job (SHUTDOWN, a replaced dataset): its file is not
+/// written. Returns the job, so that its owner (an AOF rewrite) can give it up too.
+pub fn cancel_bgsave(ks: &mut Keyspace, rdb: &mut RdbState) -> Option<Ended> {
+    let job = rdb.job.take()?;
+    abandon(ks);
+    tracing::info!("background saving cancelled");
+    Some(Ended {
+        generation: job.generation,
+        kind: job.kind,
+        ok: false,
+    })
 }
 
 /// Runs one background job per generation number received, until the node is gone.
-fn saver_thread(jobs: mpsc::Receiver<u64>, shared: Weak<Shared>) {
+fn saver_thread(jobs: mpsc::Receiver<u64>, host: std::sync::Weak<dyn SnapshotHost>) {
     // Serving clients comes first: on a busy core the scheduler favours the connections
     // (Redis's fork child competes at full weight instead).
     if let Err(e) =
@@ -487,35 +507,30 @@ fn saver_thread(jobs: mpsc::Receiver<u64>, shared: Weak<Shared>) {
         tracing::debug!(error = ?e, "could not lower the saver thread's priority");
     }
     while let Ok(generation) = jobs.recv() {
-        let Some(shared) = shared.upgrade() else {
+        let Some(host) = host.upgrade() else {
             return;
         };
-        run_job(&shared, generation);
+        run_job(host.as_ref(), generation);
     }
 }
 
-fn run_job(shared: &Arc<Shared>, generation: u64) {
-    let lock = || shared.state.lock().expect("state lock");
-    let current = |st: &State| {
-        st.rdb
-            .job
-            .as_ref()
-            .is_some_and(|b| b.generation == generation)
-    };
-    let target = {
-        let st = lock();
-        match st
-            .rdb
+fn run_job(host: &dyn SnapshotHost, generation: u64) {
+    let mut target = None;
+    let alive = host.with(&mut |_, rdb, config| {
+        target = match rdb
             .job
             .as_ref()
             .filter(|j| j.generation == generation)
             .map(|j| j.kind.clone())
         {
-            Some(Job::Rdb) => Target::File(dump_path(&st.config)),
-            Some(Job::AofBase(path)) => Target::File(path),
-            Some(Job::Blob(tx)) => Target::Channel(tx),
-            None => return,
+            Some(Job::Rdb) => Some(Target::File(dump_path(config))),
+            Some(Job::AofBase(path)) => Some(Target::File(path)),
+            Some(Job::Blob(tx)) => Some(Target::Channel(tx)),
+            None => None,
         }
+    });
+    let (true, Some(target)) = (alive, target) else {
+        return;
     };
     enum Target {
         File(PathBuf),
@@ -528,23 +543,28 @@ fn run_job(shared: &Arc<Shared>, generation: u64) {
             Target::Channel(tx) => Out::Channel(tx),
         };
         loop {
-            let (bytes, done) = {
-                let mut st = lock();
-                if !current(&st) {
-                    return Ok(None);
+            let mut step: Option<anyhow::Result<(Option<Vec<u8>>, bool)>> = None;
+            host.with(&mut |ks, rdb, _| {
+                if rdb.job.as_ref().is_none_or(|b| b.generation != generation) {
+                    return;
                 }
                 let begun = Instant::now();
                 let mut done = false;
                 while !done && begun.elapsed() < BGSAVE_LOCK_HOLD_MAX {
-                    done = st.ks.snapshot_step(STEP_ENTRIES);
+                    done = ks.snapshot_step(STEP_ENTRIES);
                 }
                 let bytes = if done {
-                    Some(finish(&mut st.ks)?)
+                    finish(ks).map(Some)
                 } else {
-                    sink_of(&mut st.ks).take_bytes(CHUNK_BYTES)?
+                    sink_of(ks).take_bytes(CHUNK_BYTES)
                 };
-                (bytes, done)
+                step = Some(bytes.map(|b| (b, done)).map_err(Into::into));
+            });
+            // Cancelled, or the node is gone.
+            let Some(step) = step else {
+                return Ok(None);
             };
+            let (bytes, done) = step?;
             if let Some(bytes) = bytes {
                 file.write(bytes)?;
             }
@@ -557,64 +577,77 @@ fn run_job(shared: &Arc<Shared>, generation: u64) {
             }
         }
     })();
-    let result = result.and_then(|file| file.map(|f| f.commit().map(|_| true)).transpose());
-    let mut st = lock();
-    let Some(job) = st.rdb.job.take_if(|b| b.generation == generation) else {
-        return;
+    // A snapshot streamed to an upload ends its job before the upload may complete: the
+    // upload's end is when its owner may start the next one.
+    let (result, upload_end) = match result {
+        Ok(Some(Out::Channel(tx))) => (Ok(Some(true)), Some(tx)),
+        other => (
+            other.and_then(|file| file.map(|f| f.commit().map(|_| true)).transpose()),
+            None,
+        ),
     };
-    let secs = job.started.elapsed().as_secs();
-    let ok = matches!(result, Ok(Some(true)));
-    if let Err(e) = &result {
-        if st.ks.snapshot_in_progress() {
-            abandon(&mut st.ks);
+    let mut ended = None;
+    host.with(&mut |ks, rdb, _| {
+        let Some(job) = rdb.job.take_if(|b| b.generation == generation) else {
+            return;
+        };
+        let secs = job.started.elapsed().as_secs();
+        let ok = matches!(result, Ok(Some(true)));
+        if let Err(e) = &result {
+            if ks.snapshot_in_progress() {
+                abandon(ks);
+            }
+            rdb.last_failure = Some(Instant::now());
+            tracing::error!(error = %e, "background saving failed");
         }
-        st.rdb.last_failure = Some(Instant::now());
-        tracing::error!(error = %e, "background saving failed");
-    }
-    match job.kind {
-        Job::Rdb => {
-            st.rdb.last_bgsave_ok = ok;
+        if let Job::Rdb = job.kind {
+            rdb.last_bgsave_ok = ok;
             if ok {
-                saved(&mut st, job.dirty_at_start);
-                st.rdb.last_bgsave_secs = Some(secs);
+                rdb.saved(job.dirty_at_start);
+                rdb.last_bgsave_secs = Some(secs);
                 tracing::info!(secs, "background saving terminated with success");
             }
         }
-        Job::AofBase(_) => crate::aof::rewrite_done(&mut st, job.generation, ok),
-        // The uploader reports the backup's outcome itself.
-        Job::Blob(_) => {}
+        ended = Some(Ended {
+            generation,
+            kind: job.kind,
+            ok,
+        });
+    });
+    if let Some(tx) = upload_end
+        && tx.blocking_send(Piece::End).is_err()
+    {
+        tracing::warn!("the upload stopped before the snapshot's end");
+    }
+    // The owner hears of it (an AOF rewrite switches its manifest; the uploader of a
+    // backup reports its outcome itself).
+    if let Some(ended) = ended {
+        host.ended(ended);
     }
 }
 
-/// The cron's check of the `save` rules and of a scheduled AOF rewrite.
-pub fn cron(st: &mut State) {
-    if st.rdb.job.is_some() {
+/// The cron's check of the `save` rules (a scheduled AOF rewrite goes first: the caller
+/// starts it while no job runs).
+pub fn cron(ks: &mut Keyspace, rdb: &mut RdbState, config: &NodeConfig) {
+    if rdb.job.is_some() || rdb.aof_rewrite_scheduled {
         return;
     }
-    if std::mem::take(&mut st.rdb.aof_rewrite_scheduled) {
-        if let Err(e) = crate::aof::rewrite(st) {
-            tracing::warn!(error = %e, "could not start the scheduled AOF rewrite");
-        }
+    if config.save.is_empty() {
         return;
     }
-    if st.config.save.is_empty() {
-        return;
-    }
-    let changes = st.ks.dirty - st.dirty_at_last_save;
-    let elapsed = (crate::unix_time_ms() / 1000).saturating_sub(st.last_save_unix);
-    let due = st
-        .config
+    let changes = ks.dirty - rdb.dirty_at_last_save;
+    let elapsed = (crate::unix_time_ms() / 1000).saturating_sub(rdb.last_save_unix);
+    let due = config
         .save
         .iter()
         .any(|&(secs, min)| changes >= min && elapsed >= secs);
-    let retry_ok = st.rdb.last_bgsave_ok
-        || st
-            .rdb
+    let retry_ok = rdb.last_bgsave_ok
+        || rdb
             .last_failure
             .is_none_or(|t| t.elapsed() >= BGSAVE_RETRY_DELAY);
     if due && retry_ok {
         tracing::info!(changes, secs = elapsed, "save rule met, saving");
-        if let Err(e) = bgsave(st) {
+        if let Err(e) = bgsave(ks, rdb, config) {
             tracing::warn!(error = %e, "could not start the background save");
         }
     }

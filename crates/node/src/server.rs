@@ -53,12 +53,13 @@ pub async fn serve(
     let _ = shared.shutdown.send(true);
     cron.abort();
     // What the log holds reaches the storage accounts before the node goes.
-    let unshipped = crate::ship::drain(&shared).await;
+    let (targets, appended) = shared.state.lock().expect("state lock").drain_targets();
+    let unshipped = crate::ship::drain(targets, appended).await;
     {
         let mut st = shared.state.lock().expect("state lock");
         // Stopped by a signal or its owner rather than SHUTDOWN: save as SHUTDOWN would.
         let force = st.save_on_stop;
-        if let Err(e) = crate::persist::save_on_shutdown(&mut st, false, force) {
+        if let Err(e) = st.save_on_shutdown(false, force) {
             tracing::error!(error = %e, "could not save the final RDB snapshot");
         }
         st.shutting_down = true;
@@ -103,11 +104,7 @@ async fn cron(shared: Arc<Shared>) {
         if st.ks.has_touched() {
             st.handle_touched();
         }
-        crate::persist::cron(&mut st);
-        crate::aof::cron(&mut st);
-        crate::ship::cron(&mut st);
-        crate::ship::check_spool(&mut st);
         // Keys removed by active expiry are logged too.
-        crate::aof::feed(&mut st);
+        st.persistence_cron();
     }
 }

@@ -12,10 +12,14 @@
 //!
 //! The local AOF is the spool: a segment is read from the local incr file when it is cut,
 //! so an account that is down only delays its cursor; nothing is held in memory.
+//!
+//! This module works on [`Shipping`], the log's hooks and the settings, not on the node:
+//! the shippers and the backup uploads are workers that keep their status in shared
+//! records of their own, and stop on the node's cancellation token.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use blob::{BlobEvent, Store};
@@ -24,10 +28,11 @@ use formats::aof::{self as aoff, AofFile, FileKind, Manifest};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
-use crate::Shared;
+use crate::aof::{AofLog, BaseReady, Progress, ShipHooks};
 use crate::config::{Durability, NodeConfig};
-use crate::persist::{self, Job, Piece};
-use crate::state::State;
+use crate::persist::{self, Job, Piece, RdbState};
+use crate::workers::Workers;
+use keyspace::Keyspace;
 
 /// Where under the node's prefix the secondary AOF account keeps its files.
 pub const SECONDARY_PREFIX: &str = "secondary";
@@ -42,22 +47,6 @@ const RETRY_CAP: Duration = Duration::from_secs(5);
 pub const EVENTS_KEPT_MAX: usize = 100_000;
 /// Snapshot bytes queued between the saver thread and the upload.
 const SNAPSHOT_CHUNKS_QUEUED_MAX: usize = 8;
-
-/// What the flusher has written: the local incr file, its length, and the logical offset
-/// of the log at that point.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Progress {
-    pub file: PathBuf,
-    pub len: u64,
-    pub logical: u64,
-}
-
-/// A new local base (after a rewrite) and the incr file that continues it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BaseReady {
-    pub base: PathBuf,
-    pub incr: PathBuf,
-}
 
 /// The object-store events of this node, kept for INFO and for whoever accounts for them.
 #[derive(Default)]
@@ -90,27 +79,29 @@ pub struct Shipping {
     pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// The primary account lags more than `aof-spool-max-bytes`: writes are refused.
     pub spool_full: bool,
+    /// Where the shippers and backup uploads run.
+    pub workers: Arc<Workers>,
 }
 
 /// The cron's check of the spool bound: refuses writes while the primary account lags
 /// more than `aof-spool-max-bytes` behind the log, and accepts them again once it caught
 /// up to half of that.
-pub fn check_spool(st: &mut State) {
-    let Some(primary) = st.ship.aof_targets.first() else {
+pub fn check_spool(ship: &mut Shipping, log: Option<&AofLog>, config: &NodeConfig) {
+    let Some(primary) = ship.aof_targets.first() else {
         return;
     };
-    let appended = st.aof.as_ref().map_or(0, |a| a.appended);
+    let appended = log.map_or(0, |a| a.appended);
     let backlog = appended.saturating_sub(primary.lock().expect("status lock").shipped);
-    let max = st.config.storage.spool_max_bytes;
-    if !st.ship.spool_full && backlog > max {
-        st.ship.spool_full = true;
+    let max = config.storage.spool_max_bytes;
+    if !ship.spool_full && backlog > max {
+        ship.spool_full = true;
         tracing::error!(
             backlog,
             max,
             "the primary storage account is too far behind: refusing writes until it catches up"
         );
-    } else if st.ship.spool_full && backlog <= max / 2 {
-        st.ship.spool_full = false;
+    } else if ship.spool_full && backlog <= max / 2 {
+        ship.spool_full = false;
         tracing::info!(
             backlog,
             "the primary storage account caught up: accepting writes again"
@@ -124,20 +115,10 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// On a graceful stop: lets every AOF account catch up with the log, within
 /// [`DRAIN_TIMEOUT`]; returns (and logs) what is left behind: per account, the bytes of
 /// the log it does not hold.
-pub async fn drain(shared: &Arc<Shared>) -> Vec<(String, u64)> {
-    let (targets, appended) = {
-        let st = shared.state.lock().expect("state lock");
-        if st.ship.aof_targets.is_empty() {
-            return Vec::new();
-        }
-        st.ship
-            .draining
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        (
-            st.ship.aof_targets.clone(),
-            st.aof.as_ref().map_or(0, |a| a.appended),
-        )
-    };
+pub async fn drain(targets: Vec<Arc<Mutex<TargetStatus>>>, appended: u64) -> Vec<(String, u64)> {
+    if targets.is_empty() {
+        return Vec::new();
+    }
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     loop {
         let behind: Vec<(String, u64)> = targets
@@ -167,6 +148,13 @@ pub struct RdbBackups {
     store: Store,
     every: Duration,
     keep: usize,
+    /// Kept by the backups' uploads as they end.
+    pub status: Arc<Mutex<BackupStatus>>,
+}
+
+/// How the RDB backups are doing.
+#[derive(Debug, Clone)]
+pub struct BackupStatus {
     /// When the last backup ended (or the node started): the next interval starts here.
     last_end: Instant,
     running: bool,
@@ -190,9 +178,12 @@ fn event_sink(log: &Arc<Mutex<EventLog>>) -> blob::EventSink {
 
 impl Shipping {
     /// Opens the configured accounts (nothing is contacted yet).
-    pub fn new(config: &NodeConfig) -> anyhow::Result<Shipping> {
+    pub fn new(config: &NodeConfig, workers: Arc<Workers>) -> anyhow::Result<Shipping> {
         let s = &config.storage;
-        let mut ship = Shipping::default();
+        let mut ship = Shipping {
+            workers,
+            ..Shipping::default()
+        };
         if s.rdb_backup_enabled
             && let Some(account) = &s.rdb_account
         {
@@ -203,11 +194,13 @@ impl Shipping {
                 store,
                 every,
                 keep: s.rdb_backup_max_snapshot_count.max(1) as usize,
-                last_end: Instant::now(),
-                running: false,
-                ok_total: 0,
-                last_ok: None,
-                last_key: None,
+                status: Arc::new(Mutex::new(BackupStatus {
+                    last_end: Instant::now(),
+                    running: false,
+                    ok_total: 0,
+                    last_ok: None,
+                    last_key: None,
+                })),
             });
         }
         Ok(ship)
@@ -242,15 +235,14 @@ fn backoff(attempt: u32) -> Duration {
 
 /// The cron's check of the backup schedule: the next interval starts when the previous
 /// backup ended, as in Azure.
-pub fn cron(st: &mut State) {
-    let due = st
-        .ship
-        .rdb
-        .as_ref()
-        .is_some_and(|r| !r.running && r.last_end.elapsed() >= r.every);
+pub fn cron(ship: &mut Shipping, ks: &mut Keyspace, rdb: &mut RdbState, config: &NodeConfig) {
+    let due = ship.rdb.as_ref().is_some_and(|r| {
+        let s = r.status.lock().expect("backup status lock");
+        !s.running && s.last_end.elapsed() >= r.every
+    });
     if due
-        && st.rdb.job.is_none()
-        && let Err(e) = backup_now(st)
+        && rdb.job.is_none()
+        && let Err(e) = backup_now(ship, ks, rdb, config)
     {
         tracing::warn!(error = %e, "could not start the scheduled RDB backup");
     }
@@ -302,33 +294,31 @@ pub fn events_from_lines(text: &str) -> Vec<blob::BlobEvent> {
 }
 
 /// Starts a snapshot streamed into the RDB account; returns the key it will have.
-pub fn backup_now(st: &mut State) -> anyhow::Result<String> {
-    let Some(rdb) = st.ship.rdb.as_ref() else {
+pub fn backup_now(
+    ship: &mut Shipping,
+    ks: &mut Keyspace,
+    snapshots: &mut RdbState,
+    config: &NodeConfig,
+) -> anyhow::Result<String> {
+    let Some(backups) = ship.rdb.as_ref() else {
         anyhow::bail!(
             "no RDB storage account is configured (rdb-backup-enabled, rdb-storage-connection-string)"
         );
     };
-    if rdb.running {
+    if backups.status.lock().expect("backup status lock").running {
         anyhow::bail!("an RDB backup is already running");
     }
-    let store = rdb.store.clone();
-    let keep = rdb.keep;
+    let store = backups.store.clone();
+    let keep = backups.keep;
+    let status = backups.status.clone();
     let key = format!("rdb/{:013}.rdb", crate::unix_time_ms());
     let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_CHUNKS_QUEUED_MAX);
-    persist::begin_background(st, Job::Blob(tx))?;
-    let rdb = st.ship.rdb.as_mut().expect("checked above");
-    rdb.running = true;
-    let shared = st.rdb.shared();
+    persist::begin_background(ks, snapshots, config, Job::Blob(tx))?;
+    status.lock().expect("backup status lock").running = true;
     let k = key.clone();
-    st.workers.spawn("rdb-backup", async move {
+    ship.workers.spawn("rdb-backup", async move {
         let result = upload_snapshot(&store, &k, rx, keep).await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let mut st = shared.state.lock().expect("state lock");
-        let Some(rdb) = st.ship.rdb.as_mut() else {
-            return;
-        };
+        let mut rdb = status.lock().expect("backup status lock");
         rdb.running = false;
         rdb.last_end = Instant::now();
         rdb.last_ok = Some(result.is_ok());
@@ -398,17 +388,9 @@ async fn upload_snapshot(
 // ---------------------------------------------------------------------------------------
 // AOF segments
 
-/// The channels the AOF flusher and rewrites feed the shippers through.
-pub struct ShipHooks {
-    pub progress: watch::Sender<Progress>,
-    pub bases: watch::Sender<Option<BaseReady>>,
-    /// Logical offset in the primary account (`aof-durability store` waits on it).
-    pub shipped: Arc<watch::Sender<u64>>,
-}
-
 /// Starts one shipper task per AOF account; returns the hooks for the flusher.
-pub fn start_aof(st: &mut State, shared: Weak<Shared>) -> anyhow::Result<Option<ShipHooks>> {
-    let stores = st.ship.stores_for_aof(&st.config)?;
+pub fn start_aof(ship: &mut Shipping, config: &NodeConfig) -> anyhow::Result<Option<ShipHooks>> {
+    let stores = ship.stores_for_aof(config)?;
     if stores.is_empty() {
         return Ok(None);
     }
@@ -417,14 +399,14 @@ pub fn start_aof(st: &mut State, shared: Weak<Shared>) -> anyhow::Result<Option<
         bases: watch::channel(None).0,
         shipped: Arc::new(watch::channel(0).0),
     };
-    let store_durability = st.config.storage.aof_durability == Durability::Store;
+    let store_durability = config.storage.aof_durability == Durability::Store;
     for (i, store) in stores.into_iter().enumerate() {
         let status = Arc::new(Mutex::new(TargetStatus {
             account: store.account().to_string(),
             ok: true,
             ..Default::default()
         }));
-        st.ship.aof_targets.push(status.clone());
+        ship.aof_targets.push(status.clone());
         let target = Target {
             store,
             status,
@@ -432,8 +414,8 @@ pub fn start_aof(st: &mut State, shared: Weak<Shared>) -> anyhow::Result<Option<
             bases: hooks.bases.subscribe(),
             shipped: (i == 0).then(|| hooks.shipped.clone()),
             cut_eagerly: i == 0 && store_durability,
-            draining: st.ship.draining.clone(),
-            cancel: st.workers.token(),
+            draining: ship.draining.clone(),
+            cancel: ship.workers.token(),
             base: None,
             base_seq: 0,
             segs: Vec::new(),
@@ -446,7 +428,7 @@ pub fn start_aof(st: &mut State, shared: Weak<Shared>) -> anyhow::Result<Option<
             pending_since: None,
         };
         let name = format!("aof-shipper {}", target.store.account());
-        st.workers.spawn(name, target.run(shared.clone()));
+        ship.workers.spawn(name, target.run());
     }
     Ok(Some(hooks))
 }
@@ -497,11 +479,11 @@ const MANIFEST_KEY: &str = "aof/appendonly.aof.manifest";
 const CHECKSUMS_KEY: &str = "aof/appendonly.aof.checksums";
 
 impl Target {
-    async fn run(mut self, shared: Weak<Shared>) {
+    async fn run(mut self) {
         let mut attempt = 0u32;
         let cancel = self.cancel.clone();
         loop {
-            if shared.upgrade().is_none() || cancel.is_cancelled() {
+            if cancel.is_cancelled() {
                 return;
             }
             match self.step().await {

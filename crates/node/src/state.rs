@@ -124,9 +124,6 @@ pub struct State {
     pub save_on_stop: bool,
     pub shutting_down: bool,
     pub started_unix_ms: u64,
-    pub last_save_unix: u64,
-    /// `ks.dirty` at the last successful save.
-    pub dirty_at_last_save: u64,
     pub active_expire_enabled: bool,
     pub rdb: crate::persist::RdbState,
     /// The append-only file, when `appendonly yes`.
@@ -138,7 +135,8 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(config: NodeConfig, now_ms: u64, shared: std::sync::Weak<crate::Shared>) -> State {
+    pub fn new(config: NodeConfig, now_ms: u64) -> State {
+        let workers: Arc<crate::workers::Workers> = Default::default();
         State {
             ks: Keyspace::new(config.databases),
             config,
@@ -152,13 +150,14 @@ impl State {
             shutting_down: false,
             save_on_stop: false,
             started_unix_ms: now_ms,
-            last_save_unix: now_ms / 1000,
-            dirty_at_last_save: 0,
             active_expire_enabled: true,
-            rdb: crate::persist::RdbState::new(shared),
+            rdb: crate::persist::RdbState::new(now_ms, workers.clone()),
             aof: None,
-            ship: Default::default(),
-            workers: Default::default(),
+            ship: crate::ship::Shipping {
+                workers: workers.clone(),
+                ..Default::default()
+            },
+            workers,
         }
     }
 

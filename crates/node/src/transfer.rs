@@ -23,7 +23,8 @@ pub async fn export(
     let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_PIECES_QUEUED_MAX);
     let keys = {
         let mut st = shared.state.lock().expect("state lock");
-        persist::begin_background(&mut st, Job::Blob(tx))?;
+        let st = &mut *st;
+        persist::begin_background(&mut st.ks, &mut st.rdb, &st.config, Job::Blob(tx))?;
         st.ks.dbs_len_total().max(1) as u64
     };
     let bytes = crate::ship::stream_snapshot(store, key, rx, || {
@@ -64,7 +65,7 @@ pub async fn import(
     .await??;
     let mut st = shared.state.lock().expect("state lock");
     let keys = ks.dbs_len_total() as u64;
-    persist::replace_dataset(&mut st, ks);
+    st.replace_dataset(ks);
     // The dataset changed without commands: save rules count it, and the append-only file
     // (which holds none of it) is rewritten from it.
     st.ks.dirty += keys.max(1);

@@ -318,23 +318,19 @@ fn a_deleted_cache_leaves_nothing_for_its_successor() {
     assert_eq!(c.cmd(&["DBSIZE"]), Frame::Integer(0));
 }
 
-/// serve killed while a create waits on a store: after the restart the cache is Succeeded
-/// or Failed (never Creating forever) and the operation's URL answers with the outcome.
-#[test]
-fn serve_killed_mid_create_settles_the_cache_and_its_operation() {
-    let data = TempDir::new("hard-midcreate");
-    let port = free_port();
-    let cp = ControlPlane::start(data.path(), port);
+/// Starts creating an AOF cache whose primary account is Azurite behind a proxy that holds
+/// every connection silent; returns once the node's start waits on it (the cache stays
+/// Creating until the proxy lets go), with the create's response headers.
+fn create_on_a_held_store(cp: &ControlPlane, name: &str) -> (Proxy, reqwest::header::HeaderMap) {
     let proxy = Proxy::start(&env("CACHEPLANE_TEST_AZURITE_ENDPOINT"));
     proxy.set(Link::Hold);
     let held = env("CACHEPLANE_TEST_AZURITE").replace(
         &env("CACHEPLANE_TEST_AZURITE_ENDPOINT"),
         &format!("http://127.0.0.1:{}/devstoreaccount1", proxy.port),
     );
-    let name = format!("mid{}", std::process::id());
     let (status, headers, created) = call(
         reqwest::Method::PUT,
-        &cache_url(&cp, &name),
+        &cache_url(cp, name),
         Some(premium(
             json!({"aof-backup-enabled": "true", "aof-storage-connection-string-0": held}),
         )),
@@ -345,6 +341,18 @@ fn serve_killed_mid_create_settles_the_cache_and_its_operation() {
         Duration::from_secs(30),
         || proxy.held() > 0,
     );
+    (proxy, headers)
+}
+
+/// serve killed while a create waits on a store: after the restart the cache is Succeeded
+/// or Failed (never Creating forever) and the operation's URL answers with the outcome.
+#[test]
+fn serve_killed_mid_create_settles_the_cache_and_its_operation() {
+    let data = TempDir::new("hard-midcreate");
+    let port = free_port();
+    let cp = ControlPlane::start(data.path(), port);
+    let name = format!("mid{}", std::process::id());
+    let (proxy, headers) = create_on_a_held_store(&cp, &name);
     drop(cp); // SIGKILL, mid-create
     proxy.set(Link::Up);
     let cp = ControlPlane::start(data.path(), port);
@@ -415,26 +423,8 @@ fn a_hung_store_holds_up_only_its_own_cache() {
     let data = TempDir::new("hard-hung");
     let cp = ControlPlane::start(data.path(), free_port());
     let (other, _) = create(&cp, "other", premium(json!({})));
-    let proxy = Proxy::start(&env("CACHEPLANE_TEST_AZURITE_ENDPOINT"));
-    proxy.set(Link::Hold);
-    let held = env("CACHEPLANE_TEST_AZURITE").replace(
-        &env("CACHEPLANE_TEST_AZURITE_ENDPOINT"),
-        &format!("http://127.0.0.1:{}/devstoreaccount1", proxy.port),
-    );
     let name = format!("hung{}", std::process::id());
-    let (status, _, created) = call(
-        reqwest::Method::PUT,
-        &cache_url(&cp, &name),
-        Some(premium(
-            json!({"aof-backup-enabled": "true", "aof-storage-connection-string-0": held}),
-        )),
-    );
-    assert_eq!(status, 201, "{created}");
-    wait_until(
-        "the node's start to reach the store",
-        Duration::from_secs(30),
-        || proxy.held() > 0,
-    );
+    let (proxy, _) = create_on_a_held_store(&cp, &name);
 
     let (status, _, got) = call(reqwest::Method::GET, &cache_url(&cp, "other"), None);
     assert_eq!(status, 200);

@@ -445,6 +445,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::damage::Damage;
 
     #[test]
     fn manifest_round_trip_and_rules() {
@@ -677,48 +678,12 @@ mod tests {
     ];
 
     /// What a damaged log can look like: flipped bytes, a cut, and huge headers spliced in.
-    #[derive(Debug, Clone)]
-    enum Damage {
-        Flip(prop::sample::Index, u8),
-        Cut(prop::sample::Index),
-        Splice(prop::sample::Index, usize, bool),
-    }
-
     fn arb_damage() -> impl Strategy<Value = Vec<Damage>> {
-        let one = prop_oneof![
-            (any::<prop::sample::Index>(), 1u8..).prop_map(|(i, x)| Damage::Flip(i, x)),
-            any::<prop::sample::Index>().prop_map(Damage::Cut),
-            (
-                any::<prop::sample::Index>(),
-                0..HUGE_HEADERS.len(),
-                any::<bool>()
-            )
-                .prop_map(|(i, h, over)| Damage::Splice(i, h, over)),
-        ];
-        proptest::collection::vec(one, 1..4)
+        crate::damage::arb_damage(HUGE_HEADERS.len(), 1)
     }
 
-    fn damage(mut data: Vec<u8>, damage: &[Damage]) -> Vec<u8> {
-        for d in damage {
-            let n = data.len();
-            match d {
-                Damage::Flip(i, x) if n > 0 => data[i.index(n)] ^= x,
-                Damage::Flip(..) => {}
-                Damage::Cut(i) => data.truncate(i.index(n + 1)),
-                Damage::Splice(i, h, over) => {
-                    let at = i.index(n + 1);
-                    let header = HUGE_HEADERS[*h];
-                    // Overwrite (keeping the length) or insert.
-                    let end = if *over {
-                        (at + header.len()).min(n)
-                    } else {
-                        at
-                    };
-                    data.splice(at..end, header.iter().copied());
-                }
-            }
-        }
-        data
+    fn damage(data: Vec<u8>, damage: &[Damage]) -> Vec<u8> {
+        crate::damage::apply(data, damage, &HUGE_HEADERS)
     }
 
     fn arb_manifest() -> impl Strategy<Value = Manifest> {

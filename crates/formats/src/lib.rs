@@ -8,6 +8,8 @@
 
 pub mod aof;
 mod crc64;
+#[cfg(test)]
+mod damage;
 mod error;
 pub mod rdb;
 

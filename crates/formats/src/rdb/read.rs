@@ -458,6 +458,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::damage::Damage;
     use crate::rdb::{CollectionKind, RdbWriter, WriteOptions};
 
     fn write_all(entries: &[RdbEntry], opts: WriteOptions) -> Vec<u8> {
@@ -818,40 +819,12 @@ mod tests {
         &[0xff, 0xff, 0xff, 0x7f],
     ];
 
-    #[derive(Debug, Clone)]
-    enum Damage {
-        Flip(prop::sample::Index, u8),
-        Cut(prop::sample::Index),
-        /// A huge length written over the bytes at an index (`true`) or inserted there.
-        Huge(prop::sample::Index, usize, bool),
-    }
-
     fn arb_damage() -> impl Strategy<Value = Vec<Damage>> {
-        let one = prop_oneof![
-            1 => (any::<prop::sample::Index>(), 1u8..).prop_map(|(i, x)| Damage::Flip(i, x)),
-            1 => any::<prop::sample::Index>().prop_map(Damage::Cut),
-            3 => (any::<prop::sample::Index>(), 0..HUGE_LENGTHS.len(), any::<bool>())
-                .prop_map(|(i, h, over)| Damage::Huge(i, h, over)),
-        ];
-        proptest::collection::vec(one, 1..4)
+        crate::damage::arb_damage(HUGE_LENGTHS.len(), 3)
     }
 
-    fn damage(mut data: Vec<u8>, damage: &[Damage]) -> Vec<u8> {
-        for d in damage {
-            let n = data.len();
-            match d {
-                Damage::Flip(i, x) if n > 0 => data[i.index(n)] ^= x,
-                Damage::Flip(..) => {}
-                Damage::Cut(i) => data.truncate(i.index(n + 1)),
-                Damage::Huge(i, h, over) => {
-                    let at = i.index(n + 1);
-                    let huge = HUGE_LENGTHS[*h];
-                    let end = if *over { (at + huge.len()).min(n) } else { at };
-                    data.splice(at..end, huge.iter().copied());
-                }
-            }
-        }
-        data
+    fn damage(data: Vec<u8>, damage: &[Damage]) -> Vec<u8> {
+        crate::damage::apply(data, damage, &HUGE_LENGTHS)
     }
 
     proptest! {

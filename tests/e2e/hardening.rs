@@ -458,3 +458,50 @@ fn a_hung_store_holds_up_only_its_own_cache() {
     assert!(proxy.held() > 0);
     proxy.set(Link::Up);
 }
+
+/// With `--node-runtime process`, a child node that stops answering (SIGSTOP: alive, but
+/// silent) fails its actor's probes, which have a timeout; it is killed and restarted from
+/// its files, and the cache's status says so.
+#[test]
+fn a_hung_child_node_is_probed_killed_and_restarted() {
+    let data = TempDir::new("hard-probe");
+    let cp = ControlPlane::start_with(data.path(), free_port(), &["--node-runtime", "process"]);
+    let (got, key) = create(&cp, "stuck", premium(json!({"aof-backup-enabled": "true"})));
+    let port = port_of(&got);
+    let mut c = redis(port, &key);
+    assert_eq!(c.cmd(&["SET", "k", "kept"]), ok());
+    let Frame::Bulk(info) = c.cmd(&["INFO", "server"]) else {
+        panic!("INFO is a bulk string")
+    };
+    let pid = String::from_utf8_lossy(&info)
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let stopped = Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    assert!(stopped.success());
+    let status = poll(
+        "the hung node's restart in the cache's status",
+        Duration::from_secs(90),
+        || {
+            let (_, _, got) = call(reqwest::Method::GET, &cache_url(&cp, "stuck"), None);
+            let s = got["properties"]["nodeStatus"].clone();
+            if s["restarts"] == 1 {
+                Ok(s)
+            } else {
+                Err(s.to_string())
+            }
+        },
+    );
+    assert!(
+        status["lastFailure"].as_str().unwrap().contains("probes"),
+        "{status}"
+    );
+    let mut c = reconnect(port, &key);
+    assert_eq!(c.cmd(&["GET", "k"]), bulk("kept"));
+    assert!(
+        !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")),
+        "the hung process is gone"
+    );
+}

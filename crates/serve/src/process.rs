@@ -29,6 +29,8 @@ const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
 const REPLY_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// A node that has not answered PING in this long is considered hung.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest any one round trip to a child may take (event lists included).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Failed probes in a row after which a node is killed and restarted.
 const PROBE_FAILURES_MAX: u32 = 3;
 
@@ -149,6 +151,11 @@ impl ChildNode {
 
     /// The object-store events the node recorded since the last call (CACHEPLANE EVENTS).
     pub async fn drain_events(&self) -> Vec<blob::BlobEvent> {
+        // A node failing its probes is not asked: its events wait in it, and its actor
+        // stays free to probe and restart it.
+        if self.probe_failures > 0 {
+            return Vec::new();
+        }
         match self.command(&["CACHEPLANE", "EVENTS"]).await {
             Ok(text) => node::events_from_lines(&text),
             // Restarting: the events wait in the node for the next call.
@@ -286,8 +293,15 @@ fn unshipped_from_info(info: &str) -> node::StopReport {
 }
 
 /// Sends one command (after AUTH when a password is given) and returns the first line of
-/// its reply, or the whole of a bulk reply.
+/// its reply, or the whole of a bulk reply; a node that does not answer within
+/// [`COMMAND_TIMEOUT`] is an error (a hung child must not hang its actor).
 async fn command(port: u16, password: Option<&str>, args: &[&str]) -> anyhow::Result<String> {
+    tokio::time::timeout(COMMAND_TIMEOUT, command_now(port, password, args))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer in {COMMAND_TIMEOUT:?}"))?
+}
+
+async fn command_now(port: u16, password: Option<&str>, args: &[&str]) -> anyhow::Result<String> {
     let stream = tokio::time::timeout(
         Duration::from_secs(5),
         TcpStream::connect(("127.0.0.1", port)),

@@ -11,3 +11,4 @@ mod node_server;
 mod persistence;
 mod serve;
 mod storage;
+mod tls;

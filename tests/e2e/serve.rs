@@ -765,13 +765,24 @@ fn openapi_is_served_and_lists_page_with_next_link() {
 }
 
 /// The official Azure SDK for Python (azure-mgmt-redis, from PyPI) drives the control plane
-/// end to end: create (begin_create().result()), get, list, listKeys, redis-py SET/GET with
-/// the key, update, regenerateKey, force_reboot with the data back, a refusal, delete.
+/// over HTTPS (serve --tls, trusting the local CA) end to end: create
+/// (begin_create().result()), get, list, listKeys, redis-py SET/GET with the key on both
+/// ports, update (which closes the non-TLS port, as the SDK sends enableNonSslPort false),
+/// regenerateKey, force_reboot with the data back over TLS, a refusal, delete.
 #[test]
 fn the_azure_python_sdk_drives_the_control_plane() {
     let data = TempDir::new("serve-sdk");
-    let cp = ControlPlane::start(data.path(), free_port());
-    let out = crate::harness::run_python("azure_mgmt_redis.py", &[&cp.base, TOKEN]);
+    let port = free_port();
+    let _cp = ControlPlane::start_with(data.path(), port, &["--tls"]);
+    let ca = data.path().join("tls").join("ca.pem");
+    let out = crate::harness::run_python(
+        "azure_mgmt_redis.py",
+        &[
+            &format!("https://127.0.0.1:{port}"),
+            TOKEN,
+            ca.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.trim(), "sdk ok");
 }
 
@@ -847,9 +858,11 @@ fn keys_change_live_and_reconfiguration_keeps_the_data() {
 fn node_ports_come_from_the_configured_range() {
     let data = TempDir::new("serve-ports");
     let first = free_port();
-    // Two consecutive free ports.
-    let (first, last) = (first, first + 1);
-    assert!(std::net::TcpListener::bind(("127.0.0.1", last)).is_ok());
+    // Four consecutive free ports: two caches (a plain and a TLS port each).
+    let (first, last) = (first, first + 3);
+    for p in first..=last {
+        assert!(std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+    }
     let range = format!("{first}-{last}");
     let cp = ControlPlane::start_with(data.path(), free_port(), &["--node-ports", &range]);
     let basic = json!({"location": "westeurope", "properties": {
@@ -857,7 +870,9 @@ fn node_ports_come_from_the_configured_range() {
     let (a, _) = create(&cp, "port-a", basic.clone());
     let (b, _) = create(&cp, "port-b", basic.clone());
     assert_eq!(a["properties"]["port"], first);
-    assert_eq!(b["properties"]["port"], last);
+    assert_eq!(a["properties"]["sslPort"], first + 1);
+    assert_eq!(b["properties"]["port"], first + 2);
+    assert_eq!(b["properties"]["sslPort"], last);
     let (status, _, full) = call(reqwest::Method::PUT, &cache_url(&cp, "port-c"), Some(basic));
     assert_eq!(status, 409, "{full}");
     assert!(
@@ -876,7 +891,7 @@ fn export_and_import_move_data_between_caches_through_a_store() {
     let azurite = std::env::var("CACHEPLANE_TEST_AZURITE")
         .expect("CACHEPLANE_TEST_AZURITE: run scripts/test.sh");
     let basic = json!({"location": "westeurope", "properties": {
-        "sku": {"name": "Standard", "family": "C", "capacity": 1}}});
+        "sku": {"name": "Standard", "family": "C", "capacity": 1}, "enableNonSslPort": true}});
     let (source, source_key) = create(&cp, "source", basic.clone());
     let mut s = redis(
         source["properties"]["port"].as_u64().unwrap() as u16,

@@ -54,6 +54,16 @@ enum Command {
         /// Let caches run DEBUG (for fault-injection tests; Azure blocks it for customers).
         #[arg(long)]
         allow_debug_command: bool,
+        /// Serve the management API over HTTPS, with a certificate of the local CA
+        /// (`<data dir>/tls/ca.pem`, also at GET /ca.pem) for --host, 127.0.0.1 and localhost.
+        #[arg(long)]
+        tls: bool,
+        /// Serve HTTPS with this certificate (PEM) instead of one of the local CA's.
+        #[arg(long, requires = "tls_key_file")]
+        tls_cert_file: Option<std::path::PathBuf>,
+        /// The key of --tls-cert-file (PEM).
+        #[arg(long, requires = "tls_cert_file")]
+        tls_key_file: Option<std::path::PathBuf>,
         /// Caches per page of a list (the rest follows `nextLink`, as ARM pages).
         #[arg(long, default_value_t = 100)]
         list_page_size: usize,
@@ -117,6 +127,9 @@ fn main() -> anyhow::Result<()> {
             storage_root,
             storage_endpoint_allow,
             allow_debug_command,
+            tls,
+            tls_cert_file,
+            tls_key_file,
             list_page_size,
             node_bind,
             host,
@@ -126,6 +139,11 @@ fn main() -> anyhow::Result<()> {
             init_logging("notice");
             let token = serve::api_token(listen, token)?;
             let storage_root = storage_root.unwrap_or_else(|| data_dir.join("storage"));
+            let api_tls = match (tls, tls_cert_file, tls_key_file) {
+                (_, Some(cert), Some(key)) => serve::ApiTls::Files { cert, key },
+                (true, _, _) => serve::ApiTls::LocalCa,
+                _ => serve::ApiTls::Off,
+            };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -142,6 +160,7 @@ fn main() -> anyhow::Result<()> {
                 storage_root,
                 storage_endpoint_allow,
                 allow_debug_command,
+                api_tls,
             };
             runtime.block_on(serve::run(config, shutdown_signal()))
         }

@@ -115,8 +115,12 @@ pub struct Cache {
     pub minimum_tls_version: Option<String>,
     pub public_network_access: Option<String>,
     pub provisioning_state: ProvisioningState,
-    /// The node's port on 127.0.0.1.
+    /// The node's plain port (`port`, open only with `enableNonSslPort`).
     pub port: u16,
+    /// The node's TLS port (`sslPort`); 0 in records from before TLS (one is allocated
+    /// when the control plane starts).
+    #[serde(default)]
+    pub ssl_port: u16,
     pub primary_key: String,
     pub secondary_key: String,
     /// A random id of this cache instance: its local directory and storage prefix are
@@ -188,13 +192,12 @@ impl Cache {
                     .unwrap_or_else(|| "Enabled".into()),
                 host_name: host.to_string(),
                 port: self.port,
-                // No TLS listener here: both ports name the plain one.
-                ssl_port: self.port,
+                ssl_port: self.ssl_port,
                 replicas_per_master: 0,
                 replicas_per_primary: 0,
                 linked_servers: Vec::new(),
                 instances: vec![RedisInstance {
-                    ssl_port: self.port,
+                    ssl_port: self.ssl_port,
                     non_ssl_port: self.port,
                     is_master: true,
                     is_primary: true,

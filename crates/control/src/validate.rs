@@ -60,6 +60,26 @@ pub fn storage_access(
     Ok(())
 }
 
+/// TLS versions a cache may require of its clients: 1.2 (the default) or 1.3. 1.0 and 1.1
+/// are refused, as new Azure caches refuse them since their retirement.
+pub fn minimum_tls_version(v: Option<&str>) -> Result<(), ArmError> {
+    match v {
+        None | Some("1.2") | Some("1.3") => Ok(()),
+        Some(old @ ("1.0" | "1.1")) => Err(ArmError::bad_request(
+            "InvalidMinimumTlsVersion",
+            "properties.minimumTlsVersion",
+            format!(
+                "minimumTlsVersion '{old}' is not supported: TLS 1.0 and 1.1 are retired for Azure Cache for Redis. Use '1.2' or '1.3'."
+            ),
+        )),
+        Some(other) => Err(ArmError::bad_request(
+            "InvalidMinimumTlsVersion",
+            "properties.minimumTlsVersion",
+            format!("minimumTlsVersion '{other}' is not one of '1.2', '1.3'."),
+        )),
+    }
+}
+
 pub fn cache_name(name: &str) -> Result<(), ArmError> {
     let ok = !name.is_empty()
         && name.len() <= NAME_LEN_MAX

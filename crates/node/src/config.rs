@@ -66,9 +66,74 @@ pub struct NodeConfig {
     pub admin_key: Option<String>,
     /// Worker threads serving connections (cacheplane's own setting).
     pub io_threads: usize,
+    /// The TLS listener (`tls-*`); off while `tls-port` is 0.
+    pub tls: TlsConfig,
     /// Where snapshots and AOF segments go beyond the local disk (cacheplane's settings,
     /// named like Azure Cache for Redis's `redisConfiguration` keys).
     pub storage: StorageConfig,
+}
+
+/// redis-server's `tls-*` settings. `port 0` with a `tls-port` serves TLS only.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub port: u16,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub ca_cert_file: Option<PathBuf>,
+    pub auth_clients: tls::ClientAuth,
+    /// "TLSv1.2 TLSv1.3" by default.
+    pub protocols: String,
+    pub ciphersuites: String,
+    /// TLS 1.2 cipher list in OpenSSL's names: kept and reported (rustls chooses its own).
+    pub ciphers: String,
+    pub session_caching: bool,
+    pub session_cache_size: usize,
+    pub session_cache_timeout_secs: u64,
+    pub prefer_server_ciphers: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            port: 0,
+            cert_file: None,
+            key_file: None,
+            ca_cert_file: None,
+            auth_clients: tls::ClientAuth::Yes,
+            protocols: String::new(),
+            ciphersuites: String::new(),
+            ciphers: String::new(),
+            session_caching: true,
+            session_cache_size: 20480,
+            session_cache_timeout_secs: 300,
+            prefer_server_ciphers: false,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// The listener's rustls settings, once a certificate and key are named.
+    pub fn server_settings(&self) -> Result<tls::ServerSettings, ConfigError> {
+        let (Some(cert_file), Some(key_file)) = (&self.cert_file, &self.key_file) else {
+            return Err(ConfigError::Other(
+                "tls-port needs tls-cert-file and tls-key-file".into(),
+            ));
+        };
+        Ok(tls::ServerSettings {
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+            ca_cert_file: self.ca_cert_file.clone(),
+            auth_clients: self.auth_clients,
+            protocols: self
+                .protocols
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
+            ciphersuites: self.ciphersuites.clone(),
+            session_caching: self.session_caching,
+            session_cache_size: self.session_cache_size,
+        })
+    }
 }
 
 /// Blob persistence settings.
@@ -148,6 +213,7 @@ impl Default for NodeConfig {
             managed: false,
             admin_key: None,
             io_threads: 1,
+            tls: TlsConfig::default(),
             storage: StorageConfig::default(),
         }
     }
@@ -207,6 +273,18 @@ const PARAMETERS: &[&str] = &[
     "enable-protected-configs",
     "io-threads",
     "daemonize",
+    "tls-port",
+    "tls-cert-file",
+    "tls-key-file",
+    "tls-ca-cert-file",
+    "tls-auth-clients",
+    "tls-protocols",
+    "tls-ciphersuites",
+    "tls-ciphers",
+    "tls-session-caching",
+    "tls-session-cache-size",
+    "tls-session-cache-timeout",
+    "tls-prefer-server-ciphers",
 ];
 
 /// cacheplane's own settings (a second password, the storage accounts): listed after
@@ -244,6 +322,19 @@ const IMMUTABLE: &[&str] = &[
     "appenddirname",
     "enable-debug-command",
     "enable-protected-configs",
+    // The TLS listener is set up at start.
+    "tls-port",
+    "tls-cert-file",
+    "tls-key-file",
+    "tls-ca-cert-file",
+    "tls-auth-clients",
+    "tls-protocols",
+    "tls-ciphersuites",
+    "tls-ciphers",
+    "tls-session-caching",
+    "tls-session-cache-size",
+    "tls-session-cache-timeout",
+    "tls-prefer-server-ciphers",
 ];
 
 /// Whether CONFIG SET of `name` needs `enable-protected-configs`.
@@ -270,6 +361,16 @@ fn debug_command_name(d: DebugCommand) -> &'static str {
         DebugCommand::Yes => "yes",
         DebugCommand::Local => "local",
     }
+}
+
+fn path_value(v: &str) -> Option<PathBuf> {
+    (!v.is_empty()).then(|| PathBuf::from(v))
+}
+
+fn path_text(p: &Option<PathBuf>) -> String {
+    p.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 fn yes_no(v: &str) -> Result<bool, ConfigError> {
@@ -444,6 +545,23 @@ impl NodeConfig {
             "enable-debug-command" => debug_command_name(self.enable_debug_command).into(),
             "enable-protected-configs" => debug_command_name(self.enable_protected_configs).into(),
             "cacheplane-managed" => yn(self.managed),
+            "tls-port" => self.tls.port.to_string(),
+            "tls-cert-file" => path_text(&self.tls.cert_file),
+            "tls-key-file" => path_text(&self.tls.key_file),
+            "tls-ca-cert-file" => path_text(&self.tls.ca_cert_file),
+            "tls-auth-clients" => match self.tls.auth_clients {
+                tls::ClientAuth::No => "no",
+                tls::ClientAuth::Yes => "yes",
+                tls::ClientAuth::Optional => "optional",
+            }
+            .into(),
+            "tls-protocols" => self.tls.protocols.clone(),
+            "tls-ciphersuites" => self.tls.ciphersuites.clone(),
+            "tls-ciphers" => self.tls.ciphers.clone(),
+            "tls-session-caching" => yn(self.tls.session_caching),
+            "tls-session-cache-size" => self.tls.session_cache_size.to_string(),
+            "tls-session-cache-timeout" => self.tls.session_cache_timeout_secs.to_string(),
+            "tls-prefer-server-ciphers" => yn(self.tls.prefer_server_ciphers),
             // A secret of the control plane's: never shown.
             "cacheplane-admin-key" => String::new(),
             "io-threads" => self.io_threads.to_string(),
@@ -588,6 +706,41 @@ impl NodeConfig {
             "enable-debug-command" => self.enable_debug_command = debug_command(v)?,
             "enable-protected-configs" => self.enable_protected_configs = debug_command(v)?,
             "cacheplane-managed" => self.managed = yes_no(v)?,
+            "tls-port" => self.tls.port = integer(v, 0, 65535)? as u16,
+            "tls-cert-file" => self.tls.cert_file = path_value(v),
+            "tls-key-file" => self.tls.key_file = path_value(v),
+            "tls-ca-cert-file" => self.tls.ca_cert_file = path_value(v),
+            "tls-auth-clients" => {
+                self.tls.auth_clients = match v.to_ascii_lowercase().as_str() {
+                    "no" => tls::ClientAuth::No,
+                    "yes" => tls::ClientAuth::Yes,
+                    "optional" => tls::ClientAuth::Optional,
+                    _ => return Err(ConfigError::NotOneOf("no, yes, optional")),
+                }
+            }
+            "tls-protocols" => {
+                for p in v.split_whitespace() {
+                    if !["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"].contains(&p) {
+                        return Err(ConfigError::Other(format!("Invalid protocol '{p}'")));
+                    }
+                    if p == "TLSv1" || p == "TLSv1.1" {
+                        return Err(ConfigError::Other(format!(
+                            "{p} is not supported (TLSv1.2 and TLSv1.3 are)"
+                        )));
+                    }
+                }
+                self.tls.protocols = v.into()
+            }
+            "tls-ciphersuites" => self.tls.ciphersuites = v.into(),
+            "tls-ciphers" => self.tls.ciphers = v.into(),
+            "tls-session-caching" => self.tls.session_caching = yes_no(v)?,
+            "tls-session-cache-size" => {
+                self.tls.session_cache_size = integer(v, 0, i32::MAX as u64)? as usize
+            }
+            "tls-session-cache-timeout" => {
+                self.tls.session_cache_timeout_secs = integer(v, 0, i32::MAX as u64)?
+            }
+            "tls-prefer-server-ciphers" => self.tls.prefer_server_ciphers = yes_no(v)?,
             "cacheplane-admin-key" => self.admin_key = (!v.is_empty()).then(|| v.to_string()),
             "io-threads" => self.io_threads = integer(v, 1, 128)? as usize,
             "daemonize" => {

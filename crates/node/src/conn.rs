@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use resp::{Protocol, ReplyBuf, RequestDecoder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -27,10 +30,74 @@ const BATCH_COMMANDS_MAX: usize = 1024;
 /// Read buffer growth step (Redis's PROTO_IOBUF_LEN).
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 
+/// A client's socket: plain TCP, or TLS over it.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// Writes all of `bytes` out (over TLS, through rustls's buffer to the socket).
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_all(bytes).await?;
+        if let Stream::Tls(_) = self {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 struct Connection {
     shared: Arc<Shared>,
     id: u64,
-    stream: TcpStream,
+    stream: Stream,
     rbuf: BytesMut,
     outbox: mpsc::UnboundedReceiver<Outbound>,
     outbox_bytes: Arc<AtomicUsize>,
@@ -55,9 +122,10 @@ enum Event {
     Closed,
 }
 
-pub async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
+pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
+    let _ = stream.tcp().set_nodelay(true);
     let laddr = stream
+        .tcp()
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
@@ -257,7 +325,7 @@ impl Connection {
         if out.is_empty() {
             return true;
         }
-        let ok = self.stream.write_all(out.as_bytes()).await.is_ok();
+        let ok = self.stream.send(out.as_bytes()).await.is_ok();
         out.clear();
         ok
     }
@@ -286,11 +354,12 @@ impl Connection {
         match woke {
             Wake::Read { n: 0, .. } => Event::Closed,
             Wake::Read { n, drained } => {
-                if drained {
-                    // A short read emptied the socket: forget the readiness now instead of
-                    // paying a read() that returns EAGAIN before the next wait. Tokio keeps
-                    // the readiness if an event arrived since, so no wakeup is lost.
-                    let _ = self.stream.try_io(tokio::io::Interest::READABLE, || {
+                // A short read emptied the socket: forget the readiness now instead of
+                // paying a read() that returns EAGAIN before the next wait. Tokio keeps the
+                // readiness if an event arrived since, so no wakeup is lost. (Over TLS a
+                // short read says nothing of the socket: rustls may hold more.)
+                if drained && let Stream::Plain(s) = &self.stream {
+                    let _ = s.try_io(tokio::io::Interest::READABLE, || {
                         Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
                     });
                 }
@@ -313,7 +382,7 @@ impl Connection {
             }
         }
         self.outbox_bytes.fetch_sub(batch.len(), Ordering::Relaxed);
-        match self.stream.write_all(&batch).await {
+        match self.stream.send(&batch).await {
             Ok(()) => Event::Input,
             Err(_) => Event::Closed,
         }

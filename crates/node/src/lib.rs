@@ -44,7 +44,9 @@ pub struct Shared {
 
 /// A running node.
 pub struct NodeHandle {
+    /// The plain listener's address (the TLS one's when there is only TLS).
     pub addr: SocketAddr,
+    pub tls_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<StopReport>,
 }
@@ -182,12 +184,34 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         .first()
         .cloned()
         .unwrap_or_else(|| "127.0.0.1".into());
-    let listener = tokio::net::TcpListener::bind((bind.as_str(), config.port))
-        .await
-        .map_err(|e| anyhow::anyhow!("bind {bind}:{}: {e}", config.port))?;
-    let addr = listener.local_addr()?;
     let mut config = config;
-    config.port = addr.port();
+    let tls_only = config.port == 0 && config.tls.port != 0;
+    let listener = if tls_only {
+        None
+    } else {
+        let l = tokio::net::TcpListener::bind((bind.as_str(), config.port))
+            .await
+            .map_err(|e| anyhow::anyhow!("bind {bind}:{}: {e}", config.port))?;
+        config.port = l.local_addr()?.port();
+        Some(l)
+    };
+    let tls = match config.tls.port {
+        0 => None,
+        port => {
+            let settings = config.tls.server_settings()?;
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&settings)?);
+            let l = tokio::net::TcpListener::bind((bind.as_str(), port))
+                .await
+                .map_err(|e| anyhow::anyhow!("bind {bind}:{port} (tls-port): {e}"))?;
+            Some((l, acceptor))
+        }
+    };
+    let addr = match (&listener, &tls) {
+        (Some(l), _) => l.local_addr()?,
+        (None, Some((l, _))) => l.local_addr()?,
+        (None, None) => unreachable!("a plain listener unless tls-only"),
+    };
+    let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
     let (shutdown, _) = tokio::sync::watch::channel(false);
     let state = state::State::new(config, unix_time_ms());
     let state = load_at_start(state).await?;
@@ -203,12 +227,20 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         .expect("state lock")
         .start_persistence(host)?;
     let task = tokio::spawn(server::serve(
-        listener,
+        server::Listeners {
+            plain: listener,
+            tls,
+        },
         shared.clone(),
         std::future::pending(),
     ));
-    tracing::info!(%addr, "node ready to accept connections");
-    Ok(NodeHandle { addr, shared, task })
+    tracing::info!(%addr, tls = ?tls_addr, "node ready to accept connections");
+    Ok(NodeHandle {
+        addr,
+        tls_addr,
+        shared,
+        task,
+    })
 }
 
 /// Loads the data as redis-server does at start: from the append-only file when

@@ -5,7 +5,28 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::conn::Stream;
 use crate::{Shared, conn, unix_time_ms};
+
+/// A TLS handshake not finished in this long is dropped: a client that stalls in it holds
+/// a socket and a task for this long at most, and no client slot.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a node accepts connections on: plain TCP (`port`), TLS (`tls-port`), or both.
+pub struct Listeners {
+    pub plain: Option<TcpListener>,
+    pub tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+}
+
+/// The next connection from `l`, or never when there is no such listener.
+async fn accept_on(
+    l: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Keys active expiry removes per cycle at most, so one cycle holds the lock briefly.
 /// At the default 10 cycles a second this bounds expiry at 200,000 keys a second; keys
@@ -25,7 +46,7 @@ pub struct StopReport {
 
 /// Serves connections from `listener` until `shutdown` resolves or a client sends SHUTDOWN.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Listeners,
     shared: Arc<Shared>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> StopReport {
@@ -35,12 +56,30 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = accept_on(listeners.plain.as_ref()) => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(conn::handle(shared.clone(), stream, peer));
+                    connections.spawn(conn::handle(shared.clone(), Stream::Plain(stream), peer));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            accepted = accept_on(listeners.tls.as_ref().map(|(l, _)| l)) => match accepted {
+                Ok((stream, peer)) => {
+                    let acceptor = listeners.tls.as_ref().expect("accepted on it").1.clone();
+                    let shared = shared.clone();
+                    connections.spawn(async move {
+                        let _ = stream.set_nodelay(true);
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => conn::handle(shared, Stream::Tls(Box::new(tls)), peer).await,
+                            Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
+                        }
+                    });
+                }
+                Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }

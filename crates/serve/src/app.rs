@@ -44,6 +44,8 @@ const BODY_MAX_BYTES: usize = 1024 * 1024;
 
 pub struct App {
     config: ServeConfig,
+    /// The local certificate authority (caches' and the API's certificates).
+    pub(crate) ca: Arc<tls::LocalCa>,
     /// Held for reads and writes of the store only, never across a node's start or stop.
     store: Mutex<ResourceStore>,
     /// One actor per cache; no lock around it.
@@ -142,11 +144,14 @@ impl App {
             }),
             None => Ledgers::default(),
         };
+        let ca = Arc::new(tls::LocalCa::load_or_create(&config.data_dir.join("tls"))?);
         let nodes = Supervisor::new(NodeSettings {
             bind: config.node_bind.clone(),
+            host: config.host.clone(),
             runtime: config.node_runtime,
             data_dir: config.data_dir.clone(),
             allow_debug_command: config.allow_debug_command,
+            ca: ca.clone(),
         });
         let access = blob::AccessPolicy::new(
             config.storage_root.clone(),
@@ -154,6 +159,7 @@ impl App {
         );
         let app = Arc::new(App {
             config,
+            ca,
             store: Mutex::new(store),
             nodes,
             access,
@@ -186,7 +192,20 @@ impl App {
     /// and settles every operation left in progress. Returns the starts under way.
     async fn recover(self: Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
         let (caches, pending): (Vec<Cache>, Vec<StoredOperation>) = {
-            let store = self.store.lock().await;
+            let mut store = self.store.lock().await;
+            // Caches from before TLS get their TLS port now.
+            let without: Vec<Cache> = store.all().filter(|c| c.ssl_port == 0).cloned().collect();
+            for mut c in without {
+                match free_ports(&self.config, &store) {
+                    Ok((_, tls)) => {
+                        c.ssl_port = tls;
+                        if let Err(e) = store.put(c) {
+                            tracing::error!(error = %e, "could not record a cache's TLS port");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e.0.message, "no TLS port for a cache"),
+                }
+            }
             (
                 store.all().cloned().collect(),
                 store
@@ -241,6 +260,36 @@ impl App {
             .await;
         }
         starts
+    }
+
+    /// The management API's TLS settings: a certificate of the local CA for `--host`,
+    /// 127.0.0.1 and localhost (issued or renewed now), or the files given.
+    pub fn api_tls_settings(&self, api_tls: &crate::ApiTls) -> anyhow::Result<tls::ServerSettings> {
+        let (cert_file, key_file) = match api_tls {
+            crate::ApiTls::Files { cert, key } => (cert.clone(), key.clone()),
+            _ => {
+                let dir = self.config.data_dir.join("tls");
+                let (cert, key) = (dir.join("api.pem"), dir.join("api-key.pem"));
+                let mut names = vec![
+                    self.config.host.clone(),
+                    "127.0.0.1".into(),
+                    "localhost".into(),
+                ];
+                names.dedup();
+                self.ca.ensure(&cert, &key, &names)?;
+                (cert, key)
+            }
+        };
+        Ok(tls::ServerSettings {
+            cert_file,
+            key_file,
+            ca_cert_file: None,
+            auth_clients: tls::ClientAuth::No,
+            protocols: Vec::new(),
+            ciphersuites: String::new(),
+            session_caching: true,
+            session_cache_size: 1024,
+        })
     }
 
     /// Claims `k` for a change; 409 with Azure's text while another change of it runs.
@@ -409,7 +458,11 @@ impl App {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("127.0.0.1");
-        let url = format!("http://{host}{op_id}?api-version={}", API_VERSIONS[0]);
+        let url = format!(
+            "{}://{host}{op_id}?api-version={}",
+            self.config.scheme(),
+            API_VERSIONS[0]
+        );
         [(
             header::HeaderName::from_static("azure-asyncoperation"),
             HeaderValue::from_str(&url).unwrap_or(HeaderValue::from_static("")),
@@ -451,8 +504,10 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .layer(middleware::from_fn_with_state(app.clone(), arm_checks))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_MAX_BYTES))
-        // The API's description is public, as Azure's specifications are.
+        // The API's description is public, as Azure's specifications are; so is the
+        // certificate of the local CA that caches' and the API's certificates chain to.
         .route("/openapi.json", get(openapi_json))
+        .route("/ca.pem", get(ca_pem))
         .route("/docs", get(swagger_ui))
         .with_state(app)
 }
@@ -461,6 +516,15 @@ async fn openapi_json() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         crate::openapi::document(),
+    )
+        .into_response()
+}
+
+/// The local CA's certificate, for clients to trust (also `<data dir>/tls/ca.pem`).
+async fn ca_pem(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        app.ca.cert_pem().to_string(),
     )
         .into_response()
 }
@@ -620,20 +684,30 @@ fn not_found(p: &CachePath) -> Failure {
 
 /// A port for a new cache's node: with `--node-ports`, the lowest one of the range that no
 /// cache holds and that can be bound; else one the system picks.
-fn free_port(config: &ServeConfig, store: &ResourceStore) -> Result<u16> {
+/// Two ports for a cache's node (plain, TLS): with `--node-ports`, the lowest ones of the
+/// range that no cache holds and that can be bound; else ones the system picks.
+fn free_ports(config: &ServeConfig, store: &ResourceStore) -> Result<(u16, u16)> {
     let bindable = |port: u16| std::net::TcpListener::bind((config.node_bind.as_str(), port));
     let Some((first, last)) = config.node_ports else {
-        let l = bindable(0).map_err(internal)?;
-        return Ok(l.local_addr().map_err(internal)?.port());
+        // Both held at once, so the system hands out two different ports.
+        let (a, b) = (
+            bindable(0).map_err(internal)?,
+            bindable(0).map_err(internal)?,
+        );
+        return Ok((
+            a.local_addr().map_err(internal)?.port(),
+            b.local_addr().map_err(internal)?.port(),
+        ));
     };
-    let taken: std::collections::HashSet<u16> = store.all().map(|c| c.port).collect();
-    (first..=last)
-        .find(|p| !taken.contains(p) && bindable(*p).is_ok())
-        .ok_or_else(|| {
-            Failure(ArmError::conflict(format!(
-                "Every node port in {first}-{last} is taken (--node-ports)."
-            )))
-        })
+    let taken: std::collections::HashSet<u16> =
+        store.all().flat_map(|c| [c.port, c.ssl_port]).collect();
+    let mut free = (first..=last).filter(|p| !taken.contains(p) && bindable(*p).is_ok());
+    match (free.next(), free.next()) {
+        (Some(plain), Some(tls)) => Ok((plain, tls)),
+        _ => Err(Failure(ArmError::conflict(format!(
+            "Every node port in {first}-{last} is taken (--node-ports; a cache takes two)."
+        )))),
+    }
 }
 
 #[utoipa::path(put, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}", tag = "Redis", operation_id = "Redis_Create",
@@ -653,6 +727,7 @@ async fn put_cache(
     control::validate::cache_name(&p.name)?;
     let params: CreateParameters = parse_body(&body)?;
     control::validate::location(&params.location)?;
+    control::validate::minimum_tls_version(params.properties.minimum_tls_version.as_deref())?;
     control::validate::sku(&params.properties.sku)?;
     control::validate::persistence(
         &params.properties.sku,
@@ -692,6 +767,7 @@ async fn put_cache(
                 ))
                 .into());
             }
+            let (port, ssl_port) = free_ports(&app.config, &store)?;
             let cache = Cache {
                 subscription: p.sub.clone(),
                 resource_group: p.rg.clone(),
@@ -705,7 +781,8 @@ async fn put_cache(
                 minimum_tls_version: params.properties.minimum_tls_version,
                 public_network_access: params.properties.public_network_access,
                 provisioning_state: ProvisioningState::Creating,
-                port: free_port(&app.config, &store)?,
+                port,
+                ssl_port,
                 primary_key: new_access_key(),
                 secondary_key: new_access_key(),
                 uid: new_uid(),
@@ -820,7 +897,17 @@ async fn patch_cache(
         cache.tags = tags;
     }
     let props = params.properties;
-    let restart = props.sku.is_some() || props.redis_configuration.is_some();
+    control::validate::minimum_tls_version(props.minimum_tls_version.as_deref())?;
+    // The node's listeners change with these: it restarts (keeping its data).
+    let restart = props.sku.is_some()
+        || props.redis_configuration.is_some()
+        || props
+            .enable_non_ssl_port
+            .is_some_and(|v| v != cache.enable_non_ssl_port)
+        || props
+            .minimum_tls_version
+            .as_ref()
+            .is_some_and(|v| Some(v) != cache.minimum_tls_version.as_ref());
     if let Some(sku) = props.sku {
         control::validate::sku(&sku)?;
         cache.sku = sku;
@@ -936,7 +1023,8 @@ async fn list(
             .and_then(|h| h.to_str().ok())
             .unwrap_or("127.0.0.1");
         format!(
-            "http://{host}{}?api-version={}&$skipToken={}",
+            "{}://{host}{}?api-version={}&$skipToken={}",
+            app.config.scheme(),
             uri.path(),
             API_VERSIONS[0],
             skip + value.len()

@@ -7,6 +7,7 @@
 //! Failed), and the same for updates, deletes and reboots.
 
 mod app;
+mod https;
 mod ledgers;
 pub mod openapi;
 mod process;
@@ -44,6 +45,30 @@ pub struct ServeConfig {
     pub storage_endpoint_allow: Vec<String>,
     /// Caches accept DEBUG (fault injection in tests); Azure blocks it.
     pub allow_debug_command: bool,
+    /// HTTPS for the management API.
+    pub api_tls: ApiTls,
+}
+
+/// How the management API is served.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ApiTls {
+    /// Plain HTTP (local use).
+    #[default]
+    Off,
+    /// HTTPS with a certificate of the local CA for `--host`, 127.0.0.1 and localhost.
+    LocalCa,
+    /// HTTPS with the certificate and key in these files.
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+impl ServeConfig {
+    /// `https` or `http`, for the URLs the API hands out.
+    pub fn scheme(&self) -> &'static str {
+        match self.api_tls {
+            ApiTls::Off => "http",
+            _ => "https",
+        }
+    }
 }
 
 /// The API's token: the one given, or the development token on a loopback address only
@@ -76,6 +101,7 @@ impl Default for ServeConfig {
             storage_root: PathBuf::from("cacheplane-data").join("storage"),
             storage_endpoint_allow: Vec::new(),
             allow_debug_command: false,
+            api_tls: ApiTls::Off,
         }
     }
 }
@@ -100,19 +126,38 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Handle> {
         .await
         .map_err(|e| anyhow::anyhow!("bind {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
+    let api_tls = config.api_tls.clone();
+    let scheme = config.scheme();
     let app = app::App::open(config).await?;
     let router = app::router(app.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stopped = async move {
+        let _ = stopped.await;
+    };
+    let served: futures_util::future::BoxFuture<'static, std::io::Result<()>> = match api_tls {
+        ApiTls::Off => Box::pin(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .into_future(),
+        ),
+        tls => {
+            let settings = app.api_tls_settings(&tls)?;
+            let acceptor = tokio_rustls::TlsAcceptor::from(::tls::server_config(&settings)?);
+            let listener = https::TlsListener::new(listener, acceptor);
+            Box::pin(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .into_future(),
+            )
+        }
+    };
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = stopped.await;
-        });
         if let Err(e) = served.await {
             tracing::error!(error = %e, "management API stopped");
         }
         app.shutdown().await;
     });
-    tracing::info!(%addr, "management API ready");
+    tracing::info!(%addr, scheme, "management API ready");
     Ok(Handle { addr, stop, task })
 }
 

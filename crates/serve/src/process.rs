@@ -34,10 +34,19 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Failed probes in a row after which a node is killed and restarted.
 const PROBE_FAILURES_MAX: u32 = 3;
 
+/// Where the control plane reaches a child: its TLS port (always open; the plain one may
+/// be closed), trusting the local CA.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub port: u16,
+    pub tls: Arc<tls::rustls::ClientConfig>,
+}
+
 /// A node running as a child process, with its supervisor.
 pub struct ChildNode {
     /// The node's settings as its config file holds them (passwords follow key changes).
     cfg: NodeConfig,
+    at: Endpoint,
     stopping: watch::Sender<bool>,
     /// Tells the supervising task to kill the process (it is then restarted).
     kill: Arc<tokio::sync::Notify>,
@@ -48,22 +57,30 @@ pub struct ChildNode {
 
 impl ChildNode {
     /// Writes the node's config file, starts it and waits until it answers.
-    pub async fn start(cfg: &NodeConfig) -> anyhow::Result<ChildNode> {
+    pub async fn start(
+        cfg: &NodeConfig,
+        tls: Arc<tls::rustls::ClientConfig>,
+    ) -> anyhow::Result<ChildNode> {
         let conf = conf_path(cfg);
         write_private(&conf, &config_file(cfg))?;
-        let child = spawn(&conf, &cfg.dir, cfg.port).await?;
+        let at = Endpoint {
+            port: cfg.tls.port,
+            tls,
+        };
+        let child = spawn(&conf, &cfg.dir, &at).await?;
         let (stopping, stop_rx) = watch::channel(false);
         let kill = Arc::new(tokio::sync::Notify::new());
         let task = tokio::spawn(supervise(
             child,
             conf,
             cfg.dir.clone(),
-            cfg.port,
+            at.clone(),
             stop_rx,
             kill.clone(),
         ));
         Ok(ChildNode {
             cfg: cfg.clone(),
+            at,
             stopping,
             kill,
             probe_failures: 0,
@@ -73,7 +90,7 @@ impl ChildNode {
 
     /// A command to the node on the control plane's own connection (the admin key).
     async fn command(&self, args: &[&str]) -> anyhow::Result<String> {
-        command(self.cfg.port, self.cfg.admin_key.as_deref(), args).await
+        command(&self.at, self.cfg.admin_key.as_deref(), args).await
     }
 
     /// Stops the node (with a final snapshot when `save`) and waits for the process to end;
@@ -90,7 +107,7 @@ impl ChildNode {
         let how = if save { "SAVE" } else { "NOSAVE" };
         // SHUTDOWN answers nothing when it succeeds: the connection closes.
         if let Err(e) = self.command(&["SHUTDOWN", how]).await {
-            tracing::debug!(port = self.cfg.port, error = %e, "SHUTDOWN");
+            tracing::debug!(port = self.at.port, error = %e, "SHUTDOWN");
         }
         let _ = self.task.await;
         report
@@ -173,7 +190,8 @@ impl ChildNode {
     }
 }
 
-async fn spawn(conf: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
+async fn spawn(conf: &Path, dir: &Path, at: &Endpoint) -> anyhow::Result<Child> {
+    let port = at.port;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -194,7 +212,7 @@ async fn spawn(conf: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
                 dir.join("node.log").display()
             );
         }
-        if answers(port).await {
+        if answers(at).await {
             return Ok(child);
         }
         if started.elapsed() > READY_TIMEOUT {
@@ -206,8 +224,8 @@ async fn spawn(conf: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
 }
 
 /// True once the node answers PING with anything but -LOADING (NOAUTH counts: it is up).
-async fn answers(port: u16) -> bool {
-    match command(port, None, &["PING"]).await {
+async fn answers(at: &Endpoint) -> bool {
+    match command(at, None, &["PING"]).await {
         Ok(reply) => !reply.starts_with("-LOADING"),
         Err(_) => false,
     }
@@ -219,10 +237,11 @@ async fn supervise(
     mut child: Child,
     conf: PathBuf,
     dir: PathBuf,
-    port: u16,
+    at: Endpoint,
     mut stopping: watch::Receiver<bool>,
     kill: Arc<tokio::sync::Notify>,
 ) {
+    let port = at.port;
     let mut backoff = RESTART_BACKOFF_FIRST;
     loop {
         tokio::select! {
@@ -244,7 +263,7 @@ async fn supervise(
                     if *stopping.borrow() {
                         return;
                     }
-                    match spawn(&conf, &dir, port).await {
+                    match spawn(&conf, &dir, &at).await {
                         Ok(c) => {
                             tracing::info!(port, "the cache's node process is back");
                             child = c;
@@ -295,19 +314,23 @@ fn unshipped_from_info(info: &str) -> node::StopReport {
 /// Sends one command (after AUTH when a password is given) and returns the first line of
 /// its reply, or the whole of a bulk reply; a node that does not answer within
 /// [`COMMAND_TIMEOUT`] is an error (a hung child must not hang its actor).
-async fn command(port: u16, password: Option<&str>, args: &[&str]) -> anyhow::Result<String> {
-    tokio::time::timeout(COMMAND_TIMEOUT, command_now(port, password, args))
+async fn command(at: &Endpoint, password: Option<&str>, args: &[&str]) -> anyhow::Result<String> {
+    tokio::time::timeout(COMMAND_TIMEOUT, command_now(at, password, args))
         .await
         .map_err(|_| anyhow::anyhow!("no answer in {COMMAND_TIMEOUT:?}"))?
 }
 
-async fn command_now(port: u16, password: Option<&str>, args: &[&str]) -> anyhow::Result<String> {
-    let stream = tokio::time::timeout(
-        Duration::from_secs(5),
-        TcpStream::connect(("127.0.0.1", port)),
-    )
-    .await??;
-    let (r, mut w) = stream.into_split();
+async fn command_now(
+    at: &Endpoint,
+    password: Option<&str>,
+    args: &[&str],
+) -> anyhow::Result<String> {
+    let tcp = TcpStream::connect(("127.0.0.1", at.port)).await?;
+    let name = tls::rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let stream = tokio_rustls::TlsConnector::from(at.tls.clone())
+        .connect(name, tcp)
+        .await?;
+    let (r, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(r.take(REPLY_MAX_BYTES));
     let mut send = Vec::new();
     if let Some(p) = password {
@@ -378,6 +401,11 @@ fn config_file(cfg: &NodeConfig) -> String {
             quote(cfg.requirepass_secondary.as_deref().unwrap_or(""))
         ),
         format!("storage-prefix {}", quote(&s.prefix)),
+        format!("tls-port {}", cfg.tls.port),
+        format!("tls-cert-file {}", quote(&path_text(&cfg.tls.cert_file))),
+        format!("tls-key-file {}", quote(&path_text(&cfg.tls.key_file))),
+        "tls-auth-clients no".to_string(),
+        format!("tls-protocols {}", quote(&cfg.tls.protocols)),
         format!(
             "cacheplane-managed {}",
             if cfg.managed { "yes" } else { "no" }
@@ -429,6 +457,12 @@ fn config_file(cfg: &NodeConfig) -> String {
         }
     }
     lines.join("\n") + "\n"
+}
+
+fn path_text(p: &Option<PathBuf>) -> String {
+    p.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 /// Writes `text` to `path` readable by its owner only (it holds keys and secrets).

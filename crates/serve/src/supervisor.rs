@@ -30,10 +30,14 @@ pub enum NodeRuntime {
 }
 
 /// How the supervisor runs nodes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NodeSettings {
     /// The address nodes listen on (`--node-bind`).
     pub bind: String,
+    /// The host name caches report: their certificates name it.
+    pub host: String,
+    /// Issues each cache's certificate.
+    pub ca: Arc<tls::LocalCa>,
     pub runtime: NodeRuntime,
     pub data_dir: PathBuf,
     /// Caches accept DEBUG (fault injection in tests); Azure blocks it.
@@ -192,8 +196,37 @@ pub fn node_config(cache: &Cache, settings: &NodeSettings) -> anyhow::Result<Nod
     let default_account = blob::Account::Local {
         path: data_dir.join("storage"),
     };
+    // TLS always, on sslPort, with a certificate of the local CA for the names clients use;
+    // the plain port only while enableNonSslPort.
+    let (cert, key) = (
+        dir.join("tls").join("cert.pem"),
+        dir.join("tls").join("key.pem"),
+    );
+    let mut names = vec![
+        settings.host.clone(),
+        "127.0.0.1".into(),
+        "localhost".into(),
+    ];
+    names.dedup();
+    settings.ca.ensure(&cert, &key, &names)?;
+    let tls = node::config::TlsConfig {
+        port: cache.ssl_port,
+        cert_file: Some(cert),
+        key_file: Some(key),
+        auth_clients: tls::ClientAuth::No,
+        protocols: match cache.minimum_tls_version.as_deref() {
+            Some("1.3") => "TLSv1.3".into(),
+            _ => "TLSv1.2 TLSv1.3".into(),
+        },
+        ..Default::default()
+    };
     let mut cfg = NodeConfig {
-        port: cache.port,
+        port: if cache.enable_non_ssl_port {
+            cache.port
+        } else {
+            0
+        },
+        tls,
         bind: vec![settings.bind.clone()],
         dir,
         managed: true,
@@ -565,7 +598,8 @@ impl CacheActor {
                 (Node::InProcess(handle), restored)
             }
             NodeRuntime::Process => {
-                let child = ChildNode::start(&cfg).await?;
+                let client = tls::client_config(self.settings.ca.cert_pem().as_bytes())?;
+                let child = ChildNode::start(&cfg, client).await?;
                 let restored = child.restored().await;
                 (Node::Process(Box::new(child)), restored)
             }

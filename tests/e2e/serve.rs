@@ -857,12 +857,22 @@ fn keys_change_live_and_reconfiguration_keeps_the_data() {
 #[test]
 fn node_ports_come_from_the_configured_range() {
     let data = TempDir::new("serve-ports");
-    let first = free_port();
     // Four consecutive free ports: two caches (a plain and a TLS port each).
-    let (first, last) = (first, first + 3);
-    for p in first..=last {
-        assert!(std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
-    }
+    let first = poll(
+        "four consecutive free ports",
+        Duration::from_secs(10),
+        || {
+            let first = free_port();
+            let all_free =
+                (first..first + 4).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+            if all_free {
+                Ok(first)
+            } else {
+                Err(String::new())
+            }
+        },
+    );
+    let last = first + 3;
     let range = format!("{first}-{last}");
     let cp = ControlPlane::start_with(data.path(), free_port(), &["--node-ports", &range]);
     let basic = json!({"location": "westeurope", "properties": {

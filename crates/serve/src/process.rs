@@ -113,10 +113,11 @@ impl ChildNode {
         report
     }
 
-    /// Kills the process at once and waits for it to be gone (no restart): the
-    /// supervising task owns the process, which is killed when it is dropped.
+    /// Kills the process at once and waits until it is gone and reaped (no restart), so
+    /// that its ports are free for whatever starts next.
     pub async fn kill(self) {
-        self.task.abort();
+        let _ = self.stopping.send(true);
+        self.kill.notify_one();
         let _ = self.task.await;
     }
 
@@ -245,6 +246,9 @@ async fn supervise(
     let mut backoff = RESTART_BACKOFF_FIRST;
     loop {
         tokio::select! {
+            // A kill goes first: a stop that waits for the process to exit would wait on a
+            // hung one for STOP_TIMEOUT.
+            biased;
             _ = kill.notified() => {
                 tracing::warn!(port, "killing a cache's node process that does not answer");
                 let _ = child.kill().await;

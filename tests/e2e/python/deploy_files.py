@@ -47,7 +47,8 @@ for name, svc in services.items():
     for d in deps:
         assert d in services, f"{name} depends on unknown {d}"
     for v in svc.get("volumes", []):
-        assert v.split(":")[0] in compose.get("volumes", {}), f"{name}: undeclared volume {v}"
+        # A named volume must be declared; a bind mount (./...) names a folder beside the file.
+        assert v.startswith("./") or v.split(":")[0] in compose.get("volumes", {}), f"{name}: undeclared volume {v}"
 assert cp["build"]["dockerfile"] == "deploy/Dockerfile"
 # The bucket and container the init services create are the ones the header's strings name.
 assert "mc mb -p m/cacheplane" in " ".join(services["create-bucket"]["entrypoint"])
@@ -92,6 +93,10 @@ assert any(e["name"] == "CACHEPLANE_TOKEN" for e in container.get("env", [])), "
 assert "--token" not in container["args"], "k8s: the token on the command line"
 assert cp["environment"]["CACHEPLANE_TOKEN"].startswith("${CACHEPLANE_TOKEN:?"), "compose: token not required"
 assert "cacheplane-dev-token" not in docker and "--token" not in cmd, "Dockerfile: a token baked in"
+# TLS by default where serve runs beyond one machine: HTTPS probes, the CA where clients find it.
+assert "--tls" in cp["command"] and "--tls" in container["args"], "TLS off by default"
+assert all(container[p]["httpGet"].get("scheme") == "HTTPS" for p in ("readinessProbe", "livenessProbe"))
+assert any(v.endswith(":/data/tls") for v in cp["volumes"]), "compose: the CA is not mounted"
 for v in pod["spec"]["volumes"]:
     assert v["persistentVolumeClaim"]["claimName"] in by_kind["PersistentVolumeClaim"]
 assert {m["name"] for m in container["volumeMounts"]} <= {v["name"] for v in pod["spec"]["volumes"]}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# TLS side by side: redis-server 7.0 (Debian's, built with OpenSSL) vs a cacheplane node
+# (rustls), both on the same certificate, alternating rounds; redis-benchmark --tls
+# SET/GET unpipelined and at -P 16, and handshakes per second (-k 0: a new connection per
+# request). Prints node/redis ratios of the medians (higher is better).
+# Usage: bench/tls.sh [rounds]   Environment: N (requests per test), N_HANDSHAKES.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+N=${N:-200000}
+N_HANDSHAKES=${N_HANDSHAKES:-20000}
+command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
+cargo build --release --quiet
+BIN=target/release/cacheplane
+WORK=$(mktemp -d)
+source bench/lib.sh
+trap 'stop_all; rm -rf "$WORK"' EXIT
+
+# One certificate for both, from a throwaway CA.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \
+  -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+  -keyout "$WORK/server.key" -out "$WORK/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$WORK/ext"
+openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+  -days 2 -extfile "$WORK/ext" -out "$WORK/server.pem" 2>/dev/null
+
+TLS_PORT_R=$(free_port); TLS_PORT_N=$(free_port)
+tls_flags() { echo --tls-cert-file "$WORK/server.pem" --tls-key-file "$WORK/server.key" --tls-auth-clients no --tls-port "$1"; }
+# shellcheck disable=SC2046
+RPORT=$(start redis "$WORK/redis" $(tls_flags "$TLS_PORT_R"))
+# shellcheck disable=SC2046
+NPORT=$(start node "$WORK/node" $(tls_flags "$TLS_PORT_N"))
+
+run() { # tls-port pipeline n test keepalive
+  $PIN_CLIENT redis-benchmark --tls --cacert "$WORK/ca.pem" -h 127.0.0.1 -p "$1" -c 50 -P "$2" -n "$3" \
+    -r 100000 -t "$4" -k "$5" --csv 2>/dev/null | tail -n +2 | tr -d '"' | cut -d, -f2
+}
+
+: >"$WORK/results.csv"
+for round in $(seq "$ROUNDS"); do
+  if [ $((round % 2)) = 1 ]; then order="redis node"; else order="node redis"; fi
+  for case in "set 1" "get 1" "set 16" "get 16" "ping_inline handshake"; do
+    read -r test p <<<"$case"
+    for who in $order; do
+      port=$TLS_PORT_R; [ "$who" = node ] && port=$TLS_PORT_N
+      if [ "$p" = handshake ]; then
+        rps=$(run "$port" 1 "$N_HANDSHAKES" "$test" 0)
+      else
+        rps=$(run "$port" "$p" "$N" "$test" 1)
+      fi
+      record "$round" "$test -P $p" "$who" "$rps"
+    done
+  done
+  echo "round $round/$ROUNDS done" >&2
+done
+
+python3 - "$WORK/results.csv" <<'PY'
+import csv, statistics, sys
+rows = list(csv.reader(open(sys.argv[1])))
+by = {}
+for r, metric, who, v in rows:
+    by.setdefault(metric, {}).setdefault(who, []).append(float(v))
+print(f"{'test (TLS)':<26}{'redis rps':>12}{'cacheplane rps':>16}{'ratio':>8}")
+for metric, w in by.items():
+    r, n = statistics.median(w["redis"]), statistics.median(w["node"])
+    name = "handshakes (new conn/req)" if metric.endswith("handshake") else metric
+    print(f"{name:<26}{r:>12.0f}{n:>16.0f}{n / r:>8.2f}")
+PY

@@ -185,6 +185,27 @@ pub fn cache_dir(cache: &Cache, data_dir: &Path) -> PathBuf {
     data_dir.join("caches").join(cache.instance_tag())
 }
 
+/// Issues (or renews, within its last 30 days) the certificate of `cache`'s node; returns
+/// its files and whether a new one was issued.
+fn renew_certificate(
+    cache: &Cache,
+    settings: &NodeSettings,
+) -> anyhow::Result<((PathBuf, PathBuf), bool)> {
+    let dir = cache_dir(cache, &settings.data_dir).join("tls");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let mut names = vec![
+        settings.host.clone(),
+        "127.0.0.1".into(),
+        "localhost".into(),
+    ];
+    names.dedup();
+    let issued = settings.ca.ensure(&cert, &key, &names)?;
+    Ok(((cert, key), issued))
+}
+
+/// How often a running node's certificate is checked for renewal.
+const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// The node settings for `cache`.
 pub fn node_config(cache: &Cache, settings: &NodeSettings) -> anyhow::Result<NodeConfig> {
     let data_dir = &settings.data_dir;
@@ -198,17 +219,7 @@ pub fn node_config(cache: &Cache, settings: &NodeSettings) -> anyhow::Result<Nod
     };
     // TLS always, on sslPort, with a certificate of the local CA for the names clients use;
     // the plain port only while enableNonSslPort.
-    let (cert, key) = (
-        dir.join("tls").join("cert.pem"),
-        dir.join("tls").join("key.pem"),
-    );
-    let mut names = vec![
-        settings.host.clone(),
-        "127.0.0.1".into(),
-        "localhost".into(),
-    ];
-    names.dedup();
-    settings.ca.ensure(&cert, &key, &names)?;
+    let (cert, key) = renew_certificate(cache, settings)?.0;
     let tls = node::config::TlsConfig {
         port: cache.ssl_port,
         cert_file: Some(cert),
@@ -471,8 +482,11 @@ impl CacheActor {
     async fn run(mut self, mut inbox: mpsc::Receiver<Msg>) {
         let mut health = tokio::time::interval(HEALTH_INTERVAL);
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut certs = tokio::time::interval(CERT_CHECK_INTERVAL);
+        certs.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = certs.tick() => self.renew_certificate().await,
                 msg = inbox.recv() => match msg {
                     Some(Msg::Stop { delete, reply }) => {
                         self.stop(delete).await;
@@ -629,6 +643,26 @@ impl CacheActor {
                 && e.kind() != std::io::ErrorKind::NotFound
             {
                 tracing::error!(cache = %self.key, dir = %dir.display(), error = %e, "could not remove a deleted cache's files");
+            }
+        }
+    }
+
+    /// A running node whose certificate is near its end gets a new one: the node restarts
+    /// with its data to serve it.
+    async fn renew_certificate(&mut self) {
+        let (Some(cache), Some(_)) = (self.cache.clone(), self.node.as_ref()) else {
+            return;
+        };
+        match renew_certificate(&cache, &self.settings) {
+            Ok((_, true)) => {
+                tracing::info!(cache = %self.key, "restarting the node with its renewed certificate");
+                if let Err(e) = self.start(cache, StartMode::KeepData).await {
+                    tracing::error!(cache = %self.key, error = %e, "could not restart the node after renewing its certificate");
+                }
+            }
+            Ok((_, false)) => {}
+            Err(e) => {
+                tracing::error!(cache = %self.key, error = %e, "could not renew the node's certificate")
             }
         }
     }

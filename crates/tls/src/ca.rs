@@ -150,9 +150,9 @@ impl LocalCa {
     }
 
     /// Makes sure `cert`/`key` hold a certificate of this authority for `names` that is
-    /// not about to expire, issuing a new one otherwise; the names and the end of validity
-    /// are kept beside it (`<cert>.names`), so nothing is parsed back.
-    pub fn ensure(&self, cert: &Path, key: &Path, names: &[String]) -> Result<(), TlsError> {
+    /// not about to expire, issuing a new one otherwise (then true); the names and the end
+    /// of validity are kept beside it (`<cert>.names`), so nothing is parsed back.
+    pub fn ensure(&self, cert: &Path, key: &Path, names: &[String]) -> Result<bool, TlsError> {
         let meta = cert.with_extension("names");
         let now = OffsetDateTime::now_utc();
         let wanted = names.join(" ");
@@ -165,7 +165,7 @@ impl LocalCa {
             have == wanted && until - now > Duration::days(LEAF_RENEW_BEFORE_DAYS)
         });
         if fresh && cert.exists() && key.exists() {
-            return Ok(());
+            return Ok(false);
         }
         if let Some(dir) = cert.parent() {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -177,6 +177,6 @@ impl LocalCa {
         let until = (not_before + Duration::days(LEAF_VALIDITY_DAYS)).unix_timestamp();
         write_file(&meta, &format!("{until} {wanted}\n"), false)?;
         tracing::info!(cert = %cert.display(), names = %wanted, "issued a certificate");
-        Ok(())
+        Ok(true)
     }
 }

@@ -171,8 +171,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cacheplane-tls-{}", std::process::id()));
         let ca = LocalCa::load_or_create(&dir).unwrap();
         let (cert, key) = (dir.join("node.pem"), dir.join("node-key.pem"));
-        ca.ensure(&cert, &key, &["localhost".into(), "127.0.0.1".into()])
-            .unwrap();
+        let names = ["localhost".to_string(), "127.0.0.1".into()];
+        assert!(ca.ensure(&cert, &key, &names).unwrap(), "issued");
+        assert!(!ca.ensure(&cert, &key, &names).unwrap(), "fresh: kept");
+        assert!(
+            ca.ensure(&cert, &key, &names[..1]).unwrap(),
+            "other names: reissued"
+        );
+        // Near its end (as the sidecar records it): renewed.
+        std::fs::write(cert.with_extension("names"), "0 localhost 127.0.0.1\n").unwrap();
+        assert!(ca.ensure(&cert, &key, &names).unwrap(), "expiring: renewed");
         // Opened again: the same authority.
         assert_eq!(
             LocalCa::load_or_create(&dir).unwrap().cert_pem(),

@@ -322,20 +322,13 @@ const IMMUTABLE: &[&str] = &[
     "appenddirname",
     "enable-debug-command",
     "enable-protected-configs",
-    // The TLS listener is set up at start.
-    "tls-port",
-    "tls-cert-file",
-    "tls-key-file",
-    "tls-ca-cert-file",
-    "tls-auth-clients",
-    "tls-protocols",
-    "tls-ciphersuites",
-    "tls-ciphers",
-    "tls-session-caching",
-    "tls-session-cache-size",
-    "tls-session-cache-timeout",
-    "tls-prefer-server-ciphers",
 ];
+
+/// Whether `name` is fixed at start: the immutable ones, and every `tls-*` setting (the
+/// TLS listener is set up at start).
+fn immutable(name: &str) -> bool {
+    IMMUTABLE.contains(&name) || name.starts_with("tls-")
+}
 
 /// Whether CONFIG SET of `name` needs `enable-protected-configs`.
 pub fn is_protected(name: &str) -> bool {
@@ -597,7 +590,7 @@ impl NodeConfig {
             return Err(ConfigError::UnknownDirective(name.into()));
         }
         let storage = STORAGE_PARAMETERS.contains(&name) && name != "requirepass-secondary";
-        if !at_start && (IMMUTABLE.contains(&name) || storage) {
+        if !at_start && (immutable(name) || storage) {
             return Err(ConfigError::Immutable);
         }
         match name {

@@ -33,7 +33,58 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// A client's socket: plain TCP, or TLS over it.
 pub enum Stream {
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::server::TlsStream<Tcp>>),
+}
+
+/// The TCP stream under TLS, remembering whether its last read was short (left the
+/// socket empty): rustls reads through it, so that is how the connection learns what a
+/// plain read's size tells it directly.
+pub struct Tcp {
+    inner: TcpStream,
+    drained: bool,
+}
+
+impl Tcp {
+    pub fn new(inner: TcpStream) -> Tcp {
+        Tcp {
+            inner,
+            drained: false,
+        }
+    }
+}
+
+impl AsyncRead for Tcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        let (before, room) = (buf.filled().len(), buf.remaining());
+        let read = Pin::new(&mut me.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = read {
+            me.drained = buf.filled().len() - before < room;
+        }
+        read
+    }
+}
+
+impl AsyncWrite for Tcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 impl Stream {
@@ -49,7 +100,16 @@ impl Stream {
     fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref().0,
+            Stream::Tls(s) => &s.get_ref().0.inner,
+        }
+    }
+
+    /// After a short read: the socket is known to be empty (plain), or rustls holds no more
+    /// and its own last read was short too (TLS).
+    fn socket_drained(&self) -> Option<&TcpStream> {
+        match self {
+            Stream::Plain(s) => Some(s),
+            Stream::Tls(s) => s.get_ref().0.drained.then_some(&s.get_ref().0.inner),
         }
     }
 }
@@ -356,9 +416,10 @@ impl Connection {
             Wake::Read { n, drained } => {
                 // A short read emptied the socket: forget the readiness now instead of
                 // paying a read() that returns EAGAIN before the next wait. Tokio keeps the
-                // readiness if an event arrived since, so no wakeup is lost. (Over TLS a
-                // short read says nothing of the socket: rustls may hold more.)
-                if drained && let Stream::Plain(s) = &self.stream {
+                // readiness if an event arrived since, so no wakeup is lost. (Over TLS the
+                // short read must be rustls's from the socket too: a short read of
+                // plaintext alone says nothing of what the socket still holds.)
+                if drained && let Some(s) = self.stream.socket_drained() {
                     let _ = s.try_io(tokio::io::Interest::READABLE, || {
                         Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
                     });

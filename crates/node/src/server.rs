@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::conn::Stream;
+use crate::conn::{Stream, Tcp};
 use crate::{Shared, conn, unix_time_ms};
 
 /// A TLS handshake not finished in this long is dropped: a client that stalls in it holds
@@ -72,7 +72,7 @@ pub async fn serve(
                     let shared = shared.clone();
                     connections.spawn(async move {
                         let _ = stream.set_nodelay(true);
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(Tcp::new(stream))).await {
                             Ok(Ok(tls)) => conn::handle(shared, Stream::Tls(Box::new(tls)), peer).await,
                             Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake failed"),
                             Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),

@@ -124,6 +124,35 @@ pub fn run(
         }
         "debug" => debug(st, id, a, out)?,
         "lastsave" => out.int(st.rdb.last_save_unix as i64),
+        "function" => {
+            keyspace::check_subcommand_arity(
+                "function",
+                a,
+                &[("flush", -2), ("list", -2), ("help", 2)],
+            )?;
+            match lossy(&a[1]).to_ascii_lowercase().as_str() {
+                "flush" => {
+                    if a.len() > 3 || a.get(2).is_some_and(|m| !is(m, "async") && !is(m, "sync")) {
+                        return Err(CmdError::other(
+                            "ERR FUNCTION FLUSH only supports SYNC|ASYNC option",
+                        ));
+                    }
+                    out.ok();
+                }
+                "list" => out.array(0),
+                "help" => help(
+                    out,
+                    &[
+                        "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                        "FLUSH [ASYNC|SYNC]",
+                        "    Delete all the libraries (there are none: no scripting engine yet).",
+                        "LIST [LIBRARYNAME <pattern>] [WITHCODE]",
+                        "    Return the libraries (none).",
+                    ],
+                ),
+                _ => return Err(unknown_sub("FUNCTION", &a[1])),
+            }
+        }
         "cacheplane" => {
             keyspace::check_subcommand_arity(
                 "cacheplane",

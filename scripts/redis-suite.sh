@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Redis 7.0.15's own test suite as the conformance yardstick: fetches it from Debian's
+# source package of redis (once, under .cache/redis-suite; no internet beyond Debian's
+# archive), then runs the chosen units in external mode against redis-server and against a
+# cacheplane node, side by side, with the same tag exclusions for both, and prints per unit
+# the tests each passed and the ratio.
+# Usage: scripts/redis-suite.sh [UNIT...]   (default: the core units of the conformance issue)
+# Environment: UNIT_TIMEOUT (seconds per unit and server, default 600).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE=$PWD/.cache/redis-suite
+SUITE=$CACHE/redis-7.0.15
+UNIT_TIMEOUT=${UNIT_TIMEOUT:-600}
+PACKAGE_VERSION=5:7.0.15-1~deb12u10
+# The same for both servers: what external mode cannot do (DEBUG, replicas, restarts).
+TAGS="-needs:debug -needs:repl -external:skip -needs:config-maxmemory -needs:save -needs:reset"
+DEFAULT_UNITS="unit/protocol unit/type/string unit/type/incr unit/type/hash unit/type/list
+  unit/type/list-2 unit/type/list-3 unit/type/set unit/type/zset unit/expire unit/keyspace
+  unit/multi unit/pubsub unit/info-command unit/scan unit/quit unit/scripting unit/functions
+  unit/introspection unit/introspection-2 unit/other unit/tracking unit/slowlog
+  unit/latency-monitor unit/lazyfree unit/querybuf"
+# shellcheck disable=SC2206
+UNITS=(${@:-$DEFAULT_UNITS})
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+command -v tclsh >/dev/null || {
+  echo "installing tcl from Debian's packages" >&2
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcl >/dev/null
+}
+
+if [ ! -f "$SUITE/tests/test_helper.tcl" ]; then
+  echo "fetching the Redis 7.0.15 test suite from Debian's source package" >&2
+  mkdir -p "$CACHE/lists/partial" "$CACHE/src"
+  echo "deb-src http://deb.debian.org/debian-security bookworm-security main" >"$CACHE/sources.list"
+  APT=(apt-get -qq -o Dir::Etc::sourcelist="$CACHE/sources.list" -o Dir::Etc::sourceparts=-
+    -o Dir::State::Lists="$CACHE/lists")
+  as_root "${APT[@]}" update
+  (cd "$CACHE/src" && as_root "${APT[@]}" source --download-only "redis=$PACKAGE_VERSION" 2>/dev/null)
+  tar -xzf "$CACHE/src/redis_7.0.15.orig.tar.gz" -C "$CACHE" redis-7.0.15/tests redis-7.0.15/utils
+fi
+
+cargo build --release --quiet
+BIN=$PWD/target/release/cacheplane
+WORK=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORTS=()
+trap 'for p in "${PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done; rm -rf "$WORK"' EXIT
+
+# start <redis|node>: a fresh server for one unit; prints its port.
+start() {
+  local port; port=$(free_port)
+  local flags=(--port "$port" --bind 127.0.0.1 --dir "$WORK" --save "" --appendonly no)
+  if [ "$1" = redis ]; then
+    redis-server "${flags[@]}" --daemonize no >>"$WORK/$1.log" 2>&1 &
+  else
+    "$BIN" node "${flags[@]}" --loglevel warning >>"$WORK/$1.log" 2>&1 &
+  fi
+  for _ in $(seq 400); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.025; done
+  PORTS+=("$port")
+  echo "$port"
+}
+
+# run <who> <unit>: prints "ok err exception" for one unit.
+run() {
+  local port; port=$(start "$1")
+  (cd "$SUITE" && timeout "$UNIT_TIMEOUT" tclsh tests/test_helper.tcl --host 127.0.0.1 --port "$port" \
+    --single "$2" --tags "$TAGS" --ignore-encoding --timeout 60 >"$WORK/out" 2>&1 || true)
+  redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  sed 's/\x1b\[[0-9;]*m//g' "$WORK/out" | awk '
+    /^\[ok\]:/ { ok++ } /^\[err\]:/ { err++ } /^\[exception\]:|exception/ { exc=1 }
+    END { printf "%d %d %d\n", ok, err, exc }'
+}
+
+printf '%-22s %10s %14s %10s %8s\n' unit "redis ok" "cacheplane ok" "cp err" ratio
+total_r=0; total_n=0
+for unit in "${UNITS[@]}"; do
+  read -r r_ok _ _ < <(run redis "$unit")
+  read -r n_ok n_err n_exc < <(run node "$unit")
+  total_r=$((total_r + r_ok)); total_n=$((total_n + n_ok))
+  ratio=$(python3 -c "print(f'{$n_ok / $r_ok:.2f}' if $r_ok else '-')")
+  flag=""; [ "$n_exc" = 1 ] && flag=" (aborted)"
+  printf '%-22s %10d %14d %10d %8s%s\n' "$unit" "$r_ok" "$n_ok" "$n_err" "$ratio" "$flag"
+done
+printf '%-22s %10d %14d %10s %8s\n' total "$total_r" "$total_n" "" \
+  "$(python3 -c "print(f'{$total_n / $total_r:.2f}' if $total_r else '-')")"

@@ -580,7 +580,7 @@ fn run_job(host: &dyn SnapshotHost, generation: u64) {
     // A snapshot streamed to an upload ends its job before the upload may complete: the
     // upload's end is when its owner may start the next one.
     let (result, upload_end) = match result {
-        Ok(Some(Out::Channel(tx))) => (Ok(Some(true)), Some(tx)),
+        Ok(Some(upload @ Out::Channel(_))) => (Ok(Some(true)), Some(upload)),
         other => (
             other.and_then(|file| file.map(|f| f.commit().map(|_| true)).transpose()),
             None,
@@ -614,10 +614,10 @@ fn run_job(host: &dyn SnapshotHost, generation: u64) {
             ok,
         });
     });
-    if let Some(tx) = upload_end
-        && tx.blocking_send(Piece::End).is_err()
+    if let Some(upload) = upload_end
+        && let Err(e) = upload.commit()
     {
-        tracing::warn!("the upload stopped before the snapshot's end");
+        tracing::warn!(error = %e, "the snapshot's end did not reach its upload");
     }
     // The owner hears of it (an AOF rewrite switches its manifest; the uploader of a
     // backup reports its outcome itself).

@@ -270,13 +270,8 @@ impl App {
             _ => {
                 let dir = self.config.data_dir.join("tls");
                 let (cert, key) = (dir.join("api.pem"), dir.join("api-key.pem"));
-                let mut names = vec![
-                    self.config.host.clone(),
-                    "127.0.0.1".into(),
-                    "localhost".into(),
-                ];
-                names.dedup();
-                self.ca.ensure(&cert, &key, &names)?;
+                self.ca
+                    .ensure(&cert, &key, &tls::server_names(&self.config.host))?;
                 (cert, key)
             }
         };
@@ -675,6 +670,14 @@ async fn accounts_report(
     ))
 }
 
+/// Claims the cache at `id` for a change: 404 when there is none (before 409 when busy).
+async fn claim_existing(app: &App, id: &str, p: &CachePath) -> Result<Busy> {
+    if app.store.lock().await.get(id).is_none() {
+        return Err(not_found(p));
+    }
+    app.claim(&key(id), id)
+}
+
 fn not_found(p: &CachePath) -> Failure {
     Failure(ArmError::not_found(format!(
         "The Resource 'Microsoft.Cache/Redis/{}' under resource group '{}' was not found.",
@@ -682,8 +685,6 @@ fn not_found(p: &CachePath) -> Failure {
     )))
 }
 
-/// A port for a new cache's node: with `--node-ports`, the lowest one of the range that no
-/// cache holds and that can be bound; else one the system picks.
 /// Two ports for a cache's node (plain, TLS): with `--node-ports`, the lowest ones of the
 /// range that no cache holds and that can be bound; else ones the system picks.
 fn free_ports(config: &ServeConfig, store: &ResourceStore) -> Result<(u16, u16)> {
@@ -851,12 +852,16 @@ impl App {
     /// itself, and settles the operations `ops`.
     async fn delete(self: Arc<Self>, k: String, ops: Vec<String>, busy: Busy) {
         self.nodes.stop(&k, true).await;
-        // A node that never ran in this process (a delete resumed after a crash) still
-        // leaves its directory: the next cache of this name must not find it.
+        // The cache's files go with it (also for a delete resumed after a crash, whose node
+        // never ran in this process): the next cache of this name must not find them.
         let cache = self.store.lock().await.get(&k).cloned();
         if let Some(cache) = &cache {
             let dir = crate::supervisor::cache_dir(cache, &self.config.data_dir);
-            let _ = std::fs::remove_dir_all(dir);
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::error!(cache = %k, dir = %dir.display(), error = %e, "could not remove a deleted cache's files");
+            }
         }
         self.ledgers.lock().expect("ledgers lock").remove(&k);
         let removed = self.store.lock().await.remove(&k);
@@ -887,10 +892,7 @@ async fn patch_cache(
     let id = p.id()?;
     let params: UpdateParameters = parse_body(&body)?;
     let k = key(&id);
-    if app.store.lock().await.get(&id).is_none() {
-        return Err(not_found(&p));
-    }
-    let busy = app.claim(&k, &id)?;
+    let busy = claim_existing(&app, &id, &p).await?;
     let mut store = app.store.lock().await;
     let mut cache = store.get(&id).cloned().ok_or_else(|| not_found(&p))?;
     if let Some(tags) = params.tags {
@@ -1106,10 +1108,7 @@ async fn regenerate_key(
     let id = p.id()?;
     let req: RegenerateKeyParameters = parse_body(&body)?;
     let k = key(&id);
-    if app.store.lock().await.get(&id).is_none() {
-        return Err(not_found(&p));
-    }
-    let _busy = app.claim(&k, &id)?;
+    let _busy = claim_existing(&app, &id, &p).await?;
     let mut store = app.store.lock().await;
     let mut cache = store.get(&id).cloned().ok_or_else(|| not_found(&p))?;
     match req.key_type.to_ascii_lowercase().as_str() {

@@ -93,7 +93,8 @@ enum Msg {
         mode: StartMode,
         reply: oneshot::Sender<anyhow::Result<Started>>,
     },
-    /// Stops the node; `delete`: and removes its local files (the cache is deleted).
+    /// Stops the node; `delete`: without a final snapshot (the cache is being deleted;
+    /// its owner removes the files).
     Stop {
         delete: bool,
         reply: oneshot::Sender<()>,
@@ -193,13 +194,9 @@ fn renew_certificate(
 ) -> anyhow::Result<((PathBuf, PathBuf), bool)> {
     let dir = cache_dir(cache, &settings.data_dir).join("tls");
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let mut names = vec![
-        settings.host.clone(),
-        "127.0.0.1".into(),
-        "localhost".into(),
-    ];
-    names.dedup();
-    let issued = settings.ca.ensure(&cert, &key, &names)?;
+    let issued = settings
+        .ca
+        .ensure(&cert, &key, &tls::server_names(&settings.host))?;
     Ok(((cert, key), issued))
 }
 
@@ -370,7 +367,7 @@ impl Supervisor {
             .map_err(|_| anyhow::anyhow!("the cache's actor stopped while starting the node"))?
     }
 
-    /// Stops the node of `key` (keeping its files unless `delete`) and ends its actor.
+    /// Stops the node of `key` (with a final snapshot unless `delete`) and ends its actor.
     pub async fn stop(&self, key: &str, delete: bool) {
         if let Some(inbox) = self.existing(key) {
             let (reply, answer) = oneshot::channel();
@@ -557,7 +554,7 @@ impl CacheActor {
             Some(node) => node.stop(mode == StartMode::KeepData).await,
             None => node::StopReport::default(),
         };
-        self.leftover_events.extend(report.events.iter().cloned());
+        self.leftover_events.extend(report.events);
         if mode == StartMode::FreshMachine {
             if report.unshipped.is_empty() {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -637,14 +634,6 @@ impl CacheActor {
         }
         self.alive = None;
         self.set_state("Stopped");
-        if delete && let Some(cache) = &self.cache {
-            let dir = cache_dir(cache, &self.settings.data_dir);
-            if let Err(e) = std::fs::remove_dir_all(&dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::error!(cache = %self.key, dir = %dir.display(), error = %e, "could not remove a deleted cache's files");
-            }
-        }
     }
 
     /// A running node whose certificate is near its end gets a new one: the node restarts

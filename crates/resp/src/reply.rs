@@ -168,6 +168,33 @@ impl ReplyBuf {
         }
     }
 
+    /// A big number (`(digits`); a bulk string in RESP2.
+    pub fn big_number(&mut self, digits: &str) {
+        match self.protocol {
+            Protocol::Resp2 => self.bulk(digits.as_bytes()),
+            Protocol::Resp3 => {
+                self.buf.push(b'(');
+                self.buf.extend_from_slice(digits.as_bytes());
+                self.buf.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// Verbatim text with its three-letter format (`=len\r\nfmt:...`); a bulk string in
+    /// RESP2.
+    pub fn verbatim_as(&mut self, format: &[u8], text: &[u8]) {
+        match self.protocol {
+            Protocol::Resp2 => self.bulk(text),
+            Protocol::Resp3 => {
+                self.header(b'=', (text.len() + format.len() + 1) as i64);
+                self.buf.extend_from_slice(format);
+                self.buf.push(b':');
+                self.buf.extend_from_slice(text);
+                self.buf.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
     /// Verbatim text (`=len\r\ntxt:...`); a bulk string in RESP2.
     pub fn verbatim(&mut self, text: &[u8]) {
         match self.protocol {

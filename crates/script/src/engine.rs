@@ -1,0 +1,654 @@
+//! One Lua interpreter with Redis's sandbox, and running a script or function in it.
+//!
+//! Redis keeps two interpreters: one for EVAL scripts (reset by SCRIPT FLUSH) and one for
+//! FUNCTION libraries. [`Engine`] is either; the node owns one of each.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+use resp::{Frame, ReplyBuf};
+
+use crate::convert::{error_table, frame_to_lua, write_reply};
+use crate::watch::{RunKind, Watch};
+use crate::{HOOK_INSTRUCTIONS, LUA_MEMORY_MAX_BYTES};
+
+const PRELUDE: &str = include_str!("prelude.lua");
+
+/// Flags a script declares in its shebang (`#!lua flags=no-writes,allow-oom`) or a function
+/// at registration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScriptFlags {
+    /// No shebang: an EVAL script of Redis before 7.0, run with the old rules.
+    pub compat: bool,
+    pub no_writes: bool,
+    pub allow_oom: bool,
+    pub allow_stale: bool,
+    pub no_cluster: bool,
+    pub allow_cross_slot_keys: bool,
+}
+
+impl ScriptFlags {
+    /// Sets the flag Redis names `name`; false when there is none such.
+    pub fn set(&mut self, name: &str) -> bool {
+        match name {
+            "no-writes" => self.no_writes = true,
+            "allow-oom" => self.allow_oom = true,
+            "allow-stale" => self.allow_stale = true,
+            "no-cluster" => self.no_cluster = true,
+            "allow-cross-slot-keys" => self.allow_cross_slot_keys = true,
+            _ => return false,
+        }
+        true
+    }
+
+    /// The names set, in Redis's order (FUNCTION LIST).
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            (self.no_writes, "no-writes"),
+            (self.allow_oom, "allow-oom"),
+            (self.allow_stale, "allow-stale"),
+            (self.no_cluster, "no-cluster"),
+            (self.allow_cross_slot_keys, "allow-cross-slot-keys"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+}
+
+/// Splits an EVAL body's shebang line off: its flags, and where the code starts (the
+/// newline is kept so line numbers stay the user's).
+pub fn parse_shebang(body: &[u8]) -> Result<(ScriptFlags, usize), String> {
+    if !body.starts_with(b"#!") {
+        return Ok((
+            ScriptFlags {
+                compat: true,
+                ..ScriptFlags::default()
+            },
+            0,
+        ));
+    }
+    let Some(end) = body.iter().position(|&b| b == b'\n') else {
+        return Err("Invalid script shebang".into());
+    };
+    let line = String::from_utf8_lossy(&body[..end]);
+    let mut parts = line.split_ascii_whitespace();
+    let Some(engine) = parts.next() else {
+        return Err("Invalid engine in script shebang".into());
+    };
+    if engine != "#!lua" {
+        return Err(format!("Unexpected engine in script shebang: {engine}"));
+    }
+    let mut flags = ScriptFlags::default();
+    for part in parts {
+        let Some(list) = part.strip_prefix("flags=") else {
+            return Err(format!("Unknown lua shebang option: {part}"));
+        };
+        for flag in list.split(',').filter(|f| !f.is_empty()) {
+            if !flags.set(flag) {
+                return Err(format!("Unexpected flag in script shebang: {flag}"));
+            }
+        }
+    }
+    Ok((flags, end))
+}
+
+pub fn sha1_hex(data: &[u8]) -> String {
+    sha1_smol::Sha1::from(data).digest().to_string()
+}
+
+/// redis.log's levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Verbose,
+    Notice,
+    Warning,
+}
+
+/// How the running script wants its calls run.
+#[derive(Debug, Clone, Copy)]
+pub struct CallCtx {
+    /// redis.setresp(3): replies come as RESP3.
+    pub resp3: bool,
+    /// EVAL_RO / FCALL_RO or a `no-writes` script: write commands are refused.
+    pub read_only: bool,
+    /// redis.set_repl: whether writes reach the AOF.
+    pub propagate: bool,
+    /// Declared flags (OOM and stale checks).
+    pub flags: ScriptFlags,
+}
+
+/// What a script's `redis.call` reaches: the node.
+pub trait Host {
+    /// Runs one command. `Ok` holds its reply (errors as [`Frame::Error`]); `Err` a refusal
+    /// before it ran, worded as Redis words it (no leading `-` unless it has its own code).
+    fn call(&mut self, args: Vec<Bytes>, ctx: &CallCtx) -> Result<Frame, String>;
+    /// Whether a command of that name exists (redis.acl_check_cmd).
+    fn known_command(&self, name: &[u8]) -> bool;
+    fn log(&mut self, level: LogLevel, text: &str);
+}
+
+/// A script or function to run.
+pub struct Run<'a> {
+    /// For error messages: the script's sha, or the function's name.
+    pub name: &'a str,
+    pub kind: RunKind,
+    /// The command that started it (FUNCTION STATS).
+    pub command: &'a str,
+    pub keys: &'a [Bytes],
+    pub args: &'a [Bytes],
+    pub read_only: bool,
+    pub flags: ScriptFlags,
+}
+
+/// The per-run state the helpers read and change.
+struct RunState {
+    resp3: Cell<bool>,
+    propagate: Cell<bool>,
+}
+
+/// Redis's 48-bit linear congruential generator (rand48), so that math.random gives the
+/// same sequence for the same seed everywhere.
+pub(crate) struct Rand48(u64);
+
+impl Rand48 {
+    const MASK: u64 = (1 << 48) - 1;
+
+    pub(crate) fn seed(&mut self, seed: i32) {
+        self.0 = (((seed as u32 as u64) << 16) | 0x330e) & Self::MASK;
+    }
+
+    /// Like lrand48: 31 random bits.
+    pub(crate) fn next(&mut self) -> i32 {
+        self.0 = (self.0.wrapping_mul(0x5_deec_e66d).wrapping_add(0xb)) & Self::MASK;
+        (self.0 >> 17) as i32
+    }
+}
+
+pub struct Engine {
+    pub(crate) lua: Lua,
+    hidden: Table,
+    pub(crate) api: Table,
+    pub(crate) g_meta: Table,
+    pub(crate) load_api: Table,
+    pub(crate) watch: Arc<Watch>,
+    on_busy: Arc<dyn Fn() + Send + Sync>,
+    /// EVAL scripts by sha: the compiled chunk, its flags and body.
+    scripts: HashMap<String, (Function, ScriptFlags, Bytes)>,
+    scripts_body_bytes: usize,
+}
+
+impl Engine {
+    /// A fresh interpreter. `on_busy` runs (on the script's thread) when a script first
+    /// crosses the busy threshold, so the node can keep serving other clients.
+    pub fn new(watch: Arc<Watch>, on_busy: Arc<dyn Fn() + Send + Sync>) -> mlua::Result<Engine> {
+        let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::DEBUG;
+        // SAFETY: `debug` is what Redis's error handler uses to say where an error happened;
+        // the prelude keeps it as a private upvalue and no script can reach it (it is not
+        // among the globals scripts see), which is how Redis itself confines it.
+        #[allow(unsafe_code)]
+        let lua = unsafe { Lua::unsafe_new_with(libs, LuaOptions::default()) };
+        lua.set_memory_limit(LUA_MEMORY_MAX_BYTES)?;
+        let hidden = lua.create_table()?;
+        hidden.raw_set("bit", crate::bit::library(&lua)?)?;
+        hidden.raw_set("cjson", crate::cjson::library(&lua)?)?;
+        hidden.raw_set("cmsgpack", crate::msgpack::library(&lua)?)?;
+        hidden.raw_set("struct", crate::structlib::library(&lua)?)?;
+        hidden.raw_set(
+            "errmsg",
+            lua.create_function(|_, v: Value| Ok(error_message(&v)))?,
+        )?;
+        hidden.raw_set(
+            "error_table",
+            lua.create_function(|lua, text: mlua::LuaString| error_table(lua, &text.as_bytes()))?,
+        )?;
+        hidden.raw_set(
+            "sha1hex",
+            lua.create_function(|lua, v: Value| {
+                let data = match lua.coerce_string(v)? {
+                    Some(s) => s.as_bytes().to_vec(),
+                    None => Vec::new(),
+                };
+                Ok(sha1_hex(&data))
+            })?,
+        )?;
+        let w = watch.clone();
+        hidden.raw_set(
+            "killed",
+            lua.create_function(move |_, ()| Ok(w.kill_requested()))?,
+        )?;
+        let rng = Arc::new(std::sync::Mutex::new(Rand48(0x1234_abcd_330e)));
+        let r = rng.clone();
+        hidden.raw_set(
+            "random",
+            lua.create_function(move |_, args: MultiValue| {
+                let x = r.lock().map(|mut g| g.next()).unwrap_or(0);
+                let r = (x % i32::MAX) as f64 / i32::MAX as f64;
+                let int = |v: &Value| -> mlua::Result<i64> {
+                    match v {
+                        Value::Integer(i) => Ok(*i),
+                        Value::Number(n) => Ok(*n as i64),
+                        _ => Err(mlua::Error::runtime("bad argument to 'random' (number expected)")),
+                    }
+                };
+                match args.len() {
+                    0 => Ok(r),
+                    1 => {
+                        let u = int(&args[0])?;
+                        if u < 1 {
+                            return Err(mlua::Error::runtime("bad argument #1 to 'random' (interval is empty)"));
+                        }
+                        Ok((r * u as f64).floor() + 1.0)
+                    }
+                    2 => {
+                        let (l, u) = (int(&args[0])?, int(&args[1])?);
+                        if l > u {
+                            return Err(mlua::Error::runtime("bad argument #2 to 'random' (interval is empty)"));
+                        }
+                        Ok((r * (u - l + 1) as f64).floor() + l as f64)
+                    }
+                    _ => Err(mlua::Error::runtime("wrong number of arguments")),
+                }
+            })?,
+        )?;
+        hidden.raw_set(
+            "randomseed",
+            lua.create_function(move |_, seed: f64| {
+                if let Ok(mut g) = rng.lock() {
+                    g.seed(seed as i64 as i32);
+                }
+                Ok(())
+            })?,
+        )?;
+        lua.load(PRELUDE).set_name("=cacheplane").call::<()>(hidden.clone())?;
+        let api: Table = hidden.raw_get("api")?;
+        let g_meta: Table = hidden.raw_get("g_meta")?;
+        let load_api: Table = hidden.raw_get("load_api")?;
+        Ok(Engine {
+            lua,
+            hidden,
+            api,
+            g_meta,
+            load_api,
+            watch,
+            on_busy,
+            scripts: HashMap::new(),
+            scripts_body_bytes: 0,
+        })
+    }
+
+    pub fn watch(&self) -> &Arc<Watch> {
+        &self.watch
+    }
+
+    /// Bytes the interpreter holds (INFO used_memory_lua).
+    pub fn used_memory(&self) -> usize {
+        self.lua.used_memory()
+    }
+
+    /// Number of cached EVAL scripts and the bytes of their bodies.
+    pub fn scripts(&self) -> (usize, usize) {
+        (self.scripts.len(), self.scripts_body_bytes)
+    }
+
+    pub fn has_script(&self, sha: &[u8]) -> bool {
+        std::str::from_utf8(sha)
+            .is_ok_and(|s| self.scripts.contains_key(&s.to_ascii_lowercase()))
+    }
+
+    /// The body of a cached script (EVALSHA is logged as the EVAL of its body).
+    pub fn script_body(&self, sha: &str) -> Option<Bytes> {
+        self.scripts.get(sha).map(|s| s.2.clone())
+    }
+
+    /// Compiles and caches an EVAL script; its sha. Errors are Redis's whole replies.
+    pub fn load_script(&mut self, body: &Bytes) -> Result<String, String> {
+        let sha = sha1_hex(body);
+        if self.scripts.contains_key(&sha) {
+            return Ok(sha);
+        }
+        let (flags, start) = parse_shebang(body).map_err(|e| format!("ERR {e}"))?;
+        let func = self
+            .lua
+            .load(&body[start..])
+            .set_name("@user_script")
+            .into_function()
+            .map_err(|e| {
+                format!(
+                    "ERR Error compiling script (new function): {}",
+                    lua_error_text(&e)
+                )
+            })?;
+        self.scripts_body_bytes += body.len();
+        self.scripts.insert(sha.clone(), (func, flags, body.clone()));
+        Ok(sha)
+    }
+
+    /// A cached script's flags.
+    pub fn script_flags(&self, sha: &str) -> Option<ScriptFlags> {
+        self.scripts.get(sha).map(|s| s.1)
+    }
+
+    /// Runs a cached EVAL script (by lowercase sha) and writes its reply into `out`.
+    pub fn eval(&mut self, sha: &str, run: &Run, host: &mut dyn Host, out: &mut ReplyBuf) {
+        let Some((func, _, _)) = self.scripts.get(sha) else {
+            out.error("NOSCRIPT No matching script. Please use EVAL.");
+            return;
+        };
+        let func = func.clone();
+        let result = (|| -> mlua::Result<()> {
+            self.api.raw_set("KEYS", self.byte_array(run.keys)?)?;
+            self.api.raw_set("ARGV", self.byte_array(run.args)?)?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            out.error(&format!("ERR {}", lua_error_text(&e)));
+            return;
+        }
+        let runner: Function = match self.hidden.raw_get("run") {
+            Ok(f) => f,
+            Err(e) => {
+                out.error(&format!("ERR {}", lua_error_text(&e)));
+                return;
+            }
+        };
+        self.call_protected(run, host, out, |_| runner.call::<MultiValue>(func));
+    }
+
+    /// Runs a function's callback with KEYS and ARGV as its two arguments.
+    pub fn call_function(
+        &mut self,
+        callback: &Function,
+        run: &Run,
+        host: &mut dyn Host,
+        out: &mut ReplyBuf,
+    ) {
+        let runner: Function = match self.hidden.raw_get("run_function") {
+            Ok(f) => f,
+            Err(e) => {
+                out.error(&format!("ERR {}", lua_error_text(&e)));
+                return;
+            }
+        };
+        let (keys, args) = match (self.byte_array(run.keys), self.byte_array(run.args)) {
+            (Ok(k), Ok(a)) => (k, a),
+            (Err(e), _) | (_, Err(e)) => {
+                out.error(&format!("ERR {}", lua_error_text(&e)));
+                return;
+            }
+        };
+        let callback = callback.clone();
+        self.call_protected(run, host, out, |_| {
+            runner.call::<MultiValue>((callback, keys, args))
+        });
+    }
+
+    fn byte_array(&self, items: &[Bytes]) -> mlua::Result<Table> {
+        let t = self.lua.create_table_with_capacity(items.len(), 0)?;
+        for (i, item) in items.iter().enumerate() {
+            t.raw_set(i + 1, self.lua.create_string(item)?)?;
+        }
+        Ok(t)
+    }
+
+    /// Installs the per-run helpers and the hook, runs `body` (an xpcall in the prelude),
+    /// and writes the reply or the error Redis would write.
+    fn call_protected(
+        &mut self,
+        run: &Run,
+        host: &mut dyn Host,
+        out: &mut ReplyBuf,
+        body: impl FnOnce(&Lua) -> mlua::Result<MultiValue>,
+    ) {
+        let state = RunState {
+            resp3: Cell::new(false),
+            propagate: Cell::new(true),
+        };
+        let host = RefCell::new(host);
+        self.watch.start(run.kind, run.name, run.command);
+        let watch = self.watch.clone();
+        let on_busy = self.on_busy.clone();
+        if self.watch.busy_threshold_ms() > 0 {
+            let _ = self.lua.set_hook(
+                HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
+                move |_, _| {
+                    if watch.check_busy() {
+                        on_busy();
+                    }
+                    if watch.kill_requested() {
+                        return Err(mlua::Error::runtime(
+                            "ERR Script killed by user with SCRIPT KILL...",
+                        ));
+                    }
+                    Ok(VmState::Continue)
+                },
+            );
+        }
+        let hidden = self.hidden.clone();
+        let outcome = self.lua.scope(|scope| {
+            let call = scope.create_function(|lua, args: MultiValue| {
+                let ctx = CallCtx {
+                    resp3: state.resp3.get(),
+                    read_only: run.read_only,
+                    propagate: state.propagate.get(),
+                    flags: run.flags,
+                };
+                call_from_script(lua, &mut **host.borrow_mut(), args, &ctx)
+            })?;
+            let known = scope.create_function(|_, name: mlua::LuaString| {
+                Ok(host.borrow().known_command(&name.as_bytes()))
+            })?;
+            let log = scope.create_function(|_, args: MultiValue| {
+                let mut it = args.into_iter();
+                let level = match it.next() {
+                    Some(Value::Integer(0)) => LogLevel::Debug,
+                    Some(Value::Integer(1)) => LogLevel::Verbose,
+                    Some(Value::Integer(2)) => LogLevel::Notice,
+                    _ => LogLevel::Warning,
+                };
+                let parts: Vec<String> = it
+                    .filter_map(|v| match v {
+                        Value::String(s) => Some(s.to_string_lossy()),
+                        Value::Integer(i) => Some(i.to_string()),
+                        Value::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                host.borrow_mut().log(level, &parts.join(" "));
+                Ok(())
+            })?;
+            let setresp = scope.create_function(|_, v: i64| {
+                state.resp3.set(v == 3);
+                Ok(())
+            })?;
+            let set_repl = scope.create_function(|_, v: i64| {
+                // REPL_AOF (1) is what reaches the log here; replicas have none.
+                state.propagate.set(v & 1 != 0);
+                Ok(())
+            })?;
+            hidden.raw_set("call", call)?;
+            hidden.raw_set("known_command", known)?;
+            hidden.raw_set("log", log)?;
+            hidden.raw_set("setresp", setresp)?;
+            hidden.raw_set("set_repl", set_repl)?;
+            let values = body(&self.lua)?;
+            let mut values = values.into_iter();
+            let ok = matches!(values.next(), Some(Value::Boolean(true)));
+            let value = values.next().unwrap_or(Value::Nil);
+            if ok {
+                write_reply(out, &value, state.resp3.get(), 0);
+            } else {
+                write_error(out, run.name, &value);
+            }
+            Ok(())
+        });
+        self.lua.remove_hook();
+        for name in ["call", "known_command", "log", "setresp", "set_repl"] {
+            let _ = self.hidden.raw_set(name, Value::Nil);
+        }
+        if let Err(e) = outcome {
+            // Raised outside the script's own protection: memory exhausted while setting up.
+            out.error(&format!(
+                "ERR Error running script {}, {:.100}",
+                run.name,
+                lua_error_text(&e)
+            ));
+        }
+        self.watch.finish();
+        // A full collection now and then, not a long one at a random moment (Redis steps
+        // the collector every 50 calls).
+        let _ = self.lua.gc_step();
+    }
+
+    /// SCRIPT FLUSH: a fresh interpreter (globals, cached scripts, memory).
+    pub fn reset(&mut self) -> mlua::Result<()> {
+        *self = Engine::new(self.watch.clone(), self.on_busy.clone())?;
+        Ok(())
+    }
+
+    pub(crate) fn hidden(&self) -> &Table {
+        &self.hidden
+    }
+}
+
+/// redis.call / redis.pcall's Rust half: `(failed, value)`, never a Lua error (the prelude
+/// raises for redis.call, so the error keeps Redis's table form).
+fn call_from_script(
+    lua: &Lua,
+    host: &mut dyn Host,
+    args: MultiValue,
+    ctx: &CallCtx,
+) -> mlua::Result<(bool, Value)> {
+    if args.is_empty() {
+        return Ok((
+            true,
+            Value::Table(error_table(
+                lua,
+                b"Please specify at least one argument for this redis lib call",
+            )?),
+        ));
+    }
+    let mut argv = Vec::with_capacity(args.len());
+    for v in args {
+        let bytes = match v {
+            Value::String(s) => Bytes::copy_from_slice(&s.as_bytes()),
+            Value::Integer(i) => Bytes::copy_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+            Value::Number(n) => {
+                let mut text = Vec::with_capacity(24);
+                resp::format_double(n, &mut text);
+                Bytes::from(text)
+            }
+            _ => {
+                return Ok((
+                    true,
+                    Value::Table(error_table(
+                        lua,
+                        b"Lua redis lib command arguments must be strings or integers",
+                    )?),
+                ));
+            }
+        };
+        argv.push(bytes);
+    }
+    match host.call(argv, ctx) {
+        Ok(frame) => {
+            let failed = matches!(frame, Frame::Error(_));
+            Ok((failed, frame_to_lua(lua, frame, ctx.resp3)?))
+        }
+        Err(refusal) => Ok((true, Value::Table(error_table(lua, refusal.as_bytes())?))),
+    }
+}
+
+/// The reply for a failed run, as luaCallFunction writes it.
+fn write_error(out: &mut ReplyBuf, name: &str, err: &Value) {
+    match err {
+        Value::Table(t) => {
+            let msg: Option<mlua::LuaString> = t.raw_get("err").ok();
+            let msg = msg.map_or_else(|| "ERR unknown error".to_owned(), |m| m.to_string_lossy());
+            let source: Option<mlua::LuaString> = t.raw_get("source").ok();
+            let line: Option<Value> = t.raw_get("line").ok();
+            let line = match line {
+                Some(Value::Integer(i)) => Some(i.to_string()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                Some(Value::String(s)) => Some(s.to_string_lossy()),
+                _ => None,
+            };
+            match (source, line) {
+                (Some(source), Some(line)) => out.error(&format!(
+                    "{msg} script: {name}, on {}:{line}.",
+                    source.to_string_lossy()
+                )),
+                _ => out.error(&msg),
+            }
+        }
+        other => {
+            let msg = match other {
+                Value::String(s) => s.to_string_lossy(),
+                _ => "execution failure".to_owned(),
+            };
+            out.error(&format!("ERR Error running script {name}, {msg:.100}"));
+        }
+    }
+}
+
+/// The message of an error raised from Rust code (an mlua error value), without mlua's
+/// wrapping ("runtime error: ", callback tracebacks).
+fn error_message(v: &Value) -> String {
+    match v {
+        Value::Error(e) => lua_error_text(e),
+        Value::String(s) => s.to_string_lossy(),
+        other => format!("{other:?}"),
+    }
+}
+
+pub(crate) fn lua_error_text(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::RuntimeError(m) | mlua::Error::MemoryError(m) => m.clone(),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::CallbackError { cause, .. } => lua_error_text(cause),
+        mlua::Error::WithContext { cause, .. } => lua_error_text(cause),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shebangs() {
+        assert!(parse_shebang(b"return 1").unwrap().0.compat);
+        let (f, at) = parse_shebang(b"#!lua flags=no-writes,allow-oom\nreturn 1").unwrap();
+        assert!(f.no_writes && f.allow_oom && !f.compat);
+        assert_eq!(at, 31);
+        assert_eq!(
+            parse_shebang(b"#!lua").unwrap_err(),
+            "Invalid script shebang"
+        );
+        assert_eq!(
+            parse_shebang(b"#!py\n").unwrap_err(),
+            "Unexpected engine in script shebang: #!py"
+        );
+        assert_eq!(
+            parse_shebang(b"#!lua flags=bad\n").unwrap_err(),
+            "Unexpected flag in script shebang: bad"
+        );
+        assert_eq!(
+            parse_shebang(b"#!lua name=x\n").unwrap_err(),
+            "Unknown lua shebang option: name=x"
+        );
+    }
+
+    #[test]
+    fn rand48_matches_the_c_library() {
+        // srand48(0); lrand48() twice, as glibc gives.
+        let mut r = Rand48(0);
+        r.seed(0);
+        assert_eq!(r.next(), 366_850_414);
+        assert_eq!(r.next(), 1_610_402_240);
+    }
+}

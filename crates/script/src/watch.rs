@@ -1,0 +1,165 @@
+//! What a running script tells the rest of the node without a lock: whether one runs,
+//! since when, whether it is past the busy threshold, whether it wrote, and whether
+//! SCRIPT KILL / FUNCTION KILL asked it to stop.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Which command family started the running script (SCRIPT KILL stops only EVAL scripts,
+/// FUNCTION KILL only functions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    Eval,
+    Function,
+}
+
+/// Shared between the engine (which updates it while a script runs) and the connections
+/// (which read it to answer BUSY and to kill).
+pub struct Watch {
+    epoch: Instant,
+    /// Microseconds since `epoch` when the running script started; 0 when none runs.
+    started_us: AtomicU64,
+    /// Busy threshold in milliseconds (busy-reply-threshold / lua-time-limit); 0: never.
+    busy_after_ms: AtomicU64,
+    busy: AtomicBool,
+    kill: AtomicBool,
+    wrote: AtomicBool,
+    kind: AtomicU8,
+    /// The running script's name (sha or function) and command, for FUNCTION STATS.
+    running: Mutex<Option<(String, String)>>,
+}
+
+impl Default for Watch {
+    fn default() -> Self {
+        Watch {
+            epoch: Instant::now(),
+            started_us: AtomicU64::new(0),
+            busy_after_ms: AtomicU64::new(5_000),
+            busy: AtomicBool::new(false),
+            kill: AtomicBool::new(false),
+            wrote: AtomicBool::new(false),
+            kind: AtomicU8::new(0),
+            running: Mutex::new(None),
+        }
+    }
+}
+
+/// What SCRIPT KILL / FUNCTION KILL get.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KillOutcome {
+    Killing,
+    NotBusy,
+    /// The script wrote: stopping it halfway would break atomicity.
+    Unkillable,
+    /// SCRIPT KILL for a function or FUNCTION KILL for a script.
+    WrongKind(RunKind),
+}
+
+impl Watch {
+    pub fn set_busy_threshold_ms(&self, ms: u64) {
+        self.busy_after_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn busy_threshold_ms(&self) -> u64 {
+        self.busy_after_ms.load(Ordering::Relaxed)
+    }
+
+    /// Whether a script is running past the busy threshold (others get BUSY).
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    pub fn running_kind(&self) -> Option<RunKind> {
+        if self.started_us.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        Some(match self.kind.load(Ordering::Relaxed) {
+            0 => RunKind::Eval,
+            _ => RunKind::Function,
+        })
+    }
+
+    /// Name, command and milliseconds so far of the running script.
+    pub fn running(&self) -> Option<(String, String, u64)> {
+        let started = self.started_us.load(Ordering::Acquire);
+        if started == 0 {
+            return None;
+        }
+        let (name, command) = self.running.lock().ok()?.clone()?;
+        Some((name, command, self.elapsed_ms(started)))
+    }
+
+    pub fn kill(&self, asked_by: RunKind) -> KillOutcome {
+        let Some(kind) = self.running_kind() else {
+            return KillOutcome::NotBusy;
+        };
+        if self.wrote.load(Ordering::Acquire) {
+            return KillOutcome::Unkillable;
+        }
+        if kind != asked_by {
+            return KillOutcome::WrongKind(kind);
+        }
+        self.kill.store(true, Ordering::Release);
+        KillOutcome::Killing
+    }
+
+    pub(crate) fn kill_requested(&self) -> bool {
+        self.kill.load(Ordering::Acquire)
+    }
+
+    /// Marks that the running script wrote (it can no longer be killed).
+    pub fn wrote(&self) {
+        self.wrote.store(true, Ordering::Release);
+    }
+
+    fn now_us(&self) -> u64 {
+        // Never 0, which means "nothing runs".
+        self.epoch.elapsed().as_micros() as u64 + 1
+    }
+
+    fn elapsed_ms(&self, started_us: u64) -> u64 {
+        self.now_us().saturating_sub(started_us) / 1000
+    }
+
+    pub(crate) fn start(&self, kind: RunKind, name: &str, command: &str) {
+        if let Ok(mut r) = self.running.lock() {
+            *r = Some((name.to_owned(), command.to_owned()));
+        }
+        self.kill.store(false, Ordering::Relaxed);
+        self.wrote.store(false, Ordering::Relaxed);
+        self.busy.store(false, Ordering::Relaxed);
+        self.kind.store(
+            match kind {
+                RunKind::Eval => 0,
+                RunKind::Function => 1,
+            },
+            Ordering::Relaxed,
+        );
+        self.started_us.store(self.now_us(), Ordering::Release);
+    }
+
+    pub(crate) fn finish(&self) {
+        self.started_us.store(0, Ordering::Release);
+        self.busy.store(false, Ordering::Release);
+        self.kill.store(false, Ordering::Release);
+        if let Ok(mut r) = self.running.lock() {
+            *r = None;
+        }
+    }
+
+    /// From the count hook: true exactly once, when the running script crosses the busy
+    /// threshold.
+    pub(crate) fn check_busy(&self) -> bool {
+        if self.busy.load(Ordering::Relaxed) {
+            return false;
+        }
+        let threshold = self.busy_after_ms.load(Ordering::Relaxed);
+        let started = self.started_us.load(Ordering::Acquire);
+        if threshold == 0 || started == 0 || self.elapsed_ms(started) < threshold {
+            return false;
+        }
+        self.busy.store(true, Ordering::Release);
+        true
+    }
+}

@@ -9,6 +9,7 @@ mod node_compat;
 mod node_protocol;
 mod node_server;
 mod persistence;
+mod scripting;
 mod serve;
 mod storage;
 mod tls;

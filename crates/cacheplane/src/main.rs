@@ -179,15 +179,11 @@ fn main() -> anyhow::Result<()> {
                 }
             };
             init_logging(&config.loglevel);
-            // One I/O thread (the default, as Redis) runs on a current-thread runtime: no
-            // work-stealing queues between a socket event and its connection task.
-            let mut builder = if config.io_threads <= 1 {
-                tokio::runtime::Builder::new_current_thread()
-            } else {
-                let mut b = tokio::runtime::Builder::new_multi_thread();
-                b.worker_threads(config.io_threads);
-                b
-            };
+            // A multi-thread runtime even for one I/O thread (the default, as Redis): a
+            // script that runs past busy-reply-threshold hands its worker to a new thread
+            // (block_in_place), which keeps answering other clients with BUSY.
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(config.io_threads.max(1));
             let runtime = builder
                 .enable_all()
                 .build()

@@ -469,6 +469,14 @@ impl Keyspace {
         self.feed.as_ref().map_or(0, Vec::len)
     }
 
+    /// Drops the changes logged since `len` (a script's writes under redis.set_repl
+    /// REPL_NONE stay out of the log).
+    pub fn feed_truncate(&mut self, len: usize) {
+        if let Some(f) = &mut self.feed {
+            f.truncate(len);
+        }
+    }
+
     /// Wraps the changes logged since `from` in MULTI/EXEC when there are several, so a
     /// replay applies the transaction whole.
     pub fn feed_wrap_transaction(&mut self, from: usize) {

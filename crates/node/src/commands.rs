@@ -32,7 +32,7 @@ fn unknown_sub(cmd: &str, sub: &[u8]) -> CmdError {
     }
 }
 
-fn help(out: &mut ReplyBuf, lines: &[&str]) {
+pub(crate) fn help(out: &mut ReplyBuf, lines: &[&str]) {
     out.array(lines.len());
     lines.iter().for_each(|l| out.simple(l));
 }
@@ -124,35 +124,14 @@ pub fn run(
         }
         "debug" => debug(st, id, a, out)?,
         "lastsave" => out.int(st.rdb.last_save_unix as i64),
-        "function" => {
-            keyspace::check_subcommand_arity(
-                "function",
-                a,
-                &[("flush", -2), ("list", -2), ("help", 2)],
-            )?;
-            match lossy(&a[1]).to_ascii_lowercase().as_str() {
-                "flush" => {
-                    if a.len() > 3 || a.get(2).is_some_and(|m| !is(m, "async") && !is(m, "sync")) {
-                        return Err(CmdError::other(
-                            "ERR FUNCTION FLUSH only supports SYNC|ASYNC option",
-                        ));
-                    }
-                    out.ok();
-                }
-                "list" => out.array(0),
-                "help" => help(
-                    out,
-                    &[
-                        "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                        "FLUSH [ASYNC|SYNC]",
-                        "    Delete all the libraries (there are none: no scripting engine yet).",
-                        "LIST [LIBRARYNAME <pattern>] [WITHCODE]",
-                        "    Return the libraries (none).",
-                    ],
-                ),
-                _ => return Err(unknown_sub("FUNCTION", &a[1])),
-            }
-        }
+        "eval" => return crate::scripting::eval(st, id, a, out, false, false),
+        "evalsha" => return crate::scripting::eval(st, id, a, out, true, false),
+        "eval_ro" => return crate::scripting::eval(st, id, a, out, false, true),
+        "evalsha_ro" => return crate::scripting::eval(st, id, a, out, true, true),
+        "fcall" => return crate::scripting::fcall(st, id, a, out, false),
+        "fcall_ro" => return crate::scripting::fcall(st, id, a, out, true),
+        "script" => return crate::scripting::script_command(st, a, out),
+        "function" => return crate::scripting::function_command(st, a, out),
         "cacheplane" => {
             keyspace::check_subcommand_arity(
                 "cacheplane",

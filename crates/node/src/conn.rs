@@ -193,7 +193,7 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
     let outbox_bytes = Arc::new(AtomicUsize::new(0));
     let killed = Arc::new(AtomicBool::new(false));
     let registered = {
-        let mut st = shared.state.lock().expect("state lock");
+        let mut st = shared.lock_when_idle().await;
         st.stats.total_connections_received += 1;
         if st.shutting_down || st.clients.len() >= st.config.maxclients {
             st.stats.rejected_connections += 1;
@@ -251,7 +251,7 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
         unaccounted_input_bytes: 0,
     };
     conn.serve(authenticated, &config).await;
-    shared.state.lock().expect("state lock").remove_client(id);
+    shared.lock_when_idle().await.remove_client(id);
 }
 
 impl Connection {
@@ -364,6 +364,15 @@ impl Connection {
         out: &mut ReplyBuf,
         authenticated: &mut bool,
     ) -> (Flow, Option<(u64, tokio::sync::watch::Receiver<u64>)>) {
+        if self.shared.script_watch.is_busy() {
+            // A script holds the lock and runs on: answer without it, as Redis does from
+            // inside the script's hook.
+            let mut flow = Flow::Continue;
+            while let Some(cmd) = pending.pop_front() {
+                flow = crate::scripting::answer_while_busy(&self.shared.script_watch, &cmd, out);
+            }
+            return (flow, None);
+        }
         let mut st = self.shared.state.lock().expect("state lock");
         st.ks.set_clock(unix_time_ms());
         st.stats.total_net_input_bytes += std::mem::take(&mut self.unaccounted_input_bytes);

@@ -131,6 +131,24 @@ fn section_text(st: &State, section: &str, o: &mut String) {
                     0.0
                 },
             );
+            let eval_lua = st.scripting.eval_ref().map_or(0, |e| e.used_memory());
+            let (scripts, script_bytes) = st.scripting.eval_ref().map_or((0, 0), |e| e.scripts());
+            let functions_lua = st
+                .scripting
+                .functions_ref()
+                .map_or(0, |f| f.engine().used_memory());
+            let _ = write!(
+                o,
+                "used_memory_lua:{eval_lua}\r\nused_memory_vm_eval:{eval_lua}\r\nused_memory_lua_human:{}\r\nused_memory_scripts_eval:{script_bytes}\r\nnumber_of_cached_scripts:{scripts}\r\nnumber_of_functions:{}\r\nnumber_of_libraries:{}\r\nused_memory_vm_functions:{functions_lua}\r\nused_memory_vm_total:{}\r\n",
+                human(eval_lua as u64),
+                st.scripting
+                    .functions_ref()
+                    .map_or(0, |f| f.function_count()),
+                st.scripting
+                    .functions_ref()
+                    .map_or(0, |f| f.libraries().count()),
+                eval_lua + functions_lua,
+            );
         }
         "persistence" => {
             let _ = write!(

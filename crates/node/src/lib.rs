@@ -11,6 +11,7 @@ mod dispatch;
 mod durability;
 mod info;
 mod persist;
+mod scripting;
 mod server;
 mod ship;
 mod state;
@@ -40,6 +41,22 @@ pub struct Shared {
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
     /// The background workers, readable even when the state lock is poisoned.
     pub(crate) workers: Arc<workers::Workers>,
+    /// The running script, readable while it holds the state lock (BUSY, SCRIPT KILL).
+    pub(crate) script_watch: Arc<script::Watch>,
+}
+
+/// How often a task that needs the state lock looks again while a busy script holds it.
+const BUSY_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
+impl Shared {
+    /// The state lock, for async tasks: waits (without blocking the thread) while a busy
+    /// script holds it, so the thread stays free to answer BUSY and SCRIPT KILL.
+    pub(crate) async fn lock_when_idle(&self) -> std::sync::MutexGuard<'_, state::State> {
+        while self.script_watch.is_busy() {
+            tokio::time::sleep(BUSY_POLL).await;
+        }
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A running node.
@@ -217,6 +234,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let state = load_at_start(state).await?;
     let shared = Arc::new(Shared {
         workers: state.workers.clone(),
+        script_watch: state.scripting.watch.clone(),
         state: Mutex::new(state),
         shutdown,
     });

@@ -126,9 +126,9 @@ pub async fn serve(
 async fn cron(shared: Arc<Shared>) {
     let parent = std::os::unix::process::parent_id();
     loop {
-        let hz = shared.state.lock().expect("state lock").config.hz.max(1);
+        let hz = shared.lock_when_idle().await.config.hz.max(1);
         tokio::time::sleep(Duration::from_millis(1000 / hz as u64)).await;
-        let mut st = shared.state.lock().expect("state lock");
+        let mut st = shared.lock_when_idle().await;
         // Orphaned (the parent died and another process adopted this one): stop, as the
         // parent would have stopped us.
         if st.config.exit_with_parent && std::os::unix::process::parent_id() != parent {

@@ -81,6 +81,35 @@ pub struct Client {
 }
 
 impl Client {
+    /// The client scripts run their commands as: no connection behind it.
+    pub fn script(now_ms: u64) -> Client {
+        let (outbox, _) = mpsc::unbounded_channel();
+        Client {
+            id: crate::scripting::SCRIPT_CLIENT_ID,
+            addr: String::new(),
+            laddr: String::new(),
+            local: true,
+            name: None,
+            db: 0,
+            protocol: Protocol::Resp2,
+            authenticated: true,
+            key_used: None,
+            created_ms: now_ms,
+            last_ms: now_ms,
+            last_cmd: String::new(),
+            multi: None,
+            multi_error: false,
+            watched: Vec::new(),
+            watch_dirty: false,
+            channels: Default::default(),
+            patterns: Default::default(),
+            blocked: None,
+            outbox,
+            outbox_bytes: Default::default(),
+            killed: Default::default(),
+        }
+    }
+
     /// Asks the connection to close as soon as it looks at its outbox.
     pub fn kill(&self) {
         self.killed.store(true, Ordering::Relaxed);
@@ -132,6 +161,8 @@ pub struct State {
     pub ship: crate::ship::Shipping,
     /// The node's background workers (also reachable outside the lock, from `Shared`).
     pub workers: Arc<crate::workers::Workers>,
+    /// Lua: the EVAL and FUNCTION interpreters and the running script's watch.
+    pub scripting: crate::scripting::Scripting,
 }
 
 impl State {
@@ -158,6 +189,7 @@ impl State {
                 ..Default::default()
             },
             workers,
+            scripting: crate::scripting::Scripting::new(Client::script(now_ms)),
         }
     }
 

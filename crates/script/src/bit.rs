@@ -12,8 +12,14 @@ pub(crate) fn tobit(v: &Value) -> mlua::Result<i32> {
             .to_str()
             .ok()
             .and_then(|s| s.trim().parse::<f64>().ok())
-            .ok_or_else(|| mlua::Error::runtime("bad argument to bit operation (number expected)"))?,
-        _ => return Err(mlua::Error::runtime("bad argument to bit operation (number expected)")),
+            .ok_or_else(|| {
+                mlua::Error::runtime("bad argument to bit operation (number expected)")
+            })?,
+        _ => {
+            return Err(mlua::Error::runtime(
+                "bad argument to bit operation (number expected)",
+            ));
+        }
     };
     if !n.is_finite() {
         return Ok(0);
@@ -37,17 +43,38 @@ pub(crate) fn library(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.raw_set("tobit", lua.create_function(|_, v: Value| tobit(&v))?)?;
     t.raw_set("bnot", lua.create_function(|_, v: Value| Ok(!tobit(&v)?))?)?;
-    t.raw_set("band", lua.create_function(|_, a: Variadic<Value>| fold(&a, |x, y| x & y))?)?;
-    t.raw_set("bor", lua.create_function(|_, a: Variadic<Value>| fold(&a, |x, y| x | y))?)?;
-    t.raw_set("bxor", lua.create_function(|_, a: Variadic<Value>| fold(&a, |x, y| x ^ y))?)?;
+    t.raw_set(
+        "band",
+        lua.create_function(|_, a: Variadic<Value>| fold(&a, |x, y| x & y))?,
+    )?;
+    t.raw_set(
+        "bor",
+        lua.create_function(|_, a: Variadic<Value>| fold(&a, |x, y| x | y))?,
+    )?;
+    t.raw_set(
+        "bxor",
+        lua.create_function(|_, a: Variadic<Value>| fold(&a, |x, y| x ^ y))?,
+    )?;
     let shift = |f: fn(i32, u32) -> i32| {
         move |_: &Lua, (v, n): (Value, Value)| Ok(f(tobit(&v)?, (tobit(&n)? & 31) as u32))
     };
-    t.raw_set("lshift", lua.create_function(shift(|x, n| ((x as u32) << n) as i32))?)?;
-    t.raw_set("rshift", lua.create_function(shift(|x, n| ((x as u32) >> n) as i32))?)?;
+    t.raw_set(
+        "lshift",
+        lua.create_function(shift(|x, n| ((x as u32) << n) as i32))?,
+    )?;
+    t.raw_set(
+        "rshift",
+        lua.create_function(shift(|x, n| ((x as u32) >> n) as i32))?,
+    )?;
     t.raw_set("arshift", lua.create_function(shift(|x, n| x >> n))?)?;
-    t.raw_set("rol", lua.create_function(shift(|x, n| (x as u32).rotate_left(n) as i32))?)?;
-    t.raw_set("ror", lua.create_function(shift(|x, n| (x as u32).rotate_right(n) as i32))?)?;
+    t.raw_set(
+        "rol",
+        lua.create_function(shift(|x, n| (x as u32).rotate_left(n) as i32))?,
+    )?;
+    t.raw_set(
+        "ror",
+        lua.create_function(shift(|x, n| (x as u32).rotate_right(n) as i32))?,
+    )?;
     t.raw_set(
         "bswap",
         lua.create_function(|_, v: Value| Ok((tobit(&v)? as u32).swap_bytes() as i32))?,

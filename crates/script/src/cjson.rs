@@ -70,22 +70,32 @@ pub(crate) fn library(lua: &Lua) -> mlua::Result<Table> {
             let slot = which(&s);
             if let Some(n) = n {
                 if n < 1 {
-                    return Err(mlua::Error::runtime("bad argument #1 (expected integer between 1 and 2147483647)"));
+                    return Err(mlua::Error::runtime(
+                        "bad argument #1 (expected integer between 1 and 2147483647)",
+                    ));
                 }
                 slot.store((n as usize).min(DEPTH_MAX), Ordering::Relaxed);
             }
             Ok(slot.load(Ordering::Relaxed))
         }
     };
-    t.raw_set("encode_max_depth", lua.create_function(depth_setter(|s| &s.encode_depth_max))?)?;
-    t.raw_set("decode_max_depth", lua.create_function(depth_setter(|s| &s.decode_depth_max))?)?;
+    t.raw_set(
+        "encode_max_depth",
+        lua.create_function(depth_setter(|s| &s.encode_depth_max))?,
+    )?;
+    t.raw_set(
+        "decode_max_depth",
+        lua.create_function(depth_setter(|s| &s.decode_depth_max))?,
+    )?;
     let flag_setter = |which: fn(&Settings) -> &AtomicBool| {
         let s = settings.clone();
         move |_: &Lua, v: Option<Value>| {
             let slot = which(&s);
             match v {
                 Some(Value::Boolean(b)) => slot.store(b, Ordering::Relaxed),
-                Some(Value::String(s)) if s.as_bytes().as_ref() == b"on" || s.as_bytes().as_ref() == b"null" => {
+                Some(Value::String(s))
+                    if s.as_bytes().as_ref() == b"on" || s.as_bytes().as_ref() == b"null" =>
+                {
                     slot.store(true, Ordering::Relaxed)
                 }
                 Some(Value::String(_)) => slot.store(false, Ordering::Relaxed),
@@ -103,12 +113,18 @@ pub(crate) fn library(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(flag_setter(|s| &s.decode_invalid_numbers))?,
     )?;
     // Accepted for compatibility; buffers and sparse-array handling are fixed here.
-    t.raw_set("encode_keep_buffer", lua.create_function(|_, v: Option<bool>| Ok(v.unwrap_or(true)))?)?;
+    t.raw_set(
+        "encode_keep_buffer",
+        lua.create_function(|_, v: Option<bool>| Ok(v.unwrap_or(true)))?,
+    )?;
     t.raw_set(
         "encode_sparse_array",
         lua.create_function(|_, _: mlua::MultiValue| Ok((false, SPARSE_RATIO, SPARSE_SAFE)))?,
     )?;
-    t.raw_set("encode_number_precision", lua.create_function(|_, _: Option<i64>| Ok(14))?)?;
+    t.raw_set(
+        "encode_number_precision",
+        lua.create_function(|_, _: Option<i64>| Ok(14))?,
+    )?;
     t.raw_set("null", Value::NULL)?;
     t.raw_set("_NAME", "cjson")?;
     t.raw_set("_VERSION", "2.1.0")?;
@@ -118,13 +134,21 @@ pub(crate) fn library(lua: &Lua) -> mlua::Result<Table> {
 /// `%.14g`, as lua-cjson formats numbers.
 pub(crate) fn format_g14(n: f64) -> String {
     if n.is_nan() {
-        return if n.is_sign_negative() { "-nan".into() } else { "nan".into() };
+        return if n.is_sign_negative() {
+            "-nan".into()
+        } else {
+            "nan".into()
+        };
     }
     if n.is_infinite() {
         return if n > 0.0 { "inf".into() } else { "-inf".into() };
     }
     if n == 0.0 {
-        return if n.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if n.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     let exp = n.abs().log10().floor() as i32;
     // Round to 14 significant digits first: the exponent may change (9.99...e5 -> 1e6).
@@ -244,7 +268,9 @@ fn encode(v: &Value, s: &Settings, depth: usize, out: &mut Vec<u8>) -> Result<()
                         first = false;
                         match &k {
                             Value::String(key) => encode_string(&key.as_bytes(), out),
-                            Value::Integer(i) => encode_string(format_g14(*i as f64).as_bytes(), out),
+                            Value::Integer(i) => {
+                                encode_string(format_g14(*i as f64).as_bytes(), out)
+                            }
                             Value::Number(n) => encode_string(format_g14(*n).as_bytes(), out),
                             other => {
                                 return Err(format!(
@@ -261,7 +287,10 @@ fn encode(v: &Value, s: &Settings, depth: usize, out: &mut Vec<u8>) -> Result<()
             }
         }
         other => {
-            return Err(format!("Cannot serialise {}: type not supported", type_name(other)));
+            return Err(format!(
+                "Cannot serialise {}: type not supported",
+                type_name(other)
+            ));
         }
     }
     Ok(())
@@ -276,13 +305,18 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn skip_ws(&mut self) {
-        while self.pos < self.text.len() && matches!(self.text[self.pos], b' ' | b'\t' | b'\n' | b'\r') {
+        while self.pos < self.text.len()
+            && matches!(self.text[self.pos], b' ' | b'\t' | b'\n' | b'\r')
+        {
             self.pos += 1;
         }
     }
 
     fn fail<T>(&self, what: &str) -> Result<T, String> {
-        Err(format!("Expected {what} but found invalid token at character {}", self.pos + 1))
+        Err(format!(
+            "Expected {what} but found invalid token at character {}",
+            self.pos + 1
+        ))
     }
 
     fn value(&mut self, depth: usize) -> Result<Value, String> {
@@ -313,7 +347,8 @@ impl Parser<'_> {
                     self.pos += 1;
                     self.skip_ws();
                     let v = self.value(depth + 1)?;
-                    t.raw_set(self.lua.create_string(&key).map_err(lua_err)?, v).map_err(lua_err)?;
+                    t.raw_set(self.lua.create_string(&key).map_err(lua_err)?, v)
+                        .map_err(lua_err)?;
                     self.skip_ws();
                     match self.text.get(self.pos) {
                         Some(b',') => self.pos += 1,
@@ -396,10 +431,16 @@ impl Parser<'_> {
     }
 
     fn hex4(&mut self) -> Result<u32, String> {
-        let digits = self.text.get(self.pos..self.pos + 4).ok_or("Expected value but found invalid unicode escape code")?;
+        let digits = self
+            .text
+            .get(self.pos..self.pos + 4)
+            .ok_or("Expected value but found invalid unicode escape code")?;
         let s = std::str::from_utf8(digits).map_err(|_| "invalid unicode escape code")?;
         let v = u32::from_str_radix(s, 16).map_err(|_| {
-            format!("Expected value but found invalid unicode escape code at character {}", self.pos + 1)
+            format!(
+                "Expected value but found invalid unicode escape code at character {}",
+                self.pos + 1
+            )
         })?;
         self.pos += 4;
         Ok(v)
@@ -428,10 +469,14 @@ impl Parser<'_> {
                         b't' => out.push(b'\t'),
                         b'u' => {
                             let mut cp = self.hex4()?;
-                            if (0xd800..0xdc00).contains(&cp) && self.text[self.pos..].starts_with(b"\\u") {
+                            if (0xd800..0xdc00).contains(&cp)
+                                && self.text[self.pos..].starts_with(b"\\u")
+                            {
                                 self.pos += 2;
                                 let low = self.hex4()?;
-                                cp = 0x10000 + ((cp - 0xd800) << 10) + (low.wrapping_sub(0xdc00) & 0x3ff);
+                                cp = 0x10000
+                                    + ((cp - 0xd800) << 10)
+                                    + (low.wrapping_sub(0xdc00) & 0x3ff);
                             }
                             let ch = char::from_u32(cp).unwrap_or('\u{fffd}');
                             let mut buf = [0u8; 4];
@@ -482,18 +527,44 @@ mod tests {
             .eval()
             .unwrap();
         assert_eq!(s, "0 -5000 -1 0.0003 1023.2 0");
-        assert_eq!(lua.load("return cjson.encode({})").eval::<String>().unwrap(), "{}");
-        assert!(lua.load("return cjson.encode({[false] = 1})").eval::<String>().is_err());
-        assert!(lua.load("return cjson.encode({[1] = 1, [100] = 2})").eval::<String>().is_err());
-        assert!(lua.load("cjson.decode_max_depth(1) return cjson.decode('[[1]]')").exec().is_err());
+        assert_eq!(
+            lua.load("return cjson.encode({})")
+                .eval::<String>()
+                .unwrap(),
+            "{}"
+        );
+        assert!(
+            lua.load("return cjson.encode({[false] = 1})")
+                .eval::<String>()
+                .is_err()
+        );
+        assert!(
+            lua.load("return cjson.encode({[1] = 1, [100] = 2})")
+                .eval::<String>()
+                .is_err()
+        );
+        assert!(
+            lua.load("cjson.decode_max_depth(1) return cjson.decode('[[1]]')")
+                .exec()
+                .is_err()
+        );
         assert!(lua.load("return cjson.decode('[1,')").exec().is_err());
-        let v: String = lua.load(r#"return cjson.decode([["\u00e9\ud83d\ude00"]])"#).eval().unwrap();
+        let v: String = lua
+            .load(r#"return cjson.decode([["\u00e9\ud83d\ude00"]])"#)
+            .eval()
+            .unwrap();
         assert_eq!(v, "é😀");
         // The deepest document the limits allow decodes and encodes on a thread's stack.
         let lua = self::tests::lua();
         let deep = format!("{}{}", "[".repeat(DEPTH_MAX), "]".repeat(DEPTH_MAX));
-        let v: Value = lua.load(format!("return cjson.decode('{deep}')")).eval().unwrap();
-        let f: mlua::Function = lua.load("return function(v) return cjson.encode(v) end").eval().unwrap();
+        let v: Value = lua
+            .load(format!("return cjson.decode('{deep}')"))
+            .eval()
+            .unwrap();
+        let f: mlua::Function = lua
+            .load("return function(v) return cjson.encode(v) end")
+            .eval()
+            .unwrap();
         assert_eq!(f.call::<String>(v).unwrap().len(), deep.len());
     }
 }

@@ -146,36 +146,42 @@ fn write_table(out: &mut ReplyBuf, t: &Table, resp3: bool, depth: usize) {
         return;
     }
     if let Ok(Value::Table(m)) = t.raw_get::<Value>("map") {
-        let pairs: Vec<(Value, Value)> = m.pairs::<Value, Value>().filter_map(Result::ok).collect();
-        out.map(pairs.len());
-        for (k, v) in &pairs {
-            write_reply(out, k, resp3, depth + 1);
-            write_reply(out, v, resp3, depth + 1);
-        }
+        out.map(count_pairs(&m));
+        let _ = m.for_each::<Value, Value>(|k, v| {
+            write_reply(out, &k, resp3, depth + 1);
+            write_reply(out, &v, resp3, depth + 1);
+            Ok(())
+        });
         return;
     }
     if let Ok(Value::Table(s)) = t.raw_get::<Value>("set") {
-        let members: Vec<Value> = s
-            .pairs::<Value, Value>()
-            .filter_map(|p| p.ok().map(|(k, _)| k))
-            .collect();
-        out.set(members.len());
-        for m in &members {
-            write_reply(out, m, resp3, depth + 1);
-        }
+        out.set(count_pairs(&s));
+        let _ = s.for_each::<Value, Value>(|k, _| {
+            write_reply(out, &k, resp3, depth + 1);
+            Ok(())
+        });
         return;
     }
-    let mut items = Vec::new();
-    loop {
-        match t.raw_get::<Value>(items.len() + 1) {
-            Ok(Value::Nil) | Err(_) => break,
-            Ok(v) => items.push(v),
-        }
+    // Counted first, then written: holding every element at once would exhaust the slots
+    // mlua keeps references in.
+    let mut len = 0;
+    while !matches!(t.raw_get::<Value>(len + 1), Ok(Value::Nil) | Err(_)) {
+        len += 1;
     }
-    out.array(items.len());
-    for item in &items {
-        write_reply(out, item, resp3, depth + 1);
+    out.array(len);
+    for i in 1..=len {
+        let item = t.raw_get::<Value>(i).unwrap_or(Value::Nil);
+        write_reply(out, &item, resp3, depth + 1);
     }
+}
+
+pub(crate) fn count_pairs(t: &Table) -> usize {
+    let mut n = 0;
+    let _ = t.for_each::<Value, Value>(|_, _| {
+        n += 1;
+        Ok(())
+    });
+    n
 }
 
 #[cfg(test)]
@@ -198,8 +204,14 @@ mod tests {
         assert_eq!(reply(&lua, "return -3.9", false, r2), b":-3\r\n");
         assert_eq!(reply(&lua, "return true", false, r2), b":1\r\n");
         assert_eq!(reply(&lua, "return false", false, r2), b"$-1\r\n");
-        assert_eq!(reply(&lua, "return {ok='fi\\nne'}", false, r2), b"+fi ne\r\n");
-        assert_eq!(reply(&lua, "return {err='ERR x'}", false, r2), b"-ERR x\r\n");
+        assert_eq!(
+            reply(&lua, "return {ok='fi\\nne'}", false, r2),
+            b"+fi ne\r\n"
+        );
+        assert_eq!(
+            reply(&lua, "return {err='ERR x'}", false, r2),
+            b"-ERR x\r\n"
+        );
         assert_eq!(
             reply(&lua, "return {1,'a',{2},nil,5}", false, r2),
             b"*3\r\n:1\r\n$1\r\na\r\n*1\r\n:2\r\n"
@@ -207,15 +219,29 @@ mod tests {
         let r3 = Protocol::Resp3;
         assert_eq!(reply(&lua, "return false", true, r3), b"#f\r\n");
         assert_eq!(reply(&lua, "return {double=1.5}", true, r3), b",1.5\r\n");
-        assert_eq!(reply(&lua, "return {map={a=1}}", true, r3), b"%1\r\n$1\r\na\r\n:1\r\n");
-        assert_eq!(reply(&lua, "return {map={a=1}}", true, r2), b"*2\r\n$1\r\na\r\n:1\r\n");
-        assert_eq!(reply(&lua, "return {set={a=true}}", true, r3), b"~1\r\n$1\r\na\r\n");
+        assert_eq!(
+            reply(&lua, "return {map={a=1}}", true, r3),
+            b"%1\r\n$1\r\na\r\n:1\r\n"
+        );
+        assert_eq!(
+            reply(&lua, "return {map={a=1}}", true, r2),
+            b"*2\r\n$1\r\na\r\n:1\r\n"
+        );
+        assert_eq!(
+            reply(&lua, "return {set={a=true}}", true, r3),
+            b"~1\r\n$1\r\na\r\n"
+        );
     }
 
     #[test]
     fn a_self_referencing_table_is_cut_with_an_error() {
         let lua = Lua::new();
-        let out = reply(&lua, "local a = {}; local b = {a}; a[1] = b; return a", false, Protocol::Resp2);
+        let out = reply(
+            &lua,
+            "local a = {}; local b = {a}; a[1] = b; return a",
+            false,
+            Protocol::Resp2,
+        );
         assert!(out.ends_with(b"-ERR reached lua stack limit\r\n"));
         assert_eq!(out.iter().filter(|&&b| b == b'*').count(), REPLY_DEPTH_MAX);
     }
@@ -225,8 +251,13 @@ mod tests {
         let lua = Lua::new();
         let v = frame_to_lua(&lua, Frame::Null, false).unwrap();
         assert!(matches!(v, Value::Boolean(false)));
-        assert!(matches!(frame_to_lua(&lua, Frame::Null, true).unwrap(), Value::Nil));
-        let Value::Table(t) = frame_to_lua(&lua, Frame::Error("WRONGTYPE Operation".into()), false).unwrap() else {
+        assert!(matches!(
+            frame_to_lua(&lua, Frame::Null, true).unwrap(),
+            Value::Nil
+        ));
+        let Value::Table(t) =
+            frame_to_lua(&lua, Frame::Error("WRONGTYPE Operation".into()), false).unwrap()
+        else {
             panic!("an error becomes a table");
         };
         assert_eq!(t.raw_get::<String>("err").unwrap(), "WRONGTYPE Operation");

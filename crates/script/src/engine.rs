@@ -172,6 +172,8 @@ impl Rand48 {
 pub struct Engine {
     pub(crate) lua: Lua,
     hidden: Table,
+    /// The real `redis` table behind the scripts' read-only view of it.
+    redis: Table,
     pub(crate) api: Table,
     pub(crate) g_meta: Table,
     pub(crate) load_api: Table,
@@ -200,7 +202,17 @@ impl Engine {
         hidden.raw_set("struct", crate::structlib::library(&lua)?)?;
         hidden.raw_set(
             "errmsg",
-            lua.create_function(|_, v: Value| Ok(error_message(&v)))?,
+            lua.create_function(|lua, v: Value| {
+                let text = error_message(&v);
+                match text.strip_prefix(RAISED_REPLY) {
+                    Some(reply) => {
+                        let t = error_table(lua, format!("-{reply}").as_bytes())?;
+                        t.raw_set("ignore_error_stats_update", true)?;
+                        Ok(Value::Table(t))
+                    }
+                    None => Ok(Value::String(lua.create_string(&text)?)),
+                }
+            })?,
         )?;
         hidden.raw_set(
             "error_table",
@@ -232,7 +244,9 @@ impl Engine {
                     match v {
                         Value::Integer(i) => Ok(*i),
                         Value::Number(n) => Ok(*n as i64),
-                        _ => Err(mlua::Error::runtime("bad argument to 'random' (number expected)")),
+                        _ => Err(mlua::Error::runtime(
+                            "bad argument to 'random' (number expected)",
+                        )),
                     }
                 };
                 match args.len() {
@@ -240,14 +254,18 @@ impl Engine {
                     1 => {
                         let u = int(&args[0])?;
                         if u < 1 {
-                            return Err(mlua::Error::runtime("bad argument #1 to 'random' (interval is empty)"));
+                            return Err(mlua::Error::runtime(
+                                "bad argument #1 to 'random' (interval is empty)",
+                            ));
                         }
                         Ok((r * u as f64).floor() + 1.0)
                     }
                     2 => {
                         let (l, u) = (int(&args[0])?, int(&args[1])?);
                         if l > u {
-                            return Err(mlua::Error::runtime("bad argument #2 to 'random' (interval is empty)"));
+                            return Err(mlua::Error::runtime(
+                                "bad argument #2 to 'random' (interval is empty)",
+                            ));
                         }
                         Ok((r * (u - l + 1) as f64).floor() + l as f64)
                     }
@@ -264,13 +282,17 @@ impl Engine {
                 Ok(())
             })?,
         )?;
-        lua.load(PRELUDE).set_name("=cacheplane").call::<()>(hidden.clone())?;
+        lua.load(PRELUDE)
+            .set_name("=cacheplane")
+            .call::<()>(hidden.clone())?;
         let api: Table = hidden.raw_get("api")?;
         let g_meta: Table = hidden.raw_get("g_meta")?;
         let load_api: Table = hidden.raw_get("load_api")?;
+        let redis: Table = hidden.raw_get("redis")?;
         Ok(Engine {
             lua,
             hidden,
+            redis,
             api,
             g_meta,
             load_api,
@@ -296,8 +318,7 @@ impl Engine {
     }
 
     pub fn has_script(&self, sha: &[u8]) -> bool {
-        std::str::from_utf8(sha)
-            .is_ok_and(|s| self.scripts.contains_key(&s.to_ascii_lowercase()))
+        std::str::from_utf8(sha).is_ok_and(|s| self.scripts.contains_key(&s.to_ascii_lowercase()))
     }
 
     /// The body of a cached script (EVALSHA is logged as the EVAL of its body).
@@ -324,7 +345,8 @@ impl Engine {
                 )
             })?;
         self.scripts_body_bytes += body.len();
-        self.scripts.insert(sha.clone(), (func, flags, body.clone()));
+        self.scripts
+            .insert(sha.clone(), (func, flags, body.clone()));
         Ok(sha)
     }
 
@@ -429,15 +451,31 @@ impl Engine {
             );
         }
         let hidden = self.hidden.clone();
+        let redis = self.redis.clone();
+        let ctx = || CallCtx {
+            resp3: state.resp3.get(),
+            read_only: run.read_only,
+            propagate: state.propagate.get(),
+            flags: run.flags,
+        };
+        let ctx = &ctx;
         let outcome = self.lua.scope(|scope| {
+            // Rust functions, not Lua wrappers: a `return redis.call(...)` then keeps the
+            // script's frame (a tail call replaces a Lua frame), so errors name its line.
             let call = scope.create_function(|lua, args: MultiValue| {
-                let ctx = CallCtx {
-                    resp3: state.resp3.get(),
-                    read_only: run.read_only,
-                    propagate: state.propagate.get(),
-                    flags: run.flags,
-                };
-                call_from_script(lua, &mut **host.borrow_mut(), args, &ctx)
+                match call_from_script(lua, &mut **host.borrow_mut(), args, &ctx())? {
+                    Ok(v) => Ok(v),
+                    Err(text) => Err(mlua::Error::RuntimeError(format!("{RAISED_REPLY}{text}"))),
+                }
+            })?;
+            let pcall = scope.create_function(|lua, args: MultiValue| {
+                match call_from_script(lua, &mut **host.borrow_mut(), args, &ctx())? {
+                    Ok(v) => Ok(v),
+                    Err(text) => Ok(Value::Table(error_table(
+                        lua,
+                        format!("-{text}").as_bytes(),
+                    )?)),
+                }
             })?;
             let known = scope.create_function(|_, name: mlua::LuaString| {
                 Ok(host.borrow().known_command(&name.as_bytes()))
@@ -470,7 +508,8 @@ impl Engine {
                 state.propagate.set(v & 1 != 0);
                 Ok(())
             })?;
-            hidden.raw_set("call", call)?;
+            redis.raw_set("call", call)?;
+            redis.raw_set("pcall", pcall)?;
             hidden.raw_set("known_command", known)?;
             hidden.raw_set("log", log)?;
             hidden.raw_set("setresp", setresp)?;
@@ -487,8 +526,11 @@ impl Engine {
             Ok(())
         });
         self.lua.remove_hook();
-        for name in ["call", "known_command", "log", "setresp", "set_repl"] {
+        for name in ["known_command", "log", "setresp", "set_repl"] {
             let _ = self.hidden.raw_set(name, Value::Nil);
+        }
+        for name in ["call", "pcall"] {
+            let _ = self.redis.raw_set(name, Value::Nil);
         }
         if let Err(e) = outcome {
             // Raised outside the script's own protection: memory exhausted while setting up.
@@ -515,21 +557,21 @@ impl Engine {
     }
 }
 
-/// redis.call / redis.pcall's Rust half: `(failed, value)`, never a Lua error (the prelude
-/// raises for redis.call, so the error keeps Redis's table form).
+/// Marks an error raised by redis.call with a command's error reply: the error handler
+/// turns it back into Redis's `{err = ...}` table.
+pub(crate) const RAISED_REPLY: &str = "\u{1}redis-error-reply\u{1}";
+
+/// redis.call / redis.pcall's common half: the reply as a Lua value, or the error text
+/// ("CODE message") of an error reply or a refusal.
 fn call_from_script(
     lua: &Lua,
     host: &mut dyn Host,
     args: MultiValue,
     ctx: &CallCtx,
-) -> mlua::Result<(bool, Value)> {
+) -> mlua::Result<Result<Value, String>> {
     if args.is_empty() {
-        return Ok((
-            true,
-            Value::Table(error_table(
-                lua,
-                b"Please specify at least one argument for this redis lib call",
-            )?),
+        return Ok(Err(
+            "ERR Please specify at least one argument for this redis lib call".into(),
         ));
     }
     let mut argv = Vec::with_capacity(args.len());
@@ -543,23 +585,18 @@ fn call_from_script(
                 Bytes::from(text)
             }
             _ => {
-                return Ok((
-                    true,
-                    Value::Table(error_table(
-                        lua,
-                        b"Lua redis lib command arguments must be strings or integers",
-                    )?),
+                return Ok(Err(
+                    "ERR Lua redis lib command arguments must be strings or integers".into(),
                 ));
             }
         };
         argv.push(bytes);
     }
     match host.call(argv, ctx) {
-        Ok(frame) => {
-            let failed = matches!(frame, Frame::Error(_));
-            Ok((failed, frame_to_lua(lua, frame, ctx.resp3)?))
-        }
-        Err(refusal) => Ok((true, Value::Table(error_table(lua, refusal.as_bytes())?))),
+        Ok(Frame::Error(e)) => Ok(Err(e)),
+        Ok(frame) => Ok(Ok(frame_to_lua(lua, frame, ctx.resp3)?)),
+        Err(refusal) if refusal.starts_with('-') => Ok(Err(refusal[1..].to_owned())),
+        Err(refusal) => Ok(Err(format!("ERR {refusal}"))),
     }
 }
 

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use mlua::{Function, HookTriggers, MultiValue, Value, VmState};
 use resp::ReplyBuf;
 
+use crate::HOOK_INSTRUCTIONS;
 use crate::engine::{Engine, Host, Run, ScriptFlags, lua_error_text};
 use crate::watch::Watch;
-use crate::HOOK_INSTRUCTIONS;
 
 /// How long a library's top-level code may run (Redis's LOAD_TIMEOUT_MS).
 const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
@@ -225,7 +225,10 @@ impl Libraries {
                 Ok(VmState::Continue)
             },
         );
-        let _ = self.engine.g_meta.raw_set("__index", self.engine.load_api.clone());
+        let _ = self
+            .engine
+            .g_meta
+            .raw_set("__index", self.engine.load_api.clone());
         let hidden = self.engine.hidden().clone();
         let outcome = lua.scope(|scope| {
             let register = scope.create_function(|_, args: MultiValue| {
@@ -256,7 +259,10 @@ impl Libraries {
             runner.call::<(bool, Value)>(chunk)
         });
         let _ = hidden.raw_set("register", Value::Nil);
-        let _ = self.engine.g_meta.raw_set("__index", self.engine.api.clone());
+        let _ = self
+            .engine
+            .g_meta
+            .raw_set("__index", self.engine.api.clone());
         lua.remove_hook();
         let failure = match outcome {
             Ok((true, _)) => None,
@@ -336,26 +342,64 @@ mod tests {
 
     #[test]
     fn metadata_errors_are_redis_words() {
-        assert_eq!(metadata(b"return 1").unwrap_err().0, "Missing library metadata");
-        assert_eq!(metadata(b"#!lua name=x").unwrap_err().0, "Invalid library metadata");
-        assert_eq!(metadata(b"#!lua\n").unwrap_err().0, "Library name was not given");
-        assert_eq!(metadata(b"#!lua foo=bar\n").unwrap_err().0, "Invalid metadata value given: foo=bar");
-        assert_eq!(metadata(b"#!py name=x\n").unwrap_err().0, "Engine 'py' not found");
-        assert_eq!(metadata(b"#!lua name=a-b\n").unwrap_err().0.split(' ').next(), Some("Library"));
-        assert_eq!(metadata(b"#!LUA name=ok\nx").unwrap(), ("ok".to_owned(), 13));
+        assert_eq!(
+            metadata(b"return 1").unwrap_err().0,
+            "Missing library metadata"
+        );
+        assert_eq!(
+            metadata(b"#!lua name=x").unwrap_err().0,
+            "Invalid library metadata"
+        );
+        assert_eq!(
+            metadata(b"#!lua\n").unwrap_err().0,
+            "Library name was not given"
+        );
+        assert_eq!(
+            metadata(b"#!lua foo=bar\n").unwrap_err().0,
+            "Invalid metadata value given: foo=bar"
+        );
+        assert_eq!(
+            metadata(b"#!py name=x\n").unwrap_err().0,
+            "Engine 'py' not found"
+        );
+        assert_eq!(
+            metadata(b"#!lua name=a-b\n")
+                .unwrap_err()
+                .0
+                .split(' ')
+                .next(),
+            Some("Library")
+        );
+        assert_eq!(
+            metadata(b"#!LUA name=ok\nx").unwrap(),
+            ("ok".to_owned(), 13)
+        );
     }
 
     #[test]
     fn load_replace_and_conflicts() {
         let mut l = libs();
-        let code = Bytes::from_static(b"#!lua name=lib1\nredis.register_function('f1', function(keys, args) return 1 end)");
+        let code = Bytes::from_static(
+            b"#!lua name=lib1\nredis.register_function('f1', function(keys, args) return 1 end)",
+        );
         assert_eq!(l.load(&code, false).unwrap(), "lib1");
-        assert_eq!(l.load(&code, false).unwrap_err().0, "Library 'lib1' already exists");
+        assert_eq!(
+            l.load(&code, false).unwrap_err().0,
+            "Library 'lib1' already exists"
+        );
         assert_eq!(l.load(&code, true).unwrap(), "lib1");
-        let other = Bytes::from_static(b"#!lua name=lib2\nredis.register_function('f1', function() return 2 end)");
-        assert_eq!(l.load(&other, false).unwrap_err().0, "Function f1 already exists");
+        let other = Bytes::from_static(
+            b"#!lua name=lib2\nredis.register_function('f1', function() return 2 end)",
+        );
+        assert_eq!(
+            l.load(&other, false).unwrap_err().0,
+            "Function f1 already exists"
+        );
         let none = Bytes::from_static(b"#!lua name=lib3\nlocal x = 1");
-        assert_eq!(l.load(&none, false).unwrap_err().0, "No functions registered");
+        assert_eq!(
+            l.load(&none, false).unwrap_err().0,
+            "No functions registered"
+        );
         let calls = Bytes::from_static(b"#!lua name=lib4\nredis.call('ping')");
         let e = l.load(&calls, false).unwrap_err().0;
         assert!(e.starts_with("Error registering functions: "), "{e}");

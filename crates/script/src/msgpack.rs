@@ -36,9 +36,11 @@ pub(crate) fn library(lua: &Lua) -> mlua::Result<Table> {
     )?;
     t.raw_set(
         "unpack_limit",
-        lua.create_function(|lua, (s, limit, offset): (mlua::LuaString, i64, Option<i64>)| {
-            unpack_full(lua, &s.as_bytes(), limit, offset.unwrap_or(0))
-        })?,
+        lua.create_function(
+            |lua, (s, limit, offset): (mlua::LuaString, i64, Option<i64>)| {
+                unpack_full(lua, &s.as_bytes(), limit, offset.unwrap_or(0))
+            },
+        )?,
     )?;
     t.raw_set("_NAME", "cmsgpack")?;
     t.raw_set("_VERSION", "lua-cmsgpack 0.4.0")?;
@@ -82,7 +84,11 @@ fn pack_int(n: i64, out: &mut Vec<u8>) {
 fn pack_number(n: f64, out: &mut Vec<u8>) {
     // lua_cmsgpack: integral values that fit an int64 are integers; other numbers are
     // float32 when exact in it, float64 otherwise.
-    if n.is_finite() && n.fract() == 0.0 && n >= -9.223_372_036_854_776e18 && n < 9.223_372_036_854_776e18 {
+    if n.is_finite()
+        && n.fract() == 0.0
+        && n >= -9.223_372_036_854_776e18
+        && n < 9.223_372_036_854_776e18
+    {
         pack_int(n as i64, out);
     } else if (n as f32) as f64 == n || n.is_nan() {
         out.push(0xca);
@@ -145,12 +151,11 @@ fn pack(v: &Value, level: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
                 }
             }
             None => {
-                let pairs: Vec<(Value, Value)> = t.clone().pairs().collect::<mlua::Result<_>>()?;
-                pack_len(pairs.len(), 0x80, 15, [0xde, 0xdf], out);
-                for (k, v) in &pairs {
-                    pack(k, level + 1, out)?;
-                    pack(v, level + 1, out)?;
-                }
+                pack_len(crate::convert::count_pairs(t), 0x80, 15, [0xde, 0xdf], out);
+                t.for_each::<Value, Value>(|k, v| {
+                    pack(&k, level + 1, out)?;
+                    pack(&v, level + 1, out)
+                })?;
             }
         },
         _ => out.push(0xc0),
@@ -173,14 +178,21 @@ fn missing() -> mlua::Error {
 
 impl Cursor<'_> {
     fn take(&mut self, n: usize) -> mlua::Result<&[u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(missing)?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(missing)?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
     }
 
     fn be(&mut self, n: usize) -> mlua::Result<u64> {
-        Ok(self.take(n)?.iter().fold(0u64, |acc, &b| (acc << 8) | b as u64))
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, &b| (acc << 8) | b as u64))
     }
 
     fn value(&mut self, lua: &Lua, depth: usize) -> mlua::Result<Value> {
@@ -306,11 +318,19 @@ mod tests {
     #[test]
     fn encodings_match_lua_cmsgpack() {
         let lua = Lua::new();
-        lua.globals().set("cmsgpack", library(&lua).unwrap()).unwrap();
+        lua.globals()
+            .set("cmsgpack", library(&lua).unwrap())
+            .unwrap();
         assert_eq!(hex(&lua, "return cmsgpack.pack(0.1)"), "cb3fb999999999999a");
-        assert_eq!(hex(&lua, "return cmsgpack.pack(-1099511627776)"), "d3ffffff0000000000");
+        assert_eq!(
+            hex(&lua, "return cmsgpack.pack(-1099511627776)"),
+            "d3ffffff0000000000"
+        );
         assert_eq!(hex(&lua, "return cmsgpack.pack(1.5)"), "ca3fc00000");
-        assert_eq!(hex(&lua, "return cmsgpack.pack({1,2}, 'ab', true)"), "920102a26162c3");
+        assert_eq!(
+            hex(&lua, "return cmsgpack.pack({1,2}, 'ab', true)"),
+            "920102a26162c3"
+        );
         let ok: bool = lua
             .load(
                 "local t = {s = string.rep('x', 300), n = -100000, a = {1, {2}}}

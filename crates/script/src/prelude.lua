@@ -30,9 +30,11 @@ end
 -- Redis's error handler: the error as a table, with where it happened (the script's line,
 -- not the line inside a C function or inside this prelude).
 local function handler(err)
-  local i = dbg.getinfo(2, 'nSl')
-  if i and (i.what == 'C' or i.source == PRELUDE) then
-    i = dbg.getinfo(3, 'nSl')
+  local level = 2
+  local i = dbg.getinfo(level, 'nSl')
+  while i and (i.what == 'C' or i.source == PRELUDE) do
+    level = level + 1
+    i = dbg.getinfo(level, 'nSl')
   end
   if raw_type(err) == 'userdata' then
     err = hidden.errmsg(err)
@@ -84,7 +86,7 @@ api.xpcall = function(f, h)
 end
 
 for _, name in ipairs({ 'tostring', 'getfenv', 'next', 'assert', 'tonumber', 'rawequal',
-  'collectgarbage', 'type', 'select', 'unpack', 'gcinfo', 'pairs', 'rawget', 'loadstring',
+  'collectgarbage', 'type', 'select', 'unpack', 'gcinfo', 'pairs', 'rawget',
   'ipairs', '_VERSION', 'setfenv', 'load', 'error', 'newproxy' }) do
   api[name] = _G[name]
 end
@@ -102,6 +104,14 @@ api.rawset = function(t, k, v)
   return raw_rawset(t, k, v)
 end
 api.getmetatable = raw_getmetatable
+-- Precompiled (binary) chunks could break the interpreter: only source is loaded, as Redis.
+local raw_loadstring = loadstring
+api.loadstring = function(s, name)
+  if raw_type(s) == 'string' and s:byte(1) == 27 then
+    return nil, 'binary chunks are not allowed'
+  end
+  return raw_loadstring(s, name)
+end
 
 local math_lib = {}
 for k, v in pairs(math) do
@@ -126,17 +136,7 @@ local function error_table(text)
 end
 
 local redis = {}
-redis.call = function(...)
-  local failed, v = hidden.call(...)
-  if failed then
-    raw_error(v)
-  end
-  return v
-end
-redis.pcall = function(...)
-  local _, v = hidden.call(...)
-  return v
-end
+-- redis.call and redis.pcall are Rust functions installed for each run (hidden.redis).
 redis.error_reply = function(...)
   local e = ...
   if raw_select('#', ...) ~= 1 or raw_type(e) ~= 'string' then
@@ -220,6 +220,7 @@ redis.acl_check_cmd = function(...)
   return true
 end
 api.redis = readonly(redis)
+hidden.redis = redis
 api._G = _G
 
 -- What FUNCTION LOAD's code sees: only redis.register_function, the log and the version.

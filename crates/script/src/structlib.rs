@@ -74,15 +74,29 @@ impl Format<'_> {
                     continue;
                 }
                 b'x' => Item::Pad,
-                b'b' | b'B' => Item::Int { size: 1, signed: c == b'b' },
-                b'h' | b'H' => Item::Int { size: 2, signed: c == b'h' },
-                b'l' | b'L' | b'T' => Item::Int { size: 8, signed: c == b'l' },
+                b'b' | b'B' => Item::Int {
+                    size: 1,
+                    signed: c == b'b',
+                },
+                b'h' | b'H' => Item::Int {
+                    size: 2,
+                    signed: c == b'h',
+                },
+                b'l' | b'L' | b'T' => Item::Int {
+                    size: 8,
+                    signed: c == b'l',
+                },
                 b'i' | b'I' => {
                     let size = self.number(4)?;
                     if size == 0 || size > INT_SIZE_MAX {
-                        return Err(err(format!("integral size {size} is larger than limit of {INT_SIZE_MAX}")));
+                        return Err(err(format!(
+                            "integral size {size} is larger than limit of {INT_SIZE_MAX}"
+                        )));
                     }
-                    Item::Int { size, signed: c == b'i' }
+                    Item::Int {
+                        size,
+                        signed: c == b'i',
+                    }
                 }
                 b'f' => Item::Float,
                 b'd' => Item::Double,
@@ -128,8 +142,14 @@ fn number_arg(args: &mut std::vec::IntoIter<Value>, n: usize) -> mlua::Result<f6
             .to_str()
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| err(format!("bad argument #{n} to 'pack' (number expected, got string)"))),
-        _ => Err(err(format!("bad argument #{n} to 'pack' (number expected)"))),
+            .ok_or_else(|| {
+                err(format!(
+                    "bad argument #{n} to 'pack' (number expected, got string)"
+                ))
+            }),
+        _ => Err(err(format!(
+            "bad argument #{n} to 'pack' (number expected)"
+        ))),
     }
 }
 
@@ -150,7 +170,17 @@ fn pack(lua: &Lua, args: Variadic<Value>) -> mlua::Result<mlua::LuaString> {
             Item::Int { size, .. } => {
                 let v = number_arg(&mut args, n)? as i128;
                 let bytes = v.to_le_bytes();
-                let mut field: Vec<u8> = (0..size).map(|i| if i < 16 { bytes[i] } else if v < 0 { 0xff } else { 0 }).collect();
+                let mut field: Vec<u8> = (0..size)
+                    .map(|i| {
+                        if i < 16 {
+                            bytes[i]
+                        } else if v < 0 {
+                            0xff
+                        } else {
+                            0
+                        }
+                    })
+                    .collect();
                 if !f.little {
                     field.reverse();
                 }
@@ -175,7 +205,11 @@ fn pack(lua: &Lua, args: Variadic<Value>) -> mlua::Result<mlua::LuaString> {
                     Some(Value::String(s)) => s.as_bytes().to_vec(),
                     Some(Value::Integer(i)) => i.to_string().into_bytes(),
                     Some(Value::Number(x)) => x.to_string().into_bytes(),
-                    _ => return Err(err(format!("bad argument #{n} to 'pack' (string expected)"))),
+                    _ => {
+                        return Err(err(format!(
+                            "bad argument #{n} to 'pack' (string expected)"
+                        )));
+                    }
                 };
                 match item {
                     Item::ZString => {
@@ -185,7 +219,9 @@ fn pack(lua: &Lua, args: Variadic<Value>) -> mlua::Result<mlua::LuaString> {
                     Item::Chars(len) => {
                         let len = if len == 0 { s.len() } else { len };
                         if s.len() < len {
-                            return Err(err(format!("bad argument #{n} to 'pack' (string too short)")));
+                            return Err(err(format!(
+                                "bad argument #{n} to 'pack' (string too short)"
+                            )));
                         }
                         out.extend_from_slice(&s[..len]);
                     }
@@ -198,13 +234,18 @@ fn pack(lua: &Lua, args: Variadic<Value>) -> mlua::Result<mlua::LuaString> {
     lua.create_string(&out)
 }
 
-fn unpack(lua: &Lua, (fmt, data, pos): (mlua::LuaString, mlua::LuaString, Option<i64>)) -> mlua::Result<MultiValue> {
+fn unpack(
+    lua: &Lua,
+    (fmt, data, pos): (mlua::LuaString, mlua::LuaString, Option<i64>),
+) -> mlua::Result<MultiValue> {
     let fmt = fmt.as_bytes().to_vec();
     let data = data.as_bytes().to_vec();
     let mut f = format(&fmt);
     let start = pos.unwrap_or(1);
     if start < 1 {
-        return Err(err("bad argument #3 to 'unpack' (offset must be 1 or greater)"));
+        return Err(err(
+            "bad argument #3 to 'unpack' (offset must be 1 or greater)",
+        ));
     }
     let mut at = start as usize - 1;
     let mut values: Vec<Value> = Vec::new();
@@ -243,7 +284,10 @@ fn unpack(lua: &Lua, (fmt, data, pos): (mlua::LuaString, mlua::LuaString, Option
             }
             Item::ZString => {
                 let rest = data.get(at..).ok_or_else(short)?;
-                let end = rest.iter().position(|&b| b == 0).ok_or_else(|| err("unfinished string in data"))?;
+                let end = rest
+                    .iter()
+                    .position(|&b| b == 0)
+                    .ok_or_else(|| err("unfinished string in data"))?;
                 values.push(Value::String(lua.create_string(&rest[..end])?));
                 at += end + 1;
             }

@@ -1,0 +1,558 @@
+//! EVAL, EVALSHA, SCRIPT, FCALL and FUNCTION: the node's side of Lua scripting.
+//!
+//! A script runs under the state lock like any command, as Redis runs it on its one
+//! thread. Its `redis.call`s go through the same checks and command code as a client's,
+//! as a separate script client (its own database selection and protocol). Its writes
+//! reach the AOF as the commands it ran, wrapped in MULTI/EXEC when there are several.
+//!
+//! A script that runs past the busy threshold is reported on [`script::Watch`]: the node
+//! hands its I/O to another thread (see [`on_busy`]) and connections answer BUSY without
+//! the lock, except SCRIPT KILL / FUNCTION KILL / SHUTDOWN NOSAVE.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use keyspace::{CmdError, flags};
+use resp::{Frame, Protocol, ReplyBuf};
+use script::{CallCtx, Engine, Host, Libraries, LogLevel, Run, RunKind, Watch};
+
+use crate::dispatch::{self, Flow};
+use crate::state::{Client, State};
+
+/// The script client's id: never a connection's.
+pub const SCRIPT_CLIENT_ID: u64 = u64::MAX;
+/// How long a script that turned busy waits for another thread to take over the node's
+/// I/O before it carries on regardless.
+const HANDOFF_WAIT: Duration = Duration::from_millis(100);
+
+pub const BUSY_EVAL: &str =
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+pub const BUSY_FUNCTION: &str =
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
+
+/// The interpreters and what they share with connections.
+pub struct Scripting {
+    pub watch: Arc<Watch>,
+    /// The interpreters; taken out while a script runs in them (the script then has the
+    /// interpreter and the state at once), and back in place as soon as it ends.
+    eval: Option<Engine>,
+    functions: Option<Libraries>,
+    /// The client scripts run their commands as, parked here between runs.
+    client: Option<Client>,
+}
+
+/// Runs on the script's thread when it turns busy: gives the async runtime's worker to
+/// another thread, so connections keep being served (with BUSY) while the script runs on.
+/// Waits until a task spawned now has run elsewhere, proof that the handoff happened.
+fn on_busy() {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    handle.spawn(async move {
+        let _ = tx.send(());
+    });
+    tokio::task::block_in_place(|| {
+        let _ = rx.recv_timeout(HANDOFF_WAIT);
+    });
+    tracing::warn!(
+        "slow script detected: still running past busy-reply-threshold; other clients get BUSY"
+    );
+}
+
+impl Scripting {
+    pub fn new(script_client: Client) -> Scripting {
+        let watch = Arc::new(Watch::default());
+        let on_busy: Arc<dyn Fn() + Send + Sync> = Arc::new(on_busy);
+        Scripting {
+            eval: Some(
+                Engine::new(watch.clone(), on_busy.clone()).expect("a Lua interpreter starts"),
+            ),
+            functions: Some(
+                Libraries::new(watch.clone(), on_busy).expect("a Lua interpreter starts"),
+            ),
+            watch,
+            client: Some(script_client),
+        }
+    }
+
+    /// The EVAL interpreter (always there outside a script run: scripts cannot reach
+    /// SCRIPT or FUNCTION, which are `noscript`).
+    pub fn eval(&mut self) -> &mut Engine {
+        self.eval.as_mut().expect("no script is running")
+    }
+
+    pub fn functions(&mut self) -> &mut Libraries {
+        self.functions.as_mut().expect("no script is running")
+    }
+
+    pub fn functions_ref(&self) -> Option<&Libraries> {
+        self.functions.as_ref()
+    }
+
+    pub fn eval_ref(&self) -> Option<&Engine> {
+        self.eval.as_ref()
+    }
+}
+
+/// What a busy node answers a command, without its lock: `None` to run it (it cannot, the
+/// script holds the lock) is never returned; SCRIPT KILL and FUNCTION KILL act here.
+pub fn answer_while_busy(watch: &Watch, args: &[Bytes], out: &mut ReplyBuf) -> Flow {
+    let name = args[0].to_ascii_lowercase();
+    let sub = args.get(1).map(|a| a.to_ascii_lowercase());
+    let kill = match (name.as_slice(), sub.as_deref()) {
+        (b"script", Some(b"kill")) => Some(RunKind::Eval),
+        (b"function", Some(b"kill")) => Some(RunKind::Function),
+        (b"shutdown", Some(b"nosave")) => {
+            tracing::warn!("SHUTDOWN NOSAVE while a script runs: exiting");
+            std::process::exit(0);
+        }
+        _ => None,
+    };
+    match kill {
+        Some(kind) => kill_reply(watch, kind, out),
+        None => out.error(match watch.running_kind() {
+            Some(RunKind::Function) => BUSY_FUNCTION,
+            _ => BUSY_EVAL,
+        }),
+    }
+    Flow::Continue
+}
+
+fn kill_reply(watch: &Watch, kind: RunKind, out: &mut ReplyBuf) {
+    match watch.kill(kind) {
+        script::KillOutcome::Killing => out.ok(),
+        script::KillOutcome::NotBusy => out.error("NOTBUSY No scripts in execution right now."),
+        script::KillOutcome::Unkillable => out.error(
+            "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.",
+        ),
+        script::KillOutcome::WrongKind(RunKind::Function) => out.error(BUSY_FUNCTION),
+        script::KillOutcome::WrongKind(RunKind::Eval) => out.error(BUSY_EVAL),
+    }
+}
+
+/// The node as a script's `redis.call` sees it.
+struct NodeHost<'a> {
+    st: &'a mut State,
+}
+
+impl Host for NodeHost<'_> {
+    fn call(&mut self, args: Vec<Bytes>, ctx: &CallCtx) -> Result<Frame, String> {
+        let Some(spec) = keyspace::lookup(&args[0]) else {
+            return Err("Unknown Redis command called from script".into());
+        };
+        if !spec.arity_ok(args.len()) {
+            return Err("Wrong number of args calling Redis command from script".into());
+        }
+        if spec.is(flags::NOSCRIPT) {
+            return Err("This Redis command is not allowed from script".into());
+        }
+        if spec.is(flags::WRITE) {
+            if ctx.read_only {
+                return Err("Write commands are not allowed from read-only scripts.".into());
+            }
+            self.st.scripting.watch.wrote();
+        }
+        let protocol = if ctx.resp3 {
+            Protocol::Resp3
+        } else {
+            Protocol::Resp2
+        };
+        if let Some(c) = self.st.clients.get_mut(&SCRIPT_CLIENT_ID) {
+            c.protocol = protocol;
+        }
+        let mut out = ReplyBuf::new(protocol);
+        let feed_mark = self.st.ks.feed_len();
+        dispatch::run(self.st, SCRIPT_CLIENT_ID, spec, args, &mut out, true);
+        if !ctx.propagate {
+            self.st.ks.feed_truncate(feed_mark);
+        }
+        match Frame::parse(out.as_bytes(), &resp::Limits::default()) {
+            Ok(Some((frame, _))) => Ok(frame),
+            _ => Err("the command gave no reply".into()),
+        }
+    }
+
+    fn known_command(&self, name: &[u8]) -> bool {
+        keyspace::lookup(name).is_some()
+    }
+
+    fn log(&mut self, level: LogLevel, text: &str) {
+        match level {
+            LogLevel::Debug => tracing::trace!(target: "script", "{text}"),
+            LogLevel::Verbose => tracing::debug!(target: "script", "{text}"),
+            LogLevel::Notice => tracing::info!(target: "script", "{text}"),
+            LogLevel::Warning => tracing::warn!(target: "script", "{text}"),
+        }
+    }
+}
+
+/// numkeys of EVAL / FCALL: the keys and the arguments after it.
+fn split_keys<'a>(a: &'a [Bytes], fcall: bool) -> Result<(&'a [Bytes], &'a [Bytes]), CmdError> {
+    let numkeys = match resp::parse_i64(&a[2]) {
+        Some(n) => n,
+        None if fcall => return Err(CmdError::other("ERR Bad number of keys provided")),
+        None => return Err(CmdError::NotInteger),
+    };
+    if numkeys > (a.len() - 3) as i64 {
+        return Err(CmdError::other(
+            "ERR Number of keys can't be greater than number of args",
+        ));
+    }
+    if numkeys < 0 {
+        return Err(CmdError::other("ERR Number of keys can't be negative"));
+    }
+    let split = 3 + numkeys as usize;
+    Ok((&a[3..split], &a[split..]))
+}
+
+/// Puts the script client in place for a run started by `caller`; the feed mark to wrap.
+fn begin(st: &mut State, caller: u64) -> usize {
+    st.scripting
+        .watch
+        .set_busy_threshold_ms(st.config.busy_reply_threshold_ms);
+    let db = st.clients.get(&caller).map_or(0, |c| c.db);
+    if let Some(mut c) = st.scripting.client.take() {
+        c.db = db;
+        c.protocol = Protocol::Resp2;
+        c.authenticated = true;
+        st.clients.insert(SCRIPT_CLIENT_ID, c);
+    }
+    st.ks.feed_len()
+}
+
+fn end(st: &mut State, feed_mark: usize) {
+    if let Some(c) = st.clients.remove(&SCRIPT_CLIENT_ID) {
+        st.scripting.client = Some(c);
+    }
+    st.ks.feed_wrap_transaction(feed_mark);
+    if st.ks.has_touched() {
+        st.handle_touched();
+    }
+}
+
+/// The checks Redis makes before a script with declared flags runs.
+fn refuse_before_run(flags: script::ScriptFlags, read_only_command: bool) -> Option<&'static str> {
+    if !flags.compat && !flags.no_writes && read_only_command {
+        return Some("ERR Can not execute a script with write flag using *_ro command.");
+    }
+    None
+}
+
+/// EVAL, EVALSHA and their _RO forms.
+pub fn eval(
+    st: &mut State,
+    id: u64,
+    a: &[Bytes],
+    out: &mut ReplyBuf,
+    by_sha: bool,
+    ro: bool,
+) -> Result<Flow, CmdError> {
+    let (keys, args) = split_keys(a, false)?;
+    let sha = if by_sha {
+        let sha = String::from_utf8_lossy(&a[1]).to_ascii_lowercase();
+        if sha.len() != 40 || !st.scripting.eval().has_script(sha.as_bytes()) {
+            return Err(CmdError::other(
+                "NOSCRIPT No matching script. Please use EVAL.",
+            ));
+        }
+        sha
+    } else {
+        st.scripting
+            .eval()
+            .load_script(&a[1])
+            .map_err(CmdError::Other)?
+    };
+    let flags = st.scripting.eval().script_flags(&sha).unwrap_or_default();
+    if let Some(refusal) = refuse_before_run(flags, ro) {
+        return Err(CmdError::other(refusal));
+    }
+    let command = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
+    let run = Run {
+        name: &sha,
+        kind: RunKind::Eval,
+        command: &command,
+        keys,
+        args,
+        read_only: ro || (!flags.compat && flags.no_writes),
+        flags,
+    };
+    let mark = begin(st, id);
+    let mut engine = st.scripting.eval.take().expect("no script is running");
+    engine.eval(&sha, &run, &mut NodeHost { st }, out);
+    st.scripting.eval = Some(engine);
+    end(st, mark);
+    Ok(Flow::Continue)
+}
+
+/// FCALL and FCALL_RO.
+pub fn fcall(
+    st: &mut State,
+    id: u64,
+    a: &[Bytes],
+    out: &mut ReplyBuf,
+    ro: bool,
+) -> Result<Flow, CmdError> {
+    let name = String::from_utf8_lossy(&a[1]).into_owned();
+    let Some(flags) = st.scripting.functions().function(&name).map(|f| f.flags) else {
+        return Err(CmdError::other("ERR Function not found"));
+    };
+    let (keys, args) = split_keys(a, true)?;
+    if let Some(refusal) = refuse_before_run(flags, ro) {
+        return Err(CmdError::other(refusal));
+    }
+    let command = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
+    let run = Run {
+        name: &name,
+        kind: RunKind::Function,
+        command: &command,
+        keys,
+        args,
+        read_only: ro || flags.no_writes,
+        flags,
+    };
+    let mark = begin(st, id);
+    let mut libs = st.scripting.functions.take().expect("no script is running");
+    libs.call(&name, &run, &mut NodeHost { st }, out);
+    st.scripting.functions = Some(libs);
+    end(st, mark);
+    Ok(Flow::Continue)
+}
+
+fn lower(a: &[u8]) -> String {
+    String::from_utf8_lossy(a).to_ascii_lowercase()
+}
+
+fn flush_mode(a: &[Bytes], what: &str) -> Result<(), CmdError> {
+    match a.get(2).map(|m| lower(m)) {
+        None if a.len() == 2 => Ok(()),
+        Some(m) if a.len() == 3 && (m == "sync" || m == "async") => Ok(()),
+        _ => Err(CmdError::other(format!("ERR {what}"))),
+    }
+}
+
+/// SCRIPT LOAD / EXISTS / FLUSH / KILL / HELP.
+pub fn script_command(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<Flow, CmdError> {
+    match lower(&a[1]).as_str() {
+        "load" if a.len() == 3 => {
+            let sha = st
+                .scripting
+                .eval()
+                .load_script(&a[2])
+                .map_err(CmdError::Other)?;
+            out.bulk(sha.as_bytes());
+        }
+        "exists" if a.len() >= 3 => {
+            out.array(a.len() - 2);
+            for sha in &a[2..] {
+                out.int(st.scripting.eval().has_script(sha) as i64);
+            }
+        }
+        "flush" => {
+            flush_mode(a, "SCRIPT FLUSH only support SYNC|ASYNC option")?;
+            st.scripting
+                .eval()
+                .reset()
+                .map_err(|e| CmdError::other(format!("ERR {e}")))?;
+            out.ok();
+        }
+        "kill" if a.len() == 2 => kill_reply(&st.scripting.watch, RunKind::Eval, out),
+        "debug" if a.len() == 3 => {
+            return Err(CmdError::other(
+                "ERR SCRIPT DEBUG is not supported by this server",
+            ));
+        }
+        "help" if a.len() == 2 => crate::commands::help(
+            out,
+            &[
+                "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "EXISTS <sha1> [<sha1> ...]",
+                "    Return information about the existence of the scripts in the script cache.",
+                "FLUSH [ASYNC|SYNC]",
+                "    Flush the Lua scripts cache.",
+                "KILL",
+                "    Kill the currently executing Lua script.",
+                "LOAD <script>",
+                "    Load a script into the scripts cache without executing it.",
+                "HELP",
+                "    Print this help.",
+            ],
+        ),
+        "load" | "exists" | "kill" | "debug" | "help" => {
+            return Err(CmdError::WrongArity(format!("script|{}", lower(&a[1]))));
+        }
+        _ => {
+            return Err(CmdError::other(format!(
+                "ERR unknown subcommand '{}'. Try SCRIPT HELP.",
+                String::from_utf8_lossy(&a[1])
+            )));
+        }
+    }
+    Ok(Flow::Continue)
+}
+
+fn list_libraries(libs: &Libraries, a: &[Bytes], out: &mut ReplyBuf) -> Result<(), CmdError> {
+    let (mut pattern, mut with_code) = (None, false);
+    let mut i = 2;
+    while i < a.len() {
+        match lower(&a[i]).as_str() {
+            "withcode" => with_code = true,
+            "libraryname" => {
+                i += 1;
+                pattern =
+                    Some(a.get(i).ok_or_else(|| {
+                        CmdError::other("ERR library name argument was not given")
+                    })?);
+            }
+            _ => {
+                return Err(CmdError::other(format!(
+                    "ERR Unknown argument {}",
+                    String::from_utf8_lossy(&a[i])
+                )));
+            }
+        }
+        i += 1;
+    }
+    let chosen: Vec<_> = libs
+        .libraries()
+        .filter(|l| pattern.is_none_or(|p| keyspace::glob_match(p, l.name.as_bytes(), false)))
+        .collect();
+    out.array(chosen.len());
+    for lib in chosen {
+        out.map(3 + with_code as usize);
+        out.bulk(b"library_name");
+        out.bulk(lib.name.as_bytes());
+        out.bulk(b"engine");
+        out.bulk(b"LUA");
+        out.bulk(b"functions");
+        out.array(lib.functions.len());
+        for f in lib.functions.values() {
+            out.map(3);
+            out.bulk(b"name");
+            out.bulk(f.name.as_bytes());
+            out.bulk(b"description");
+            match &f.description {
+                Some(d) => out.bulk(d.as_bytes()),
+                None => out.null(),
+            }
+            out.bulk(b"flags");
+            let names = f.flags.names();
+            out.set(names.len());
+            for n in names {
+                out.bulk(n.as_bytes());
+            }
+        }
+        if with_code {
+            out.bulk(b"library_code");
+            out.bulk(&lib.code);
+        }
+    }
+    Ok(())
+}
+
+/// FUNCTION LOAD / DELETE / FLUSH / LIST / STATS / KILL / HELP.
+pub fn function_command(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<Flow, CmdError> {
+    match lower(&a[1]).as_str() {
+        "load" if a.len() >= 3 => {
+            let mut replace = false;
+            for opt in &a[2..a.len() - 1] {
+                if lower(opt) == "replace" {
+                    replace = true;
+                } else {
+                    return Err(CmdError::other(format!(
+                        "ERR Unknown option given: {}",
+                        String::from_utf8_lossy(opt)
+                    )));
+                }
+            }
+            let code = &a[a.len() - 1];
+            let name = st
+                .scripting
+                .functions()
+                .load(code, replace)
+                .map_err(|e| CmdError::other(format!("ERR {e}")))?;
+            // Libraries are part of the dataset: the AOF replays the load.
+            st.ks.feed_push(0, a.to_vec());
+            out.bulk(name.as_bytes());
+        }
+        "delete" if a.len() == 3 => {
+            let name = String::from_utf8_lossy(&a[2]).into_owned();
+            if !st.scripting.functions().delete(&name) {
+                return Err(CmdError::other("ERR Library not found"));
+            }
+            st.ks.feed_push(0, a.to_vec());
+            out.ok();
+        }
+        "flush" => {
+            flush_mode(a, "FUNCTION FLUSH only supports SYNC|ASYNC option")?;
+            st.scripting
+                .functions()
+                .flush()
+                .map_err(|e| CmdError::other(format!("ERR {e}")))?;
+            st.ks.feed_push(0, a.to_vec());
+            out.ok();
+        }
+        "list" => list_libraries(st.scripting.functions(), a, out)?,
+        "stats" if a.len() == 2 => {
+            out.map(2);
+            out.bulk(b"running_script");
+            match st.scripting.watch.running() {
+                Some((name, command, ms)) => {
+                    out.map(3);
+                    out.bulk(b"name");
+                    out.bulk(name.as_bytes());
+                    out.bulk(b"command");
+                    out.array(1);
+                    out.bulk(command.as_bytes());
+                    out.bulk(b"duration_ms");
+                    out.int(ms as i64);
+                }
+                None => out.null(),
+            }
+            out.bulk(b"engines");
+            out.map(1);
+            out.bulk(b"LUA");
+            out.map(2);
+            let libs = st.scripting.functions();
+            out.bulk(b"libraries_count");
+            out.int(libs.libraries().count() as i64);
+            out.bulk(b"functions_count");
+            out.int(libs.function_count() as i64);
+        }
+        "kill" if a.len() == 2 => kill_reply(&st.scripting.watch, RunKind::Function, out),
+        "help" if a.len() == 2 => crate::commands::help(
+            out,
+            &[
+                "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "LOAD [REPLACE] <FUNCTION CODE>",
+                "    Create a new library with the given library name and code.",
+                "DELETE <LIBRARY NAME>",
+                "    Delete the given library.",
+                "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
+                "    Return general information on all the libraries.",
+                "FLUSH [ASYNC|SYNC]",
+                "    Delete all the libraries.",
+                "STATS",
+                "    Return information about the current function running.",
+                "KILL",
+                "    Kill the current running function.",
+                "HELP",
+                "    Print this help.",
+            ],
+        ),
+        "load" | "delete" | "stats" | "kill" | "help" | "dump" | "restore" => {
+            return Err(CmdError::WrongArity(format!("function|{}", lower(&a[1]))));
+        }
+        _ => {
+            return Err(CmdError::other(format!(
+                "ERR unknown subcommand '{}'. Try FUNCTION HELP.",
+                String::from_utf8_lossy(&a[1])
+            )));
+        }
+    }
+    Ok(Flow::Continue)
+}

@@ -104,6 +104,10 @@ impl Scripting {
 pub fn answer_while_busy(watch: &Watch, args: &[Bytes], out: &mut ReplyBuf) -> Flow {
     let name = args[0].to_ascii_lowercase();
     let sub = args.get(1).map(|a| a.to_ascii_lowercase());
+    if let (b"function", Some(b"stats")) = (name.as_slice(), sub.as_deref()) {
+        function_stats(watch, out);
+        return Flow::Continue;
+    }
     let kill = match (name.as_slice(), sub.as_deref()) {
         (b"script", Some(b"kill")) => Some(RunKind::Eval),
         (b"function", Some(b"kill")) => Some(RunKind::Function),
@@ -121,6 +125,36 @@ pub fn answer_while_busy(watch: &Watch, args: &[Bytes], out: &mut ReplyBuf) -> F
         }),
     }
     Flow::Continue
+}
+
+/// FUNCTION STATS, from the watch alone: it is answered while a script runs too.
+fn function_stats(watch: &Watch, out: &mut ReplyBuf) {
+    out.map(2);
+    out.bulk(b"running_script");
+    match watch.running() {
+        Some((name, command, ms)) => {
+            out.map(3);
+            out.bulk(b"name");
+            out.bulk(name.as_bytes());
+            out.bulk(b"command");
+            out.array(command.len());
+            for arg in &command {
+                out.bulk(arg);
+            }
+            out.bulk(b"duration_ms");
+            out.int(ms as i64);
+        }
+        None => out.null(),
+    }
+    let (libraries, functions) = watch.function_counts();
+    out.bulk(b"engines");
+    out.map(1);
+    out.bulk(b"LUA");
+    out.map(2);
+    out.bulk(b"libraries_count");
+    out.int(libraries as i64);
+    out.bulk(b"functions_count");
+    out.int(functions as i64);
 }
 
 fn kill_reply(watch: &Watch, kind: RunKind, out: &mut ReplyBuf) {
@@ -188,6 +222,18 @@ impl Host for NodeHost<'_> {
             LogLevel::Notice => tracing::info!(target: "script", "{text}"),
             LogLevel::Warning => tracing::warn!(target: "script", "{text}"),
         }
+    }
+}
+
+/// Where EVAL's and FCALL's keys are (numkeys says): `None` for other commands.
+pub fn movable_key_positions(command: &str, args: &[Bytes]) -> Option<Vec<usize>> {
+    match command {
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => {
+            let n = resp::parse_i64(args.get(2)?)?;
+            let n = usize::try_from(n).ok().filter(|&n| 3 + n <= args.len())?;
+            Some((3..3 + n).collect())
+        }
+        _ => None,
     }
 }
 
@@ -271,11 +317,10 @@ pub fn eval(
     if let Some(refusal) = refuse_before_run(flags, ro) {
         return Err(CmdError::other(refusal));
     }
-    let command = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
     let run = Run {
         name: &sha,
         kind: RunKind::Eval,
-        command: &command,
+        command: a,
         keys,
         args,
         read_only: ro || (!flags.compat && flags.no_writes),
@@ -305,11 +350,10 @@ pub fn fcall(
     if let Some(refusal) = refuse_before_run(flags, ro) {
         return Err(CmdError::other(refusal));
     }
-    let command = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
     let run = Run {
         name: &name,
         kind: RunKind::Function,
-        command: &command,
+        command: a,
         keys,
         args,
         read_only: ro || flags.no_writes,
@@ -395,13 +439,19 @@ pub fn script_command(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result
     Ok(Flow::Continue)
 }
 
+fn count_functions(st: &mut State) {
+    let libs = st.scripting.functions();
+    let (l, f) = (libs.libraries().count(), libs.function_count());
+    st.scripting.watch.set_function_counts(l, f);
+}
+
 fn list_libraries(libs: &Libraries, a: &[Bytes], out: &mut ReplyBuf) -> Result<(), CmdError> {
     let (mut pattern, mut with_code) = (None, false);
     let mut i = 2;
     while i < a.len() {
         match lower(&a[i]).as_str() {
-            "withcode" => with_code = true,
-            "libraryname" => {
+            "withcode" if !with_code => with_code = true,
+            "libraryname" if pattern.is_none() => {
                 i += 1;
                 pattern =
                     Some(a.get(i).ok_or_else(|| {
@@ -477,6 +527,7 @@ pub fn function_command(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Resu
                 .map_err(|e| CmdError::other(format!("ERR {e}")))?;
             // Libraries are part of the dataset: the AOF replays the load.
             st.ks.feed_push(0, a.to_vec());
+            count_functions(st);
             out.bulk(name.as_bytes());
         }
         "delete" if a.len() == 3 => {
@@ -485,44 +536,21 @@ pub fn function_command(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Resu
                 return Err(CmdError::other("ERR Library not found"));
             }
             st.ks.feed_push(0, a.to_vec());
+            count_functions(st);
             out.ok();
         }
-        "flush" => {
+        "flush" if a.len() <= 3 => {
             flush_mode(a, "FUNCTION FLUSH only supports SYNC|ASYNC option")?;
             st.scripting
                 .functions()
                 .flush()
                 .map_err(|e| CmdError::other(format!("ERR {e}")))?;
             st.ks.feed_push(0, a.to_vec());
+            count_functions(st);
             out.ok();
         }
         "list" => list_libraries(st.scripting.functions(), a, out)?,
-        "stats" if a.len() == 2 => {
-            out.map(2);
-            out.bulk(b"running_script");
-            match st.scripting.watch.running() {
-                Some((name, command, ms)) => {
-                    out.map(3);
-                    out.bulk(b"name");
-                    out.bulk(name.as_bytes());
-                    out.bulk(b"command");
-                    out.array(1);
-                    out.bulk(command.as_bytes());
-                    out.bulk(b"duration_ms");
-                    out.int(ms as i64);
-                }
-                None => out.null(),
-            }
-            out.bulk(b"engines");
-            out.map(1);
-            out.bulk(b"LUA");
-            out.map(2);
-            let libs = st.scripting.functions();
-            out.bulk(b"libraries_count");
-            out.int(libs.libraries().count() as i64);
-            out.bulk(b"functions_count");
-            out.int(libs.function_count() as i64);
-        }
+        "stats" if a.len() == 2 => function_stats(&st.scripting.watch, out),
         "kill" if a.len() == 2 => kill_reply(&st.scripting.watch, RunKind::Function, out),
         "help" if a.len() == 2 => crate::commands::help(
             out,
@@ -544,8 +572,11 @@ pub fn function_command(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Resu
                 "    Print this help.",
             ],
         ),
-        "load" | "delete" | "stats" | "kill" | "help" | "dump" | "restore" => {
-            return Err(CmdError::WrongArity(format!("function|{}", lower(&a[1]))));
+        "load" | "delete" | "stats" | "kill" | "help" | "dump" | "restore" | "flush" => {
+            return Err(CmdError::other(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try FUNCTION HELP.",
+                lower(&a[1])
+            )));
         }
         _ => {
             return Err(CmdError::other(format!(

@@ -137,8 +137,8 @@ pub struct Run<'a> {
     /// For error messages: the script's sha, or the function's name.
     pub name: &'a str,
     pub kind: RunKind,
-    /// The command that started it (FUNCTION STATS).
-    pub command: &'a str,
+    /// The command line that started it (FUNCTION STATS).
+    pub command: &'a [Bytes],
     pub keys: &'a [Bytes],
     pub args: &'a [Bytes],
     pub read_only: bool,

@@ -42,6 +42,34 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// Splits a shebang line into words as Redis's sdssplitargs does for it: spaces separate,
+/// double quotes group (and are dropped).
+fn split_args(line: &str) -> Vec<String> {
+    let (mut words, mut word, mut quoted, mut started) = (Vec::new(), String::new(), false, false);
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                started = true;
+            }
+            c if c.is_ascii_whitespace() && !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            c => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+}
+
 /// The library's name from its first line (`#!lua name=mylib`), and where its code starts.
 fn metadata(code: &[u8]) -> Result<(String, usize), LoadError> {
     let fail = |m: &str| Err(LoadError(m.to_owned()));
@@ -52,7 +80,8 @@ fn metadata(code: &[u8]) -> Result<(String, usize), LoadError> {
         return fail("Invalid library metadata");
     };
     let line = String::from_utf8_lossy(&code[..end]);
-    let mut parts = line.split_ascii_whitespace();
+    let parts = split_args(&line);
+    let mut parts = parts.iter().map(String::as_str);
     let engine = parts.next().map(|p| &p[2..]).unwrap_or("");
     let mut name = None;
     for part in parts {
@@ -173,9 +202,14 @@ impl Libraries {
         self.owners.len()
     }
 
+    /// A function by name, ignoring case (as Redis looks functions up).
     pub fn function(&self, name: &str) -> Option<&FunctionInfo> {
-        let lib = self.owners.get(name)?;
-        self.libs.get(lib)?.functions.get(name)
+        let lib = self.owners.get(&name.to_ascii_lowercase())?;
+        self.libs
+            .get(lib)?
+            .functions
+            .values()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
     }
 
     /// FUNCTION LOAD: compiles and registers a library; its name.
@@ -186,13 +220,17 @@ impl Libraries {
         }
         let functions = self.compile(&code[start..])?;
         for f in functions.keys() {
-            if self.owners.get(f).is_some_and(|owner| *owner != name) {
+            if self
+                .owners
+                .get(&f.to_ascii_lowercase())
+                .is_some_and(|owner| *owner != name)
+            {
                 return Err(LoadError(format!("Function {f} already exists")));
             }
         }
         self.delete(&name);
         for f in functions.keys() {
-            self.owners.insert(f.clone(), name.clone());
+            self.owners.insert(f.to_ascii_lowercase(), name.clone());
         }
         self.libs.insert(
             name.clone(),
@@ -237,10 +275,11 @@ impl Libraries {
                     Err(e) => return Ok(Some(e)),
                 };
                 if !valid_name(&r.name) {
-                    return Ok(Some("Function names can only contain letters, numbers, or underscores(_) and must be at least one character long".to_owned()));
+                    // Redis words this check as it words the library's.
+                    return Ok(Some("Library names can only contain letters, numbers, or underscores(_) and must be at least one character long".to_owned()));
                 }
                 let mut registered = registered.borrow_mut();
-                if registered.contains_key(&r.name) {
+                if registered.keys().any(|k| k.eq_ignore_ascii_case(&r.name)) {
                     return Ok(Some("Function already exists in the library".to_owned()));
                 }
                 registered.insert(
@@ -291,7 +330,7 @@ impl Libraries {
             return false;
         };
         for f in lib.functions.keys() {
-            self.owners.remove(f);
+            self.owners.remove(&f.to_ascii_lowercase());
         }
         true
     }

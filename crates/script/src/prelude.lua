@@ -181,7 +181,7 @@ local function add_log_api(t)
   t.log = log
   t.LOG_DEBUG, t.LOG_VERBOSE, t.LOG_NOTICE, t.LOG_WARNING = 0, 1, 2, 3
   t.REDIS_VERSION = '7.0.15'
-  t.REDIS_VERSION_NUM = 0x00070f
+  t.REDIS_VERSION_NUM = 0x0007000f
 end
 add_log_api(redis)
 
@@ -227,7 +227,11 @@ api._G = _G
 local load_redis = {}
 add_log_api(load_redis)
 load_redis.register_function = function(...)
-  local e = hidden.register(...)
+  local register = hidden.register
+  if not register then
+    raw_error(error_table('redis.register_function can only be called on FUNCTION LOAD command'))
+  end
+  local e = register(...)
   if e then
     raw_error(error_table(e))
   end

@@ -27,7 +27,10 @@ pub struct Watch {
     wrote: AtomicBool,
     kind: AtomicU8,
     /// The running script's name (sha or function) and command, for FUNCTION STATS.
-    running: Mutex<Option<(String, String)>>,
+    running: Mutex<Option<(String, Vec<Vec<u8>>)>>,
+    /// Libraries and functions loaded (FUNCTION STATS, answered while a script runs).
+    libraries: AtomicU64,
+    functions: AtomicU64,
 }
 
 impl Default for Watch {
@@ -41,6 +44,8 @@ impl Default for Watch {
             wrote: AtomicBool::new(false),
             kind: AtomicU8::new(0),
             running: Mutex::new(None),
+            libraries: AtomicU64::new(0),
+            functions: AtomicU64::new(0),
         }
     }
 }
@@ -80,8 +85,21 @@ impl Watch {
         })
     }
 
-    /// Name, command and milliseconds so far of the running script.
-    pub fn running(&self) -> Option<(String, String, u64)> {
+    pub fn set_function_counts(&self, libraries: usize, functions: usize) {
+        self.libraries.store(libraries as u64, Ordering::Relaxed);
+        self.functions.store(functions as u64, Ordering::Relaxed);
+    }
+
+    /// Libraries and functions loaded.
+    pub fn function_counts(&self) -> (u64, u64) {
+        (
+            self.libraries.load(Ordering::Relaxed),
+            self.functions.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Name, command line and milliseconds so far of the running script.
+    pub fn running(&self) -> Option<(String, Vec<Vec<u8>>, u64)> {
         let started = self.started_us.load(Ordering::Acquire);
         if started == 0 {
             return None;
@@ -122,9 +140,12 @@ impl Watch {
         self.now_us().saturating_sub(started_us) / 1000
     }
 
-    pub(crate) fn start(&self, kind: RunKind, name: &str, command: &str) {
+    pub(crate) fn start(&self, kind: RunKind, name: &str, command: &[bytes::Bytes]) {
         if let Ok(mut r) = self.running.lock() {
-            *r = Some((name.to_owned(), command.to_owned()));
+            *r = Some((
+                name.to_owned(),
+                command.iter().map(|a| a.to_vec()).collect(),
+            ));
         }
         self.kill.store(false, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);

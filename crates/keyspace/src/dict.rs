@@ -368,7 +368,10 @@ impl<T: DictEntry> Dict<T> {
         }
     }
 
-    /// A random element, each with roughly equal probability.
+    /// A random element, each with equal probability while no chain is longer than
+    /// `RANDOM_CHAIN_SPAN` (always, at the load factors the table keeps): a bucket is drawn,
+    /// then a slot in a span of that many, and a slot past the chain's end draws again, so an
+    /// element in a long chain is not less likely than one alone in its bucket.
     pub fn random(&self) -> Option<&T> {
         if self.is_empty() {
             return None;
@@ -395,7 +398,14 @@ impl<T: DictEntry> Dict<T> {
                 chain_len += 1;
                 cur = n.next.as_deref();
             }
-            let mut pick = fastrand::usize(..chain_len);
+            let mut pick = if chain_len > RANDOM_CHAIN_SPAN {
+                fastrand::usize(..chain_len)
+            } else {
+                fastrand::usize(..RANDOM_CHAIN_SPAN)
+            };
+            if pick >= chain_len {
+                continue;
+            }
             let mut cur = head;
             while pick > 0 {
                 cur = cur.next.as_deref().expect("within chain length");
@@ -405,6 +415,9 @@ impl<T: DictEntry> Dict<T> {
         }
     }
 }
+
+/// Chain slots [`Dict::random`] draws from: chains up to this long are sampled fairly.
+const RANDOM_CHAIN_SPAN: usize = 8;
 
 /// Reverse-binary increment: counts with the bits of the masked cursor reversed, so buckets
 /// that split on a grow (or merge on a shrink) are visited together.

@@ -839,13 +839,23 @@ fn config(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()
     let sub = lossy(&a[1]).to_ascii_lowercase();
     match sub.as_str() {
         "get" if a.len() >= 3 => {
-            let mut found: Vec<(&str, String)> = Vec::new();
+            let mut found: Vec<(String, String)> = Vec::new();
             for pattern in &a[2..] {
+                // A plain name is looked up (aliases and hidden settings too), as Redis does.
+                if !pattern.iter().any(|b| b"[*?".contains(b)) {
+                    let name = lossy(pattern).to_ascii_lowercase();
+                    if let Some(value) = st.config.get(&name)
+                        && !found.iter().any(|(n, _)| *n == name)
+                    {
+                        found.push((name, value));
+                    }
+                    continue;
+                }
                 for name in crate::config::parameters() {
                     if keyspace::glob_match(pattern, name.as_bytes(), true)
                         && !found.iter().any(|(n, _)| *n == name)
                     {
-                        found.push((name, st.config.get(name).unwrap_or_default()));
+                        found.push((name.into(), st.config.get(name).unwrap_or_default()));
                     }
                 }
             }
@@ -903,6 +913,7 @@ fn config(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()
                 )));
             }
             st.config = next;
+            st.ks.encodings = st.config.encodings();
             out.ok();
         }
         "resetstat" if a.len() == 2 => {
@@ -1227,16 +1238,16 @@ fn debug(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
             let d = dataset_digest(st);
             out.simple(&d)
         }
-        "object" if a.len() == 3 => match st.ks.get(db, &a[2]) {
-            Some(e) => {
+        "object" if a.len() == 3 => match (st.ks.encodings, st.ks.get(db, &a[2])) {
+            (limits, Some(e)) => {
                 let line = format!(
                     "Value at:0x0 refcount:1 encoding:{} serializedlength:{} lru:0 lru_seconds_idle:0",
-                    e.value.encoding(),
+                    e.value.encoding(&limits),
                     value_bytes(&e.value)
                 );
                 out.simple(&line)
             }
-            None => return Err(CmdError::NoSuchKey),
+            (_, None) => return Err(CmdError::NoSuchKey),
         },
         "set-active-expire" if a.len() == 3 => {
             st.active_expire_enabled = resp::parse_i64(&a[2]).ok_or(CmdError::NotInteger)? != 0;

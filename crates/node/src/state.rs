@@ -138,7 +138,11 @@ impl State {
     pub fn new(config: NodeConfig, now_ms: u64) -> State {
         let workers: Arc<crate::workers::Workers> = Default::default();
         State {
-            ks: Keyspace::new(config.databases),
+            ks: {
+                let mut ks = Keyspace::new(config.databases);
+                ks.encodings = config.encodings();
+                ks
+            },
             config,
             clients: HashMap::default(),
             next_client_id: 1,

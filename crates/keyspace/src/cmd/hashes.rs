@@ -187,12 +187,15 @@ pub fn hincrbyfloat(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn hrandfield(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let count = a.get(2).map(|n| int(n)).transpose()?;
+    let count = a.get(2).map(|n| super::sets::random_count(n, false)).transpose()?;
     let with_values = match a.get(3) {
         None => false,
         Some(o) if is(o, "withvalues") && a.len() == 4 => true,
         Some(_) => return Err(CmdError::Syntax),
     };
+    if with_values {
+        super::sets::random_count(&a[2], true)?;
+    }
     let h = c.ks.hash(c.db, &a[1])?;
     let Some(count) = count else {
         match h.and_then(|h| h.random()) {

@@ -933,12 +933,15 @@ pub fn zintercard(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn zrandmember(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let count = a.get(2).map(|n| int(n)).transpose()?;
+    let count = a.get(2).map(|n| super::sets::random_count(n, false)).transpose()?;
     let with_scores = match a.get(3) {
         None => false,
         Some(o) if is(o, "withscores") && a.len() == 4 => true,
         Some(_) => return Err(CmdError::Syntax),
     };
+    if with_scores {
+        super::sets::random_count(&a[2], true)?;
+    }
     let z = c.ks.zset(c.db, &a[1])?;
     let Some(count) = count else {
         match z.and_then(|z| z.members.random()) {

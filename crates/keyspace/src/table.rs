@@ -6,7 +6,9 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use crate::cmd::{hashes as h, keys as k, lists as l, sets as s, strings as st, zsets as z};
+use crate::cmd::{
+    hashes as h, keys as k, lists as l, sets as s, sort as so, strings as st, zsets as z,
+};
 use crate::{CmdResult, Ctx};
 
 pub type Handler = fn(&mut Ctx, &[Bytes]) -> CmdResult;
@@ -175,6 +177,8 @@ static TABLE: &[Spec] = &[
     spec("move", 3, DF, K1, F(k::move_)),
     spec("copy", -3, W, K2, F(k::copy)),
     spec("object", -2, R, (2, 2, 1), F(k::object)),
+    spec("sort", -2, W, K1, F(so::sort)),
+    spec("sort_ro", -2, R, K1, F(so::sort_ro)),
     // hashes
     spec("hset", -4, WF, K1, F(h::hset)),
     spec("hmset", -4, WF, K1, F(h::hset)),

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 
 use crate::cmd::{
-    hashes as h, keys as k, lists as l, sets as s, sort as so, strings as st, zsets as z,
+    bits as b, hashes as h, keys as k, lists as l, sets as s, sort as so, strings as st, zsets as z,
 };
 use crate::{CmdResult, Ctx};
 
@@ -150,6 +150,10 @@ static TABLE: &[Spec] = &[
     spec("getrange", 4, R, K1, F(st::getrange)),
     spec("substr", 4, R, K1, F(st::getrange)),
     spec("setrange", 4, W, K1, F(st::setrange)),
+    spec("setbit", 4, W, K1, F(b::setbit)),
+    spec("getbit", 3, RF, K1, F(b::getbit)),
+    spec("bitcount", -2, R, K1, F(b::bitcount)),
+    spec("lcs", -3, R, K2, F(st::lcs)),
     // keys
     spec("del", -2, D, KALL, F(k::del)),
     spec("unlink", -2, DF, KALL, F(k::del)),

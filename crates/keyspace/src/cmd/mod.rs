@@ -1,6 +1,7 @@
 //! The data commands, one file per type family. Each function parses its arguments, applies
 //! itself to the keyspace and writes its reply; the table in `table.rs` names them.
 
+pub mod bits;
 pub mod hashes;
 pub mod keys;
 pub mod lists;

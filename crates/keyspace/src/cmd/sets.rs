@@ -201,11 +201,15 @@ pub fn smove(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     }
     c.ks.remove_if_empty(c.db, src);
     let d = c.ks.set_or_create(c.db, dst)?;
-    if !d.contains(m) {
+    // The destination only counts as changed (WATCH) when the member is new to it.
+    let added = !d.contains(m);
+    if added {
         d.insert_new(Str::new(m));
     }
     c.modified(src);
-    c.modified(dst);
+    if added {
+        c.modified(dst);
+    }
     c.out.int(1);
     Ok(())
 }

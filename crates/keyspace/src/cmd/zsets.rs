@@ -919,6 +919,12 @@ pub fn zdiff(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn zintercard(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    // Redis words this like the other ZUNION/ZINTER family commands (SINTERCARD differs).
+    if int(&a[1])? < 1 {
+        return Err(CmdError::other(
+            "ERR at least 1 input key is needed for 'zintercard' command",
+        ));
+    }
     let (keys, limit) = super::sets::numkeys_and_limit(a)?;
     let mut args = vec![Bytes::from(keys.len().to_string())];
     args.extend(keys.iter().cloned());

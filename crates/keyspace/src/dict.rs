@@ -591,7 +591,9 @@ mod fairness {
         let draws = 100_000;
         let mut counts = std::collections::HashMap::new();
         for _ in 0..draws {
-            *counts.entry(d.random().unwrap().as_bytes().to_vec()).or_insert(0) += 1;
+            *counts
+                .entry(d.random().unwrap().as_bytes().to_vec())
+                .or_insert(0) += 1;
         }
         let p = draws as f64 / 10.0;
         let chi: f64 = counts.values().map(|&c| (c as f64 - p).powi(2) / p).sum();

@@ -182,6 +182,8 @@ static TABLE: &[Spec] = &[
     spec("copy", -3, W, K2, F(k::copy)),
     spec("object", -2, R, (2, 2, 1), F(k::object)),
     spec("sort", -2, W, K1, F(so::sort)),
+    spec("dump", 2, R, K1, NODE),
+    spec("restore", -4, W, K1, NODE),
     spec("sort_ro", -2, R, K1, F(so::sort_ro)),
     // hashes
     spec("hset", -4, WF, K1, F(h::hset)),

@@ -79,7 +79,8 @@ impl Value {
             }
             Value::ZSet(z) => {
                 let small = z.len() <= limits.zset_max_listpack_entries
-                    && z.iter().all(|(m, _)| m.len() <= limits.zset_max_listpack_value);
+                    && z.iter()
+                        .all(|(m, _)| m.len() <= limits.zset_max_listpack_value);
                 if small { "listpack" } else { "skiplist" }
             }
         }

@@ -31,11 +31,10 @@ pub fn setbit(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         b"0" => false,
         _ => return Err(CmdError::other("ERR bit is not an integer or out of range")),
     };
-    let mut v = c
-        .ks
-        .string(c.db, &a[1])?
-        .map(|s| s.as_bytes().to_vec())
-        .unwrap_or_default();
+    let mut v =
+        c.ks.string(c.db, &a[1])?
+            .map(|s| s.as_bytes().to_vec())
+            .unwrap_or_default();
     let old = bit_at(&v, offset);
     let byte = (offset >> 3) as usize;
     if v.len() <= byte {
@@ -55,10 +54,9 @@ pub fn setbit(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 
 pub fn getbit(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let offset = bit_offset(&a[2])?;
-    let bit = c
-        .ks
-        .string(c.db, &a[1])?
-        .map_or(0, |s| bit_at(s.as_bytes(), offset));
+    let bit =
+        c.ks.string(c.db, &a[1])?
+            .map_or(0, |s| bit_at(s.as_bytes(), offset));
     c.out.int(bit as i64);
     Ok(())
 }

@@ -8,6 +8,8 @@ pub mod lists;
 pub mod sets;
 pub mod sort;
 pub mod strings;
+#[cfg(test)]
+mod tests;
 pub mod zsets;
 
 /// Absolute expiry from a relative or absolute time argument, checked like Redis

@@ -96,7 +96,11 @@ fn sort_generic(c: &mut Ctx, a: &[Bytes], readonly: bool) -> CmdResult {
     let (offset, count) = o.limit.unwrap_or((0, -1));
     let start = offset.clamp(0, len);
     let count = count.clamp(-1, len);
-    let mut end = if count < 0 { len - 1 } else { start + count - 1 };
+    let mut end = if count < 0 {
+        len - 1
+    } else {
+        start + count - 1
+    };
     let start = if start >= len {
         end = len - 2;
         len - 1
@@ -272,8 +276,17 @@ mod tests {
         assert_eq!(o.by, Some(b"w_*".as_slice()));
         assert_eq!(o.gets, vec![b"#".as_slice(), b"h_*->f".as_slice()]);
         assert_eq!(o.store, Some(b"d".as_slice()));
-        assert!(matches!(parse(&args("sort k store d"), true), Err(CmdError::Syntax)));
-        assert!(matches!(parse(&args("sort k limit 1"), false), Err(CmdError::Syntax)));
-        assert!(matches!(parse(&args("sort k limit x 1"), false), Err(CmdError::NotInteger)));
+        assert!(matches!(
+            parse(&args("sort k store d"), true),
+            Err(CmdError::Syntax)
+        ));
+        assert!(matches!(
+            parse(&args("sort k limit 1"), false),
+            Err(CmdError::Syntax)
+        ));
+        assert!(matches!(
+            parse(&args("sort k limit x 1"), false),
+            Err(CmdError::NotInteger)
+        ));
     }
 }

@@ -939,7 +939,10 @@ pub fn zintercard(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn zrandmember(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let count = a.get(2).map(|n| super::sets::random_count(n, false)).transpose()?;
+    let count = a
+        .get(2)
+        .map(|n| super::sets::random_count(n, false))
+        .transpose()?;
     let with_scores = match a.get(3) {
         None => false,
         Some(o) if is(o, "withscores") && a.len() == 4 => true,

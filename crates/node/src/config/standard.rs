@@ -16,13 +16,28 @@ use super::{ConfigError, parse_memory};
 pub(super) enum Kind {
     Bool(bool),
     /// A whole number between the bounds, as Redis's integer settings.
-    Int { default: i128, min: i128, max: i128 },
+    Int {
+        default: i128,
+        min: i128,
+        max: i128,
+    },
     /// A byte amount that takes units (`1kb`, `1mb`, ...), as Redis's memory settings.
-    Memory { default: i128, min: i128, max: i128 },
+    Memory {
+        default: i128,
+        min: i128,
+        max: i128,
+    },
     /// A byte amount, or a percentage of `maxmemory` (`maxmemory-clients`).
-    MemoryOrPercent { default: i128, min: i128, max: i128 },
+    MemoryOrPercent {
+        default: i128,
+        min: i128,
+        max: i128,
+    },
     /// Permission bits written in octal (`unixsocketperm`).
-    Octal { default: i128, max: i128 },
+    Octal {
+        default: i128,
+        max: i128,
+    },
     /// One of the names; with `multi`, one or more of them separated by spaces.
     Enum {
         values: &'static [&'static str],
@@ -52,12 +67,7 @@ pub(super) struct Setting {
     pub change: Change,
 }
 
-const fn s(
-    name: &'static str,
-    alias: Option<&'static str>,
-    change: Change,
-    kind: Kind,
-) -> Setting {
+const fn s(name: &'static str, alias: Option<&'static str>, change: Change, kind: Kind) -> Setting {
     Setting {
         name,
         alias,
@@ -150,7 +160,12 @@ pub(super) const SETTINGS: &[Setting] = &[
     s("activedefrag", None, Modifiable, yes(false)),
     s("syslog-enabled", None, Immutable, yes(false)),
     s("cluster-enabled", None, Immutable, yes(false)),
-    s("cluster-allow-reads-when-down", None, Modifiable, yes(false)),
+    s(
+        "cluster-allow-reads-when-down",
+        None,
+        Modifiable,
+        yes(false),
+    ),
     s(
         "cluster-allow-pubsubshard-when-down",
         None,
@@ -161,11 +176,21 @@ pub(super) const SETTINGS: &[Setting] = &[
     s("crash-memcheck-enabled", None, Modifiable, yes(true)),
     s("use-exit-on-panic", None, Hidden, yes(false)),
     s("disable-thp", None, Immutable, yes(true)),
-    s("cluster-allow-replica-migration", None, Modifiable, yes(true)),
+    s(
+        "cluster-allow-replica-migration",
+        None,
+        Modifiable,
+        yes(true),
+    ),
     s("replica-announced", None, Modifiable, yes(true)),
     s("latency-tracking", None, Modifiable, yes(true)),
     s("aof-disable-auto-gc", None, Modifiable, yes(false)),
-    s("replica-ignore-disk-write-errors", None, Modifiable, yes(false)),
+    s(
+        "replica-ignore-disk-write-errors",
+        None,
+        Modifiable,
+        yes(false),
+    ),
     s("aclfile", None, Immutable, Kind::Text("")),
     s("unixsocket", None, Immutable, Kind::Text("")),
     s("pidfile", None, Immutable, Kind::Text("")),
@@ -177,8 +202,18 @@ pub(super) const SETTINGS: &[Setting] = &[
     ),
     s("masteruser", None, Modifiable, Kind::Text("")),
     s("cluster-announce-ip", None, Modifiable, Kind::Text("")),
-    s("cluster-config-file", None, Immutable, Kind::Text("nodes.conf")),
-    s("cluster-announce-hostname", None, Modifiable, Kind::Text("")),
+    s(
+        "cluster-config-file",
+        None,
+        Immutable,
+        Kind::Text("nodes.conf"),
+    ),
+    s(
+        "cluster-announce-hostname",
+        None,
+        Modifiable,
+        Kind::Text(""),
+    ),
     s("syslog-ident", None, Immutable, Kind::Text("redis")),
     s("server_cpulist", None, Immutable, Kind::Text("")),
     s("bio_cpulist", None, Immutable, Kind::Text("")),
@@ -305,10 +340,20 @@ pub(super) const SETTINGS: &[Setting] = &[
         int(-2, INT_MIN, INT_MAX),
     ),
     s("tcp-keepalive", None, Modifiable, int(300, 0, INT_MAX)),
-    s("cluster-migration-barrier", None, Modifiable, int(1, 0, INT_MAX)),
+    s(
+        "cluster-migration-barrier",
+        None,
+        Modifiable,
+        int(1, 0, INT_MAX),
+    ),
     s("active-defrag-cycle-min", None, Modifiable, int(1, 1, 99)),
     s("active-defrag-cycle-max", None, Modifiable, int(25, 1, 99)),
-    s("active-defrag-threshold-lower", None, Modifiable, int(10, 0, 1000)),
+    s(
+        "active-defrag-threshold-lower",
+        None,
+        Modifiable,
+        int(10, 0, 1000),
+    ),
     s(
         "active-defrag-threshold-upper",
         None,
@@ -323,9 +368,19 @@ pub(super) const SETTINGS: &[Setting] = &[
         Modifiable,
         int(100, 0, INT_MAX),
     ),
-    s("repl-diskless-sync-delay", None, Modifiable, int(5, 0, INT_MAX)),
+    s(
+        "repl-diskless-sync-delay",
+        None,
+        Modifiable,
+        int(5, 0, INT_MAX),
+    ),
     s("maxmemory-samples", None, Modifiable, int(5, 1, INT_MAX)),
-    s("maxmemory-eviction-tenacity", None, Modifiable, int(10, 0, 100)),
+    s(
+        "maxmemory-eviction-tenacity",
+        None,
+        Modifiable,
+        int(10, 0, 100),
+    ),
     s(
         "replica-announce-port",
         Some("slave-announce-port"),
@@ -334,9 +389,19 @@ pub(super) const SETTINGS: &[Setting] = &[
     ),
     s("tcp-backlog", None, Immutable, int(511, 0, INT_MAX)),
     s("cluster-port", None, Immutable, int(0, 0, 65535)),
-    s("cluster-announce-bus-port", None, Modifiable, int(0, 0, 65535)),
+    s(
+        "cluster-announce-bus-port",
+        None,
+        Modifiable,
+        int(0, 0, 65535),
+    ),
     s("cluster-announce-port", None, Modifiable, int(0, 0, 65535)),
-    s("cluster-announce-tls-port", None, Modifiable, int(0, 0, 65535)),
+    s(
+        "cluster-announce-tls-port",
+        None,
+        Modifiable,
+        int(0, 0, 65535),
+    ),
     s("repl-timeout", None, Modifiable, int(60, 1, INT_MAX)),
     s(
         "repl-ping-replica-period",
@@ -392,15 +457,30 @@ pub(super) const SETTINGS: &[Setting] = &[
         Modifiable,
         int(5000, 0, LONG_MAX),
     ),
-    s("cluster-node-timeout", None, Modifiable, int(15000, 0, LONG_MAX)),
+    s(
+        "cluster-node-timeout",
+        None,
+        Modifiable,
+        int(15000, 0, LONG_MAX),
+    ),
     s(
         "slowlog-log-slower-than",
         None,
         Modifiable,
         int(10000, -1, LONG_MAX),
     ),
-    s("latency-monitor-threshold", None, Modifiable, int(0, 0, LONG_MAX)),
-    s("stream-node-max-entries", None, Modifiable, int(100, 0, LONG_MAX)),
+    s(
+        "latency-monitor-threshold",
+        None,
+        Modifiable,
+        int(0, 0, LONG_MAX),
+    ),
+    s(
+        "stream-node-max-entries",
+        None,
+        Modifiable,
+        int(100, 0, LONG_MAX),
+    ),
     s(
         "repl-backlog-size",
         None,
@@ -420,7 +500,12 @@ pub(super) const SETTINGS: &[Setting] = &[
         Modifiable,
         int(512, 0, LONG_MAX),
     ),
-    s("set-max-intset-entries", None, Modifiable, int(512, 0, LONG_MAX)),
+    s(
+        "set-max-intset-entries",
+        None,
+        Modifiable,
+        int(512, 0, LONG_MAX),
+    ),
     s(
         "zset-max-listpack-entries",
         Some("zset-max-ziplist-entries"),
@@ -439,14 +524,24 @@ pub(super) const SETTINGS: &[Setting] = &[
         Modifiable,
         mem(64, 0, LONG_MAX),
     ),
-    s("stream-node-max-bytes", None, Modifiable, mem(4096, 0, LONG_MAX)),
+    s(
+        "stream-node-max-bytes",
+        None,
+        Modifiable,
+        mem(4096, 0, LONG_MAX),
+    ),
     s(
         "zset-max-listpack-value",
         Some("zset-max-ziplist-value"),
         Modifiable,
         mem(64, 0, LONG_MAX),
     ),
-    s("hll-sparse-max-bytes", None, Modifiable, mem(3000, 0, LONG_MAX)),
+    s(
+        "hll-sparse-max-bytes",
+        None,
+        Modifiable,
+        mem(3000, 0, LONG_MAX),
+    ),
     s(
         "tracking-table-max-keys",
         None,
@@ -490,7 +585,12 @@ pub(super) const SETTINGS: &[Setting] = &[
         Modifiable,
         Kind::Special("0 200 800"),
     ),
-    s("notify-keyspace-events", None, Modifiable, Kind::Special("")),
+    s(
+        "notify-keyspace-events",
+        None,
+        Modifiable,
+        Kind::Special(""),
+    ),
     s("replicaof", Some("slaveof"), Immutable, Kind::Special("")),
     s(
         "latency-tracking-info-percentiles",
@@ -597,7 +697,9 @@ impl Standard {
                             .and_then(|p| resp::parse_i64(p.as_bytes()))
                             .filter(|p| *p >= 0)
                             .ok_or_else(|| {
-                                ConfigError::Other("argument must be a memory or percent value".into())
+                                ConfigError::Other(
+                                    "argument must be a memory or percent value".into(),
+                                )
                             })?;
                         -(percent as i128)
                     }
@@ -639,12 +741,17 @@ fn bounded(n: i128, min: i128, max: i128) -> Result<i128, ConfigError> {
 }
 
 fn enum_value(values: &[&str], multi: bool, value: &str) -> Result<String, ConfigError> {
-    let unknown = || ConfigError::Other(format!(
-        "argument(s) must be one of the following: {}",
-        values.join(", ")
-    ));
+    let unknown = || {
+        ConfigError::Other(format!(
+            "argument(s) must be one of the following: {}",
+            values.join(", ")
+        ))
+    };
     let mut words: Vec<String> = if multi {
-        value.split_whitespace().map(str::to_ascii_lowercase).collect()
+        value
+            .split_whitespace()
+            .map(str::to_ascii_lowercase)
+            .collect()
     } else {
         vec![value.to_ascii_lowercase()]
     };
@@ -807,7 +914,10 @@ mod tests {
             ("hash-max-ziplist-value", "64"),
             ("zset-max-listpack-entries", "128"),
             ("maxmemory-policy", "noeviction"),
-            ("client-output-buffer-limit", "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"),
+            (
+                "client-output-buffer-limit",
+                "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
+            ),
             ("unixsocketperm", "0"),
             ("shutdown-on-sigterm", "default"),
         ] {
@@ -820,25 +930,69 @@ mod tests {
         let mut st = Standard::default();
         let cases: &[(&str, &str, Result<&str, &str>)] = &[
             ("list-max-ziplist-size", "4", Ok("4")),
-            ("list-max-ziplist-size", "x", Err("argument couldn't be parsed into an integer")),
-            ("set-max-intset-entries", "-1", Err("argument must be between 0 and 9223372036854775807 inclusive")),
+            (
+                "list-max-ziplist-size",
+                "x",
+                Err("argument couldn't be parsed into an integer"),
+            ),
+            (
+                "set-max-intset-entries",
+                "-1",
+                Err("argument must be between 0 and 9223372036854775807 inclusive"),
+            ),
             ("hash-max-ziplist-value", "1kb", Ok("1024")),
-            ("hash-max-ziplist-value", "-1", Err("argument must be a memory value")),
-            ("active-defrag-cycle-min", "100", Err("argument must be between 1 and 99 inclusive")),
+            (
+                "hash-max-ziplist-value",
+                "-1",
+                Err("argument must be a memory value"),
+            ),
+            (
+                "active-defrag-cycle-min",
+                "100",
+                Err("argument must be between 1 and 99 inclusive"),
+            ),
             ("activerehashing", "No", Ok("no")),
-            ("activerehashing", "maybe", Err("argument must be 'yes' or 'no'")),
+            (
+                "activerehashing",
+                "maybe",
+                Err("argument must be 'yes' or 'no'"),
+            ),
             ("maxmemory-policy", "ALLKEYS-LRU", Ok("allkeys-lru")),
             ("maxmemory-clients", "10%", Ok("10%")),
-            ("maxmemory-clients", "101%", Err("percentage argument must be less or equal to 100")),
+            (
+                "maxmemory-clients",
+                "101%",
+                Err("percentage argument must be less or equal to 100"),
+            ),
             ("maxmemory-clients", "1mb", Ok("1048576")),
             ("notify-keyspace-events", "Elx", Ok("lxE")),
             ("notify-keyspace-events", "KA", Ok("AK")),
-            ("notify-keyspace-events", "q", Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")),
+            (
+                "notify-keyspace-events",
+                "q",
+                Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'."),
+            ),
             ("shutdown-on-sigint", "nosave now", Ok("nosave now")),
-            ("shutdown-on-sigint", "save nosave", Err("shutdown can't have both 'save' and 'nosave' flags")),
-            ("client-output-buffer-limit", "pubsub 1mb 2 3", Ok("normal 0 0 0 slave 268435456 67108864 60 pubsub 1048576 2 3")),
-            ("oom-score-adj-values", "1 2", Err("wrong number of arguments")),
-            ("latency-tracking-info-percentiles", "50 99.9", Ok("50 99.9")),
+            (
+                "shutdown-on-sigint",
+                "save nosave",
+                Err("shutdown can't have both 'save' and 'nosave' flags"),
+            ),
+            (
+                "client-output-buffer-limit",
+                "pubsub 1mb 2 3",
+                Ok("normal 0 0 0 slave 268435456 67108864 60 pubsub 1048576 2 3"),
+            ),
+            (
+                "oom-score-adj-values",
+                "1 2",
+                Err("wrong number of arguments"),
+            ),
+            (
+                "latency-tracking-info-percentiles",
+                "50 99.9",
+                Ok("50 99.9"),
+            ),
         ];
         for (name, value, want) in cases {
             let got = set(&mut st, name, value).map(|()| st.get(name).unwrap());

@@ -67,6 +67,18 @@ impl<T: DictEntry> Dict<T> {
         self.tables[0].used + self.tables[1].used
     }
 
+    /// Whether the table is larger than the smallest one that holds `n` elements, that is,
+    /// the dict held more than `n` since its table last shrank (which takes nine tenths of
+    /// it gone): how OBJECT ENCODING tells a collection that grew out of its compact form.
+    pub fn outgrew(&self, n: usize) -> bool {
+        let slots = self.tables[0]
+            .buckets
+            .len()
+            .max(self.tables[1].buckets.len());
+        n.checked_next_power_of_two()
+            .is_some_and(|fits| slots > fits.max(INITIAL_BUCKETS))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -959,8 +959,19 @@ fn config(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()
             // All or nothing, as Redis 7 applies several parameters.
             let mut next = st.config.clone();
             let local = client(st, id).local;
+            let mut seen: Vec<String> = Vec::new();
             for pair in a[2..].chunks(2) {
                 let name = lossy(&pair[0]).to_ascii_lowercase();
+                // A setting named twice is refused, as Redis does (a name and its alias
+                // are two entries there, so that pair passes).
+                if crate::config::is_known(&name) {
+                    if seen.contains(&name) {
+                        return Err(CmdError::other(format!(
+                            "ERR CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter"
+                        )));
+                    }
+                    seen.push(name.clone());
+                }
                 if crate::config::is_protected(&name)
                     && !allowed(st.config.enable_protected_configs, local)
                 {

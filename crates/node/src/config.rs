@@ -343,6 +343,11 @@ fn immutable(name: &str) -> bool {
     IMMUTABLE.contains(&name) || name.starts_with("tls-")
 }
 
+/// Whether `name` names a setting (or an alias of one).
+pub fn is_known(name: &str) -> bool {
+    parameters().any(|p| p == name) || standard::find(name).is_some()
+}
+
 /// Whether CONFIG SET of `name` needs `enable-protected-configs`.
 pub fn is_protected(name: &str) -> bool {
     PROTECTED.contains(&name)

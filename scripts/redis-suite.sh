@@ -5,7 +5,8 @@
 # cacheplane node, side by side, with the same tag exclusions for both, and prints per unit
 # the tests each passed and the ratio.
 # Usage: scripts/redis-suite.sh [UNIT...]   (default: the core units of the conformance issue)
-# Environment: UNIT_TIMEOUT (seconds per unit and server, default 600).
+# Environment: UNIT_TIMEOUT (seconds per unit and server, default 600); CACHEPLANE_BIN (a
+# binary to test instead of building the release one, e.g. target/debug/cacheplane).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE=$PWD/.cache/redis-suite
@@ -39,12 +40,18 @@ if [ ! -f "$SUITE/tests/test_helper.tcl" ]; then
   tar -xzf "$CACHE/src/redis_7.0.15.orig.tar.gz" -C "$CACHE" redis-7.0.15/tests redis-7.0.15/utils
 fi
 
-cargo build --release --quiet
-BIN=$PWD/target/release/cacheplane
+if [ -n "${CACHEPLANE_BIN:-}" ]; then
+  BIN=$(realpath "$CACHEPLANE_BIN")
+else
+  cargo build --release --quiet
+  BIN=$PWD/target/release/cacheplane
+fi
 WORK=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORTS=()
-trap 'for p in "${PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done; rm -rf "$WORK"' EXIT
+# A server that does not answer SHUTDOWN (stuck in a command) is killed by its pid.
+stop() { timeout 10 redis-cli -p "$1" shutdown nosave >/dev/null 2>&1 || kill -9 "$(cat "$WORK/$1.pid")" 2>/dev/null || true; }
+trap 'for p in "${PORTS[@]}"; do stop "$p"; done; rm -rf "$WORK"' EXIT
 
 # start <redis|node>: a fresh server for one unit; prints its port.
 start() {
@@ -55,6 +62,7 @@ start() {
   else
     "$BIN" node "${flags[@]}" --loglevel warning >>"$WORK/$1.log" 2>&1 &
   fi
+  echo $! >"$WORK/$port.pid"
   for _ in $(seq 400); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.025; done
   PORTS+=("$port")
   echo "$port"
@@ -65,7 +73,7 @@ run() {
   local port; port=$(start "$1")
   (cd "$SUITE" && timeout "$UNIT_TIMEOUT" tclsh tests/test_helper.tcl --host 127.0.0.1 --port "$port" \
     --single "$2" --tags "$TAGS" --ignore-encoding --timeout 60 >"$WORK/out" 2>&1 || true)
-  redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  stop "$port"
   sed 's/\x1b\[[0-9;]*m//g' "$WORK/out" | awk '
     /^\[ok\]:/ { ok++ } /^\[err\]:/ { err++ } /^\[exception\]:|exception/ { exc=1 }
     END { printf "%d %d %d\n", ok, err, exc }'

@@ -12,6 +12,8 @@ pub enum FormatError {
     UnsupportedVersion(u32),
     #[error("unexpected end of file at offset {offset}")]
     Truncated { offset: u64 },
+    #[error("dump payload version or checksum are wrong")]
+    BadDumpTrailer,
     #[error("rdb checksum mismatch: file says {stored:#018x}, content hashes to {computed:#018x}")]
     BadChecksum { stored: u64, computed: u64 },
     #[error("unsupported rdb {what} {code} at offset {offset}")]

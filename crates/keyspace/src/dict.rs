@@ -67,6 +67,18 @@ impl<T: DictEntry> Dict<T> {
         self.tables[0].used + self.tables[1].used
     }
 
+    /// Whether the table is larger than the smallest one that holds `n` elements, that is,
+    /// the dict held more than `n` since its table last shrank (which takes nine tenths of
+    /// it gone): how OBJECT ENCODING tells a collection that grew out of its compact form.
+    pub fn outgrew(&self, n: usize) -> bool {
+        let slots = self.tables[0]
+            .buckets
+            .len()
+            .max(self.tables[1].buckets.len());
+        n.checked_next_power_of_two()
+            .is_some_and(|fits| slots > fits.max(INITIAL_BUCKETS))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -368,25 +380,26 @@ impl<T: DictEntry> Dict<T> {
         }
     }
 
-    /// A random element, each with roughly equal probability.
+    /// A random element, each with equal probability while no chain is longer than
+    /// `RANDOM_CHAIN_SPAN` (always, at the load factors the table keeps): a bucket is drawn,
+    /// then a slot in a span of that many, and a slot past the chain's end draws again, so an
+    /// element in a long chain is not less likely than one alone in its bucket.
     pub fn random(&self) -> Option<&T> {
         if self.is_empty() {
             return None;
         }
         loop {
-            let t = if self.rehash_idx.is_some()
-                && fastrand::usize(..self.len()) >= self.tables[0].used
-            {
-                1
+            // One draw over the buckets of both tables while rehashing: every slot is
+            // equally likely, whichever table it is in.
+            let first = self.tables[0].buckets.len();
+            let mut slot = fastrand::usize(..first + self.tables[1].buckets.len());
+            let table = if slot < first {
+                &self.tables[0]
             } else {
-                0
+                slot -= first;
+                &self.tables[1]
             };
-            let table = &self.tables[t];
-            if table.used == 0 {
-                continue;
-            }
-            let Some(head) = table.buckets[fastrand::usize(..table.buckets.len())].as_deref()
-            else {
+            let Some(head) = table.buckets[slot].as_deref() else {
                 continue;
             };
             let mut chain_len = 0;
@@ -395,7 +408,14 @@ impl<T: DictEntry> Dict<T> {
                 chain_len += 1;
                 cur = n.next.as_deref();
             }
-            let mut pick = fastrand::usize(..chain_len);
+            let mut pick = if chain_len > RANDOM_CHAIN_SPAN {
+                fastrand::usize(..chain_len)
+            } else {
+                fastrand::usize(..RANDOM_CHAIN_SPAN)
+            };
+            if pick >= chain_len {
+                continue;
+            }
             let mut cur = head;
             while pick > 0 {
                 cur = cur.next.as_deref().expect("within chain length");
@@ -405,6 +425,9 @@ impl<T: DictEntry> Dict<T> {
         }
     }
 }
+
+/// Chain slots [`Dict::random`] draws from: chains up to this long are sampled fairly.
+const RANDOM_CHAIN_SPAN: usize = 8;
 
 /// Reverse-binary increment: counts with the bits of the masked cursor reversed, so buckets
 /// that split on a grow (or merge on a shrink) are visited together.
@@ -561,5 +584,31 @@ mod tests {
             seen.insert(d.random().unwrap().as_bytes().to_vec());
         }
         assert_eq!(seen.len(), 8);
+    }
+}
+
+#[cfg(test)]
+mod fairness {
+    use super::*;
+    use crate::Str;
+
+    /// Every element of a small dict is drawn about as often (chi-square with 9 degrees of
+    /// freedom under 40, as Redis's SRANDMEMBER test demands, over many draws).
+    #[test]
+    fn random_is_fair() {
+        let mut d: Dict<Str> = Dict::new();
+        for b in b"abcdefghij" {
+            d.insert(Str::new(&[*b]));
+        }
+        let draws = 100_000;
+        let mut counts = std::collections::HashMap::new();
+        for _ in 0..draws {
+            *counts
+                .entry(d.random().unwrap().as_bytes().to_vec())
+                .or_insert(0) += 1;
+        }
+        let p = draws as f64 / 10.0;
+        let chi: f64 = counts.values().map(|&c| (c as f64 - p).powi(2) / p).sum();
+        assert!(chi < 40.0, "{chi} {counts:?}");
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use bytes::Bytes;
 
-use crate::value::{Field, ZSet};
+use crate::value::{Encodings, Field, ZSet};
 use crate::{CmdError, Dict, DictEntry, Str, Value};
 
 /// A key, its value and its absolute expiry in unix milliseconds.
@@ -147,6 +147,8 @@ pub struct Keyspace {
     /// Changes in the order they happened, as commands to replay (AOF); None when no one
     /// listens.
     feed: Option<Vec<(usize, Vec<Bytes>)>>,
+    /// The thresholds OBJECT ENCODING judges values by (the node's `*-max-*` settings).
+    pub encodings: Encodings,
 }
 
 /// A point-in-time snapshot being taken without stopping writes: every entry that existed
@@ -184,6 +186,7 @@ impl Keyspace {
             epoch_mark: false,
             snapshot: None,
             feed: None,
+            encodings: Encodings::default(),
         }
     }
 

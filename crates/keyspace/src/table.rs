@@ -6,7 +6,9 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use crate::cmd::{hashes as h, keys as k, lists as l, sets as s, strings as st, zsets as z};
+use crate::cmd::{
+    bits as b, hashes as h, keys as k, lists as l, sets as s, sort as so, strings as st, zsets as z,
+};
 use crate::{CmdResult, Ctx};
 
 pub type Handler = fn(&mut Ctx, &[Bytes]) -> CmdResult;
@@ -148,6 +150,10 @@ static TABLE: &[Spec] = &[
     spec("getrange", 4, R, K1, F(st::getrange)),
     spec("substr", 4, R, K1, F(st::getrange)),
     spec("setrange", 4, W, K1, F(st::setrange)),
+    spec("setbit", 4, W, K1, F(b::setbit)),
+    spec("getbit", 3, RF, K1, F(b::getbit)),
+    spec("bitcount", -2, R, K1, F(b::bitcount)),
+    spec("lcs", -3, R, K2, F(st::lcs)),
     // keys
     spec("del", -2, D, KALL, F(k::del)),
     spec("unlink", -2, DF, KALL, F(k::del)),
@@ -175,6 +181,10 @@ static TABLE: &[Spec] = &[
     spec("move", 3, DF, K1, F(k::move_)),
     spec("copy", -3, W, K2, F(k::copy)),
     spec("object", -2, R, (2, 2, 1), F(k::object)),
+    spec("sort", -2, W, K1, F(so::sort)),
+    spec("dump", 2, R, K1, NODE),
+    spec("restore", -4, W, K1, NODE),
+    spec("sort_ro", -2, R, K1, F(so::sort_ro)),
     // hashes
     spec("hset", -4, WF, K1, F(h::hset)),
     spec("hmset", -4, WF, K1, F(h::hset)),

@@ -46,42 +46,76 @@ impl Value {
     }
 
     /// The encoding redis-server 7.0 would report for this value (OBJECT ENCODING), judged
-    /// from its size with Redis's default thresholds.
-    pub fn encoding(&self) -> &'static str {
-        const LISTPACK_ENTRIES_MAX: usize = 128;
-        const LISTPACK_VALUE_MAX_BYTES: usize = 64;
-        const INTSET_ENTRIES_MAX: usize = 512;
+    /// from its size against the thresholds Redis converts at. Redis never converts back to
+    /// a compact form: a collection whose table outgrew the entries threshold stays
+    /// converted ([`Dict::outgrew`]); one converted by a long or non-integer element that
+    /// is gone again is not remembered (that would cost a check on every write).
+    pub fn encoding(&self, limits: &Encodings) -> &'static str {
         match self {
             Value::Str(s) => {
                 if s.len() <= 20 && resp::parse_i64(s).is_some() {
                     "int"
-                } else if s.len() <= 44 {
+                } else if s.len() <= EMBSTR_MAX_BYTES {
                     "embstr"
                 } else {
                     "raw"
                 }
             }
+            // Redis 7.0 keeps every list in a quicklist of listpack nodes.
             Value::List(_) => "quicklist",
             Value::Hash(h) => {
-                let small = h.len() <= LISTPACK_ENTRIES_MAX
+                let small = h.len() <= limits.hash_max_listpack_entries
+                    && !h.outgrew(limits.hash_max_listpack_entries)
                     && h.iter().all(|f| {
-                        f.name.len() <= LISTPACK_VALUE_MAX_BYTES
-                            && f.value.len() <= LISTPACK_VALUE_MAX_BYTES
+                        f.name.len() <= limits.hash_max_listpack_value
+                            && f.value.len() <= limits.hash_max_listpack_value
                     });
                 if small { "listpack" } else { "hashtable" }
             }
             Value::Set(s) => {
-                if s.len() <= INTSET_ENTRIES_MAX && s.iter().all(|m| resp::parse_i64(m).is_some()) {
+                if s.len() <= limits.set_max_intset_entries
+                    && !s.outgrew(limits.set_max_intset_entries)
+                    && s.iter().all(|m| resp::parse_i64(m).is_some())
+                {
                     "intset"
                 } else {
                     "hashtable"
                 }
             }
             Value::ZSet(z) => {
-                let small = z.len() <= LISTPACK_ENTRIES_MAX
-                    && z.iter().all(|(m, _)| m.len() <= LISTPACK_VALUE_MAX_BYTES);
+                let small = z.len() <= limits.zset_max_listpack_entries
+                    && !z.members.outgrew(limits.zset_max_listpack_entries)
+                    && z.iter()
+                        .all(|(m, _)| m.len() <= limits.zset_max_listpack_value);
                 if small { "listpack" } else { "skiplist" }
             }
+        }
+    }
+}
+
+/// Strings up to this long are allocated with their object in Redis ("embstr").
+const EMBSTR_MAX_BYTES: usize = 44;
+
+/// The sizes up to which Redis keeps a value in its compact encoding (the `*-max-*`
+/// settings), for OBJECT ENCODING.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encodings {
+    pub hash_max_listpack_entries: usize,
+    pub hash_max_listpack_value: usize,
+    pub set_max_intset_entries: usize,
+    pub zset_max_listpack_entries: usize,
+    pub zset_max_listpack_value: usize,
+}
+
+impl Default for Encodings {
+    /// Redis's defaults.
+    fn default() -> Self {
+        Encodings {
+            hash_max_listpack_entries: 512,
+            hash_max_listpack_value: 64,
+            set_max_intset_entries: 512,
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
         }
     }
 }
@@ -219,6 +253,45 @@ mod tests {
         assert_eq!(z.remove(b"a"), Some(1.0));
         assert_eq!(z.len(), 2);
         assert_eq!(z.order.len(), 2);
+    }
+
+    #[test]
+    fn encodings_follow_thresholds_and_only_grow() {
+        let limits = Encodings {
+            set_max_intset_entries: 4,
+            ..Encodings::default()
+        };
+        let mut d: Dict<Str> = Dict::new();
+        for i in 0..4 {
+            d.insert(Str::from_i64(i));
+        }
+        let mut set = Value::Set(Box::new(d));
+        assert_eq!(set.encoding(&limits), "intset");
+        let Value::Set(d) = &mut set else {
+            unreachable!()
+        };
+        for i in 4..20 {
+            d.insert(Str::from_i64(i));
+        }
+        assert_eq!(set.encoding(&limits), "hashtable");
+        let Value::Set(d) = &mut set else {
+            unreachable!()
+        };
+        for i in 4..20 {
+            d.remove(Str::from_i64(i).as_bytes());
+        }
+        // Back to 4 members, as Redis it stays a hashtable.
+        assert_eq!(d.len(), 4);
+        assert_eq!(set.encoding(&limits), "hashtable");
+        let mut small: Dict<Str> = Dict::new();
+        small.insert(Str::new(b"a"));
+        assert_eq!(Value::Set(Box::new(small)).encoding(&limits), "hashtable");
+        assert_eq!(Value::Str(Str::new(b"12")).encoding(&limits), "int");
+        assert_eq!(
+            Value::Str(Str::new(&[b'x'; 44])).encoding(&limits),
+            "embstr"
+        );
+        assert_eq!(Value::Str(Str::new(&[b'x'; 45])).encoding(&limits), "raw");
     }
 
     #[test]

@@ -710,6 +710,16 @@ fn run_logged(
     out: &mut ReplyBuf,
     offset: u64,
 ) -> anyhow::Result<()> {
+    // RESTORE is a node command (it needs the RDB reader); the log holds it in one form:
+    // RESTORE key <absolute ms, 0: none> payload REPLACE [ABSTTL].
+    if args[0].eq_ignore_ascii_case(b"restore") && args.len() >= 4 {
+        let at = resp::parse_i64(&args[2]).filter(|t| *t >= 0);
+        let value = crate::persist::restore_payload(&args[3], u64::MAX);
+        if let (Some(at), Ok(value)) = (at, value) {
+            ks.set_with_expiry(db, &args[1], value, (at > 0).then_some(at as u64));
+        }
+        return Ok(());
+    }
     let spec = keyspace::lookup(&args[0])
         .filter(|s| s.arity_ok(args.len()) && matches!(s.run, keyspace::Run::Data(_)))
         .ok_or_else(|| {

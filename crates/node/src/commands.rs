@@ -123,6 +123,19 @@ pub fn run(
             out.bulk_int((now_us % 1_000_000) as i64);
         }
         "debug" => debug(st, id, a, out)?,
+        "dump" => {
+            let db = client(st, id).db;
+            let compress = st.config.rdbcompression;
+            match st.ks.get(db, &a[1]) {
+                Some(e) => {
+                    let payload = persist::dump_payload(e, compress)
+                        .map_err(|e| CmdError::other(format!("ERR {e}")))?;
+                    out.bulk(&payload);
+                }
+                None => out.null(),
+            }
+        }
+        "restore" => restore(st, id, a, out)?,
         "lastsave" => out.int(st.rdb.last_save_unix as i64),
         "eval" => return crate::scripting::eval(st, id, a, out, false, false),
         "evalsha" => return crate::scripting::eval(st, id, a, out, true, false),
@@ -815,17 +828,104 @@ fn command(a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
     Ok(())
 }
 
+/// RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f]: a DUMP payload back
+/// into a key. Access times are not tracked here, so IDLETIME and FREQ are checked only.
+fn restore(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
+    let (mut replace, mut absolute) = (false, false);
+    let mut j = 4;
+    while j < a.len() {
+        let opt = lossy(&a[j]).to_ascii_lowercase();
+        let value = a.get(j + 1).map(|v| resp::parse_i64(v));
+        match (opt.as_str(), value) {
+            ("replace", _) => replace = true,
+            ("absttl", _) => absolute = true,
+            ("idletime", Some(v)) => {
+                if v.ok_or(CmdError::NotInteger)? < 0 {
+                    return Err(CmdError::other("ERR Invalid IDLETIME value, must be >= 0"));
+                }
+                j += 1;
+            }
+            ("freq", Some(v)) => {
+                if !(0..=255).contains(&v.ok_or(CmdError::NotInteger)?) {
+                    return Err(CmdError::other(
+                        "ERR Invalid FREQ value, must be >= 0 and <= 255",
+                    ));
+                }
+                j += 1;
+            }
+            _ => return Err(CmdError::Syntax),
+        }
+        j += 1;
+    }
+    let db = client(st, id).db;
+    let key = &a[1];
+    let ttl = resp::parse_i64(&a[2]).ok_or(CmdError::NotInteger)?;
+    if !replace && st.ks.contains(db, key) {
+        return Err(CmdError::other("BUSYKEY Target key name already exists."));
+    }
+    if ttl < 0 {
+        return Err(CmdError::other("ERR Invalid TTL value, must be >= 0"));
+    }
+    let value = persist::restore_payload(&a[3], st.config.proto_max_bulk_len_bytes as u64)
+        .map_err(|e| CmdError::other(e.to_string()))?;
+    let now = st.ks.now_ms();
+    let expire_at = match ttl {
+        0 => None,
+        t if absolute => Some(t as u64),
+        t => Some(now.saturating_add(t as u64)),
+    };
+    let removed = replace && st.ks.remove(db, key).is_some();
+    // A deadline already past: the key is gone at once (Redis replies OK all the same).
+    if expire_at.is_some_and(|at| at <= now) {
+        if removed {
+            st.ks.dirty += 1;
+            st.ks.touch(db, key);
+            st.ks
+                .feed_push(db, vec![Bytes::from_static(b"DEL"), key.clone()]);
+        }
+        out.ok();
+        return Ok(());
+    }
+    st.ks.set_with_expiry(db, key, value, expire_at);
+    st.ks.dirty += 1;
+    st.ks.touch(db, key);
+    // Logged with an absolute deadline, so a replay later restores the same expiry.
+    let mut logged = vec![
+        Bytes::from_static(b"RESTORE"),
+        key.clone(),
+        Bytes::from(expire_at.unwrap_or(0).to_string()),
+        a[3].clone(),
+        Bytes::from_static(b"REPLACE"),
+    ];
+    if expire_at.is_some() {
+        logged.push(Bytes::from_static(b"ABSTTL"));
+    }
+    st.ks.feed_push(db, logged);
+    out.ok();
+    Ok(())
+}
+
 fn config(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
     let sub = lossy(&a[1]).to_ascii_lowercase();
     match sub.as_str() {
         "get" if a.len() >= 3 => {
-            let mut found: Vec<(&str, String)> = Vec::new();
+            let mut found: Vec<(String, String)> = Vec::new();
             for pattern in &a[2..] {
+                // A plain name is looked up (aliases and hidden settings too), as Redis does.
+                if !pattern.iter().any(|b| b"[*?".contains(b)) {
+                    let name = lossy(pattern).to_ascii_lowercase();
+                    if let Some(value) = st.config.get(&name)
+                        && !found.iter().any(|(n, _)| *n == name)
+                    {
+                        found.push((name, value));
+                    }
+                    continue;
+                }
                 for name in crate::config::parameters() {
                     if keyspace::glob_match(pattern, name.as_bytes(), true)
                         && !found.iter().any(|(n, _)| *n == name)
                     {
-                        found.push((name, st.config.get(name).unwrap_or_default()));
+                        found.push((name.into(), st.config.get(name).unwrap_or_default()));
                     }
                 }
             }
@@ -839,8 +939,19 @@ fn config(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()
             // All or nothing, as Redis 7 applies several parameters.
             let mut next = st.config.clone();
             let local = client(st, id).local;
+            let mut seen: Vec<String> = Vec::new();
             for pair in a[2..].chunks(2) {
                 let name = lossy(&pair[0]).to_ascii_lowercase();
+                // A setting named twice is refused, as Redis does (a name and its alias
+                // are two entries there, so that pair passes).
+                if crate::config::is_known(&name) {
+                    if seen.contains(&name) {
+                        return Err(CmdError::other(format!(
+                            "ERR CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter"
+                        )));
+                    }
+                    seen.push(name.clone());
+                }
                 if crate::config::is_protected(&name)
                     && !allowed(st.config.enable_protected_configs, local)
                 {
@@ -883,6 +994,7 @@ fn config(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()
                 )));
             }
             st.config = next;
+            st.ks.encodings = st.config.encodings();
             out.ok();
         }
         "resetstat" if a.len() == 2 => {
@@ -1207,16 +1319,16 @@ fn debug(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
             let d = dataset_digest(st);
             out.simple(&d)
         }
-        "object" if a.len() == 3 => match st.ks.get(db, &a[2]) {
-            Some(e) => {
+        "object" if a.len() == 3 => match (st.ks.encodings, st.ks.get(db, &a[2])) {
+            (limits, Some(e)) => {
                 let line = format!(
                     "Value at:0x0 refcount:1 encoding:{} serializedlength:{} lru:0 lru_seconds_idle:0",
-                    e.value.encoding(),
+                    e.value.encoding(&limits),
                     value_bytes(&e.value)
                 );
                 out.simple(&line)
             }
-            None => return Err(CmdError::NoSuchKey),
+            (_, None) => return Err(CmdError::NoSuchKey),
         },
         "set-active-expire" if a.len() == 3 => {
             st.active_expire_enabled = resp::parse_i64(&a[2]).ok_or(CmdError::NotInteger)? != 0;

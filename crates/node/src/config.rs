@@ -3,6 +3,10 @@
 
 use std::path::PathBuf;
 
+mod standard;
+
+pub use standard::Standard;
+
 /// How often `appendfsync` flushes the AOF to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fsync {
@@ -73,6 +77,9 @@ pub struct NodeConfig {
     /// Where snapshots and AOF segments go beyond the local disk (cacheplane's settings,
     /// named like Azure Cache for Redis's `redisConfiguration` keys).
     pub storage: StorageConfig,
+    /// Redis's other settings (encoding thresholds, eviction, replication, ...): checked,
+    /// kept and reported as Redis does.
+    pub standard: Standard,
 }
 
 /// redis-server's `tls-*` settings. `port 0` with a `tls-port` serves TLS only.
@@ -218,6 +225,7 @@ impl Default for NodeConfig {
             io_threads: 1,
             tls: TlsConfig::default(),
             storage: StorageConfig::default(),
+            standard: Standard::default(),
         }
     }
 }
@@ -237,7 +245,7 @@ pub enum ConfigError {
     #[error("argument must be a memory value")]
     NotMemory,
     #[error("argument must be between {min} and {max} inclusive")]
-    OutOfRange { min: u64, max: u64 },
+    OutOfRange { min: i128, max: i128 },
     #[error("Invalid save parameters")]
     InvalidSave,
     #[error("can't set immutable config")]
@@ -311,9 +319,14 @@ const STORAGE_PARAMETERS: &[&str] = &[
     "cacheplane-admin-key",
 ];
 
-/// Every parameter CONFIG GET knows, in order.
+/// Every parameter CONFIG GET patterns match, in order: the node's, then Redis's others with
+/// their aliases (hidden ones answer only to their exact name, [`NodeConfig::get`]).
 pub fn parameters() -> impl Iterator<Item = &'static str> {
-    PARAMETERS.iter().chain(STORAGE_PARAMETERS).copied()
+    PARAMETERS
+        .iter()
+        .chain(STORAGE_PARAMETERS)
+        .copied()
+        .chain(standard::listed_names())
 }
 
 /// Settings that only take effect at start.
@@ -333,6 +346,11 @@ const IMMUTABLE: &[&str] = &[
 /// TLS listener is set up at start).
 fn immutable(name: &str) -> bool {
     IMMUTABLE.contains(&name) || name.starts_with("tls-")
+}
+
+/// Whether `name` names a setting (or an alias of one).
+pub fn is_known(name: &str) -> bool {
+    parameters().any(|p| p == name) || standard::find(name).is_some()
 }
 
 /// Whether CONFIG SET of `name` needs `enable-protected-configs`.
@@ -399,7 +417,10 @@ fn yn(v: bool) -> String {
 fn integer(v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
     let n: u64 = v.parse().map_err(|_| ConfigError::NotInteger)?;
     if !(min..=max).contains(&n) {
-        return Err(ConfigError::OutOfRange { min, max });
+        return Err(ConfigError::OutOfRange {
+            min: min.into(),
+            max: max.into(),
+        });
     }
     Ok(n)
 }
@@ -503,6 +524,18 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// The thresholds OBJECT ENCODING reports conversions at.
+    pub fn encodings(&self) -> keyspace::Encodings {
+        let size = |name| usize::try_from(self.standard.int(name)).unwrap_or(usize::MAX);
+        keyspace::Encodings {
+            hash_max_listpack_entries: size("hash-max-listpack-entries"),
+            hash_max_listpack_value: size("hash-max-listpack-value"),
+            set_max_intset_entries: size("set-max-intset-entries"),
+            zset_max_listpack_entries: size("zset-max-listpack-entries"),
+            zset_max_listpack_value: size("zset-max-listpack-value"),
+        }
+    }
+
     /// The current value of a parameter, as CONFIG GET prints it.
     pub fn get(&self, name: &str) -> Option<String> {
         Some(match name {
@@ -582,7 +615,7 @@ impl NodeConfig {
                 Durability::Store => "store",
             }
             .into(),
-            _ => return None,
+            _ => return self.standard.get(name),
         })
     }
 
@@ -592,8 +625,13 @@ impl NodeConfig {
     }
 
     fn apply(&mut self, name: &str, v: &str, at_start: bool) -> Result<(), ConfigError> {
-        if !parameters().any(|p| p == name) {
-            return Err(ConfigError::UnknownDirective(name.into()));
+        if !PARAMETERS.contains(&name) && !STORAGE_PARAMETERS.contains(&name) {
+            let setting =
+                standard::find(name).ok_or_else(|| ConfigError::UnknownDirective(name.into()))?;
+            if !at_start && setting.change == standard::Change::Immutable {
+                return Err(ConfigError::Immutable);
+            }
+            return self.standard.set(setting, v);
         }
         let storage = STORAGE_PARAMETERS.contains(&name) && name != "requirepass-secondary";
         if !at_start && (immutable(name) || storage) {
@@ -636,7 +674,7 @@ impl NodeConfig {
                 if n < 1024 * 1024 {
                     return Err(ConfigError::OutOfRange {
                         min: 1024 * 1024,
-                        max: i64::MAX as u64,
+                        max: i64::MAX.into(),
                     });
                 }
                 self.proto_max_bulk_len_bytes = n as usize
@@ -646,7 +684,7 @@ impl NodeConfig {
                 if n < 1024 * 1024 {
                     return Err(ConfigError::OutOfRange {
                         min: 1024 * 1024,
-                        max: i64::MAX as u64,
+                        max: i64::MAX.into(),
                     });
                 }
                 self.client_query_buffer_limit_bytes = n as usize

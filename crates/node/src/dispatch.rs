@@ -152,7 +152,9 @@ pub fn run(
             if let Err(e) = result {
                 out.error(&e.to_string());
             }
-            if st.ks.has_touched() {
+            // Inside EXEC, blocked clients are served once the whole transaction ran, as in
+            // Redis: they never see its intermediate states.
+            if !in_exec && st.ks.has_touched() {
                 st.handle_touched();
             }
             match block {
@@ -207,6 +209,9 @@ pub fn exec(st: &mut State, id: u64, out: &mut ReplyBuf) -> Result<Flow, CmdErro
         }
     }
     st.ks.feed_wrap_transaction(feed_mark);
+    if st.ks.has_touched() {
+        st.handle_touched();
+    }
     Ok(flow)
 }
 

@@ -135,6 +135,7 @@ impl State {
         self.cancel_bgsave();
         ks.dirty = self.ks.dirty;
         ks.set_feed(self.ks.feed_enabled());
+        ks.encodings = self.ks.encodings;
         self.ks = ks;
     }
 

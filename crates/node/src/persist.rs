@@ -735,6 +735,38 @@ fn load_rdb_bounded(
     Ok(s)
 }
 
+/// DUMP's payload for a value: its RDB encoding, the RDB version and a CRC-64.
+pub fn dump_payload(e: &Entry, compress: bool) -> Result<Vec<u8>, FormatError> {
+    let mut w = RdbWriter::for_dump(Vec::new(), compress);
+    write_entry(&mut w, e)?;
+    w.finish_dump()
+}
+
+/// Why RESTORE refuses a payload, in Redis's words.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("ERR DUMP payload version or checksum are wrong")]
+    Trailer,
+    #[error("ERR Bad data format")]
+    Format,
+}
+
+/// The value a DUMP payload holds, checked as RESTORE checks it.
+pub fn restore_payload(payload: &[u8], string_len_max_bytes: u64) -> Result<Value, RestoreError> {
+    let opts = ReadOptions {
+        string_len_max_bytes,
+        ..ReadOptions::default()
+    };
+    let value = formats::rdb::read_dump(payload, opts).map_err(|e| match e {
+        FormatError::BadDumpTrailer => RestoreError::Trailer,
+        _ => RestoreError::Format,
+    })?;
+    match to_value(value) {
+        Ok(Some(v)) => Ok(v),
+        _ => Err(RestoreError::Format),
+    }
+}
+
 /// The in-memory value of a loaded one; None for an empty collection (Redis skips those).
 fn to_value(v: RdbValue) -> Result<Option<Value>, FormatError> {
     let dup = |what: &str| FormatError::Invalid(format!("duplicate {what} in a collection"));

@@ -169,7 +169,11 @@ impl State {
     pub fn new(config: NodeConfig, now_ms: u64) -> State {
         let workers: Arc<crate::workers::Workers> = Default::default();
         State {
-            ks: Keyspace::new(config.databases),
+            ks: {
+                let mut ks = Keyspace::new(config.databases);
+                ks.encodings = config.encodings();
+                ks
+            },
             config,
             clients: HashMap::default(),
             next_client_id: 1,
@@ -254,11 +258,24 @@ impl State {
             let spec = keyspace::lookup(&b.args[0]).expect("blocked commands are known");
             let mut out = ReplyBuf::new(client.protocol);
             let args = b.args.clone();
+            let waits_for = if spec.name.starts_with("bz") {
+                keyspace::Kind::ZSet
+            } else {
+                keyspace::Kind::List
+            };
+            // Still nothing, or the key now holds another type: everyone stays queued.
+            if self.ks.peek(db, key).map(|e| e.value.kind()) != Some(waits_for) {
+                return;
+            }
             let mut ctx = Ctx::new(&mut self.ks, b.db, &mut out);
             let result = keyspace::execute(spec, &mut ctx, &args);
-            // Still nothing (or the key now holds another type): everyone stays queued.
-            if result.is_err() || ctx.block.is_some() {
+            if ctx.block.is_some() {
                 return;
+            }
+            // The command's own error (BLMOVE's destination holds another type) ends its
+            // wait, as in Redis; the source keeps its elements for the next in line.
+            if let Err(e) = result {
+                out.error(&e.to_string());
             }
             if let Some(b) = self.unblock(id) {
                 *b.slot.reply.lock().expect("slot lock") = Some(out.take());

@@ -343,6 +343,38 @@ impl<R: Read> Reader<R> {
     }
 }
 
+/// Reads a DUMP payload (one value, the RDB version that wrote it, a CRC-64 of both).
+/// Refused when the version is newer than this reader knows or the checksum differs
+/// ([`FormatError::BadDumpTrailer`]), or when the value does not fill the payload exactly.
+pub fn read_dump(payload: &[u8], opts: ReadOptions) -> Result<RdbValue, FormatError> {
+    const TRAILER_BYTES: usize = 10;
+    let Some(body_len) = payload.len().checked_sub(TRAILER_BYTES) else {
+        return Err(FormatError::BadDumpTrailer);
+    };
+    let (body, trailer) = payload.split_at(body_len);
+    let version = u16::from_le_bytes([trailer[0], trailer[1]]);
+    let mut crc = [0u8; 8];
+    crc.copy_from_slice(&trailer[2..]);
+    let stored_crc = u64::from_le_bytes(crc);
+    if u32::from(version) > RDB_VERSION_READ_MAX
+        || crate::crc64(&payload[..body_len + 2]) != stored_crc
+    {
+        return Err(FormatError::BadDumpTrailer);
+    }
+    let mut r = Reader {
+        inner: body,
+        crc: Crc64::default(),
+        offset: 0,
+        opts,
+    };
+    let type_id = r.u8()?;
+    let value = r.value(type_id)?;
+    if r.offset != body_len as u64 {
+        return Err(FormatError::corrupt(r.offset, "bytes after the value"));
+    }
+    Ok(value)
+}
+
 /// Reads a whole RDB stream, handing each key to `each` in file order.
 pub fn read<R: Read>(
     inner: R,
@@ -455,6 +487,36 @@ pub fn read_with_hints<R: Read>(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn dump_payloads_of_redis_read_and_written() {
+        // `DUMP` replies of redis-server 7.0.15 for "hello" and for the list [a, b, 1].
+        let string = b"\x00\x05hello\n\x00cr\xdfve4 \n";
+        let list = b"\x12\x01\x02\x0f\x0f\x00\x00\x00\x03\x00\x81a\x02\x81b\x02\x01\x01\xff\n\x00\xe0\x1b\xabJG\xceY\"";
+        let opts = ReadOptions::default();
+        assert_eq!(
+            read_dump(string, opts).unwrap(),
+            RdbValue::String(b"hello".to_vec())
+        );
+        assert_eq!(
+            read_dump(list, opts).unwrap(),
+            RdbValue::List(vec![b"a".to_vec(), b"b".to_vec(), b"1".to_vec()])
+        );
+        let mut w = RdbWriter::for_dump(Vec::new(), true);
+        w.write_string(b"ignored", Some(5), b"hello").unwrap();
+        assert_eq!(w.finish_dump().unwrap(), string);
+        let mut damaged = string.to_vec();
+        damaged[3] ^= 1;
+        assert!(matches!(
+            read_dump(&damaged, opts),
+            Err(FormatError::BadDumpTrailer)
+        ));
+        assert!(matches!(
+            read_dump(b"\x00", opts),
+            Err(FormatError::BadDumpTrailer)
+        ));
+    }
+
     use proptest::prelude::*;
 
     use super::*;

@@ -50,6 +50,8 @@ pub struct RdbWriter<W: Write> {
     opts: WriteOptions,
     /// Elements still owed to the collection being written.
     owed: u64,
+    /// A DUMP payload: one value, no header, key or expiry ([`RdbWriter::for_dump`]).
+    bare: bool,
 }
 
 /// Encodes `n` with RDB's length encoding.
@@ -92,6 +94,7 @@ impl<W: Write> RdbWriter<W> {
             flushed: 0,
             opts,
             owed: 0,
+            bare: false,
         };
         w.raw(format!("REDIS{RDB_VERSION:04}").as_bytes())?;
         w.aux(b"redis-ver", b"7.0.15")?;
@@ -103,6 +106,35 @@ impl<W: Write> RdbWriter<W> {
         let base = if w.opts.aof_base { b"1" } else { b"0" };
         w.aux(b"aof-base", base)?;
         Ok(w)
+    }
+
+    /// A writer of one DUMP payload: write one key as into a file (its name and expiry are
+    /// left out), then [`RdbWriter::finish_dump`].
+    pub fn for_dump(inner: W, compress: bool) -> Self {
+        RdbWriter {
+            inner,
+            staged: Vec::new(),
+            crc: Crc64::default(),
+            flushed: 0,
+            opts: WriteOptions {
+                compress,
+                ..WriteOptions::default()
+            },
+            owed: 0,
+            bare: true,
+        }
+    }
+
+    /// Ends a DUMP payload: the RDB version (2 bytes, little-endian), then the CRC-64 of
+    /// everything before it (8 bytes, little-endian), as Redis's DUMP writes them.
+    pub fn finish_dump(mut self) -> Result<W, FormatError> {
+        self.check_done()?;
+        self.raw(&(RDB_VERSION as u16).to_le_bytes())?;
+        self.flush_staged()?;
+        let crc = self.crc.value();
+        self.inner.write_all(&crc.to_le_bytes())?;
+        self.inner.flush()?;
+        Ok(self.inner)
     }
 
     fn raw(&mut self, bytes: &[u8]) -> Result<(), FormatError> {
@@ -211,6 +243,9 @@ impl<W: Write> RdbWriter<W> {
         type_id: u8,
     ) -> Result<(), FormatError> {
         self.check_done()?;
+        if self.bare {
+            return self.raw(&[type_id]);
+        }
         if let Some(at) = expire_ms {
             self.raw(&[opcode::EXPIRETIME_MS])?;
             self.raw(&at.to_le_bytes())?;

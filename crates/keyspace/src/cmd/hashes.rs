@@ -162,6 +162,9 @@ pub fn hincrby(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 
 pub fn hincrbyfloat(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let delta = float(&a[3])?;
+    if !delta.is_finite() {
+        return Err(CmdError::other("ERR value is NaN or Infinity"));
+    }
     let h = c.ks.hash_or_create(c.db, &a[1])?;
     let current = match h.get(&a[2]) {
         Some(f) => resp::parse_f64(&f.value)
@@ -187,12 +190,18 @@ pub fn hincrbyfloat(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn hrandfield(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let count = a.get(2).map(|n| int(n)).transpose()?;
+    let count = a
+        .get(2)
+        .map(|n| super::sets::random_count(n, false))
+        .transpose()?;
     let with_values = match a.get(3) {
         None => false,
         Some(o) if is(o, "withvalues") && a.len() == 4 => true,
         Some(_) => return Err(CmdError::Syntax),
     };
+    if with_values {
+        super::sets::random_count(&a[2], true)?;
+    }
     let h = c.ks.hash(c.db, &a[1])?;
     let Some(count) = count else {
         match h.and_then(|h| h.random()) {

@@ -479,13 +479,14 @@ pub fn object(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             sub: lossy(&a[1]),
         });
     }
+    let limits = c.ks.encodings;
     let Some(e) = c.ks.get(c.db, &a[2]) else {
         c.out.null();
         return Ok(());
     };
     match sub.as_str() {
         "encoding" => {
-            let enc = e.value.encoding();
+            let enc = e.value.encoding(&limits);
             c.out.bulk(enc.as_bytes());
         }
         "refcount" => c.out.int(1),

@@ -332,7 +332,11 @@ fn move_element(
     from: End,
     to: End,
 ) -> Result<Option<Str>, CmdError> {
-    // Type-check the destination before popping, so a wrong type loses nothing.
+    // As Redis: a missing source answers (or blocks) whatever the destination holds; the
+    // destination is type-checked before popping, so a wrong type loses nothing.
+    if c.ks.list(c.db, src)?.is_none() {
+        return Ok(None);
+    }
     c.ks.list(c.db, dst)?;
     let Some(l) = c.ks.list(c.db, src)? else {
         return Ok(None);

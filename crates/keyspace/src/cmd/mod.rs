@@ -1,11 +1,15 @@
 //! The data commands, one file per type family. Each function parses its arguments, applies
 //! itself to the keyspace and writes its reply; the table in `table.rs` names them.
 
+pub mod bits;
 pub mod hashes;
 pub mod keys;
 pub mod lists;
 pub mod sets;
+pub mod sort;
 pub mod strings;
+#[cfg(test)]
+mod tests;
 pub mod zsets;
 
 /// Absolute expiry from a relative or absolute time argument, checked like Redis

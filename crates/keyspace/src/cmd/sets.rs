@@ -7,6 +7,22 @@ use crate::ctx::{int, is, uint};
 use crate::glob::glob_match;
 use crate::{CmdError, CmdResult, Ctx, Dict, DictEntry, Str, Value};
 
+/// The count argument of SRANDMEMBER, HRANDFIELD and ZRANDMEMBER (negative: repeats allowed).
+/// `pairs` (WITHVALUES, WITHSCORES) halves the range, as Redis does so that the reply's
+/// length cannot overflow.
+pub(crate) fn random_count(arg: &[u8], pairs: bool) -> Result<i64, CmdError> {
+    let n = int(arg)?;
+    if n == i64::MIN {
+        return Err(CmdError::other(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        ));
+    }
+    if pairs && n.unsigned_abs() > (i64::MAX / 2) as u64 {
+        return Err(CmdError::other("ERR value is out of range"));
+    }
+    Ok(n)
+}
+
 /// Random elements as SRANDMEMBER/HRANDFIELD/ZRANDMEMBER choose them: a positive count
 /// gives distinct elements (at most all), a negative one allows repeats.
 pub(crate) fn sample<T: DictEntry>(d: &Dict<T>, count: i64) -> Vec<&T> {
@@ -145,7 +161,7 @@ pub fn spop(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn srandmember(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let count = a.get(2).map(|n| int(n)).transpose()?;
+    let count = a.get(2).map(|n| random_count(n, false)).transpose()?;
     if a.len() > 3 {
         return Err(CmdError::Syntax);
     }
@@ -185,11 +201,15 @@ pub fn smove(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     }
     c.ks.remove_if_empty(c.db, src);
     let d = c.ks.set_or_create(c.db, dst)?;
-    if !d.contains(m) {
+    // The destination only counts as changed (WATCH) when the member is new to it.
+    let added = !d.contains(m);
+    if added {
         d.insert_new(Str::new(m));
     }
     c.modified(src);
-    c.modified(dst);
+    if added {
+        c.modified(dst);
+    }
     c.out.int(1);
     Ok(())
 }

@@ -403,3 +403,141 @@ pub fn setrange(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     c.out.int(len as i64);
     Ok(())
 }
+
+/// The LCS table (a u32 per pair of prefixes) may take at most this much transient memory,
+/// Redis's default `proto-max-bulk-len`.
+const LCS_TABLE_MAX_BYTES: u64 = 512 * 1024 * 1024;
+
+/// One run of common bytes LCS IDX reports: ranges in the first and second string.
+#[derive(Debug, PartialEq, Eq)]
+struct LcsMatch {
+    a: (usize, usize),
+    b: (usize, usize),
+}
+
+impl LcsMatch {
+    fn len(&self) -> usize {
+        self.a.1 - self.a.0 + 1
+    }
+}
+
+/// The longest common subsequence of `a` and `b`, and its runs of contiguous matches from
+/// the end of the strings backwards, as Redis walks its table.
+fn lcs_of(a: &[u8], b: &[u8]) -> (Vec<u8>, Vec<LcsMatch>) {
+    let width = b.len() + 1;
+    let mut t = vec![0u32; (a.len() + 1) * width];
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            t[i * width + j] = if a[i - 1] == b[j - 1] {
+                t[(i - 1) * width + j - 1] + 1
+            } else {
+                t[(i - 1) * width + j].max(t[i * width + j - 1])
+            };
+        }
+    }
+    let mut common = Vec::with_capacity(t[a.len() * width + b.len()] as usize);
+    let mut runs = Vec::new();
+    let mut run: Option<LcsMatch> = None;
+    let (mut i, mut j) = (a.len(), b.len());
+    while i > 0 && j > 0 {
+        if a[i - 1] == b[j - 1] {
+            common.push(a[i - 1]);
+            run = match run.take() {
+                // Contiguous with the run so far in both strings: it grows backwards.
+                Some(mut r) if r.a.0 == i && r.b.0 == j => {
+                    r.a.0 -= 1;
+                    r.b.0 -= 1;
+                    Some(r)
+                }
+                Some(r) => {
+                    runs.push(r);
+                    Some(LcsMatch {
+                        a: (i - 1, i - 1),
+                        b: (j - 1, j - 1),
+                    })
+                }
+                None => Some(LcsMatch {
+                    a: (i - 1, i - 1),
+                    b: (j - 1, j - 1),
+                }),
+            };
+            i -= 1;
+            j -= 1;
+        } else {
+            if t[(i - 1) * width + j] > t[i * width + j - 1] {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            runs.extend(run.take());
+        }
+    }
+    runs.extend(run);
+    common.reverse();
+    (common, runs)
+}
+
+pub fn lcs(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    let mut value = |key: &[u8]| -> Result<Vec<u8>, CmdError> {
+        match c.ks.string(c.db, key) {
+            Ok(s) => Ok(s.map(|s| s.as_bytes().to_vec()).unwrap_or_default()),
+            Err(_) => Err(CmdError::other(
+                "ERR The specified keys must contain string values",
+            )),
+        }
+    };
+    let (x, y) = (value(&a[1])?, value(&a[2])?);
+    let (mut len_only, mut idx, mut with_len, mut min_len) = (false, false, false, 0usize);
+    let mut j = 3;
+    while j < a.len() {
+        if is(&a[j], "idx") {
+            idx = true;
+        } else if is(&a[j], "len") {
+            len_only = true;
+        } else if is(&a[j], "withmatchlen") {
+            with_len = true;
+        } else if is(&a[j], "minmatchlen") && j + 1 < a.len() {
+            min_len = int(&a[j + 1])?.max(0) as usize;
+            j += 1;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        j += 1;
+    }
+    if len_only && idx {
+        return Err(CmdError::other(
+            "ERR If you want both the length and indexes, please just use IDX.",
+        ));
+    }
+    let table_bytes = (x.len() as u64 + 1) * (y.len() as u64 + 1) * 4;
+    if table_bytes > LCS_TABLE_MAX_BYTES {
+        return Err(CmdError::other(
+            "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",
+        ));
+    }
+    let (common, runs) = lcs_of(&x, &y);
+    if idx {
+        let shown: Vec<&LcsMatch> = runs.iter().filter(|r| r.len() >= min_len).collect();
+        c.out.map(2);
+        c.out.bulk(b"matches");
+        c.out.array(shown.len());
+        for r in shown {
+            c.out.array(2 + with_len as usize);
+            for (from, to) in [r.a, r.b] {
+                c.out.array(2);
+                c.out.int(from as i64);
+                c.out.int(to as i64);
+            }
+            if with_len {
+                c.out.int(r.len() as i64);
+            }
+        }
+        c.out.bulk(b"len");
+        c.out.int(common.len() as i64);
+    } else if len_only {
+        c.out.int(common.len() as i64);
+    } else {
+        c.out.bulk(&common);
+    }
+    Ok(())
+}

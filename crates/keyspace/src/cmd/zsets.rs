@@ -919,6 +919,12 @@ pub fn zdiff(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn zintercard(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    // Redis words this like the other ZUNION/ZINTER family commands (SINTERCARD differs).
+    if int(&a[1])? < 1 {
+        return Err(CmdError::other(
+            "ERR at least 1 input key is needed for 'zintercard' command",
+        ));
+    }
     let (keys, limit) = super::sets::numkeys_and_limit(a)?;
     let mut args = vec![Bytes::from(keys.len().to_string())];
     args.extend(keys.iter().cloned());
@@ -933,12 +939,18 @@ pub fn zintercard(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn zrandmember(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let count = a.get(2).map(|n| int(n)).transpose()?;
+    let count = a
+        .get(2)
+        .map(|n| super::sets::random_count(n, false))
+        .transpose()?;
     let with_scores = match a.get(3) {
         None => false,
         Some(o) if is(o, "withscores") && a.len() == 4 => true,
         Some(_) => return Err(CmdError::Syntax),
     };
+    if with_scores {
+        super::sets::random_count(&a[2], true)?;
+    }
     let z = c.ks.zset(c.db, &a[1])?;
     let Some(count) = count else {
         match z.and_then(|z| z.members.random()) {

@@ -44,8 +44,6 @@ pub struct NodeConfig {
     pub timeout_secs: u64,
     /// Background cycles (active expiry, rehash) per second.
     pub hz: u32,
-    /// A script running longer than this makes other clients get BUSY (0: never).
-    pub busy_reply_threshold_ms: u64,
     pub proto_max_bulk_len_bytes: usize,
     pub client_query_buffer_limit_bytes: usize,
     /// `save <seconds> <changes>` rules.
@@ -204,7 +202,6 @@ impl Default for NodeConfig {
             maxclients: 10_000,
             timeout_secs: 0,
             hz: 10,
-            busy_reply_threshold_ms: 5_000,
             proto_max_bulk_len_bytes: 512 * 1024 * 1024,
             client_query_buffer_limit_bytes: 1024 * 1024 * 1024,
             save: vec![(3600, 1), (300, 100), (60, 10000)],
@@ -267,8 +264,6 @@ const PARAMETERS: &[&str] = &[
     "maxclients",
     "timeout",
     "hz",
-    "busy-reply-threshold",
-    "lua-time-limit",
     "proto-max-bulk-len",
     "client-query-buffer-limit",
     "save",
@@ -550,7 +545,6 @@ impl NodeConfig {
             "maxclients" => self.maxclients.to_string(),
             "timeout" => self.timeout_secs.to_string(),
             "hz" => self.hz.to_string(),
-            "busy-reply-threshold" | "lua-time-limit" => self.busy_reply_threshold_ms.to_string(),
             "proto-max-bulk-len" => self.proto_max_bulk_len_bytes.to_string(),
             "client-query-buffer-limit" => self.client_query_buffer_limit_bytes.to_string(),
             "save" => self
@@ -666,9 +660,6 @@ impl NodeConfig {
             "maxclients" => self.maxclients = integer(v, 1, 1 << 24)? as usize,
             "timeout" => self.timeout_secs = integer(v, 0, i32::MAX as u64)?,
             "hz" => self.hz = integer(v, 1, 500)? as u32,
-            "busy-reply-threshold" | "lua-time-limit" => {
-                self.busy_reply_threshold_ms = integer(v, 0, i64::MAX as u64)?
-            }
             "proto-max-bulk-len" => {
                 let n = parse_memory(v)?;
                 if n < 1024 * 1024 {

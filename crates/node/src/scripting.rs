@@ -260,7 +260,7 @@ fn split_keys<'a>(a: &'a [Bytes], fcall: bool) -> Result<(&'a [Bytes], &'a [Byte
 fn begin(st: &mut State, caller: u64) -> usize {
     st.scripting
         .watch
-        .set_busy_threshold_ms(st.config.busy_reply_threshold_ms);
+        .set_busy_threshold_ms(st.config.standard.int("busy-reply-threshold").max(0) as u64);
     let db = st.clients.get(&caller).map_or(0, |c| c.db);
     if let Some(mut c) = st.scripting.client.take() {
         c.db = db;

@@ -196,4 +196,70 @@ fn script_effects_and_libraries_reach_the_aof_and_load_in_redis_server() {
     );
     assert_eq!(r.cmd(&["EXISTS", "not-logged"]), int(0));
     assert_eq!(r.cmd(&["FCALL", "bump", "1", "counter"]), int(7));
+    drop(redis);
+    // And cacheplane replays the log it wrote: the library comes back with the data.
+    let node = Server::cacheplane_in(dir.path(), &["--appendonly", "yes", "--save", ""]);
+    let mut c = node.conn();
+    assert_eq!(c.cmd(&["FCALL", "bump", "1", "counter"]), int(8));
+}
+
+fn check_rdb(path: &std::path::Path) {
+    let out = Command::new("redis-check-rdb")
+        .arg(path)
+        .output()
+        .expect("run redis-check-rdb");
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && log.contains("RDB looks OK"),
+        "redis-check-rdb refused:\n{log}"
+    );
+}
+
+#[test]
+fn function_libraries_round_trip_in_rdb_files_with_redis_server() {
+    let dir = TempDir::new("function-rdb");
+    let ours = "#!lua name=ours\nredis.register_function{function_name='mine', callback=function(keys) return redis.call('get', keys[1]) end, flags={'no-writes'}}";
+    {
+        let node = Server::cacheplane_in(dir.path(), &["--save", ""]);
+        let mut c = node.conn();
+        assert_eq!(c.cmd(&["FUNCTION", "LOAD", ours]), bulk("ours"));
+        assert_eq!(c.cmd(&["SET", "k", "v"]), ok());
+        assert_eq!(c.cmd(&["SAVE"]), ok());
+    }
+    check_rdb(&dir.path().join("dump.rdb"));
+    let theirs =
+        "#!lua name=theirs\nredis.register_function('yours', function() return 'redis' end)";
+    {
+        let redis = Server::redis_in(dir.path(), &[]);
+        let mut r = redis.conn();
+        assert_eq!(r.cmd(&["FCALL_RO", "mine", "1", "k"]), bulk("v"));
+        assert_eq!(r.cmd(&["FUNCTION", "LOAD", theirs]), bulk("theirs"));
+        assert_eq!(r.cmd(&["SAVE"]), ok());
+    }
+    let node = Server::cacheplane_in(dir.path(), &["--save", ""]);
+    let mut c = node.conn();
+    assert_eq!(c.cmd(&["FCALL_RO", "mine", "1", "k"]), bulk("v"));
+    assert_eq!(c.cmd(&["FCALL", "yours", "0"]), bulk("redis"));
+    // FUNCTION DUMP of ours restores in redis-server, and the reverse.
+    let Frame::Bulk(payload) = c.cmd(&["FUNCTION", "DUMP"]) else {
+        panic!("FUNCTION DUMP answers a payload");
+    };
+    let redis = Server::redis(&[]);
+    let mut r = redis.conn();
+    assert_eq!(r.cmd_bytes(&[b"FUNCTION", b"RESTORE", &payload]), ok());
+    assert_eq!(r.cmd(&["FCALL", "yours", "0"]), bulk("redis"));
+    let Frame::Bulk(back) = r.cmd(&["FUNCTION", "DUMP"]) else {
+        panic!("FUNCTION DUMP answers a payload");
+    };
+    assert_eq!(
+        c.cmd_bytes(&[b"FUNCTION", b"RESTORE", &back, b"REPLACE"]),
+        ok()
+    );
+    let mut bad = back.to_vec();
+    bad[0] ^= 0xff;
+    let e = c.cmd_bytes(&[b"FUNCTION", b"RESTORE", &bad]);
+    assert!(
+        err_text(&e).contains("payload version or checksum are wrong"),
+        "{e:?}"
+    );
 }

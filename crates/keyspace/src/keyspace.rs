@@ -149,6 +149,11 @@ pub struct Keyspace {
     feed: Option<Vec<(usize, Vec<Bytes>)>>,
     /// The thresholds OBJECT ENCODING judges values by (the node's `*-max-*` settings).
     pub encodings: Encodings,
+    /// The function libraries' code: part of the dataset as Redis persists it (RDB files
+    /// carry it), kept in step by the node, which compiles it.
+    function_codes: Vec<Bytes>,
+    /// FUNCTION commands met while replaying an AOF, for the node to apply in order.
+    replayed_function_commands: Vec<Vec<Bytes>>,
 }
 
 /// A point-in-time snapshot being taken without stopping writes: every entry that existed
@@ -186,6 +191,8 @@ impl Keyspace {
             epoch_mark: false,
             snapshot: None,
             feed: None,
+            function_codes: Vec::new(),
+            replayed_function_commands: Vec::new(),
             encodings: Encodings::default(),
         }
     }
@@ -470,6 +477,23 @@ impl Keyspace {
     /// Entries in the feed, to mark where a transaction's changes begin.
     pub fn feed_len(&self) -> usize {
         self.feed.as_ref().map_or(0, Vec::len)
+    }
+
+    pub fn function_codes(&self) -> &[Bytes] {
+        &self.function_codes
+    }
+
+    pub fn set_function_codes(&mut self, codes: Vec<Bytes>) {
+        self.function_codes = codes;
+    }
+
+    /// An AOF's FUNCTION command, for the node to apply after the replay.
+    pub fn replayed_function_command(&mut self, args: Vec<Bytes>) {
+        self.replayed_function_commands.push(args);
+    }
+
+    pub fn take_replayed_function_commands(&mut self) -> Vec<Vec<Bytes>> {
+        std::mem::take(&mut self.replayed_function_commands)
     }
 
     /// Drops the changes logged since `len` (a script's writes under redis.set_repl

@@ -137,6 +137,10 @@ impl State {
         ks.set_feed(self.ks.feed_enabled());
         ks.encodings = self.ks.encodings;
         self.ks = ks;
+        // The libraries came with the data.
+        if let Err(e) = crate::scripting::restore_functions(self) {
+            tracing::warn!(error = %e, "the loaded function libraries could not be compiled");
+        }
     }
 
     /// The save a stopping node makes: with `save` rules (or SHUTDOWN SAVE) and not NOSAVE.

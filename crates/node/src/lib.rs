@@ -231,7 +231,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
     let (shutdown, _) = tokio::sync::watch::channel(false);
     let state = state::State::new(config, unix_time_ms());
-    let state = load_at_start(state).await?;
+    let mut state = load_at_start(state).await?;
+    scripting::restore_functions(&mut state)?;
     let shared = Arc::new(Shared {
         workers: state.workers.clone(),
         script_watch: state.scripting.watch.clone(),

@@ -207,8 +207,12 @@ impl RdbSink {
             used_mem_bytes: crate::used_memory_bytes(),
             aof_base,
         };
+        let mut w = RdbWriter::new(Vec::with_capacity(64 * 1024), opts)?;
+        for code in ks.function_codes() {
+            w.function(code)?;
+        }
         Ok(RdbSink {
-            w: RdbWriter::new(Vec::with_capacity(64 * 1024), opts)?,
+            w,
             db: None,
             sizes: (0..ks.db_count())
                 .map(|i| Some((ks.db(i).len() as u64, ks.db(i).volatile_len() as u64)))
@@ -732,6 +736,13 @@ fn load_rdb_bounded(
         },
     )?;
     s.bytes = summary.bytes;
+    ks.set_function_codes(
+        summary
+            .functions
+            .into_iter()
+            .map(bytes::Bytes::from)
+            .collect(),
+    );
     Ok(s)
 }
 

@@ -439,10 +439,171 @@ pub fn script_command(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result
     Ok(Flow::Continue)
 }
 
-fn count_functions(st: &mut State) {
+/// After any change to the libraries: FUNCTION STATS's counts, and the code the keyspace
+/// carries into RDB files.
+fn functions_changed(st: &mut State) {
     let libs = st.scripting.functions();
     let (l, f) = (libs.libraries().count(), libs.function_count());
+    let codes = libs.libraries().map(|lib| lib.code.clone()).collect();
     st.scripting.watch.set_function_counts(l, f);
+    st.ks.set_function_codes(codes);
+}
+
+/// Compiles the libraries a load brought (an RDB's, then an AOF's FUNCTION commands in
+/// order). Fails when an RDB's library does not compile, as redis-server refuses to start.
+pub fn restore_functions(st: &mut State) -> anyhow::Result<()> {
+    let codes = st.ks.function_codes().to_vec();
+    st.scripting
+        .functions()
+        .replace_all(&codes)
+        .map_err(|e| anyhow::anyhow!("a function library in the data does not load: {e}"))?;
+    for args in st.ks.take_replayed_function_commands() {
+        if let Err(e) = change_functions(st, &args) {
+            tracing::warn!(error = %e, "a logged FUNCTION command failed again on replay");
+        }
+    }
+    functions_changed(st);
+    Ok(())
+}
+
+/// How FUNCTION RESTORE merges a payload with the loaded libraries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RestorePolicy {
+    Flush,
+    Append,
+    Replace,
+}
+
+/// The state change of FUNCTION LOAD / DELETE / FLUSH / RESTORE, shared by the command and
+/// the AOF replay; LOAD answers the library's name.
+fn change_functions(st: &mut State, a: &[Bytes]) -> Result<Option<String>, CmdError> {
+    let sub = lower(&a[1]);
+    let result = match sub.as_str() {
+        "load" if a.len() >= 3 => {
+            let mut replace = false;
+            for opt in &a[2..a.len() - 1] {
+                if lower(opt) == "replace" {
+                    replace = true;
+                } else {
+                    return Err(CmdError::other(format!(
+                        "ERR Unknown option given: {}",
+                        String::from_utf8_lossy(opt)
+                    )));
+                }
+            }
+            let name = st
+                .scripting
+                .functions()
+                .load(&a[a.len() - 1], replace)
+                .map_err(|e| CmdError::other(format!("ERR {e}")))?;
+            Some(name)
+        }
+        "delete" if a.len() == 3 => {
+            let name = String::from_utf8_lossy(&a[2]).into_owned();
+            if !st.scripting.functions().delete(&name) {
+                return Err(CmdError::other("ERR Library not found"));
+            }
+            None
+        }
+        "flush" if a.len() <= 3 => {
+            flush_mode(a, "FUNCTION FLUSH only supports SYNC|ASYNC option")?;
+            st.scripting
+                .functions()
+                .flush()
+                .map_err(|e| CmdError::other(format!("ERR {e}")))?;
+            None
+        }
+        "restore" if a.len() == 3 || a.len() == 4 => {
+            let policy = match a.get(3).map(|p| lower(p)) {
+                None => RestorePolicy::Append,
+                Some(p) if p == "append" => RestorePolicy::Append,
+                Some(p) if p == "replace" => RestorePolicy::Replace,
+                Some(p) if p == "flush" => RestorePolicy::Flush,
+                Some(_) => {
+                    return Err(CmdError::other(
+                        "ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.",
+                    ));
+                }
+            };
+            let codes = formats::rdb::read_function_dump(&a[2]).map_err(|e| match e {
+                formats::FormatError::BadDumpTrailer => {
+                    CmdError::other("ERR DUMP payload version or checksum are wrong")
+                }
+                formats::FormatError::Unsupported { .. } => {
+                    CmdError::other("ERR given type is not a function")
+                }
+                _ => CmdError::other("ERR failed loading the given functions payload"),
+            })?;
+            restore_libraries(st.scripting.functions(), codes, policy)?;
+            None
+        }
+        _ => {
+            return Err(CmdError::other(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{sub}'. Try FUNCTION HELP."
+            )));
+        }
+    };
+    functions_changed(st);
+    Ok(result)
+}
+
+/// Loads a payload's libraries under `policy`, all or none.
+fn restore_libraries(
+    libs: &mut Libraries,
+    codes: Vec<Vec<u8>>,
+    policy: RestorePolicy,
+) -> Result<(), CmdError> {
+    let codes: Vec<Bytes> = codes.into_iter().map(Bytes::from).collect();
+    let current: Vec<Bytes> = libs.libraries().map(|l| l.code.clone()).collect();
+    let merged: Vec<Bytes> = match policy {
+        RestorePolicy::Flush => codes,
+        RestorePolicy::Append => current.into_iter().chain(codes).collect(),
+        RestorePolicy::Replace => {
+            // The payload's libraries win over loaded ones of the same name.
+            let mut by_name = std::collections::BTreeMap::new();
+            for code in current.into_iter().chain(codes) {
+                let name = library_name(&code);
+                by_name.insert(name, code);
+            }
+            by_name.into_values().collect()
+        }
+    };
+    if policy == RestorePolicy::Append {
+        let mut seen = std::collections::HashSet::new();
+        for code in &merged {
+            let name = library_name(code);
+            if !seen.insert(name.clone()) {
+                return Err(CmdError::other(format!(
+                    "ERR Library {name} already exists"
+                )));
+            }
+        }
+    }
+    libs.replace_all(&merged)
+        .map_err(|e| CmdError::other(format!("ERR {e}")))
+}
+
+/// A library's name from its first line, for merging restores (compiling checks it).
+fn library_name(code: &[u8]) -> String {
+    let line = code.split(|&b| b == b'\n').next().unwrap_or_default();
+    String::from_utf8_lossy(line)
+        .split_ascii_whitespace()
+        .find_map(|p| {
+            p.strip_prefix("name=")
+                .map(|n| n.trim_matches('"').to_owned())
+        })
+        .unwrap_or_default()
+}
+
+/// FUNCTION DUMP's payload: every library's code, as redis-server writes it.
+fn dump_libraries(libs: &Libraries) -> Result<Vec<u8>, CmdError> {
+    let mut w = formats::rdb::RdbWriter::for_dump(Vec::new(), false);
+    for lib in libs.libraries() {
+        w.function(&lib.code)
+            .map_err(|e| CmdError::other(format!("ERR {e}")))?;
+    }
+    w.finish_dump()
+        .map_err(|e| CmdError::other(format!("ERR {e}")))
 }
 
 fn list_libraries(libs: &Libraries, a: &[Bytes], out: &mut ReplyBuf) -> Result<(), CmdError> {
@@ -504,51 +665,19 @@ fn list_libraries(libs: &Libraries, a: &[Bytes], out: &mut ReplyBuf) -> Result<(
     Ok(())
 }
 
-/// FUNCTION LOAD / DELETE / FLUSH / LIST / STATS / KILL / HELP.
+/// FUNCTION LOAD / DELETE / FLUSH / RESTORE / DUMP / LIST / STATS / KILL / HELP.
 pub fn function_command(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<Flow, CmdError> {
     match lower(&a[1]).as_str() {
-        "load" if a.len() >= 3 => {
-            let mut replace = false;
-            for opt in &a[2..a.len() - 1] {
-                if lower(opt) == "replace" {
-                    replace = true;
-                } else {
-                    return Err(CmdError::other(format!(
-                        "ERR Unknown option given: {}",
-                        String::from_utf8_lossy(opt)
-                    )));
-                }
+        "load" | "delete" | "flush" | "restore" => {
+            let loaded = change_functions(st, a)?;
+            // Libraries are part of the dataset: the AOF replays the change.
+            st.ks.feed_push(0, a.to_vec());
+            match loaded {
+                Some(name) => out.bulk(name.as_bytes()),
+                None => out.ok(),
             }
-            let code = &a[a.len() - 1];
-            let name = st
-                .scripting
-                .functions()
-                .load(code, replace)
-                .map_err(|e| CmdError::other(format!("ERR {e}")))?;
-            // Libraries are part of the dataset: the AOF replays the load.
-            st.ks.feed_push(0, a.to_vec());
-            count_functions(st);
-            out.bulk(name.as_bytes());
         }
-        "delete" if a.len() == 3 => {
-            let name = String::from_utf8_lossy(&a[2]).into_owned();
-            if !st.scripting.functions().delete(&name) {
-                return Err(CmdError::other("ERR Library not found"));
-            }
-            st.ks.feed_push(0, a.to_vec());
-            count_functions(st);
-            out.ok();
-        }
-        "flush" if a.len() <= 3 => {
-            flush_mode(a, "FUNCTION FLUSH only supports SYNC|ASYNC option")?;
-            st.scripting
-                .functions()
-                .flush()
-                .map_err(|e| CmdError::other(format!("ERR {e}")))?;
-            st.ks.feed_push(0, a.to_vec());
-            count_functions(st);
-            out.ok();
-        }
+        "dump" if a.len() == 2 => out.bulk(&dump_libraries(st.scripting.functions())?),
         "list" => list_libraries(st.scripting.functions(), a, out)?,
         "stats" if a.len() == 2 => function_stats(&st.scripting.watch, out),
         "kill" if a.len() == 2 => kill_reply(&st.scripting.watch, RunKind::Function, out),
@@ -564,6 +693,10 @@ pub fn function_command(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Resu
                 "    Return general information on all the libraries.",
                 "FLUSH [ASYNC|SYNC]",
                 "    Delete all the libraries.",
+                "DUMP",
+                "    Return a serialized payload representing the current libraries.",
+                "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+                "    Restore the libraries represented by the given payload.",
                 "STATS",
                 "    Return information about the current function running.",
                 "KILL",
@@ -572,7 +705,7 @@ pub fn function_command(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Resu
                 "    Print this help.",
             ],
         ),
-        "load" | "delete" | "stats" | "kill" | "help" | "dump" | "restore" | "flush" => {
+        "stats" | "kill" | "help" | "dump" => {
             return Err(CmdError::other(format!(
                 "ERR unknown subcommand or wrong number of arguments for '{}'. Try FUNCTION HELP.",
                 lower(&a[1])

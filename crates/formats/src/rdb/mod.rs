@@ -6,7 +6,10 @@ mod read;
 mod write;
 
 pub use encodings::{intset, listpack, ziplist, zipmap};
-pub use read::{RdbEntry, RdbSummary, RdbValue, ReadOptions, read, read_dump, read_with_hints};
+pub use read::{
+    RdbEntry, RdbSummary, RdbValue, ReadOptions, read, read_dump, read_function_dump,
+    read_with_hints,
+};
 pub use write::{RdbWriter, WriteOptions};
 
 /// Field/value pairs of a hash, in file order.

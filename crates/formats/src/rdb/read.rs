@@ -61,6 +61,8 @@ pub struct RdbEntry {
 pub struct RdbSummary {
     pub version: u32,
     pub aux: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The function libraries' code, in file order.
+    pub functions: Vec<Vec<u8>>,
     pub keys: u64,
     /// The stored checksum; None when the file has none (version < 5, or zero).
     pub checksum: Option<u64>,
@@ -343,6 +345,50 @@ impl<R: Read> Reader<R> {
     }
 }
 
+/// The body of a DUMP payload once its trailer (RDB version, CRC-64) checks out.
+fn dump_body(payload: &[u8]) -> Result<&[u8], FormatError> {
+    const TRAILER_BYTES: usize = 10;
+    let Some(body_len) = payload.len().checked_sub(TRAILER_BYTES) else {
+        return Err(FormatError::BadDumpTrailer);
+    };
+    let trailer = &payload[body_len..];
+    let version = u16::from_le_bytes([trailer[0], trailer[1]]);
+    let mut crc = [0u8; 8];
+    crc.copy_from_slice(&trailer[2..]);
+    if u32::from(version) > RDB_VERSION_READ_MAX
+        || crate::crc64(&payload[..body_len + 2]) != u64::from_le_bytes(crc)
+    {
+        return Err(FormatError::BadDumpTrailer);
+    }
+    Ok(&payload[..body_len])
+}
+
+/// Reads a FUNCTION DUMP payload: the libraries' code, each behind opcode FUNCTION2.
+pub fn read_function_dump(payload: &[u8]) -> Result<Vec<Vec<u8>>, FormatError> {
+    let body = dump_body(payload)?;
+    let mut r = Reader {
+        inner: body,
+        crc: Crc64::default(),
+        offset: 0,
+        opts: ReadOptions::default(),
+    };
+    let mut codes = Vec::new();
+    while r.offset < body.len() as u64 {
+        let at = r.offset;
+        match r.u8()? {
+            opcode::FUNCTION2 => codes.push(r.string()?),
+            other => {
+                return Err(FormatError::Unsupported {
+                    what: "type in a functions payload",
+                    code: other,
+                    offset: at,
+                });
+            }
+        }
+    }
+    Ok(codes)
+}
+
 /// Reads a DUMP payload (one value, the RDB version that wrote it, a CRC-64 of both).
 /// Refused when the version is newer than this reader knows or the checksum differs
 /// ([`FormatError::BadDumpTrailer`]), or when the value does not fill the payload exactly.
@@ -441,9 +487,10 @@ pub fn read_with_hints<R: Read>(
                 let v = r.string()?;
                 summary.aux.push((k, v));
             }
-            opcode::FUNCTION2 | opcode::FUNCTION_PRE_GA => {
+            opcode::FUNCTION2 => summary.functions.push(r.string()?),
+            opcode::FUNCTION_PRE_GA => {
                 return Err(FormatError::Unsupported {
-                    what: "opcode (function library)",
+                    what: "opcode (function library of a Redis 7.0 release candidate)",
                     code: op,
                     offset: at,
                 });
@@ -1006,5 +1053,36 @@ mod tests {
         let bytes = b"REDIS0010\x0f\x01k";
         let err = read_all(bytes).unwrap_err().to_string();
         assert!(err.contains("stream"), "{err}");
+    }
+
+    #[test]
+    fn function_libraries_round_trip_in_files_and_dumps() {
+        let code = b"#!lua name=lib\nredis.register_function('f', function() return 1 end)";
+        let mut w =
+            crate::rdb::RdbWriter::new(Vec::new(), crate::rdb::WriteOptions::default()).unwrap();
+        w.function(code).unwrap();
+        w.select_db(0, None).unwrap();
+        w.write_string(b"k", None, b"v").unwrap();
+        let file = w.finish().unwrap();
+        let mut keys = 0;
+        let summary = read(&file[..], ReadOptions::default(), |_| {
+            keys += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(summary.functions, vec![code.to_vec()]);
+        assert_eq!(keys, 1);
+
+        let mut d = crate::rdb::RdbWriter::for_dump(Vec::new(), false);
+        d.function(code).unwrap();
+        d.function(b"#!lua name=two\n").unwrap();
+        let payload = d.finish_dump().unwrap();
+        assert_eq!(read_function_dump(&payload).unwrap().len(), 2);
+        let mut bad = payload.clone();
+        bad[3] ^= 1;
+        assert!(matches!(
+            read_function_dump(&bad),
+            Err(FormatError::BadDumpTrailer)
+        ));
     }
 }

@@ -125,6 +125,14 @@ impl<W: Write> RdbWriter<W> {
         }
     }
 
+    /// A function library (opcode FUNCTION2 and the library's whole code), as Redis 7.0
+    /// writes each one after the AUX fields and before the databases, and alone in a
+    /// FUNCTION DUMP payload.
+    pub fn function(&mut self, code: &[u8]) -> Result<(), FormatError> {
+        self.raw(&[opcode::FUNCTION2])?;
+        self.string(code)
+    }
+
     /// Ends a DUMP payload: the RDB version (2 bytes, little-endian), then the CRC-64 of
     /// everything before it (8 bytes, little-endian), as Redis's DUMP writes them.
     pub fn finish_dump(mut self) -> Result<W, FormatError> {

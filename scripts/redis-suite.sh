@@ -5,6 +5,8 @@
 # cacheplane node, side by side, with the same tag exclusions for both, and prints per unit
 # the tests each passed and the ratio.
 # Usage: scripts/redis-suite.sh [UNIT...]   (default: the core units of the conformance issue)
+#        scripts/redis-suite.sh --floor FILE  (cacheplane alone against FILE's "unit passes"
+#        lines: fails when a unit passes fewer tests or aborts; the test command's check)
 # Environment: UNIT_TIMEOUT (seconds per unit and server, default 600); CACHEPLANE_BIN (a
 # binary to test instead of building the release one, e.g. target/debug/cacheplane).
 set -euo pipefail
@@ -20,8 +22,14 @@ DEFAULT_UNITS="unit/protocol unit/type/string unit/type/incr unit/type/hash unit
   unit/multi unit/pubsub unit/info-command unit/scan unit/quit unit/scripting unit/functions
   unit/introspection unit/introspection-2 unit/other unit/tracking unit/slowlog
   unit/latency-monitor unit/lazyfree unit/querybuf"
+FLOOR=""
+if [ "${1:-}" = --floor ]; then
+  FLOOR=$2
+  shift 2
+fi
 # shellcheck disable=SC2206
 UNITS=(${@:-$DEFAULT_UNITS})
+[ -n "$FLOOR" ] && mapfile -t UNITS < <(awk '!/^#/ && NF == 2 { print $1 }' "$FLOOR")
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 command -v tclsh >/dev/null || {
@@ -78,6 +86,20 @@ run() {
     /^\[ok\]:/ { ok++ } /^\[err\]:/ { err++ } /^\[exception\]:|exception/ { exc=1 }
     END { printf "%d %d %d\n", ok, err, exc }'
 }
+
+if [ -n "$FLOOR" ]; then
+  printf '%-22s %8s %14s\n' unit floor "cacheplane ok"
+  failed=0
+  for unit in "${UNITS[@]}"; do
+    floor=$(awk -v u="$unit" '$1 == u { print $2 }' "$FLOOR")
+    read -r n_ok _ n_exc < <(run node "$unit")
+    verdict=""
+    if [ "$n_exc" = 1 ]; then verdict=" ABORTED"; failed=1; fi
+    if [ "$n_ok" -lt "$floor" ]; then verdict="$verdict BELOW FLOOR"; failed=1; fi
+    printf '%-22s %8d %14d%s\n' "$unit" "$floor" "$n_ok" "$verdict"
+  done
+  exit "$failed"
+fi
 
 printf '%-22s %10s %14s %10s %8s\n' unit "redis ok" "cacheplane ok" "cp err" ratio
 total_r=0; total_n=0

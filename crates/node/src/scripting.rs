@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use keyspace::{CmdError, flags};
 use resp::{Frame, Protocol, ReplyBuf};
-use script::{CallCtx, Engine, Host, Libraries, LogLevel, Run, RunKind, Watch};
+use script::{CallCtx, Engine, Host, Libraries, Run, RunKind, Watch};
 
 use crate::dispatch::{self, Flow};
 use crate::state::{Client, State};
@@ -70,10 +70,10 @@ impl Scripting {
         let on_busy: Arc<dyn Fn() + Send + Sync> = Arc::new(on_busy);
         Scripting {
             eval: Some(
-                Engine::new(watch.clone(), on_busy.clone()).expect("a Lua interpreter starts"),
+                Engine::new(watch.clone(), on_busy.clone(), known_command).expect("a Lua interpreter starts"),
             ),
             functions: Some(
-                Libraries::new(watch.clone(), on_busy).expect("a Lua interpreter starts"),
+                Libraries::new(watch.clone(), on_busy, known_command).expect("a Lua interpreter starts"),
             ),
             watch,
             client: Some(script_client),
@@ -97,6 +97,10 @@ impl Scripting {
     pub fn eval_ref(&self) -> Option<&Engine> {
         self.eval.as_ref()
     }
+}
+
+fn known_command(name: &[u8]) -> bool {
+    keyspace::lookup(name).is_some()
 }
 
 /// What a busy node answers a command, without its lock: `None` to run it (it cannot, the
@@ -211,18 +215,6 @@ impl Host for NodeHost<'_> {
         }
     }
 
-    fn known_command(&self, name: &[u8]) -> bool {
-        keyspace::lookup(name).is_some()
-    }
-
-    fn log(&mut self, level: LogLevel, text: &str) {
-        match level {
-            LogLevel::Debug => tracing::trace!(target: "script", "{text}"),
-            LogLevel::Verbose => tracing::debug!(target: "script", "{text}"),
-            LogLevel::Notice => tracing::info!(target: "script", "{text}"),
-            LogLevel::Warning => tracing::warn!(target: "script", "{text}"),
-        }
-    }
 }
 
 /// Where EVAL's and FCALL's keys are (numkeys says): `None` for other commands.

@@ -3,7 +3,8 @@
 //! Redis keeps two interpreters: one for EVAL scripts (reset by SCRIPT FLUSH) and one for
 //! FUNCTION libraries. [`Engine`] is either; the node owns one of each.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -127,9 +128,32 @@ pub trait Host {
     /// Runs one command. `Ok` holds its reply (errors as [`Frame::Error`]); `Err` a refusal
     /// before it ran, worded as Redis words it (no leading `-` unless it has its own code).
     fn call(&mut self, args: Vec<Bytes>, ctx: &CallCtx) -> Result<Frame, String>;
-    /// Whether a command of that name exists (redis.acl_check_cmd).
-    fn known_command(&self, name: &[u8]) -> bool;
-    fn log(&mut self, level: LogLevel, text: &str);
+}
+
+/// redis.log: Redis's levels onto tracing's (the node's loglevel filters them).
+fn log(args: MultiValue) {
+    let mut it = args.into_iter();
+    let level = match it.next() {
+        Some(Value::Integer(0)) => LogLevel::Debug,
+        Some(Value::Integer(1)) => LogLevel::Verbose,
+        Some(Value::Integer(2)) => LogLevel::Notice,
+        _ => LogLevel::Warning,
+    };
+    let text = it
+        .filter_map(|v| match v {
+            Value::String(s) => Some(s.to_string_lossy()),
+            Value::Integer(i) => Some(i.to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    match level {
+        LogLevel::Debug => tracing::trace!(target: "script", "{text}"),
+        LogLevel::Verbose => tracing::debug!(target: "script", "{text}"),
+        LogLevel::Notice => tracing::info!(target: "script", "{text}"),
+        LogLevel::Warning => tracing::warn!(target: "script", "{text}"),
+    }
 }
 
 /// A script or function to run.
@@ -143,12 +167,6 @@ pub struct Run<'a> {
     pub args: &'a [Bytes],
     pub read_only: bool,
     pub flags: ScriptFlags,
-}
-
-/// The per-run state the helpers read and change.
-struct RunState {
-    resp3: Cell<bool>,
-    propagate: Cell<bool>,
 }
 
 /// Redis's 48-bit linear congruential generator (rand48), so that math.random gives the
@@ -179,15 +197,35 @@ pub struct Engine {
     pub(crate) load_api: Table,
     pub(crate) watch: Arc<Watch>,
     on_busy: Arc<dyn Fn() + Send + Sync>,
+    /// Whether a command exists (redis.acl_check_cmd).
+    known_command: fn(&[u8]) -> bool,
     /// EVAL scripts by sha: the compiled chunk, its flags and body.
     scripts: HashMap<String, (Function, ScriptFlags, Bytes)>,
     scripts_body_bytes: usize,
+    /// redis.setresp and redis.set_repl of the running script.
+    flags: Arc<RunFlags>,
+    /// Runs so far, for stepping the collector.
+    runs: u64,
 }
+
+/// What redis.setresp and redis.set_repl change for the rest of a run.
+#[derive(Default)]
+struct RunFlags {
+    resp3: AtomicBool,
+    propagate: AtomicBool,
+}
+
+/// Runs between two steps of the garbage collector (Redis's LUA_GC_CYCLE_PERIOD).
+const GC_STEP_RUNS: u64 = 50;
 
 impl Engine {
     /// A fresh interpreter. `on_busy` runs (on the script's thread) when a script first
     /// crosses the busy threshold, so the node can keep serving other clients.
-    pub fn new(watch: Arc<Watch>, on_busy: Arc<dyn Fn() + Send + Sync>) -> mlua::Result<Engine> {
+    pub fn new(
+        watch: Arc<Watch>,
+        on_busy: Arc<dyn Fn() + Send + Sync>,
+        known_command: fn(&[u8]) -> bool,
+    ) -> mlua::Result<Engine> {
         let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::DEBUG;
         // SAFETY: `debug` is what Redis's error handler uses to say where an error happened;
         // the prelude keeps it as a private upvalue and no script can reach it (it is not
@@ -282,6 +320,29 @@ impl Engine {
                 Ok(())
             })?,
         )?;
+        let flags = Arc::new(RunFlags::default());
+        let f = flags.clone();
+        hidden.raw_set(
+            "setresp",
+            lua.create_function(move |_, v: i64| {
+                f.resp3.store(v == 3, Ordering::Relaxed);
+                Ok(())
+            })?,
+        )?;
+        let f = flags.clone();
+        hidden.raw_set(
+            "set_repl",
+            lua.create_function(move |_, v: i64| {
+                // REPL_AOF (1) is what reaches the log here; replicas have none.
+                f.propagate.store(v & 1 != 0, Ordering::Relaxed);
+                Ok(())
+            })?,
+        )?;
+        hidden.raw_set("log", lua.create_function(|_, args: MultiValue| Ok(log(args)))?)?;
+        hidden.raw_set(
+            "known_command",
+            lua.create_function(move |_, name: mlua::LuaString| Ok(known_command(&name.as_bytes())))?,
+        )?;
         lua.load(PRELUDE)
             .set_name("=cacheplane")
             .call::<()>(hidden.clone())?;
@@ -300,6 +361,13 @@ impl Engine {
             on_busy,
             scripts: HashMap::new(),
             scripts_body_bytes: 0,
+            flags,
+            runs: 0,
+            known_command,
+        })
+        .and_then(|e| {
+            e.install_run_hook()?;
+            Ok(e)
         })
     }
 
@@ -417,8 +485,10 @@ impl Engine {
         Ok(t)
     }
 
-    /// Installs the per-run helpers and the hook, runs `body` (an xpcall in the prelude),
-    /// and writes the reply or the error Redis would write.
+    /// Installs the run's redis.call, runs `body` (an xpcall in the prelude), and writes
+    /// the reply or the error Redis would write. Everything else a run needs (the hook,
+    /// the log, setresp, set_repl) is installed once per interpreter: a run creates one
+    /// Lua function.
     fn call_protected(
         &mut self,
         run: &Run,
@@ -426,112 +496,41 @@ impl Engine {
         out: &mut ReplyBuf,
         body: impl FnOnce(&Lua) -> mlua::Result<MultiValue>,
     ) {
-        let state = RunState {
-            resp3: Cell::new(false),
-            propagate: Cell::new(true),
-        };
+        self.flags.resp3.store(false, Ordering::Relaxed);
+        self.flags.propagate.store(true, Ordering::Relaxed);
         let host = RefCell::new(host);
         self.watch.start(run.kind, run.name, run.command);
-        let watch = self.watch.clone();
-        let on_busy = self.on_busy.clone();
-        if self.watch.busy_threshold_ms() > 0 {
-            let _ = self.lua.set_hook(
-                HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
-                move |_, _| {
-                    if watch.check_busy() {
-                        on_busy();
-                    }
-                    if watch.kill_requested() {
-                        return Err(mlua::Error::runtime(
-                            "ERR Script killed by user with SCRIPT KILL...",
-                        ));
-                    }
-                    Ok(VmState::Continue)
-                },
-            );
-        }
-        let hidden = self.hidden.clone();
-        let redis = self.redis.clone();
+        let flags = self.flags.clone();
         let ctx = || CallCtx {
-            resp3: state.resp3.get(),
+            resp3: flags.resp3.load(Ordering::Relaxed),
             read_only: run.read_only,
-            propagate: state.propagate.get(),
+            propagate: flags.propagate.load(Ordering::Relaxed),
             flags: run.flags,
         };
-        let ctx = &ctx;
+        let redis = self.redis.clone();
         let outcome = self.lua.scope(|scope| {
-            // Rust functions, not Lua wrappers: a `return redis.call(...)` then keeps the
+            // A Rust function, not a Lua wrapper: a `return redis.call(...)` then keeps the
             // script's frame (a tail call replaces a Lua frame), so errors name its line.
+            // redis.pcall is the prelude's protected call of it.
             let call = scope.create_function(|lua, args: MultiValue| {
                 match call_from_script(lua, &mut **host.borrow_mut(), args, &ctx())? {
                     Ok(v) => Ok(v),
                     Err(text) => Err(mlua::Error::RuntimeError(format!("{RAISED_REPLY}{text}"))),
                 }
             })?;
-            let pcall = scope.create_function(|lua, args: MultiValue| {
-                match call_from_script(lua, &mut **host.borrow_mut(), args, &ctx())? {
-                    Ok(v) => Ok(v),
-                    Err(text) => Ok(Value::Table(error_table(
-                        lua,
-                        format!("-{text}").as_bytes(),
-                    )?)),
-                }
-            })?;
-            let known = scope.create_function(|_, name: mlua::LuaString| {
-                Ok(host.borrow().known_command(&name.as_bytes()))
-            })?;
-            let log = scope.create_function(|_, args: MultiValue| {
-                let mut it = args.into_iter();
-                let level = match it.next() {
-                    Some(Value::Integer(0)) => LogLevel::Debug,
-                    Some(Value::Integer(1)) => LogLevel::Verbose,
-                    Some(Value::Integer(2)) => LogLevel::Notice,
-                    _ => LogLevel::Warning,
-                };
-                let parts: Vec<String> = it
-                    .filter_map(|v| match v {
-                        Value::String(s) => Some(s.to_string_lossy()),
-                        Value::Integer(i) => Some(i.to_string()),
-                        Value::Number(n) => Some(n.to_string()),
-                        _ => None,
-                    })
-                    .collect();
-                host.borrow_mut().log(level, &parts.join(" "));
-                Ok(())
-            })?;
-            let setresp = scope.create_function(|_, v: i64| {
-                state.resp3.set(v == 3);
-                Ok(())
-            })?;
-            let set_repl = scope.create_function(|_, v: i64| {
-                // REPL_AOF (1) is what reaches the log here; replicas have none.
-                state.propagate.set(v & 1 != 0);
-                Ok(())
-            })?;
             redis.raw_set("call", call)?;
-            redis.raw_set("pcall", pcall)?;
-            hidden.raw_set("known_command", known)?;
-            hidden.raw_set("log", log)?;
-            hidden.raw_set("setresp", setresp)?;
-            hidden.raw_set("set_repl", set_repl)?;
             let values = body(&self.lua)?;
             let mut values = values.into_iter();
             let ok = matches!(values.next(), Some(Value::Boolean(true)));
             let value = values.next().unwrap_or(Value::Nil);
             if ok {
-                write_reply(out, &value, state.resp3.get(), 0);
+                write_reply(out, &value, self.flags.resp3.load(Ordering::Relaxed), 0);
             } else {
                 write_error(out, run.name, &value);
             }
             Ok(())
         });
-        self.lua.remove_hook();
-        for name in ["known_command", "log", "setresp", "set_repl"] {
-            let _ = self.hidden.raw_set(name, Value::Nil);
-        }
-        for name in ["call", "pcall"] {
-            let _ = self.redis.raw_set(name, Value::Nil);
-        }
+        let _ = self.redis.raw_set("call", Value::Nil);
         if let Err(e) = outcome {
             // Raised outside the script's own protection: memory exhausted while setting up.
             out.error(&format!(
@@ -541,14 +540,38 @@ impl Engine {
             ));
         }
         self.watch.finish();
-        // A full collection now and then, not a long one at a random moment (Redis steps
-        // the collector every 50 calls).
-        let _ = self.lua.gc_step();
+        // Some collection work now and then, at a moment of our choosing (Redis steps the
+        // collector every 50 calls).
+        self.runs += 1;
+        if self.runs % GC_STEP_RUNS == 0 {
+            let _ = self.lua.gc_step();
+        }
+    }
+
+    /// The count hook every run has: marks the run busy past the threshold (handing the
+    /// node's I/O over, `on_busy`) and stops it once SCRIPT KILL / FUNCTION KILL asked.
+    pub(crate) fn install_run_hook(&self) -> mlua::Result<()> {
+        let watch = self.watch.clone();
+        let on_busy = self.on_busy.clone();
+        self.lua.set_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
+            move |_, _| {
+                if watch.check_busy() {
+                    on_busy();
+                }
+                if watch.kill_requested() {
+                    return Err(mlua::Error::runtime(
+                        "ERR Script killed by user with SCRIPT KILL...",
+                    ));
+                }
+                Ok(VmState::Continue)
+            },
+        )
     }
 
     /// SCRIPT FLUSH: a fresh interpreter (globals, cached scripts, memory).
     pub fn reset(&mut self) -> mlua::Result<()> {
-        *self = Engine::new(self.watch.clone(), self.on_busy.clone())?;
+        *self = Engine::new(self.watch.clone(), self.on_busy.clone(), self.known_command)?;
         Ok(())
     }
 

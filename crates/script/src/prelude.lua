@@ -136,7 +136,21 @@ local function error_table(text)
 end
 
 local redis = {}
--- redis.call and redis.pcall are Rust functions installed for each run (hidden.redis).
+-- redis.call is a Rust function installed for each run (hidden.redis); redis.pcall calls
+-- it protected and answers an error as its table.
+redis.pcall = function(...)
+  local ok, v = raw_pcall(redis.call, ...)
+  if ok then
+    return v
+  end
+  if raw_type(v) == 'userdata' then
+    v = hidden.errmsg(v)
+  end
+  if raw_type(v) ~= 'table' then
+    v = error_table(raw_tostring(v))
+  end
+  return v
+end
 redis.error_reply = function(...)
   local e = ...
   if raw_select('#', ...) ~= 1 or raw_type(e) ~= 'string' then

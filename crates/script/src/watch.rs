@@ -27,7 +27,7 @@ pub struct Watch {
     wrote: AtomicBool,
     kind: AtomicU8,
     /// The running script's name (sha or function) and command, for FUNCTION STATS.
-    running: Mutex<Option<(String, Vec<Vec<u8>>)>>,
+    running: Mutex<Option<(String, Vec<bytes::Bytes>)>>,
     /// Libraries and functions loaded (FUNCTION STATS, answered while a script runs).
     libraries: AtomicU64,
     functions: AtomicU64,
@@ -99,7 +99,7 @@ impl Watch {
     }
 
     /// Name, command line and milliseconds so far of the running script.
-    pub fn running(&self) -> Option<(String, Vec<Vec<u8>>, u64)> {
+    pub fn running(&self) -> Option<(String, Vec<bytes::Bytes>, u64)> {
         let started = self.started_us.load(Ordering::Acquire);
         if started == 0 {
             return None;
@@ -142,10 +142,7 @@ impl Watch {
 
     pub(crate) fn start(&self, kind: RunKind, name: &str, command: &[bytes::Bytes]) {
         if let Ok(mut r) = self.running.lock() {
-            *r = Some((
-                name.to_owned(),
-                command.iter().map(|a| a.to_vec()).collect(),
-            ));
+            *r = Some((name.to_owned(), command.to_vec()));
         }
         self.kill.store(false, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);

@@ -199,6 +199,9 @@ pub struct Engine {
     on_busy: Arc<dyn Fn() + Send + Sync>,
     /// Whether a command exists (redis.acl_check_cmd).
     known_command: fn(&[u8]) -> bool,
+    /// The prelude's protected runners (xpcall with Redis's error handler).
+    run_eval: Function,
+    run_function: Function,
     /// EVAL scripts by sha: the compiled chunk, its flags and body.
     scripts: HashMap<String, (Function, ScriptFlags, Bytes)>,
     scripts_body_bytes: usize,
@@ -350,7 +353,11 @@ impl Engine {
         let g_meta: Table = hidden.raw_get("g_meta")?;
         let load_api: Table = hidden.raw_get("load_api")?;
         let redis: Table = hidden.raw_get("redis")?;
+        let run_eval: Function = hidden.raw_get("run")?;
+        let run_function: Function = hidden.raw_get("run_function")?;
         Ok(Engine {
+            run_eval,
+            run_function,
             lua,
             hidden,
             redis,
@@ -439,13 +446,7 @@ impl Engine {
             out.error(&format!("ERR {}", lua_error_text(&e)));
             return;
         }
-        let runner: Function = match self.hidden.raw_get("run") {
-            Ok(f) => f,
-            Err(e) => {
-                out.error(&format!("ERR {}", lua_error_text(&e)));
-                return;
-            }
-        };
+        let runner = self.run_eval.clone();
         self.call_protected(run, host, out, |_| runner.call::<MultiValue>(func));
     }
 
@@ -457,13 +458,7 @@ impl Engine {
         host: &mut dyn Host,
         out: &mut ReplyBuf,
     ) {
-        let runner: Function = match self.hidden.raw_get("run_function") {
-            Ok(f) => f,
-            Err(e) => {
-                out.error(&format!("ERR {}", lua_error_text(&e)));
-                return;
-            }
-        };
+        let runner = self.run_function.clone();
         let (keys, args) = match (self.byte_array(run.keys), self.byte_array(run.args)) {
             (Ok(k), Ok(a)) => (k, a),
             (Err(e), _) | (_, Err(e)) => {

@@ -196,7 +196,7 @@ fn wait_bgsave(c: &mut Conn, timeout: Duration) {
     }
 }
 
-fn check_rdb(path: &Path) {
+pub(crate) fn check_rdb(path: &Path) {
     let out = Command::new("redis-check-rdb")
         .arg(path)
         .output()
@@ -437,7 +437,7 @@ fn nondeterministic_writes(c: &mut Conn) {
     assert_eq!(c.cmd(&["EXISTS", "nd:gone"]), Frame::Integer(0));
 }
 
-fn check_aof(dir: &Path) {
+pub(crate) fn check_aof(dir: &Path) {
     let manifest = dir.join("appendonlydir").join("appendonly.aof.manifest");
     let out = Command::new("redis-check-aof")
         .arg(&manifest)

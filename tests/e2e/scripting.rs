@@ -2,12 +2,12 @@
 //! stopped by SCRIPT KILL while others get BUSY, and a script's effects in the AOF that
 //! redis-server replays.
 
-use std::process::Command;
 use std::time::Duration;
 
 use resp::Frame;
 
 use crate::harness::{Conn, Server, TempDir, bulk, err_text, ok, wait_until};
+use crate::persistence::{check_aof, check_rdb};
 
 fn int(n: i64) -> Frame {
     Frame::Integer(n)
@@ -132,19 +132,6 @@ fn a_runaway_script_is_killed_while_others_get_busy() {
     assert!(err_text(&e).starts_with("NOTBUSY"), "{e:?}");
 }
 
-fn check_aof(dir: &std::path::Path) {
-    let manifest = dir.join("appendonlydir").join("appendonly.aof.manifest");
-    let out = Command::new("redis-check-aof")
-        .arg(&manifest)
-        .output()
-        .expect("run redis-check-aof");
-    let log = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && log.contains("are valid"),
-        "redis-check-aof refused:\n{log}"
-    );
-}
-
 #[test]
 fn script_effects_and_libraries_reach_the_aof_and_load_in_redis_server() {
     let dir = TempDir::new("script-aof");
@@ -201,18 +188,6 @@ fn script_effects_and_libraries_reach_the_aof_and_load_in_redis_server() {
     let node = Server::cacheplane_in(dir.path(), &["--appendonly", "yes", "--save", ""]);
     let mut c = node.conn();
     assert_eq!(c.cmd(&["FCALL", "bump", "1", "counter"]), int(8));
-}
-
-fn check_rdb(path: &std::path::Path) {
-    let out = Command::new("redis-check-rdb")
-        .arg(path)
-        .output()
-        .expect("run redis-check-rdb");
-    let log = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && log.contains("RDB looks OK"),
-        "redis-check-rdb refused:\n{log}"
-    );
 }
 
 #[test]

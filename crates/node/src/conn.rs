@@ -203,33 +203,18 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
             st.next_client_id += 1;
             let now = unix_time_ms();
             let authenticated = st.config.requirepass.is_none();
-            st.clients.insert(
+            let mut client = Client::new(
                 id,
-                Client {
-                    id,
-                    addr: peer.to_string(),
-                    laddr,
-                    local: peer.ip().is_loopback(),
-                    name: None,
-                    db: 0,
-                    protocol: Protocol::Resp2,
-                    authenticated,
-                    key_used: None,
-                    created_ms: now,
-                    last_ms: now,
-                    last_cmd: String::new(),
-                    multi: None,
-                    multi_error: false,
-                    watched: Vec::new(),
-                    watch_dirty: false,
-                    channels: Default::default(),
-                    patterns: Default::default(),
-                    blocked: None,
-                    outbox: outbox_tx,
-                    outbox_bytes: outbox_bytes.clone(),
-                    killed: killed.clone(),
-                },
+                peer.to_string(),
+                laddr,
+                peer.ip().is_loopback(),
+                authenticated,
+                now,
+                outbox_tx,
             );
+            client.outbox_bytes = outbox_bytes.clone();
+            client.killed = killed.clone();
+            st.clients.insert(id, client);
             Some((id, authenticated, st.config.clone()))
         }
     };

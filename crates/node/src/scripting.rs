@@ -70,10 +70,12 @@ impl Scripting {
         let on_busy: Arc<dyn Fn() + Send + Sync> = Arc::new(on_busy);
         Scripting {
             eval: Some(
-                Engine::new(watch.clone(), on_busy.clone(), known_command).expect("a Lua interpreter starts"),
+                Engine::new(watch.clone(), on_busy.clone(), known_command)
+                    .expect("a Lua interpreter starts"),
             ),
             functions: Some(
-                Libraries::new(watch.clone(), on_busy, known_command).expect("a Lua interpreter starts"),
+                Libraries::new(watch.clone(), on_busy, known_command)
+                    .expect("a Lua interpreter starts"),
             ),
             watch,
             client: Some(script_client),
@@ -214,7 +216,6 @@ impl Host for NodeHost<'_> {
             _ => Err("the command gave no reply".into()),
         }
     }
-
 }
 
 /// Where EVAL's and FCALL's keys are (numkeys says): `None` for other commands.

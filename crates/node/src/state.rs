@@ -81,18 +81,25 @@ pub struct Client {
 }
 
 impl Client {
-    /// The client scripts run their commands as: no connection behind it.
-    pub fn script(now_ms: u64) -> Client {
-        let (outbox, _) = mpsc::unbounded_channel();
+    /// A fresh client in database 0 speaking RESP2; `outbox` reaches its connection.
+    pub fn new(
+        id: u64,
+        addr: String,
+        laddr: String,
+        local: bool,
+        authenticated: bool,
+        now_ms: u64,
+        outbox: mpsc::UnboundedSender<Outbound>,
+    ) -> Client {
         Client {
-            id: crate::scripting::SCRIPT_CLIENT_ID,
-            addr: String::new(),
-            laddr: String::new(),
-            local: true,
+            id,
+            addr,
+            laddr,
+            local,
             name: None,
             db: 0,
             protocol: Protocol::Resp2,
-            authenticated: true,
+            authenticated,
             key_used: None,
             created_ms: now_ms,
             last_ms: now_ms,
@@ -108,6 +115,13 @@ impl Client {
             outbox_bytes: Default::default(),
             killed: Default::default(),
         }
+    }
+
+    /// The client scripts run their commands as: no connection behind it.
+    pub fn script(now_ms: u64) -> Client {
+        let (outbox, _) = mpsc::unbounded_channel();
+        let id = crate::scripting::SCRIPT_CLIENT_ID;
+        Client::new(id, String::new(), String::new(), true, true, now_ms, outbox)
     }
 
     /// Asks the connection to close as soon as it looks at its outbox.

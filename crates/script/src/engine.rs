@@ -4,9 +4,9 @@
 //! FUNCTION libraries. [`Engine`] is either; the node owns one of each.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
@@ -341,10 +341,15 @@ impl Engine {
                 Ok(())
             })?,
         )?;
-        hidden.raw_set("log", lua.create_function(|_, args: MultiValue| Ok(log(args)))?)?;
+        hidden.raw_set(
+            "log",
+            lua.create_function(|_, args: MultiValue| Ok(log(args)))?,
+        )?;
         hidden.raw_set(
             "known_command",
-            lua.create_function(move |_, name: mlua::LuaString| Ok(known_command(&name.as_bytes())))?,
+            lua.create_function(move |_, name: mlua::LuaString| {
+                Ok(known_command(&name.as_bytes()))
+            })?,
         )?;
         lua.load(PRELUDE)
             .set_name("=cacheplane")

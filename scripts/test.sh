@@ -30,3 +30,8 @@ cargo test --workspace --locked
 # fuzz run, about 95 s on 2 cores. --workspace --lib reuses the test build above; a -p subset
 # resolves dependency features afresh and may rebuild them.
 PROPTEST_CASES=${PROPTEST_CASES:-50000} cargo test --workspace --lib --locked --quiet -- fuzz_
+# Redis 7.0.15's own test units against a node (the debug binary the tests built), each
+# held to its floor in scripts/redis-suite.floor so that compatibility cannot slip
+# unnoticed. Fetches the suite from Debian's source package once (into .cache/).
+CACHEPLANE_BIN=target/debug/cacheplane UNIT_TIMEOUT=${UNIT_TIMEOUT:-300} \
+  scripts/redis-suite.sh --floor scripts/redis-suite.floor

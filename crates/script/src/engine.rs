@@ -343,7 +343,10 @@ impl Engine {
         )?;
         hidden.raw_set(
             "log",
-            lua.create_function(|_, args: MultiValue| Ok(log(args)))?,
+            lua.create_function(|_, args: MultiValue| {
+                log(args);
+                Ok(())
+            })?,
         )?;
         hidden.raw_set(
             "known_command",
@@ -543,7 +546,7 @@ impl Engine {
         // Some collection work now and then, at a moment of our choosing (Redis steps the
         // collector every 50 calls).
         self.runs += 1;
-        if self.runs % GC_STEP_RUNS == 0 {
+        if self.runs.is_multiple_of(GC_STEP_RUNS) {
             let _ = self.lua.gc_step();
         }
     }

@@ -84,11 +84,8 @@ fn pack_int(n: i64, out: &mut Vec<u8>) {
 fn pack_number(n: f64, out: &mut Vec<u8>) {
     // lua_cmsgpack: integral values that fit an int64 are integers; other numbers are
     // float32 when exact in it, float64 otherwise.
-    if n.is_finite()
-        && n.fract() == 0.0
-        && n >= -9.223_372_036_854_776e18
-        && n < 9.223_372_036_854_776e18
-    {
+    // (An infinite or NaN n fails the range or fract test.)
+    if n.fract() == 0.0 && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&n) {
         pack_int(n as i64, out);
     } else if (n as f32) as f64 == n || n.is_nan() {
         out.push(0xca);

@@ -199,6 +199,8 @@ pub struct Engine {
     on_busy: Arc<dyn Fn() + Send + Sync>,
     /// Whether a command exists (redis.acl_check_cmd).
     known_command: fn(&[u8]) -> bool,
+    /// Table keys set on every run, made into Lua strings once (not hashed again per run).
+    names: Names,
     /// The prelude's protected runners (xpcall with Redis's error handler).
     run_eval: Function,
     run_function: Function,
@@ -218,6 +220,12 @@ struct RunFlags {
     propagate: AtomicBool,
 }
 
+struct Names {
+    keys: mlua::LuaString,
+    argv: mlua::LuaString,
+    call: mlua::LuaString,
+}
+
 /// Runs between two steps of the garbage collector (Redis's LUA_GC_CYCLE_PERIOD).
 const GC_STEP_RUNS: u64 = 50;
 
@@ -235,7 +243,10 @@ impl Engine {
         // among the globals scripts see), which is how Redis itself confines it.
         #[allow(unsafe_code)]
         let lua = unsafe { Lua::unsafe_new_with(libs, LuaOptions::default()) };
-        lua.set_memory_limit(LUA_MEMORY_MAX_BYTES)?;
+        // No limit while Rust code works on the interpreter: under a limit mlua protects
+        // every allocating call (a pcall each), which doubled a small script's cost. The
+        // limit is on while Lua code runs ([`Engine::call_protected`], library loads).
+        lua.set_memory_limit(0)?;
         let hidden = lua.create_table()?;
         hidden.raw_set("bit", crate::bit::library(&lua)?)?;
         hidden.raw_set("cjson", crate::cjson::library(&lua)?)?;
@@ -363,7 +374,13 @@ impl Engine {
         let redis: Table = hidden.raw_get("redis")?;
         let run_eval: Function = hidden.raw_get("run")?;
         let run_function: Function = hidden.raw_get("run_function")?;
+        let names = Names {
+            keys: lua.create_string("KEYS")?,
+            argv: lua.create_string("ARGV")?,
+            call: lua.create_string("call")?,
+        };
         Ok(Engine {
+            names,
             run_eval,
             run_function,
             lua,
@@ -446,8 +463,8 @@ impl Engine {
         };
         let func = func.clone();
         let result = (|| -> mlua::Result<()> {
-            self.api.raw_set("KEYS", self.byte_array(run.keys)?)?;
-            self.api.raw_set("ARGV", self.byte_array(run.args)?)?;
+            self.api.raw_set(&self.names.keys, self.byte_array(run.keys)?)?;
+            self.api.raw_set(&self.names.argv, self.byte_array(run.args)?)?;
             Ok(())
         })();
         if let Err(e) = result {
@@ -516,13 +533,19 @@ impl Engine {
             // script's frame (a tail call replaces a Lua frame), so errors name its line.
             // redis.pcall is the prelude's protected call of it.
             let call = scope.create_function(|lua, args: MultiValue| {
-                match call_from_script(lua, &mut **host.borrow_mut(), args, &ctx())? {
+                let _ = lua.set_memory_limit(0);
+                let result = call_from_script(lua, &mut **host.borrow_mut(), args, &ctx());
+                let _ = lua.set_memory_limit(LUA_MEMORY_MAX_BYTES);
+                match result? {
                     Ok(v) => Ok(v),
                     Err(text) => Err(mlua::Error::RuntimeError(format!("{RAISED_REPLY}{text}"))),
                 }
             })?;
-            redis.raw_set("call", call)?;
-            let values = body(&self.lua)?;
+            redis.raw_set(&self.names.call, call)?;
+            let _ = self.lua.set_memory_limit(LUA_MEMORY_MAX_BYTES);
+            let values = body(&self.lua);
+            let _ = self.lua.set_memory_limit(0);
+            let values = values?;
             let mut values = values.into_iter();
             let ok = matches!(values.next(), Some(Value::Boolean(true)));
             let value = values.next().unwrap_or(Value::Nil);
@@ -533,7 +556,7 @@ impl Engine {
             }
             Ok(())
         });
-        let _ = self.redis.raw_set("call", Value::Nil);
+        let _ = self.redis.raw_set(&self.names.call, Value::Nil);
         if let Err(e) = outcome {
             // Raised outside the script's own protection: memory exhausted while setting up.
             out.error(&format!(

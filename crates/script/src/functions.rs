@@ -299,7 +299,10 @@ impl Libraries {
             })?;
             hidden.raw_set("register", register)?;
             let runner: Function = hidden.raw_get("run")?;
-            runner.call::<(bool, Value)>(chunk)
+            let _ = lua.set_memory_limit(crate::LUA_MEMORY_MAX_BYTES);
+            let result = runner.call::<(bool, Value)>(chunk);
+            let _ = lua.set_memory_limit(0);
+            result
         });
         let _ = hidden.raw_set("register", Value::Nil);
         let _ = self

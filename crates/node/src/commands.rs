@@ -48,6 +48,30 @@ pub fn run(
     match spec.name {
         "ping" => ping(st, id, a, out),
         "echo" => out.bulk(&a[1]),
+        "slowlog" => {
+            keyspace::check_subcommand_arity(
+                "slowlog",
+                a,
+                &[("get", -2), ("len", 2), ("reset", 2), ("help", 2)],
+            )?;
+            crate::introspect_cmd::slowlog(st, a, out)?
+        }
+        "latency" => {
+            keyspace::check_subcommand_arity(
+                "latency",
+                a,
+                &[
+                    ("doctor", 2),
+                    ("graph", 3),
+                    ("history", 3),
+                    ("latest", 2),
+                    ("reset", -2),
+                    ("histogram", -2),
+                    ("help", 2),
+                ],
+            )?;
+            crate::introspect_cmd::latency(st, a, out)?
+        }
         "auth" => auth(st, id, a, out)?,
         "hello" => hello(st, id, a, out)?,
         "quit" => {
@@ -995,11 +1019,15 @@ fn config(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()
             }
             st.config = next;
             st.ks.encodings = st.config.encodings();
+            st.intro.settings = crate::introspect::Settings::from_config(&st.config.standard);
+            st.intro.slowlog.trim(st.intro.settings.slowlog_max_len);
             out.ok();
         }
         "resetstat" if a.len() == 2 => {
             st.stats = Default::default();
             st.ks.stats = Default::default();
+            st.intro.commands.reset();
+            st.intro.errors.reset();
             out.ok();
         }
         "rewrite" if a.len() == 2 => {

@@ -238,7 +238,7 @@ pub fn movable_key_positions(command: &str, args: &[Bytes]) -> Option<Vec<usize>
 }
 
 /// numkeys of EVAL / FCALL: the keys and the arguments after it.
-fn split_keys<'a>(a: &'a [Bytes], fcall: bool) -> Result<(&'a [Bytes], &'a [Bytes]), CmdError> {
+fn split_keys(a: &[Bytes], fcall: bool) -> Result<(&[Bytes], &[Bytes]), CmdError> {
     let numkeys = match resp::parse_i64(&a[2]) {
         Some(n) => n,
         None if fcall => return Err(CmdError::other("ERR Bad number of keys provided")),

@@ -163,12 +163,15 @@ pub struct State {
     pub workers: Arc<crate::workers::Workers>,
     /// Lua: the EVAL and FUNCTION interpreters and the running script's watch.
     pub scripting: crate::scripting::Scripting,
+    /// The slow log, the latency monitor, command and error statistics.
+    pub intro: crate::introspect::Introspection,
 }
 
 impl State {
     pub fn new(config: NodeConfig, now_ms: u64) -> State {
         let workers: Arc<crate::workers::Workers> = Default::default();
         State {
+            intro: crate::introspect::Introspection::new(&config.standard),
             ks: {
                 let mut ks = Keyspace::new(config.databases);
                 ks.encodings = config.encodings();
@@ -278,10 +281,31 @@ impl State {
                 out.error(&e.to_string());
             }
             if let Some(b) = self.unblock(id) {
+                // Logged when it is served, as Redis does, with the arguments it was sent with.
+                if self.intro.is_slow(0) {
+                    self.log_slow(id, spec.name, &b.args, 0);
+                }
                 *b.slot.reply.lock().expect("slot lock") = Some(out.take());
                 b.slot.notify.notify_one();
             }
         }
+    }
+
+    /// Adds a command of client `id` to the slow log (secrets redacted).
+    pub fn log_slow(&mut self, id: u64, name: &str, args: &[Bytes], duration_us: u64) {
+        let max_len = self.intro.settings.slowlog_max_len;
+        let unix_secs = self.ks.now_ms() / 1000;
+        let redacted = crate::introspect::redacted(name, args);
+        let args = redacted.as_deref().unwrap_or(args);
+        let (addr, client_name) = self
+            .clients
+            .get(&id)
+            .map_or((String::new(), Bytes::new()), |c| {
+                (c.addr.clone(), c.name.clone().unwrap_or_default())
+            });
+        self.intro
+            .slowlog
+            .push(max_len, unix_secs, duration_us, args, &addr, &client_name);
     }
 
     /// Parks client `id` on `keys`.

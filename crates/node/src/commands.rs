@@ -7,7 +7,7 @@ use resp::{Protocol, ReplyBuf};
 
 use crate::config::DebugCommand;
 use crate::dispatch::{Flow, exec};
-use crate::state::{KeyUsed, State, remove_subscriber};
+use crate::state::{KeyUsed, ReplyMode, State, remove_subscriber};
 use crate::{info, persist};
 
 type Result<T> = std::result::Result<T, CmdError>;
@@ -100,6 +100,7 @@ pub fn run(
                     ("kill", -3),
                     ("unblock", -3),
                     ("no-evict", 3),
+                    ("reply", 3),
                     ("help", 2),
                 ],
             )?;
@@ -653,6 +654,19 @@ fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resul
                 _ => out.int(0),
             }
         }
+        ("reply", 3) => {
+            let mode = if is(&a[2], "on") {
+                ReplyMode::On
+            } else if is(&a[2], "off") {
+                ReplyMode::Off
+            } else if is(&a[2], "skip") {
+                ReplyMode::SkipNext
+            } else {
+                return Err(CmdError::Syntax);
+            };
+            client(st, id).reply = mode;
+            out.ok();
+        }
         ("no-evict", 3) | ("no-touch", 3) => {
             if !is(&a[2], "on") && !is(&a[2], "off") {
                 return Err(CmdError::Syntax);
@@ -702,7 +716,14 @@ fn client_kill(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resu
             } else if is(&pair[0], "laddr") {
                 laddr = Some(v);
             } else if is(&pair[0], "type") {
-                kind = Some(v.to_ascii_lowercase());
+                let k = v.to_ascii_lowercase();
+                if !matches!(
+                    k.as_str(),
+                    "normal" | "pubsub" | "master" | "replica" | "slave"
+                ) {
+                    return Err(CmdError::other(format!("ERR Unknown client type '{v}'")));
+                }
+                kind = Some(k);
             } else if is(&pair[0], "user") {
                 if v != "default" {
                     return Err(CmdError::other(format!("ERR No such user '{v}'")));

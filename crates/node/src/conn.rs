@@ -218,6 +218,7 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
                     created_ms: now,
                     last_ms: now,
                     last_cmd: String::new(),
+                    reply: Default::default(),
                     multi: None,
                     multi_error: false,
                     watched: Vec::new(),

@@ -8,7 +8,7 @@ use keyspace::{CmdError, Ctx, Run, Spec, flags};
 use resp::{Protocol, ReplyBuf};
 
 use crate::commands;
-use crate::state::{BlockSlot, State};
+use crate::state::{BlockSlot, ReplyMode, State};
 
 /// What the connection does after a command.
 pub enum Flow {
@@ -55,8 +55,36 @@ fn blocked_when_managed(name: &str, config: &crate::NodeConfig) -> bool {
     }
 }
 
-/// Runs `args` for client `id`, writing the reply into `out`.
+/// Runs `args` for client `id`, writing the reply into `out` unless CLIENT REPLY turned
+/// replies off for it.
 pub fn dispatch(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flow {
+    let mark = out.len();
+    let before = st.clients.get(&id).map_or(ReplyMode::On, |c| c.reply);
+    let flow = checked(st, id, args, out);
+    let Some(client) = st.clients.get_mut(&id) else {
+        return flow;
+    };
+    let silent = match (before, client.reply) {
+        (_, ReplyMode::Off) => true,
+        // CLIENT REPLY SKIP itself is not answered; the next command is not either.
+        (_, ReplyMode::SkipNext) => {
+            client.reply = ReplyMode::Skip;
+            true
+        }
+        (ReplyMode::Skip, ReplyMode::Skip) => {
+            client.reply = ReplyMode::On;
+            true
+        }
+        _ => false,
+    };
+    if silent {
+        out.truncate(mark);
+    }
+    flow
+}
+
+/// The checks, then the command.
+fn checked(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flow {
     let now = st.ks.now_ms();
     let requirepass = st.config.requirepass.is_some();
     st.stats.total_commands_processed += 1;
@@ -248,9 +276,11 @@ fn execute(
     let Some(client) = st.clients.get_mut(&id) else {
         return Flow::Close;
     };
-    if client.last_cmd != spec.name {
+    let mut buf = [0u8; crate::introspect::FULL_NAME_BYTES_MAX];
+    let full = crate::introspect::subcommand_name(spec.name, args, &mut buf).unwrap_or(spec.name);
+    if client.last_cmd != full {
         client.last_cmd.clear();
-        client.last_cmd.push_str(spec.name);
+        client.last_cmd.push_str(full);
     }
     let db = client.db;
     match spec.run {

@@ -27,6 +27,8 @@ pub const STAT_NAMES_MAX: usize = 1024;
 const HISTOGRAM_BUCKETS: usize = 32;
 /// Bytes of a subcommand name that may become a `command|subcommand` statistic.
 const SUBCOMMAND_NAME_BYTES_MAX: usize = 32;
+/// Room for `command|subcommand` (command names are at most 32 bytes too).
+pub const FULL_NAME_BYTES_MAX: usize = 2 * SUBCOMMAND_NAME_BYTES_MAX + 1;
 
 /// One slow log entry, as SLOWLOG GET reports it.
 #[derive(Debug, Clone)]
@@ -275,7 +277,7 @@ const CONTAINERS: &[&str] = &[
 impl CommandStats {
     /// The counters of the command `args` ran as, created on first use.
     pub fn entry(&mut self, name: &'static str, args: &[Bytes]) -> &mut CommandStat {
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; FULL_NAME_BYTES_MAX];
         let full = subcommand_name(name, args, &mut buf)
             .filter(|full| self.by_name.contains_key(*full) || self.by_name.len() < STAT_NAMES_MAX)
             .unwrap_or(name);
@@ -303,7 +305,11 @@ impl CommandStats {
 }
 
 /// `command|subcommand` in `buf` for a container command with a plausible subcommand name.
-fn subcommand_name<'b>(name: &str, args: &[Bytes], buf: &'b mut [u8; 64]) -> Option<&'b str> {
+pub fn subcommand_name<'b>(
+    name: &str,
+    args: &[Bytes],
+    buf: &'b mut [u8; FULL_NAME_BYTES_MAX],
+) -> Option<&'b str> {
     if !CONTAINERS.contains(&name) {
         return None;
     }

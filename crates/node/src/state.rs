@@ -46,6 +46,18 @@ pub enum KeyUsed {
     Admin,
 }
 
+/// Whether a client gets replies (CLIENT REPLY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplyMode {
+    #[default]
+    On,
+    Off,
+    /// CLIENT REPLY SKIP just ran: it and the next command get no reply.
+    SkipNext,
+    /// The command running now gets no reply; replies resume after it.
+    Skip,
+}
+
 /// A connected client, as the server sees it.
 pub struct Client {
     pub id: u64,
@@ -63,6 +75,7 @@ pub struct Client {
     pub created_ms: u64,
     pub last_ms: u64,
     pub last_cmd: String,
+    pub reply: ReplyMode,
     /// Commands queued since MULTI.
     pub multi: Option<Vec<Vec<Bytes>>>,
     /// A command queued in MULTI was refused: EXEC must abort.
@@ -97,6 +110,7 @@ impl Client {
             created_ms: now_ms,
             last_ms: now_ms,
             last_cmd: String::new(),
+            reply: ReplyMode::On,
             multi: None,
             multi_error: false,
             watched: Vec::new(),

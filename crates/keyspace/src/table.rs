@@ -402,6 +402,14 @@ static TABLE: &[Spec] = &[
     spec("wait", 3, NOSCRIPT, KNONE, NODE),
     spec("readonly", 1, LOADING | STALE | FAST, KNONE, NODE),
     spec("readwrite", 1, LOADING | STALE | FAST, KNONE, NODE),
+    spec("slowlog", -2, ADMIN | LOADING | STALE, KNONE, NODE),
+    spec(
+        "latency",
+        -2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        KNONE,
+        NODE,
+    ),
 ];
 
 /// Every command, in table order.

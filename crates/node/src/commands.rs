@@ -7,7 +7,7 @@ use resp::{Protocol, ReplyBuf};
 
 use crate::config::DebugCommand;
 use crate::dispatch::{Flow, exec};
-use crate::state::{KeyUsed, State, remove_subscriber};
+use crate::state::{KeyUsed, ReplyMode, State, remove_subscriber};
 use crate::{info, persist};
 
 type Result<T> = std::result::Result<T, CmdError>;
@@ -48,6 +48,30 @@ pub fn run(
     match spec.name {
         "ping" => ping(st, id, a, out),
         "echo" => out.bulk(&a[1]),
+        "slowlog" => {
+            keyspace::check_subcommand_arity(
+                "slowlog",
+                a,
+                &[("get", -2), ("len", 2), ("reset", 2), ("help", 2)],
+            )?;
+            crate::introspect_cmd::slowlog(st, a, out)?
+        }
+        "latency" => {
+            keyspace::check_subcommand_arity(
+                "latency",
+                a,
+                &[
+                    ("doctor", 2),
+                    ("graph", 3),
+                    ("history", 3),
+                    ("latest", 2),
+                    ("reset", -2),
+                    ("histogram", -2),
+                    ("help", 2),
+                ],
+            )?;
+            crate::introspect_cmd::latency(st, a, out)?
+        }
         "auth" => auth(st, id, a, out)?,
         "hello" => hello(st, id, a, out)?,
         "quit" => {
@@ -76,6 +100,7 @@ pub fn run(
                     ("kill", -3),
                     ("unblock", -3),
                     ("no-evict", 3),
+                    ("reply", 3),
                     ("help", 2),
                 ],
             )?;
@@ -629,6 +654,19 @@ fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resul
                 _ => out.int(0),
             }
         }
+        ("reply", 3) => {
+            let mode = if is(&a[2], "on") {
+                ReplyMode::On
+            } else if is(&a[2], "off") {
+                ReplyMode::Off
+            } else if is(&a[2], "skip") {
+                ReplyMode::SkipNext
+            } else {
+                return Err(CmdError::Syntax);
+            };
+            client(st, id).reply = mode;
+            out.ok();
+        }
         ("no-evict", 3) | ("no-touch", 3) => {
             if !is(&a[2], "on") && !is(&a[2], "off") {
                 return Err(CmdError::Syntax);
@@ -678,7 +716,14 @@ fn client_kill(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resu
             } else if is(&pair[0], "laddr") {
                 laddr = Some(v);
             } else if is(&pair[0], "type") {
-                kind = Some(v.to_ascii_lowercase());
+                let k = v.to_ascii_lowercase();
+                if !matches!(
+                    k.as_str(),
+                    "normal" | "pubsub" | "master" | "replica" | "slave"
+                ) {
+                    return Err(CmdError::other(format!("ERR Unknown client type '{v}'")));
+                }
+                kind = Some(k);
             } else if is(&pair[0], "user") {
                 if v != "default" {
                     return Err(CmdError::other(format!("ERR No such user '{v}'")));
@@ -995,11 +1040,15 @@ fn config(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()
             }
             st.config = next;
             st.ks.encodings = st.config.encodings();
+            st.intro.settings = crate::introspect::Settings::from_config(&st.config.standard);
+            st.intro.slowlog.trim(st.intro.settings.slowlog_max_len);
             out.ok();
         }
         "resetstat" if a.len() == 2 => {
             st.stats = Default::default();
             st.ks.stats = Default::default();
+            st.intro.commands.reset();
+            st.intro.errors.reset();
             out.ok();
         }
         "rewrite" if a.len() == 2 => {

@@ -360,6 +360,8 @@ impl Connection {
         }
         let mut st = self.shared.state.lock().expect("state lock");
         st.ks.set_clock(unix_time_ms());
+        // Each command's duration runs from the previous one's end (one clock read each).
+        st.intro.clock = std::time::Instant::now();
         st.stats.total_net_input_bytes += std::mem::take(&mut self.unaccounted_input_bytes);
         let mut flow = Flow::Continue;
         while let Some(cmd) = pending.pop_front() {

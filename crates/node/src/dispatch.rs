@@ -8,7 +8,7 @@ use keyspace::{CmdError, Ctx, Run, Spec, flags};
 use resp::{Protocol, ReplyBuf};
 
 use crate::commands;
-use crate::state::{BlockSlot, State};
+use crate::state::{BlockSlot, ReplyMode, State};
 
 /// What the connection does after a command.
 pub enum Flow {
@@ -55,8 +55,36 @@ fn blocked_when_managed(name: &str, config: &crate::NodeConfig) -> bool {
     }
 }
 
-/// Runs `args` for client `id`, writing the reply into `out`.
+/// Runs `args` for client `id`, writing the reply into `out` unless CLIENT REPLY turned
+/// replies off for it.
 pub fn dispatch(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flow {
+    let mark = out.len();
+    let before = st.clients.get(&id).map_or(ReplyMode::On, |c| c.reply);
+    let flow = checked(st, id, args, out);
+    let Some(client) = st.clients.get_mut(&id) else {
+        return flow;
+    };
+    let silent = match (before, client.reply) {
+        (_, ReplyMode::Off) => true,
+        // CLIENT REPLY SKIP itself is not answered; the next command is not either.
+        (_, ReplyMode::SkipNext) => {
+            client.reply = ReplyMode::Skip;
+            true
+        }
+        (ReplyMode::Skip, ReplyMode::Skip) => {
+            client.reply = ReplyMode::On;
+            true
+        }
+        _ => false,
+    };
+    if silent {
+        out.truncate(mark);
+    }
+    flow
+}
+
+/// The checks, then the command.
+fn checked(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flow {
     let now = st.ks.now_ms();
     let requirepass = st.config.requirepass.is_some();
     st.stats.total_commands_processed += 1;
@@ -74,35 +102,50 @@ pub fn dispatch(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -
         if client.multi.is_some() {
             client.multi_error = true;
         }
-        out.error(&unknown_command(&args).to_string());
+        let e = unknown_command(&args).to_string();
+        reject(st, None, &args, out, &e);
         return Flow::Continue;
     };
     if !spec.arity_ok(args.len()) {
         if client.multi.is_some() {
             client.multi_error = true;
         }
-        out.error(&CmdError::WrongArity(spec.name.into()).to_string());
+        let e = CmdError::WrongArity(spec.name.into()).to_string();
+        reject(st, Some(spec), &args, out, &e);
         return Flow::Continue;
     }
     if requirepass && !client.authenticated && !spec.is(flags::NO_AUTH) {
         if client.multi.is_some() {
             client.multi_error = true;
         }
-        out.error("NOAUTH Authentication required.");
+        reject(
+            st,
+            Some(spec),
+            &args,
+            out,
+            "NOAUTH Authentication required.",
+        );
         return Flow::Continue;
     }
     if client.protocol == Protocol::Resp2
         && client.subscriptions() > 0
         && !spec.is(flags::PUBSUB_CONTEXT)
     {
-        out.error(&format!(
+        let e = format!(
             "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             spec.name
-        ));
+        );
+        reject(st, Some(spec), &args, out, &e);
         return Flow::Continue;
     }
     if spec.is(flags::WRITE) && st.ship.spool_full {
-        out.error("MISCONF the AOF backlog for the primary storage account exceeds aof-spool-max-bytes; writes are refused until it drains (INFO storage)");
+        reject(
+            st,
+            Some(spec),
+            &args,
+            out,
+            "MISCONF the AOF backlog for the primary storage account exceeds aof-spool-max-bytes; writes are refused until it drains (INFO storage)",
+        );
         return Flow::Continue;
     }
     let Some(client) = st.clients.get_mut(&id) else {
@@ -116,7 +159,13 @@ pub fn dispatch(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -
     {
         if spec.is(flags::NO_MULTI) {
             client.multi_error = true;
-            out.error("ERR Command not allowed inside a transaction");
+            reject(
+                st,
+                Some(spec),
+                &args,
+                out,
+                "ERR Command not allowed inside a transaction",
+            );
             return Flow::Continue;
         }
         queue.push(args);
@@ -126,7 +175,24 @@ pub fn dispatch(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -
     run(st, id, spec, args, out, false)
 }
 
-/// Runs a command that passed the checks. `in_exec`: inside EXEC, where nothing blocks.
+/// Answers a command refused before it ran, counting the refusal as Redis does: a rejected
+/// call of the command (when it is known) and an error reply.
+fn reject(
+    st: &mut State,
+    spec: Option<&'static Spec>,
+    args: &[Bytes],
+    out: &mut ReplyBuf,
+    e: &str,
+) {
+    if let Some(spec) = spec {
+        st.intro.commands.entry(spec.name, args).rejected_calls += 1;
+    }
+    st.intro.errors.record(e.as_bytes());
+    out.error(e);
+}
+
+/// Runs a command that passed the checks, then records it (statistics, latency monitor,
+/// slow log). `in_exec`: inside EXEC or a script, where nothing blocks.
 pub fn run(
     st: &mut State,
     id: u64,
@@ -135,19 +201,93 @@ pub fn run(
     out: &mut ReplyBuf,
     in_exec: bool,
 ) -> Flow {
+    // Nested runs (EXEC, scripts) move the clock on; this command's own start is kept.
+    let started = st.intro.clock;
+    let mark = out.len();
+    let flow = execute(st, id, spec, &args, out, in_exec);
+    let now = std::time::Instant::now();
+    st.intro.clock = now;
+    let duration_us = now.saturating_duration_since(started).as_micros() as u64;
+    let error = out
+        .as_bytes()
+        .get(mark..)
+        .filter(|r| r.first() == Some(&b'-'));
+    record(
+        st,
+        id,
+        spec,
+        &args,
+        duration_us,
+        error,
+        matches!(flow, Flow::Block { .. }),
+    );
+    flow
+}
+
+/// The bookkeeping after a command: `error` is its reply when that is an error.
+fn record(
+    st: &mut State,
+    id: u64,
+    spec: &'static Spec,
+    args: &[Bytes],
+    duration_us: u64,
+    error: Option<&[u8]>,
+    blocked: bool,
+) {
+    let tracking = st.intro.settings.latency_tracking;
+    let unknown_sub = error.is_some_and(|e| e.starts_with(b"-ERR unknown subcommand"));
+    let stat = if unknown_sub {
+        st.intro.commands.entry(spec.name, &args[..1])
+    } else {
+        st.intro.commands.entry(spec.name, args)
+    };
+    stat.calls += 1;
+    stat.usec += duration_us;
+    if tracking && !blocked {
+        stat.histogram.record(duration_us);
+    }
+    if let Some(e) = error {
+        stat.failed_calls += 1;
+        st.intro.errors.record(&e[1..]);
+    }
+    let unix_secs = st.ks.now_ms() / 1000;
+    let event = if spec.is(flags::FAST) {
+        "fast-command"
+    } else {
+        "command"
+    };
+    st.intro
+        .latency_sample(event, unix_secs, duration_us / 1000);
+    // EXEC is not logged: the commands it ran are.
+    if !blocked && spec.name != "exec" && st.intro.is_slow(duration_us) {
+        st.log_slow(id, spec.name, args, duration_us);
+    }
+}
+
+/// Runs a command that passed the checks. `in_exec`: inside EXEC, where nothing blocks.
+fn execute(
+    st: &mut State,
+    id: u64,
+    spec: &'static Spec,
+    args: &[Bytes],
+    out: &mut ReplyBuf,
+    in_exec: bool,
+) -> Flow {
     let Some(client) = st.clients.get_mut(&id) else {
         return Flow::Close;
     };
-    if client.last_cmd != spec.name {
+    let mut buf = [0u8; crate::introspect::FULL_NAME_BYTES_MAX];
+    let full = crate::introspect::subcommand_name(spec.name, args, &mut buf).unwrap_or(spec.name);
+    if client.last_cmd != full {
         client.last_cmd.clear();
-        client.last_cmd.push_str(spec.name);
+        client.last_cmd.push_str(full);
     }
     let db = client.db;
     match spec.run {
         Run::Data(_) => {
             let mut ctx = Ctx::new(&mut st.ks, db, out);
             ctx.in_multi = in_exec;
-            let result = keyspace::execute(spec, &mut ctx, &args);
+            let result = keyspace::execute(spec, &mut ctx, args);
             let block = ctx.block.take();
             if let Err(e) = result {
                 out.error(&e.to_string());
@@ -159,7 +299,7 @@ pub fn run(
             }
             match block {
                 Some(b) => {
-                    let slot = st.block(id, db, args.clone(), &b.keys);
+                    let slot = st.block(id, db, args.to_vec(), &b.keys);
                     Flow::Block {
                         slot,
                         deadline_ms: b.deadline_ms,
@@ -168,7 +308,7 @@ pub fn run(
                 None => Flow::Continue,
             }
         }
-        Run::Node => match commands::run(st, id, spec, &args, out, in_exec) {
+        Run::Node => match commands::run(st, id, spec, args, out, in_exec) {
             Ok(flow) => flow,
             Err(e) => {
                 out.error(&e.to_string());

@@ -34,6 +34,8 @@ fn human(bytes: u64) -> String {
     }
 }
 
+/// Every section in report order, and the sets Redis prints for `default` and `all`
+/// (`everything` is all of them).
 const SECTIONS: &[&str] = &[
     "server",
     "clients",
@@ -42,30 +44,44 @@ const SECTIONS: &[&str] = &[
     "stats",
     "replication",
     "cpu",
+    "commandstats",
+    "errorstats",
+    "latencystats",
     "keyspace",
     "storage",
 ];
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "errorstats",
+    "keyspace",
+];
+/// `all` is every section but cacheplane's own (`storage`), which `everything` adds.
+const NOT_IN_ALL: &[&str] = &["storage"];
 
-/// Renders the sections asked for (`default`/`all`/`everything` or names; none = default).
+/// Renders the sections asked for (`default`/`all`/`everything` or names, any case; none =
+/// default), each once, in report order.
 pub fn render(st: &State, args: &[Bytes]) -> String {
     let wanted: Vec<String> = args
         .iter()
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
         .collect();
-    let all = wanted.is_empty()
-        || wanted
-            .iter()
-            .any(|w| matches!(w.as_str(), "default" | "all" | "everything"));
+    let asked = |name: &str| wanted.iter().any(|w| w == name);
+    let everything = asked("everything");
+    let all = everything || asked("all");
+    let default = wanted.is_empty() || asked("default");
     let mut out = String::new();
-    let everything = wanted
-        .iter()
-        .any(|w| matches!(w.as_str(), "all" | "everything"));
     for section in SECTIONS {
-        if !all && !wanted.iter().any(|w| w == section) {
-            continue;
-        }
-        // cacheplane's own section is not in Redis's default set.
-        if *section == "storage" && !everything && !wanted.iter().any(|w| w == section) {
+        let included = asked(section)
+            || everything
+            || (all && !NOT_IN_ALL.contains(section))
+            || (default && DEFAULT_SECTIONS.contains(section));
+        if !included {
             continue;
         }
         if !out.is_empty() {
@@ -122,7 +138,7 @@ fn section_text(st: &State, section: &str, o: &mut String) {
             let rss = resident_memory_bytes();
             let _ = write!(
                 o,
-                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:jemalloc-5.3.0\r\n",
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:jemalloc-5.3.0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
                 human(used),
                 human(rss),
                 if used > 0 {
@@ -210,7 +226,7 @@ fn section_text(st: &State, section: &str, o: &mut String) {
             let k = &st.ks.stats;
             let _ = write!(
                 o,
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_forks:0\r\n",
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_forks:0\r\ntotal_error_replies:{}\r\n",
                 s.total_connections_received,
                 s.total_commands_processed,
                 s.total_net_input_bytes,
@@ -221,7 +237,57 @@ fn section_text(st: &State, section: &str, o: &mut String) {
                 k.keyspace_misses,
                 st.channels.len(),
                 st.patterns.len(),
+                st.intro.errors.total_error_replies,
             );
+        }
+        "commandstats" => {
+            o.push_str("# Commandstats\r\n");
+            for (name, c) in st.intro.commands.sorted() {
+                if c.calls == 0 && c.rejected_calls == 0 && c.failed_calls == 0 {
+                    continue;
+                }
+                let per_call = if c.calls > 0 {
+                    c.usec as f64 / c.calls as f64
+                } else {
+                    0.0
+                };
+                let _ = write!(
+                    o,
+                    "cmdstat_{name}:calls={},usec={},usec_per_call={per_call:.2},rejected_calls={},failed_calls={}\r\n",
+                    c.calls, c.usec, c.rejected_calls, c.failed_calls
+                );
+            }
+        }
+        "errorstats" => {
+            o.push_str("# Errorstats\r\n");
+            for (prefix, n) in st.intro.errors.sorted() {
+                let _ = write!(o, "errorstat_{prefix}:count={n}\r\n");
+            }
+        }
+        "latencystats" => {
+            o.push_str("# Latencystats\r\n");
+            if !st.intro.settings.latency_tracking {
+                return;
+            }
+            let percentiles: Vec<f64> = st
+                .config
+                .standard
+                .get("latency-tracking-info-percentiles")
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            for (name, c) in st.intro.commands.sorted() {
+                if c.histogram.total() == 0 {
+                    continue;
+                }
+                let _ = write!(o, "latency_percentiles_usec_{name}:");
+                for (i, p) in percentiles.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "," };
+                    let _ = write!(o, "{sep}p{p}={:.3}", c.histogram.percentile_us(*p) as f64);
+                }
+                o.push_str("\r\n");
+            }
         }
         "replication" => {
             o.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_repl_offset:0\r\n");
@@ -230,7 +296,7 @@ fn section_text(st: &State, section: &str, o: &mut String) {
             let (user, sys) = crate::cpu_times();
             let _ = write!(
                 o,
-                "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\n"
+                "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\n"
             );
         }
         "storage" => {

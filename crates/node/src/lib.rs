@@ -10,6 +10,8 @@ mod conn;
 mod dispatch;
 mod durability;
 mod info;
+mod introspect;
+mod introspect_cmd;
 mod persist;
 mod scripting;
 mod server;

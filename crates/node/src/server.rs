@@ -138,7 +138,11 @@ async fn cron(shared: Arc<Shared>) {
         }
         st.ks.set_clock(unix_time_ms());
         if st.active_expire_enabled {
+            let started = std::time::Instant::now();
             st.ks.active_expire(ACTIVE_EXPIRE_KEYS_PER_CYCLE_MAX);
+            let ms = started.elapsed().as_millis() as u64;
+            let now_secs = st.ks.now_ms() / 1000;
+            st.intro.latency_sample("expire-cycle", now_secs, ms);
         }
         if st.ks.has_touched() {
             st.handle_touched();

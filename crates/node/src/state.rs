@@ -46,6 +46,18 @@ pub enum KeyUsed {
     Admin,
 }
 
+/// Whether a client gets replies (CLIENT REPLY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplyMode {
+    #[default]
+    On,
+    Off,
+    /// CLIENT REPLY SKIP just ran: it and the next command get no reply.
+    SkipNext,
+    /// The command running now gets no reply; replies resume after it.
+    Skip,
+}
+
 /// A connected client, as the server sees it.
 pub struct Client {
     pub id: u64,
@@ -63,6 +75,7 @@ pub struct Client {
     pub created_ms: u64,
     pub last_ms: u64,
     pub last_cmd: String,
+    pub reply: ReplyMode,
     /// Commands queued since MULTI.
     pub multi: Option<Vec<Vec<Bytes>>>,
     /// A command queued in MULTI was refused: EXEC must abort.
@@ -104,6 +117,7 @@ impl Client {
             created_ms: now_ms,
             last_ms: now_ms,
             last_cmd: String::new(),
+            reply: ReplyMode::On,
             multi: None,
             multi_error: false,
             watched: Vec::new(),
@@ -177,12 +191,15 @@ pub struct State {
     pub workers: Arc<crate::workers::Workers>,
     /// Lua: the EVAL and FUNCTION interpreters and the running script's watch.
     pub scripting: crate::scripting::Scripting,
+    /// The slow log, the latency monitor, command and error statistics.
+    pub intro: crate::introspect::Introspection,
 }
 
 impl State {
     pub fn new(config: NodeConfig, now_ms: u64) -> State {
         let workers: Arc<crate::workers::Workers> = Default::default();
         State {
+            intro: crate::introspect::Introspection::new(&config.standard),
             ks: {
                 let mut ks = Keyspace::new(config.databases);
                 ks.encodings = config.encodings();
@@ -292,10 +309,31 @@ impl State {
                 out.error(&e.to_string());
             }
             if let Some(b) = self.unblock(id) {
+                // Logged when it is served, as Redis does, with the arguments it was sent with.
+                if self.intro.is_slow(0) {
+                    self.log_slow(id, spec.name, &b.args, 0);
+                }
                 *b.slot.reply.lock().expect("slot lock") = Some(out.take());
                 b.slot.notify.notify_one();
             }
         }
+    }
+
+    /// Adds a command of client `id` to the slow log (secrets redacted).
+    pub fn log_slow(&mut self, id: u64, name: &str, args: &[Bytes], duration_us: u64) {
+        let max_len = self.intro.settings.slowlog_max_len;
+        let unix_secs = self.ks.now_ms() / 1000;
+        let redacted = crate::introspect::redacted(name, args);
+        let args = redacted.as_deref().unwrap_or(args);
+        let (addr, client_name) = self
+            .clients
+            .get(&id)
+            .map_or((String::new(), Bytes::new()), |c| {
+                (c.addr.clone(), c.name.clone().unwrap_or_default())
+            });
+        self.intro
+            .slowlog
+            .push(max_len, unix_secs, duration_us, args, &addr, &client_name);
     }
 
     /// Parks client `id` on `keys`.

@@ -463,8 +463,10 @@ impl Engine {
         };
         let func = func.clone();
         let result = (|| -> mlua::Result<()> {
-            self.api.raw_set(&self.names.keys, self.byte_array(run.keys)?)?;
-            self.api.raw_set(&self.names.argv, self.byte_array(run.args)?)?;
+            self.api
+                .raw_set(&self.names.keys, self.byte_array(run.keys)?)?;
+            self.api
+                .raw_set(&self.names.argv, self.byte_array(run.args)?)?;
             Ok(())
         })();
         if let Err(e) = result {

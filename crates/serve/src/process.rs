@@ -127,7 +127,13 @@ impl ChildNode {
     pub async fn probe(&mut self) -> anyhow::Result<()> {
         let answered = tokio::time::timeout(PROBE_TIMEOUT, self.command(&["PING"])).await;
         match answered {
-            Ok(Ok(reply)) if reply == "+PONG" || reply.starts_with("-LOADING") => {
+            // LOADING and BUSY (a script past busy-reply-threshold, which SCRIPT KILL can
+            // stop) are a live node's answers, not a hung one's.
+            Ok(Ok(reply))
+                if reply == "+PONG"
+                    || reply.starts_with("-LOADING")
+                    || reply.starts_with("-BUSY") =>
+            {
                 self.probe_failures = 0;
                 Ok(())
             }

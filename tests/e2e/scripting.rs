@@ -120,6 +120,10 @@ fn a_runaway_script_is_killed_while_others_get_busy() {
         Duration::from_secs(30),
         || matches!(c.cmd(&["PING"]), Frame::Error(e) if e.starts_with("BUSY")),
     );
+    // A client that connects meanwhile is answered too.
+    let mut fresh = node.conn();
+    let e = fresh.cmd(&["PING"]);
+    assert!(err_text(&e).starts_with("BUSY"), "{e:?}");
     assert_eq!(c.cmd(&["SCRIPT", "KILL"]), ok());
     let killed = runner.read().expect("the script's caller gets a reply");
     assert!(
@@ -130,6 +134,33 @@ fn a_runaway_script_is_killed_while_others_get_busy() {
     assert_eq!(runner.cmd(&["PING"]), Frame::Simple("PONG".into()));
     let e = c.cmd(&["SCRIPT", "KILL"]);
     assert!(err_text(&e).starts_with("NOTBUSY"), "{e:?}");
+    assert_eq!(fresh.cmd(&["PING"]), Frame::Simple("PONG".into()));
+
+    // The same for a function, stopped by FUNCTION KILL (SCRIPT KILL is refused for it).
+    let lib = "#!lua name=spin\nredis.register_function('spin', function() while true do end end)";
+    assert_eq!(c.cmd(&["FUNCTION", "LOAD", lib]), bulk("spin"));
+    runner.send(&["FCALL", "spin", "0"]);
+    wait_until(
+        "a BUSY reply",
+        Duration::from_secs(30),
+        || matches!(c.cmd(&["PING"]), Frame::Error(e) if e.starts_with("BUSY")),
+    );
+    let e = c.cmd(&["SCRIPT", "KILL"]);
+    assert!(err_text(&e).starts_with("BUSY"), "{e:?}");
+    let Frame::Array(stats) = c.cmd(&["FUNCTION", "STATS"]) else {
+        panic!("FUNCTION STATS answers while the function runs");
+    };
+    assert!(
+        matches!(&stats[1], Frame::Array(running) if running[1] == bulk("spin")),
+        "{stats:?}"
+    );
+    assert_eq!(c.cmd(&["FUNCTION", "KILL"]), ok());
+    let killed = runner.read().expect("the function's caller gets a reply");
+    assert!(
+        err_text(&killed).contains("Script killed by user"),
+        "{killed:?}"
+    );
+    assert_eq!(c.cmd(&["PING"]), Frame::Simple("PONG".into()));
 }
 
 #[test]

@@ -192,6 +192,13 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
     let (outbox_tx, outbox) = mpsc::unbounded_channel();
     let outbox_bytes = Arc::new(AtomicUsize::new(0));
     let killed = Arc::new(AtomicBool::new(false));
+    let mut stream = stream;
+    // Registering takes the state lock, which a busy script holds: until it ends, the new
+    // client is answered as every other one is (BUSY, or the kill it asks for).
+    let mut early = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    if !answer_busy_until_idle(&shared, &mut stream, &mut early).await {
+        return;
+    }
     let registered = {
         let mut st = shared.lock_when_idle().await;
         st.stats.total_connections_received += 1;
@@ -219,7 +226,6 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
         }
     };
     let Some((id, authenticated, config)) = registered else {
-        let mut stream = stream;
         let _ = stream
             .write_all(b"-ERR max number of clients reached\r\n")
             .await;
@@ -229,7 +235,7 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
         shared: shared.clone(),
         id,
         stream,
-        rbuf: BytesMut::with_capacity(READ_CHUNK_BYTES),
+        rbuf: early,
         outbox,
         outbox_bytes,
         killed,
@@ -262,7 +268,11 @@ impl Connection {
                 }
             }
             if !pending.is_empty() {
-                let (flow, durable) = self.run_batch(&mut pending, &mut out, &mut authenticated);
+                let shared = self.shared.clone();
+                let (flow, durable) = {
+                    let st = shared.lock_unless_busy().await;
+                    self.run_batch(st, &mut pending, &mut out, &mut authenticated)
+                };
                 // No reply before the log holds its writes (on disk under appendfsync always).
                 if !wait_durable(durable).await {
                     return;
@@ -342,23 +352,22 @@ impl Connection {
         }
     }
 
-    /// Runs queued commands under one lock acquisition.
+    /// Runs queued commands under the lock `st`; without it (a busy script holds it),
+    /// answers them as Redis does from inside the script's hook.
     fn run_batch(
         &mut self,
+        st: Option<std::sync::MutexGuard<'_, crate::state::State>>,
         pending: &mut VecDeque<Vec<Bytes>>,
         out: &mut ReplyBuf,
         authenticated: &mut bool,
     ) -> (Flow, Option<(u64, tokio::sync::watch::Receiver<u64>)>) {
-        if self.shared.script_watch.is_busy() {
-            // A script holds the lock and runs on: answer without it, as Redis does from
-            // inside the script's hook.
+        let Some(mut st) = st else {
             let mut flow = Flow::Continue;
             while let Some(cmd) = pending.pop_front() {
                 flow = crate::scripting::answer_while_busy(&self.shared.script_watch, &cmd, out);
             }
             return (flow, None);
-        }
-        let mut st = self.shared.state.lock().expect("state lock");
+        };
         st.ks.set_clock(unix_time_ms());
         // Each command's duration runs from the previous one's end (one clock read each).
         st.intro.clock = std::time::Instant::now();
@@ -487,6 +496,30 @@ impl Connection {
             }
         }
     }
+}
+
+/// While a script is busy, answers what a connection that is not registered yet sends
+/// (its bytes stay in `buf`); false when it closed meanwhile.
+async fn answer_busy_until_idle(shared: &Shared, stream: &mut Stream, buf: &mut BytesMut) -> bool {
+    let mut decoder = RequestDecoder::new(resp::Limits::default());
+    while shared.script_watch.is_busy() {
+        match tokio::time::timeout(crate::BUSY_POLL, stream.read_buf(buf)).await {
+            Err(_) => {}
+            Ok(Ok(0)) | Ok(Err(_)) => return false,
+            // The script ended while we waited: the connection proper runs what came.
+            Ok(Ok(_)) if !shared.script_watch.is_busy() => break,
+            Ok(Ok(_)) => {
+                let mut out = ReplyBuf::default();
+                while let Ok(Some(cmd)) = decoder.decode(buf, false) {
+                    crate::scripting::answer_while_busy(&shared.script_watch, &cmd, &mut out);
+                }
+                if stream.send(out.as_bytes()).await.is_err() {
+                    return false;
+                }
+            }
+        }
+    }
+    true
 }
 
 /// Waits until the log is durable up to the target (appendfsync always); false if the log

@@ -48,18 +48,49 @@ pub struct Shared {
 }
 
 /// How often a task that needs the state lock looks again while a busy script holds it.
-const BUSY_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+pub(crate) const BUSY_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl Shared {
-    /// The state lock, for async tasks: waits (without blocking the thread) while a busy
-    /// script holds it, so the thread stays free to answer BUSY and SCRIPT KILL.
+    /// The state lock, for async tasks: never blocks the thread on it, so a thread stays
+    /// free to answer BUSY and SCRIPT KILL while a script holds it (a script that is not
+    /// busy yet may hold it too: checking first and then blocking would race).
     pub(crate) async fn lock_when_idle(&self) -> std::sync::MutexGuard<'_, state::State> {
-        while self.script_watch.is_busy() {
+        loop {
+            if let Some(guard) = self.lock_unless_busy().await {
+                return guard;
+            }
             tokio::time::sleep(BUSY_POLL).await;
         }
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state lock, or None as soon as a busy script holds it. Waits without blocking
+    /// the thread: a few turns of the scheduler first (the usual holder, another thread's
+    /// batch, is done quickly), then in short sleeps.
+    pub(crate) async fn lock_unless_busy(&self) -> Option<std::sync::MutexGuard<'_, state::State>> {
+        let mut tries = 0u32;
+        loop {
+            if self.script_watch.is_busy() {
+                return None;
+            }
+            match self.state.try_lock() {
+                Ok(guard) => return Some(guard),
+                Err(std::sync::TryLockError::Poisoned(e)) => return Some(e.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+            tries += 1;
+            if tries < LOCK_YIELDS_MAX {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(LOCK_RETRY).await;
+            }
+        }
     }
 }
+
+/// Turns of the scheduler a task waits for the state lock before it sleeps between tries.
+const LOCK_YIELDS_MAX: u32 = 64;
+/// Sleep between tries for the state lock after that.
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// A running node.
 pub struct NodeHandle {

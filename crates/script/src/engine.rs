@@ -589,7 +589,7 @@ impl Engine {
                 }
                 if watch.kill_requested() {
                     return Err(mlua::Error::runtime(
-                        "ERR Script killed by user with SCRIPT KILL...",
+                        "Script killed by user with SCRIPT KILL...",
                     ));
                 }
                 Ok(VmState::Continue)

@@ -309,7 +309,7 @@ impl Libraries {
             .engine
             .g_meta
             .raw_set("__index", self.engine.api.clone());
-        lua.remove_hook();
+        let _ = self.engine.install_run_hook();
         let failure = match outcome {
             Ok((true, _)) => None,
             Ok((false, Value::Table(t))) => Some(

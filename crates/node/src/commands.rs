@@ -1041,6 +1041,7 @@ fn config(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()
             st.config = next;
             st.ks.encodings = st.config.encodings();
             st.intro.settings = crate::introspect::Settings::from_config(&st.config.standard);
+            crate::scripting::apply_config(st);
             st.intro.slowlog.trim(st.intro.settings.slowlog_max_len);
             out.ok();
         }

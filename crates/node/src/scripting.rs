@@ -105,8 +105,8 @@ fn known_command(name: &[u8]) -> bool {
     keyspace::lookup(name).is_some()
 }
 
-/// What a busy node answers a command, without its lock: `None` to run it (it cannot, the
-/// script holds the lock) is never returned; SCRIPT KILL and FUNCTION KILL act here.
+/// What a busy node answers a command, without its lock: BUSY, except for SCRIPT KILL,
+/// FUNCTION KILL, FUNCTION STATS and SHUTDOWN NOSAVE, which act here.
 pub fn answer_while_busy(watch: &Watch, args: &[Bytes], out: &mut ReplyBuf) -> Flow {
     let name = args[0].to_ascii_lowercase();
     let sub = args.get(1).map(|a| a.to_ascii_lowercase());
@@ -249,11 +249,14 @@ fn split_keys(a: &[Bytes], fcall: bool) -> Result<(&[Bytes], &[Bytes]), CmdError
     Ok((&a[3..split], &a[split..]))
 }
 
+/// Takes the settings scripts run under from the configuration (at start, after CONFIG SET).
+pub fn apply_config(st: &mut State) {
+    let busy_ms = st.config.standard.int("busy-reply-threshold").max(0) as u64;
+    st.scripting.watch.set_busy_threshold_ms(busy_ms);
+}
+
 /// Puts the script client in place for a run started by `caller`; the feed mark to wrap.
 fn begin(st: &mut State, caller: u64) -> usize {
-    st.scripting
-        .watch
-        .set_busy_threshold_ms(st.config.standard.int("busy-reply-threshold").max(0) as u64);
     let db = st.clients.get(&caller).map_or(0, |c| c.db);
     if let Some(mut c) = st.scripting.client.take() {
         c.db = db;

@@ -198,7 +198,7 @@ pub struct State {
 impl State {
     pub fn new(config: NodeConfig, now_ms: u64) -> State {
         let workers: Arc<crate::workers::Workers> = Default::default();
-        State {
+        let mut st = State {
             intro: crate::introspect::Introspection::new(&config.standard),
             ks: {
                 let mut ks = Keyspace::new(config.databases);
@@ -225,7 +225,9 @@ impl State {
             },
             workers,
             scripting: crate::scripting::Scripting::new(Client::script(now_ms)),
-        }
+        };
+        crate::scripting::apply_config(&mut st);
+        st
     }
 
     /// Replaces the access keys at once and ends the sessions opened with a key that

@@ -558,7 +558,7 @@ fn restore_libraries(
             // The payload's libraries win over loaded ones of the same name.
             let mut by_name = std::collections::BTreeMap::new();
             for code in current.into_iter().chain(codes) {
-                let name = library_name(&code);
+                let name = script::library_name(&code).unwrap_or_default();
                 by_name.insert(name, code);
             }
             by_name.into_values().collect()
@@ -567,7 +567,7 @@ fn restore_libraries(
     if policy == RestorePolicy::Append {
         let mut seen = std::collections::HashSet::new();
         for code in &merged {
-            let name = library_name(code);
+            let name = script::library_name(code).unwrap_or_default();
             if !seen.insert(name.clone()) {
                 return Err(CmdError::other(format!(
                     "ERR Library {name} already exists"
@@ -577,18 +577,6 @@ fn restore_libraries(
     }
     libs.replace_all(&merged)
         .map_err(|e| CmdError::other(format!("ERR {e}")))
-}
-
-/// A library's name from its first line, for merging restores (compiling checks it).
-fn library_name(code: &[u8]) -> String {
-    let line = code.split(|&b| b == b'\n').next().unwrap_or_default();
-    String::from_utf8_lossy(line)
-        .split_ascii_whitespace()
-        .find_map(|p| {
-            p.strip_prefix("name=")
-                .map(|n| n.trim_matches('"').to_owned())
-        })
-        .unwrap_or_default()
 }
 
 /// FUNCTION DUMP's payload: every library's code, as redis-server writes it.

@@ -107,6 +107,12 @@ fn metadata(code: &[u8]) -> Result<(String, usize), LoadError> {
     Ok((name, end))
 }
 
+/// A library's name as its first line gives it; None when that line is not valid
+/// metadata (loading the code then says why).
+pub fn library_name(code: &[u8]) -> Option<String> {
+    metadata(code).ok().map(|(name, _)| name)
+}
+
 /// What one `redis.register_function` call asked for.
 struct Registration {
     name: String,

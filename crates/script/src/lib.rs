@@ -19,7 +19,7 @@ mod structlib;
 mod watch;
 
 pub use engine::{CallCtx, Engine, Host, LogLevel, Run, ScriptFlags, parse_shebang, sha1_hex};
-pub use functions::{FunctionInfo, Libraries, Library, LoadError};
+pub use functions::{FunctionInfo, Libraries, Library, LoadError, library_name};
 pub use watch::{KillOutcome, RunKind, Watch};
 
 /// Memory one interpreter may hold (tables, strings); past it an allocation fails and the

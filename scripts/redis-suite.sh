@@ -9,12 +9,15 @@
 #        [aborts]" lines: fails when a unit passes fewer tests, or aborts unless the line says
 #        it still does; the test command's check)
 # Environment: UNIT_TIMEOUT (seconds per unit and server, default 600); CACHEPLANE_BIN (a
-# binary to test instead of building the release one, e.g. target/debug/cacheplane).
+# binary to test instead of building the release one, e.g. target/debug/cacheplane);
+# SUITE_BASEPORT (the test helper's --baseport, default 21111: give two runs side by side
+# different ones).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE=$PWD/.cache/redis-suite
 SUITE=$CACHE/redis-7.0.15
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-600}
+SUITE_BASEPORT=${SUITE_BASEPORT:-21111}
 PACKAGE_VERSION=5:7.0.15-1~deb12u10
 # The same for both servers: what external mode cannot do (DEBUG, replicas, restarts).
 TAGS="-needs:debug -needs:repl -external:skip -needs:config-maxmemory -needs:save -needs:reset"
@@ -81,7 +84,7 @@ start() {
 run() {
   local port; port=$(start "$1")
   (cd "$SUITE" && timeout "$UNIT_TIMEOUT" tclsh tests/test_helper.tcl --host 127.0.0.1 --port "$port" \
-    --single "$2" --tags "$TAGS" --ignore-encoding --timeout 60 >"$WORK/out" 2>&1 || true)
+    --single "$2" --tags "$TAGS" --ignore-encoding --timeout 60 --baseport "$SUITE_BASEPORT" >"$WORK/out" 2>&1 || true)
   stop "$port"
   sed 's/\x1b\[[0-9;]*m//g' "$WORK/out" | awk '
     /^\[ok\]:/ { ok++ } /^\[err\]:/ { err++ } /^\[exception\]:|exception/ { exc=1 }

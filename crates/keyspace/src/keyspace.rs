@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use bytes::Bytes;
 
+use crate::notify;
 use crate::value::{Encodings, Field, ZSet};
 use crate::{CmdError, Dict, DictEntry, Str, Value};
 
@@ -154,6 +155,29 @@ pub struct Keyspace {
     function_codes: Vec<Bytes>,
     /// FUNCTION commands met while replaying an AOF, for the node to apply in order.
     replayed_function_commands: Vec<Vec<Bytes>>,
+    /// The enabled keyspace notification classes (`notify-keyspace-events`).
+    pub notify_classes: notify::Classes,
+    /// Events raised since the node last took them ([`Keyspace::take_events`]).
+    events: Vec<notify::Event>,
+}
+
+/// Appends an event to `events` when `enabled` includes its class.
+fn push_event(
+    events: &mut Vec<notify::Event>,
+    enabled: notify::Classes,
+    class: notify::Classes,
+    name: &'static str,
+    db: usize,
+    key: &[u8],
+) {
+    if enabled & class != 0 {
+        events.push(notify::Event {
+            class,
+            name,
+            db,
+            key: Str::new(key),
+        });
+    }
 }
 
 /// A point-in-time snapshot being taken without stopping writes: every entry that existed
@@ -194,6 +218,8 @@ impl Keyspace {
             function_codes: Vec::new(),
             replayed_function_commands: Vec::new(),
             encodings: Encodings::default(),
+            notify_classes: 0,
+            events: Vec::new(),
         }
     }
 
@@ -237,6 +263,7 @@ impl Keyspace {
             self.remove(db, key);
             self.feed_del(db, key);
             self.stats.expired_keys += 1;
+            self.notify(notify::EXPIRED, "expired", db, key);
         }
         due
     }
@@ -259,6 +286,15 @@ impl Keyspace {
             }
             None => {
                 self.stats.keyspace_misses += 1;
+                // Field by field: the hit arm's borrow of the databases is still live here.
+                push_event(
+                    &mut self.events,
+                    self.notify_classes,
+                    notify::KEY_MISS,
+                    "keymiss",
+                    db,
+                    key,
+                );
                 None
             }
         }
@@ -306,6 +342,7 @@ impl Keyspace {
             None => {
                 d.dict
                     .insert_new(Entry::new(Str::new(key), value, 0, self.epoch_mark));
+                self.notify(notify::NEW, "new", db, key);
             }
         }
         if let Some(at) = expire_at_ms {
@@ -352,7 +389,9 @@ impl Keyspace {
 
     /// Inserts an entry moved from elsewhere (RENAME, MOVE, loaders), replacing any value.
     pub fn insert_entry(&mut self, db: usize, key: Str, value: Value, expire_at_ms: Option<u64>) {
-        self.remove(db, &key);
+        if self.remove(db, &key).is_none() {
+            self.notify(notify::NEW, "new", db, &key);
+        }
         let at = expire_at_ms.map_or(0, |at| at.clamp(1, !MARK_BIT));
         let d = &mut self.dbs[db];
         if at != 0 {
@@ -410,6 +449,7 @@ impl Keyspace {
                 self.feed_del(db, &key);
                 self.touch(db, &key);
                 self.stats.expired_keys += 1;
+                self.notify(notify::EXPIRED, "expired", db, &key);
                 removed += 1;
             }
         }
@@ -522,6 +562,20 @@ impl Keyspace {
         self.feed.as_ref().is_some_and(|f| !f.is_empty())
     }
 
+    /// Records event `name` of `class` on `key`, when that class is enabled.
+    pub fn notify(&mut self, class: notify::Classes, name: &'static str, db: usize, key: &[u8]) {
+        push_event(&mut self.events, self.notify_classes, class, name, db, key);
+    }
+
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// The events raised since the last call, in order.
+    pub fn take_events(&mut self) -> Vec<notify::Event> {
+        std::mem::take(&mut self.events)
+    }
+
     /// Records a write to `key` for connections interested in it.
     pub fn touch(&mut self, db: usize, key: &[u8]) {
         if self.interest.is_empty() {
@@ -626,6 +680,14 @@ impl Keyspace {
         let entry = if d.dict.contains(key) {
             d.dict.get_mut(key).expect("present")
         } else {
+            push_event(
+                &mut self.events,
+                self.notify_classes,
+                notify::NEW,
+                "new",
+                db,
+                key,
+            );
             d.dict
                 .insert_new(Entry::new(Str::new(key), make(), 0, self.epoch_mark))
         };
@@ -700,6 +762,7 @@ impl Keyspace {
         };
         if empty {
             self.remove(db, key);
+            self.notify(notify::GENERIC, "del", db, key);
         }
     }
 

@@ -925,6 +925,7 @@ fn restore(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<(
         if removed {
             st.ks.dirty += 1;
             st.ks.touch(db, key);
+            st.ks.notify(keyspace::notify::GENERIC, "del", db, key);
             st.ks
                 .feed_push(db, vec![Bytes::from_static(b"DEL"), key.clone()]);
         }
@@ -934,6 +935,7 @@ fn restore(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<(
     st.ks.set_with_expiry(db, key, value, expire_at);
     st.ks.dirty += 1;
     st.ks.touch(db, key);
+    st.ks.notify(keyspace::notify::GENERIC, "restore", db, key);
     // Logged with an absolute deadline, so a replay later restores the same expiry.
     let mut logged = vec![
         Bytes::from_static(b"RESTORE"),
@@ -1039,7 +1041,7 @@ fn config(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()
                 )));
             }
             st.config = next;
-            st.ks.encodings = st.config.encodings();
+            st.config.configure(&mut st.ks);
             st.intro.settings = crate::introspect::Settings::from_config(&st.config.standard);
             crate::scripting::apply_config(st);
             st.intro.slowlog.trim(st.intro.settings.slowlog_max_len);

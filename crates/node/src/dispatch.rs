@@ -60,6 +60,12 @@ fn blocked_when_managed(name: &str, config: &crate::NodeConfig) -> bool {
 pub fn dispatch(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flow {
     let mark = out.len();
     let before = st.clients.get(&id).map_or(ReplyMode::On, |c| c.reply);
+    // Subscription confirmations are pushed, and pushes reach even a client whose replies
+    // are off, as in Redis.
+    let pushes = before != ReplyMode::On
+        && ["subscribe", "unsubscribe", "psubscribe", "punsubscribe"]
+            .iter()
+            .any(|n| args[0].eq_ignore_ascii_case(n.as_bytes()));
     let flow = checked(st, id, args, out);
     let Some(client) = st.clients.get_mut(&id) else {
         return flow;
@@ -77,7 +83,7 @@ pub fn dispatch(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -
         }
         _ => false,
     };
-    if silent {
+    if silent && !pushes {
         out.truncate(mark);
     }
     flow
@@ -205,6 +211,9 @@ pub fn run(
     let started = st.intro.clock;
     let mark = out.len();
     let flow = execute(st, id, spec, &args, out, in_exec);
+    if st.ks.has_events() {
+        st.publish_events();
+    }
     let now = std::time::Instant::now();
     st.intro.clock = now;
     let duration_us = now.saturating_duration_since(started).as_micros() as u64;

@@ -147,6 +147,9 @@ async fn cron(shared: Arc<Shared>) {
         if st.ks.has_touched() {
             st.handle_touched();
         }
+        if st.ks.has_events() {
+            st.publish_events();
+        }
         // Keys removed by active expiry are logged too.
         st.persistence_cron();
     }

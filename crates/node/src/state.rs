@@ -202,7 +202,7 @@ impl State {
             intro: crate::introspect::Introspection::new(&config.standard),
             ks: {
                 let mut ks = Keyspace::new(config.databases);
-                ks.encodings = config.encodings();
+                config.configure(&mut ks);
                 ks
             },
             config,
@@ -270,6 +270,10 @@ impl State {
                 }
                 self.serve_blocked(db, &key);
             }
+        }
+        // What the served commands raised.
+        if self.ks.has_events() {
+            self.publish_events();
         }
     }
 
@@ -435,6 +439,25 @@ impl State {
             }
             for p in &c.patterns {
                 remove_subscriber(&mut self.patterns, p, id);
+            }
+        }
+    }
+
+    /// Publishes the keyspace events commands raised, on `__keyspace@<db>__:<key>` and
+    /// `__keyevent@<db>__:<event>` as `notify-keyspace-events` asks.
+    pub fn publish_events(&mut self) {
+        let classes = self.ks.notify_classes;
+        for e in self.ks.take_events() {
+            let mut channel = Vec::with_capacity(24 + e.key.len());
+            if classes & keyspace::notify::KEYSPACE != 0 {
+                channel.extend_from_slice(format!("__keyspace@{}__:", e.db).as_bytes());
+                channel.extend_from_slice(&e.key);
+                self.publish(&channel, e.name.as_bytes());
+            }
+            if classes & keyspace::notify::KEYEVENT != 0 {
+                channel.clear();
+                channel.extend_from_slice(format!("__keyevent@{}__:{}", e.db, e.name).as_bytes());
+                self.publish(&channel, &e.key);
             }
         }
     }

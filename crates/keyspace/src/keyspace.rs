@@ -159,6 +159,12 @@ pub struct Keyspace {
     pub notify_classes: notify::Classes,
     /// Events raised since the node last took them ([`Keyspace::take_events`]).
     events: Vec<notify::Event>,
+    /// Whether every written key is recorded (some client tracks keys: CLIENT TRACKING).
+    pub track_writes: bool,
+    /// Keys written since [`Keyspace::take_written`], when `track_writes`.
+    written: Vec<Str>,
+    /// A database was emptied since [`Keyspace::take_written`].
+    flushed: bool,
 }
 
 /// Appends an event to `events` when `enabled` includes its class.
@@ -220,6 +226,9 @@ impl Keyspace {
             encodings: Encodings::default(),
             notify_classes: 0,
             events: Vec::new(),
+            track_writes: false,
+            written: Vec::new(),
+            flushed: false,
         }
     }
 
@@ -261,6 +270,9 @@ impl Keyspace {
         };
         if due {
             self.remove(db, key);
+            // A lazily expired key changed as much as an actively expired one (WATCH,
+            // tracking), as in Redis.
+            self.touch(db, key);
             self.feed_del(db, key);
             self.stats.expired_keys += 1;
             self.notify(notify::EXPIRED, "expired", db, key);
@@ -461,12 +473,12 @@ impl Keyspace {
 
     pub fn flush_db(&mut self, db: usize) {
         let old = std::mem::take(&mut self.dbs[db]);
+        self.touch_db(db, |key| old.dict.contains(key));
         match &mut self.snapshot {
             // The snapshot still owes entries of the old contents: it keeps them.
             Some(snap) if old.snap.is_some() => snap.detached.push(old),
             _ => drop(old),
         }
-        self.touch_db(db);
     }
 
     pub fn flush_all(&mut self) {
@@ -477,8 +489,16 @@ impl Keyspace {
 
     pub fn swap_db(&mut self, a: usize, b: usize) {
         self.dbs.swap(a, b);
-        self.touch_db(a);
-        self.touch_db(b);
+        let (da, db) = (&self.dbs[a].dict, &self.dbs[b].dict);
+        let present = |key: &Str| da.contains(key) || db.contains(key);
+        let keys: Vec<_> = self
+            .interest
+            .keys()
+            .filter(|(d, k)| (*d == a || *d == b) && present(k))
+            .cloned()
+            .collect();
+        self.touched.extend(keys);
+        self.flushed = true;
     }
 
     /// Starts (or stops) collecting changes as commands; see [`Keyspace::drain_feed`].
@@ -578,6 +598,9 @@ impl Keyspace {
 
     /// Records a write to `key` for connections interested in it.
     pub fn touch(&mut self, db: usize, key: &[u8]) {
+        if self.track_writes {
+            self.written.push(Str::new(key));
+        }
         if self.interest.is_empty() {
             return;
         }
@@ -586,11 +609,28 @@ impl Keyspace {
         }
     }
 
-    fn touch_db(&mut self, db: usize) {
+    /// The keys written since the last call, and whether a database was emptied.
+    pub fn take_written(&mut self) -> (Vec<Str>, bool) {
+        (
+            std::mem::take(&mut self.written),
+            std::mem::take(&mut self.flushed),
+        )
+    }
+
+    pub fn has_written(&self) -> bool {
+        !self.written.is_empty() || self.flushed
+    }
+
+    /// A database was emptied: the keys of interest it held (`existed`) changed, and
+    /// tracking clients must drop everything. Watched keys it did not hold are untouched,
+    /// as in Redis.
+    fn touch_db(&mut self, db: usize, existed: impl Fn(&Str) -> bool) {
+        // Noted even when no one tracks: the keys clients read before still are.
+        self.flushed = true;
         let keys: Vec<_> = self
             .interest
             .keys()
-            .filter(|(d, _)| *d == db)
+            .filter(|(d, k)| *d == db && existed(k))
             .cloned()
             .collect();
         self.touched.extend(keys);

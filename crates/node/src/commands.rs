@@ -101,6 +101,10 @@ pub fn run(
                     ("unblock", -3),
                     ("no-evict", 3),
                     ("reply", 3),
+                    ("tracking", -3),
+                    ("caching", 3),
+                    ("getredir", 2),
+                    ("trackinginfo", 2),
                     ("help", 2),
                 ],
             )?;
@@ -513,6 +517,7 @@ fn hello(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
 
 fn reset(st: &mut State, id: u64, out: &mut ReplyBuf) {
     st.unwatch_all(id);
+    crate::tracking::disable(st, id);
     let requirepass = st.config.requirepass.is_some();
     let c = client(st, id);
     c.multi = None;
@@ -667,6 +672,16 @@ fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resul
             client(st, id).reply = mode;
             out.ok();
         }
+        ("tracking", _) => {
+            crate::tracking::tracking_command(st, id, a)?;
+            out.ok();
+        }
+        ("caching", 3) => {
+            crate::tracking::caching_command(st, id, a)?;
+            out.ok();
+        }
+        ("getredir", 2) => out.int(crate::tracking::redirect_of(st, id)),
+        ("trackinginfo", 2) => crate::tracking::info_reply(st, id, out),
         ("no-evict", 3) | ("no-touch", 3) => {
             if !is(&a[2], "on") && !is(&a[2], "off") {
                 return Err(CmdError::Syntax);

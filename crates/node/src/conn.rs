@@ -164,6 +164,8 @@ struct Connection {
     killed: Arc<AtomicBool>,
     /// Bytes read since the last batch, added to the stats under the batch's lock.
     unaccounted_input_bytes: u64,
+    /// The client's transaction while a busy script holds the state.
+    busy_multi: crate::scripting::BusyMulti,
 }
 
 /// What the socket or outbox produced.
@@ -240,6 +242,7 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
         outbox_bytes,
         killed,
         unaccounted_input_bytes: 0,
+        busy_multi: Default::default(),
     };
     conn.serve(authenticated, &config).await;
     shared.lock_when_idle().await.remove_client(id);
@@ -364,10 +367,16 @@ impl Connection {
         let Some(mut st) = st else {
             let mut flow = Flow::Continue;
             while let Some(cmd) = pending.pop_front() {
-                flow = crate::scripting::answer_while_busy(&self.shared.script_watch, &cmd, out);
+                flow = crate::scripting::answer_while_busy(
+                    &self.shared.script_watch,
+                    Some(&mut self.busy_multi),
+                    &cmd,
+                    out,
+                );
             }
             return (flow, None);
         };
+        self.apply_busy_multi(&mut st);
         st.ks.set_clock(unix_time_ms());
         // Each command's duration runs from the previous one's end (one clock read each).
         st.intro.clock = std::time::Instant::now();
@@ -380,10 +389,36 @@ impl Connection {
                 break;
             }
         }
-        *authenticated = st.clients.get(&self.id).is_some_and(|c| c.authenticated);
+        let client = st.clients.get(&self.id);
+        *authenticated = client.is_some_and(|c| c.authenticated);
+        self.busy_multi.in_multi = client.is_some_and(|c| c.multi.is_some());
+        if st.tracking.clients > 0 {
+            crate::tracking::broadcast(&mut st);
+        }
         st.stats.total_net_output_bytes += out.len() as u64;
         let durable = st.feed_aof();
         (flow, durable)
+    }
+
+    /// Gives the client's state what its transaction went through while a script was busy.
+    fn apply_busy_multi(&mut self, st: &mut crate::state::State) {
+        use crate::scripting::MultiChange;
+        for change in self.busy_multi.take_changes() {
+            let Some(c) = st.clients.get_mut(&self.id) else {
+                return;
+            };
+            match change {
+                MultiChange::Begin => {
+                    c.multi.get_or_insert_with(Vec::new);
+                }
+                MultiChange::Doom => c.multi_error |= c.multi.is_some(),
+                MultiChange::Discard => {
+                    c.multi = None;
+                    c.multi_error = false;
+                    st.unwatch_all(self.id);
+                }
+            }
+        }
     }
 
     async fn write(&mut self, out: &mut ReplyBuf) -> bool {
@@ -471,6 +506,9 @@ impl Connection {
         tokio::pin!(sleep);
         loop {
             tokio::select! {
+                // A served command's reply goes out before the pushes it caused (an
+                // invalidation of the key it wrote), as Redis orders them.
+                biased;
                 _ = slot.notify.notified() => {
                     if let Some(r) = slot.reply.lock().expect("slot lock").take() {
                         return Some(r);
@@ -511,7 +549,7 @@ async fn answer_busy_until_idle(shared: &Shared, stream: &mut Stream, buf: &mut 
             Ok(Ok(_)) => {
                 let mut out = ReplyBuf::default();
                 while let Ok(Some(cmd)) = decoder.decode(buf, false) {
-                    crate::scripting::answer_while_busy(&shared.script_watch, &cmd, &mut out);
+                    crate::scripting::answer_while_busy(&shared.script_watch, None, &cmd, &mut out);
                 }
                 if stream.send(out.as_bytes()).await.is_err() {
                     return false;

@@ -214,6 +214,9 @@ pub fn run(
     if st.ks.has_events() {
         st.publish_events();
     }
+    if st.tracking.clients > 0 || st.ks.has_written() {
+        crate::tracking::after_command(st, id, spec, &args, in_exec);
+    }
     let now = std::time::Instant::now();
     st.intro.clock = now;
     let duration_us = now.saturating_duration_since(started).as_micros() as u64;

@@ -17,6 +17,7 @@ mod scripting;
 mod server;
 mod ship;
 mod state;
+mod tracking;
 mod transfer;
 mod workers;
 

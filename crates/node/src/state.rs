@@ -91,6 +91,18 @@ pub struct Client {
     pub outbox_bytes: Arc<AtomicUsize>,
     /// Set before a close request, so the connection stops without writing what is queued.
     pub killed: Arc<AtomicBool>,
+    /// CLIENT TRACKING's options, while tracking is on.
+    pub tracking: Option<crate::tracking::Mode>,
+}
+
+/// What became of bytes pushed to a client ([`Client::deliver`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Queued,
+    /// The connection is gone.
+    Closed,
+    /// The client had too much queued already and is being disconnected.
+    Overflowed,
 }
 
 impl Client {
@@ -128,6 +140,7 @@ impl Client {
             outbox,
             outbox_bytes: Default::default(),
             killed: Default::default(),
+            tracking: None,
         }
     }
 
@@ -142,6 +155,21 @@ impl Client {
     pub fn kill(&self) {
         self.killed.store(true, Ordering::Relaxed);
         let _ = self.outbox.send(Outbound::Close);
+    }
+
+    /// Queues encoded pushes (pub/sub messages, invalidations) for the connection, which
+    /// writes them outside the request/reply flow; a client with more than
+    /// [`PUBSUB_OUTBOX_MAX_BYTES`] unwritten is disconnected rather than buffered forever.
+    pub fn deliver(&self, bytes: Vec<u8>) -> Delivery {
+        let queued = self.outbox_bytes.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
+        if queued > PUBSUB_OUTBOX_MAX_BYTES {
+            self.kill();
+            return Delivery::Overflowed;
+        }
+        match self.outbox.send(Outbound::Message(bytes)) {
+            Ok(()) => Delivery::Queued,
+            Err(_) => Delivery::Closed,
+        }
     }
 
     pub fn subscriptions(&self) -> usize {
@@ -193,6 +221,8 @@ pub struct State {
     pub scripting: crate::scripting::Scripting,
     /// The slow log, the latency monitor, command and error statistics.
     pub intro: crate::introspect::Introspection,
+    /// Client-side caching: who may hold which keys.
+    pub tracking: crate::tracking::Tracking,
 }
 
 impl State {
@@ -225,6 +255,7 @@ impl State {
             },
             workers,
             scripting: crate::scripting::Scripting::new(Client::script(now_ms)),
+            tracking: Default::default(),
         };
         crate::scripting::apply_config(&mut st);
         st
@@ -433,6 +464,7 @@ impl State {
     pub fn remove_client(&mut self, id: u64) {
         self.unblock(id);
         self.unwatch_all(id);
+        crate::tracking::disable(self, id);
         if let Some(c) = self.clients.remove(&id) {
             for ch in &c.channels {
                 remove_subscriber(&mut self.channels, ch, id);
@@ -493,16 +525,10 @@ impl State {
             }
             out.bulk(channel);
             out.bulk(message);
-            let bytes = out.take();
-            let queued = c.outbox_bytes.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
-            if queued > PUBSUB_OUTBOX_MAX_BYTES {
-                // A subscriber that does not read is disconnected rather than buffered forever.
-                c.kill();
-                self.stats.pubsub_messages_dropped_clients += 1;
-                continue;
-            }
-            if c.outbox.send(Outbound::Message(bytes)).is_ok() {
-                receivers += 1;
+            match c.deliver(out.take()) {
+                Delivery::Queued => receivers += 1,
+                Delivery::Overflowed => self.stats.pubsub_messages_dropped_clients += 1,
+                Delivery::Closed => {}
             }
         }
         receivers

@@ -152,6 +152,17 @@ pub fn run(
             out.bulk_int((now_us % 1_000_000) as i64);
         }
         "debug" => debug(st, id, a, out)?,
+        "monitor" => {
+            if in_exec {
+                return Err(CmdError::other(
+                    "ERR MONITOR isn't allowed for DENY BLOCKING client",
+                ));
+            }
+            if !st.monitors.contains(&id) {
+                st.monitors.push(id);
+            }
+            out.ok();
+        }
         "dump" => {
             let db = client(st, id).db;
             let compress = st.config.rdbcompression;
@@ -518,6 +529,7 @@ fn hello(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
 fn reset(st: &mut State, id: u64, out: &mut ReplyBuf) {
     st.unwatch_all(id);
     crate::tracking::disable(st, id);
+    st.monitors.retain(|m| *m != id);
     let requirepass = st.config.requirepass.is_some();
     let c = client(st, id);
     c.multi = None;
@@ -541,10 +553,12 @@ fn reset(st: &mut State, id: u64, out: &mut ReplyBuf) {
     out.simple("RESET");
 }
 
-fn client_line(st: &State, c: &crate::state::Client) -> String {
+/// One client's CLIENT LIST line; `qbuf`: the bytes of its query buffer (the command
+/// running now, for the client asking).
+fn client_line(st: &State, c: &crate::state::Client, qbuf: usize) -> String {
     let now = st.ks.now_ms();
     format!(
-        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={}",
+        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={qbuf} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir={} resp={}",
         c.id,
         c.addr,
         c.laddr,
@@ -569,8 +583,19 @@ fn client_line(st: &State, c: &crate::state::Client) -> String {
         } else {
             &c.last_cmd
         },
+        crate::tracking::redirect_of(st, c.id),
         if c.protocol == Protocol::Resp3 { 3 } else { 2 },
     )
+}
+
+/// The size of `args` as a RESP request (what the query buffer held for it).
+fn request_bytes(args: &[Bytes]) -> usize {
+    let header = |n: usize| 3 + itoa::Buffer::new().format(n).len();
+    header(args.len())
+        + args
+            .iter()
+            .map(|a| header(a.len()) + a.len() + 2)
+            .sum::<usize>()
 }
 
 fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<Flow> {
@@ -591,7 +616,7 @@ fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resul
             out.ok();
         }
         ("info", 2) => {
-            let line = client_line(st, &st.clients[&id]) + "\n";
+            let line = client_line(st, &st.clients[&id], request_bytes(a)) + "\n";
             out.verbatim(line.as_bytes());
         }
         ("list", _) => {
@@ -626,7 +651,10 @@ fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resul
             ids.sort_unstable();
             let text: String = ids
                 .iter()
-                .map(|x| client_line(st, &st.clients[x]) + "\n")
+                .map(|x| {
+                    let qbuf = if *x == id { request_bytes(a) } else { 0 };
+                    client_line(st, &st.clients[x], qbuf) + "\n"
+                })
                 .collect();
             out.verbatim(text.as_bytes());
         }

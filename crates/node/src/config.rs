@@ -624,8 +624,13 @@ impl NodeConfig {
         })
     }
 
-    /// CONFIG SET: changes a parameter at run time.
+    /// CONFIG SET: changes a parameter at run time. Setting one to the value CONFIG GET
+    /// shows is a no-op that succeeds even where a change would be refused, as in Redis
+    /// (clients write back what they read).
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        if self.get(name).is_some_and(|current| current == value) {
+            return Ok(());
+        }
         self.apply(name, value, false)
     }
 

@@ -210,7 +210,19 @@ pub fn run(
     // Nested runs (EXEC, scripts) move the clock on; this command's own start is kept.
     let started = st.intro.clock;
     let mark = out.len();
+    // Scripts and functions show before the commands they run; others once they ran.
+    let script = matches!(
+        spec.name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    );
+    let monitored = !st.monitors.is_empty() && !spec.is(flags::ADMIN);
+    if monitored && script {
+        monitor_feed(st, id, spec, &args);
+    }
     let flow = execute(st, id, spec, &args, out, in_exec);
+    if monitored && !script && !st.monitors.is_empty() {
+        monitor_feed(st, id, spec, &args);
+    }
     if st.ks.has_events() {
         st.publish_events();
     }
@@ -234,6 +246,11 @@ pub fn run(
         matches!(flow, Flow::Block { .. }),
     );
     flow
+}
+
+fn monitor_feed(st: &mut State, id: u64, spec: &Spec, args: &[Bytes]) {
+    let db = st.clients.get(&id).map_or(0, |c| c.db);
+    crate::monitor::feed(st, id, db, spec.name, args);
 }
 
 /// The bookkeeping after a command: `error` is its reply when that is an error.

@@ -12,6 +12,7 @@ mod durability;
 mod info;
 mod introspect;
 mod introspect_cmd;
+mod monitor;
 mod persist;
 mod scripting;
 mod server;

@@ -223,6 +223,8 @@ pub struct State {
     pub intro: crate::introspect::Introspection,
     /// Client-side caching: who may hold which keys.
     pub tracking: crate::tracking::Tracking,
+    /// Clients in MONITOR mode.
+    pub monitors: Vec<u64>,
 }
 
 impl State {
@@ -256,6 +258,7 @@ impl State {
             workers,
             scripting: crate::scripting::Scripting::new(Client::script(now_ms)),
             tracking: Default::default(),
+            monitors: Vec::new(),
         };
         crate::scripting::apply_config(&mut st);
         st

@@ -282,12 +282,20 @@ pub fn msetnx(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 fn incr_by(c: &mut Ctx, key: &[u8], delta: i64) -> CmdResult {
-    let current = match c.ks.string(c.db, key)? {
-        Some(s) => resp::parse_i64(s).ok_or(CmdError::NotInteger)?,
-        None => 0,
+    // Changed in place: one lookup of the key.
+    let n = match c.ks.lookup(c.db, key) {
+        Some(Value::Str(s)) => {
+            let current = resp::parse_i64(s).ok_or(CmdError::NotInteger)?;
+            let n = current.checked_add(delta).ok_or(CmdError::Overflow)?;
+            *s = Str::from_i64(n);
+            n
+        }
+        Some(_) => return Err(CmdError::WrongType),
+        None => {
+            c.ks.set(c.db, key, Value::Str(Str::from_i64(delta)));
+            delta
+        }
     };
-    let n = current.checked_add(delta).ok_or(CmdError::Overflow)?;
-    c.ks.set_keep_ttl(c.db, key, Value::Str(Str::from_i64(n)));
     c.changed(key, notify::STRING, "incrby");
     c.out.int(n);
     Ok(())

@@ -558,7 +558,7 @@ fn reset(st: &mut State, id: u64, out: &mut ReplyBuf) {
 fn client_line(st: &State, c: &crate::state::Client, qbuf: usize) -> String {
     let now = st.ks.now_ms();
     format!(
-        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={qbuf} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir={} resp={}",
+        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={qbuf} qbuf-free={} argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir={} resp={}",
         c.id,
         c.addr,
         c.laddr,
@@ -578,6 +578,9 @@ fn client_line(st: &State, c: &crate::state::Client, qbuf: usize) -> String {
         c.channels.len(),
         c.patterns.len(),
         c.multi.as_ref().map_or(-1, |q| q.len() as i64),
+        c.query_buf_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(qbuf),
         if c.last_cmd.is_empty() {
             "NULL"
         } else {

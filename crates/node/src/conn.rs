@@ -29,6 +29,13 @@ use crate::{Shared, unix_time_ms};
 const BATCH_COMMANDS_MAX: usize = 1024;
 /// Read buffer growth step (Redis's PROTO_IOBUF_LEN).
 const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// An idle connection's empty read buffer is given back after this long (Redis frees an
+/// idle client's query buffer after 2 s too): ten thousand idle clients then hold none.
+const QUERY_BUF_IDLE_RELEASE: Duration = Duration::from_secs(2);
+/// A read buffer above this size shrinks back once the peak of what it held over the
+/// last [`QUERY_BUF_PEAK_WINDOW`] is under half of it (Redis's PROTO_RESIZE_THRESHOLD).
+const QUERY_BUF_SHRINK_ABOVE_BYTES: usize = 32 * 1024;
+const QUERY_BUF_PEAK_WINDOW: Duration = Duration::from_millis(100);
 
 /// A client's socket: plain TCP, or TLS over it.
 pub enum Stream {
@@ -166,6 +173,11 @@ struct Connection {
     unaccounted_input_bytes: u64,
     /// The client's transaction while a busy script holds the state.
     busy_multi: crate::scripting::BusyMulti,
+    /// The read buffer's capacity, for CLIENT LIST (qbuf-free).
+    query_buf_bytes: Arc<AtomicUsize>,
+    /// The most the read buffer held since `peak_since` (shrinking it after a peak).
+    query_buf_peak: usize,
+    query_buf_peak_since: std::time::Instant,
 }
 
 /// What the socket or outbox produced.
@@ -193,6 +205,7 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
         .unwrap_or_default();
     let (outbox_tx, outbox) = mpsc::unbounded_channel();
     let outbox_bytes = Arc::new(AtomicUsize::new(0));
+    let query_buf_bytes = Arc::new(AtomicUsize::new(READ_CHUNK_BYTES));
     let killed = Arc::new(AtomicBool::new(false));
     let mut stream = stream;
     // Registering takes the state lock, which a busy script holds: until it ends, the new
@@ -222,6 +235,7 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
                 outbox_tx,
             );
             client.outbox_bytes = outbox_bytes.clone();
+            client.query_buf_bytes = query_buf_bytes.clone();
             client.killed = killed.clone();
             st.clients.insert(id, client);
             Some((id, authenticated, st.config.clone()))
@@ -243,6 +257,9 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
         killed,
         unaccounted_input_bytes: 0,
         busy_multi: Default::default(),
+        query_buf_bytes,
+        query_buf_peak: 0,
+        query_buf_peak_since: std::time::Instant::now(),
     };
     conn.serve(authenticated, &config).await;
     shared.lock_when_idle().await.remove_client(id);
@@ -439,15 +456,57 @@ impl Connection {
     /// Waits on the socket and the outbox. Cancel-safe: nothing is written here, so a
     /// `select!` may drop it at any point.
     async fn wake(&mut self) -> Wake {
-        self.rbuf.reserve(READ_CHUNK_BYTES);
-        let spare = self.rbuf.capacity() - self.rbuf.len();
-        tokio::select! {
-            read = self.stream.read_buf(&mut self.rbuf) => {
-                let n = read.unwrap_or(0);
-                Wake::Read { n, drained: n < spare }
+        self.shrink_query_buffer();
+        loop {
+            // Released while idle: no buffer until input comes (plain TCP tells readiness
+            // without one; TLS reads through rustls, which needs it).
+            if self.rbuf.capacity() == 0
+                && let Stream::Plain(tcp) = &self.stream
+            {
+                tokio::select! {
+                    ready = tcp.readable() => {
+                        if ready.is_err() {
+                            return Wake::Read { n: 0, drained: true };
+                        }
+                    }
+                    item = self.outbox.recv() => return Wake::Outbox(item),
+                }
             }
-            item = self.outbox.recv() => Wake::Outbox(item),
+            self.rbuf.reserve(READ_CHUNK_BYTES);
+            self.query_buf_bytes
+                .store(self.rbuf.capacity(), Ordering::Relaxed);
+            let spare = self.rbuf.capacity() - self.rbuf.len();
+            let releasable = self.rbuf.is_empty() && matches!(self.stream, Stream::Plain(_));
+            tokio::select! {
+                read = self.stream.read_buf(&mut self.rbuf) => {
+                    let n = read.unwrap_or(0);
+                    self.query_buf_peak = self.query_buf_peak.max(self.rbuf.len());
+                    return Wake::Read { n, drained: n < spare };
+                }
+                item = self.outbox.recv() => return Wake::Outbox(item),
+                _ = tokio::time::sleep(QUERY_BUF_IDLE_RELEASE), if releasable => {
+                    self.rbuf = BytesMut::new();
+                    self.query_buf_bytes.store(0, Ordering::Relaxed);
+                }
+            }
         }
+    }
+
+    /// Gives back most of a read buffer that grew for a large request, once the requests
+    /// since have needed less than half of it.
+    fn shrink_query_buffer(&mut self) {
+        if !self.rbuf.is_empty() || self.rbuf.capacity() <= QUERY_BUF_SHRINK_ABOVE_BYTES {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if now.duration_since(self.query_buf_peak_since) < QUERY_BUF_PEAK_WINDOW {
+            return;
+        }
+        if self.query_buf_peak < self.rbuf.capacity() / 2 {
+            self.rbuf = BytesMut::with_capacity(self.query_buf_peak.max(READ_CHUNK_BYTES));
+        }
+        self.query_buf_peak = 0;
+        self.query_buf_peak_since = now;
     }
 
     async fn handle_wake(&mut self, woke: Wake) -> Event {

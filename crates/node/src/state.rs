@@ -93,6 +93,8 @@ pub struct Client {
     pub killed: Arc<AtomicBool>,
     /// CLIENT TRACKING's options, while tracking is on.
     pub tracking: Option<crate::tracking::Mode>,
+    /// The capacity of the connection's read buffer (CLIENT LIST qbuf-free).
+    pub query_buf_bytes: Arc<AtomicUsize>,
 }
 
 /// What became of bytes pushed to a client ([`Client::deliver`]).
@@ -141,6 +143,7 @@ impl Client {
             outbox_bytes: Default::default(),
             killed: Default::default(),
             tracking: None,
+            query_buf_bytes: Default::default(),
         }
     }
 

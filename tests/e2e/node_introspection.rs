@@ -165,3 +165,55 @@ fn monitor_lines_match_redis() {
     assert!(ours.iter().any(|l| l.contains("(redacted)")), "{ours:?}");
     assert_eq!(ours, monitor_lines(&redis));
 }
+
+/// A user with a password, a command category, one command and a key pattern: what its
+/// session may do, and what ACL reports of it.
+fn acl_session(server: &Server) -> Vec<Frame> {
+    let mut admin = server.conn();
+    let setuser = [
+        "ACL",
+        "SETUSER",
+        "bob",
+        "on",
+        ">123",
+        "+@scripting",
+        "+get",
+        "+set",
+        "~x*",
+    ];
+    assert_eq!(admin.cmd(&setuser), ok());
+    let mut bob = server.conn();
+    let script =
+        "return {redis.acl_check_cmd('set','xa',1), redis.acl_check_cmd('hset','xa','f',1)}";
+    let steps: &[&[&str]] = &[
+        &["AUTH", "bob", "124"],
+        &["AUTH", "bob", "123"],
+        &["ACL", "WHOAMI"],
+        &["SET", "xa", "1"],
+        &["SET", "ya", "1"],
+        &["GET", "xa"],
+        &["HSET", "xa", "f", "1"],
+        &["EVAL", script, "0"],
+        &["EVAL", "return redis.call('set', KEYS[1], 1)", "1", "yb"],
+        &["CLIENT", "ID"],
+    ];
+    let mut seen: Vec<Frame> = steps.iter().map(|s| bob.cmd(s)).collect();
+    // The client id differs between servers; whether it was refused does not.
+    seen.pop();
+    seen.push(admin.cmd(&["ACL", "USERS"]));
+    seen.push(admin.cmd(&["ACL", "DRYRUN", "bob", "get", "yy"]));
+    seen.push(admin.cmd(&["ACL", "DELUSER", "bob"]));
+    seen
+}
+
+#[test]
+fn acl_users_are_checked_as_redis_checks_them() {
+    let node = Server::cacheplane(&[]);
+    let redis = Server::redis(&[]);
+    let ours = acl_session(&node);
+    assert!(
+        ours.iter().any(|f| format!("{f:?}").contains("NOPERM")),
+        "{ours:?}"
+    );
+    assert_eq!(ours, acl_session(&redis));
+}

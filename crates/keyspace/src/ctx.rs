@@ -19,6 +19,8 @@ pub struct Ctx<'a> {
     pub out: &'a mut ReplyBuf,
     /// Inside MULTI/EXEC blocking commands must not block: they answer as if timed out.
     pub in_multi: bool,
+    /// Run by a script (results must not depend on hash order).
+    pub in_script: bool,
     /// Set by a blocking command that has to wait.
     pub block: Option<Block>,
     /// Set when the command logged its effect itself ([`Ctx::propagate`]).
@@ -32,6 +34,7 @@ impl<'a> Ctx<'a> {
             db,
             out,
             in_multi: false,
+            in_script: false,
             block: None,
             propagated: false,
         }

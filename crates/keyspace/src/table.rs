@@ -342,6 +342,8 @@ static TABLE: &[Spec] = &[
         NODE,
     ),
     spec("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, KNONE, NODE),
+    spec("acl", -2, ADMIN | NOSCRIPT | LOADING | STALE, KNONE, NODE),
+    spec("cluster", -2, ADMIN | NOSCRIPT | STALE, KNONE, NODE),
     spec("save", 1, ADMIN | NOSCRIPT | NO_MULTI, KNONE, NODE),
     spec("bgsave", -1, ADMIN | NOSCRIPT, KNONE, NODE),
     spec("lastsave", 1, LOADING | STALE | FAST, KNONE, NODE),

@@ -152,6 +152,25 @@ pub fn run(
             out.bulk_int((now_us % 1_000_000) as i64);
         }
         "debug" => debug(st, id, a, out)?,
+        "cluster" => {
+            return Err(CmdError::other(
+                "ERR This instance has cluster support disabled",
+            ));
+        }
+        "acl" => {
+            let whoami = client(st, id).user.clone();
+            let whoami = whoami.as_deref().unwrap_or("default");
+            let changed = crate::acl::acl_command(&mut st.users, whoami, a, out)?;
+            // Sessions of a deleted user end, as in Redis.
+            for c in st.clients.values() {
+                if c.user
+                    .as_deref()
+                    .is_some_and(|u| changed.deleted.iter().any(|d| d == u))
+                {
+                    c.kill();
+                }
+            }
+        }
         "monitor" => {
             if in_exec {
                 return Err(CmdError::other(
@@ -419,44 +438,50 @@ pub(crate) fn password_used(st: &State, user: &[u8], pass: &[u8]) -> Option<KeyU
     }
 }
 
-fn check_password(st: &State, user: &[u8], pass: &[u8]) -> Result<KeyUsed> {
-    password_used(st, user, pass).ok_or_else(|| {
-        CmdError::other("WRONGPASS invalid username-password pair or user is disabled.")
-    })
-}
-
 fn auth(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
     let (user, pass) = match a.len() {
         2 => (&b"default"[..], &a[1]),
         3 => (a[1].as_ref(), &a[2]),
         _ => return Err(CmdError::Syntax),
     };
-    if let Some(KeyUsed::Admin) = password_used(st, user, pass) {
-        let c = client(st, id);
-        c.authenticated = true;
-        c.key_used = Some(KeyUsed::Admin);
-        out.ok();
-        return Ok(());
-    }
-    if st.config.requirepass.is_none() && a.len() == 2 {
+    if st.config.requirepass.is_none()
+        && a.len() == 2
+        && password_used(st, user, pass) != Some(KeyUsed::Admin)
+    {
         return Err(CmdError::other(
             "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
         ));
     }
-    if st.config.requirepass.is_none() {
-        // No password: the default user accepts anything, as Redis's `nopass` default user does.
-        if !is(user, "default") {
-            return Err(CmdError::other(
-                "WRONGPASS invalid username-password pair or user is disabled.",
-            ));
-        }
-        client(st, id).key_used = None;
-    } else {
-        let used = check_password(st, user, pass)?;
-        client(st, id).key_used = Some(used);
-    }
-    client(st, id).authenticated = true;
+    sign_in(st, id, user, pass)?;
     out.ok();
+    Ok(())
+}
+
+/// Signs client `id` in as `user` (AUTH, HELLO AUTH). The default user's password is
+/// `requirepass` or its secondary (or the control plane's admin key), and without one it
+/// accepts anything, as Redis's `nopass` default user does; other users are the ACL's.
+fn sign_in(st: &mut State, id: u64, user: &[u8], pass: &[u8]) -> Result<()> {
+    let wrongpass =
+        || CmdError::other("WRONGPASS invalid username-password pair or user is disabled.");
+    if !is(user, "default") {
+        let name = lossy(user);
+        if !st.users.get(&name).is_some_and(|u| u.accepts(pass)) {
+            return Err(wrongpass());
+        }
+        let c = client(st, id);
+        c.authenticated = true;
+        c.key_used = None;
+        c.user = Some(name.into());
+        return Ok(());
+    }
+    let used = password_used(st, user, pass);
+    if used.is_none() && st.config.requirepass.is_some() {
+        return Err(wrongpass());
+    }
+    let c = client(st, id);
+    c.authenticated = true;
+    c.key_used = used;
+    c.user = None;
     Ok(())
 }
 
@@ -479,12 +504,7 @@ fn hello(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
     let mut name = None;
     while i < a.len() {
         if is(&a[i], "auth") && i + 2 < a.len() {
-            let used = password_used(st, &a[i + 1], &a[i + 2]);
-            if st.config.requirepass.is_some() && used.is_none() {
-                check_password(st, &a[i + 1], &a[i + 2])?;
-            }
-            client(st, id).authenticated = true;
-            client(st, id).key_used = used;
+            sign_in(st, id, &a[i + 1], &a[i + 2])?;
             i += 3;
         } else if is(&a[i], "setname") && i + 1 < a.len() {
             name = Some(a[i + 1].clone());
@@ -530,6 +550,7 @@ fn reset(st: &mut State, id: u64, out: &mut ReplyBuf) {
     st.unwatch_all(id);
     crate::tracking::disable(st, id);
     st.monitors.retain(|m| *m != id);
+    client(st, id).user = None;
     let requirepass = st.config.requirepass.is_some();
     let c = client(st, id);
     c.multi = None;
@@ -558,7 +579,7 @@ fn reset(st: &mut State, id: u64, out: &mut ReplyBuf) {
 fn client_line(st: &State, c: &crate::state::Client, qbuf: usize) -> String {
     let now = st.ks.now_ms();
     format!(
-        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={qbuf} qbuf-free={} argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir={} resp={}",
+        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={qbuf} qbuf-free={} argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir={} resp={}",
         c.id,
         c.addr,
         c.laddr,
@@ -586,6 +607,7 @@ fn client_line(st: &State, c: &crate::state::Client, qbuf: usize) -> String {
         } else {
             &c.last_cmd
         },
+        c.user.as_deref().unwrap_or("default"),
         crate::tracking::redirect_of(st, c.id),
         if c.protocol == Protocol::Resp3 { 3 } else { 2 },
     )
@@ -1087,9 +1109,7 @@ fn config(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()
                 )));
             }
             st.config = next;
-            st.config.configure(&mut st.ks);
-            st.intro.settings = crate::introspect::Settings::from_config(&st.config.standard);
-            crate::scripting::apply_config(st);
+            st.apply_config();
             st.intro.slowlog.trim(st.intro.settings.slowlog_max_len);
             out.ok();
         }

@@ -10,6 +10,9 @@ use resp::{Protocol, ReplyBuf};
 use crate::commands;
 use crate::state::{BlockSlot, ReplyMode, State};
 
+/// Redis's refusal of writes without the replicas `min-replicas-to-write` asks for.
+pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
+
 /// What the connection does after a command.
 pub enum Flow {
     Continue,
@@ -133,6 +136,25 @@ fn checked(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flo
         );
         return Flow::Continue;
     }
+    if let Some(name) = &client.user {
+        let verdict = match st.users.get(name) {
+            Some(user) if user.unrestricted() => Ok(()),
+            Some(user) => user.check(spec, &args),
+            // Deleted meanwhile: its sessions are being closed.
+            None => Err(crate::acl::Denied::Command),
+        };
+        if let Err(denied) = verdict {
+            if client.multi.is_some() {
+                client.multi_error = true;
+            }
+            let mut buf = [0u8; crate::introspect::FULL_NAME_BYTES_MAX];
+            let full = crate::introspect::subcommand_name(spec.name, &args, &mut buf)
+                .unwrap_or(spec.name)
+                .to_string();
+            reject(st, Some(spec), &args, out, &denied.reply(&full));
+            return Flow::Continue;
+        }
+    }
     if client.protocol == Protocol::Resp2
         && client.subscriptions() > 0
         && !spec.is(flags::PUBSUB_CONTEXT)
@@ -142,6 +164,10 @@ fn checked(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flo
             spec.name
         );
         reject(st, Some(spec), &args, out, &e);
+        return Flow::Continue;
+    }
+    if spec.is(flags::WRITE) && st.no_good_replicas {
+        reject(st, Some(spec), &args, out, NOREPLICAS);
         return Flow::Continue;
     }
     if spec.is(flags::WRITE) && st.ship.spool_full {
@@ -316,6 +342,7 @@ fn execute(
         Run::Data(_) => {
             let mut ctx = Ctx::new(&mut st.ks, db, out);
             ctx.in_multi = in_exec;
+            ctx.in_script = id == crate::scripting::SCRIPT_CLIENT_ID;
             let result = keyspace::execute(spec, &mut ctx, args);
             let block = ctx.block.take();
             if let Err(e) = result {

@@ -3,6 +3,7 @@
 //! This crate owns the sockets and the clock; the keyspace and the protocol codec stay
 //! I/O-free. `cacheplane node` runs [`run`]; tests and the control plane use [`start`].
 
+mod acl;
 mod aof;
 mod commands;
 pub mod config;

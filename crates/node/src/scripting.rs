@@ -72,12 +72,10 @@ impl Scripting {
         let on_busy: Arc<dyn Fn() + Send + Sync> = Arc::new(on_busy);
         Scripting {
             eval: Some(
-                Engine::new(watch.clone(), on_busy.clone(), known_command)
-                    .expect("a Lua interpreter starts"),
+                Engine::new(watch.clone(), on_busy.clone()).expect("a Lua interpreter starts"),
             ),
             functions: Some(
-                Libraries::new(watch.clone(), on_busy, known_command)
-                    .expect("a Lua interpreter starts"),
+                Libraries::new(watch.clone(), on_busy).expect("a Lua interpreter starts"),
             ),
             watch,
             client: Some(script_client),
@@ -102,10 +100,6 @@ impl Scripting {
     pub fn eval_ref(&self) -> Option<&Engine> {
         self.eval.as_ref()
     }
-}
-
-fn known_command(name: &[u8]) -> bool {
-    keyspace::lookup(name).is_some()
 }
 
 /// A connection's transaction as it stands while a busy script holds the node's state:
@@ -262,7 +256,16 @@ impl Host for NodeHost<'_> {
         if spec.is(flags::NOSCRIPT) {
             return Err("This Redis command is not allowed from script".into());
         }
+        if let Err(denied) = self.caller_may(spec, &args) {
+            return Err(format!(
+                "The user executing the script {}",
+                denied.script_text()
+            ));
+        }
         if spec.is(flags::WRITE) {
+            if self.st.no_good_replicas {
+                return Err(format!("-{}", dispatch::NOREPLICAS));
+            }
             if ctx.read_only {
                 return Err("Write commands are not allowed from read-only scripts.".into());
             }
@@ -285,6 +288,25 @@ impl Host for NodeHost<'_> {
         match Frame::parse(out.as_bytes(), &resp::Limits::default()) {
             Ok(Some((frame, _))) => Ok(frame),
             _ => Err("the command gave no reply".into()),
+        }
+    }
+
+    fn acl_check(&mut self, args: &[Bytes]) -> Option<bool> {
+        let spec = keyspace::lookup(&args[0])?;
+        Some(self.caller_may(spec, args).is_ok())
+    }
+}
+
+impl NodeHost<'_> {
+    /// The ACL check of a script's command, as the user of the client running the script.
+    fn caller_may(&self, spec: &keyspace::Spec, args: &[Bytes]) -> Result<(), crate::acl::Denied> {
+        let caller = self.st.scripting.caller;
+        match self.st.clients.get(&caller).and_then(|c| c.user.as_deref()) {
+            None => Ok(()),
+            Some(name) => match self.st.users.get(name) {
+                Some(user) => user.check(spec, args),
+                None => Err(crate::acl::Denied::Command),
+            },
         }
     }
 }
@@ -351,9 +373,17 @@ fn end(st: &mut State, feed_mark: usize) {
 }
 
 /// The checks Redis makes before a script with declared flags runs.
-fn refuse_before_run(flags: script::ScriptFlags, read_only_command: bool) -> Option<&'static str> {
-    if !flags.compat && !flags.no_writes && read_only_command {
+fn refuse_before_run(
+    st: &State,
+    flags: script::ScriptFlags,
+    read_only_command: bool,
+) -> Option<&'static str> {
+    let may_write = !flags.compat && !flags.no_writes;
+    if may_write && read_only_command {
         return Some("ERR Can not execute a script with write flag using *_ro command.");
+    }
+    if may_write && st.no_good_replicas {
+        return Some(dispatch::NOREPLICAS);
     }
     None
 }
@@ -383,7 +413,7 @@ pub fn eval(
             .map_err(CmdError::Other)?
     };
     let flags = st.scripting.eval().script_flags(&sha).unwrap_or_default();
-    if let Some(refusal) = refuse_before_run(flags, ro) {
+    if let Some(refusal) = refuse_before_run(st, flags, ro) {
         return Err(CmdError::other(refusal));
     }
     let run = Run {
@@ -416,7 +446,7 @@ pub fn fcall(
         return Err(CmdError::other("ERR Function not found"));
     };
     let (keys, args) = split_keys(a, true)?;
-    if let Some(refusal) = refuse_before_run(flags, ro) {
+    if let Some(refusal) = refuse_before_run(st, flags, ro) {
         return Err(CmdError::other(refusal));
     }
     let run = Run {

@@ -95,6 +95,8 @@ pub struct Client {
     pub tracking: Option<crate::tracking::Mode>,
     /// The capacity of the connection's read buffer (CLIENT LIST qbuf-free).
     pub query_buf_bytes: Arc<AtomicUsize>,
+    /// The ACL user signed in as, when not `default`.
+    pub user: Option<Box<str>>,
 }
 
 /// What became of bytes pushed to a client ([`Client::deliver`]).
@@ -144,6 +146,7 @@ impl Client {
             killed: Default::default(),
             tracking: None,
             query_buf_bytes: Default::default(),
+            user: None,
         }
     }
 
@@ -228,6 +231,10 @@ pub struct State {
     pub tracking: crate::tracking::Tracking,
     /// Clients in MONITOR mode.
     pub monitors: Vec<u64>,
+    /// ACL users.
+    pub users: crate::acl::Users,
+    /// `min-replicas-to-write` asks for replicas this node does not have: writes are refused.
+    pub no_good_replicas: bool,
 }
 
 impl State {
@@ -262,9 +269,21 @@ impl State {
             scripting: crate::scripting::Scripting::new(Client::script(now_ms)),
             tracking: Default::default(),
             monitors: Vec::new(),
+            users: Default::default(),
+            no_good_replicas: false,
         };
-        crate::scripting::apply_config(&mut st);
+        st.apply_config();
         st
+    }
+
+    /// Takes what the running node derives from its configuration (at start and after
+    /// CONFIG SET).
+    pub fn apply_config(&mut self) {
+        self.config.configure(&mut self.ks);
+        self.intro.settings = crate::introspect::Settings::from_config(&self.config.standard);
+        crate::scripting::apply_config(self);
+        // No replicas here: asking for some refuses every write, as Redis does without them.
+        self.no_good_replicas = self.config.standard.int("min-replicas-to-write") > 0;
     }
 
     /// Replaces the access keys at once and ends the sessions opened with a key that

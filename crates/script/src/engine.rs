@@ -127,6 +127,10 @@ pub trait Host {
     /// Runs one command. `Ok` holds its reply (errors as [`Frame::Error`]); `Err` a refusal
     /// before it ran, worded as Redis words it (no leading `-` unless it has its own code).
     fn call(&mut self, args: Vec<Bytes>, ctx: &CallCtx) -> Result<Frame, String>;
+
+    /// redis.acl_check_cmd: whether the script's caller may run `args`; None for an
+    /// unknown command.
+    fn acl_check(&mut self, args: &[Bytes]) -> Option<bool>;
 }
 
 /// redis.log: Redis's levels onto tracing's (the node's loglevel filters them).
@@ -244,8 +248,6 @@ pub struct Engine {
     pub(crate) load_api: Table,
     pub(crate) watch: Arc<Watch>,
     on_busy: Arc<dyn Fn() + Send + Sync>,
-    /// Whether a command exists (redis.acl_check_cmd).
-    known_command: fn(&[u8]) -> bool,
     /// Table keys set on every run, made into Lua strings once (not hashed again per run).
     names: Names,
     /// The prelude's protected runners (xpcall with Redis's error handler).
@@ -283,11 +285,7 @@ const GC_STEP_RUNS: u64 = 50;
 impl Engine {
     /// A fresh interpreter. `on_busy` runs (on the script's thread) when a script first
     /// crosses the busy threshold, so the node can keep serving other clients.
-    pub fn new(
-        watch: Arc<Watch>,
-        on_busy: Arc<dyn Fn() + Send + Sync>,
-        known_command: fn(&[u8]) -> bool,
-    ) -> mlua::Result<Engine> {
+    pub fn new(watch: Arc<Watch>, on_busy: Arc<dyn Fn() + Send + Sync>) -> mlua::Result<Engine> {
         let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::DEBUG;
         // SAFETY: `debug` is what Redis's error handler uses to say where an error happened;
         // the prelude keeps it as a private upvalue and no script can reach it (it is not
@@ -432,17 +430,22 @@ impl Engine {
                 )),
             }
         })?;
+        let s = slot.clone();
+        hidden.raw_set(
+            "acl_check",
+            lua.create_function(move |_, args: MultiValue| {
+                let argv = match lua_args(args) {
+                    Ok(argv) => argv,
+                    Err(text) => return Err(mlua::Error::runtime(text)),
+                };
+                Ok(s.with(|lent| lent.host.acl_check(&argv)).flatten())
+            })?,
+        )?;
         hidden.raw_set(
             "log",
             lua.create_function(|_, args: MultiValue| {
                 log(args);
                 Ok(())
-            })?,
-        )?;
-        hidden.raw_set(
-            "known_command",
-            lua.create_function(move |_, name: mlua::LuaString| {
-                Ok(known_command(&name.as_bytes()))
             })?,
         )?;
         lua.load(PRELUDE)
@@ -477,7 +480,6 @@ impl Engine {
             call,
             slot,
             runs: 0,
-            known_command,
         })
         .and_then(|e| {
             e.install_run_hook()?;
@@ -666,7 +668,7 @@ impl Engine {
 
     /// SCRIPT FLUSH: a fresh interpreter (globals, cached scripts, memory).
     pub fn reset(&mut self) -> mlua::Result<()> {
-        *self = Engine::new(self.watch.clone(), self.on_busy.clone(), self.known_command)?;
+        *self = Engine::new(self.watch.clone(), self.on_busy.clone())?;
         Ok(())
     }
 
@@ -687,10 +689,22 @@ fn call_from_script(
     args: MultiValue,
     ctx: &CallCtx,
 ) -> mlua::Result<Result<Value, String>> {
+    let argv = match lua_args(args) {
+        Ok(argv) => argv,
+        Err(text) => return Ok(Err(text)),
+    };
+    match host.call(argv, ctx) {
+        Ok(Frame::Error(e)) => Ok(Err(e)),
+        Ok(frame) => Ok(Ok(frame_to_lua(lua, frame, ctx.resp3)?)),
+        Err(refusal) if refusal.starts_with('-') => Ok(Err(refusal[1..].to_owned())),
+        Err(refusal) => Ok(Err(format!("ERR {refusal}"))),
+    }
+}
+
+/// A redis lib call's arguments as a command line, or the error Redis gives for them.
+fn lua_args(args: MultiValue) -> Result<Vec<Bytes>, String> {
     if args.is_empty() {
-        return Ok(Err(
-            "ERR Please specify at least one argument for this redis lib call".into(),
-        ));
+        return Err("ERR Please specify at least one argument for this redis lib call".into());
     }
     let mut argv = Vec::with_capacity(args.len());
     for v in args {
@@ -703,19 +717,14 @@ fn call_from_script(
                 Bytes::from(text)
             }
             _ => {
-                return Ok(Err(
+                return Err(
                     "ERR Lua redis lib command arguments must be strings or integers".into(),
-                ));
+                );
             }
         };
         argv.push(bytes);
     }
-    match host.call(argv, ctx) {
-        Ok(Frame::Error(e)) => Ok(Err(e)),
-        Ok(frame) => Ok(Ok(frame_to_lua(lua, frame, ctx.resp3)?)),
-        Err(refusal) if refusal.starts_with('-') => Ok(Err(refusal[1..].to_owned())),
-        Err(refusal) => Ok(Err(format!("ERR {refusal}"))),
-    }
+    Ok(argv)
 }
 
 /// The reply for a failed run, as luaCallFunction writes it.

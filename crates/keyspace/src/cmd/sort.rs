@@ -82,9 +82,9 @@ fn sort_generic(c: &mut Ctx, a: &[Bytes], readonly: bool) -> CmdResult {
         Some(Value::ZSet(z)) => (Source::Ordered, z.iter().map(|(m, _)| m.clone()).collect()),
         Some(_) => return Err(CmdError::WrongType),
     };
-    // A set's order is its hash order: a stored result must not depend on it (replicas and
-    // the AOF replay the command), so Redis sorts it alphabetically then.
-    if dont_sort && source == Source::Set && o.store.is_some() {
+    // A set's order is its hash order: a stored result or a script's must not depend on it
+    // (replicas and the AOF replay them), so Redis sorts it alphabetically then.
+    if dont_sort && source == Source::Set && (o.store.is_some() || c.in_script) {
         dont_sort = false;
         alpha = true;
         by = None;

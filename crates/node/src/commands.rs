@@ -104,6 +104,8 @@ pub fn run(
                     ("tracking", -3),
                     ("caching", 3),
                     ("getredir", 2),
+                    ("pause", -3),
+                    ("unpause", 2),
                     ("trackinginfo", 2),
                     ("help", 2),
                 ],
@@ -734,6 +736,35 @@ fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resul
             out.ok();
         }
         ("getredir", 2) => out.int(crate::tracking::redirect_of(st, id)),
+        ("pause", 3 | 4) => {
+            let ms = resp::parse_i64(&a[2])
+                .filter(|ms| *ms >= 0)
+                .ok_or_else(|| CmdError::other("ERR timeout is not an integer or out of range"))?;
+            let writes_only = match a.get(3) {
+                None => false,
+                Some(m) if is(m, "all") => false,
+                Some(m) if is(m, "write") => true,
+                Some(_) => return Err(CmdError::Syntax),
+            };
+            let until_ms = st.ks.now_ms().saturating_add(ms as u64);
+            // A pause in force is only ever extended and widened, as in Redis.
+            st.pause = Some(match st.pause {
+                Some(p) => crate::state::Pause {
+                    until_ms: p.until_ms.max(until_ms),
+                    writes_only: p.writes_only && writes_only,
+                },
+                None => crate::state::Pause {
+                    until_ms,
+                    writes_only,
+                },
+            });
+            out.ok();
+        }
+        ("unpause", 2) => {
+            st.pause = None;
+            st.unpaused.notify_waiters();
+            out.ok();
+        }
         ("trackinginfo", 2) => crate::tracking::info_reply(st, id, out),
         ("no-evict", 3) | ("no-touch", 3) => {
             if !is(&a[2], "on") && !is(&a[2], "off") {

@@ -307,6 +307,13 @@ impl Connection {
                         let _ = self.shared.shutdown.send(true);
                         return;
                     }
+                    Flow::Paused { args } => {
+                        pending.push_front(args);
+                        if !self.wait_unpaused().await {
+                            return;
+                        }
+                        continue;
+                    }
                     Flow::Block { slot, deadline_ms } => {
                         match self.wait_blocked(&slot, deadline_ms).await {
                             Some(reply) => {
@@ -415,6 +422,49 @@ impl Connection {
         st.stats.total_net_output_bytes += out.len() as u64;
         let durable = st.feed_aof();
         (flow, durable)
+    }
+
+    /// Waits until CLIENT PAUSE ends (its deadline or CLIENT UNPAUSE); false when the
+    /// connection closed meanwhile. Input that arrives is buffered, as for a blocked client.
+    async fn wait_unpaused(&mut self) -> bool {
+        let (until_ms, unpaused) = {
+            let mut st = self.shared.lock_when_idle().await;
+            match st.pause {
+                Some(p) => {
+                    st.paused_clients += 1;
+                    (p.until_ms, st.unpaused.clone())
+                }
+                None => return true,
+            }
+        };
+        let open = self.wait_for_unpause(until_ms, &unpaused).await;
+        self.shared.lock_when_idle().await.paused_clients -= 1;
+        open
+    }
+
+    async fn wait_for_unpause(&mut self, until_ms: u64, unpaused: &tokio::sync::Notify) -> bool {
+        let notified = unpaused.notified();
+        tokio::pin!(notified);
+        // Registered from here on; an UNPAUSE that came before is seen in the state.
+        notified.as_mut().enable();
+        if self.shared.lock_when_idle().await.pause.is_none() {
+            return true;
+        }
+        let sleep = tokio::time::sleep(Duration::from_millis(
+            until_ms.saturating_sub(unix_time_ms()),
+        ));
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut notified => return true,
+                _ = &mut sleep => return true,
+                woke = self.wake() => {
+                    if let Event::Closed = self.handle_wake(woke).await {
+                        return false;
+                    }
+                }
+            }
+        }
     }
 
     /// Gives the client's state what its transaction went through while a script was busy.

@@ -25,6 +25,10 @@ pub enum Flow {
     },
     /// Stop the whole node (SHUTDOWN).
     Shutdown,
+    /// CLIENT PAUSE holds this command: run it again once the pause ends.
+    Paused {
+        args: Vec<Bytes>,
+    },
 }
 
 /// Redis's reply to an unknown command, quoting (at most about 128 bytes of) its arguments.
@@ -204,7 +208,38 @@ fn checked(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flo
         out.simple("QUEUED");
         return Flow::Continue;
     }
+    if paused_for(st, spec, id, &args) {
+        return Flow::Paused { args };
+    }
     run(st, id, spec, args, out, false)
+}
+
+/// Whether CLIENT PAUSE holds `spec` now: every command (ALL), or writes (WRITE; EXEC of a
+/// transaction with writes, scripts that may write, PUBLISH). Lapsed pauses are cleared.
+fn paused_for(st: &mut State, spec: &Spec, id: u64, args: &[Bytes]) -> bool {
+    let Some(pause) = st.pause else {
+        return false;
+    };
+    if pause.until_ms <= st.ks.now_ms() {
+        st.pause = None;
+        return false;
+    }
+    if !pause.writes_only {
+        return true;
+    }
+    match spec.name {
+        // Scripts wait unless they declare they do not write.
+        "eval" | "evalsha" | "fcall" => crate::scripting::may_write(st, spec.name, args),
+        // Commands that reach replicas without the write flag.
+        "publish" | "pfcount" => true,
+        "exec" => st.clients.get(&id).is_some_and(|c| {
+            c.multi
+                .iter()
+                .flatten()
+                .any(|q| keyspace::lookup(&q[0]).is_some_and(|s| s.is(flags::WRITE)))
+        }),
+        _ => spec.is(flags::WRITE),
+    }
 }
 
 /// Answers a command refused before it ran, counting the refusal as Redis does: a rejected

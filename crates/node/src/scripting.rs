@@ -311,6 +311,25 @@ impl NodeHost<'_> {
     }
 }
 
+/// Whether the script EVAL, EVALSHA or FCALL `args` would run may write: anything but a
+/// script or function flagged `no-writes` (unknown ones count as writing).
+pub fn may_write(st: &State, command: &str, args: &[Bytes]) -> bool {
+    let flags = match command {
+        "eval" => script::parse_shebang(&args[1]).ok().map(|(f, _)| f),
+        "evalsha" => {
+            let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+            st.scripting.eval_ref().and_then(|e| e.script_flags(&sha))
+        }
+        "fcall" => st
+            .scripting
+            .functions_ref()
+            .and_then(|f| f.function(&String::from_utf8_lossy(&args[1])))
+            .map(|f| f.flags),
+        _ => None,
+    };
+    flags.is_none_or(|f| f.compat || !f.no_writes)
+}
+
 /// Where EVAL's and FCALL's keys are (numkeys says): `None` for other commands.
 pub fn movable_key_positions(command: &str, args: &[Bytes]) -> Option<Vec<usize>> {
     match command {

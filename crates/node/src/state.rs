@@ -235,6 +235,18 @@ pub struct State {
     pub users: crate::acl::Users,
     /// `min-replicas-to-write` asks for replicas this node does not have: writes are refused.
     pub no_good_replicas: bool,
+    /// CLIENT PAUSE in force, and the connections waiting for it to end.
+    pub pause: Option<Pause>,
+    pub unpaused: Arc<Notify>,
+    /// Connections waiting for the pause to end (counted as blocked, as in Redis).
+    pub paused_clients: usize,
+}
+
+/// A CLIENT PAUSE: until when, and whether only writes wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pause {
+    pub until_ms: u64,
+    pub writes_only: bool,
 }
 
 impl State {
@@ -271,6 +283,9 @@ impl State {
             monitors: Vec::new(),
             users: Default::default(),
             no_good_replicas: false,
+            pause: None,
+            unpaused: Default::default(),
+            paused_clients: 0,
         };
         st.apply_config();
         st
@@ -310,6 +325,7 @@ impl State {
             .values()
             .filter(|c| c.blocked.is_some())
             .count()
+            + self.paused_clients
     }
 
     /// Reacts to writes on keys someone cares about: marks WATCHers dirty and serves blocked

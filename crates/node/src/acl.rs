@@ -18,7 +18,8 @@ const GENPASS_BITS_DEFAULT: u64 = 256;
 /// The most ACL GENPASS hands out (Redis's limit).
 const GENPASS_BITS_MAX: u64 = 4096;
 
-/// The categories a command belongs to, from its flags and its group (ACL CAT, +@cat).
+/// The categories a command belongs to, from its flags and its group (ACL CAT, +@cat,
+/// COMMAND INFO).
 pub fn categories(spec: &Spec) -> Vec<&'static str> {
     let mut cats = vec![group(spec.name)];
     let by_flag = [
@@ -37,6 +38,8 @@ pub fn categories(spec: &Spec) -> Vec<&'static str> {
     if spec.is(flags::ADMIN) || dangerous {
         cats.push("dangerous");
     }
+    // In Redis's order of the categories (COMMAND INFO lists them so).
+    cats.sort_by_key(|c| CATEGORIES.iter().position(|x| x == c));
     cats.dedup();
     cats
 }

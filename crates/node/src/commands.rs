@@ -892,7 +892,9 @@ fn command(a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
         out.int(s.first_key as i64);
         out.int(s.last_key as i64);
         out.int(s.step as i64);
-        out.set(0);
+        let categories = crate::acl::categories(s);
+        out.set(categories.len());
+        categories.iter().for_each(|c| out.simple(&format!("@{c}")));
         out.set(0);
         out.array(0);
         out.array(0);

@@ -417,21 +417,24 @@ pub fn eval(
     ro: bool,
 ) -> Result<Flow, CmdError> {
     let (keys, args) = split_keys(a, false)?;
+    let noscript = || CmdError::other("NOSCRIPT No matching script. Please use EVAL.");
     let sha = if by_sha {
-        let sha = String::from_utf8_lossy(&a[1]).to_ascii_lowercase();
-        if sha.len() != 40 || !st.scripting.eval().has_script(sha.as_bytes()) {
-            return Err(CmdError::other(
-                "NOSCRIPT No matching script. Please use EVAL.",
-            ));
-        }
-        sha
+        let sha = std::str::from_utf8(&a[1])
+            .ok()
+            .filter(|s| s.len() == 40)
+            .ok_or_else(noscript)?;
+        sha.to_ascii_lowercase()
     } else {
         st.scripting
             .eval()
             .load_script(&a[1])
             .map_err(CmdError::Other)?
     };
-    let flags = st.scripting.eval().script_flags(&sha).unwrap_or_default();
+    let flags = st
+        .scripting
+        .eval()
+        .script_flags(&sha)
+        .ok_or_else(noscript)?;
     if let Some(refusal) = refuse_before_run(st, flags, ro) {
         return Err(CmdError::other(refusal));
     }

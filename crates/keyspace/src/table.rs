@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 
 use crate::cmd::{
-    bits as b, hashes as h, keys as k, lists as l, sets as s, sort as so, strings as st, zsets as z,
+    bits as b, geo as g, hashes as h, hll as hl, keys as k, lists as l, sets as s, sort as so, strings as st, zsets as z,
 };
 use crate::{CmdResult, Ctx};
 
@@ -153,6 +153,10 @@ static TABLE: &[Spec] = &[
     spec("setbit", 4, W, K1, F(b::setbit)),
     spec("getbit", 3, RF, K1, F(b::getbit)),
     spec("bitcount", -2, R, K1, F(b::bitcount)),
+    spec("bitpos", -3, R, K1, F(b::bitpos)),
+    spec("bitop", -4, W, (2, -1, 1), F(b::bitop)),
+    spec("bitfield", -2, W, K1, F(b::bitfield)),
+    spec("bitfield_ro", -2, RF, K1, F(b::bitfield_ro)),
     spec("lcs", -3, R, K2, F(st::lcs)),
     // keys
     spec("del", -2, D, KALL, F(k::del)),
@@ -309,6 +313,23 @@ static TABLE: &[Spec] = &[
     spec("zintercard", -3, R, KNONE, F(z::zintercard)),
     spec("zrandmember", -2, R, K1, F(z::zrandmember)),
     spec("zscan", -3, R, K1, F(z::zscan)),
+    // HyperLogLog (strings in Redis's sketch layout)
+    spec("pfadd", -2, WF, K1, F(hl::pfadd)),
+    spec("pfcount", -2, R, KALL, F(hl::pfcount)),
+    spec("pfmerge", -2, W, KALL, F(hl::pfmerge)),
+    spec("pfdebug", 3, W | ADMIN, (2, 2, 1), F(hl::pfdebug)),
+    spec("pfselftest", 1, ADMIN, KNONE, F(hl::pfselftest)),
+    // geo (sorted sets of geohash scores)
+    spec("geoadd", -5, W, K1, F(g::geoadd)),
+    spec("geodist", -4, R, K1, F(g::geodist)),
+    spec("geohash", -2, R, K1, F(g::geohash)),
+    spec("geopos", -2, R, K1, F(g::geopos)),
+    spec("georadius", -6, W, K1, F(g::georadius)),
+    spec("georadius_ro", -6, R, K1, F(g::georadius_ro)),
+    spec("georadiusbymember", -5, W, K1, F(g::georadiusbymember)),
+    spec("georadiusbymember_ro", -5, R, K1, F(g::georadiusbymember_ro)),
+    spec("geosearch", -7, R, K1, F(g::geosearch)),
+    spec("geosearchstore", -8, W, K2, F(g::geosearchstore)),
     // connection and server: run by the node
     spec("ping", -1, FAST | STALE | PUBSUB_CONTEXT, KNONE, NODE),
     spec("echo", 2, FAST, KNONE, NODE),

@@ -756,13 +756,13 @@ bitpos s 2
 bitpos s 1 0 -1 nope
 bitpos missing 1
 bitpos missing 0
-set ones "\xff\xff\xff"
+bitfield ones set u24 0 16777215
 bitpos ones 0
 bitpos ones 0 0 -1
 bitpos ones 0 0 -1 bit
 bitpos ones 1 -1
 set a abc
-set b "\x0f\x0f"
+set b ?O
 bitop and d a b
 get d
 bitop or d a b missing

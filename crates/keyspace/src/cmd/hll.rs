@@ -244,6 +244,45 @@ fn to_dense(s: &[u8]) -> Result<Vec<u8>, Corrupt> {
     }
 }
 
+/// Opcode boundaries of one sparse sketch, (first register, byte position), so that a run
+/// of updates (a PFADD of many elements, a PFMERGE) walks a few opcodes from the nearest one
+/// instead of from the first opcode each time. Kept valid through the updates it is handed
+/// to; starts with the first opcode alone.
+struct Marks {
+    at: Vec<(usize, usize)>,
+}
+
+/// Opcodes walked past before a new mark is left.
+const MARK_SPACING_OPCODES: usize = 16;
+
+impl Marks {
+    fn new() -> Marks {
+        Marks {
+            at: vec![(0, HEADER_BYTES)],
+        }
+    }
+
+    /// Bytes after `pos` moved by `delta`.
+    fn shift(&mut self, pos: usize, delta: isize) {
+        for m in self.at.iter_mut().filter(|m| m.1 > pos) {
+            m.1 = m.1.wrapping_add_signed(delta);
+        }
+    }
+
+    /// The opcode at `pos` was joined into the one before it, at `pos - 1`.
+    fn joined(&mut self, pos: usize) {
+        self.at.retain(|m| m.1 != pos);
+        self.shift(pos, -1);
+    }
+
+    fn add(&mut self, first: usize, pos: usize) {
+        let i = self.at.partition_point(|m| m.1 < pos);
+        if self.at.get(i).map(|m| m.1) != Some(pos) {
+            self.at.insert(i, (first, pos));
+        }
+    }
+}
+
 /// Raises register `index` of a sparse sketch to `value`, rewriting its opcodes in place,
 /// or turning the sketch dense when a register outgrows VAL or the string would outgrow
 /// `sparse_max_bytes`. Whether a register changed.
@@ -252,19 +291,22 @@ fn sparse_raise(
     index: usize,
     value: u8,
     sparse_max_bytes: usize,
+    marks: &mut Marks,
 ) -> Result<bool, Corrupt> {
     if value > SPARSE_VAL_MAX_VALUE {
         return promote(s, index, value);
     }
-    // Find the opcode covering `index`.
-    let mut p = HEADER_BYTES;
-    let mut first = 0;
+    // Find the opcode covering `index`, starting two marks back so that the opcode before
+    // it (where joins start) is seen on the way.
+    let nearest = marks.at.partition_point(|m| m.0 <= index);
+    let (mut first, mut p) = marks.at[nearest.saturating_sub(2)];
     let mut prev = None;
     let mut op = Op {
         run: 0,
         value: 0,
         bytes: 1,
     };
+    let mut walked = 0;
     while p < s.len() {
         op = op_at(s, p);
         if index < first + op.run {
@@ -273,6 +315,10 @@ fn sparse_raise(
         prev = Some(p);
         p += op.bytes;
         first += op.run;
+        walked += 1;
+        if walked % MARK_SPACING_OPCODES == 0 && p < s.len() {
+            marks.add(first, p);
+        }
     }
     if op.run == 0 || p >= s.len() || p + op.bytes > s.len() {
         return Err(Corrupt);
@@ -317,16 +363,18 @@ fn sparse_raise(
         if seq.len() > op.bytes && s.len() + seq.len() - op.bytes > sparse_max_bytes {
             return promote(s, index, value);
         }
+        let delta = seq.len() as isize - op.bytes as isize;
         s.splice(p..p + op.bytes, seq);
+        marks.shift(p, delta);
     }
-    merge_adjacent_vals(s, prev.unwrap_or(HEADER_BYTES));
+    merge_adjacent_vals(s, prev.unwrap_or(HEADER_BYTES), marks);
     invalidate_cache(s);
     Ok(true)
 }
 
 /// Joins neighbouring VAL opcodes of equal value, looking at a few opcodes from `p` (the
 /// only place an update can have made a join possible).
-fn merge_adjacent_vals(s: &mut Vec<u8>, mut p: usize) {
+fn merge_adjacent_vals(s: &mut Vec<u8>, mut p: usize, marks: &mut Marks) {
     let mut opcodes_left = 5;
     while p < s.len() && opcodes_left > 0 {
         opcodes_left -= 1;
@@ -344,6 +392,7 @@ fn merge_adjacent_vals(s: &mut Vec<u8>, mut p: usize) {
             if a.value == next.value && a.run + next.run <= SPARSE_VAL_MAX_LEN {
                 s[p + 1] = val_op(a.value, a.run + next.run);
                 s.remove(p);
+                marks.joined(p + 1);
                 // Try the joined run against its right neighbour too.
                 continue;
             }
@@ -359,26 +408,47 @@ fn promote(s: &mut Vec<u8>, index: usize, value: u8) -> Result<bool, Corrupt> {
     Ok(true)
 }
 
-/// Adds an element; whether a register changed.
-fn add(s: &mut Vec<u8>, element: &[u8], sparse_max_bytes: usize) -> Result<bool, Corrupt> {
+/// Adds an element; whether a register changed. `marks` belong to `s`.
+fn add_marked(
+    s: &mut Vec<u8>,
+    element: &[u8],
+    sparse_max_bytes: usize,
+    marks: &mut Marks,
+) -> Result<bool, Corrupt> {
     let (index, run) = register_and_run(element);
     match s[4] {
         DENSE => Ok(dense_raise(&mut s[HEADER_BYTES..], index, run)),
-        SPARSE => sparse_raise(s, index, run, sparse_max_bytes),
+        SPARSE => sparse_raise(s, index, run, sparse_max_bytes, marks),
         _ => Err(Corrupt),
     }
+}
+
+#[cfg(test)]
+fn add(s: &mut Vec<u8>, element: &[u8], sparse_max_bytes: usize) -> Result<bool, Corrupt> {
+    add_marked(s, element, sparse_max_bytes, &mut Marks::new())
 }
 
 /// How many registers hold each value.
 type Histogram = [u64; 64];
 
+/// Calls `f(index, value)` for every register of dense `registers`, four (three bytes) at
+/// a time.
+fn for_each_dense(registers: &[u8], mut f: impl FnMut(usize, u8)) {
+    let mut i = 0;
+    for chunk in registers.chunks_exact(3) {
+        let word = u32::from(chunk[0]) | u32::from(chunk[1]) << 8 | u32::from(chunk[2]) << 16;
+        f(i, (word & 63) as u8);
+        f(i + 1, ((word >> 6) & 63) as u8);
+        f(i + 2, ((word >> 12) & 63) as u8);
+        f(i + 3, (word >> 18) as u8);
+        i += 4;
+    }
+}
+
 fn histogram(s: &[u8]) -> Result<Histogram, Corrupt> {
     let mut h = [0u64; 64];
-    let registers = &s[HEADER_BYTES..];
     if s[4] == DENSE {
-        for i in 0..REGISTERS {
-            h[usize::from(dense_get(registers, i))] += 1;
-        }
+        for_each_dense(&s[HEADER_BYTES..], |_, v| h[usize::from(v)] += 1);
         return Ok(h);
     }
     let (mut index, mut p) = (0, HEADER_BYTES);
@@ -450,9 +520,11 @@ fn estimate(h: &Histogram) -> u64 {
 /// Folds a sketch's registers into `max` (the larger of each).
 fn merge_into(max: &mut [u8; REGISTERS], s: &[u8]) -> Result<(), Corrupt> {
     if s[4] == DENSE {
-        for (i, m) in max.iter_mut().enumerate() {
-            *m = (*m).max(dense_get(&s[HEADER_BYTES..], i));
-        }
+        for_each_dense(&s[HEADER_BYTES..], |i, v| {
+            if v > max[i] {
+                max[i] = v;
+            }
+        });
         return Ok(());
     }
     let (mut index, mut p) = (0, HEADER_BYTES);
@@ -501,8 +573,9 @@ pub fn pfadd(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         None => (new_sketch(), 1),
     };
     let max_bytes = sparse_max_bytes(c);
+    let mut marks = Marks::new();
     for element in &a[2..] {
-        if add(&mut s, element, max_bytes)? {
+        if add_marked(&mut s, element, max_bytes, &mut marks)? {
             updated += 1;
         }
     }
@@ -560,6 +633,7 @@ pub fn pfmerge(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         s = to_dense(&s)?;
     }
     let max_bytes = sparse_max_bytes(c);
+    let mut marks = Marks::new();
     for (i, &m) in max.iter().enumerate() {
         if m == 0 {
             continue;
@@ -568,7 +642,7 @@ pub fn pfmerge(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             dense_raise(&mut s[HEADER_BYTES..], i, m);
         } else {
             // As Redis: a corrupt destination was checked by the merge above.
-            let _ = sparse_raise(&mut s, i, m, max_bytes);
+            let _ = sparse_raise(&mut s, i, m, max_bytes, &mut marks);
         }
     }
     invalidate_cache(&mut s);
@@ -587,9 +661,8 @@ pub fn pfdebug(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     if is(sub, "getreg") || is(sub, "todense") {
         let converted = s[4] == SPARSE;
         let dense = to_dense(&s)?;
-        let registers: Vec<u8> = (0..REGISTERS)
-            .map(|i| dense_get(&dense[HEADER_BYTES..], i))
-            .collect();
+        let mut registers = Vec::with_capacity(REGISTERS);
+        for_each_dense(&dense[HEADER_BYTES..], |_, v| registers.push(v));
         if converted {
             write_sketch(c, &a[2], dense);
             c.modified(&a[2]);
@@ -667,10 +740,13 @@ fn self_test() -> Result<(), String> {
     let mut dense = to_dense(&sparse).map_err(|_| "TESTFAILED new sketch".to_string())?;
     let relative_error = 1.04 / (REGISTERS as f64).sqrt();
     let mut checkpoint = 1;
+    let mut marks = Marks::new();
     for n in 1..=100_000u64 {
         let element = n.to_le_bytes();
-        add(&mut sparse, &element, 3000).map_err(|_| "TESTFAILED sparse add")?;
-        add(&mut dense, &element, usize::MAX).map_err(|_| "TESTFAILED dense add")?;
+        add_marked(&mut sparse, &element, 3000, &mut marks)
+            .map_err(|_| "TESTFAILED sparse add")?;
+        add_marked(&mut dense, &element, usize::MAX, &mut Marks::new())
+            .map_err(|_| "TESTFAILED dense add")?;
         if n == checkpoint {
             for s in [&sparse, &dense] {
                 let h = histogram(s).map_err(|_| "TESTFAILED histogram")?;
@@ -772,6 +848,37 @@ mod tests {
     }
 
     #[test]
+    fn marked_updates_build_the_same_bytes() {
+        // One PFADD of many elements (marks kept across) against one PFADD per element.
+        let elements: Vec<String> = (0..1500).map(|i| format!("{}", i * 7919)).collect();
+        let mut one_by_one = new_sketch();
+        for e in &elements {
+            add(&mut one_by_one, e.as_bytes(), 3000).unwrap();
+        }
+        let mut batched = new_sketch();
+        let mut marks = Marks::new();
+        for e in &elements {
+            add_marked(&mut batched, e.as_bytes(), 3000, &mut marks).unwrap();
+        }
+        assert_eq!(one_by_one, batched);
+        assert!(marks.at.len() > 10);
+    }
+
+    #[test]
+    fn dense_scan_matches_register_reads() {
+        let mut r = vec![0u8; DENSE_BYTES - HEADER_BYTES];
+        for i in 0..REGISTERS {
+            dense_put(&mut r, i, (i * 31 % 64) as u8);
+        }
+        let mut seen = 0;
+        for_each_dense(&r, |i, v| {
+            assert_eq!(v, dense_get(&r, i));
+            seen += 1;
+        });
+        assert_eq!(seen, REGISTERS);
+    }
+
+    #[test]
     fn sparse_turns_dense_past_the_limit() {
         let mut s = new_sketch();
         for i in 0..1000u32 {
@@ -790,7 +897,10 @@ mod tests {
         let mut cut = new_sketch();
         cut.pop();
         assert_eq!(histogram(&cut), Err(Corrupt));
-        assert_eq!(sparse_raise(&mut cut, 16383, 3, 3000), Err(Corrupt));
+        assert_eq!(
+            sparse_raise(&mut cut, 16383, 3, 3000, &mut Marks::new()),
+            Err(Corrupt)
+        );
         assert!(self_test().is_ok());
     }
 }

@@ -246,7 +246,8 @@ impl Shape {
                 if lat_distance(cy, xy[1]) > h / 2.0 {
                     return None;
                 }
-                if distance(xy[0], cy, cx, cy) > w / 2.0 {
+                // Measured along the point's own parallel, as Redis does.
+                if distance(xy[0], xy[1], cx, xy[1]) > w / 2.0 {
                     return None;
                 }
                 Some(distance(cx, cy, xy[0], xy[1]))

@@ -43,23 +43,26 @@ pub fn setbit(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         b"0" => false,
         _ => return Err(CmdError::other("ERR bit is not an integer or out of range")),
     };
-    let mut v =
-        c.ks.string(c.db, &a[1])?
-            .map(|s| s.as_bytes().to_vec())
-            .unwrap_or_default();
+    let current = c.ks.string(c.db, &a[1])?.map(|s| s.as_bytes().to_vec());
+    let existed = current.is_some();
+    let mut v = current.unwrap_or_default();
     let old = bit_at(&v, offset);
     let byte = (offset >> 3) as usize;
-    if v.len() <= byte {
-        v.resize(byte + 1, 0);
+    // A new or longer string is a change even when the bit keeps its value.
+    let grown = !existed || v.len() <= byte;
+    if grown {
+        v.resize(v.len().max(byte + 1), 0);
     }
-    let mask = 1u8 << (7 - (offset & 7) as u8);
-    if on {
-        v[byte] |= mask;
-    } else {
-        v[byte] &= !mask;
+    if grown || (old == 1) != on {
+        let mask = 1u8 << (7 - (offset & 7) as u8);
+        if on {
+            v[byte] |= mask;
+        } else {
+            v[byte] &= !mask;
+        }
+        c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::from_vec(v)));
+        c.modified(&a[1]);
     }
-    c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::from_vec(v)));
-    c.modified(&a[1]);
     c.out.int(old as i64);
     Ok(())
 }

@@ -433,6 +433,41 @@ static TABLE: &[Spec] = &[
     ),
 ];
 
+/// Key positions of the data commands whose keys move with their options (Redis's
+/// "movablekeys"), as COMMAND GETKEYS reports them: SORT's and GEORADIUS's STORE targets.
+/// `None` for the others, whose keys the spec's first/last/step give.
+pub fn movable_key_positions(name: &str, args: &[Bytes]) -> Option<Vec<usize>> {
+    let is = |i: usize, word: &str| args[i].eq_ignore_ascii_case(word.as_bytes());
+    let mut store = None;
+    match name {
+        "sort" => {
+            let mut i = 2;
+            while i < args.len() {
+                if is(i, "limit") {
+                    i += 2;
+                } else if is(i, "get") || is(i, "by") {
+                    i += 1;
+                } else if is(i, "store") && i + 1 < args.len() {
+                    store = Some(i + 1);
+                }
+                i += 1;
+            }
+        }
+        "georadius" | "georadiusbymember" => {
+            let mut i = 5;
+            while i < args.len() {
+                if (is(i, "store") || is(i, "storedist")) && i + 1 < args.len() {
+                    store = Some(i + 1);
+                    i += 1;
+                }
+                i += 1;
+            }
+        }
+        _ => return None,
+    }
+    Some(std::iter::once(1).chain(store).collect())
+}
+
 /// Every command, in table order.
 pub fn commands() -> &'static [Spec] {
     TABLE
@@ -465,6 +500,32 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), TABLE.len());
+    }
+
+    #[test]
+    fn store_keys_are_found_where_redis_finds_them() {
+        let args = |line: &str| -> Vec<Bytes> {
+            line.split(' ')
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .collect()
+        };
+        let keys = |line: &str| {
+            let a = args(line);
+            movable_key_positions(&a[0].to_ascii_lowercase().iter().map(|&b| b as char).collect::<String>(), &a)
+        };
+        assert_eq!(keys("sort abc store def"), Some(vec![1, 3]));
+        assert_eq!(
+            keys("sort abc store invalid store stillbad store def"),
+            Some(vec![1, 7])
+        );
+        assert_eq!(keys("sort abc by store get store"), Some(vec![1]));
+        assert_eq!(keys("sort abc limit store 1 store x"), Some(vec![1, 6]));
+        assert_eq!(
+            keys("georadius src 1 1 1 km storedist dst"),
+            Some(vec![1, 7])
+        );
+        assert_eq!(keys("georadiusbymember src m 1 km"), Some(vec![1]));
+        assert_eq!(keys("get k"), None);
     }
 
     #[test]

@@ -434,7 +434,8 @@ static TABLE: &[Spec] = &[
 ];
 
 /// Key positions of the data commands whose keys move with their options (Redis's
-/// "movablekeys"), as COMMAND GETKEYS reports them: SORT's and GEORADIUS's STORE targets.
+/// "movablekeys"), as COMMAND GETKEYS reports them: SORT's and GEORADIUS's STORE and
+/// STOREDIST targets.
 /// `None` for the others, whose keys the spec's first/last/step give.
 pub fn movable_key_positions(name: &str, args: &[Bytes]) -> Option<Vec<usize>> {
     let is = |i: usize, word: &str| args[i].eq_ignore_ascii_case(word.as_bytes());
@@ -454,14 +455,16 @@ pub fn movable_key_positions(name: &str, args: &[Bytes]) -> Option<Vec<usize>> {
             }
         }
         "georadius" | "georadiusbymember" => {
-            let mut i = 5;
-            while i < args.len() {
-                if (is(i, "store") || is(i, "storedist")) && i + 1 < args.len() {
-                    store = Some(i + 1);
-                    i += 1;
-                }
-                i += 1;
-            }
+            // Redis's key specs: the first STORE, then the first STOREDIST, each searched
+            // from the options on (a keyword in the last place names no key).
+            let from = if name == "georadius" { 6 } else { 5 };
+            let after = |word: &str| {
+                (from..args.len().saturating_sub(1))
+                    .find(|&i| is(i, word))
+                    .map(|i| i + 1)
+            };
+            let keys = [Some(1), after("store"), after("storedist")];
+            return Some(keys.into_iter().flatten().collect());
         }
         _ => return None,
     }
@@ -524,6 +527,20 @@ mod tests {
             keys("georadius src 1 1 1 km storedist dst"),
             Some(vec![1, 7])
         );
+        // redis-server 7.0.15 answers these so.
+        assert_eq!(
+            keys("georadius src 1 1 1 km storedist d2 store d1"),
+            Some(vec![1, 9, 7])
+        );
+        assert_eq!(
+            keys("georadius src 1 1 1 km store d1 store d2"),
+            Some(vec![1, 7])
+        );
+        assert_eq!(
+            keys("georadius src 1 1 1 store km store d1"),
+            Some(vec![1, 8])
+        );
+        assert_eq!(keys("georadius src 1 1 1 km store"), Some(vec![1]));
         assert_eq!(keys("georadiusbymember src m 1 km"), Some(vec![1]));
         assert_eq!(keys("get k"), None);
     }

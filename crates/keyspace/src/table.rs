@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 
 use crate::cmd::{
-    bits as b, geo as g, hashes as h, hll as hl, keys as k, lists as l, sets as s, sort as so, strings as st, zsets as z,
+    bits as b, geo as g, hashes as h, hll as hl, keys as k, lists as l, sets as s, sort as so,
+    strings as st, zsets as z,
 };
 use crate::{CmdResult, Ctx};
 
@@ -327,7 +328,13 @@ static TABLE: &[Spec] = &[
     spec("georadius", -6, W, K1, F(g::georadius)),
     spec("georadius_ro", -6, R, K1, F(g::georadius_ro)),
     spec("georadiusbymember", -5, W, K1, F(g::georadiusbymember)),
-    spec("georadiusbymember_ro", -5, R, K1, F(g::georadiusbymember_ro)),
+    spec(
+        "georadiusbymember_ro",
+        -5,
+        R,
+        K1,
+        F(g::georadiusbymember_ro),
+    ),
     spec("geosearch", -7, R, K1, F(g::geosearch)),
     spec("geosearchstore", -8, W, K2, F(g::geosearchstore)),
     // connection and server: run by the node
@@ -514,7 +521,14 @@ mod tests {
         };
         let keys = |line: &str| {
             let a = args(line);
-            movable_key_positions(&a[0].to_ascii_lowercase().iter().map(|&b| b as char).collect::<String>(), &a)
+            movable_key_positions(
+                &a[0]
+                    .to_ascii_lowercase()
+                    .iter()
+                    .map(|&b| b as char)
+                    .collect::<String>(),
+                &a,
+            )
         };
         assert_eq!(keys("sort abc store def"), Some(vec![1, 3]));
         assert_eq!(

@@ -134,7 +134,7 @@ mod tests {
         };
         // GEOPOS of Palermo (13.361389 38.115556) in redis-server 7.0.
         assert_eq!(human(13.361389338970184), "13.36138933897018433");
-        assert_eq!(human(38.115556395496299), "38.11555639549629859");
+        assert_eq!(human(38.115_556_395_496_3), "38.11555639549629859");
         assert_eq!(human(-0.0), "0");
         assert_eq!(human(2.5), "2.5");
         assert_eq!(human(10.0), "10");

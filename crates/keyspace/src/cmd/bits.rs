@@ -116,9 +116,7 @@ pub fn bitpos(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         0 => 0u8,
         1 => 1u8,
         _ => {
-            return Err(CmdError::other(
-                "ERR The bit argument must be 1 or 0.",
-            ));
+            return Err(CmdError::other("ERR The bit argument must be 1 or 0."));
         }
     };
     let Some(s) = c.ks.string(c.db, &a[1])? else {
@@ -196,11 +194,16 @@ pub fn bitop(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         Xor,
         Not,
     }
-    let op = [("and", Op::And), ("or", Op::Or), ("xor", Op::Xor), ("not", Op::Not)]
-        .into_iter()
-        .find(|(name, _)| is(&a[1], name))
-        .map(|(_, op)| op)
-        .ok_or(CmdError::Syntax)?;
+    let op = [
+        ("and", Op::And),
+        ("or", Op::Or),
+        ("xor", Op::Xor),
+        ("not", Op::Not),
+    ]
+    .into_iter()
+    .find(|(name, _)| is(&a[1], name))
+    .map(|(_, op)| op)
+    .ok_or(CmdError::Syntax)?;
     if op == Op::Not && a.len() != 4 {
         return Err(CmdError::other(
             "ERR BITOP NOT must be called with a single source key.",
@@ -319,7 +322,11 @@ fn unsigned_overflow(value: u64, incr: i64, width: u32, policy: Overflow) -> Opt
     let min_incr = (value as i64).wrapping_neg();
     let wrapped = value.wrapping_add(incr as u64) & max;
     if value > max || (incr > 0 && incr > max_incr) {
-        Some(if policy == Overflow::Sat { max } else { wrapped })
+        Some(if policy == Overflow::Sat {
+            max
+        } else {
+            wrapped
+        })
     } else if incr < 0 && incr < min_incr {
         Some(if policy == Overflow::Sat { 0 } else { wrapped })
     } else {
@@ -339,19 +346,31 @@ fn signed_overflow(value: i64, incr: i64, width: u32, policy: Overflow) -> Optio
     let min_incr = min.wrapping_sub(value);
     let wrapped = || {
         let sum = (value as u64).wrapping_add(incr as u64);
-        sign_extend(if width < 64 { sum & ((1 << width) - 1) } else { sum }, width)
+        sign_extend(
+            if width < 64 {
+                sum & ((1 << width) - 1)
+            } else {
+                sum
+            },
+            width,
+        )
     };
     let narrow = width != 64;
-    if value > max
-        || (narrow && incr > max_incr)
-        || (value >= 0 && incr > 0 && incr > max_incr)
-    {
-        Some(if policy == Overflow::Sat { max } else { wrapped() })
+    if value > max || (narrow && incr > max_incr) || (value >= 0 && incr > 0 && incr > max_incr) {
+        Some(if policy == Overflow::Sat {
+            max
+        } else {
+            wrapped()
+        })
     } else if value < min
         || (narrow && incr < min_incr)
         || (value < 0 && incr < 0 && incr < min_incr)
     {
-        Some(if policy == Overflow::Sat { min } else { wrapped() })
+        Some(if policy == Overflow::Sat {
+            min
+        } else {
+            wrapped()
+        })
     } else {
         None
     }
@@ -463,7 +482,9 @@ fn bitfield_generic(c: &mut Ctx, a: &[Bytes], read_only: bool) -> CmdResult {
             };
             match signed_overflow(value, by, f.width, f.overflow) {
                 Some(_) if f.overflow == Overflow::Fail => None,
-                Some(limited) => Some((if set_to.is_some() { old } else { limited }, limited as u64)),
+                Some(limited) => {
+                    Some((if set_to.is_some() { old } else { limited }, limited as u64))
+                }
                 None => {
                     let new = value.wrapping_add(by);
                     Some((if set_to.is_some() { old } else { new }, new as u64))
@@ -477,12 +498,23 @@ fn bitfield_generic(c: &mut Ctx, a: &[Bytes], read_only: bool) -> CmdResult {
             match unsigned_overflow(value, by, f.width, f.overflow) {
                 Some(_) if f.overflow == Overflow::Fail => None,
                 Some(limited) => Some((
-                    if set_to.is_some() { old_raw as i64 } else { limited as i64 },
+                    if set_to.is_some() {
+                        old_raw as i64
+                    } else {
+                        limited as i64
+                    },
                     limited,
                 )),
                 None => {
                     let new = value.wrapping_add(by as u64);
-                    Some((if set_to.is_some() { old_raw as i64 } else { new as i64 }, new))
+                    Some((
+                        if set_to.is_some() {
+                            old_raw as i64
+                        } else {
+                            new as i64
+                        },
+                        new,
+                    ))
                 }
             }
         };

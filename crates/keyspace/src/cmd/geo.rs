@@ -285,7 +285,9 @@ impl Shape {
     fn radius_meters(&self) -> f64 {
         match self.extent {
             Extent::Radius(r) => r * self.to_meters,
-            Extent::Box(w, h) => ((w / 2.0) * (w / 2.0) + (h / 2.0) * (h / 2.0)).sqrt() * self.to_meters,
+            Extent::Box(w, h) => {
+                ((w / 2.0) * (w / 2.0) + (h / 2.0) * (h / 2.0)).sqrt() * self.to_meters
+            }
         }
     }
 }
@@ -317,10 +319,21 @@ fn search_boxes(shape: &Shape) -> [HashBits; 9] {
     let [min_lon, min_lat, max_lon, max_lat] = shape.bounds();
     let [lon, lat] = shape.center;
     let mut steps = steps_for_radius(shape.radius_meters(), lat);
-    let at = |steps| encode_wgs84(lon, lat, steps).unwrap_or(HashBits { bits: 0, step: steps });
+    let at = |steps| {
+        encode_wgs84(lon, lat, steps).unwrap_or(HashBits {
+            bits: 0,
+            step: steps,
+        })
+    };
     let mut hash = at(steps);
-    let (north, south) = (decode(neighbour(hash, 0, 1)), decode(neighbour(hash, 0, -1)));
-    let (east, west) = (decode(neighbour(hash, 1, 0)), decode(neighbour(hash, -1, 0)));
+    let (north, south) = (
+        decode(neighbour(hash, 0, 1)),
+        decode(neighbour(hash, 0, -1)),
+    );
+    let (east, west) = (
+        decode(neighbour(hash, 1, 0)),
+        decode(neighbour(hash, -1, 0)),
+    );
     // Near a cell's edge one neighbour may not reach the bounds: one step coarser does.
     let too_small = north.lat.max < max_lat
         || south.lat.min > min_lat
@@ -571,7 +584,7 @@ pub fn geopos(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 /// Which command family a search runs as: what its fixed arguments are and which options
 /// it takes.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Search {
+enum Form {
     /// GEORADIUS[_RO] key lon lat radius unit.
     Radius { store_ok: bool },
     /// GEORADIUSBYMEMBER[_RO] key member radius unit.
@@ -589,8 +602,8 @@ enum Order {
     Desc,
 }
 
-fn search_generic(c: &mut Ctx, a: &[Bytes], kind: Search) -> CmdResult {
-    let src = if kind == Search::SearchStore {
+fn search_generic(c: &mut Ctx, a: &[Bytes], kind: Form) -> CmdResult {
+    let src = if kind == Form::SearchStore {
         &a[2]
     } else {
         &a[1]
@@ -601,13 +614,13 @@ fn search_generic(c: &mut Ctx, a: &[Bytes], kind: Search) -> CmdResult {
     let mut center: Option<[f64; 2]> = None;
     let mut extent: Option<(Extent, f64)> = None;
     let base = match kind {
-        Search::Radius { .. } => {
+        Form::Radius { .. } => {
             center = Some(lonlat(&a[2], &a[3])?);
             let (r, u) = radius(&a[4..6])?;
             extent = Some((Extent::Radius(r), u));
             6
         }
-        Search::RadiusByMember { .. } => {
+        Form::RadiusByMember { .. } => {
             if z_exists {
                 let z = c.ks.zset(c.db, src)?.expect("checked");
                 center = Some(member_lonlat(z, &a[2])?);
@@ -616,19 +629,20 @@ fn search_generic(c: &mut Ctx, a: &[Bytes], kind: Search) -> CmdResult {
             }
             5
         }
-        Search::Search => 2,
-        Search::SearchStore => {
+        Form::Search => 2,
+        Form::SearchStore => {
             store = Some((a[1].clone(), false));
             3
         }
     };
-    let geosearch = matches!(kind, Search::Search | Search::SearchStore);
+    let geosearch = matches!(kind, Form::Search | Form::SearchStore);
     let store_ok = matches!(
         kind,
-        Search::Radius { store_ok: true } | Search::RadiusByMember { store_ok: true }
+        Form::Radius { store_ok: true } | Form::RadiusByMember { store_ok: true }
     );
     let (mut withdist, mut withhash, mut withcoord, mut any) = (false, false, false, false);
-    let (mut from_member, mut from_lonlat, mut by_radius, mut by_box) = (false, false, false, false);
+    let (mut from_member, mut from_lonlat, mut by_radius, mut by_box) =
+        (false, false, false, false);
     let mut order = Order::None;
     let mut count: i64 = 0;
     let mut i = base;
@@ -656,7 +670,7 @@ fn search_generic(c: &mut Ctx, a: &[Bytes], kind: Search) -> CmdResult {
         } else if (is(arg, "store") || is(arg, "storedist")) && left >= 1 && store_ok {
             store = Some((a[i + 1].clone(), is(arg, "storedist")));
             i += 1;
-        } else if is(arg, "storedist") && kind == Search::SearchStore {
+        } else if is(arg, "storedist") && kind == Form::SearchStore {
             store = Some((a[1].clone(), true));
         } else if is(arg, "frommember") && left >= 1 && geosearch && !from_lonlat {
             if z_exists {
@@ -691,7 +705,7 @@ fn search_generic(c: &mut Ctx, a: &[Bytes], kind: Search) -> CmdResult {
     if store.is_some() && (withdist || withhash || withcoord) {
         return Err(CmdError::other(format!(
             "ERR {} is not compatible with WITHDIST, WITHHASH and WITHCOORD options",
-            if kind == Search::SearchStore {
+            if kind == Form::SearchStore {
                 "GEOSEARCHSTORE"
             } else {
                 "STORE option in GEORADIUS"
@@ -790,27 +804,27 @@ fn search_generic(c: &mut Ctx, a: &[Bytes], kind: Search) -> CmdResult {
 }
 
 pub fn georadius(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    search_generic(c, a, Search::Radius { store_ok: true })
+    search_generic(c, a, Form::Radius { store_ok: true })
 }
 
 pub fn georadius_ro(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    search_generic(c, a, Search::Radius { store_ok: false })
+    search_generic(c, a, Form::Radius { store_ok: false })
 }
 
 pub fn georadiusbymember(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    search_generic(c, a, Search::RadiusByMember { store_ok: true })
+    search_generic(c, a, Form::RadiusByMember { store_ok: true })
 }
 
 pub fn georadiusbymember_ro(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    search_generic(c, a, Search::RadiusByMember { store_ok: false })
+    search_generic(c, a, Form::RadiusByMember { store_ok: false })
 }
 
 pub fn geosearch(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    search_generic(c, a, Search::Search)
+    search_generic(c, a, Form::Search)
 }
 
 pub fn geosearchstore(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    search_generic(c, a, Search::SearchStore)
+    search_generic(c, a, Form::SearchStore)
 }
 
 #[cfg(test)]
@@ -854,7 +868,13 @@ mod tests {
 
     #[test]
     fn interleave_round_trips() {
-        for (x, y) in [(0u32, 0u32), (1, 0), (0, 1), (0x3ff_ffff, 0x155_5555), (u32::MAX, 7)] {
+        for (x, y) in [
+            (0u32, 0u32),
+            (1, 0),
+            (0, 1),
+            (0x3ff_ffff, 0x155_5555),
+            (u32::MAX, 7),
+        ] {
             assert_eq!(deinterleave(interleave(x, y)), (x, y));
         }
     }

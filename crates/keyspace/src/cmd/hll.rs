@@ -743,8 +743,7 @@ fn self_test() -> Result<(), String> {
     let mut marks = Marks::new();
     for n in 1..=100_000u64 {
         let element = n.to_le_bytes();
-        add_marked(&mut sparse, &element, 3000, &mut marks)
-            .map_err(|_| "TESTFAILED sparse add")?;
+        add_marked(&mut sparse, &element, 3000, &mut marks).map_err(|_| "TESTFAILED sparse add")?;
         add_marked(&mut dense, &element, usize::MAX, &mut Marks::new())
             .map_err(|_| "TESTFAILED dense add")?;
         if n == checkpoint {

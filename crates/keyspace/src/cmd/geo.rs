@@ -3,6 +3,7 @@
 //! at a step chosen from the radius, then exact haversine distances), so members, order,
 //! distances and the digits printed match redis-server.
 
+use std::cmp::Ordering;
 use std::f64::consts::PI;
 
 use bytes::Bytes;
@@ -424,6 +425,123 @@ fn points_in_shape(z: &ZSet, shape: &Shape, limit: usize) -> Vec<Point> {
     found
 }
 
+/// Bentley and McIlroy's quicksort ("Engineering a Sort Function", 1993), sorting only the
+/// partitions that overlap positions `lo..=hi`: those positions end up holding what a full
+/// sort would put there. It is the partial sort Redis uses for COUNT; being unstable, the
+/// exact partitioning steps decide the order of equal elements, so they follow the paper's.
+fn partial_sort<T>(v: &mut [T], lo: usize, hi: usize, cmp: &impl Fn(&T, &T) -> Ordering) {
+    sort_within(v, 0, v.len(), lo, hi, cmp);
+}
+
+/// The sort of `v[a..a + n]`, positions absolute.
+fn sort_within<T>(
+    v: &mut [T],
+    mut a: usize,
+    mut n: usize,
+    lo: usize,
+    hi: usize,
+    cmp: &impl Fn(&T, &T) -> Ordering,
+) {
+    fn med3<T>(v: &[T], a: usize, b: usize, c: usize, cmp: &impl Fn(&T, &T) -> Ordering) -> usize {
+        if cmp(&v[a], &v[b]).is_lt() {
+            if cmp(&v[b], &v[c]).is_lt() {
+                b
+            } else if cmp(&v[a], &v[c]).is_lt() {
+                c
+            } else {
+                a
+            }
+        } else if cmp(&v[b], &v[c]).is_gt() {
+            b
+        } else if cmp(&v[a], &v[c]).is_lt() {
+            a
+        } else {
+            c
+        }
+    }
+    fn swap_runs<T>(v: &mut [T], a: usize, b: usize, n: usize) {
+        for k in 0..n {
+            v.swap(a + k, b + k);
+        }
+    }
+    // Whether v[first..=last] holds none of the wanted positions.
+    let outside =
+        |first: usize, last: usize| (lo < first && hi < first) || (lo > last && hi > last);
+    loop {
+        if n < 7 {
+            for m in a + 1..a + n {
+                let mut l = m;
+                while l > a && cmp(&v[l - 1], &v[l]).is_gt() {
+                    v.swap(l, l - 1);
+                    l -= 1;
+                }
+            }
+            return;
+        }
+        let mut m = a + n / 2;
+        if n > 7 {
+            let (mut l, mut r) = (a, a + n - 1);
+            if n > 40 {
+                let d = n / 8;
+                l = med3(v, l, l + d, l + 2 * d, cmp);
+                m = med3(v, m - d, m, m + d, cmp);
+                r = med3(v, r - 2 * d, r - d, r, cmp);
+            }
+            m = med3(v, l, m, r, cmp);
+        }
+        v.swap(a, m);
+        // Equal elements gather at both ends ([a, pa) and (pd, end)), then move to the middle.
+        let (mut pa, mut pb) = (a + 1, a + 1);
+        let (mut pc, mut pd) = (a + n - 1, a + n - 1);
+        loop {
+            while pb <= pc {
+                let o = cmp(&v[pb], &v[a]);
+                if o.is_gt() {
+                    break;
+                }
+                if o.is_eq() {
+                    v.swap(pa, pb);
+                    pa += 1;
+                }
+                pb += 1;
+            }
+            while pb <= pc {
+                let o = cmp(&v[pc], &v[a]);
+                if o.is_lt() {
+                    break;
+                }
+                if o.is_eq() {
+                    v.swap(pc, pd);
+                    pd -= 1;
+                }
+                pc -= 1;
+            }
+            if pb > pc {
+                break;
+            }
+            v.swap(pb, pc);
+            pb += 1;
+            pc -= 1;
+        }
+        let end = a + n;
+        let r = (pa - a).min(pb - pa);
+        swap_runs(v, a, pb - r, r);
+        let r = (pd - pc).min(end - pd - 1);
+        swap_runs(v, pb, end - r, r);
+        let r = pb - pa;
+        if r > 1 && !outside(a, a + r - 1) {
+            sort_within(v, a, r, lo, hi, cmp);
+        }
+        let r = pd - pc;
+        if r > 1 && !outside(end - r, end - 1) {
+            a = end - r;
+            n = r;
+            continue;
+        }
+        return;
+    }
+}
+
 /// Metres per unit of a unit argument.
 fn unit(arg: &[u8]) -> Result<f64, CmdError> {
     [("m", 1.0), ("km", 1000.0), ("ft", 0.3048), ("mi", 1609.34)]
@@ -751,14 +869,26 @@ fn search_generic(c: &mut Ctx, a: &[Bytes], kind: Form) -> CmdResult {
     let z = c.ks.zset(c.db, src)?.expect("checked");
     let limit = if any { count as usize } else { 0 };
     let mut points = points_in_shape(z, &shape, limit);
-    match order {
-        Order::Asc => points.sort_by(|p, q| p.dist.total_cmp(&q.dist)),
-        Order::Desc => points.sort_by(|p, q| q.dist.total_cmp(&p.dist)),
-        Order::None => {}
+    let by_distance = |p: &Point, q: &Point| match order {
+        Order::Desc => q.dist.total_cmp(&p.dist),
+        _ => p.dist.total_cmp(&q.dist),
+    };
+    let returned = if count != 0 {
+        points.len().min(count as usize)
+    } else {
+        points.len()
+    };
+    if order != Order::None {
+        // Redis sorts all results with the C library's (stable) merge sort, or, when COUNT
+        // keeps fewer, partially with its own quicksort: equal distances come out in the
+        // order those give.
+        if returned == points.len() {
+            points.sort_by(by_distance);
+        } else if returned > 0 {
+            partial_sort(&mut points, 0, returned - 1, &by_distance);
+        }
     }
-    if count != 0 {
-        points.truncate(count as usize);
-    }
+    points.truncate(returned);
     for p in &mut points {
         p.dist /= to_meters;
     }
@@ -941,6 +1071,32 @@ mod tests {
             .map(|i| ALPHABET[((bits >> (52 - (i + 1) * 5)) & 0x1f) as usize] as char)
             .collect();
         assert_eq!(format!("{text}0"), "sqc8b49rny0");
+    }
+
+    #[test]
+    fn partial_sort_puts_the_wanted_positions_in_order() {
+        let mut seed = 7u64;
+        for len in [0usize, 1, 5, 7, 8, 40, 41, 300] {
+            let v: Vec<u32> = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (seed >> 59) as u32
+                })
+                .collect();
+            let mut sorted = v.clone();
+            sorted.sort();
+            for (lo, hi) in [(0, 0), (0, 3), (2, 5), (0, len.saturating_sub(1))] {
+                if len == 0 || hi >= len {
+                    continue;
+                }
+                let mut w = v.clone();
+                partial_sort(&mut w, lo, hi, &|a: &u32, b: &u32| a.cmp(b));
+                assert_eq!(w[lo..=hi], sorted[lo..=hi], "len {len} {lo}..={hi}");
+                let mut all = w.clone();
+                all.sort();
+                assert_eq!(all, sorted);
+            }
+        }
     }
 
     #[test]

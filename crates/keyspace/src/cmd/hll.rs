@@ -8,7 +8,9 @@
 //! run-length opcodes ZERO `00llllll`, XZERO `01llllll llllllll` and VAL `1vvvvvll`.
 //! Sparse sketches turn dense once they would outgrow `hll-sparse-max-bytes` or hold a
 //! register above 32. Elements are hashed with MurmurHash64A and Redis's seed. Strings that
-//! are not valid sketches are refused with Redis's errors, never trusted.
+//! are not valid sketches are refused with Redis's errors, never trusted: opcodes that run
+//! past the last register make a sketch corrupt, as in redis-server with the fix for
+//! CVE-2025-32023 (Debian's 7.0.15 has it).
 
 use bytes::Bytes;
 
@@ -226,11 +228,11 @@ fn to_dense(s: &[u8]) -> Result<Vec<u8>, Corrupt> {
     let mut p = HEADER_BYTES;
     while p < s.len() {
         let op = op_at(s, p);
-        if op.value > 0 {
-            if index + op.run > REGISTERS {
-                break;
-            }
-            for i in index..index + op.run {
+        if index + op.run > REGISTERS {
+            return Err(Corrupt);
+        }
+        for i in index..index + op.run {
+            if op.value > 0 {
                 dense_put(&mut dense[HEADER_BYTES..], i, op.value);
             }
         }
@@ -454,6 +456,9 @@ fn histogram(s: &[u8]) -> Result<Histogram, Corrupt> {
     let (mut index, mut p) = (0, HEADER_BYTES);
     while p < s.len() {
         let op = op_at(s, p);
+        if index + op.run > REGISTERS {
+            return Err(Corrupt);
+        }
         index += op.run;
         h[usize::from(op.value)] += op.run as u64;
         p += op.bytes;
@@ -530,10 +535,10 @@ fn merge_into(max: &mut [u8; REGISTERS], s: &[u8]) -> Result<(), Corrupt> {
     let (mut index, mut p) = (0, HEADER_BYTES);
     while p < s.len() {
         let op = op_at(s, p);
+        if index + op.run > REGISTERS {
+            return Err(Corrupt);
+        }
         if op.value > 0 {
-            if index + op.run > REGISTERS {
-                break;
-            }
             for m in &mut max[index..index + op.run] {
                 *m = (*m).max(op.value);
             }
@@ -575,8 +580,17 @@ pub fn pfadd(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let max_bytes = sparse_max_bytes(c);
     let mut marks = Marks::new();
     for element in &a[2..] {
-        if add_marked(&mut s, element, max_bytes, &mut marks)? {
-            updated += 1;
+        match add_marked(&mut s, element, max_bytes, &mut marks) {
+            Ok(true) => updated += 1,
+            Ok(false) => {}
+            Err(corrupt) => {
+                // Redis updates in place: the elements before the corrupt spot stay added
+                // (the reply is the error, and nothing is logged).
+                if updated > 0 {
+                    write_sketch(c, &a[1], s);
+                }
+                return Err(corrupt.into());
+            }
         }
     }
     if updated > 0 {
@@ -885,6 +899,16 @@ mod tests {
         }
         assert_eq!(s[4], DENSE);
         assert_eq!(s.len(), DENSE_BYTES);
+    }
+
+    #[test]
+    fn runs_past_the_last_register_are_corrupt() {
+        // All registers in one XZERO, then a VAL beyond them: every reader refuses it.
+        let mut s = new_sketch();
+        s.push(val_op(3, 1));
+        assert_eq!(to_dense(&s), Err(Corrupt));
+        assert_eq!(histogram(&s), Err(Corrupt));
+        assert_eq!(merge_into(&mut [0; REGISTERS], &s), Err(Corrupt));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub mod flags {
     pub const NO_MULTI: u32 = 1 << 11;
     /// Allowed in a RESP2 connection in subscribed state.
     pub const PUBSUB_CONTEXT: u32 = 1 << 12;
+    /// Keys beyond first/last/step, found by [`crate::movable_key_positions`].
+    pub const MOVABLE_KEYS: u32 = 1 << 13;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -54,6 +56,7 @@ pub mod flags {
         (FAST, "fast"),
         (NO_AUTH, "no_auth"),
         (NO_MULTI, "no_multi"),
+        (MOVABLE_KEYS, "movablekeys"),
     ];
 }
 
@@ -186,7 +189,7 @@ static TABLE: &[Spec] = &[
     spec("move", 3, DF, K1, F(k::move_)),
     spec("copy", -3, W, K2, F(k::copy)),
     spec("object", -2, R, (2, 2, 1), F(k::object)),
-    spec("sort", -2, W, K1, F(so::sort)),
+    spec("sort", -2, W | MOVABLE_KEYS, K1, F(so::sort)),
     spec("dump", 2, R, K1, NODE),
     spec("restore", -4, W, K1, NODE),
     spec("sort_ro", -2, R, K1, F(so::sort_ro)),
@@ -325,9 +328,15 @@ static TABLE: &[Spec] = &[
     spec("geodist", -4, R, K1, F(g::geodist)),
     spec("geohash", -2, R, K1, F(g::geohash)),
     spec("geopos", -2, R, K1, F(g::geopos)),
-    spec("georadius", -6, W, K1, F(g::georadius)),
+    spec("georadius", -6, W | MOVABLE_KEYS, K1, F(g::georadius)),
     spec("georadius_ro", -6, R, K1, F(g::georadius_ro)),
-    spec("georadiusbymember", -5, W, K1, F(g::georadiusbymember)),
+    spec(
+        "georadiusbymember",
+        -5,
+        W | MOVABLE_KEYS,
+        K1,
+        F(g::georadiusbymember),
+    ),
     spec(
         "georadiusbymember_ro",
         -5,

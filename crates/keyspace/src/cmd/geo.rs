@@ -136,10 +136,26 @@ fn decode(hash: HashBits) -> Area {
     }
 }
 
+/// A score's hash bits as redis-server on x86-64 converts them (C's double to uint64_t):
+/// scores a GEOADD never writes (negative, 2^64 and above, set with ZADD) decode to the
+/// same places there and here.
+fn score_bits(score: f64) -> u64 {
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    if score < TWO_63 {
+        // Truncation toward zero; below -2^63 the instruction gives 2^63, as `as` does.
+        (score as i64) as u64
+    } else if score - TWO_63 < TWO_63 {
+        ((score - TWO_63) as i64 as u64) ^ (1 << 63)
+    } else {
+        // Out of range: the "integer indefinite" 2^63, flipped back to 0.
+        0
+    }
+}
+
 /// The point a stored score stands for: the centre of its cell.
 fn score_to_lonlat(score: f64) -> [f64; 2] {
     let area = decode(HashBits {
-        bits: score as u64,
+        bits: score_bits(score),
         step: STEP_MAX,
     });
     [
@@ -1097,6 +1113,19 @@ mod tests {
                 assert_eq!(all, sorted);
             }
         }
+    }
+
+    #[test]
+    fn odd_scores_decode_as_on_redis_server() {
+        // ZADD o -1 neg 1e300 huge inf inf; GEOPOS o neg huge inf on redis-server (x86-64).
+        assert_eq!(score_bits(-1.0), u64::MAX);
+        assert_eq!(score_bits(1e300), 0);
+        assert_eq!(score_bits(f64::INFINITY), 0);
+        assert_eq!(score_bits(f64::NEG_INFINITY), 1 << 63);
+        assert_eq!(score_bits(3479099956230698.0), 3479099956230698);
+        assert_eq!(score_bits(1.5e19), 15_000_000_000_000_000_000);
+        let [lon, lat] = score_to_lonlat(-1.0);
+        assert_eq!((lon, lat), (180.0, LAT_MAX));
     }
 
     #[test]

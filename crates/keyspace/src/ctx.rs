@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use resp::ReplyBuf;
 
-use crate::{CmdError, Keyspace};
+use crate::{CmdError, Keyspace, notify};
 
 /// A blocking command found nothing to pop: the connection should wait on these keys until
 /// `deadline_ms` (None: forever) and then run the command again.
@@ -58,6 +58,17 @@ impl<'a> Ctx<'a> {
     pub fn modified(&mut self, key: &[u8]) {
         self.ks.dirty += 1;
         self.ks.touch(self.db, key);
+    }
+
+    /// Raises keyspace event `name` of `class` on `key` (see [`crate::notify`]).
+    pub fn notify(&mut self, class: notify::Classes, name: &'static str, key: &[u8]) {
+        self.ks.notify(class, name, self.db, key);
+    }
+
+    /// A change to `key` that raises event `name`: [`Ctx::modified`] and [`Ctx::notify`].
+    pub fn changed(&mut self, key: &[u8], class: notify::Classes, name: &'static str) {
+        self.modified(key);
+        self.notify(class, name, key);
     }
 }
 

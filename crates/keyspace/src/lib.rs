@@ -11,6 +11,7 @@ mod dict;
 mod error;
 mod glob;
 mod keyspace;
+pub mod notify;
 mod str;
 mod table;
 mod value;

@@ -371,6 +371,13 @@ static TABLE: &[Spec] = &[
         NODE,
     ),
     spec("time", 1, LOADING | STALE | FAST, KNONE, NODE),
+    spec(
+        "monitor",
+        1,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        KNONE,
+        NODE,
+    ),
     spec("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, KNONE, NODE),
     spec("save", 1, ADMIN | NOSCRIPT | NO_MULTI, KNONE, NODE),
     spec("bgsave", -1, ADMIN | NOSCRIPT, KNONE, NODE),

@@ -101,6 +101,10 @@ pub fn run(
                     ("unblock", -3),
                     ("no-evict", 3),
                     ("reply", 3),
+                    ("tracking", -3),
+                    ("caching", 3),
+                    ("getredir", 2),
+                    ("trackinginfo", 2),
                     ("help", 2),
                 ],
             )?;
@@ -148,6 +152,17 @@ pub fn run(
             out.bulk_int((now_us % 1_000_000) as i64);
         }
         "debug" => debug(st, id, a, out)?,
+        "monitor" => {
+            if in_exec {
+                return Err(CmdError::other(
+                    "ERR MONITOR isn't allowed for DENY BLOCKING client",
+                ));
+            }
+            if !st.monitors.contains(&id) {
+                st.monitors.push(id);
+            }
+            out.ok();
+        }
         "dump" => {
             let db = client(st, id).db;
             let compress = st.config.rdbcompression;
@@ -513,6 +528,8 @@ fn hello(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
 
 fn reset(st: &mut State, id: u64, out: &mut ReplyBuf) {
     st.unwatch_all(id);
+    crate::tracking::disable(st, id);
+    st.monitors.retain(|m| *m != id);
     let requirepass = st.config.requirepass.is_some();
     let c = client(st, id);
     c.multi = None;
@@ -536,10 +553,12 @@ fn reset(st: &mut State, id: u64, out: &mut ReplyBuf) {
     out.simple("RESET");
 }
 
-fn client_line(st: &State, c: &crate::state::Client) -> String {
+/// One client's CLIENT LIST line; `qbuf`: the bytes of its query buffer (the command
+/// running now, for the client asking).
+fn client_line(st: &State, c: &crate::state::Client, qbuf: usize) -> String {
     let now = st.ks.now_ms();
     format!(
-        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={}",
+        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={qbuf} qbuf-free={} argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir={} resp={}",
         c.id,
         c.addr,
         c.laddr,
@@ -559,13 +578,27 @@ fn client_line(st: &State, c: &crate::state::Client) -> String {
         c.channels.len(),
         c.patterns.len(),
         c.multi.as_ref().map_or(-1, |q| q.len() as i64),
+        c.query_buf_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(qbuf),
         if c.last_cmd.is_empty() {
             "NULL"
         } else {
             &c.last_cmd
         },
+        crate::tracking::redirect_of(st, c.id),
         if c.protocol == Protocol::Resp3 { 3 } else { 2 },
     )
+}
+
+/// The size of `args` as a RESP request (what the query buffer held for it).
+fn request_bytes(args: &[Bytes]) -> usize {
+    let header = |n: usize| 3 + itoa::Buffer::new().format(n).len();
+    header(args.len())
+        + args
+            .iter()
+            .map(|a| header(a.len()) + a.len() + 2)
+            .sum::<usize>()
 }
 
 fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<Flow> {
@@ -586,7 +619,7 @@ fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resul
             out.ok();
         }
         ("info", 2) => {
-            let line = client_line(st, &st.clients[&id]) + "\n";
+            let line = client_line(st, &st.clients[&id], request_bytes(a)) + "\n";
             out.verbatim(line.as_bytes());
         }
         ("list", _) => {
@@ -621,7 +654,10 @@ fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resul
             ids.sort_unstable();
             let text: String = ids
                 .iter()
-                .map(|x| client_line(st, &st.clients[x]) + "\n")
+                .map(|x| {
+                    let qbuf = if *x == id { request_bytes(a) } else { 0 };
+                    client_line(st, &st.clients[x], qbuf) + "\n"
+                })
                 .collect();
             out.verbatim(text.as_bytes());
         }
@@ -667,6 +703,16 @@ fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resul
             client(st, id).reply = mode;
             out.ok();
         }
+        ("tracking", _) => {
+            crate::tracking::tracking_command(st, id, a)?;
+            out.ok();
+        }
+        ("caching", 3) => {
+            crate::tracking::caching_command(st, id, a)?;
+            out.ok();
+        }
+        ("getredir", 2) => out.int(crate::tracking::redirect_of(st, id)),
+        ("trackinginfo", 2) => crate::tracking::info_reply(st, id, out),
         ("no-evict", 3) | ("no-touch", 3) => {
             if !is(&a[2], "on") && !is(&a[2], "off") {
                 return Err(CmdError::Syntax);
@@ -926,6 +972,7 @@ fn restore(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<(
         if removed {
             st.ks.dirty += 1;
             st.ks.touch(db, key);
+            st.ks.notify(keyspace::notify::GENERIC, "del", db, key);
             st.ks
                 .feed_push(db, vec![Bytes::from_static(b"DEL"), key.clone()]);
         }
@@ -935,6 +982,7 @@ fn restore(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<(
     st.ks.set_with_expiry(db, key, value, expire_at);
     st.ks.dirty += 1;
     st.ks.touch(db, key);
+    st.ks.notify(keyspace::notify::GENERIC, "restore", db, key);
     // Logged with an absolute deadline, so a replay later restores the same expiry.
     let mut logged = vec![
         Bytes::from_static(b"RESTORE"),
@@ -1040,7 +1088,7 @@ fn config(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()
                 )));
             }
             st.config = next;
-            st.ks.encodings = st.config.encodings();
+            st.config.configure(&mut st.ks);
             st.intro.settings = crate::introspect::Settings::from_config(&st.config.standard);
             crate::scripting::apply_config(st);
             st.intro.slowlog.trim(st.intro.settings.slowlog_max_len);

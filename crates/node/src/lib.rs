@@ -12,11 +12,13 @@ mod durability;
 mod info;
 mod introspect;
 mod introspect_cmd;
+mod monitor;
 mod persist;
 mod scripting;
 mod server;
 mod ship;
 mod state;
+mod tracking;
 mod transfer;
 mod workers;
 
@@ -309,7 +311,7 @@ async fn load_at_start(st: state::State) -> anyhow::Result<state::State> {
         // A node with storage accounts and nothing local comes back from the accounts.
         let restored = ship::restore(&config, &ship, &mut || {
             st.ks = keyspace::Keyspace::new(config.databases);
-            st.ks.encodings = config.encodings();
+            config.configure(&mut st.ks);
             st.ks.set_clock(unix_time_ms());
             if config.appendonly {
                 st.open_aof()

@@ -3,10 +3,9 @@
 //! Redis keeps two interpreters: one for EVAL scripts (reset by SCRIPT FLUSH) and one for
 //! FUNCTION libraries. [`Engine`] is either; the node owns one of each.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use bytes::Bytes;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
@@ -156,6 +155,54 @@ fn log(args: MultiValue) {
     }
 }
 
+/// The run in progress, as the one `redis.call` function an interpreter keeps reaches it:
+/// a pointer to a [`Lent`] on [`Engine::call_protected`]'s stack while the run lasts, null
+/// otherwise. (Creating a scoped function per run instead cost a fifth of a small script's
+/// time, in the closure and the garbage it leaves.)
+#[derive(Default)]
+struct RunSlot(AtomicPtr<()>);
+
+/// What redis.call needs of the run: the node, and the run's fixed rules.
+struct Lent<'a> {
+    host: &'a mut dyn Host,
+    read_only: bool,
+    flags: ScriptFlags,
+}
+
+impl RunSlot {
+    /// Runs `f` with `lent` reachable through [`RunSlot::with`]; the slot is cleared when
+    /// `f` returns or unwinds.
+    fn lend<R>(&self, lent: &mut Lent<'_>, f: impl FnOnce() -> R) -> R {
+        struct Clear<'s>(&'s AtomicPtr<()>);
+        impl Drop for Clear<'_> {
+            fn drop(&mut self) {
+                self.0.store(std::ptr::null_mut(), Ordering::Release);
+            }
+        }
+        self.0
+            .store(lent as *mut Lent<'_> as *mut (), Ordering::Release);
+        let _clear = Clear(&self.0);
+        f()
+    }
+
+    /// Calls `f` with the lent run; None outside a run. The slot is empty meanwhile, so a
+    /// call that re-entered it would find no run rather than a second mutable borrow.
+    fn with<R>(&self, f: impl FnOnce(&mut Lent<'_>) -> R) -> Option<R> {
+        let p = self.0.swap(std::ptr::null_mut(), Ordering::Acquire);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: `p` was stored by `lend` from a `&mut Lent` that lives until `lend`
+        // returns, and `lend` clears the slot before that; the swap above gives this call
+        // the only copy of the pointer until it is put back.
+        #[allow(unsafe_code)]
+        let lent = unsafe { &mut *(p as *mut Lent<'_>) };
+        let result = f(lent);
+        self.0.store(p, Ordering::Release);
+        Some(result)
+    }
+}
+
 /// A script or function to run.
 pub struct Run<'a> {
     /// For error messages: the script's sha, or the function's name.
@@ -209,6 +256,10 @@ pub struct Engine {
     scripts_body_bytes: usize,
     /// redis.setresp and redis.set_repl of the running script.
     flags: Arc<RunFlags>,
+    /// redis.call (set in the `redis` table only while a script runs) and the run it
+    /// reaches.
+    call: Function,
+    slot: Arc<RunSlot>,
     /// Runs so far, for stepping the collector.
     runs: u64,
 }
@@ -352,6 +403,35 @@ impl Engine {
                 Ok(())
             })?,
         )?;
+        let slot = Arc::new(RunSlot::default());
+        let (s, f) = (slot.clone(), flags.clone());
+        // A Rust function, not a Lua wrapper: a `return redis.call(...)` then keeps the
+        // script's frame (a tail call replaces a Lua frame), so errors name its line.
+        // redis.pcall is the prelude's protected call of it.
+        let call = lua.create_function(move |lua, args: MultiValue| {
+            let result = s.with(|lent| {
+                let ctx = CallCtx {
+                    resp3: f.resp3.load(Ordering::Relaxed),
+                    read_only: lent.read_only,
+                    propagate: f.propagate.load(Ordering::Relaxed),
+                    flags: lent.flags,
+                };
+                let _ = lua.set_memory_limit(0);
+                let result = call_from_script(lua, &mut *lent.host, args, &ctx);
+                let _ = lua.set_memory_limit(LUA_MEMORY_MAX_BYTES);
+                result
+            });
+            match result {
+                Some(Ok(Ok(v))) => Ok(v),
+                Some(Ok(Err(text))) => {
+                    Err(mlua::Error::RuntimeError(format!("{RAISED_REPLY}{text}")))
+                }
+                Some(Err(e)) => Err(e),
+                None => Err(mlua::Error::runtime(
+                    "redis.call is only available while a script runs",
+                )),
+            }
+        })?;
         hidden.raw_set(
             "log",
             lua.create_function(|_, args: MultiValue| {
@@ -394,6 +474,8 @@ impl Engine {
             scripts: HashMap::new(),
             scripts_body_bytes: 0,
             flags,
+            call,
+            slot,
             runs: 0,
             known_command,
         })
@@ -520,30 +602,15 @@ impl Engine {
     ) {
         self.flags.resp3.store(false, Ordering::Relaxed);
         self.flags.propagate.store(true, Ordering::Relaxed);
-        let host = RefCell::new(host);
         self.watch.start(run.kind, run.name, run.command);
-        let flags = self.flags.clone();
-        let ctx = || CallCtx {
-            resp3: flags.resp3.load(Ordering::Relaxed),
+        let mut lent = Lent {
+            host,
             read_only: run.read_only,
-            propagate: flags.propagate.load(Ordering::Relaxed),
             flags: run.flags,
         };
-        let redis = self.redis.clone();
-        let outcome = self.lua.scope(|scope| {
-            // A Rust function, not a Lua wrapper: a `return redis.call(...)` then keeps the
-            // script's frame (a tail call replaces a Lua frame), so errors name its line.
-            // redis.pcall is the prelude's protected call of it.
-            let call = scope.create_function(|lua, args: MultiValue| {
-                let _ = lua.set_memory_limit(0);
-                let result = call_from_script(lua, &mut **host.borrow_mut(), args, &ctx());
-                let _ = lua.set_memory_limit(LUA_MEMORY_MAX_BYTES);
-                match result? {
-                    Ok(v) => Ok(v),
-                    Err(text) => Err(mlua::Error::RuntimeError(format!("{RAISED_REPLY}{text}"))),
-                }
-            })?;
-            redis.raw_set(&self.names.call, call)?;
+        let slot = self.slot.clone();
+        let outcome = slot.lend(&mut lent, || -> mlua::Result<()> {
+            self.redis.raw_set(&self.names.call, &self.call)?;
             let _ = self.lua.set_memory_limit(LUA_MEMORY_MAX_BYTES);
             let values = body(&self.lua);
             let _ = self.lua.set_memory_limit(0);

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::strings::STRING_LEN_MAX_BYTES;
 use crate::ctx::{int, is};
-use crate::{CmdError, CmdResult, Ctx, Str, Value};
+use crate::{CmdError, CmdResult, Ctx, Str, Value, notify};
 
 /// A bit offset: non-negative and inside the longest string a key may hold.
 fn bit_offset(arg: &[u8]) -> Result<u64, CmdError> {
@@ -61,7 +61,7 @@ pub fn setbit(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             v[byte] &= !mask;
         }
         c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::from_vec(v)));
-        c.modified(&a[1]);
+        c.changed(&a[1], notify::STRING, "setbit");
     }
     c.out.int(old as i64);
     Ok(())
@@ -234,9 +234,9 @@ pub fn bitop(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let dst = &a[2];
     if len > 0 {
         c.ks.set(c.db, dst, Value::Str(Str::from_vec(result)));
-        c.modified(dst);
+        c.changed(dst, notify::STRING, "set");
     } else if c.ks.remove(c.db, dst).is_some() {
-        c.modified(dst);
+        c.changed(dst, notify::GENERIC, "del");
     }
     c.out.int(len as i64);
     Ok(())
@@ -538,7 +538,7 @@ fn bitfield_generic(c: &mut Ctx, a: &[Bytes], read_only: bool) -> CmdResult {
         c.ks.set_keep_ttl(c.db, key, Value::Str(Str::from_vec(bytes)));
     }
     if changes > 0 {
-        c.modified(key);
+        c.changed(key, notify::STRING, "setbit");
         c.ks.dirty += changes - 1;
     }
     Ok(())

@@ -5,14 +5,14 @@ use bytes::Bytes;
 use crate::ctx::{int, is, lossy};
 use crate::glob::glob_match;
 use crate::value::ZSet;
-use crate::{CmdError, CmdResult, Ctx, Dict, DictEntry, Str, Value};
+use crate::{CmdError, CmdResult, Ctx, Dict, DictEntry, Str, Value, notify};
 
 pub fn del(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let mut n = 0;
     for key in &a[1..] {
         if c.ks.get(c.db, key).is_some() {
             c.ks.remove(c.db, key);
-            c.modified(key);
+            c.changed(key, notify::GENERIC, "del");
             n += 1;
         }
     }
@@ -87,11 +87,11 @@ fn expire_generic(c: &mut Ctx, a: &[Bytes], unit_ms: i64, absolute: bool) -> Cmd
     }
     if at <= c.now_ms() as i64 {
         c.ks.remove(c.db, &a[1]);
-        c.modified(&a[1]);
+        c.changed(&a[1], notify::GENERIC, "del");
         c.propagate(&[b"DEL".as_slice(), &a[1]]);
     } else {
         c.ks.set_expiry(c.db, &a[1], at as u64);
-        c.modified(&a[1]);
+        c.changed(&a[1], notify::GENERIC, "expire");
         c.propagate(&[
             b"PEXPIREAT".as_slice(),
             &a[1],
@@ -144,7 +144,7 @@ pub fn pexpiretime(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 pub fn persist(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let done = c.ks.get(c.db, &a[1]).is_some() && c.ks.persist(c.db, &a[1]);
     if done {
-        c.modified(&a[1]);
+        c.changed(&a[1], notify::GENERIC, "persist");
     }
     c.out.int(done as i64);
     Ok(())
@@ -170,8 +170,8 @@ fn rename_generic(c: &mut Ctx, a: &[Bytes], nx: bool) -> CmdResult {
     let e = c.ks.remove(c.db, src).expect("checked above");
     let at = e.expire_at_ms();
     c.ks.insert_entry(c.db, Str::new(dst), e.value, at);
-    c.modified(src);
-    c.modified(dst);
+    c.changed(src, notify::GENERIC, "rename_from");
+    c.changed(dst, notify::GENERIC, "rename_to");
     if nx {
         c.out.int(1)
     } else {
@@ -374,8 +374,9 @@ pub fn move_(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let e = c.ks.remove(c.db, &a[1]).expect("checked above");
     let at = e.expire_at_ms();
     c.ks.insert_entry(dst, e.key, e.value, at);
-    c.modified(&a[1]);
+    c.changed(&a[1], notify::GENERIC, "move_from");
     c.ks.touch(dst, &a[1]);
+    c.ks.notify(notify::GENERIC, "move_to", dst, &a[1]);
     c.out.int(1);
     Ok(())
 }
@@ -436,6 +437,7 @@ pub fn copy(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     c.ks.insert_entry(dst_db, Str::new(&a[2]), value, at);
     c.ks.dirty += 1;
     c.ks.touch(dst_db, &a[2]);
+    c.ks.notify(notify::GENERIC, "copy_to", dst_db, &a[2]);
     c.out.int(1);
     Ok(())
 }

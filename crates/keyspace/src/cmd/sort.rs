@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use bytes::Bytes;
 
 use crate::ctx::{int, is};
-use crate::{CmdError, CmdResult, Ctx, Str, Value};
+use crate::{CmdError, CmdResult, Ctx, Str, Value, notify};
 
 /// What SORT was asked to do.
 #[derive(Debug, Default)]
@@ -181,7 +181,7 @@ fn sort_generic(c: &mut Ctx, a: &[Bytes], readonly: bool) -> CmdResult {
             let n = rows.len();
             if n == 0 {
                 if c.ks.remove(c.db, dst).is_some() {
-                    c.modified(dst);
+                    c.changed(dst, notify::GENERIC, "del");
                 }
             } else {
                 let list = rows
@@ -189,7 +189,7 @@ fn sort_generic(c: &mut Ctx, a: &[Bytes], readonly: bool) -> CmdResult {
                     .map(|r| Str::from_vec(r.unwrap_or_default()))
                     .collect();
                 c.ks.set(c.db, dst, Value::List(Box::new(list)));
-                c.modified(dst);
+                c.changed(dst, notify::LIST, "sortstore");
             }
             c.out.int(n as i64);
         }

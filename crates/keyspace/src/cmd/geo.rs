@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::zsets::zadd;
 use crate::ctx::{float, int, is, lossy};
 use crate::value::{Score, ZSet};
-use crate::{CmdError, CmdResult, Ctx, Str, Value};
+use crate::{CmdError, CmdResult, Ctx, Str, Value, notify};
 
 /// Bits per coordinate in a stored score (26 × 2 = 52, a double's mantissa).
 const STEP_MAX: u32 = 26;
@@ -866,7 +866,7 @@ fn search_generic(c: &mut Ctx, a: &[Bytes], kind: Form) -> CmdResult {
         match store {
             Some((dst, _)) => {
                 if c.ks.remove(c.db, &dst).is_some() {
-                    c.modified(&dst);
+                    c.changed(&dst, notify::GENERIC, "del");
                 }
                 c.out.int(0);
             }
@@ -938,10 +938,15 @@ fn search_generic(c: &mut Ctx, a: &[Bytes], kind: Form) -> CmdResult {
                     out.insert(&p.member, if storedist { p.dist } else { p.score });
                 }
                 c.ks.set(c.db, &dst, Value::ZSet(Box::new(out)));
-                c.modified(&dst);
+                let event = if geosearch {
+                    "geosearchstore"
+                } else {
+                    "georadiusstore"
+                };
+                c.changed(&dst, notify::ZSET, event);
                 c.ks.dirty += n as u64 - 1;
             } else if c.ks.remove(c.db, &dst).is_some() {
-                c.modified(&dst);
+                c.changed(&dst, notify::GENERIC, "del");
             }
             c.out.int(n as i64);
         }

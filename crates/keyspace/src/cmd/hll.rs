@@ -15,7 +15,7 @@
 use bytes::Bytes;
 
 use crate::ctx::{is, lossy};
-use crate::{CmdError, CmdResult, Ctx, Str, Value};
+use crate::{CmdError, CmdResult, Ctx, Str, Value, notify};
 
 /// Bits of the hash that pick a register.
 const INDEX_BITS: u32 = 14;
@@ -596,7 +596,7 @@ pub fn pfadd(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     if updated > 0 {
         invalidate_cache(&mut s);
         write_sketch(c, &a[1], s);
-        c.modified(&a[1]);
+        c.changed(&a[1], notify::STRING, "pfadd");
         c.ks.dirty += updated - 1;
     }
     c.out.int(i64::from(updated > 0));
@@ -661,7 +661,8 @@ pub fn pfmerge(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     }
     invalidate_cache(&mut s);
     write_sketch(c, &a[1], s);
-    c.modified(&a[1]);
+    // Redis names PFMERGE's event "pfadd" too.
+    c.changed(&a[1], notify::STRING, "pfadd");
     c.out.ok();
     Ok(())
 }

@@ -592,6 +592,56 @@ mod tests {
     }
 
     #[test]
+    fn field_overflow_follows_redis() {
+        use Overflow::*;
+        // BITFIELD k SET u8 0 255 INCRBY u8 0 10, under each policy.
+        assert_eq!(unsigned_overflow(255, 10, 8, Wrap), Some(9));
+        assert_eq!(unsigned_overflow(255, 10, 8, Sat), Some(255));
+        assert_eq!(unsigned_overflow(5, -10, 8, Sat), Some(0));
+        assert_eq!(unsigned_overflow(5, -10, 8, Wrap), Some(251));
+        assert_eq!(unsigned_overflow(5, 10, 8, Wrap), None);
+        // SET u8 with -1 under SAT saturates up, as redis-server answers (255).
+        assert_eq!(unsigned_overflow(-1i64 as u64, 0, 8, Sat), Some(255));
+        assert_eq!(signed_overflow(100, 100, 8, Wrap), Some(-56));
+        assert_eq!(signed_overflow(100, 100, 8, Sat), Some(127));
+        assert_eq!(signed_overflow(-100, -100, 8, Sat), Some(-128));
+        assert_eq!(signed_overflow(i64::MIN, -1, 64, Wrap), Some(i64::MAX));
+        assert_eq!(signed_overflow(i64::MIN, -1, 64, Sat), Some(i64::MIN));
+        assert_eq!(signed_overflow(i64::MAX, 1, 64, Sat), Some(i64::MAX));
+        assert_eq!(signed_overflow(-2, 1, 2, Fail), None);
+        assert_eq!(signed_overflow(-3, 0, 2, Wrap), Some(1));
+        assert_eq!(signed_overflow(1, 1, 2, Fail), Some(-2));
+    }
+
+    #[test]
+    fn fields_read_and_write_most_significant_first() {
+        let mut v = vec![0u8; 3];
+        write_field(&mut v, 4, 8, 0xAB);
+        assert_eq!(v, [0x0A, 0xB0, 0x00]);
+        assert_eq!(read_field(&v, 4, 8), 0xAB);
+        assert_eq!(sign_extend(read_field(&v, 4, 4), 4), -6);
+        assert_eq!(read_field(&v, 20, 8), 0, "beyond the end reads zeros");
+        assert_eq!(field_type(b"i64").unwrap(), (true, 64));
+        assert_eq!(field_type(b"u63").unwrap(), (false, 63));
+        for bad in [&b"u64"[..], b"i65", b"i0", b"x8", b"I8", b"", b"u"] {
+            assert!(field_type(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(field_offset(b"#3", Some(8)).unwrap(), 24);
+        assert!(field_offset(b"#3", None).is_err());
+        assert!(field_offset(b"#-1", Some(8)).is_err());
+    }
+
+    #[test]
+    fn bit_search_skips_whole_bytes() {
+        let v = b"\xff\xf0\x00";
+        assert_eq!(find_bit(v, 0, 23, 0), Some(12));
+        assert_eq!(find_bit(v, 0, 23, 1), Some(0));
+        assert_eq!(find_bit(v, 12, 23, 1), None);
+        assert_eq!(find_bit(v, 3, 5, 0), None);
+        assert_eq!(find_bit(b"\x00\x00\x01", 0, 23, 1), Some(23));
+    }
+
+    #[test]
     fn bits_are_most_significant_first() {
         assert_eq!(bit_at(b"\x40", 1), 1);
         assert_eq!(bit_at(b"\x40", 0), 0);

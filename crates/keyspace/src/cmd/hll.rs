@@ -572,7 +572,40 @@ fn sparse_max_bytes(c: &Ctx) -> usize {
     c.ks.encodings.hll_sparse_max_bytes
 }
 
+/// PFADD into a dense sketch, changed where it is stored: dense sketches keep their size, so
+/// there is no reason to copy 12 KB out and back per command. None when the key holds no
+/// valid dense sketch (the general path decides what to answer).
+fn pfadd_dense_in_place(c: &mut Ctx, a: &[Bytes]) -> Option<u64> {
+    let entry = c.ks.get(c.db, &a[1])?;
+    let Value::Str(Str::Heap(s)) = &mut entry.value else {
+        return None;
+    };
+    if check_sketch(s).is_err() || s[4] != DENSE {
+        return None;
+    }
+    let mut updated = 0;
+    for element in &a[2..] {
+        let (index, run) = register_and_run(element);
+        if dense_raise(&mut s[HEADER_BYTES..], index, run) {
+            updated += 1;
+        }
+    }
+    if updated > 0 {
+        invalidate_cache(s);
+    }
+    // No keyspace hit: Redis counts those for reads, and PFADD looks its key up to write.
+    Some(updated)
+}
+
 pub fn pfadd(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
+    if let Some(updated) = pfadd_dense_in_place(c, a) {
+        if updated > 0 {
+            c.changed(&a[1], notify::STRING, "pfadd");
+            c.ks.dirty += updated - 1;
+        }
+        c.out.int(i64::from(updated > 0));
+        return Ok(());
+    }
     let (mut s, mut updated) = match read_sketch(c, &a[1])? {
         Some(s) => (s, 0),
         None => (new_sketch(), 1),

@@ -647,13 +647,18 @@ pub fn pfcount(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         c.out.int(estimate(&raw_histogram(&max)) as i64);
         return Ok(());
     }
-    let Some(mut s) = read_sketch(c, &a[1])? else {
-        c.out.int(0);
-        return Ok(());
+    // The cached cardinality is read where the sketch is stored; only a stale cache copies
+    // the sketch out (`Err`: the stale sketch).
+    let cached: Result<u64, Vec<u8>> = match c.ks.string(c.db, &a[1])? {
+        None => Ok(0),
+        Some(s) => {
+            check_sketch(s)?;
+            cached_card(s).ok_or_else(|| s.as_bytes().to_vec())
+        }
     };
-    let card = match cached_card(&s) {
-        Some(card) => card,
-        None => {
+    let card = match cached {
+        Ok(card) => card,
+        Err(mut s) => {
             let card = estimate(&histogram(&s)?);
             s[8..16].copy_from_slice(&card.to_le_bytes());
             // The cache is part of the value: saved, logged and replicated like a write.

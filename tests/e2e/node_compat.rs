@@ -639,3 +639,250 @@ fn hashes_and_sets_match_redis_over_resp3() {
 fn server_commands_match_redis() {
     assert_same(SERVER, false);
 }
+
+const GEO: &str = r#"
+geoadd Sicily 13.361389 38.115556 Palermo 15.087269 37.502669 Catania
+geoadd Sicily nx 13.361389 38.115556 Palermo 12.758489 38.788135 edge1
+geoadd Sicily xx ch 12 38 Palermo 1 1 nope
+geoadd Sicily nx xx 1 1 a
+geoadd Sicily 1 1
+geoadd Sicily 200 100 bad
+geoadd Sicily 1 notafloat bad
+zscore Sicily Catania
+geopos Sicily Palermo Catania missing
+geopos missing a b
+geohash Sicily Palermo Catania missing
+geodist Sicily Palermo Catania
+geodist Sicily Palermo Catania km
+geodist Sicily Palermo Catania mi
+geodist Sicily Palermo Catania ft
+geodist Sicily Palermo Catania parsec
+geodist Sicily Palermo missing
+geodist missing a b
+geodist Sicily a b km extra
+geoadd Sicily 15.087269 37.502669 Catania 13.583333 37.316667 Agrigento 14.015482 37.513889 x1 15.2 37.6 x2 -0.1 51.5 London
+geosearch Sicily fromlonlat 15 37 byradius 200 km asc
+geosearch Sicily fromlonlat 15 37 byradius 200 km desc withcoord withdist withhash
+geosearch Sicily fromlonlat 15 37 byradius 200 km
+geosearch Sicily frommember Palermo bybox 400 400 km asc withdist
+geosearch Sicily frommember Palermo byradius 100 km count 2 asc
+geosearch Sicily frommember Palermo byradius 500 km count 2 any
+geosearch Sicily frommember Palermo byradius 500 km any
+geosearch Sicily frommember nosuch byradius 500 km
+geosearch Sicily fromlonlat 15 37 frommember Palermo byradius 10 km
+geosearch Sicily fromlonlat 15 37 byradius 10 km bybox 1 1 km
+geosearch Sicily byradius 10 km
+geosearch Sicily fromlonlat 15 37
+geosearch Sicily fromlonlat 15 37 byradius -1 km
+geosearch Sicily fromlonlat 15 37 byradius 1 lightyears
+geosearch Sicily fromlonlat 15 37 bybox 1 -1 km
+geosearch Sicily fromlonlat 15 37 byradius 200 km count 0
+geosearch Sicily fromlonlat 15 37 byradius 200 km store dst
+geosearch missing fromlonlat 15 37 byradius 200 km
+geosearchstore dst Sicily fromlonlat 15 37 byradius 200 km asc count 3
+zrange dst 0 -1 withscores
+geosearchstore dst Sicily fromlonlat 15 37 byradius 200 km storedist
+zrange dst 0 -1 withscores
+geosearchstore dst Sicily fromlonlat 15 37 byradius 200 km withdist
+geosearchstore dst missing fromlonlat 15 37 byradius 200 km
+exists dst
+georadius Sicily 15 37 200 km withdist asc
+georadius Sicily 15 37 3000 km withcoord desc count 3
+georadius Sicily 15 37 200 km store dst2
+zrange dst2 0 -1 withscores
+georadius Sicily 15 37 200 km storedist dst2
+zrange dst2 0 -1 withscores
+georadius_ro Sicily 15 37 200 km store dst3
+georadiusbymember Sicily Palermo 200 km withdist
+georadiusbymember Sicily nosuch 200 km
+georadiusbymember_ro Sicily Agrigento 100 km withhash
+georadiusbymember missing Palermo 200 km store dst4
+set str x
+geoadd str 1 1 a
+geopos str a
+geosearch str fromlonlat 1 1 byradius 1 km
+"#;
+
+const HLL: &str = r#"
+pfadd h a b c foo bar
+pfadd h a
+pfcount h
+get h
+pfadd h2 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20
+pfcount h h2
+pfcount h missing
+pfmerge h3 h h2
+pfcount h3
+pfdebug encoding h3
+pfdebug decode h
+pfdebug getreg missing
+pfdebug nosuch h
+pfdebug todense h
+pfdebug todense h
+pfdebug encoding h
+pfdebug decode h
+pfcount h
+pfadd empty
+pfcount empty
+get empty
+set s notanhll
+pfadd s a
+pfcount s
+pfmerge s h
+lpush l a
+pfadd l a
+pfcount l
+set bad HYLL
+pfcount bad
+"#;
+
+const BITS: &str = r#"
+set s foobar
+bitcount s
+bitcount s 1 1
+bitcount s 1 -2
+bitcount s 5 30 bit
+bitcount s -10 -3 bit
+bitcount s 0 -1 nope
+bitcount s 1
+bitpos s 1
+bitpos s 0
+bitpos s 1 2
+bitpos s 0 2 -1
+bitpos s 1 7 15 bit
+bitpos s 0 7 15 bit
+bitpos s 1 100
+bitpos s 2
+bitpos s 1 0 -1 nope
+bitpos missing 1
+bitpos missing 0
+bitfield ones set u24 0 16777215
+bitpos ones 0
+bitpos ones 0 0 -1
+bitpos ones 0 0 -1 bit
+bitpos ones 1 -1
+set a abc
+set b ?O
+bitop and d a b
+get d
+bitop or d a b missing
+get d
+bitop xor d a b
+get d
+bitop not d a
+get d
+bitop not d a b
+bitop nand d a b
+bitop and d missing missing2
+exists d
+lpush l x
+bitop or d a l
+bitfield bf set i8 0 100 get i8 0 incrby i8 0 100
+bitfield bf overflow sat incrby i8 0 100 overflow fail incrby i8 0 100 overflow wrap incrby i8 0 1
+bitfield bf set u8 #1 255 get u8 #1 incrby u8 #1 10
+bitfield bf overflow sat set u8 #2 -1 get u8 #2
+bitfield bf overflow fail set u4 0 16 get u4 0
+bitfield bf get i64 0 set i64 0 -9223372036854775808 incrby i64 0 -1
+bitfield bf overflow sat incrby i64 0 -1 overflow sat incrby u63 64 -1 get u63 64
+bitfield bf get u64 0
+bitfield bf get i65 0
+bitfield bf get x8 0
+bitfield bf get u8 -1
+bitfield bf get u8 4294967296
+bitfield bf overflow nope get u8 0
+bitfield bf incrby u8 0
+bitfield bf bogus
+bitfield bf
+bitfield missing get u8 0
+get bf
+bitfield_ro bf get i8 0 get u16 3
+bitfield_ro bf set i8 0 1
+bitfield l get u8 0
+setbit bits 7 1
+bitfield bits incrby u2 100 1 overflow sat incrby u2 102 5
+get bits
+"#;
+
+#[test]
+fn geo_matches_redis() {
+    assert_same(GEO, false);
+}
+
+#[test]
+fn geo_matches_redis_over_resp3() {
+    assert_same(GEO, true);
+}
+
+#[test]
+fn hyperloglog_matches_redis() {
+    assert_same(HLL, false);
+}
+
+#[test]
+fn bit_commands_match_redis() {
+    assert_same(BITS, false);
+}
+
+fn bytes_of(f: Frame) -> Vec<u8> {
+    match f {
+        Frame::Bulk(b) => b.to_vec(),
+        other => panic!("expected a bulk string, got {other:?}"),
+    }
+}
+
+/// HyperLogLogs are strings in Redis's own layout: one built by either server counts the
+/// same on the other (moved with DUMP/RESTORE), and the same PFADDs build the same bytes.
+#[test]
+fn hyperloglogs_move_between_redis_and_cacheplane() {
+    let redis = Server::redis(&[]);
+    let node = Server::cacheplane(&[]);
+    let mut r = redis.conn();
+    let mut n = node.conn();
+    let sparse: Vec<String> = (0..200).map(|i| format!("s{i}")).collect();
+    let dense: Vec<String> = (0..20_000).map(|i| format!("d{i}")).collect();
+    for (key, members) in [("sparse", &sparse), ("dense", &dense)] {
+        for chunk in members.chunks(1000) {
+            let mut args = vec!["pfadd", key];
+            args.extend(chunk.iter().map(String::as_str));
+            r.cmd(&args);
+            n.cmd(&args);
+        }
+        assert_eq!(
+            bytes_of(r.cmd(&["get", key])),
+            bytes_of(n.cmd(&["get", key])),
+            "{key}: the same PFADDs build the same sketch"
+        );
+        let want = r.cmd(&["pfcount", key]);
+        assert_eq!(n.cmd(&["pfcount", key]), want, "{key}");
+        // Both ways through DUMP/RESTORE, then counted and extended on the other side.
+        let from_redis = bytes_of(r.cmd(&["dump", key]));
+        let moved = format!("{key}-from-redis");
+        assert_eq!(
+            n.cmd_bytes(&[b"restore", moved.as_bytes(), b"0", &from_redis]),
+            Frame::Simple("OK".into())
+        );
+        assert_eq!(n.cmd(&["pfcount", &moved]), want, "{moved}");
+        let from_node = bytes_of(n.cmd(&["dump", key]));
+        let moved = format!("{key}-from-cacheplane");
+        assert_eq!(
+            r.cmd_bytes(&[b"restore", moved.as_bytes(), b"0", &from_node]),
+            Frame::Simple("OK".into())
+        );
+        assert_eq!(r.cmd(&["pfcount", &moved]), want, "{moved}");
+        for c in [&mut r, &mut n] {
+            c.cmd(&["pfadd", key, "extra-1", "extra-2", "extra-3"]);
+        }
+        assert_eq!(
+            bytes_of(r.cmd(&["get", key])),
+            bytes_of(n.cmd(&["get", key]))
+        );
+    }
+    for c in [&mut r, &mut n] {
+        c.cmd(&["pfmerge", "union", "sparse", "dense"]);
+    }
+    assert_eq!(r.cmd(&["pfcount", "union"]), n.cmd(&["pfcount", "union"]));
+    assert_eq!(
+        bytes_of(r.cmd(&["get", "union"])),
+        bytes_of(n.cmd(&["get", "union"]))
+    );
+}

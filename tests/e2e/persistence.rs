@@ -752,3 +752,73 @@ fn writes_during_an_aof_rewrite_are_kept() {
         }
     }
 }
+
+/// Geo, HyperLogLog and bitfield writes reach the AOF as Redis logs them (GEOADD as the
+/// ZADD it became) and replay in redis-server to the same values, sketches byte for byte.
+#[test]
+fn geo_hll_and_bitfield_writes_replay_in_redis_server() {
+    let dir = TempDir::new("aof-geo-hll");
+    let (sketch, merged, field, score) = {
+        let node = Server::cacheplane_in(
+            dir.path(),
+            &[
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
+        );
+        let mut c = node.conn();
+        c.cmd(&["GEOADD", "Sicily", "13.361389", "38.115556", "Palermo"]);
+        c.cmd(&["GEOADD", "Sicily", "15.087269", "37.502669", "Catania"]);
+        c.cmd(&[
+            "GEOSEARCHSTORE",
+            "near",
+            "Sicily",
+            "FROMLONLAT",
+            "15",
+            "37",
+            "BYRADIUS",
+            "200",
+            "km",
+            "STOREDIST",
+        ]);
+        let members: Vec<String> = (0..3000).map(|i| format!("m{i}")).collect();
+        let mut args = vec!["PFADD", "hll"];
+        args.extend(members.iter().map(String::as_str));
+        c.cmd(&args);
+        c.cmd(&["PFADD", "small", "a", "b", "c"]);
+        c.cmd(&["PFCOUNT", "hll"]);
+        c.cmd(&["PFMERGE", "both", "hll", "small"]);
+        c.cmd(&[
+            "BITFIELD", "bf", "SET", "i8", "0", "-100", "INCRBY", "u4", "#3", "7",
+        ]);
+        c.cmd(&["BITOP", "NOT", "inverted", "bf"]);
+        let get = |c: &mut Conn, key: &str| c.cmd(&["GET", key]);
+        (
+            get(&mut c, "hll"),
+            get(&mut c, "both"),
+            get(&mut c, "inverted"),
+            c.cmd(&["ZSCORE", "near", "Catania"]),
+        )
+    };
+    check_aof(dir.path());
+    let log = std::fs::read(last_incr(dir.path())).unwrap();
+    let log = String::from_utf8_lossy(&log).to_ascii_lowercase();
+    assert!(!log.contains("geoadd") && log.contains("zadd"), "{log}");
+    let redis = Server::redis_in(dir.path(), &["--appendonly", "yes"]);
+    let mut r = redis.conn();
+    assert_eq!(r.cmd(&["GET", "hll"]), sketch);
+    assert_eq!(r.cmd(&["GET", "both"]), merged);
+    assert_eq!(r.cmd(&["GET", "inverted"]), field);
+    assert_eq!(r.cmd(&["ZSCORE", "near", "Catania"]), score);
+    assert_eq!(
+        r.cmd(&["GEOPOS", "Sicily", "Palermo"]),
+        Frame::Array(vec![Frame::Array(vec![
+            crate::harness::bulk("13.36138933897018433"),
+            crate::harness::bulk("38.11555639549629859"),
+        ])])
+    );
+}

@@ -24,7 +24,7 @@ pub use error::{CmdError, CmdResult};
 pub use glob::glob_match;
 pub use keyspace::{Db, Entry, Keyspace, SnapshotSink, Stats};
 pub use str::Str;
-pub use table::{Run, Spec, commands, flags, lookup};
+pub use table::{Run, Spec, commands, flags, lookup, movable_key_positions};
 pub use value::{Encodings, Field, Kind, Member, Score, Value, ZSet};
 
 use bytes::Bytes;

@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 
 use crate::cmd::{
-    bits as b, hashes as h, keys as k, lists as l, sets as s, sort as so, strings as st, zsets as z,
+    bits as b, geo as g, hashes as h, hll as hl, keys as k, lists as l, sets as s, sort as so,
+    strings as st, zsets as z,
 };
 use crate::{CmdResult, Ctx};
 
@@ -39,6 +40,8 @@ pub mod flags {
     pub const NO_MULTI: u32 = 1 << 11;
     /// Allowed in a RESP2 connection in subscribed state.
     pub const PUBSUB_CONTEXT: u32 = 1 << 12;
+    /// Keys beyond first/last/step, found by [`crate::movable_key_positions`].
+    pub const MOVABLE_KEYS: u32 = 1 << 13;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -53,6 +56,7 @@ pub mod flags {
         (FAST, "fast"),
         (NO_AUTH, "no_auth"),
         (NO_MULTI, "no_multi"),
+        (MOVABLE_KEYS, "movablekeys"),
     ];
 }
 
@@ -153,6 +157,10 @@ static TABLE: &[Spec] = &[
     spec("setbit", 4, W, K1, F(b::setbit)),
     spec("getbit", 3, RF, K1, F(b::getbit)),
     spec("bitcount", -2, R, K1, F(b::bitcount)),
+    spec("bitpos", -3, R, K1, F(b::bitpos)),
+    spec("bitop", -4, W, (2, -1, 1), F(b::bitop)),
+    spec("bitfield", -2, W, K1, F(b::bitfield)),
+    spec("bitfield_ro", -2, RF, K1, F(b::bitfield_ro)),
     spec("lcs", -3, R, K2, F(st::lcs)),
     // keys
     spec("del", -2, D, KALL, F(k::del)),
@@ -181,7 +189,7 @@ static TABLE: &[Spec] = &[
     spec("move", 3, DF, K1, F(k::move_)),
     spec("copy", -3, W, K2, F(k::copy)),
     spec("object", -2, R, (2, 2, 1), F(k::object)),
-    spec("sort", -2, W, K1, F(so::sort)),
+    spec("sort", -2, W | MOVABLE_KEYS, K1, F(so::sort)),
     spec("dump", 2, R, K1, NODE),
     spec("restore", -4, W, K1, NODE),
     spec("sort_ro", -2, R, K1, F(so::sort_ro)),
@@ -309,6 +317,35 @@ static TABLE: &[Spec] = &[
     spec("zintercard", -3, R, KNONE, F(z::zintercard)),
     spec("zrandmember", -2, R, K1, F(z::zrandmember)),
     spec("zscan", -3, R, K1, F(z::zscan)),
+    // HyperLogLog (strings in Redis's sketch layout)
+    spec("pfadd", -2, WF, K1, F(hl::pfadd)),
+    spec("pfcount", -2, R, KALL, F(hl::pfcount)),
+    spec("pfmerge", -2, W, KALL, F(hl::pfmerge)),
+    spec("pfdebug", 3, W | ADMIN, (2, 2, 1), F(hl::pfdebug)),
+    spec("pfselftest", 1, ADMIN, KNONE, F(hl::pfselftest)),
+    // geo (sorted sets of geohash scores)
+    spec("geoadd", -5, W, K1, F(g::geoadd)),
+    spec("geodist", -4, R, K1, F(g::geodist)),
+    spec("geohash", -2, R, K1, F(g::geohash)),
+    spec("geopos", -2, R, K1, F(g::geopos)),
+    spec("georadius", -6, W | MOVABLE_KEYS, K1, F(g::georadius)),
+    spec("georadius_ro", -6, R, K1, F(g::georadius_ro)),
+    spec(
+        "georadiusbymember",
+        -5,
+        W | MOVABLE_KEYS,
+        K1,
+        F(g::georadiusbymember),
+    ),
+    spec(
+        "georadiusbymember_ro",
+        -5,
+        R,
+        K1,
+        F(g::georadiusbymember_ro),
+    ),
+    spec("geosearch", -7, R, K1, F(g::geosearch)),
+    spec("geosearchstore", -8, W, K2, F(g::geosearchstore)),
     // connection and server: run by the node
     spec("ping", -1, FAST | STALE | PUBSUB_CONTEXT, KNONE, NODE),
     spec("echo", 2, FAST, KNONE, NODE),
@@ -421,6 +458,44 @@ static TABLE: &[Spec] = &[
     ),
 ];
 
+/// Key positions of the data commands whose keys move with their options (Redis's
+/// "movablekeys"), as COMMAND GETKEYS reports them: SORT's and GEORADIUS's STORE and
+/// STOREDIST targets.
+/// `None` for the others, whose keys the spec's first/last/step give.
+pub fn movable_key_positions(name: &str, args: &[Bytes]) -> Option<Vec<usize>> {
+    let is = |i: usize, word: &str| args[i].eq_ignore_ascii_case(word.as_bytes());
+    let mut store = None;
+    match name {
+        "sort" => {
+            let mut i = 2;
+            while i < args.len() {
+                if is(i, "limit") {
+                    i += 2;
+                } else if is(i, "get") || is(i, "by") {
+                    i += 1;
+                } else if is(i, "store") && i + 1 < args.len() {
+                    store = Some(i + 1);
+                }
+                i += 1;
+            }
+        }
+        "georadius" | "georadiusbymember" => {
+            // Redis's key specs: the first STORE, then the first STOREDIST, each searched
+            // from the options on (a keyword in the last place names no key).
+            let from = if name == "georadius" { 6 } else { 5 };
+            let after = |word: &str| {
+                (from..args.len().saturating_sub(1))
+                    .find(|&i| is(i, word))
+                    .map(|i| i + 1)
+            };
+            let keys = [Some(1), after("store"), after("storedist")];
+            return Some(keys.into_iter().flatten().collect());
+        }
+        _ => return None,
+    }
+    Some(std::iter::once(1).chain(store).collect())
+}
+
 /// Every command, in table order.
 pub fn commands() -> &'static [Spec] {
     TABLE
@@ -453,6 +528,53 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), TABLE.len());
+    }
+
+    #[test]
+    fn store_keys_are_found_where_redis_finds_them() {
+        let args = |line: &str| -> Vec<Bytes> {
+            line.split(' ')
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .collect()
+        };
+        let keys = |line: &str| {
+            let a = args(line);
+            movable_key_positions(
+                &a[0]
+                    .to_ascii_lowercase()
+                    .iter()
+                    .map(|&b| b as char)
+                    .collect::<String>(),
+                &a,
+            )
+        };
+        assert_eq!(keys("sort abc store def"), Some(vec![1, 3]));
+        assert_eq!(
+            keys("sort abc store invalid store stillbad store def"),
+            Some(vec![1, 7])
+        );
+        assert_eq!(keys("sort abc by store get store"), Some(vec![1]));
+        assert_eq!(keys("sort abc limit store 1 store x"), Some(vec![1, 6]));
+        assert_eq!(
+            keys("georadius src 1 1 1 km storedist dst"),
+            Some(vec![1, 7])
+        );
+        // redis-server 7.0.15 answers these so.
+        assert_eq!(
+            keys("georadius src 1 1 1 km storedist d2 store d1"),
+            Some(vec![1, 9, 7])
+        );
+        assert_eq!(
+            keys("georadius src 1 1 1 km store d1 store d2"),
+            Some(vec![1, 7])
+        );
+        assert_eq!(
+            keys("georadius src 1 1 1 store km store d1"),
+            Some(vec![1, 8])
+        );
+        assert_eq!(keys("georadius src 1 1 1 km store"), Some(vec![1]));
+        assert_eq!(keys("georadiusbymember src m 1 km"), Some(vec![1]));
+        assert_eq!(keys("get k"), None);
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl Value {
 const EMBSTR_MAX_BYTES: usize = 44;
 
 /// The sizes up to which Redis keeps a value in its compact encoding (the `*-max-*`
-/// settings), for OBJECT ENCODING.
+/// settings), for OBJECT ENCODING and the HyperLogLog commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Encodings {
     pub hash_max_listpack_entries: usize,
@@ -105,6 +105,8 @@ pub struct Encodings {
     pub set_max_intset_entries: usize,
     pub zset_max_listpack_entries: usize,
     pub zset_max_listpack_value: usize,
+    /// The size a sparse HyperLogLog may grow to before it turns dense.
+    pub hll_sparse_max_bytes: usize,
 }
 
 impl Default for Encodings {
@@ -116,6 +118,7 @@ impl Default for Encodings {
             set_max_intset_entries: 512,
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
+            hll_sparse_max_bytes: 3000,
         }
     }
 }

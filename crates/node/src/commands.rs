@@ -949,6 +949,7 @@ fn command(a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
                 ));
             }
             let pos = crate::scripting::movable_key_positions(spec.name, &a[2..])
+                .or_else(|| keyspace::movable_key_positions(spec.name, &a[2..]))
                 .unwrap_or_else(|| spec.key_positions(a.len() - 2));
             if pos.is_empty() {
                 return Err(CmdError::other("ERR The command has no key arguments"));

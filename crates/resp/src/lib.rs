@@ -17,6 +17,6 @@ mod request;
 pub use error::{FrameError, ProtocolError};
 pub use frame::Frame;
 pub use limits::Limits;
-pub use number::{format_double, parse_f64, parse_i64};
+pub use number::{format_double, format_double_human, parse_f64, parse_i64};
 pub use reply::{Protocol, ReplyBuf};
 pub use request::{RequestDecoder, split_inline_args};

@@ -78,6 +78,21 @@ pub fn format_double(v: f64, out: &mut Vec<u8>) {
     }
 }
 
+/// Formats a double as Redis's "human" long double text (`%.17Lf` without trailing zeros, "-0"
+/// printed as "0"): how GEOPOS and WITHCOORD print coordinates.
+pub fn format_double_human(v: f64, out: &mut Vec<u8>) {
+    if v.is_infinite() {
+        out.extend_from_slice(if v > 0.0 { b"inf" } else { b"-inf" });
+        return;
+    }
+    // Rust, like glibc's printf, rounds the exact binary value, so the digits agree.
+    let fixed = format!("{v:.17}");
+    match trim_fraction(&fixed) {
+        "-0" => out.push(b'0'),
+        t => out.extend_from_slice(t.as_bytes()),
+    }
+}
+
 fn trim_fraction(s: &str) -> &str {
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.')
@@ -108,6 +123,21 @@ mod tests {
         assert_eq!(g17(123456789012345678.0), "1.2345678901234568e+17");
         assert_eq!(g17(f64::INFINITY), "inf");
         assert_eq!(g17(f64::NEG_INFINITY), "-inf");
+    }
+
+    #[test]
+    fn human_doubles_print_like_redis_ld2string() {
+        let human = |v: f64| {
+            let mut out = Vec::new();
+            format_double_human(v, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        // GEOPOS of Palermo (13.361389 38.115556) in redis-server 7.0.
+        assert_eq!(human(13.361389338970184), "13.36138933897018433");
+        assert_eq!(human(38.115_556_395_496_3), "38.11555639549629859");
+        assert_eq!(human(-0.0), "0");
+        assert_eq!(human(2.5), "2.5");
+        assert_eq!(human(10.0), "10");
     }
 
     #[test]

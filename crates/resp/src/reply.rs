@@ -1,6 +1,6 @@
 //! Encoding replies for RESP2 or RESP3, straight into the connection's output buffer.
 
-use crate::format_double;
+use crate::{format_double, format_double_human};
 
 /// The protocol a connection speaks; `HELLO 3` switches to RESP3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -149,6 +149,21 @@ impl ReplyBuf {
     pub fn double(&mut self, v: f64) {
         let mut text = Vec::with_capacity(24);
         format_double(v, &mut text);
+        match self.protocol {
+            Protocol::Resp2 => self.bulk(&text),
+            Protocol::Resp3 => {
+                self.buf.push(b',');
+                self.buf.extend_from_slice(&text);
+                self.buf.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// A double in Redis's "human" form (see [`format_double_human`]): a bulk string in
+    /// RESP2, `,` in RESP3.
+    pub fn double_human(&mut self, v: f64) {
+        let mut text = Vec::with_capacity(32);
+        format_double_human(v, &mut text);
         match self.protocol {
             Protocol::Resp2 => self.bulk(&text),
             Protocol::Resp3 => {

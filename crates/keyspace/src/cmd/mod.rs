@@ -2,7 +2,9 @@
 //! itself to the keyspace and writes its reply; the table in `table.rs` names them.
 
 pub mod bits;
+pub mod geo;
 pub mod hashes;
+pub mod hll;
 pub mod keys;
 pub mod lists;
 pub mod sets;

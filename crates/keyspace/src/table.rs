@@ -74,6 +74,11 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// The positions of the keys in `args` (the command line), movable ones included.
+    pub fn keys(&self, args: &[Bytes]) -> Vec<usize> {
+        movable_key_positions(self.name, args).unwrap_or_else(|| self.key_positions(args.len()))
+    }
+
     pub fn is(&self, flag: u32) -> bool {
         self.flags & flag != 0
     }
@@ -227,7 +232,7 @@ static TABLE: &[Spec] = &[
     spec("lpos", -3, R, K1, F(l::lpos)),
     spec("lmove", 5, W, K2, F(l::lmove)),
     spec("rpoplpush", 3, W, K2, F(l::rpoplpush)),
-    spec("lmpop", -4, D, KNONE, F(l::lmpop)),
+    spec("lmpop", -4, D | MOVABLE_KEYS, KNONE, F(l::lmpop)),
     spec(
         "blpop",
         -3,
@@ -250,7 +255,13 @@ static TABLE: &[Spec] = &[
         K2,
         F(l::brpoplpush),
     ),
-    spec("blmpop", -5, D | BLOCKING | NOSCRIPT, KNONE, F(l::blmpop)),
+    spec(
+        "blmpop",
+        -5,
+        D | BLOCKING | NOSCRIPT | MOVABLE_KEYS,
+        KNONE,
+        F(l::blmpop),
+    ),
     // sets
     spec("sadd", -3, WF, K1, F(s::sadd)),
     spec("srem", -3, DF, K1, F(s::srem)),
@@ -267,7 +278,7 @@ static TABLE: &[Spec] = &[
     spec("sinterstore", -3, W, KALL, F(s::sinterstore)),
     spec("sunionstore", -3, W, KALL, F(s::sunionstore)),
     spec("sdiffstore", -3, W, KALL, F(s::sdiffstore)),
-    spec("sintercard", -3, R, KNONE, F(s::sintercard)),
+    spec("sintercard", -3, R | MOVABLE_KEYS, KNONE, F(s::sintercard)),
     spec("sscan", -3, R, K1, F(s::sscan)),
     // sorted sets
     spec("zadd", -4, WF, K1, F(z::zadd)),
@@ -306,15 +317,33 @@ static TABLE: &[Spec] = &[
         (1, -2, 1),
         F(z::bzpopmax),
     ),
-    spec("zmpop", -4, D, KNONE, F(z::zmpop)),
-    spec("bzmpop", -5, D | BLOCKING | NOSCRIPT, KNONE, F(z::bzmpop)),
-    spec("zunionstore", -4, W, KNONE, F(z::zunionstore)),
-    spec("zinterstore", -4, W, KNONE, F(z::zinterstore)),
-    spec("zdiffstore", -4, W, KNONE, F(z::zdiffstore)),
-    spec("zunion", -3, R, KNONE, F(z::zunion)),
-    spec("zinter", -3, R, KNONE, F(z::zinter)),
-    spec("zdiff", -3, R, KNONE, F(z::zdiff)),
-    spec("zintercard", -3, R, KNONE, F(z::zintercard)),
+    spec("zmpop", -4, D | MOVABLE_KEYS, KNONE, F(z::zmpop)),
+    spec(
+        "bzmpop",
+        -5,
+        D | BLOCKING | NOSCRIPT | MOVABLE_KEYS,
+        KNONE,
+        F(z::bzmpop),
+    ),
+    spec(
+        "zunionstore",
+        -4,
+        W | MOVABLE_KEYS,
+        KNONE,
+        F(z::zunionstore),
+    ),
+    spec(
+        "zinterstore",
+        -4,
+        W | MOVABLE_KEYS,
+        KNONE,
+        F(z::zinterstore),
+    ),
+    spec("zdiffstore", -4, W | MOVABLE_KEYS, KNONE, F(z::zdiffstore)),
+    spec("zunion", -3, R | MOVABLE_KEYS, KNONE, F(z::zunion)),
+    spec("zinter", -3, R | MOVABLE_KEYS, KNONE, F(z::zinter)),
+    spec("zdiff", -3, R | MOVABLE_KEYS, KNONE, F(z::zdiff)),
+    spec("zintercard", -3, R | MOVABLE_KEYS, KNONE, F(z::zintercard)),
     spec("zrandmember", -2, R, K1, F(z::zrandmember)),
     spec("zscan", -3, R, K1, F(z::zscan)),
     // HyperLogLog (strings in Redis's sketch layout)
@@ -385,12 +414,30 @@ static TABLE: &[Spec] = &[
     spec("bgsave", -1, ADMIN | NOSCRIPT, KNONE, NODE),
     spec("lastsave", 1, LOADING | STALE | FAST, KNONE, NODE),
     // Scripting (keys are movable: numkeys says where they end).
-    spec("eval", -3, NOSCRIPT | STALE, KNONE, NODE),
-    spec("evalsha", -3, NOSCRIPT | STALE, KNONE, NODE),
-    spec("eval_ro", -3, NOSCRIPT | STALE | READONLY, KNONE, NODE),
-    spec("evalsha_ro", -3, NOSCRIPT | STALE | READONLY, KNONE, NODE),
-    spec("fcall", -3, NOSCRIPT | STALE, KNONE, NODE),
-    spec("fcall_ro", -3, NOSCRIPT | STALE | READONLY, KNONE, NODE),
+    spec("eval", -3, NOSCRIPT | STALE | MOVABLE_KEYS, KNONE, NODE),
+    spec("evalsha", -3, NOSCRIPT | STALE | MOVABLE_KEYS, KNONE, NODE),
+    spec(
+        "eval_ro",
+        -3,
+        NOSCRIPT | STALE | READONLY | MOVABLE_KEYS,
+        KNONE,
+        NODE,
+    ),
+    spec(
+        "evalsha_ro",
+        -3,
+        NOSCRIPT | STALE | READONLY | MOVABLE_KEYS,
+        KNONE,
+        NODE,
+    ),
+    spec("fcall", -3, NOSCRIPT | STALE | MOVABLE_KEYS, KNONE, NODE),
+    spec(
+        "fcall_ro",
+        -3,
+        NOSCRIPT | STALE | READONLY | MOVABLE_KEYS,
+        KNONE,
+        NODE,
+    ),
     spec("script", -2, NOSCRIPT, KNONE, NODE),
     spec("function", -2, NOSCRIPT, KNONE, NODE),
     // cacheplane's own: CACHEPLANE BACKUP streams a snapshot into the RDB storage account.
@@ -458,14 +505,37 @@ static TABLE: &[Spec] = &[
     ),
 ];
 
-/// Key positions of the data commands whose keys move with their options (Redis's
-/// "movablekeys"), as COMMAND GETKEYS reports them: SORT's and GEORADIUS's STORE and
-/// STOREDIST targets.
-/// `None` for the others, whose keys the spec's first/last/step give.
+/// Key positions of the commands whose keys move with their arguments (Redis's
+/// "movablekeys"), as COMMAND GETKEYS reports them: a count of keys (`numkeys`), SORT's and
+/// GEORADIUS's STORE and STOREDIST targets. `None` for the others, whose keys the spec's
+/// first/last/step give ([`Spec::keys`]).
 pub fn movable_key_positions(name: &str, args: &[Bytes]) -> Option<Vec<usize>> {
     let is = |i: usize, word: &str| args[i].eq_ignore_ascii_case(word.as_bytes());
+    // `numkeys` at `count`, the keys right after it, and keys before it.
+    let counted = |count: usize, before: &[usize]| -> Option<Vec<usize>> {
+        let n = resp::parse_i64(args.get(count)?)?;
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|&n| count + 1 + n <= args.len())?;
+        Some(
+            before
+                .iter()
+                .copied()
+                .chain(count + 1..count + 1 + n)
+                .collect(),
+        )
+    };
     let mut store = None;
     match name {
+        "zunion" | "zinter" | "zdiff" | "zintercard" | "sintercard" | "lmpop" | "zmpop" => {
+            return counted(1, &[]);
+        }
+        "zunionstore" | "zinterstore" | "zdiffstore" => return counted(2, &[1]),
+        // Subcommands that name one key after them.
+        "memory" if args.len() > 2 && is(1, "usage") => return Some(vec![2]),
+        "object" if args.len() > 2 && !is(1, "help") => return Some(vec![2]),
+        "blmpop" | "bzmpop" | "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall"
+        | "fcall_ro" => return counted(2, &[]),
         "sort" => {
             let mut i = 2;
             while i < args.len() {

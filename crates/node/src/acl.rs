@@ -384,9 +384,7 @@ impl User {
         }
         if !self.all_keys {
             let write = spec.is(flags::WRITE);
-            let positions = crate::scripting::movable_key_positions(spec.name, args)
-                .unwrap_or_else(|| spec.key_positions(args.len()));
-            for p in positions {
+            for p in spec.keys(args) {
                 let ok = self.keys.iter().any(|k| {
                     (if write { k.write } else { k.read })
                         && keyspace::glob_match(&k.glob, &args[p], false)

@@ -123,6 +123,7 @@ pub fn run(
                         ("info", -2),
                         ("docs", -2),
                         ("getkeys", -4),
+                        ("getkeysandflags", -4),
                         ("help", 2),
                     ],
                 )?;
@@ -876,6 +877,34 @@ fn client_kill(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resu
     })
 }
 
+/// What a command does with its `i`-th key (at argument `pos`), in Redis's key-spec flags
+/// (COMMAND GETKEYSANDFLAGS): read-only access, removal, insertion, or overwrite, told from
+/// the command's kind, as Redis's key specs tell them for the common shapes.
+fn key_flags(spec: &Spec, i: usize, pos: usize) -> &'static [&'static str] {
+    const RO: &[&str] = &["RO", "access"];
+    const OVERWRITE: &[&str] = &["OW", "update"];
+    if !spec.is(flags::WRITE) {
+        return RO;
+    }
+    match spec.name {
+        "del" | "unlink" | "getdel" => &["RM", "delete"],
+        "set" | "mset" | "msetnx" | "setex" | "psetex" | "getset" => OVERWRITE,
+        "lpush" | "rpush" | "lpushx" | "rpushx" | "sadd" | "linsert" => &["RW", "insert"],
+        // Moves: the source gives an element up, the destination takes it.
+        "lmove" | "rpoplpush" | "blmove" | "brpoplpush" | "smove" if i == 0 => {
+            &["RW", "access", "delete"]
+        }
+        "lmove" | "rpoplpush" | "blmove" | "brpoplpush" | "smove" => &["RW", "insert"],
+        // A stored result: the sources are read, the destination (first, or after STORE)
+        // overwritten.
+        "sort" | "georadius" | "georadiusbymember" if i > 0 => OVERWRITE,
+        "sort" | "georadius" | "georadiusbymember" => RO,
+        n if n.ends_with("store") && pos == 1 => OVERWRITE,
+        n if n.ends_with("store") => RO,
+        _ => &["RW", "access", "update"],
+    }
+}
+
 fn command(a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
     let all = keyspace::commands();
     let info = |out: &mut ReplyBuf, s: &Spec| {
@@ -940,7 +969,7 @@ fn command(a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
             out.array(all.len());
             all.iter().for_each(|s| out.bulk(s.name.as_bytes()));
         }
-        "getkeys" if a.len() >= 3 => {
+        sub @ ("getkeys" | "getkeysandflags") if a.len() >= 3 => {
             let spec = keyspace::lookup(&a[2])
                 .ok_or_else(|| CmdError::other("ERR Invalid command specified"))?;
             if !spec.arity_ok(a.len() - 2) {
@@ -948,14 +977,22 @@ fn command(a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
                     "ERR Invalid number of arguments specified for command",
                 ));
             }
-            let pos = crate::scripting::movable_key_positions(spec.name, &a[2..])
-                .or_else(|| keyspace::movable_key_positions(spec.name, &a[2..]))
-                .unwrap_or_else(|| spec.key_positions(a.len() - 2));
+            let pos = spec.keys(&a[2..]);
             if pos.is_empty() {
                 return Err(CmdError::other("ERR The command has no key arguments"));
             }
             out.array(pos.len());
-            pos.iter().for_each(|&p| out.bulk(&a[2 + p]));
+            for (i, &p) in pos.iter().enumerate() {
+                if sub == "getkeys" {
+                    out.bulk(&a[2 + p]);
+                    continue;
+                }
+                let flags = key_flags(spec, i, p);
+                out.array(2);
+                out.bulk(&a[2 + p]);
+                out.set(flags.len());
+                flags.iter().for_each(|f| out.simple(f));
+            }
         }
         "help" => help(
             out,

@@ -330,18 +330,6 @@ pub fn may_write(st: &State, command: &str, args: &[Bytes]) -> bool {
     flags.is_none_or(|f| f.compat || !f.no_writes)
 }
 
-/// Where EVAL's and FCALL's keys are (numkeys says): `None` for other commands.
-pub fn movable_key_positions(command: &str, args: &[Bytes]) -> Option<Vec<usize>> {
-    match command {
-        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => {
-            let n = resp::parse_i64(args.get(2)?)?;
-            let n = usize::try_from(n).ok().filter(|&n| 3 + n <= args.len())?;
-            Some((3..3 + n).collect())
-        }
-        _ => None,
-    }
-}
-
 /// numkeys of EVAL / FCALL: the keys and the arguments after it.
 fn split_keys(a: &[Bytes], fcall: bool) -> Result<(&[Bytes], &[Bytes]), CmdError> {
     let numkeys = match resp::parse_i64(&a[2]) {

@@ -367,9 +367,7 @@ fn remember(st: &mut State, id: u64, spec: &Spec, args: &[Bytes]) {
     if m.bcast || (m.optin && !m.caching) || (m.optout && m.caching) {
         return;
     }
-    let positions = crate::scripting::movable_key_positions(spec.name, args)
-        .unwrap_or_else(|| spec.key_positions(args.len()));
-    for p in positions {
+    for p in spec.keys(args) {
         let ids = st.tracking.keys.entry(args[p].clone()).or_default();
         if ids.insert(id) {
             st.tracking.items += 1;

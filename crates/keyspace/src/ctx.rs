@@ -11,6 +11,9 @@ use crate::{CmdError, Keyspace};
 pub struct Block {
     pub keys: Vec<Bytes>,
     pub deadline_ms: Option<u64>,
+    /// The command to run again when woken, when it differs from the one sent (XREAD's
+    /// `$` becomes the ID it stood for when the command blocked).
+    pub args: Option<Vec<Bytes>>,
 }
 
 pub struct Ctx<'a> {
@@ -19,6 +22,8 @@ pub struct Ctx<'a> {
     pub out: &'a mut ReplyBuf,
     /// Inside MULTI/EXEC blocking commands must not block: they answer as if timed out.
     pub in_multi: bool,
+    /// Run by a script: XREAD/XREADGROUP refuse BLOCK there, as in Redis.
+    pub in_script: bool,
     /// Set by a blocking command that has to wait.
     pub block: Option<Block>,
     /// Set when the command logged its effect itself ([`Ctx::propagate`]).
@@ -32,6 +37,7 @@ impl<'a> Ctx<'a> {
             db,
             out,
             in_multi: false,
+            in_script: false,
             block: None,
             propagated: false,
         }

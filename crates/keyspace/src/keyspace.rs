@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use bytes::Bytes;
 
+use crate::stream::Stream;
 use crate::value::{Encodings, Field, ZSet};
 use crate::{CmdError, Dict, DictEntry, Str, Value};
 
@@ -685,6 +686,26 @@ impl Keyspace {
             || Value::ZSet(Box::default()),
         )? {
             Value::ZSet(z) => Ok(z),
+            _ => unreachable!("kind checked"),
+        }
+    }
+
+    pub fn stream(&mut self, db: usize, key: &[u8]) -> Result<Option<&mut Stream>, CmdError> {
+        match self.lookup(db, key) {
+            None => Ok(None),
+            Some(Value::Stream(s)) => Ok(Some(s)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
+    pub fn stream_or_create(&mut self, db: usize, key: &[u8]) -> Result<&mut Stream, CmdError> {
+        match self.get_or_create(
+            db,
+            key,
+            |v| matches!(v, Value::Stream(_)),
+            || Value::Stream(Box::default()),
+        )? {
+            Value::Stream(s) => Ok(s),
             _ => unreachable!("kind checked"),
         }
     }

@@ -12,6 +12,7 @@ mod error;
 mod glob;
 mod keyspace;
 mod str;
+mod stream;
 mod table;
 mod value;
 
@@ -23,6 +24,9 @@ pub use error::{CmdError, CmdResult};
 pub use glob::glob_match;
 pub use keyspace::{Db, Entry, Keyspace, SnapshotSink, Stats};
 pub use str::Str;
+pub use stream::{
+    Consumer, Group, LISTPACK_MAX_BYTES, Nack, NodeLimits, Stream, StreamEntry, StreamId, StreamNode, Trim,
+};
 pub use table::{Run, Spec, commands, flags, lookup};
 pub use value::{Encodings, Field, Kind, Member, Score, Value, ZSet};
 

@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 
 use crate::cmd::{
-    bits as b, hashes as h, keys as k, lists as l, sets as s, sort as so, strings as st, zsets as z,
+    bits as b, hashes as h, keys as k, lists as l, sets as s, sort as so, streams as x, strings as st,
+    zsets as z,
 };
 use crate::{CmdResult, Ctx};
 
@@ -309,6 +310,22 @@ static TABLE: &[Spec] = &[
     spec("zintercard", -3, R, KNONE, F(z::zintercard)),
     spec("zrandmember", -2, R, K1, F(z::zrandmember)),
     spec("zscan", -3, R, K1, F(z::zscan)),
+    // streams (XREAD and XREADGROUP name their keys after STREAMS: movable keys)
+    spec("xadd", -5, WF, K1, F(x::xadd)),
+    spec("xrange", -4, R, K1, F(x::xrange)),
+    spec("xrevrange", -4, R, K1, F(x::xrevrange)),
+    spec("xlen", 2, RF, K1, F(x::xlen)),
+    spec("xdel", -3, DF, K1, F(x::xdel)),
+    spec("xtrim", -4, D, K1, F(x::xtrim)),
+    spec("xread", -4, R | BLOCKING, KNONE, F(x::xread)),
+    spec("xreadgroup", -7, D | BLOCKING, KNONE, F(x::xreadgroup)),
+    spec("xgroup", -2, W, (2, 2, 1), F(x::xgroup)),
+    spec("xsetid", -3, WF, K1, F(x::xsetid)),
+    spec("xack", -4, DF, K1, F(x::xack)),
+    spec("xpending", -3, R, K1, F(x::xpending)),
+    spec("xclaim", -6, DF, K1, F(x::xclaim)),
+    spec("xautoclaim", -6, DF, K1, F(x::xautoclaim)),
+    spec("xinfo", -2, R, (2, 2, 1), F(x::xinfo)),
     // connection and server: run by the node
     spec("ping", -1, FAST | STALE | PUBSUB_CONTEXT, KNONE, NODE),
     spec("echo", 2, FAST, KNONE, NODE),

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use crate::stream::{NodeLimits, Stream};
 use crate::{Dict, DictEntry, Str};
 
 pub enum Value {
@@ -10,6 +11,7 @@ pub enum Value {
     Hash(Box<Dict<Field>>),
     Set(Box<Dict<Str>>),
     ZSet(Box<ZSet>),
+    Stream(Box<Stream>),
 }
 
 /// Redis's names for the types (TYPE, SCAN TYPE).
@@ -20,6 +22,7 @@ pub enum Kind {
     Hash,
     Set,
     ZSet,
+    Stream,
 }
 
 impl Kind {
@@ -30,6 +33,7 @@ impl Kind {
             Kind::Hash => "hash",
             Kind::Set => "set",
             Kind::ZSet => "zset",
+            Kind::Stream => "stream",
         }
     }
 }
@@ -42,6 +46,7 @@ impl Value {
             Value::Hash(_) => Kind::Hash,
             Value::Set(_) => Kind::Set,
             Value::ZSet(_) => Kind::ZSet,
+            Value::Stream(_) => Kind::Stream,
         }
     }
 
@@ -89,6 +94,7 @@ impl Value {
                         .all(|(m, _)| m.len() <= limits.zset_max_listpack_value);
                 if small { "listpack" } else { "skiplist" }
             }
+            Value::Stream(_) => "stream",
         }
     }
 }
@@ -105,6 +111,18 @@ pub struct Encodings {
     pub set_max_intset_entries: usize,
     pub zset_max_listpack_entries: usize,
     pub zset_max_listpack_value: usize,
+    pub stream_node_max_bytes: usize,
+    pub stream_node_max_entries: usize,
+}
+
+impl Encodings {
+    /// How new stream entries are grouped into nodes.
+    pub fn stream_nodes(&self) -> NodeLimits {
+        NodeLimits {
+            max_bytes: self.stream_node_max_bytes,
+            max_entries: self.stream_node_max_entries,
+        }
+    }
 }
 
 impl Default for Encodings {
@@ -116,6 +134,8 @@ impl Default for Encodings {
             set_max_intset_entries: 512,
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
+            stream_node_max_bytes: 4096,
+            stream_node_max_entries: 100,
         }
     }
 }

@@ -528,6 +528,8 @@ impl NodeConfig {
             set_max_intset_entries: size("set-max-intset-entries"),
             zset_max_listpack_entries: size("zset-max-listpack-entries"),
             zset_max_listpack_value: size("zset-max-listpack-value"),
+            stream_node_max_bytes: size("stream-node-max-bytes"),
+            stream_node_max_entries: size("stream-node-max-entries"),
         }
     }
 

@@ -287,6 +287,7 @@ fn execute(
         Run::Data(_) => {
             let mut ctx = Ctx::new(&mut st.ks, db, out);
             ctx.in_multi = in_exec;
+            ctx.in_script = id == crate::scripting::SCRIPT_CLIENT_ID;
             let result = keyspace::execute(spec, &mut ctx, args);
             let block = ctx.block.take();
             if let Err(e) = result {
@@ -299,7 +300,7 @@ fn execute(
             }
             match block {
                 Some(b) => {
-                    let slot = st.block(id, db, args.to_vec(), &b.keys);
+                    let slot = st.block(id, db, b.args.unwrap_or_else(|| args.to_vec()), &b.keys);
                     Flow::Block {
                         slot,
                         deadline_ms: b.deadline_ms,

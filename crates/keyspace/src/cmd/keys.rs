@@ -401,6 +401,7 @@ pub fn clone_value(v: &Value) -> Value {
             }
             Value::ZSet(Box::new(out))
         }
+        Value::Stream(s) => Value::Stream(s.clone()),
     }
 }
 

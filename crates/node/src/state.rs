@@ -337,8 +337,13 @@ impl State {
     }
 
     /// Hands a served blocked command's reply to its connection.
-    fn finish_blocked(&mut self, id: u64, name: &str, mut out: ReplyBuf) {
+    fn finish_blocked(&mut self, id: u64, name: &'static str, mut out: ReplyBuf) {
         if let Some(b) = self.unblock(id) {
+            // A wait that ends in an error counts as a failed call, as in Redis.
+            if out.as_bytes().first() == Some(&b'-') {
+                self.intro.commands.entry(name, &b.args).failed_calls += 1;
+                self.intro.errors.record(&out.as_bytes()[1..]);
+            }
             // Logged when it is served, as Redis does, with the arguments it was sent with.
             if self.intro.is_slow(0) {
                 self.log_slow(id, name, &b.args, 0);

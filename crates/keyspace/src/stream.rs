@@ -460,11 +460,37 @@ impl Stream {
         group.last_id = id;
     }
 
-    /// Radix-tree node count as XINFO reports it: Redis's own count depends on its tree's
-    /// shape; this is the count a tree of these keys would have at least.
+    /// The node count of the radix tree Redis would key these nodes by (XINFO's
+    /// `radix-tree-nodes`): a path-compressed trie of the 16-byte big-endian master IDs.
     pub fn radix_tree_nodes(&self) -> usize {
-        self.nodes.len() + 1
+        let keys: Vec<[u8; 16]> = self.nodes.keys().map(|k| k.to_be_bytes()).collect();
+        rax_nodes(&keys, 0)
     }
+}
+
+/// Nodes of a compressed trie over `keys` (sorted, equal length) from byte `depth` on:
+/// one per branching point, one per compressed run, one per key.
+fn rax_nodes(keys: &[[u8; 16]], depth: usize) -> usize {
+    if keys.is_empty() || depth == 16 {
+        return 1;
+    }
+    let shared = |d: usize| keys.iter().all(|k| k[d] == keys[0][d]);
+    if shared(depth) {
+        let mut d = depth;
+        while d < 16 && shared(d) {
+            d += 1;
+        }
+        return 1 + rax_nodes(keys, d);
+    }
+    let mut total = 1;
+    let mut start = 0;
+    for i in 1..=keys.len() {
+        if i == keys.len() || keys[i][depth] != keys[start][depth] {
+            total += rax_nodes(&keys[start..i], depth + 1);
+            start = i;
+        }
+    }
+    total
 }
 
 const LP_HEADER_BYTES: usize = 6;

@@ -12,4 +12,5 @@ mod persistence;
 mod scripting;
 mod serve;
 mod storage;
+mod streams;
 mod tls;

@@ -573,6 +573,7 @@ fn read_generic(c: &mut Ctx, a: &[Bytes], with_group: bool) -> CmdResult {
         c.propagated = true;
     }
     if served > 0 {
+        let mark = c.ks.feed_len();
         if c.out.protocol == resp::Protocol::Resp3 {
             c.out.map(served);
         } else {
@@ -598,6 +599,7 @@ fn read_generic(c: &mut Ctx, a: &[Bytes], with_group: bool) -> CmdResult {
                 }
             }
         }
+        wrap_logged(c, mark);
         return Ok(());
     }
     match deadline {
@@ -727,6 +729,14 @@ fn serve_group(
         c.propagate(&l);
     }
     Ok(())
+}
+
+/// Several logged effects of one command replay as one transaction, as Redis logs them
+/// (inside MULTI or a script the whole transaction is wrapped instead).
+fn wrap_logged(c: &mut Ctx, mark: usize) {
+    if !c.in_multi {
+        c.ks.feed_wrap_transaction(mark);
+    }
 }
 
 /// The idempotent XCLAIM Redis logs for a delivered or claimed entry.
@@ -1241,9 +1251,11 @@ pub fn xclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     s.groups.insert(Str::new(gname), g);
     c.ks.dirty += dirty;
     c.propagated = true;
+    let mark = c.ks.feed_len();
     for l in logs {
         c.propagate(&l);
     }
+    wrap_logged(c, mark);
     Ok(())
 }
 
@@ -1343,9 +1355,11 @@ pub fn xautoclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     s.groups.insert(Str::new(gname), g);
     c.ks.dirty += dirty;
     c.propagated = true;
+    let mark = c.ks.feed_len();
     for l in logs {
         c.propagate(&l);
     }
+    wrap_logged(c, mark);
     Ok(())
 }
 

@@ -26,24 +26,108 @@ fn fill(c: &mut Conn) {
         } else {
             ("field", format!("value-{i}"))
         };
-        run(c, &["XADD", "s", &format!("{}-{}", 1000 + i / 4, i % 4), f, &v, "n", &i.to_string()]);
+        run(
+            c,
+            &[
+                "XADD",
+                "s",
+                &format!("{}-{}", 1000 + i / 4, i % 4),
+                f,
+                &v,
+                "n",
+                &i.to_string(),
+            ],
+        );
     }
     run(c, &["XDEL", "s", "1000-1", "1050-2", "1081-3"]);
     run(c, &["XTRIM", "s", "MINID", "1000-3"]);
     run(c, &["XGROUP", "CREATE", "s", "g1", "0"]);
-    run(c, &["XGROUP", "CREATE", "s", "g2", "1040-0", "ENTRIESREAD", "7"]);
-    run(c, &["XREADGROUP", "GROUP", "g1", "alice", "COUNT", "5", "STREAMS", "s", ">"]);
-    run(c, &["XREADGROUP", "GROUP", "g1", "bob", "COUNT", "4", "STREAMS", "s", ">"]);
-    run(c, &["XREADGROUP", "GROUP", "g2", "carol", "NOACK", "COUNT", "3", "STREAMS", "s", ">"]);
-    run(c, &["XREADGROUP", "GROUP", "g2", "dave", "COUNT", "2", "STREAMS", "s", ">"]);
-    run(c, &["XCLAIM", "s", "g1", "bob", "0", "1001-0", "RETRYCOUNT", "5"]);
-    run(c, &["XAUTOCLAIM", "s", "g1", "erin", "0", "1001-2", "COUNT", "2"]);
+    run(
+        c,
+        &["XGROUP", "CREATE", "s", "g2", "1040-0", "ENTRIESREAD", "7"],
+    );
+    run(
+        c,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g1",
+            "alice",
+            "COUNT",
+            "5",
+            "STREAMS",
+            "s",
+            ">",
+        ],
+    );
+    run(
+        c,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g1",
+            "bob",
+            "COUNT",
+            "4",
+            "STREAMS",
+            "s",
+            ">",
+        ],
+    );
+    run(
+        c,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g2",
+            "carol",
+            "NOACK",
+            "COUNT",
+            "3",
+            "STREAMS",
+            "s",
+            ">",
+        ],
+    );
+    run(
+        c,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g2",
+            "dave",
+            "COUNT",
+            "2",
+            "STREAMS",
+            "s",
+            ">",
+        ],
+    );
+    run(
+        c,
+        &["XCLAIM", "s", "g1", "bob", "0", "1001-0", "RETRYCOUNT", "5"],
+    );
+    run(
+        c,
+        &["XAUTOCLAIM", "s", "g1", "erin", "0", "1001-2", "COUNT", "2"],
+    );
     run(c, &["XACK", "s", "g1", "1002-0"]);
     run(c, &["XGROUP", "CREATECONSUMER", "s", "g1", "idle"]);
     run(c, &["XADD", "few", "MAXLEN", "~", "10", "*", "a", "1"]);
     run(c, &["XADD", "few", "*", "b", "2", "c", "3"]);
     run(c, &["XGROUP", "CREATE", "empty", "g", "$", "MKSTREAM"]);
-    run(c, &["XSETID", "empty", "77-7", "ENTRIESADDED", "12", "MAXDELETEDID", "70-0"]);
+    run(
+        c,
+        &[
+            "XSETID",
+            "empty",
+            "77-7",
+            "ENTRIESADDED",
+            "12",
+            "MAXDELETEDID",
+            "70-0",
+        ],
+    );
 }
 
 /// The leaves of a reply in order, as text.
@@ -72,7 +156,10 @@ fn full_info(c: &mut Conn, mask_seen: bool) -> Vec<String> {
     let mut out = Vec::new();
     for key in KEYS {
         let mut l = Vec::new();
-        leaves(&run(c, &["XINFO", "STREAM", key, "FULL", "COUNT", "0"]), &mut l);
+        leaves(
+            &run(c, &["XINFO", "STREAM", key, "FULL", "COUNT", "0"]),
+            &mut l,
+        );
         let mut i = 0;
         while i < l.len() {
             let masked = l[i].starts_with("radix-tree-") || (mask_seen && l[i] == "seen-time");

@@ -25,7 +25,8 @@ pub use glob::glob_match;
 pub use keyspace::{Db, Entry, Keyspace, SnapshotSink, Stats};
 pub use str::Str;
 pub use stream::{
-    Consumer, Group, LISTPACK_MAX_BYTES, Nack, NodeLimits, Stream, StreamEntry, StreamId, StreamNode, Trim,
+    Consumer, Group, LISTPACK_MAX_BYTES, Nack, NodeLimits, Stream, StreamEntry, StreamId,
+    StreamNode, Trim,
 };
 pub use table::{Run, Spec, commands, flags, lookup};
 pub use value::{Encodings, Field, Kind, Member, Score, Value, ZSet};

@@ -214,7 +214,11 @@ impl Stream {
                 },
             );
         }
-        let (&master, node) = self.nodes.iter_mut().next_back().expect("node just ensured");
+        let (&master, node) = self
+            .nodes
+            .iter_mut()
+            .next_back()
+            .expect("node just ensured");
         let same = node.master_fields.len() * 2 == fields.len()
             && node
                 .master_fields
@@ -585,10 +589,7 @@ mod tests {
     fn id_steps_saturate_at_the_ends() {
         assert_eq!(StreamId::MAX.next(), None);
         assert_eq!(StreamId::MIN.prev(), None);
-        assert_eq!(
-            StreamId::new(1, u64::MAX).next(),
-            Some(StreamId::new(2, 0))
-        );
+        assert_eq!(StreamId::new(1, u64::MAX).next(), Some(StreamId::new(2, 0)));
         assert_eq!(StreamId::new(5, 3).to_string(), "5-3");
     }
 }

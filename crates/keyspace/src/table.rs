@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 
 use crate::cmd::{
-    bits as b, hashes as h, keys as k, lists as l, sets as s, sort as so, streams as x, strings as st,
-    zsets as z,
+    bits as b, hashes as h, keys as k, lists as l, sets as s, sort as so, streams as x,
+    strings as st, zsets as z,
 };
 use crate::{CmdResult, Ctx};
 

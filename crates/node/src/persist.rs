@@ -911,7 +911,8 @@ fn from_rdb_stream(r: RdbStream) -> Stream {
     s.entries_added = r.entries_added;
     for g in r.groups {
         let mut group = Group::new(ks_id(g.last_id), g.entries_read);
-        let mut owner: std::collections::HashMap<RdbStreamId, Str> = std::collections::HashMap::new();
+        let mut owner: std::collections::HashMap<RdbStreamId, Str> =
+            std::collections::HashMap::new();
         for c in g.consumers {
             let name = Str::from_vec(c.name);
             let mut consumer = Consumer {

@@ -326,8 +326,12 @@ impl State {
             // The command's own error (BLMOVE's destination holds another type) ends its
             // wait, as in Redis; the source keeps its elements for the next in line.
             if let Err(e) = result {
-                if spec.name == "xreadgroup" && matches!(&e, keyspace::CmdError::Other(m) if m.starts_with("NOGROUP")) {
-                    out.error("NOGROUP the consumer group this client was blocked on no longer exists");
+                if spec.name == "xreadgroup"
+                    && matches!(&e, keyspace::CmdError::Other(m) if m.starts_with("NOGROUP"))
+                {
+                    out.error(
+                        "NOGROUP the consumer group this client was blocked on no longer exists",
+                    );
                 } else {
                     out.error(&e.to_string());
                 }

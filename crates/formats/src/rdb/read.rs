@@ -655,7 +655,9 @@ mod tests {
 
     /// A stream with increasing IDs, and groups whose pending entries each have an owner.
     fn arb_stream() -> impl Strategy<Value = crate::rdb::RdbStream> {
-        use crate::rdb::{RdbConsumer, RdbGroup, RdbPending, RdbStream, RdbStreamEntry, RdbStreamId};
+        use crate::rdb::{
+            RdbConsumer, RdbGroup, RdbPending, RdbStream, RdbStreamEntry, RdbStreamId,
+        };
         let entry = (
             0u64..3,
             0u64..3,
@@ -664,17 +666,25 @@ mod tests {
         (
             proptest::collection::vec(entry, 0..40),
             0u64..u64::MAX / 4,
-            proptest::collection::vec((arb_bytes(), proptest::option::of(0u64..1000), 0usize..4), 0..3),
+            proptest::collection::vec(
+                (arb_bytes(), proptest::option::of(0u64..1000), 0usize..4),
+                0..3,
+            ),
         )
             .prop_map(|(raw, base, groups)| {
                 let mut id = RdbStreamId { ms: base, seq: 0 };
                 let mut entries = Vec::new();
                 for (dms, dseq, pairs) in raw {
-                    id = RdbStreamId { ms: id.ms + dms, seq: if dms == 0 { id.seq + 1 + dseq } else { dseq } };
+                    id = RdbStreamId {
+                        ms: id.ms + dms,
+                        seq: if dms == 0 { id.seq + 1 + dseq } else { dseq },
+                    };
                     let fields = pairs.into_iter().flat_map(|(f, v)| [f, v]).collect();
                     entries.push(RdbStreamEntry { id, fields });
                 }
-                let last_id = entries.last().map_or(RdbStreamId { ms: 1, seq: 1 }, |e| e.id);
+                let last_id = entries
+                    .last()
+                    .map_or(RdbStreamId { ms: 1, seq: 1 }, |e| e.id);
                 let mut gs: Vec<RdbGroup> = Vec::new();
                 for (name, read, owners) in groups {
                     if gs.iter().any(|g| g.name == name) {
@@ -683,7 +693,11 @@ mod tests {
                     let pel: Vec<RdbPending> = entries
                         .iter()
                         .step_by(3)
-                        .map(|e| RdbPending { id: e.id, delivery_time_ms: e.id.ms, delivery_count: e.id.seq })
+                        .map(|e| RdbPending {
+                            id: e.id,
+                            delivery_time_ms: e.id.ms,
+                            delivery_count: e.id.seq,
+                        })
                         .collect();
                     let mut consumers: Vec<RdbConsumer> = (0..owners.max(1))
                         .map(|i| RdbConsumer {
@@ -697,7 +711,13 @@ mod tests {
                     for (i, p) in pel.iter().enumerate() {
                         consumers[i % n].pel.push(p.id);
                     }
-                    gs.push(RdbGroup { name, last_id, entries_read: read, pel, consumers });
+                    gs.push(RdbGroup {
+                        name,
+                        last_id,
+                        entries_read: read,
+                        pel,
+                        consumers,
+                    });
                 }
                 gs.sort_by(|a, b| a.name.cmp(&b.name));
                 RdbStream {

@@ -206,7 +206,12 @@ impl Listpack {
 /// Encodes `entries` as one stream node listpack (the first entry's fields as master).
 fn encode_node(entries: &[RdbStreamEntry]) -> Vec<u8> {
     let master = entries[0].id;
-    let names: Vec<&[u8]> = entries[0].fields.iter().step_by(2).map(|f| &f[..]).collect();
+    let names: Vec<&[u8]> = entries[0]
+        .fields
+        .iter()
+        .step_by(2)
+        .map(|f| &f[..])
+        .collect();
     let mut lp = Listpack::new();
     lp.int(entries.len() as i64);
     lp.int(0);
@@ -313,12 +318,16 @@ fn decode_node(
 ) -> Result<(), String> {
     let items = encodings::listpack(lp)?;
     let mut it = items.into_iter();
-    let mut next = || it.next().ok_or_else(|| "stream listpack ends early".to_string());
+    let mut next = || {
+        it.next()
+            .ok_or_else(|| "stream listpack ends early".to_string())
+    };
     let int = |v: Vec<u8>| lp_int(&v).ok_or_else(|| "stream listpack integer expected".to_string());
     let live = int(next()?)?;
     let deleted = int(next()?)?;
     let nfields = int(next()?)?;
-    if live < 0 || deleted < 0 || nfields < 0 || (live + deleted) as u64 > NODE_ELEMENTS_MAX {
+    let total = live.checked_add(deleted).unwrap_or(-1);
+    if live < 0 || deleted < 0 || nfields < 0 || total < 0 || total as u64 > NODE_ELEMENTS_MAX {
         return Err("bad stream listpack counts".into());
     }
     if live == 0 {
@@ -332,7 +341,7 @@ fn decode_node(
         return Err("stream master entry without terminator".into());
     }
     let mut seen_live = 0;
-    for _ in 0..live + deleted {
+    for _ in 0..total {
         let flags = int(next()?)?;
         let ms = master.ms.wrapping_add(int(next()?)? as u64);
         let seq = master.seq.wrapping_add(int(next()?)? as u64);
@@ -427,7 +436,10 @@ impl<R: Read> Reader<R> {
             return Err(FormatError::corrupt(at, "stream entry above its last id"));
         }
         if v1 {
-            s.first_id = s.entries.first().map_or_else(RdbStreamId::default, |e| e.id);
+            s.first_id = s
+                .entries
+                .first()
+                .map_or_else(RdbStreamId::default, |e| e.id);
             s.entries_added = length;
         } else {
             s.first_id = self.stream_id()?;
@@ -546,7 +558,60 @@ fn estimate_distance(s: &RdbStream, id: RdbStreamId) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::damage::{apply, arb_damage};
+
+    /// Listpack headers and element encodings claiming far more than there is.
+    const HUGE: [&[u8]; 4] = [
+        &[0xff, 0xff, 0xff, 0x7f],
+        &[0xf0, 0xff, 0xff, 0xff, 0x7f],
+        &[0xf4, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+        &[0x81, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff],
+    ];
+
+    proptest! {
+        #[test]
+        fn fuzz_damaged_stream_nodes_are_refused_not_panicked_on(damage in arb_damage(HUGE.len(), 2)) {
+            let s = sample();
+            let node = nodes(&s.entries)[0];
+            let lp = apply(encode_node(node), &damage, &HUGE);
+            let mut out = Vec::new();
+            let _ = decode_node(node[0].id, &lp, &mut out);
+        }
+
+        #[test]
+        fn fuzz_damaged_stream_dumps_never_panic(damage in arb_damage(HUGE.len(), 2)) {
+            let mut w = RdbWriter::for_dump(Vec::new(), false);
+            w.write_stream(b"", None, &sample()).unwrap();
+            let payload = w.finish_dump().unwrap();
+            // Damage the body and keep the trailer valid, so the stream parser sees it.
+            let body = apply(payload[..payload.len() - 10].to_vec(), &damage, &HUGE);
+            let mut fixed = body.clone();
+            fixed.extend_from_slice(&payload[payload.len() - 10..payload.len() - 8]);
+            let crc = crate::crc64(&fixed);
+            fixed.extend_from_slice(&crc.to_le_bytes());
+            let _ = super::super::read_dump(&fixed, super::super::ReadOptions::default());
+        }
+    }
+
+    #[test]
+    fn stream_dumps_round_trip_and_forged_counts_are_refused() {
+        let mut w = RdbWriter::for_dump(Vec::new(), true);
+        w.write_stream(b"", None, &sample()).unwrap();
+        let payload = w.finish_dump().unwrap();
+        let back = super::super::read_dump(&payload, super::super::ReadOptions::default()).unwrap();
+        assert_eq!(back, super::super::RdbValue::Stream(Box::new(sample())));
+        // A node whose master entry claims 2^62 entries.
+        let mut lp = Listpack::new();
+        lp.int(1 << 61);
+        lp.int(1 << 61);
+        lp.int(0);
+        lp.int(0);
+        let err = decode_node(RdbStreamId::default(), &lp.finish(), &mut Vec::new()).unwrap_err();
+        assert!(err.contains("counts"), "{err}");
+    }
 
     fn id(ms: u64, seq: u64) -> RdbStreamId {
         RdbStreamId { ms, seq }
@@ -624,12 +689,72 @@ mod tests {
     #[test]
     fn listpack_integers_use_every_width() {
         let mut lp = Listpack::new();
-        let values = [0i64, 127, 128, -1, -4096, 4095, 30000, -8_000_000, 2_000_000_000, i64::MIN];
+        let values = [
+            0i64,
+            127,
+            128,
+            -1,
+            -4096,
+            4095,
+            30000,
+            -8_000_000,
+            2_000_000_000,
+            i64::MIN,
+        ];
         values.iter().for_each(|v| lp.int(*v));
         let items = encodings::listpack(&lp.finish()).unwrap();
         let back: Vec<i64> = items.iter().map(|b| lp_int(b).unwrap()).collect();
         assert_eq!(back, values);
         assert_eq!(lp_int(b"007"), None);
         assert_eq!(lp_int(b"-0"), None);
+    }
+}
+
+#[cfg(test)]
+mod v3_tests {
+    use super::*;
+
+    /// Redis 7.2 (type 21) adds each consumer's active time after its seen time.
+    #[test]
+    fn redis_7_2_streams_read_with_consumer_active_times() {
+        let seen = 0x1122_3344_5566_7788u64;
+        let mut s = RdbStream::default();
+        s.entries.push(RdbStreamEntry {
+            id: RdbStreamId { ms: 5, seq: 0 },
+            fields: vec![b"f".to_vec(), b"v".to_vec()],
+        });
+        s.last_id = RdbStreamId { ms: 5, seq: 0 };
+        s.first_id = s.last_id;
+        s.entries_added = 1;
+        s.groups.push(RdbGroup {
+            name: b"g".to_vec(),
+            last_id: s.last_id,
+            entries_read: Some(1),
+            pel: vec![],
+            consumers: vec![RdbConsumer {
+                name: b"c".to_vec(),
+                seen_time_ms: seen,
+                active_time_ms: None,
+                pel: vec![],
+            }],
+        });
+        let mut w = RdbWriter::for_dump(Vec::new(), false);
+        w.write_stream(b"", None, &s).unwrap();
+        let payload = w.finish_dump().unwrap();
+        let mut body = payload[..payload.len() - 10].to_vec();
+        assert_eq!(body[0], kind::STREAM_LISTPACKS_2);
+        body[0] = kind::STREAM_LISTPACKS_3;
+        let at = body
+            .windows(8)
+            .position(|w| w == seen.to_le_bytes())
+            .unwrap()
+            + 8;
+        body.splice(at..at, 42u64.to_le_bytes());
+        body.extend_from_slice(&11u16.to_le_bytes());
+        let crc = crate::crc64(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        let back = super::super::read_dump(&body, super::super::ReadOptions::default()).unwrap();
+        s.groups[0].consumers[0].active_time_ms = Some(42);
+        assert_eq!(back, super::super::RdbValue::Stream(Box::new(s)));
     }
 }

@@ -48,7 +48,10 @@ fn parse_id_full(
     match seq {
         None => Ok((StreamId::new(ms, missing_seq), true)),
         Some(b"*") if star_seq => Ok((StreamId::new(ms, 0), false)),
-        Some(s) => Ok((StreamId::new(ms, parse_u64(s).ok_or_else(invalid_id)?), true)),
+        Some(s) => Ok((
+            StreamId::new(ms, parse_u64(s).ok_or_else(invalid_id)?),
+            true,
+        )),
     }
 }
 
@@ -318,7 +321,11 @@ pub fn xadd(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     if total > LISTPACK_MAX_BYTES {
         return Err(CmdError::other("ERR Elements are too large to be stored"));
     }
-    s.append(id, a[field_pos..].iter().map(|f| Str::new(f)).collect(), limits);
+    s.append(
+        id,
+        a[field_pos..].iter().map(|f| Str::new(f)).collect(),
+        limits,
+    );
     let mut logged = a.to_vec();
     if let Some(trim) = t.trim {
         s.trim(trim, t.approx, t.limit);
@@ -462,9 +469,8 @@ fn read_generic(c: &mut Ctx, a: &[Bytes], with_group: bool) -> CmdResult {
                 )));
             }
             i += 1;
-            let ms = resp::parse_i64(&a[i]).ok_or_else(|| {
-                CmdError::other("ERR timeout is not an integer or out of range")
-            })?;
+            let ms = resp::parse_i64(&a[i])
+                .ok_or_else(|| CmdError::other("ERR timeout is not an integer or out of range"))?;
             if ms < 0 {
                 return Err(CmdError::other("ERR timeout is negative"));
             }
@@ -484,7 +490,7 @@ fn read_generic(c: &mut Ctx, a: &[Bytes], with_group: bool) -> CmdResult {
             count_given = true;
         } else if is(o, "streams") && more > 0 {
             streams_arg = i + 1;
-            if (a.len() - streams_arg) % 2 != 0 {
+            if !(a.len() - streams_arg).is_multiple_of(2) {
                 return Err(CmdError::other(
                     "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified.",
                 ));
@@ -523,7 +529,9 @@ fn read_generic(c: &mut Ctx, a: &[Bytes], with_group: bool) -> CmdResult {
         let arg = &a[streams_arg + n + k];
         let s = c.ks.stream(c.db, key)?;
         if let Some((g, _)) = group
-            && !s.as_ref().is_some_and(|s| s.groups.contains_key(g.as_ref()))
+            && !s
+                .as_ref()
+                .is_some_and(|s| s.groups.contains_key(g.as_ref()))
         {
             return Err(CmdError::other(format!(
                 "NOGROUP No such key '{}' or consumer group '{}' in XREADGROUP with GROUP option",
@@ -645,7 +653,10 @@ fn serve_group(
     now: u64,
 ) -> CmdResult {
     let s = c.ks.stream(c.db, key)?.expect("checked by the caller");
-    let mut g = s.groups.remove(gname.as_ref()).expect("checked by the caller");
+    let mut g = s
+        .groups
+        .remove(gname.as_ref())
+        .expect("checked by the caller");
     let created = !g.consumers.contains_key(cname.as_ref());
     let consumer = g.consumers.entry(Str::new(cname)).or_default();
     consumer.seen_time_ms = now;
@@ -657,7 +668,11 @@ fn serve_group(
             let pending: Vec<StreamId> = consumer
                 .pel
                 .range(start..)
-                .take(if count == 0 { usize::MAX } else { count as usize })
+                .take(if count == 0 {
+                    usize::MAX
+                } else {
+                    count as usize
+                })
                 .copied()
                 .collect();
             c.out.array(pending.len());
@@ -847,9 +862,7 @@ pub fn xgroup(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         if sub == "create" && is(&a[i], "mkstream") {
             mkstream = true;
             i += 1;
-        } else if (sub == "create" || sub == "setid")
-            && is(&a[i], "entriesread")
-            && i + 1 < a.len()
+        } else if (sub == "create" || sub == "setid") && is(&a[i], "entriesread") && i + 1 < a.len()
         {
             entries_read = entries_read_arg(&a[i + 1])?;
             i += 2;
@@ -1063,7 +1076,11 @@ pub fn xpending(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             (Some(first), Some(last)) => {
                 c.out.bulk(first.to_string().as_bytes());
                 c.out.bulk(last.to_string().as_bytes());
-                let owners: Vec<_> = g.consumers.iter().filter(|(_, c)| !c.pel.is_empty()).collect();
+                let owners: Vec<_> = g
+                    .consumers
+                    .iter()
+                    .filter(|(_, c)| !c.pel.is_empty())
+                    .collect();
                 c.out.array(owners.len());
                 for (name, cons) in owners {
                     c.out.array(2);
@@ -1087,7 +1104,11 @@ pub fn xpending(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
                 return Ok(());
             }
         },
-        None => g.pel.range(start..=end.max(start)).map(|(k, _)| *k).collect(),
+        None => g
+            .pel
+            .range(start..=end.max(start))
+            .map(|(k, _)| *k)
+            .collect(),
     };
     let mut rows = Vec::new();
     for id in ids.into_iter().filter(|id| *id <= end) {
@@ -1154,7 +1175,8 @@ pub fn xclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             time = Some(int_or(&a[j], "Invalid TIME option argument for XCLAIM")?);
         } else if is(o, "retrycount") && more > 0 {
             j += 1;
-            retry = Some(int_or(&a[j], "Invalid RETRYCOUNT option argument for XCLAIM")?.max(0) as u64);
+            retry =
+                Some(int_or(&a[j], "Invalid RETRYCOUNT option argument for XCLAIM")?.max(0) as u64);
         } else if is(o, "lastid") && more > 0 {
             j += 1;
             last = parse_strict_id(&a[j])?;
@@ -1297,7 +1319,11 @@ pub fn xautoclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         .pel
         .range(start..)
         .map(|(k, _)| *k)
-        .take(usize::try_from(attempts).unwrap_or(usize::MAX).saturating_add(1))
+        .take(
+            usize::try_from(attempts)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1),
+        )
         .collect();
     let mut idx = 0;
     let (mut claimed, mut deleted) = (Vec::new(), Vec::new());
@@ -1478,9 +1504,13 @@ pub fn xinfo(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
                 }
                 return Ok(());
             }
-            let limit = if count == 0 { usize::MAX } else { count as usize };
+            let limit = if count == 0 {
+                usize::MAX
+            } else {
+                count as usize
+            };
             out.bulk(b"entries");
-            let entries = s.range(StreamId::MIN, StreamId::MAX, false, limit.min(usize::MAX));
+            let entries = s.range(StreamId::MIN, StreamId::MAX, false, limit);
             reply_entries(out, &entries);
             out.bulk(b"groups");
             out.array(s.groups.len());

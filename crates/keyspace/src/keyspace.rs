@@ -130,6 +130,8 @@ pub struct Stats {
     pub expired_keys: u64,
     pub keyspace_hits: u64,
     pub keyspace_misses: u64,
+    /// Values UNLINK handed to Redis's background freeing (INFO `lazyfreed_objects`).
+    pub lazyfreed_objects: u64,
 }
 
 pub struct Keyspace {

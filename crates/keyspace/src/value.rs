@@ -99,6 +99,36 @@ impl Value {
     }
 }
 
+/// Values whose freeing takes more allocations than this are freed in the background by
+/// Redis's UNLINK (`LAZYFREE_THRESHOLD`), which INFO counts as `lazyfreed_objects`.
+pub const LAZYFREE_THRESHOLD_ALLOCATIONS: usize = 64;
+
+/// Bytes of elements per quicklist node at Redis's default `list-max-listpack-size` (-2).
+const QUICKLIST_NODE_BYTES: usize = 8192;
+
+impl Value {
+    /// About how many allocations freeing this value takes in Redis (its
+    /// `lazyfreeGetFreeEffort`): nodes, table entries, or 1 for a compact encoding.
+    pub fn free_effort(&self, limits: &Encodings) -> usize {
+        match self {
+            Value::Str(_) => 1,
+            Value::List(l) => {
+                let bytes: usize = l.iter().map(|v| v.len() + 2).sum();
+                bytes.div_ceil(QUICKLIST_NODE_BYTES).max(1)
+            }
+            Value::Hash(h) if self.encoding(limits) == "hashtable" => h.len(),
+            Value::Set(s) if self.encoding(limits) == "hashtable" => s.len(),
+            Value::ZSet(z) if self.encoding(limits) == "skiplist" => z.len(),
+            Value::Stream(s) => {
+                // Redis estimates every group's PEL by the first one's.
+                let pel = s.groups.values().next().map_or(0, |g| g.pel.len());
+                s.radix_tree_nodes() + s.groups.len() * (1 + pel)
+            }
+            _ => 1,
+        }
+    }
+}
+
 /// Strings up to this long are allocated with their object in Redis ("embstr").
 const EMBSTR_MAX_BYTES: usize = 44;
 

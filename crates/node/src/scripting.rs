@@ -226,6 +226,22 @@ pub fn movable_key_positions(command: &str, args: &[Bytes]) -> Option<Vec<usize>
             let n = usize::try_from(n).ok().filter(|&n| 3 + n <= args.len())?;
             Some((3..3 + n).collect())
         }
+        // The keys are the first half of what follows STREAMS.
+        "xread" | "xreadgroup" => {
+            let mut i = 1;
+            let streams = loop {
+                let arg = args.get(i)?;
+                match arg.to_ascii_lowercase().as_slice() {
+                    b"block" | b"count" => i += 2,
+                    b"group" => i += 3,
+                    b"noack" => i += 1,
+                    b"streams" => break i,
+                    _ => return None,
+                }
+            };
+            let n = args.len() - streams - 1;
+            (n > 0 && n % 2 == 0).then(|| (streams + 1..streams + 1 + n / 2).collect())
+        }
         _ => None,
     }
 }

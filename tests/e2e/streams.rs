@@ -130,6 +130,16 @@ fn fill(c: &mut Conn) {
     );
 }
 
+fn wait_rewrite(c: &mut Conn) {
+    crate::harness::wait_until("aof rewrite", std::time::Duration::from_secs(30), || {
+        let Frame::Bulk(info) = c.cmd(&["INFO", "persistence"]) else {
+            return false;
+        };
+        let info = String::from_utf8_lossy(&info).into_owned();
+        info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
+    });
+}
+
 /// The leaves of a reply in order, as text.
 fn leaves(f: &Frame, out: &mut Vec<String>) {
     match f {
@@ -236,6 +246,23 @@ fn stream_effects_in_cacheplane_aof_replay_the_same_in_redis_server() {
         let node = Server::cacheplane_in(dir.path(), &aof);
         let mut c = node.conn();
         fill(&mut c);
+        // A rewrite: the streams go into the new RDB base, later effects into the log.
+        run(&mut c, &["BGREWRITEAOF"]);
+        wait_rewrite(&mut c);
+        run(
+            &mut c,
+            &[
+                "XREADGROUP",
+                "GROUP",
+                "g1",
+                "zoe",
+                "COUNT",
+                "2",
+                "STREAMS",
+                "s",
+                ">",
+            ],
+        );
         // An auto-generated ID and an approximate trim: logged as the ID and bound chosen.
         run(&mut c, &["XADD", "few", "MAXLEN", "~", "1", "*", "d", "4"]);
         full_info(&mut c, true)
@@ -250,16 +277,34 @@ fn stream_effects_in_cacheplane_aof_replay_the_same_in_redis_server() {
 
 #[test]
 fn stream_effects_in_redis_server_aof_replay_the_same_here() {
+    for preamble in ["yes", "no"] {
+        redis_aof_replays_here(preamble);
+    }
+}
+
+/// redis-server's log, rewritten once (into an RDB base, or with `preamble` no into the
+/// commands Redis rewrites a stream as: XADD, XSETID, XGROUP CREATE, XCLAIM ...).
+fn redis_aof_replays_here(preamble: &str) {
     let dir = TempDir::new("streams-redis-aof");
     let expected = {
         // Under everysec redis-server may postpone a write past the reply while a
         // background fsync runs; the test kills it, so every write must be on disk.
         let redis = Server::redis_in(
             dir.path(),
-            &["--appendonly", "yes", "--appendfsync", "always"],
+            &[
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--aof-use-rdb-preamble",
+                preamble,
+            ],
         );
         let mut r = redis.conn();
         fill(&mut r);
+        run(&mut r, &["BGREWRITEAOF"]);
+        wait_rewrite(&mut r);
+        run(&mut r, &["XADD", "s", "*", "after", "rewrite"]);
         run(&mut r, &["XADD", "few", "MAXLEN", "~", "1", "*", "d", "4"]);
         full_info(&mut r, true)
     };

@@ -40,6 +40,8 @@ pub mod flags {
     pub const NO_MULTI: u32 = 1 << 11;
     /// Allowed in a RESP2 connection in subscribed state.
     pub const PUBSUB_CONTEXT: u32 = 1 << 12;
+    /// Keys found by parsing the arguments (numkeys, STREAMS), not by position alone.
+    pub const MOVABLE_KEYS: u32 = 1 << 13;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -54,6 +56,7 @@ pub mod flags {
         (FAST, "fast"),
         (NO_AUTH, "no_auth"),
         (NO_MULTI, "no_multi"),
+        (MOVABLE_KEYS, "movablekeys"),
     ];
 }
 
@@ -220,7 +223,7 @@ static TABLE: &[Spec] = &[
     spec("lpos", -3, R, K1, F(l::lpos)),
     spec("lmove", 5, W, K2, F(l::lmove)),
     spec("rpoplpush", 3, W, K2, F(l::rpoplpush)),
-    spec("lmpop", -4, D, KNONE, F(l::lmpop)),
+    spec("lmpop", -4, D | MOVABLE_KEYS, KNONE, F(l::lmpop)),
     spec(
         "blpop",
         -3,
@@ -243,7 +246,7 @@ static TABLE: &[Spec] = &[
         K2,
         F(l::brpoplpush),
     ),
-    spec("blmpop", -5, D | BLOCKING | NOSCRIPT, KNONE, F(l::blmpop)),
+    spec("blmpop", -5, D | BLOCKING | NOSCRIPT | MOVABLE_KEYS, KNONE, F(l::blmpop)),
     // sets
     spec("sadd", -3, WF, K1, F(s::sadd)),
     spec("srem", -3, DF, K1, F(s::srem)),
@@ -260,7 +263,7 @@ static TABLE: &[Spec] = &[
     spec("sinterstore", -3, W, KALL, F(s::sinterstore)),
     spec("sunionstore", -3, W, KALL, F(s::sunionstore)),
     spec("sdiffstore", -3, W, KALL, F(s::sdiffstore)),
-    spec("sintercard", -3, R, KNONE, F(s::sintercard)),
+    spec("sintercard", -3, R | MOVABLE_KEYS, KNONE, F(s::sintercard)),
     spec("sscan", -3, R, K1, F(s::sscan)),
     // sorted sets
     spec("zadd", -4, WF, K1, F(z::zadd)),
@@ -299,15 +302,15 @@ static TABLE: &[Spec] = &[
         (1, -2, 1),
         F(z::bzpopmax),
     ),
-    spec("zmpop", -4, D, KNONE, F(z::zmpop)),
-    spec("bzmpop", -5, D | BLOCKING | NOSCRIPT, KNONE, F(z::bzmpop)),
-    spec("zunionstore", -4, W, KNONE, F(z::zunionstore)),
-    spec("zinterstore", -4, W, KNONE, F(z::zinterstore)),
-    spec("zdiffstore", -4, W, KNONE, F(z::zdiffstore)),
-    spec("zunion", -3, R, KNONE, F(z::zunion)),
-    spec("zinter", -3, R, KNONE, F(z::zinter)),
-    spec("zdiff", -3, R, KNONE, F(z::zdiff)),
-    spec("zintercard", -3, R, KNONE, F(z::zintercard)),
+    spec("zmpop", -4, D | MOVABLE_KEYS, KNONE, F(z::zmpop)),
+    spec("bzmpop", -5, D | BLOCKING | NOSCRIPT | MOVABLE_KEYS, KNONE, F(z::bzmpop)),
+    spec("zunionstore", -4, W | MOVABLE_KEYS, KNONE, F(z::zunionstore)),
+    spec("zinterstore", -4, W | MOVABLE_KEYS, KNONE, F(z::zinterstore)),
+    spec("zdiffstore", -4, W | MOVABLE_KEYS, KNONE, F(z::zdiffstore)),
+    spec("zunion", -3, R | MOVABLE_KEYS, KNONE, F(z::zunion)),
+    spec("zinter", -3, R | MOVABLE_KEYS, KNONE, F(z::zinter)),
+    spec("zdiff", -3, R | MOVABLE_KEYS, KNONE, F(z::zdiff)),
+    spec("zintercard", -3, R | MOVABLE_KEYS, KNONE, F(z::zintercard)),
     spec("zrandmember", -2, R, K1, F(z::zrandmember)),
     spec("zscan", -3, R, K1, F(z::zscan)),
     // streams (XREAD and XREADGROUP name their keys after STREAMS: movable keys)
@@ -317,8 +320,8 @@ static TABLE: &[Spec] = &[
     spec("xlen", 2, RF, K1, F(x::xlen)),
     spec("xdel", -3, DF, K1, F(x::xdel)),
     spec("xtrim", -4, D, K1, F(x::xtrim)),
-    spec("xread", -4, R | BLOCKING, KNONE, F(x::xread)),
-    spec("xreadgroup", -7, D | BLOCKING, KNONE, F(x::xreadgroup)),
+    spec("xread", -4, R | BLOCKING | MOVABLE_KEYS, KNONE, F(x::xread)),
+    spec("xreadgroup", -7, D | BLOCKING | MOVABLE_KEYS, KNONE, F(x::xreadgroup)),
     spec("xgroup", -2, W, (2, 2, 1), F(x::xgroup)),
     spec("xsetid", -3, WF, K1, F(x::xsetid)),
     spec("xack", -4, DF, K1, F(x::xack)),
@@ -356,12 +359,12 @@ static TABLE: &[Spec] = &[
     spec("bgsave", -1, ADMIN | NOSCRIPT, KNONE, NODE),
     spec("lastsave", 1, LOADING | STALE | FAST, KNONE, NODE),
     // Scripting (keys are movable: numkeys says where they end).
-    spec("eval", -3, NOSCRIPT | STALE, KNONE, NODE),
-    spec("evalsha", -3, NOSCRIPT | STALE, KNONE, NODE),
-    spec("eval_ro", -3, NOSCRIPT | STALE | READONLY, KNONE, NODE),
-    spec("evalsha_ro", -3, NOSCRIPT | STALE | READONLY, KNONE, NODE),
-    spec("fcall", -3, NOSCRIPT | STALE, KNONE, NODE),
-    spec("fcall_ro", -3, NOSCRIPT | STALE | READONLY, KNONE, NODE),
+    spec("eval", -3, NOSCRIPT | STALE | MOVABLE_KEYS, KNONE, NODE),
+    spec("evalsha", -3, NOSCRIPT | STALE | MOVABLE_KEYS, KNONE, NODE),
+    spec("eval_ro", -3, NOSCRIPT | STALE | READONLY | MOVABLE_KEYS, KNONE, NODE),
+    spec("evalsha_ro", -3, NOSCRIPT | STALE | READONLY | MOVABLE_KEYS, KNONE, NODE),
+    spec("fcall", -3, NOSCRIPT | STALE | MOVABLE_KEYS, KNONE, NODE),
+    spec("fcall_ro", -3, NOSCRIPT | STALE | READONLY | MOVABLE_KEYS, KNONE, NODE),
     spec("script", -2, NOSCRIPT, KNONE, NODE),
     spec("function", -2, NOSCRIPT, KNONE, NODE),
     // cacheplane's own: CACHEPLANE BACKUP streams a snapshot into the RDB storage account.

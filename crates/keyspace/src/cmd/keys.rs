@@ -477,7 +477,7 @@ pub fn object(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             "IDLETIME <key>",
             "REFCOUNT <key>",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
         ];
         c.out.array(lines.len());
         lines.iter().for_each(|l| c.out.simple(l));

@@ -133,7 +133,7 @@ fn help(c: &mut Ctx, cmd: &str, lines: &[&str]) {
     ));
     lines.iter().for_each(|l| c.out.simple(l));
     c.out.simple("HELP");
-    c.out.simple("    Print this help.");
+    c.out.simple("    Prints this help.");
 }
 
 /// XADD/XTRIM options.

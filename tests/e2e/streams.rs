@@ -311,3 +311,110 @@ fn redis_aof_replays_here(preamble: &str) {
     let node = Server::cacheplane_in(dir.path(), &["--appendonly", "yes", "--save", ""]);
     assert_eq!(full_info(&mut node.conn(), true), expected);
 }
+
+fn blocked_clients(c: &mut Conn) -> usize {
+    let Frame::Bulk(info) = c.cmd(&["INFO", "clients"]) else {
+        panic!("INFO clients")
+    };
+    let info = String::from_utf8_lossy(&info).into_owned();
+    info.lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("blocked_clients in INFO")
+}
+
+fn wait_blocked(c: &mut Conn, n: usize) {
+    crate::harness::wait_until(
+        "clients to block",
+        std::time::Duration::from_secs(10),
+        || blocked_clients(c) == n,
+    );
+}
+
+/// Blocked readers are served in arrival order, each from the ID it waits after (`$` as
+/// it stood when it blocked); group readers fail when their group or stream goes.
+#[test]
+fn blocked_stream_readers_are_served_and_failed_as_in_redis() {
+    let node = Server::cacheplane(&["--save", ""]);
+    let mut c = node.conn();
+    run(&mut c, &["XADD", "s", "1-0", "f", "old"]);
+    run(&mut c, &["XGROUP", "CREATE", "s", "g", "$"]);
+    let mut reader = node.conn();
+    reader.send(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]);
+    wait_blocked(&mut c, 1);
+    let mut group_a = node.conn();
+    group_a.send(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "a",
+        "BLOCK",
+        "0",
+        "STREAMS",
+        "s",
+        ">",
+    ]);
+    wait_blocked(&mut c, 2);
+    let mut group_b = node.conn();
+    group_b.send(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "b",
+        "BLOCK",
+        "0",
+        "STREAMS",
+        "s",
+        ">",
+    ]);
+    wait_blocked(&mut c, 3);
+    run(&mut c, &["XADD", "s", "2-0", "f", "new"]);
+    let render = |f: Frame| {
+        let mut l = Vec::new();
+        leaves(&f, &mut l);
+        l.join(" ")
+    };
+    let expected = render(Frame::Array(vec![Frame::Array(vec![
+        Frame::Bulk("s".into()),
+        Frame::Array(vec![Frame::Array(vec![
+            Frame::Bulk("2-0".into()),
+            Frame::Array(vec![Frame::Bulk("f".into()), Frame::Bulk("new".into())]),
+        ])]),
+    ])]));
+    assert_eq!(render(reader.read().unwrap()), expected);
+    // The first group reader gets the entry; the second keeps waiting for the next one.
+    assert_eq!(render(group_a.read().unwrap()), expected);
+    assert_eq!(blocked_clients(&mut c), 1);
+    run(&mut c, &["XGROUP", "DESTROY", "s", "g"]);
+    let Some(Frame::Error(e)) = group_b.read() else {
+        panic!("group reader not failed")
+    };
+    assert!(e.starts_with("NOGROUP"), "{e}");
+    run(&mut c, &["XGROUP", "CREATE", "s", "g", "$"]);
+    group_b.send(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "b",
+        "BLOCK",
+        "0",
+        "STREAMS",
+        "s",
+        ">",
+    ]);
+    wait_blocked(&mut c, 1);
+    run(&mut c, &["DEL", "s"]);
+    assert_eq!(
+        group_b.read(),
+        Some(Frame::Error(
+            "UNBLOCKED the stream key no longer exists".into()
+        ))
+    );
+    // Inside MULTI a blocking read answers at once.
+    run(&mut c, &["MULTI"]);
+    c.cmd(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]);
+    let Frame::Array(replies) = c.cmd(&["EXEC"]) else {
+        panic!("EXEC")
+    };
+    assert_eq!(replies, vec![Frame::Null]);
+}

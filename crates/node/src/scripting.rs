@@ -240,7 +240,7 @@ pub fn movable_key_positions(command: &str, args: &[Bytes]) -> Option<Vec<usize>
                 }
             };
             let n = args.len() - streams - 1;
-            (n > 0 && n % 2 == 0).then(|| (streams + 1..streams + 1 + n / 2).collect())
+            (n > 0 && n.is_multiple_of(2)).then(|| (streams + 1..streams + 1 + n / 2).collect())
         }
         _ => None,
     }

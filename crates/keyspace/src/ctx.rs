@@ -24,6 +24,9 @@ pub struct Ctx<'a> {
     pub in_multi: bool,
     /// Run by a script: XREAD/XREADGROUP refuse BLOCK there, as in Redis.
     pub in_script: bool,
+    /// Replaying a log (Redis's "must obey" clients): logged effects are applied as
+    /// written, without the checks and limits put on clients (XADD's LIMIT, XCLAIM's TIME).
+    pub replaying: bool,
     /// Set by a blocking command that has to wait.
     pub block: Option<Block>,
     /// Set when the command logged its effect itself ([`Ctx::propagate`]).
@@ -38,6 +41,7 @@ impl<'a> Ctx<'a> {
             out,
             in_multi: false,
             in_script: false,
+            replaying: false,
             block: None,
             propagated: false,
         }

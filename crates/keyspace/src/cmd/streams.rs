@@ -224,7 +224,10 @@ fn parse_trim_args(c: &Ctx, a: &[Bytes], xadd: bool) -> Result<TrimArgs, CmdErro
             "ERR syntax error, XTRIM must be called with a trimming strategy",
         ));
     }
-    if limit_given {
+    if c.replaying {
+        // The log holds the bound reached: trim to it whatever the work.
+        t.limit = 0;
+    } else if limit_given {
         if !t.approx {
             return Err(CmdError::other(
                 "ERR syntax error, LIMIT cannot be used without the special ~ option",
@@ -1096,22 +1099,19 @@ pub fn xpending(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         }
         return Ok(());
     }
-    let ids: Vec<StreamId> = match consumer {
+    // Walked lazily: COUNT bounds the work, not the PEL's size.
+    let ids: Box<dyn Iterator<Item = StreamId>> = match consumer {
         Some(name) => match g.consumers.get(name.as_ref()) {
-            Some(cons) => cons.pel.range(start..=end.max(start)).copied().collect(),
+            Some(cons) => Box::new(cons.pel.range(start..=end.max(start)).copied()),
             None => {
                 c.out.array(0);
                 return Ok(());
             }
         },
-        None => g
-            .pel
-            .range(start..=end.max(start))
-            .map(|(k, _)| *k)
-            .collect(),
+        None => Box::new(g.pel.range(start..=end.max(start)).map(|(k, _)| *k)),
     };
     let mut rows = Vec::new();
-    for id in ids.into_iter().filter(|id| *id <= end) {
+    for id in ids.filter(|id| *id <= end) {
         if rows.len() as i64 >= count {
             break;
         }
@@ -1188,9 +1188,9 @@ pub fn xclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         }
         j += 1;
     }
-    // During a replay the clock reads 0: logged times are taken as they are.
+    // A replay takes logged times as they are (its clock reads 0).
     let delivery = match time {
-        Some(t) if now == 0 => t.max(0) as u64,
+        Some(t) if c.replaying => t.max(0) as u64,
         Some(t) if t < 0 || t > now as i64 => now,
         Some(t) => t as u64,
         None => now,

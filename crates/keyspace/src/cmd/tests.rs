@@ -343,3 +343,43 @@ fn stream_effects_are_logged_as_redis_propagates_them() {
         ]
     );
 }
+
+#[test]
+fn replays_apply_logged_stream_effects_as_written() {
+    let mut ks = Keyspace::new(1);
+    for (line, want) in [
+        // Redis logs LIMIT with the exact bound; only a replay accepts that.
+        ("xadd s maxlen = 1 limit 100 5-0 a 1", "$3\r\n5-0\r\n"),
+        ("xgroup create s g 0", "+OK\r\n"),
+        // A logged delivery time later than the replay's clock stays as logged.
+        (
+            "xclaim s g c 0 5-0 time 1700000000000 retrycount 2 force justid lastid 5-0",
+            "*1\r\n$3\r\n5-0\r\n",
+        ),
+        (
+            "xpending s g - + 1",
+            "*1\r\n*4\r\n$3\r\n5-0\r\n$1\r\nc\r\n:0\r\n:2\r\n",
+        ),
+    ] {
+        let args: Vec<Bytes> = line
+            .split(' ')
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect();
+        let mut out = ReplyBuf::new(Protocol::Resp2);
+        let mut ctx = Ctx::new(&mut ks, 0, &mut out);
+        ctx.replaying = true;
+        ctx.in_multi = true;
+        if let Err(e) = crate::execute(lookup(&args[0]).unwrap(), &mut ctx, &args) {
+            out.error(&e.to_string());
+        }
+        assert_eq!(String::from_utf8_lossy(&out.take()), want, "{line}");
+    }
+    let Some(crate::Value::Stream(s)) = ks.lookup(0, b"s") else {
+        panic!("stream")
+    };
+    let g = &s.groups[b"g".as_slice()];
+    assert_eq!(
+        g.pel[&crate::StreamId::new(5, 0)].delivery_time_ms,
+        1_700_000_000_000
+    );
+}

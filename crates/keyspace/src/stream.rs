@@ -246,7 +246,7 @@ impl Stream {
         node.live += 1;
         self.length += 1;
         self.last_id = id;
-        self.entries_added += 1;
+        self.entries_added = self.entries_added.saturating_add(1);
         if self.length == 1 {
             self.first_id = id;
         }
@@ -426,10 +426,14 @@ impl Stream {
         }
         if self.max_deleted_id.is_zero() || self.max_deleted_id < self.first_id {
             if id < self.first_id {
-                return Some(self.entries_added - self.length);
+                return Some(self.entries_added.saturating_sub(self.length));
             }
             if id == self.first_id {
-                return Some(self.entries_added - self.length + 1);
+                return Some(
+                    self.entries_added
+                        .saturating_sub(self.length)
+                        .saturating_add(1),
+                );
             }
         }
         None
@@ -457,7 +461,7 @@ impl Stream {
         if let Some(read) = group.entries_read
             && !self.range_has_tombstones(id, StreamId::MAX)
         {
-            group.entries_read = Some(read + 1);
+            group.entries_read = Some(read.saturating_add(1));
         } else if self.entries_added != 0 {
             group.entries_read = self.estimate_distance(id);
         }

@@ -547,10 +547,10 @@ fn estimate_distance(s: &RdbStream, id: RdbStreamId) -> Option<u64> {
     let no_tombstones = s.max_deleted_id == RdbStreamId::default() || s.max_deleted_id < s.first_id;
     if no_tombstones {
         if id < s.first_id {
-            return Some(s.entries_added - len);
+            return Some(s.entries_added.saturating_sub(len));
         }
         if id == s.first_id {
-            return Some(s.entries_added - len + 1);
+            return Some(s.entries_added.saturating_sub(len).saturating_add(1));
         }
     }
     None

@@ -685,7 +685,7 @@ fn serve_group(
                         reply_entry(c.out, e);
                         if let Some(n) = g.pel.get_mut(&id) {
                             n.delivery_time_ms = now;
-                            n.delivery_count += 1;
+                            n.delivery_count = n.delivery_count.saturating_add(1);
                         }
                     }
                     None => {
@@ -1116,7 +1116,7 @@ pub fn xpending(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             break;
         }
         let Some(n) = g.pel.get(&id) else { continue };
-        let idle = now as i64 - n.delivery_time_ms as i64;
+        let idle = idle_ms(now, n.delivery_time_ms);
         if min_idle != 0 && idle < min_idle {
             continue;
         }
@@ -1127,10 +1127,15 @@ pub fn xpending(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         c.out.array(4);
         c.out.bulk(id.to_string().as_bytes());
         c.out.bulk(&n.consumer);
-        c.out.int((now as i64 - n.delivery_time_ms as i64).max(0));
+        c.out.int(idle_ms(now, n.delivery_time_ms));
         c.out.int(n.delivery_count as i64);
     }
     Ok(())
+}
+
+/// Milliseconds since `then` (0 for a time in the future; times may come from files).
+fn idle_ms(now: u64, then: u64) -> i64 {
+    i64::try_from(now.saturating_sub(then)).unwrap_or(i64::MAX)
 }
 
 fn int_or(arg: &[u8], msg: &str) -> Result<i64, CmdError> {
@@ -1169,7 +1174,8 @@ pub fn xclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             justid = true;
         } else if is(o, "idle") && more > 0 {
             j += 1;
-            time = Some(now as i64 - int_or(&a[j], "Invalid IDLE option argument for XCLAIM")?);
+            let idle = int_or(&a[j], "Invalid IDLE option argument for XCLAIM")?;
+            time = Some((now as i64).saturating_sub(idle));
         } else if is(o, "time") && more > 0 {
             j += 1;
             time = Some(int_or(&a[j], "Invalid TIME option argument for XCLAIM")?);
@@ -1228,7 +1234,7 @@ pub fn xclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             continue;
         } else if min_idle > 0 {
             let n = &g.pel[&id];
-            if (now as i64 - n.delivery_time_ms as i64) < min_idle {
+            if idle_ms(now, n.delivery_time_ms) < min_idle {
                 continue;
             }
         }
@@ -1250,7 +1256,7 @@ pub fn xclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         n.delivery_time_ms = delivery;
         match retry {
             Some(r) => n.delivery_count = r,
-            None if !justid => n.delivery_count += 1,
+            None if !justid => n.delivery_count = n.delivery_count.saturating_add(1),
             None => {}
         }
         logs.push(xclaim_log(key, gname, id, n, g.last_id));
@@ -1343,7 +1349,7 @@ pub fn xautoclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             continue;
         }
         let n = &g.pel[&id];
-        if min_idle > 0 && (now as i64 - n.delivery_time_ms as i64) < min_idle {
+        if min_idle > 0 && idle_ms(now, n.delivery_time_ms) < min_idle {
             continue;
         }
         if !g.consumers.contains_key(cname.as_ref()) {
@@ -1357,7 +1363,7 @@ pub fn xautoclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         let n = g.pel.get_mut(&id).expect("present");
         n.delivery_time_ms = now;
         if !justid {
-            n.delivery_count += 1;
+            n.delivery_count = n.delivery_count.saturating_add(1);
         }
         logs.push(xclaim_log(key, gname, id, n, g.last_id));
         dirty += 1;
@@ -1438,7 +1444,7 @@ pub fn xinfo(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
                 out.bulk(b"pending");
                 out.int(cons.pel.len() as i64);
                 out.bulk(b"idle");
-                out.int((now as i64 - cons.seen_time_ms as i64).max(0));
+                out.int(idle_ms(now, cons.seen_time_ms));
             }
         }
         "groups" => {

@@ -265,7 +265,20 @@ impl<W: Write> RdbWriter<W> {
         expire_ms: Option<u64>,
         s: &RdbStream,
     ) -> Result<(), FormatError> {
-        self.key_header(key, expire_ms, kind::STREAM_LISTPACKS_2)?;
+        self.write_stream_as(key, expire_ms, s, kind::STREAM_LISTPACKS_2)
+    }
+
+    /// Type 15 (Redis 5 and 6) leaves out the first and max-deleted IDs, entries-added and
+    /// the groups' entries-read; type 19 has them.
+    fn write_stream_as(
+        &mut self,
+        key: &[u8],
+        expire_ms: Option<u64>,
+        s: &RdbStream,
+        type_id: u8,
+    ) -> Result<(), FormatError> {
+        let v1 = type_id == kind::STREAM_LISTPACKS;
+        self.key_header(key, expire_ms, type_id)?;
         let nodes = nodes(&s.entries);
         self.len(nodes.len() as u64)?;
         for n in nodes {
@@ -273,23 +286,27 @@ impl<W: Write> RdbWriter<W> {
             self.string(&encode_node(n))?;
         }
         self.len(s.entries.len() as u64)?;
-        for v in [
-            s.last_id.ms,
-            s.last_id.seq,
-            s.first_id.ms,
-            s.first_id.seq,
-            s.max_deleted_id.ms,
-            s.max_deleted_id.seq,
-            s.entries_added,
-        ] {
-            self.len(v)?;
+        self.len(s.last_id.ms)?;
+        self.len(s.last_id.seq)?;
+        if !v1 {
+            for v in [
+                s.first_id.ms,
+                s.first_id.seq,
+                s.max_deleted_id.ms,
+                s.max_deleted_id.seq,
+                s.entries_added,
+            ] {
+                self.len(v)?;
+            }
         }
         self.len(s.groups.len() as u64)?;
         for g in &s.groups {
             self.string(&g.name)?;
             self.len(g.last_id.ms)?;
             self.len(g.last_id.seq)?;
-            self.len(g.entries_read.unwrap_or(u64::MAX))?;
+            if !v1 {
+                self.len(g.entries_read.unwrap_or(u64::MAX))?;
+            }
             self.len(g.pel.len() as u64)?;
             for p in &g.pel {
                 self.raw(&p.id.to_be())?;
@@ -557,7 +574,7 @@ fn estimate_distance(s: &RdbStream, id: RdbStreamId) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use proptest::prelude::*;
 
     use super::*;
@@ -711,8 +728,25 @@ mod tests {
 }
 
 #[cfg(test)]
-mod v3_tests {
+mod other_versions {
     use super::*;
+
+    /// Redis 5 and 6 (type 15) streams: what the file lacks is derived as Redis does.
+    #[test]
+    fn redis_6_streams_read_with_derived_counters() {
+        let mut s = tests::sample();
+        let mut w = RdbWriter::for_dump(Vec::new(), false);
+        w.write_stream_as(b"", None, &s, kind::STREAM_LISTPACKS)
+            .unwrap();
+        let payload = w.finish_dump().unwrap();
+        let back = super::super::read_dump(&payload, super::super::ReadOptions::default()).unwrap();
+        s.first_id = s.entries[0].id;
+        s.max_deleted_id = RdbStreamId::default();
+        s.entries_added = s.entries.len() as u64;
+        // The group read up to the last ID: all that was ever added.
+        s.groups[0].entries_read = Some(s.entries_added);
+        assert_eq!(back, super::super::RdbValue::Stream(Box::new(s)));
+    }
 
     /// Redis 7.2 (type 21) adds each consumer's active time after its seen time.
     #[test]

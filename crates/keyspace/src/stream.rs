@@ -168,8 +168,9 @@ pub const LISTPACK_MAX_BYTES: usize = 1 << 30;
 
 #[derive(Debug, Clone, Default)]
 pub struct Stream {
-    /// Nodes keyed by their first (master) entry's ID.
-    pub nodes: BTreeMap<StreamId, StreamNode>,
+    /// Nodes keyed by their first (master) entry's ID; changed only here, so the radix
+    /// count's cache stays true.
+    nodes: BTreeMap<StreamId, StreamNode>,
     /// Live entries.
     pub length: u64,
     pub last_id: StreamId,
@@ -178,9 +179,16 @@ pub struct Stream {
     pub max_deleted_id: StreamId,
     pub entries_added: u64,
     pub groups: BTreeMap<Str, Group>,
+    /// [`Stream::radix_tree_nodes`] as last counted; None once the nodes changed.
+    rax_nodes: std::cell::Cell<Option<usize>>,
 }
 
 impl Stream {
+    /// The nodes, keyed by their first (master) entry's ID.
+    pub fn nodes(&self) -> &BTreeMap<StreamId, StreamNode> {
+        &self.nodes
+    }
+
     pub fn len(&self) -> u64 {
         self.length
     }
@@ -204,6 +212,7 @@ impl Stream {
             let names: Vec<Str> = fields.iter().step_by(2).cloned().collect();
             let mut bytes = LP_HEADER_BYTES + 1 + 3 * 2 + 2;
             bytes += names.iter().map(|f| lp_str_bytes(f)).sum::<usize>();
+            self.rax_nodes.set(None);
             self.nodes.insert(
                 id,
                 StreamNode {
@@ -333,6 +342,7 @@ impl Stream {
         node.live -= 1;
         if node.live == 0 {
             self.nodes.remove(&master);
+            self.rax_nodes.set(None);
         }
         self.length -= 1;
         true
@@ -366,6 +376,7 @@ impl Stream {
             };
             if remove_node {
                 self.nodes.remove(&master);
+                self.rax_nodes.set(None);
                 self.length -= live;
                 deleted += live;
                 continue;
@@ -470,9 +481,15 @@ impl Stream {
 
     /// The node count of the radix tree Redis would key these nodes by (XINFO's
     /// `radix-tree-nodes`): a path-compressed trie of the 16-byte big-endian master IDs.
+    /// Counted once per change of the node set (XINFO on a large stream stays cheap).
     pub fn radix_tree_nodes(&self) -> usize {
+        if let Some(n) = self.rax_nodes.get() {
+            return n;
+        }
         let keys: Vec<[u8; 16]> = self.nodes.keys().map(|k| k.to_be_bytes()).collect();
-        rax_nodes(&keys, 0)
+        let n = rax_nodes(&keys, 0);
+        self.rax_nodes.set(Some(n));
+        n
     }
 }
 

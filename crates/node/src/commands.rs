@@ -1220,7 +1220,7 @@ fn value_bytes(v: &Value) -> usize {
         }
         Value::Stream(st) => {
             let entries: usize = st
-                .nodes
+                .nodes()
                 .values()
                 .map(|n| n.bytes + n.entries.len() * 48)
                 .sum();

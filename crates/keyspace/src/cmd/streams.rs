@@ -251,7 +251,7 @@ fn rewrite_trim(args: &mut [Bytes], t: &TrimArgs, s: &Stream) {
         Some(Trim::MaxLen(_)) => Bytes::from(s.len().to_string()),
         _ => {
             let first = s
-                .nodes
+                .nodes()
                 .values()
                 .next()
                 .and_then(|n| n.entries.first())
@@ -1484,7 +1484,7 @@ pub fn xinfo(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             out.bulk(b"length");
             out.int(s.len() as i64);
             out.bulk(b"radix-tree-keys");
-            out.int(s.nodes.len() as i64);
+            out.int(s.nodes().len() as i64);
             out.bulk(b"radix-tree-nodes");
             out.int(s.radix_tree_nodes() as i64);
             out.bulk(b"last-generated-id");

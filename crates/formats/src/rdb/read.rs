@@ -649,7 +649,6 @@ mod tests {
             proptest::collection::vec((arb_bytes(), arb_bytes()), 1..10).prop_map(RdbValue::Hash),
             proptest::collection::vec((arb_bytes(), -1e300f64..1e300), 1..10)
                 .prop_map(RdbValue::ZSet),
-            arb_stream().prop_map(|s| RdbValue::Stream(Box::new(s))),
         ]
     }
 
@@ -661,10 +660,11 @@ mod tests {
         let entry = (
             0u64..3,
             0u64..3,
-            proptest::collection::vec((arb_bytes(), arb_bytes()), 1..4),
+            proptest::collection::vec((arb_bytes(), arb_bytes()), 1..3),
         );
+        // Small: the fuzz runs generate many files of every type.
         (
-            proptest::collection::vec(entry, 0..40),
+            proptest::collection::vec(entry, 0..8),
             0u64..u64::MAX / 4,
             proptest::collection::vec(
                 (arb_bytes(), proptest::option::of(0u64..1000), 0usize..4),
@@ -1035,6 +1035,27 @@ mod tests {
             damage_done in arb_damage(),
         ) {
             let _ = read_all(&damage(file, &damage_done));
+        }
+
+        /// Streams stay out of `arb_value`: generating them is slow, and the long fuzz run
+        /// (`fuzz_*`) damages stream nodes and dumps in tests of its own.
+        #[test]
+        fn written_stream_files_read_back_equal(
+            streams in proptest::collection::vec(arb_stream(), 1..4),
+            compress in any::<bool>(),
+        ) {
+            let entries: Vec<RdbEntry> = streams
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| RdbEntry {
+                    db: 0,
+                    key: format!("s{i}").into_bytes(),
+                    value: RdbValue::Stream(Box::new(s)),
+                    expire_ms: None,
+                })
+                .collect();
+            let bytes = write_all(&entries, WriteOptions { compress, ..Default::default() });
+            prop_assert_eq!(read_all(&bytes).unwrap(), entries);
         }
 
         #[test]

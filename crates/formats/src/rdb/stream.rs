@@ -591,7 +591,8 @@ pub(super) mod tests {
     proptest! {
         #[test]
         fn fuzz_damaged_stream_nodes_are_refused_not_panicked_on(damage in arb_damage(HUGE.len(), 2)) {
-            let s = sample();
+            // Small, so that a long fuzz run stays quick.
+            let s = sample_of(12);
             let node = nodes(&s.entries)[0];
             let lp = apply(encode_node(node), &damage, &HUGE);
             let mut out = Vec::new();
@@ -601,7 +602,7 @@ pub(super) mod tests {
         #[test]
         fn fuzz_damaged_stream_dumps_never_panic(damage in arb_damage(HUGE.len(), 2)) {
             let mut w = RdbWriter::for_dump(Vec::new(), false);
-            w.write_stream(b"", None, &sample()).unwrap();
+            w.write_stream(b"", None, &sample_of(12)).unwrap();
             let payload = w.finish_dump().unwrap();
             // Damage the body and keep the trailer valid, so the stream parser sees it.
             let body = apply(payload[..payload.len() - 10].to_vec(), &damage, &HUGE);
@@ -635,8 +636,13 @@ pub(super) mod tests {
     }
 
     pub(crate) fn sample() -> RdbStream {
+        sample_of(250)
+    }
+
+    /// A stream of `n` entries (at least 3) with a group, two consumers and pending entries.
+    pub(crate) fn sample_of(n: u64) -> RdbStream {
         let mut entries = Vec::new();
-        for i in 0..250u64 {
+        for i in 0..n {
             let fields: Vec<Vec<u8>> = if i % 7 == 0 {
                 vec![b"other".to_vec(), i.to_string().into_bytes()]
             } else {
@@ -657,12 +663,12 @@ pub(super) mod tests {
             first_id: entries[0].id,
             last_id: last,
             max_deleted_id: id(1, 1),
-            entries_added: 260,
+            entries_added: n + 10,
             entries,
             groups: vec![RdbGroup {
                 name: b"g".to_vec(),
                 last_id: last,
-                entries_read: Some(260),
+                entries_read: Some(n + 10),
                 pel: vec![
                     RdbPending {
                         id: id(1_700_000_000_000, 1),

@@ -300,7 +300,7 @@ fn execute(
             }
             match block {
                 Some(b) => {
-                    let slot = st.block(id, db, b.args.unwrap_or_else(|| args.to_vec()), &b.keys);
+                    let slot = st.block(id, db, args.to_vec(), b.args, &b.keys);
                     Flow::Block {
                         slot,
                         deadline_ms: b.deadline_ms,

@@ -31,7 +31,10 @@ pub struct BlockSlot {
 
 /// A command parked until one of its keys is written.
 pub struct Blocked {
+    /// The command as sent (for the slow log and statistics).
     pub args: Vec<Bytes>,
+    /// The command to run when woken, when it differs from `args` (XREAD's `$` resolved).
+    pub rerun: Option<Vec<Bytes>>,
     pub keys: Vec<Str>,
     pub db: usize,
     pub slot: Arc<BlockSlot>,
@@ -293,7 +296,7 @@ impl State {
             };
             let spec = keyspace::lookup(&b.args[0]).expect("blocked commands are known");
             let mut out = ReplyBuf::new(client.protocol);
-            let args = b.args.clone();
+            let args = b.rerun.clone().unwrap_or_else(|| b.args.clone());
             let kind = self.ks.peek(db, key).map(|e| e.value.kind());
             let reads_stream = spec.name.starts_with('x');
             if reads_stream {
@@ -380,6 +383,7 @@ impl State {
         id: u64,
         db: usize,
         args: Vec<Bytes>,
+        rerun: Option<Vec<Bytes>>,
         keys: &[Bytes],
     ) -> Arc<BlockSlot> {
         let slot = Arc::new(BlockSlot::default());
@@ -394,6 +398,7 @@ impl State {
         if let Some(c) = self.clients.get_mut(&id) {
             c.blocked = Some(Blocked {
                 args,
+                rerun,
                 keys,
                 db,
                 slot: slot.clone(),

@@ -6,6 +6,7 @@ mod hardening;
 mod harness;
 mod node_clients;
 mod node_compat;
+mod node_introspection;
 mod node_protocol;
 mod node_server;
 mod persistence;

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use resp::ReplyBuf;
 
-use crate::{CmdError, Keyspace};
+use crate::{CmdError, Keyspace, notify};
 
 /// A blocking command found nothing to pop: the connection should wait on these keys until
 /// `deadline_ms` (None: forever) and then run the command again.
@@ -22,7 +22,8 @@ pub struct Ctx<'a> {
     pub out: &'a mut ReplyBuf,
     /// Inside MULTI/EXEC blocking commands must not block: they answer as if timed out.
     pub in_multi: bool,
-    /// Run by a script: XREAD/XREADGROUP refuse BLOCK there, as in Redis.
+    /// Run by a script: results must not depend on hash order, and XREAD/XREADGROUP refuse
+    /// BLOCK there, as in Redis.
     pub in_script: bool,
     /// Replaying a log (Redis's "must obey" clients): logged effects are applied as
     /// written, without the checks and limits put on clients (XADD's LIMIT, XCLAIM's TIME).
@@ -68,6 +69,17 @@ impl<'a> Ctx<'a> {
     pub fn modified(&mut self, key: &[u8]) {
         self.ks.dirty += 1;
         self.ks.touch(self.db, key);
+    }
+
+    /// Raises keyspace event `name` of `class` on `key` (see [`crate::notify`]).
+    pub fn notify(&mut self, class: notify::Classes, name: &'static str, key: &[u8]) {
+        self.ks.notify(class, name, self.db, key);
+    }
+
+    /// A change to `key` that raises event `name`: [`Ctx::modified`] and [`Ctx::notify`].
+    pub fn changed(&mut self, key: &[u8], class: notify::Classes, name: &'static str) {
+        self.modified(key);
+        self.notify(class, name, key);
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use bytes::Bytes;
 
+use crate::notify;
 use crate::stream::Stream;
 use crate::value::{Encodings, Field, ZSet};
 use crate::{CmdError, Dict, DictEntry, Str, Value};
@@ -157,6 +158,35 @@ pub struct Keyspace {
     function_codes: Vec<Bytes>,
     /// FUNCTION commands met while replaying an AOF, for the node to apply in order.
     replayed_function_commands: Vec<Vec<Bytes>>,
+    /// The enabled keyspace notification classes (`notify-keyspace-events`).
+    pub notify_classes: notify::Classes,
+    /// Events raised since the node last took them ([`Keyspace::take_events`]).
+    events: Vec<notify::Event>,
+    /// Whether every written key is recorded (some client tracks keys: CLIENT TRACKING).
+    pub track_writes: bool,
+    /// Keys written since [`Keyspace::take_written`], when `track_writes`.
+    written: Vec<Str>,
+    /// A database was emptied since [`Keyspace::take_written`].
+    flushed: bool,
+}
+
+/// Appends an event to `events` when `enabled` includes its class.
+fn push_event(
+    events: &mut Vec<notify::Event>,
+    enabled: notify::Classes,
+    class: notify::Classes,
+    name: &'static str,
+    db: usize,
+    key: &[u8],
+) {
+    if enabled & class != 0 {
+        events.push(notify::Event {
+            class,
+            name,
+            db,
+            key: Str::new(key),
+        });
+    }
 }
 
 /// A point-in-time snapshot being taken without stopping writes: every entry that existed
@@ -197,6 +227,11 @@ impl Keyspace {
             function_codes: Vec::new(),
             replayed_function_commands: Vec::new(),
             encodings: Encodings::default(),
+            notify_classes: 0,
+            events: Vec::new(),
+            track_writes: false,
+            written: Vec::new(),
+            flushed: false,
         }
     }
 
@@ -228,8 +263,13 @@ impl Keyspace {
 
     /// Deletes `key` if its deadline has passed; returns whether it did.
     fn expire_if_due(&mut self, db: usize, key: &[u8]) -> bool {
-        // Most datasets have no volatile keys: skip the lookup then.
-        if self.dbs[db].expires.is_empty() {
+        // Nothing is overdue (active expiry keeps it so between cycles): skip the lookup.
+        // Most datasets have no volatile keys at all.
+        if self.dbs[db]
+            .expires
+            .first()
+            .is_none_or(|(at, _)| *at > self.now_ms)
+        {
             return false;
         }
         let due = match self.dbs[db].dict.get(key) {
@@ -238,8 +278,12 @@ impl Keyspace {
         };
         if due {
             self.remove(db, key);
+            // A lazily expired key changed as much as an actively expired one (WATCH,
+            // tracking), as in Redis.
+            self.touch(db, key);
             self.feed_del(db, key);
             self.stats.expired_keys += 1;
+            self.notify(notify::EXPIRED, "expired", db, key);
         }
         due
     }
@@ -262,6 +306,15 @@ impl Keyspace {
             }
             None => {
                 self.stats.keyspace_misses += 1;
+                // Field by field: the hit arm's borrow of the databases is still live here.
+                push_event(
+                    &mut self.events,
+                    self.notify_classes,
+                    notify::KEY_MISS,
+                    "keymiss",
+                    db,
+                    key,
+                );
                 None
             }
         }
@@ -309,6 +362,7 @@ impl Keyspace {
             None => {
                 d.dict
                     .insert_new(Entry::new(Str::new(key), value, 0, self.epoch_mark));
+                self.notify(notify::NEW, "new", db, key);
             }
         }
         if let Some(at) = expire_at_ms {
@@ -355,7 +409,9 @@ impl Keyspace {
 
     /// Inserts an entry moved from elsewhere (RENAME, MOVE, loaders), replacing any value.
     pub fn insert_entry(&mut self, db: usize, key: Str, value: Value, expire_at_ms: Option<u64>) {
-        self.remove(db, &key);
+        if self.remove(db, &key).is_none() {
+            self.notify(notify::NEW, "new", db, &key);
+        }
         let at = expire_at_ms.map_or(0, |at| at.clamp(1, !MARK_BIT));
         let d = &mut self.dbs[db];
         if at != 0 {
@@ -413,6 +469,7 @@ impl Keyspace {
                 self.feed_del(db, &key);
                 self.touch(db, &key);
                 self.stats.expired_keys += 1;
+                self.notify(notify::EXPIRED, "expired", db, &key);
                 removed += 1;
             }
         }
@@ -424,12 +481,12 @@ impl Keyspace {
 
     pub fn flush_db(&mut self, db: usize) {
         let old = std::mem::take(&mut self.dbs[db]);
+        self.touch_db(db, |key| old.dict.contains(key));
         match &mut self.snapshot {
             // The snapshot still owes entries of the old contents: it keeps them.
             Some(snap) if old.snap.is_some() => snap.detached.push(old),
             _ => drop(old),
         }
-        self.touch_db(db);
     }
 
     pub fn flush_all(&mut self) {
@@ -440,8 +497,16 @@ impl Keyspace {
 
     pub fn swap_db(&mut self, a: usize, b: usize) {
         self.dbs.swap(a, b);
-        self.touch_db(a);
-        self.touch_db(b);
+        let (da, db) = (&self.dbs[a].dict, &self.dbs[b].dict);
+        let present = |key: &Str| da.contains(key) || db.contains(key);
+        let keys: Vec<_> = self
+            .interest
+            .keys()
+            .filter(|(d, k)| (*d == a || *d == b) && present(k))
+            .cloned()
+            .collect();
+        self.touched.extend(keys);
+        self.flushed = true;
     }
 
     /// Starts (or stops) collecting changes as commands; see [`Keyspace::drain_feed`].
@@ -525,8 +590,25 @@ impl Keyspace {
         self.feed.as_ref().is_some_and(|f| !f.is_empty())
     }
 
+    /// Records event `name` of `class` on `key`, when that class is enabled.
+    pub fn notify(&mut self, class: notify::Classes, name: &'static str, db: usize, key: &[u8]) {
+        push_event(&mut self.events, self.notify_classes, class, name, db, key);
+    }
+
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// The events raised since the last call, in order.
+    pub fn take_events(&mut self) -> Vec<notify::Event> {
+        std::mem::take(&mut self.events)
+    }
+
     /// Records a write to `key` for connections interested in it.
     pub fn touch(&mut self, db: usize, key: &[u8]) {
+        if self.track_writes {
+            self.written.push(Str::new(key));
+        }
         if self.interest.is_empty() {
             return;
         }
@@ -535,11 +617,28 @@ impl Keyspace {
         }
     }
 
-    fn touch_db(&mut self, db: usize) {
+    /// The keys written since the last call, and whether a database was emptied.
+    pub fn take_written(&mut self) -> (Vec<Str>, bool) {
+        (
+            std::mem::take(&mut self.written),
+            std::mem::take(&mut self.flushed),
+        )
+    }
+
+    pub fn has_written(&self) -> bool {
+        !self.written.is_empty() || self.flushed
+    }
+
+    /// A database was emptied: the keys of interest it held (`existed`) changed, and
+    /// tracking clients must drop everything. Watched keys it did not hold are untouched,
+    /// as in Redis.
+    fn touch_db(&mut self, db: usize, existed: impl Fn(&Str) -> bool) {
+        // Noted even when no one tracks: the keys clients read before still are.
+        self.flushed = true;
         let keys: Vec<_> = self
             .interest
             .keys()
-            .filter(|(d, _)| *d == db)
+            .filter(|(d, k)| *d == db && existed(k))
             .cloned()
             .collect();
         self.touched.extend(keys);
@@ -629,6 +728,14 @@ impl Keyspace {
         let entry = if d.dict.contains(key) {
             d.dict.get_mut(key).expect("present")
         } else {
+            push_event(
+                &mut self.events,
+                self.notify_classes,
+                notify::NEW,
+                "new",
+                db,
+                key,
+            );
             d.dict
                 .insert_new(Entry::new(Str::new(key), make(), 0, self.epoch_mark))
         };
@@ -723,6 +830,7 @@ impl Keyspace {
         };
         if empty {
             self.remove(db, key);
+            self.notify(notify::GENERIC, "del", db, key);
         }
     }
 

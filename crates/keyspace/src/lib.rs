@@ -11,6 +11,7 @@ mod dict;
 mod error;
 mod glob;
 mod keyspace;
+pub mod notify;
 mod str;
 mod stream;
 mod table;

@@ -101,6 +101,10 @@ pub fn run(
                     ("unblock", -3),
                     ("no-evict", 3),
                     ("reply", 3),
+                    ("tracking", -3),
+                    ("caching", 3),
+                    ("getredir", 2),
+                    ("trackinginfo", 2),
                     ("help", 2),
                 ],
             )?;
@@ -148,6 +152,36 @@ pub fn run(
             out.bulk_int((now_us % 1_000_000) as i64);
         }
         "debug" => debug(st, id, a, out)?,
+        "cluster" => {
+            return Err(CmdError::other(
+                "ERR This instance has cluster support disabled",
+            ));
+        }
+        "acl" => {
+            let whoami = client(st, id).user.clone();
+            let whoami = whoami.as_deref().unwrap_or("default");
+            let changed = crate::acl::acl_command(&mut st.users, whoami, a, out)?;
+            // Sessions of a deleted user end, as in Redis.
+            for c in st.clients.values() {
+                if c.user
+                    .as_deref()
+                    .is_some_and(|u| changed.deleted.iter().any(|d| d == u))
+                {
+                    c.kill();
+                }
+            }
+        }
+        "monitor" => {
+            if in_exec {
+                return Err(CmdError::other(
+                    "ERR MONITOR isn't allowed for DENY BLOCKING client",
+                ));
+            }
+            if !st.monitors.contains(&id) {
+                st.monitors.push(id);
+            }
+            out.ok();
+        }
         "dump" => {
             let db = client(st, id).db;
             let compress = st.config.rdbcompression;
@@ -404,44 +438,50 @@ pub(crate) fn password_used(st: &State, user: &[u8], pass: &[u8]) -> Option<KeyU
     }
 }
 
-fn check_password(st: &State, user: &[u8], pass: &[u8]) -> Result<KeyUsed> {
-    password_used(st, user, pass).ok_or_else(|| {
-        CmdError::other("WRONGPASS invalid username-password pair or user is disabled.")
-    })
-}
-
 fn auth(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
     let (user, pass) = match a.len() {
         2 => (&b"default"[..], &a[1]),
         3 => (a[1].as_ref(), &a[2]),
         _ => return Err(CmdError::Syntax),
     };
-    if let Some(KeyUsed::Admin) = password_used(st, user, pass) {
-        let c = client(st, id);
-        c.authenticated = true;
-        c.key_used = Some(KeyUsed::Admin);
-        out.ok();
-        return Ok(());
-    }
-    if st.config.requirepass.is_none() && a.len() == 2 {
+    if st.config.requirepass.is_none()
+        && a.len() == 2
+        && password_used(st, user, pass) != Some(KeyUsed::Admin)
+    {
         return Err(CmdError::other(
             "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
         ));
     }
-    if st.config.requirepass.is_none() {
-        // No password: the default user accepts anything, as Redis's `nopass` default user does.
-        if !is(user, "default") {
-            return Err(CmdError::other(
-                "WRONGPASS invalid username-password pair or user is disabled.",
-            ));
-        }
-        client(st, id).key_used = None;
-    } else {
-        let used = check_password(st, user, pass)?;
-        client(st, id).key_used = Some(used);
-    }
-    client(st, id).authenticated = true;
+    sign_in(st, id, user, pass)?;
     out.ok();
+    Ok(())
+}
+
+/// Signs client `id` in as `user` (AUTH, HELLO AUTH). The default user's password is
+/// `requirepass` or its secondary (or the control plane's admin key), and without one it
+/// accepts anything, as Redis's `nopass` default user does; other users are the ACL's.
+fn sign_in(st: &mut State, id: u64, user: &[u8], pass: &[u8]) -> Result<()> {
+    let wrongpass =
+        || CmdError::other("WRONGPASS invalid username-password pair or user is disabled.");
+    if !is(user, "default") {
+        let name = lossy(user);
+        if !st.users.get(&name).is_some_and(|u| u.accepts(pass)) {
+            return Err(wrongpass());
+        }
+        let c = client(st, id);
+        c.authenticated = true;
+        c.key_used = None;
+        c.user = Some(name.into());
+        return Ok(());
+    }
+    let used = password_used(st, user, pass);
+    if used.is_none() && st.config.requirepass.is_some() {
+        return Err(wrongpass());
+    }
+    let c = client(st, id);
+    c.authenticated = true;
+    c.key_used = used;
+    c.user = None;
     Ok(())
 }
 
@@ -464,12 +504,7 @@ fn hello(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
     let mut name = None;
     while i < a.len() {
         if is(&a[i], "auth") && i + 2 < a.len() {
-            let used = password_used(st, &a[i + 1], &a[i + 2]);
-            if st.config.requirepass.is_some() && used.is_none() {
-                check_password(st, &a[i + 1], &a[i + 2])?;
-            }
-            client(st, id).authenticated = true;
-            client(st, id).key_used = used;
+            sign_in(st, id, &a[i + 1], &a[i + 2])?;
             i += 3;
         } else if is(&a[i], "setname") && i + 1 < a.len() {
             name = Some(a[i + 1].clone());
@@ -513,6 +548,9 @@ fn hello(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
 
 fn reset(st: &mut State, id: u64, out: &mut ReplyBuf) {
     st.unwatch_all(id);
+    crate::tracking::disable(st, id);
+    st.monitors.retain(|m| *m != id);
+    client(st, id).user = None;
     let requirepass = st.config.requirepass.is_some();
     let c = client(st, id);
     c.multi = None;
@@ -536,10 +574,12 @@ fn reset(st: &mut State, id: u64, out: &mut ReplyBuf) {
     out.simple("RESET");
 }
 
-fn client_line(st: &State, c: &crate::state::Client) -> String {
+/// One client's CLIENT LIST line; `qbuf`: the bytes of its query buffer (the command
+/// running now, for the client asking).
+fn client_line(st: &State, c: &crate::state::Client, qbuf: usize) -> String {
     let now = st.ks.now_ms();
     format!(
-        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={}",
+        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={qbuf} qbuf-free={} argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir={} resp={}",
         c.id,
         c.addr,
         c.laddr,
@@ -559,13 +599,28 @@ fn client_line(st: &State, c: &crate::state::Client) -> String {
         c.channels.len(),
         c.patterns.len(),
         c.multi.as_ref().map_or(-1, |q| q.len() as i64),
+        c.query_buf_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(qbuf),
         if c.last_cmd.is_empty() {
             "NULL"
         } else {
             &c.last_cmd
         },
+        c.user.as_deref().unwrap_or("default"),
+        crate::tracking::redirect_of(st, c.id),
         if c.protocol == Protocol::Resp3 { 3 } else { 2 },
     )
+}
+
+/// The size of `args` as a RESP request (what the query buffer held for it).
+fn request_bytes(args: &[Bytes]) -> usize {
+    let header = |n: usize| 3 + itoa::Buffer::new().format(n).len();
+    header(args.len())
+        + args
+            .iter()
+            .map(|a| header(a.len()) + a.len() + 2)
+            .sum::<usize>()
 }
 
 fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<Flow> {
@@ -586,7 +641,7 @@ fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resul
             out.ok();
         }
         ("info", 2) => {
-            let line = client_line(st, &st.clients[&id]) + "\n";
+            let line = client_line(st, &st.clients[&id], request_bytes(a)) + "\n";
             out.verbatim(line.as_bytes());
         }
         ("list", _) => {
@@ -621,7 +676,10 @@ fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resul
             ids.sort_unstable();
             let text: String = ids
                 .iter()
-                .map(|x| client_line(st, &st.clients[x]) + "\n")
+                .map(|x| {
+                    let qbuf = if *x == id { request_bytes(a) } else { 0 };
+                    client_line(st, &st.clients[x], qbuf) + "\n"
+                })
                 .collect();
             out.verbatim(text.as_bytes());
         }
@@ -667,6 +725,16 @@ fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resul
             client(st, id).reply = mode;
             out.ok();
         }
+        ("tracking", _) => {
+            crate::tracking::tracking_command(st, id, a)?;
+            out.ok();
+        }
+        ("caching", 3) => {
+            crate::tracking::caching_command(st, id, a)?;
+            out.ok();
+        }
+        ("getredir", 2) => out.int(crate::tracking::redirect_of(st, id)),
+        ("trackinginfo", 2) => crate::tracking::info_reply(st, id, out),
         ("no-evict", 3) | ("no-touch", 3) => {
             if !is(&a[2], "on") && !is(&a[2], "off") {
                 return Err(CmdError::Syntax);
@@ -925,6 +993,7 @@ fn restore(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<(
         if removed {
             st.ks.dirty += 1;
             st.ks.touch(db, key);
+            st.ks.notify(keyspace::notify::GENERIC, "del", db, key);
             st.ks
                 .feed_push(db, vec![Bytes::from_static(b"DEL"), key.clone()]);
         }
@@ -934,6 +1003,7 @@ fn restore(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<(
     st.ks.set_with_expiry(db, key, value, expire_at);
     st.ks.dirty += 1;
     st.ks.touch(db, key);
+    st.ks.notify(keyspace::notify::GENERIC, "restore", db, key);
     // Logged with an absolute deadline, so a replay later restores the same expiry.
     let mut logged = vec![
         Bytes::from_static(b"RESTORE"),
@@ -1039,9 +1109,7 @@ fn config(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()
                 )));
             }
             st.config = next;
-            st.ks.encodings = st.config.encodings();
-            st.intro.settings = crate::introspect::Settings::from_config(&st.config.standard);
-            crate::scripting::apply_config(st);
+            st.apply_config();
             st.intro.slowlog.trim(st.intro.settings.slowlog_max_len);
             out.ok();
         }

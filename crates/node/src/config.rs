@@ -519,6 +519,17 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// Gives the keyspace what it takes from the configuration: the thresholds OBJECT
+    /// ENCODING judges by and the keyspace notification classes.
+    pub fn configure(&self, ks: &mut keyspace::Keyspace) {
+        ks.encodings = self.encodings();
+        ks.notify_classes = self
+            .standard
+            .get("notify-keyspace-events")
+            .and_then(|v| keyspace::notify::parse(v.as_bytes()))
+            .unwrap_or(0);
+    }
+
     /// The thresholds OBJECT ENCODING reports conversions at.
     pub fn encodings(&self) -> keyspace::Encodings {
         let size = |name| usize::try_from(self.standard.int(name)).unwrap_or(usize::MAX);
@@ -615,8 +626,13 @@ impl NodeConfig {
         })
     }
 
-    /// CONFIG SET: changes a parameter at run time.
+    /// CONFIG SET: changes a parameter at run time. Setting one to the value CONFIG GET
+    /// shows is a no-op that succeeds even where a change would be refused, as in Redis
+    /// (clients write back what they read).
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        if self.get(name).is_some_and(|current| current == value) {
+            return Ok(());
+        }
         self.apply(name, value, false)
     }
 

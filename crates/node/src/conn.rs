@@ -29,6 +29,13 @@ use crate::{Shared, unix_time_ms};
 const BATCH_COMMANDS_MAX: usize = 1024;
 /// Read buffer growth step (Redis's PROTO_IOBUF_LEN).
 const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// An idle connection's empty read buffer is given back after this long (Redis frees an
+/// idle client's query buffer after 2 s too): ten thousand idle clients then hold none.
+const QUERY_BUF_IDLE_RELEASE: Duration = Duration::from_secs(2);
+/// A read buffer above this size shrinks back once the peak of what it held over the
+/// last [`QUERY_BUF_PEAK_WINDOW`] is under half of it (Redis's PROTO_RESIZE_THRESHOLD).
+const QUERY_BUF_SHRINK_ABOVE_BYTES: usize = 32 * 1024;
+const QUERY_BUF_PEAK_WINDOW: Duration = Duration::from_millis(100);
 
 /// A client's socket: plain TCP, or TLS over it.
 pub enum Stream {
@@ -164,6 +171,13 @@ struct Connection {
     killed: Arc<AtomicBool>,
     /// Bytes read since the last batch, added to the stats under the batch's lock.
     unaccounted_input_bytes: u64,
+    /// The client's transaction while a busy script holds the state.
+    busy_multi: crate::scripting::BusyMulti,
+    /// The read buffer's capacity, for CLIENT LIST (qbuf-free).
+    query_buf_bytes: Arc<AtomicUsize>,
+    /// The most the read buffer held since `peak_since` (shrinking it after a peak).
+    query_buf_peak: usize,
+    query_buf_peak_since: std::time::Instant,
 }
 
 /// What the socket or outbox produced.
@@ -191,6 +205,7 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
         .unwrap_or_default();
     let (outbox_tx, outbox) = mpsc::unbounded_channel();
     let outbox_bytes = Arc::new(AtomicUsize::new(0));
+    let query_buf_bytes = Arc::new(AtomicUsize::new(READ_CHUNK_BYTES));
     let killed = Arc::new(AtomicBool::new(false));
     let mut stream = stream;
     // Registering takes the state lock, which a busy script holds: until it ends, the new
@@ -220,6 +235,7 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
                 outbox_tx,
             );
             client.outbox_bytes = outbox_bytes.clone();
+            client.query_buf_bytes = query_buf_bytes.clone();
             client.killed = killed.clone();
             st.clients.insert(id, client);
             Some((id, authenticated, st.config.clone()))
@@ -240,6 +256,10 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
         outbox_bytes,
         killed,
         unaccounted_input_bytes: 0,
+        busy_multi: Default::default(),
+        query_buf_bytes,
+        query_buf_peak: 0,
+        query_buf_peak_since: std::time::Instant::now(),
     };
     conn.serve(authenticated, &config).await;
     shared.lock_when_idle().await.remove_client(id);
@@ -364,10 +384,16 @@ impl Connection {
         let Some(mut st) = st else {
             let mut flow = Flow::Continue;
             while let Some(cmd) = pending.pop_front() {
-                flow = crate::scripting::answer_while_busy(&self.shared.script_watch, &cmd, out);
+                flow = crate::scripting::answer_while_busy(
+                    &self.shared.script_watch,
+                    Some(&mut self.busy_multi),
+                    &cmd,
+                    out,
+                );
             }
             return (flow, None);
         };
+        self.apply_busy_multi(&mut st);
         st.ks.set_clock(unix_time_ms());
         // Each command's duration runs from the previous one's end (one clock read each).
         st.intro.clock = std::time::Instant::now();
@@ -380,10 +406,36 @@ impl Connection {
                 break;
             }
         }
-        *authenticated = st.clients.get(&self.id).is_some_and(|c| c.authenticated);
+        let client = st.clients.get(&self.id);
+        *authenticated = client.is_some_and(|c| c.authenticated);
+        self.busy_multi.in_multi = client.is_some_and(|c| c.multi.is_some());
+        if st.tracking.clients > 0 {
+            crate::tracking::broadcast(&mut st);
+        }
         st.stats.total_net_output_bytes += out.len() as u64;
         let durable = st.feed_aof();
         (flow, durable)
+    }
+
+    /// Gives the client's state what its transaction went through while a script was busy.
+    fn apply_busy_multi(&mut self, st: &mut crate::state::State) {
+        use crate::scripting::MultiChange;
+        for change in self.busy_multi.take_changes() {
+            let Some(c) = st.clients.get_mut(&self.id) else {
+                return;
+            };
+            match change {
+                MultiChange::Begin => {
+                    c.multi.get_or_insert_with(Vec::new);
+                }
+                MultiChange::Doom => c.multi_error |= c.multi.is_some(),
+                MultiChange::Discard => {
+                    c.multi = None;
+                    c.multi_error = false;
+                    st.unwatch_all(self.id);
+                }
+            }
+        }
     }
 
     async fn write(&mut self, out: &mut ReplyBuf) -> bool {
@@ -404,15 +456,57 @@ impl Connection {
     /// Waits on the socket and the outbox. Cancel-safe: nothing is written here, so a
     /// `select!` may drop it at any point.
     async fn wake(&mut self) -> Wake {
-        self.rbuf.reserve(READ_CHUNK_BYTES);
-        let spare = self.rbuf.capacity() - self.rbuf.len();
-        tokio::select! {
-            read = self.stream.read_buf(&mut self.rbuf) => {
-                let n = read.unwrap_or(0);
-                Wake::Read { n, drained: n < spare }
+        self.shrink_query_buffer();
+        loop {
+            // Released while idle: no buffer until input comes (plain TCP tells readiness
+            // without one; TLS reads through rustls, which needs it).
+            if self.rbuf.capacity() == 0
+                && let Stream::Plain(tcp) = &self.stream
+            {
+                tokio::select! {
+                    ready = tcp.readable() => {
+                        if ready.is_err() {
+                            return Wake::Read { n: 0, drained: true };
+                        }
+                    }
+                    item = self.outbox.recv() => return Wake::Outbox(item),
+                }
             }
-            item = self.outbox.recv() => Wake::Outbox(item),
+            self.rbuf.reserve(READ_CHUNK_BYTES);
+            self.query_buf_bytes
+                .store(self.rbuf.capacity(), Ordering::Relaxed);
+            let spare = self.rbuf.capacity() - self.rbuf.len();
+            let releasable = self.rbuf.is_empty() && matches!(self.stream, Stream::Plain(_));
+            tokio::select! {
+                read = self.stream.read_buf(&mut self.rbuf) => {
+                    let n = read.unwrap_or(0);
+                    self.query_buf_peak = self.query_buf_peak.max(self.rbuf.len());
+                    return Wake::Read { n, drained: n < spare };
+                }
+                item = self.outbox.recv() => return Wake::Outbox(item),
+                _ = tokio::time::sleep(QUERY_BUF_IDLE_RELEASE), if releasable => {
+                    self.rbuf = BytesMut::new();
+                    self.query_buf_bytes.store(0, Ordering::Relaxed);
+                }
+            }
         }
+    }
+
+    /// Gives back most of a read buffer that grew for a large request, once the requests
+    /// since have needed less than half of it.
+    fn shrink_query_buffer(&mut self) {
+        if !self.rbuf.is_empty() || self.rbuf.capacity() <= QUERY_BUF_SHRINK_ABOVE_BYTES {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if now.duration_since(self.query_buf_peak_since) < QUERY_BUF_PEAK_WINDOW {
+            return;
+        }
+        if self.query_buf_peak < self.rbuf.capacity() / 2 {
+            self.rbuf = BytesMut::with_capacity(self.query_buf_peak.max(READ_CHUNK_BYTES));
+        }
+        self.query_buf_peak = 0;
+        self.query_buf_peak_since = now;
     }
 
     async fn handle_wake(&mut self, woke: Wake) -> Event {
@@ -471,6 +565,9 @@ impl Connection {
         tokio::pin!(sleep);
         loop {
             tokio::select! {
+                // A served command's reply goes out before the pushes it caused (an
+                // invalidation of the key it wrote), as Redis orders them.
+                biased;
                 _ = slot.notify.notified() => {
                     if let Some(r) = slot.reply.lock().expect("slot lock").take() {
                         return Some(r);
@@ -511,7 +608,7 @@ async fn answer_busy_until_idle(shared: &Shared, stream: &mut Stream, buf: &mut 
             Ok(Ok(_)) => {
                 let mut out = ReplyBuf::default();
                 while let Ok(Some(cmd)) = decoder.decode(buf, false) {
-                    crate::scripting::answer_while_busy(&shared.script_watch, &cmd, &mut out);
+                    crate::scripting::answer_while_busy(&shared.script_watch, None, &cmd, &mut out);
                 }
                 if stream.send(out.as_bytes()).await.is_err() {
                     return false;

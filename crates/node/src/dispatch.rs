@@ -10,6 +10,9 @@ use resp::{Protocol, ReplyBuf};
 use crate::commands;
 use crate::state::{BlockSlot, ReplyMode, State};
 
+/// Redis's refusal of writes without the replicas `min-replicas-to-write` asks for.
+pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
+
 /// What the connection does after a command.
 pub enum Flow {
     Continue,
@@ -60,6 +63,12 @@ fn blocked_when_managed(name: &str, config: &crate::NodeConfig) -> bool {
 pub fn dispatch(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flow {
     let mark = out.len();
     let before = st.clients.get(&id).map_or(ReplyMode::On, |c| c.reply);
+    // Subscription confirmations are pushed, and pushes reach even a client whose replies
+    // are off, as in Redis.
+    let pushes = before != ReplyMode::On
+        && ["subscribe", "unsubscribe", "psubscribe", "punsubscribe"]
+            .iter()
+            .any(|n| args[0].eq_ignore_ascii_case(n.as_bytes()));
     let flow = checked(st, id, args, out);
     let Some(client) = st.clients.get_mut(&id) else {
         return flow;
@@ -77,7 +86,7 @@ pub fn dispatch(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -
         }
         _ => false,
     };
-    if silent {
+    if silent && !pushes {
         out.truncate(mark);
     }
     flow
@@ -127,6 +136,25 @@ fn checked(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flo
         );
         return Flow::Continue;
     }
+    if let Some(name) = &client.user {
+        let verdict = match st.users.get(name) {
+            Some(user) if user.unrestricted() => Ok(()),
+            Some(user) => user.check(spec, &args),
+            // Deleted meanwhile: its sessions are being closed.
+            None => Err(crate::acl::Denied::Command),
+        };
+        if let Err(denied) = verdict {
+            if client.multi.is_some() {
+                client.multi_error = true;
+            }
+            let mut buf = [0u8; crate::introspect::FULL_NAME_BYTES_MAX];
+            let full = crate::introspect::subcommand_name(spec.name, &args, &mut buf)
+                .unwrap_or(spec.name)
+                .to_string();
+            reject(st, Some(spec), &args, out, &denied.reply(&full));
+            return Flow::Continue;
+        }
+    }
     if client.protocol == Protocol::Resp2
         && client.subscriptions() > 0
         && !spec.is(flags::PUBSUB_CONTEXT)
@@ -136,6 +164,10 @@ fn checked(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flo
             spec.name
         );
         reject(st, Some(spec), &args, out, &e);
+        return Flow::Continue;
+    }
+    if spec.is(flags::WRITE) && st.no_good_replicas {
+        reject(st, Some(spec), &args, out, NOREPLICAS);
         return Flow::Continue;
     }
     if spec.is(flags::WRITE) && st.ship.spool_full {
@@ -204,7 +236,25 @@ pub fn run(
     // Nested runs (EXEC, scripts) move the clock on; this command's own start is kept.
     let started = st.intro.clock;
     let mark = out.len();
+    // Scripts and functions show before the commands they run; others once they ran.
+    let script = matches!(
+        spec.name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    );
+    let monitored = !st.monitors.is_empty() && !spec.is(flags::ADMIN);
+    if monitored && script {
+        monitor_feed(st, id, spec, &args);
+    }
     let flow = execute(st, id, spec, &args, out, in_exec);
+    if monitored && !script && !st.monitors.is_empty() {
+        monitor_feed(st, id, spec, &args);
+    }
+    if st.ks.has_events() {
+        st.publish_events();
+    }
+    if st.tracking.clients > 0 || st.ks.has_written() {
+        crate::tracking::after_command(st, id, spec, &args, in_exec);
+    }
     let now = std::time::Instant::now();
     st.intro.clock = now;
     let duration_us = now.saturating_duration_since(started).as_micros() as u64;
@@ -222,6 +272,11 @@ pub fn run(
         matches!(flow, Flow::Block { .. }),
     );
     flow
+}
+
+fn monitor_feed(st: &mut State, id: u64, spec: &Spec, args: &[Bytes]) {
+    let db = st.clients.get(&id).map_or(0, |c| c.db);
+    crate::monitor::feed(st, id, db, spec.name, args);
 }
 
 /// The bookkeeping after a command: `error` is its reply when that is an error.

@@ -136,6 +136,7 @@ impl State {
         ks.dirty = self.ks.dirty;
         ks.set_feed(self.ks.feed_enabled());
         ks.encodings = self.ks.encodings;
+        ks.notify_classes = self.ks.notify_classes;
         self.ks = ks;
         // The libraries came with the data.
         if let Err(e) = crate::scripting::restore_functions(self) {

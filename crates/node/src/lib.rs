@@ -3,6 +3,7 @@
 //! This crate owns the sockets and the clock; the keyspace and the protocol codec stay
 //! I/O-free. `cacheplane node` runs [`run`]; tests and the control plane use [`start`].
 
+mod acl;
 mod aof;
 mod commands;
 pub mod config;
@@ -12,11 +13,13 @@ mod durability;
 mod info;
 mod introspect;
 mod introspect_cmd;
+mod monitor;
 mod persist;
 mod scripting;
 mod server;
 mod ship;
 mod state;
+mod tracking;
 mod transfer;
 mod workers;
 
@@ -309,7 +312,7 @@ async fn load_at_start(st: state::State) -> anyhow::Result<state::State> {
         // A node with storage accounts and nothing local comes back from the accounts.
         let restored = ship::restore(&config, &ship, &mut || {
             st.ks = keyspace::Keyspace::new(config.databases);
-            st.ks.encodings = config.encodings();
+            config.configure(&mut st.ks);
             st.ks.set_clock(unix_time_ms());
             if config.appendonly {
                 st.open_aof()

@@ -40,6 +40,8 @@ pub struct Scripting {
     functions: Option<Libraries>,
     /// The client scripts run their commands as, parked here between runs.
     client: Option<Client>,
+    /// The client whose script runs now (0 between runs).
+    pub caller: u64,
 }
 
 /// Runs on the script's thread when it turns busy: gives the async runtime's worker to
@@ -70,15 +72,14 @@ impl Scripting {
         let on_busy: Arc<dyn Fn() + Send + Sync> = Arc::new(on_busy);
         Scripting {
             eval: Some(
-                Engine::new(watch.clone(), on_busy.clone(), known_command)
-                    .expect("a Lua interpreter starts"),
+                Engine::new(watch.clone(), on_busy.clone()).expect("a Lua interpreter starts"),
             ),
             functions: Some(
-                Libraries::new(watch.clone(), on_busy, known_command)
-                    .expect("a Lua interpreter starts"),
+                Libraries::new(watch.clone(), on_busy).expect("a Lua interpreter starts"),
             ),
             watch,
             client: Some(script_client),
+            caller: 0,
         }
     }
 
@@ -101,15 +102,74 @@ impl Scripting {
     }
 }
 
-fn known_command(name: &[u8]) -> bool {
-    keyspace::lookup(name).is_some()
+/// A connection's transaction as it stands while a busy script holds the node's state:
+/// MULTI and DISCARD are served meanwhile (Redis lets them through), a refused command
+/// dooms an open transaction and EXEC discards it. The changes reach the client's state
+/// when the connection next gets the lock ([`BusyMulti::take_changes`]).
+#[derive(Debug, Default)]
+pub struct BusyMulti {
+    /// Whether the client is inside MULTI (as of its last command).
+    pub in_multi: bool,
+    changes: Vec<MultiChange>,
+}
+
+/// What happened to a transaction while the node was busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MultiChange {
+    Begin,
+    /// A command was refused: EXEC must abort.
+    Doom,
+    Discard,
+}
+
+impl BusyMulti {
+    pub fn take_changes(&mut self) -> Vec<MultiChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Answers MULTI, DISCARD and EXEC; None for other commands.
+    fn answer(&mut self, name: &[u8], busy: &str, out: &mut ReplyBuf) -> Option<()> {
+        match (name, self.in_multi) {
+            (b"multi", true) => out.error("ERR MULTI calls can not be nested"),
+            (b"multi", false) => {
+                self.in_multi = true;
+                self.changes.push(MultiChange::Begin);
+                out.ok();
+            }
+            (b"discard", false) => out.error("ERR DISCARD without MULTI"),
+            (b"discard", true) => {
+                self.in_multi = false;
+                self.changes.push(MultiChange::Discard);
+                out.ok();
+            }
+            (b"exec", true) => {
+                self.in_multi = false;
+                self.changes.push(MultiChange::Discard);
+                out.error(&format!(
+                    "EXECABORT Transaction discarded because of: {busy}"
+                ));
+            }
+            _ => return None,
+        }
+        Some(())
+    }
 }
 
 /// What a busy node answers a command, without its lock: BUSY, except for SCRIPT KILL,
-/// FUNCTION KILL, FUNCTION STATS and SHUTDOWN NOSAVE, which act here.
-pub fn answer_while_busy(watch: &Watch, args: &[Bytes], out: &mut ReplyBuf) -> Flow {
+/// FUNCTION KILL, FUNCTION STATS and SHUTDOWN NOSAVE, which act here, and the transaction
+/// commands of a registered client (`multi`).
+pub fn answer_while_busy(
+    watch: &Watch,
+    multi: Option<&mut BusyMulti>,
+    args: &[Bytes],
+    out: &mut ReplyBuf,
+) -> Flow {
     let name = args[0].to_ascii_lowercase();
     let sub = args.get(1).map(|a| a.to_ascii_lowercase());
+    let busy = match watch.running_kind() {
+        Some(RunKind::Function) => BUSY_FUNCTION,
+        _ => BUSY_EVAL,
+    };
     if let (b"function", Some(b"stats")) = (name.as_slice(), sub.as_deref()) {
         function_stats(watch, out);
         return Flow::Continue;
@@ -123,12 +183,17 @@ pub fn answer_while_busy(watch: &Watch, args: &[Bytes], out: &mut ReplyBuf) -> F
         }
         _ => None,
     };
-    match kill {
-        Some(kind) => kill_reply(watch, kind, out),
-        None => out.error(match watch.running_kind() {
-            Some(RunKind::Function) => BUSY_FUNCTION,
-            _ => BUSY_EVAL,
-        }),
+    match (kill, multi) {
+        (Some(kind), _) => kill_reply(watch, kind, out),
+        (None, Some(m)) => {
+            if m.answer(&name, busy, out).is_none() {
+                if m.in_multi {
+                    m.changes.push(MultiChange::Doom);
+                }
+                out.error(busy);
+            }
+        }
+        (None, None) => out.error(busy),
     }
     Flow::Continue
 }
@@ -191,7 +256,16 @@ impl Host for NodeHost<'_> {
         if spec.is(flags::NOSCRIPT) {
             return Err("This Redis command is not allowed from script".into());
         }
+        if let Err(denied) = self.caller_may(spec, &args) {
+            return Err(format!(
+                "The user executing the script {}",
+                denied.script_text()
+            ));
+        }
         if spec.is(flags::WRITE) {
+            if self.st.no_good_replicas {
+                return Err(format!("-{}", dispatch::NOREPLICAS));
+            }
             if ctx.read_only {
                 return Err("Write commands are not allowed from read-only scripts.".into());
             }
@@ -214,6 +288,25 @@ impl Host for NodeHost<'_> {
         match Frame::parse(out.as_bytes(), &resp::Limits::default()) {
             Ok(Some((frame, _))) => Ok(frame),
             _ => Err("the command gave no reply".into()),
+        }
+    }
+
+    fn acl_check(&mut self, args: &[Bytes]) -> Option<bool> {
+        let spec = keyspace::lookup(&args[0])?;
+        Some(self.caller_may(spec, args).is_ok())
+    }
+}
+
+impl NodeHost<'_> {
+    /// The ACL check of a script's command, as the user of the client running the script.
+    fn caller_may(&self, spec: &keyspace::Spec, args: &[Bytes]) -> Result<(), crate::acl::Denied> {
+        let caller = self.st.scripting.caller;
+        match self.st.clients.get(&caller).and_then(|c| c.user.as_deref()) {
+            None => Ok(()),
+            Some(name) => match self.st.users.get(name) {
+                Some(user) => user.check(spec, args),
+                None => Err(crate::acl::Denied::Command),
+            },
         }
     }
 }
@@ -273,6 +366,7 @@ pub fn apply_config(st: &mut State) {
 
 /// Puts the script client in place for a run started by `caller`; the feed mark to wrap.
 fn begin(st: &mut State, caller: u64) -> usize {
+    st.scripting.caller = caller;
     let db = st.clients.get(&caller).map_or(0, |c| c.db);
     if let Some(mut c) = st.scripting.client.take() {
         c.db = db;
@@ -284,6 +378,7 @@ fn begin(st: &mut State, caller: u64) -> usize {
 }
 
 fn end(st: &mut State, feed_mark: usize) {
+    st.scripting.caller = 0;
     if let Some(c) = st.clients.remove(&SCRIPT_CLIENT_ID) {
         st.scripting.client = Some(c);
     }
@@ -294,9 +389,17 @@ fn end(st: &mut State, feed_mark: usize) {
 }
 
 /// The checks Redis makes before a script with declared flags runs.
-fn refuse_before_run(flags: script::ScriptFlags, read_only_command: bool) -> Option<&'static str> {
-    if !flags.compat && !flags.no_writes && read_only_command {
+fn refuse_before_run(
+    st: &State,
+    flags: script::ScriptFlags,
+    read_only_command: bool,
+) -> Option<&'static str> {
+    let may_write = !flags.compat && !flags.no_writes;
+    if may_write && read_only_command {
         return Some("ERR Can not execute a script with write flag using *_ro command.");
+    }
+    if may_write && st.no_good_replicas {
+        return Some(dispatch::NOREPLICAS);
     }
     None
 }
@@ -326,7 +429,7 @@ pub fn eval(
             .map_err(CmdError::Other)?
     };
     let flags = st.scripting.eval().script_flags(&sha).unwrap_or_default();
-    if let Some(refusal) = refuse_before_run(flags, ro) {
+    if let Some(refusal) = refuse_before_run(st, flags, ro) {
         return Err(CmdError::other(refusal));
     }
     let run = Run {
@@ -359,7 +462,7 @@ pub fn fcall(
         return Err(CmdError::other("ERR Function not found"));
     };
     let (keys, args) = split_keys(a, true)?;
-    if let Some(refusal) = refuse_before_run(flags, ro) {
+    if let Some(refusal) = refuse_before_run(st, flags, ro) {
         return Err(CmdError::other(refusal));
     }
     let run = Run {

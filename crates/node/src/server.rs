@@ -147,6 +147,12 @@ async fn cron(shared: Arc<Shared>) {
         if st.ks.has_touched() {
             st.handle_touched();
         }
+        if st.ks.has_events() {
+            st.publish_events();
+        }
+        if st.tracking.clients > 0 || st.ks.has_written() {
+            crate::tracking::after_expiry(&mut st);
+        }
         // Keys removed by active expiry are logged too.
         st.persistence_cron();
     }

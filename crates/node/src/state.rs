@@ -94,6 +94,22 @@ pub struct Client {
     pub outbox_bytes: Arc<AtomicUsize>,
     /// Set before a close request, so the connection stops without writing what is queued.
     pub killed: Arc<AtomicBool>,
+    /// CLIENT TRACKING's options, while tracking is on.
+    pub tracking: Option<crate::tracking::Mode>,
+    /// The capacity of the connection's read buffer (CLIENT LIST qbuf-free).
+    pub query_buf_bytes: Arc<AtomicUsize>,
+    /// The ACL user signed in as, when not `default`.
+    pub user: Option<Box<str>>,
+}
+
+/// What became of bytes pushed to a client ([`Client::deliver`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Queued,
+    /// The connection is gone.
+    Closed,
+    /// The client had too much queued already and is being disconnected.
+    Overflowed,
 }
 
 impl Client {
@@ -131,6 +147,9 @@ impl Client {
             outbox,
             outbox_bytes: Default::default(),
             killed: Default::default(),
+            tracking: None,
+            query_buf_bytes: Default::default(),
+            user: None,
         }
     }
 
@@ -145,6 +164,21 @@ impl Client {
     pub fn kill(&self) {
         self.killed.store(true, Ordering::Relaxed);
         let _ = self.outbox.send(Outbound::Close);
+    }
+
+    /// Queues encoded pushes (pub/sub messages, invalidations) for the connection, which
+    /// writes them outside the request/reply flow; a client with more than
+    /// [`PUBSUB_OUTBOX_MAX_BYTES`] unwritten is disconnected rather than buffered forever.
+    pub fn deliver(&self, bytes: Vec<u8>) -> Delivery {
+        let queued = self.outbox_bytes.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
+        if queued > PUBSUB_OUTBOX_MAX_BYTES {
+            self.kill();
+            return Delivery::Overflowed;
+        }
+        match self.outbox.send(Outbound::Message(bytes)) {
+            Ok(()) => Delivery::Queued,
+            Err(_) => Delivery::Closed,
+        }
     }
 
     pub fn subscriptions(&self) -> usize {
@@ -196,6 +230,14 @@ pub struct State {
     pub scripting: crate::scripting::Scripting,
     /// The slow log, the latency monitor, command and error statistics.
     pub intro: crate::introspect::Introspection,
+    /// Client-side caching: who may hold which keys.
+    pub tracking: crate::tracking::Tracking,
+    /// Clients in MONITOR mode.
+    pub monitors: Vec<u64>,
+    /// ACL users.
+    pub users: crate::acl::Users,
+    /// `min-replicas-to-write` asks for replicas this node does not have: writes are refused.
+    pub no_good_replicas: bool,
 }
 
 impl State {
@@ -205,7 +247,7 @@ impl State {
             intro: crate::introspect::Introspection::new(&config.standard),
             ks: {
                 let mut ks = Keyspace::new(config.databases);
-                ks.encodings = config.encodings();
+                config.configure(&mut ks);
                 ks
             },
             config,
@@ -228,9 +270,23 @@ impl State {
             },
             workers,
             scripting: crate::scripting::Scripting::new(Client::script(now_ms)),
+            tracking: Default::default(),
+            monitors: Vec::new(),
+            users: Default::default(),
+            no_good_replicas: false,
         };
-        crate::scripting::apply_config(&mut st);
+        st.apply_config();
         st
+    }
+
+    /// Takes what the running node derives from its configuration (at start and after
+    /// CONFIG SET).
+    pub fn apply_config(&mut self) {
+        self.config.configure(&mut self.ks);
+        self.intro.settings = crate::introspect::Settings::from_config(&self.config.standard);
+        crate::scripting::apply_config(self);
+        // No replicas here: asking for some refuses every write, as Redis does without them.
+        self.no_good_replicas = self.config.standard.int("min-replicas-to-write") > 0;
     }
 
     /// Replaces the access keys at once and ends the sessions opened with a key that
@@ -273,6 +329,10 @@ impl State {
                 }
                 self.serve_blocked(db, &key);
             }
+        }
+        // What the served commands raised.
+        if self.ks.has_events() {
+            self.publish_events();
         }
     }
 
@@ -470,12 +530,32 @@ impl State {
     pub fn remove_client(&mut self, id: u64) {
         self.unblock(id);
         self.unwatch_all(id);
+        crate::tracking::disable(self, id);
         if let Some(c) = self.clients.remove(&id) {
             for ch in &c.channels {
                 remove_subscriber(&mut self.channels, ch, id);
             }
             for p in &c.patterns {
                 remove_subscriber(&mut self.patterns, p, id);
+            }
+        }
+    }
+
+    /// Publishes the keyspace events commands raised, on `__keyspace@<db>__:<key>` and
+    /// `__keyevent@<db>__:<event>` as `notify-keyspace-events` asks.
+    pub fn publish_events(&mut self) {
+        let classes = self.ks.notify_classes;
+        for e in self.ks.take_events() {
+            let mut channel = Vec::with_capacity(24 + e.key.len());
+            if classes & keyspace::notify::KEYSPACE != 0 {
+                channel.extend_from_slice(format!("__keyspace@{}__:", e.db).as_bytes());
+                channel.extend_from_slice(&e.key);
+                self.publish(&channel, e.name.as_bytes());
+            }
+            if classes & keyspace::notify::KEYEVENT != 0 {
+                channel.clear();
+                channel.extend_from_slice(format!("__keyevent@{}__:{}", e.db, e.name).as_bytes());
+                self.publish(&channel, &e.key);
             }
         }
     }
@@ -511,16 +591,10 @@ impl State {
             }
             out.bulk(channel);
             out.bulk(message);
-            let bytes = out.take();
-            let queued = c.outbox_bytes.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
-            if queued > PUBSUB_OUTBOX_MAX_BYTES {
-                // A subscriber that does not read is disconnected rather than buffered forever.
-                c.kill();
-                self.stats.pubsub_messages_dropped_clients += 1;
-                continue;
-            }
-            if c.outbox.send(Outbound::Message(bytes)).is_ok() {
-                receivers += 1;
+            match c.deliver(out.take()) {
+                Delivery::Queued => receivers += 1,
+                Delivery::Overflowed => self.stats.pubsub_messages_dropped_clients += 1,
+                Delivery::Closed => {}
             }
         }
         receivers

@@ -3,10 +3,9 @@
 //! Redis keeps two interpreters: one for EVAL scripts (reset by SCRIPT FLUSH) and one for
 //! FUNCTION libraries. [`Engine`] is either; the node owns one of each.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use bytes::Bytes;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
@@ -128,6 +127,10 @@ pub trait Host {
     /// Runs one command. `Ok` holds its reply (errors as [`Frame::Error`]); `Err` a refusal
     /// before it ran, worded as Redis words it (no leading `-` unless it has its own code).
     fn call(&mut self, args: Vec<Bytes>, ctx: &CallCtx) -> Result<Frame, String>;
+
+    /// redis.acl_check_cmd: whether the script's caller may run `args`; None for an
+    /// unknown command.
+    fn acl_check(&mut self, args: &[Bytes]) -> Option<bool>;
 }
 
 /// redis.log: Redis's levels onto tracing's (the node's loglevel filters them).
@@ -153,6 +156,54 @@ fn log(args: MultiValue) {
         LogLevel::Verbose => tracing::debug!(target: "script", "{text}"),
         LogLevel::Notice => tracing::info!(target: "script", "{text}"),
         LogLevel::Warning => tracing::warn!(target: "script", "{text}"),
+    }
+}
+
+/// The run in progress, as the one `redis.call` function an interpreter keeps reaches it:
+/// a pointer to a [`Lent`] on [`Engine::call_protected`]'s stack while the run lasts, null
+/// otherwise. (Creating a scoped function per run instead cost a fifth of a small script's
+/// time, in the closure and the garbage it leaves.)
+#[derive(Default)]
+struct RunSlot(AtomicPtr<()>);
+
+/// What redis.call needs of the run: the node, and the run's fixed rules.
+struct Lent<'a> {
+    host: &'a mut dyn Host,
+    read_only: bool,
+    flags: ScriptFlags,
+}
+
+impl RunSlot {
+    /// Runs `f` with `lent` reachable through [`RunSlot::with`]; the slot is cleared when
+    /// `f` returns or unwinds.
+    fn lend<R>(&self, lent: &mut Lent<'_>, f: impl FnOnce() -> R) -> R {
+        struct Clear<'s>(&'s AtomicPtr<()>);
+        impl Drop for Clear<'_> {
+            fn drop(&mut self) {
+                self.0.store(std::ptr::null_mut(), Ordering::Release);
+            }
+        }
+        self.0
+            .store(lent as *mut Lent<'_> as *mut (), Ordering::Release);
+        let _clear = Clear(&self.0);
+        f()
+    }
+
+    /// Calls `f` with the lent run; None outside a run. The slot is empty meanwhile, so a
+    /// call that re-entered it would find no run rather than a second mutable borrow.
+    fn with<R>(&self, f: impl FnOnce(&mut Lent<'_>) -> R) -> Option<R> {
+        let p = self.0.swap(std::ptr::null_mut(), Ordering::Acquire);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: `p` was stored by `lend` from a `&mut Lent` that lives until `lend`
+        // returns, and `lend` clears the slot before that; the swap above gives this call
+        // the only copy of the pointer until it is put back.
+        #[allow(unsafe_code)]
+        let lent = unsafe { &mut *(p as *mut Lent<'_>) };
+        let result = f(lent);
+        self.0.store(p, Ordering::Release);
+        Some(result)
     }
 }
 
@@ -197,8 +248,6 @@ pub struct Engine {
     pub(crate) load_api: Table,
     pub(crate) watch: Arc<Watch>,
     on_busy: Arc<dyn Fn() + Send + Sync>,
-    /// Whether a command exists (redis.acl_check_cmd).
-    known_command: fn(&[u8]) -> bool,
     /// Table keys set on every run, made into Lua strings once (not hashed again per run).
     names: Names,
     /// The prelude's protected runners (xpcall with Redis's error handler).
@@ -209,6 +258,10 @@ pub struct Engine {
     scripts_body_bytes: usize,
     /// redis.setresp and redis.set_repl of the running script.
     flags: Arc<RunFlags>,
+    /// redis.call (set in the `redis` table only while a script runs) and the run it
+    /// reaches.
+    call: Function,
+    slot: Arc<RunSlot>,
     /// Runs so far, for stepping the collector.
     runs: u64,
 }
@@ -232,11 +285,7 @@ const GC_STEP_RUNS: u64 = 50;
 impl Engine {
     /// A fresh interpreter. `on_busy` runs (on the script's thread) when a script first
     /// crosses the busy threshold, so the node can keep serving other clients.
-    pub fn new(
-        watch: Arc<Watch>,
-        on_busy: Arc<dyn Fn() + Send + Sync>,
-        known_command: fn(&[u8]) -> bool,
-    ) -> mlua::Result<Engine> {
+    pub fn new(watch: Arc<Watch>, on_busy: Arc<dyn Fn() + Send + Sync>) -> mlua::Result<Engine> {
         let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::DEBUG;
         // SAFETY: `debug` is what Redis's error handler uses to say where an error happened;
         // the prelude keeps it as a private upvalue and no script can reach it (it is not
@@ -352,17 +401,51 @@ impl Engine {
                 Ok(())
             })?,
         )?;
+        let slot = Arc::new(RunSlot::default());
+        let (s, f) = (slot.clone(), flags.clone());
+        // A Rust function, not a Lua wrapper: a `return redis.call(...)` then keeps the
+        // script's frame (a tail call replaces a Lua frame), so errors name its line.
+        // redis.pcall is the prelude's protected call of it.
+        let call = lua.create_function(move |lua, args: MultiValue| {
+            let result = s.with(|lent| {
+                let ctx = CallCtx {
+                    resp3: f.resp3.load(Ordering::Relaxed),
+                    read_only: lent.read_only,
+                    propagate: f.propagate.load(Ordering::Relaxed),
+                    flags: lent.flags,
+                };
+                let _ = lua.set_memory_limit(0);
+                let result = call_from_script(lua, &mut *lent.host, args, &ctx);
+                let _ = lua.set_memory_limit(LUA_MEMORY_MAX_BYTES);
+                result
+            });
+            match result {
+                Some(Ok(Ok(v))) => Ok(v),
+                Some(Ok(Err(text))) => {
+                    Err(mlua::Error::RuntimeError(format!("{RAISED_REPLY}{text}")))
+                }
+                Some(Err(e)) => Err(e),
+                None => Err(mlua::Error::runtime(
+                    "redis.call is only available while a script runs",
+                )),
+            }
+        })?;
+        let s = slot.clone();
+        hidden.raw_set(
+            "acl_check",
+            lua.create_function(move |_, args: MultiValue| {
+                let argv = match lua_args(args) {
+                    Ok(argv) => argv,
+                    Err(text) => return Err(mlua::Error::runtime(text)),
+                };
+                Ok(s.with(|lent| lent.host.acl_check(&argv)).flatten())
+            })?,
+        )?;
         hidden.raw_set(
             "log",
             lua.create_function(|_, args: MultiValue| {
                 log(args);
                 Ok(())
-            })?,
-        )?;
-        hidden.raw_set(
-            "known_command",
-            lua.create_function(move |_, name: mlua::LuaString| {
-                Ok(known_command(&name.as_bytes()))
             })?,
         )?;
         lua.load(PRELUDE)
@@ -394,8 +477,9 @@ impl Engine {
             scripts: HashMap::new(),
             scripts_body_bytes: 0,
             flags,
+            call,
+            slot,
             runs: 0,
-            known_command,
         })
         .and_then(|e| {
             e.install_run_hook()?;
@@ -520,30 +604,15 @@ impl Engine {
     ) {
         self.flags.resp3.store(false, Ordering::Relaxed);
         self.flags.propagate.store(true, Ordering::Relaxed);
-        let host = RefCell::new(host);
         self.watch.start(run.kind, run.name, run.command);
-        let flags = self.flags.clone();
-        let ctx = || CallCtx {
-            resp3: flags.resp3.load(Ordering::Relaxed),
+        let mut lent = Lent {
+            host,
             read_only: run.read_only,
-            propagate: flags.propagate.load(Ordering::Relaxed),
             flags: run.flags,
         };
-        let redis = self.redis.clone();
-        let outcome = self.lua.scope(|scope| {
-            // A Rust function, not a Lua wrapper: a `return redis.call(...)` then keeps the
-            // script's frame (a tail call replaces a Lua frame), so errors name its line.
-            // redis.pcall is the prelude's protected call of it.
-            let call = scope.create_function(|lua, args: MultiValue| {
-                let _ = lua.set_memory_limit(0);
-                let result = call_from_script(lua, &mut **host.borrow_mut(), args, &ctx());
-                let _ = lua.set_memory_limit(LUA_MEMORY_MAX_BYTES);
-                match result? {
-                    Ok(v) => Ok(v),
-                    Err(text) => Err(mlua::Error::RuntimeError(format!("{RAISED_REPLY}{text}"))),
-                }
-            })?;
-            redis.raw_set(&self.names.call, call)?;
+        let slot = self.slot.clone();
+        let outcome = slot.lend(&mut lent, || -> mlua::Result<()> {
+            self.redis.raw_set(&self.names.call, &self.call)?;
             let _ = self.lua.set_memory_limit(LUA_MEMORY_MAX_BYTES);
             let values = body(&self.lua);
             let _ = self.lua.set_memory_limit(0);
@@ -599,7 +668,7 @@ impl Engine {
 
     /// SCRIPT FLUSH: a fresh interpreter (globals, cached scripts, memory).
     pub fn reset(&mut self) -> mlua::Result<()> {
-        *self = Engine::new(self.watch.clone(), self.on_busy.clone(), self.known_command)?;
+        *self = Engine::new(self.watch.clone(), self.on_busy.clone())?;
         Ok(())
     }
 
@@ -620,10 +689,22 @@ fn call_from_script(
     args: MultiValue,
     ctx: &CallCtx,
 ) -> mlua::Result<Result<Value, String>> {
+    let argv = match lua_args(args) {
+        Ok(argv) => argv,
+        Err(text) => return Ok(Err(text)),
+    };
+    match host.call(argv, ctx) {
+        Ok(Frame::Error(e)) => Ok(Err(e)),
+        Ok(frame) => Ok(Ok(frame_to_lua(lua, frame, ctx.resp3)?)),
+        Err(refusal) if refusal.starts_with('-') => Ok(Err(refusal[1..].to_owned())),
+        Err(refusal) => Ok(Err(format!("ERR {refusal}"))),
+    }
+}
+
+/// A redis lib call's arguments as a command line, or the error Redis gives for them.
+fn lua_args(args: MultiValue) -> Result<Vec<Bytes>, String> {
     if args.is_empty() {
-        return Ok(Err(
-            "ERR Please specify at least one argument for this redis lib call".into(),
-        ));
+        return Err("ERR Please specify at least one argument for this redis lib call".into());
     }
     let mut argv = Vec::with_capacity(args.len());
     for v in args {
@@ -636,19 +717,14 @@ fn call_from_script(
                 Bytes::from(text)
             }
             _ => {
-                return Ok(Err(
+                return Err(
                     "ERR Lua redis lib command arguments must be strings or integers".into(),
-                ));
+                );
             }
         };
         argv.push(bytes);
     }
-    match host.call(argv, ctx) {
-        Ok(Frame::Error(e)) => Ok(Err(e)),
-        Ok(frame) => Ok(Ok(frame_to_lua(lua, frame, ctx.resp3)?)),
-        Err(refusal) if refusal.starts_with('-') => Ok(Err(refusal[1..].to_owned())),
-        Err(refusal) => Ok(Err(format!("ERR {refusal}"))),
-    }
+    Ok(argv)
 }
 
 /// The reply for a failed run, as luaCallFunction writes it.

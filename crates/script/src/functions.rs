@@ -188,13 +188,9 @@ pub struct Libraries {
 }
 
 impl Libraries {
-    pub fn new(
-        watch: Arc<Watch>,
-        on_busy: Arc<dyn Fn() + Send + Sync>,
-        known_command: fn(&[u8]) -> bool,
-    ) -> mlua::Result<Libraries> {
+    pub fn new(watch: Arc<Watch>, on_busy: Arc<dyn Fn() + Send + Sync>) -> mlua::Result<Libraries> {
         Ok(Libraries {
-            engine: Engine::new(watch, on_busy, known_command)?,
+            engine: Engine::new(watch, on_busy)?,
             libs: BTreeMap::new(),
             owners: HashMap::new(),
         })
@@ -389,7 +385,7 @@ mod tests {
     use super::*;
 
     fn libs() -> Libraries {
-        Libraries::new(Arc::new(Watch::default()), Arc::new(|| {}), |_| true).unwrap()
+        Libraries::new(Arc::new(Watch::default()), Arc::new(|| {})).unwrap()
     }
 
     #[test]

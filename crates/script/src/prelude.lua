@@ -228,10 +228,11 @@ redis.acl_check_cmd = function(...)
   if raw_select('#', ...) == 0 then
     raw_error(error_table('Please specify at least one argument for this redis lib call'))
   end
-  if not hidden.known_command((...)) then
+  local allowed = hidden.acl_check(...)
+  if allowed == nil then
     raw_error(error_table('Invalid command passed to redis.acl_check_cmd()'))
   end
-  return true
+  return allowed
 end
 api.redis = readonly(redis)
 hidden.redis = redis

@@ -27,7 +27,8 @@ pub struct Watch {
     wrote: AtomicBool,
     kind: AtomicU8,
     /// The running script's name (sha or function) and command, for FUNCTION STATS.
-    running: Mutex<Option<(String, Vec<bytes::Bytes>)>>,
+    /// Kept between runs (cleared, not dropped) so a run allocates nothing for it.
+    running: Mutex<(String, Vec<bytes::Bytes>)>,
     /// Libraries and functions loaded (FUNCTION STATS, answered while a script runs).
     libraries: AtomicU64,
     functions: AtomicU64,
@@ -43,7 +44,7 @@ impl Default for Watch {
             kill: AtomicBool::new(false),
             wrote: AtomicBool::new(false),
             kind: AtomicU8::new(0),
-            running: Mutex::new(None),
+            running: Mutex::new((String::new(), Vec::new())),
             libraries: AtomicU64::new(0),
             functions: AtomicU64::new(0),
         }
@@ -104,7 +105,7 @@ impl Watch {
         if started == 0 {
             return None;
         }
-        let (name, command) = self.running.lock().ok()?.clone()?;
+        let (name, command) = self.running.lock().ok()?.clone();
         Some((name, command, self.elapsed_ms(started)))
     }
 
@@ -142,7 +143,10 @@ impl Watch {
 
     pub(crate) fn start(&self, kind: RunKind, name: &str, command: &[bytes::Bytes]) {
         if let Ok(mut r) = self.running.lock() {
-            *r = Some((name.to_owned(), command.to_vec()));
+            r.0.clear();
+            r.0.push_str(name);
+            r.1.clear();
+            r.1.extend_from_slice(command);
         }
         self.kill.store(false, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
@@ -162,7 +166,7 @@ impl Watch {
         self.busy.store(false, Ordering::Release);
         self.kill.store(false, Ordering::Release);
         if let Ok(mut r) = self.running.lock() {
-            *r = None;
+            r.1.clear();
         }
     }
 

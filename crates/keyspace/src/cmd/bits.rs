@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::strings::STRING_LEN_MAX_BYTES;
 use crate::ctx::{int, is};
-use crate::{CmdError, CmdResult, Ctx, Str, Value};
+use crate::{CmdError, CmdResult, Ctx, Str, Value, notify};
 
 /// A bit offset: non-negative and inside the longest string a key may hold.
 fn bit_offset(arg: &[u8]) -> Result<u64, CmdError> {
@@ -47,7 +47,7 @@ pub fn setbit(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         v[byte] &= !mask;
     }
     c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::from_vec(v)));
-    c.modified(&a[1]);
+    c.changed(&a[1], notify::STRING, "setbit");
     c.out.int(old as i64);
     Ok(())
 }

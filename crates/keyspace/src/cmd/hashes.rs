@@ -6,7 +6,7 @@ use super::keys::{parse_scan, scan_dict};
 use crate::ctx::{float, float_to_str, int, is};
 use crate::glob::glob_match;
 use crate::value::Field;
-use crate::{CmdError, CmdResult, Ctx, Str};
+use crate::{CmdError, CmdResult, Ctx, Str, notify};
 
 pub fn hset(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     if !a.len().is_multiple_of(2) {
@@ -28,7 +28,7 @@ pub fn hset(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             }
         }
     }
-    c.modified(&a[1]);
+    c.changed(&a[1], notify::HASH, "hset");
     if crate::ctx::is(&a[0], "hmset") {
         c.out.ok()
     } else {
@@ -46,7 +46,7 @@ pub fn hsetnx(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             name: Str::new(&a[2]),
             value: Str::new(&a[3]),
         });
-        c.modified(&a[1]);
+        c.changed(&a[1], notify::HASH, "hset");
         c.out.int(1);
     }
     Ok(())
@@ -79,8 +79,8 @@ pub fn hdel(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     };
     let n = a[2..].iter().filter(|f| h.remove(f).is_some()).count();
     if n > 0 {
+        c.changed(&a[1], notify::HASH, "hdel");
         c.ks.remove_if_empty(c.db, &a[1]);
-        c.modified(&a[1]);
     }
     c.out.int(n as i64);
     Ok(())
@@ -155,7 +155,7 @@ pub fn hincrby(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         name: Str::new(&a[2]),
         value: Str::from_i64(n),
     });
-    c.modified(&a[1]);
+    c.changed(&a[1], notify::HASH, "hincrby");
     c.out.int(n);
     Ok(())
 }
@@ -183,7 +183,7 @@ pub fn hincrbyfloat(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         name: Str::new(&a[2]),
         value: Str::new(text.as_bytes()),
     });
-    c.modified(&a[1]);
+    c.changed(&a[1], notify::HASH, "hincrbyfloat");
     c.propagate(&[b"HSET".as_slice(), &a[1], &a[2], text.as_bytes()]);
     c.out.bulk(text.as_bytes());
     Ok(())

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use crate::ctx::{int, is, lossy};
 use crate::glob::glob_match;
 use crate::value::ZSet;
-use crate::{CmdError, CmdResult, Ctx, Dict, DictEntry, Str, Value};
+use crate::{CmdError, CmdResult, Ctx, Dict, DictEntry, Str, Value, notify};
 
 pub fn del(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let mut n = 0;
@@ -21,7 +21,7 @@ pub fn del(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             {
                 c.ks.stats.lazyfreed_objects += 1;
             }
-            c.modified(key);
+            c.changed(key, notify::GENERIC, "del");
             n += 1;
         }
     }
@@ -96,11 +96,11 @@ fn expire_generic(c: &mut Ctx, a: &[Bytes], unit_ms: i64, absolute: bool) -> Cmd
     }
     if at <= c.now_ms() as i64 {
         c.ks.remove(c.db, &a[1]);
-        c.modified(&a[1]);
+        c.changed(&a[1], notify::GENERIC, "del");
         c.propagate(&[b"DEL".as_slice(), &a[1]]);
     } else {
         c.ks.set_expiry(c.db, &a[1], at as u64);
-        c.modified(&a[1]);
+        c.changed(&a[1], notify::GENERIC, "expire");
         c.propagate(&[
             b"PEXPIREAT".as_slice(),
             &a[1],
@@ -153,7 +153,7 @@ pub fn pexpiretime(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 pub fn persist(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let done = c.ks.get(c.db, &a[1]).is_some() && c.ks.persist(c.db, &a[1]);
     if done {
-        c.modified(&a[1]);
+        c.changed(&a[1], notify::GENERIC, "persist");
     }
     c.out.int(done as i64);
     Ok(())
@@ -179,8 +179,8 @@ fn rename_generic(c: &mut Ctx, a: &[Bytes], nx: bool) -> CmdResult {
     let e = c.ks.remove(c.db, src).expect("checked above");
     let at = e.expire_at_ms();
     c.ks.insert_entry(c.db, Str::new(dst), e.value, at);
-    c.modified(src);
-    c.modified(dst);
+    c.changed(src, notify::GENERIC, "rename_from");
+    c.changed(dst, notify::GENERIC, "rename_to");
     if nx {
         c.out.int(1)
     } else {
@@ -383,8 +383,9 @@ pub fn move_(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let e = c.ks.remove(c.db, &a[1]).expect("checked above");
     let at = e.expire_at_ms();
     c.ks.insert_entry(dst, e.key, e.value, at);
-    c.modified(&a[1]);
+    c.changed(&a[1], notify::GENERIC, "move_from");
     c.ks.touch(dst, &a[1]);
+    c.ks.notify(notify::GENERIC, "move_to", dst, &a[1]);
     c.out.int(1);
     Ok(())
 }
@@ -446,6 +447,7 @@ pub fn copy(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     c.ks.insert_entry(dst_db, Str::new(&a[2]), value, at);
     c.ks.dirty += 1;
     c.ks.touch(dst_db, &a[2]);
+    c.ks.notify(notify::GENERIC, "copy_to", dst_db, &a[2]);
     c.out.int(1);
     Ok(())
 }

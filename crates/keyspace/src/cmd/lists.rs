@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use crate::ctx::{clamp_range, int, is, uint};
-use crate::{Block, CmdError, CmdResult, Ctx, Str};
+use crate::{Block, CmdError, CmdResult, Ctx, Str, notify};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum End {
@@ -30,6 +30,21 @@ fn pop(l: &mut VecDeque<Str>, end: End) -> Option<Str> {
     match end {
         End::Left => l.pop_front(),
         End::Right => l.pop_back(),
+    }
+}
+
+/// The keyspace events of popping and pushing at `end`.
+fn pop_event(end: End) -> &'static str {
+    match end {
+        End::Left => "lpop",
+        End::Right => "rpop",
+    }
+}
+
+fn push_event(end: End) -> &'static str {
+    match end {
+        End::Left => "lpush",
+        End::Right => "rpush",
     }
 }
 
@@ -56,7 +71,7 @@ fn push_generic(c: &mut Ctx, a: &[Bytes], end: End, only_existing: bool) -> CmdR
         push(l, end, Str::new(v));
     }
     let len = l.len();
-    c.modified(&a[1]);
+    c.changed(&a[1], notify::LIST, push_event(end));
     c.out.int(len as i64);
     Ok(())
 }
@@ -103,8 +118,8 @@ fn pop_generic(c: &mut Ctx, a: &[Bytes], end: End) -> CmdResult {
             }
         }
     }
+    c.changed(&a[1], notify::LIST, pop_event(end));
     c.ks.remove_if_empty(c.db, &a[1]);
-    c.modified(&a[1]);
     Ok(())
 }
 
@@ -144,7 +159,7 @@ pub fn lset(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let l = c.ks.list(c.db, &a[1])?.ok_or(CmdError::NoSuchKey)?;
     let i = resolve_index(i, l.len()).ok_or(CmdError::IndexOutOfRange)?;
     l[i] = Str::new(&a[3]);
-    c.modified(&a[1]);
+    c.changed(&a[1], notify::LIST, "lset");
     c.out.ok();
     Ok(())
 }
@@ -177,8 +192,8 @@ pub fn ltrim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
                 l.drain(..from);
             }
         }
+        c.changed(&a[1], notify::LIST, "ltrim");
         c.ks.remove_if_empty(c.db, &a[1]);
-        c.modified(&a[1]);
     }
     c.out.ok();
     Ok(())
@@ -218,8 +233,8 @@ pub fn lrem(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         }
     }
     if removed > 0 {
+        c.changed(&a[1], notify::LIST, "lrem");
         c.ks.remove_if_empty(c.db, &a[1]);
-        c.modified(&a[1]);
     }
     c.out.int(removed as i64);
     Ok(())
@@ -242,7 +257,7 @@ pub fn linsert(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         Some(i) => {
             l.insert(if after { i + 1 } else { i }, Str::new(&a[4]));
             let len = l.len();
-            c.modified(&a[1]);
+            c.changed(&a[1], notify::LIST, "linsert");
             c.out.int(len as i64);
         }
     }
@@ -342,11 +357,12 @@ fn move_element(
         return Ok(None);
     };
     let v = pop(l, from).expect("lists are never empty");
-    c.ks.remove_if_empty(c.db, src);
+    // Redis's order of events: the push, then the pop, then the source's deletion.
     let d = c.ks.list_or_create(c.db, dst)?;
     push(d, to, v.clone());
-    c.modified(src);
-    c.modified(dst);
+    c.changed(dst, notify::LIST, push_event(to));
+    c.changed(src, notify::LIST, pop_event(from));
+    c.ks.remove_if_empty(c.db, src);
     Ok(Some(v))
 }
 
@@ -404,8 +420,8 @@ fn bpop_generic(c: &mut Ctx, a: &[Bytes], end: End) -> CmdResult {
     for key in keys {
         if let Some(l) = c.ks.list(c.db, key)? {
             let v = pop(l, end).expect("lists are never empty");
+            c.changed(key, notify::LIST, pop_event(end));
             c.ks.remove_if_empty(c.db, key);
-            c.modified(key);
             let name: &[u8] = if end == End::Left { b"LPOP" } else { b"RPOP" };
             c.propagate(&[name, key]);
             c.out.array(2);
@@ -480,8 +496,8 @@ fn mpop(c: &mut Ctx, keys: &[Bytes], end: End, count: usize) -> Result<bool, Cmd
         if let Some(l) = c.ks.list(c.db, key)? {
             let n = count.min(l.len());
             let popped: Vec<Str> = (0..n).filter_map(|_| pop(l, end)).collect();
+            c.changed(key, notify::LIST, pop_event(end));
             c.ks.remove_if_empty(c.db, key);
-            c.modified(key);
             c.out.array(2);
             c.out.bulk(key);
             c.out.array(popped.len());

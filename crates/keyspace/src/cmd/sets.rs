@@ -5,7 +5,7 @@ use bytes::Bytes;
 use super::keys::{parse_scan, scan_dict, write_scan_reply};
 use crate::ctx::{int, is, uint};
 use crate::glob::glob_match;
-use crate::{CmdError, CmdResult, Ctx, Dict, DictEntry, Str, Value};
+use crate::{CmdError, CmdResult, Ctx, Dict, DictEntry, Str, Value, notify};
 
 /// The count argument of SRANDMEMBER, HRANDFIELD and ZRANDMEMBER (negative: repeats allowed).
 /// `pairs` (WITHVALUES, WITHSCORES) halves the range, as Redis does so that the reply's
@@ -63,7 +63,7 @@ pub fn sadd(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         }
     }
     if added > 0 {
-        c.modified(&a[1]);
+        c.changed(&a[1], notify::SET, "sadd");
     }
     c.out.int(added);
     Ok(())
@@ -76,8 +76,8 @@ pub fn srem(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     };
     let n = a[2..].iter().filter(|m| s.remove(m).is_some()).count();
     if n > 0 {
+        c.changed(&a[1], notify::SET, "srem");
         c.ks.remove_if_empty(c.db, &a[1]);
-        c.modified(&a[1]);
     }
     c.out.int(n as i64);
     Ok(())
@@ -142,9 +142,9 @@ pub fn spop(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     for m in &picked {
         s.remove(m);
     }
-    c.ks.remove_if_empty(c.db, &a[1]);
     if !picked.is_empty() {
-        c.modified(&a[1]);
+        c.changed(&a[1], notify::SET, "spop");
+        c.ks.remove_if_empty(c.db, &a[1]);
         // The members were picked at random: log which.
         let mut srem: Vec<&[u8]> = vec![b"SREM", &a[1]];
         srem.extend(picked.iter().map(|m| m.as_bytes()));
@@ -199,16 +199,14 @@ pub fn smove(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         c.out.int(0);
         return Ok(());
     }
+    c.changed(src, notify::SET, "srem");
     c.ks.remove_if_empty(c.db, src);
     let d = c.ks.set_or_create(c.db, dst)?;
     // The destination only counts as changed (WATCH) when the member is new to it.
     let added = !d.contains(m);
     if added {
         d.insert_new(Str::new(m));
-    }
-    c.modified(src);
-    if added {
-        c.modified(dst);
+        c.changed(dst, notify::SET, "sadd");
     }
     c.out.int(1);
     Ok(())
@@ -273,16 +271,20 @@ fn reply_members(c: &mut Ctx, members: &[Str]) {
     members.iter().for_each(|m| c.out.bulk(m));
 }
 
-fn store(c: &mut Ctx, dst: &[u8], members: Vec<Str>) {
+/// Stores the result of SINTERSTORE and friends (`event`), deleting `dst` when it is empty.
+fn store(c: &mut Ctx, dst: &[u8], members: Vec<Str>, event: &'static str) {
     let n = members.len();
     if n == 0 {
-        c.ks.remove(c.db, dst);
+        if c.ks.remove(c.db, dst).is_some() {
+            c.notify(notify::GENERIC, "del", dst);
+        }
     } else {
         let mut d = Dict::new();
         for m in members {
             d.insert_new(m);
         }
         c.ks.set(c.db, dst, Value::Set(Box::new(d)));
+        c.notify(notify::SET, event, dst);
     }
     c.modified(dst);
     c.out.int(n as i64);
@@ -305,17 +307,17 @@ pub fn sdiff(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 pub fn sinterstore(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let r = combine(c, &a[2..], SetOp::Inter)?;
-    store(c, &a[1], r);
+    store(c, &a[1], r, "sinterstore");
     Ok(())
 }
 pub fn sunionstore(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let r = combine(c, &a[2..], SetOp::Union)?;
-    store(c, &a[1], r);
+    store(c, &a[1], r, "sunionstore");
     Ok(())
 }
 pub fn sdiffstore(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let r = combine(c, &a[2..], SetOp::Diff)?;
-    store(c, &a[1], r);
+    store(c, &a[1], r, "sdiffstore");
     Ok(())
 }
 

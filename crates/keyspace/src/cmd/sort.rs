@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use bytes::Bytes;
 
 use crate::ctx::{int, is};
-use crate::{CmdError, CmdResult, Ctx, Str, Value};
+use crate::{CmdError, CmdResult, Ctx, Str, Value, notify};
 
 /// What SORT was asked to do.
 #[derive(Debug, Default)]
@@ -82,9 +82,9 @@ fn sort_generic(c: &mut Ctx, a: &[Bytes], readonly: bool) -> CmdResult {
         Some(Value::ZSet(z)) => (Source::Ordered, z.iter().map(|(m, _)| m.clone()).collect()),
         Some(_) => return Err(CmdError::WrongType),
     };
-    // A set's order is its hash order: a stored result must not depend on it (replicas and
-    // the AOF replay the command), so Redis sorts it alphabetically then.
-    if dont_sort && source == Source::Set && o.store.is_some() {
+    // A set's order is its hash order: a stored result or a script's must not depend on it
+    // (replicas and the AOF replay them), so Redis sorts it alphabetically then.
+    if dont_sort && source == Source::Set && (o.store.is_some() || c.in_script) {
         dont_sort = false;
         alpha = true;
         by = None;
@@ -181,7 +181,7 @@ fn sort_generic(c: &mut Ctx, a: &[Bytes], readonly: bool) -> CmdResult {
             let n = rows.len();
             if n == 0 {
                 if c.ks.remove(c.db, dst).is_some() {
-                    c.modified(dst);
+                    c.changed(dst, notify::GENERIC, "del");
                 }
             } else {
                 let list = rows
@@ -189,7 +189,7 @@ fn sort_generic(c: &mut Ctx, a: &[Bytes], readonly: bool) -> CmdResult {
                     .map(|r| Str::from_vec(r.unwrap_or_default()))
                     .collect();
                 c.ks.set(c.db, dst, Value::List(Box::new(list)));
-                c.modified(dst);
+                c.changed(dst, notify::LIST, "sortstore");
             }
             c.out.int(n as i64);
         }

@@ -8,6 +8,7 @@
 use bytes::Bytes;
 
 use crate::ctx::{int, is, lossy};
+use crate::notify::STREAM;
 use crate::stream::{Consumer, Group, Nack, Stream, StreamEntry, StreamId, Trim};
 use crate::{Block, CmdError, CmdResult, Ctx, LISTPACK_MAX_BYTES, Str};
 
@@ -330,15 +331,19 @@ pub fn xadd(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         limits,
     );
     let mut logged = a.to_vec();
+    let mut trimmed = false;
     if let Some(trim) = t.trim {
-        s.trim(trim, t.approx, t.limit);
+        trimmed = s.trim(trim, t.approx, t.limit) > 0;
         if t.approx {
             rewrite_trim(&mut logged, &t, s);
         }
     }
     logged[t.id_pos] = id_bytes(id);
     reply_id(c, id);
-    c.modified(&a[1]);
+    c.changed(&a[1], STREAM, "xadd");
+    if trimmed {
+        c.notify(STREAM, "xtrim", &a[1]);
+    }
     c.propagate(&logged);
     Ok(())
 }
@@ -356,7 +361,7 @@ pub fn xtrim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     }
     c.out.int(deleted as i64);
     if deleted > 0 {
-        c.modified(&a[1]);
+        c.changed(&a[1], STREAM, "xtrim");
         c.ks.dirty += deleted - 1;
         c.propagate(&logged);
     }
@@ -434,7 +439,7 @@ pub fn xdel(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     }
     c.out.int(deleted as i64);
     if deleted > 0 {
-        c.modified(&a[1]);
+        c.changed(&a[1], STREAM, "xdel");
         c.ks.dirty += deleted - 1;
     }
     Ok(())
@@ -743,6 +748,9 @@ fn serve_group(
     }
     s.groups.insert(Str::new(gname), g);
     c.ks.dirty += dirty;
+    if created {
+        c.notify(STREAM, "xgroup-createconsumer", key);
+    }
     for l in logs {
         c.propagate(&l);
     }
@@ -915,6 +923,7 @@ pub fn xgroup(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             } else {
                 c.modified(key);
             }
+            c.notify(STREAM, "xgroup-create", key);
         }
         "setid" if a.len() == 5 || a.len() == 7 => {
             let s = c.ks.stream(c.db, key)?.expect("exists");
@@ -928,13 +937,14 @@ pub fn xgroup(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             g.entries_read = entries_read;
             c.out.ok();
             c.ks.dirty += 1;
+            c.notify(STREAM, "xgroup-setid", key);
         }
         "destroy" => {
             let s = c.ks.stream(c.db, key)?.expect("exists");
             if s.groups.remove(gname.as_ref()).is_some() {
                 c.out.int(1);
                 // Wakes clients blocked in this group, to fail them.
-                c.modified(key);
+                c.changed(key, STREAM, "xgroup-destroy");
             } else {
                 c.out.int(0);
             }
@@ -954,6 +964,7 @@ pub fn xgroup(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
                 );
                 c.out.int(1);
                 c.ks.dirty += 1;
+                c.notify(STREAM, "xgroup-createconsumer", key);
             }
         }
         "delconsumer" => {
@@ -966,6 +977,7 @@ pub fn xgroup(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
                     }
                     c.out.int(consumer.pel.len() as i64);
                     c.ks.dirty += 1;
+                    c.notify(STREAM, "xgroup-delconsumer", key);
                 }
                 None => c.out.int(0),
             }
@@ -1024,6 +1036,7 @@ pub fn xsetid(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     }
     c.out.ok();
     c.ks.dirty += 1;
+    c.notify(STREAM, "xsetid", &a[1]);
     Ok(())
 }
 
@@ -1210,6 +1223,7 @@ pub fn xclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     }
     let mut logs = Vec::new();
     let mut dirty = 0u64;
+    let mut created = false;
     let mut claimed: Vec<StreamId> = Vec::new();
     for id in ids {
         let exists = s.get(id).is_some();
@@ -1247,6 +1261,7 @@ pub fn xclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
                 },
             );
             dirty += 1;
+            created = true;
         }
         if let Some(cons) = g.consumers.get_mut(cname.as_ref()) {
             cons.seen_time_ms = now;
@@ -1279,6 +1294,9 @@ pub fn xclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     s.groups.insert(Str::new(gname), g);
     c.ks.dirty += dirty;
     c.propagated = true;
+    if created {
+        c.notify(STREAM, "xgroup-createconsumer", key);
+    }
     let mark = c.ks.feed_len();
     for l in logs {
         c.propagate(&l);
@@ -1335,6 +1353,7 @@ pub fn xautoclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let (mut claimed, mut deleted) = (Vec::new(), Vec::new());
     let mut logs = Vec::new();
     let mut dirty = 0u64;
+    let mut created = false;
     while attempts > 0 && count > 0 && idx < candidates.len() {
         attempts -= 1;
         let id = candidates[idx];
@@ -1355,6 +1374,7 @@ pub fn xautoclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         if !g.consumers.contains_key(cname.as_ref()) {
             g.consumers.insert(Str::new(cname), Consumer::default());
             dirty += 1;
+            created = true;
         }
         if let Some(cons) = g.consumers.get_mut(cname.as_ref()) {
             cons.seen_time_ms = now;
@@ -1387,6 +1407,9 @@ pub fn xautoclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     s.groups.insert(Str::new(gname), g);
     c.ks.dirty += dirty;
     c.propagated = true;
+    if created {
+        c.notify(STREAM, "xgroup-createconsumer", key);
+    }
     let mark = c.ks.feed_len();
     for l in logs {
         c.propagate(&l);

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::expire_at;
 use crate::ctx::{float, float_to_str, int, is};
-use crate::{CmdError, CmdResult, Ctx, Str, Value};
+use crate::{CmdError, CmdResult, Ctx, Str, Value, notify};
 
 /// Largest string a command may build (proto-max-bulk-len's default).
 pub const STRING_LEN_MAX_BYTES: usize = 512 * 1024 * 1024;
@@ -91,8 +91,9 @@ pub fn set(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     } else {
         c.ks.set_with_expiry(c.db, key, value, o.expire_at_ms);
     }
-    c.modified(key);
+    c.changed(key, notify::STRING, "set");
     if let Some(at) = o.expire_at_ms {
+        c.notify(notify::GENERIC, "expire", key);
         // Relative expiries are logged as the absolute deadline they became.
         c.propagate(&[
             b"SET".as_slice(),
@@ -115,7 +116,7 @@ pub fn setnx(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         c.out.int(0);
     } else {
         c.ks.set(c.db, &a[1], Value::Str(Str::new(&a[2])));
-        c.modified(&a[1]);
+        c.changed(&a[1], notify::STRING, "set");
         c.out.int(1);
     }
     Ok(())
@@ -124,7 +125,8 @@ pub fn setnx(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 fn setex_generic(c: &mut Ctx, a: &[Bytes], unit_ms: i64, name: &str) -> CmdResult {
     let at = expire_at(c.now_ms(), int(&a[2])?, unit_ms, false, name)?;
     c.ks.set_with_expiry(c.db, &a[1], Value::Str(Str::new(&a[3])), Some(at));
-    c.modified(&a[1]);
+    c.changed(&a[1], notify::STRING, "set");
+    c.notify(notify::GENERIC, "expire", &a[1]);
     c.propagate(&[
         b"SET".as_slice(),
         &a[1],
@@ -147,7 +149,7 @@ pub fn psetex(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 pub fn getset(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let old = c.ks.string(c.db, &a[1])?.map(|s| s.as_bytes().to_vec());
     c.ks.set(c.db, &a[1], Value::Str(Str::new(&a[2])));
-    c.modified(&a[1]);
+    c.changed(&a[1], notify::STRING, "set");
     match old {
         Some(v) => c.out.bulk(&v),
         None => c.out.null(),
@@ -159,7 +161,7 @@ pub fn getdel(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     match c.ks.string(c.db, &a[1])?.map(|s| s.as_bytes().to_vec()) {
         Some(v) => {
             c.ks.remove(c.db, &a[1]);
-            c.modified(&a[1]);
+            c.changed(&a[1], notify::GENERIC, "del");
             c.out.bulk(&v);
         }
         None => c.out.null(),
@@ -210,12 +212,12 @@ pub fn getex(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         Ttl::Keep => {}
         Ttl::At(at) if at <= c.now_ms() => {
             c.ks.remove(c.db, &a[1]);
-            c.modified(&a[1]);
+            c.changed(&a[1], notify::GENERIC, "del");
             c.propagate(&[b"DEL".as_slice(), &a[1]]);
         }
         Ttl::At(at) => {
             c.ks.set_expiry(c.db, &a[1], at);
-            c.modified(&a[1]);
+            c.changed(&a[1], notify::GENERIC, "expire");
             c.propagate(&[
                 b"PEXPIREAT".as_slice(),
                 &a[1],
@@ -224,7 +226,7 @@ pub fn getex(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         }
         Ttl::Persist => {
             if c.ks.persist(c.db, &a[1]) {
-                c.modified(&a[1]);
+                c.changed(&a[1], notify::GENERIC, "persist");
                 c.propagate(&[b"PERSIST".as_slice(), &a[1]]);
             }
         }
@@ -259,7 +261,7 @@ pub fn mset(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     check_pairs(a)?;
     for kv in a[1..].chunks(2) {
         c.ks.set(c.db, &kv[0], Value::Str(Str::new(&kv[1])));
-        c.modified(&kv[0]);
+        c.changed(&kv[0], notify::STRING, "set");
     }
     c.out.ok();
     Ok(())
@@ -273,20 +275,28 @@ pub fn msetnx(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     }
     for kv in a[1..].chunks(2) {
         c.ks.set(c.db, &kv[0], Value::Str(Str::new(&kv[1])));
-        c.modified(&kv[0]);
+        c.changed(&kv[0], notify::STRING, "set");
     }
     c.out.int(1);
     Ok(())
 }
 
 fn incr_by(c: &mut Ctx, key: &[u8], delta: i64) -> CmdResult {
-    let current = match c.ks.string(c.db, key)? {
-        Some(s) => resp::parse_i64(s).ok_or(CmdError::NotInteger)?,
-        None => 0,
+    // Changed in place: one lookup of the key.
+    let n = match c.ks.lookup(c.db, key) {
+        Some(Value::Str(s)) => {
+            let current = resp::parse_i64(s).ok_or(CmdError::NotInteger)?;
+            let n = current.checked_add(delta).ok_or(CmdError::Overflow)?;
+            *s = Str::from_i64(n);
+            n
+        }
+        Some(_) => return Err(CmdError::WrongType),
+        None => {
+            c.ks.set(c.db, key, Value::Str(Str::from_i64(delta)));
+            delta
+        }
     };
-    let n = current.checked_add(delta).ok_or(CmdError::Overflow)?;
-    c.ks.set_keep_ttl(c.db, key, Value::Str(Str::from_i64(n)));
-    c.modified(key);
+    c.changed(key, notify::STRING, "incrby");
     c.out.int(n);
     Ok(())
 }
@@ -327,7 +337,7 @@ pub fn incrbyfloat(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     }
     let text = float_to_str(n);
     c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::new(text.as_bytes())));
-    c.modified(&a[1]);
+    c.changed(&a[1], notify::STRING, "incrbyfloat");
     // Float arithmetic may differ between machines: log the result.
     c.propagate(&[b"SET".as_slice(), &a[1], text.as_bytes(), b"KEEPTTL"]);
     c.out.bulk(text.as_bytes());
@@ -345,7 +355,7 @@ pub fn append(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     v.extend_from_slice(&a[2]);
     let len = v.len();
     c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::from_vec(v)));
-    c.modified(&a[1]);
+    c.changed(&a[1], notify::STRING, "append");
     c.out.int(len as i64);
     Ok(())
 }
@@ -399,7 +409,7 @@ pub fn setrange(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     v[offset..offset + patch.len()].copy_from_slice(patch);
     let len = v.len();
     c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::from_vec(v)));
-    c.modified(&a[1]);
+    c.changed(&a[1], notify::STRING, "setrange");
     c.out.int(len as i64);
     Ok(())
 }

@@ -9,7 +9,7 @@ use super::lists::{block_or_null, timeout_arg};
 use crate::ctx::{clamp_range, float, int, is, lossy, uint};
 use crate::glob::glob_match;
 use crate::value::{Score, ZSet};
-use crate::{CmdError, CmdResult, Ctx, Str, Value};
+use crate::{CmdError, CmdResult, Ctx, Str, Value, notify};
 
 pub fn zadd(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) =
@@ -99,7 +99,7 @@ pub fn zadd(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     }
     c.ks.remove_if_empty(c.db, &a[1]);
     if added + changed > 0 {
-        c.modified(&a[1]);
+        c.changed(&a[1], notify::ZSET, if incr { "zincr" } else { "zadd" });
     }
     if incr {
         match incr_result {
@@ -121,7 +121,7 @@ pub fn zincrby(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         return Err(CmdError::other("ERR resulting score is not a number (NaN)"));
     }
     z.insert(&a[3], new);
-    c.modified(&a[1]);
+    c.changed(&a[1], notify::ZSET, "zincr");
     c.out.double(new);
     Ok(())
 }
@@ -133,8 +133,8 @@ pub fn zrem(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     };
     let n = a[2..].iter().filter(|m| z.remove(m).is_some()).count();
     if n > 0 {
+        c.changed(&a[1], notify::ZSET, "zrem");
         c.ks.remove_if_empty(c.db, &a[1]);
-        c.modified(&a[1]);
     }
     c.out.int(n as i64);
     Ok(())
@@ -495,16 +495,25 @@ pub fn zrevrangebylex(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     range_reply(c, &a[1], q)
 }
 
-fn store_zset(c: &mut Ctx, dst: &[u8], items: impl IntoIterator<Item = (Str, f64)>) -> usize {
+/// Stores the result of ZUNIONSTORE and friends (`event`), deleting `dst` when it is empty.
+fn store_zset(
+    c: &mut Ctx,
+    dst: &[u8],
+    items: impl IntoIterator<Item = (Str, f64)>,
+    event: &'static str,
+) -> usize {
     let mut z = ZSet::default();
     for (m, s) in items {
         z.insert(&m, s);
     }
     let n = z.len();
     if n == 0 {
-        c.ks.remove(c.db, dst);
+        if c.ks.remove(c.db, dst).is_some() {
+            c.notify(notify::GENERIC, "del", dst);
+        }
     } else {
         c.ks.set(c.db, dst, Value::ZSet(Box::new(z)));
+        c.notify(notify::ZSET, event, dst);
     }
     c.modified(dst);
     n
@@ -516,7 +525,7 @@ pub fn zrangestore(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         Some(z) => run_range(z, &q),
         None => Vec::new(),
     };
-    let n = store_zset(c, &a[1], items);
+    let n = store_zset(c, &a[1], items, "zrangestore");
     c.out.int(n as i64);
     Ok(())
 }
@@ -562,8 +571,13 @@ fn remrange(c: &mut Ctx, a: &[Bytes], by: RangeBy) -> CmdResult {
         z.remove(m);
     }
     if !doomed.is_empty() {
+        let event = match q.by {
+            RangeBy::Rank(..) => "zremrangebyrank",
+            RangeBy::Score(_) => "zremrangebyscore",
+            RangeBy::Lex(_) => "zremrangebylex",
+        };
+        c.changed(&a[1], notify::ZSET, event);
         c.ks.remove_if_empty(c.db, &a[1]);
-        c.modified(&a[1]);
     }
     c.out.int(doomed.len() as i64);
     Ok(())
@@ -611,8 +625,8 @@ fn pop_members(
         z.remove(m);
     }
     if !picked.is_empty() {
+        c.changed(key, notify::ZSET, if max { "zpopmax" } else { "zpopmin" });
         c.ks.remove_if_empty(c.db, key);
-        c.modified(key);
     }
     Ok(picked)
 }
@@ -887,7 +901,12 @@ fn combine(
 fn store_generic(c: &mut Ctx, a: &[Bytes], op: SetOp) -> CmdResult {
     let cmd = lossy(&a[0]).to_lowercase();
     let (items, _) = combine(c, &a[2..], op, &cmd, false)?;
-    let n = store_zset(c, &a[1], items);
+    let event = match op {
+        SetOp::Union => "zunionstore",
+        SetOp::Inter => "zinterstore",
+        SetOp::Diff => "zdiffstore",
+    };
+    let n = store_zset(c, &a[1], items, event);
     c.out.int(n as i64);
     Ok(())
 }

@@ -776,36 +776,14 @@ fn enum_value(values: &[&str], multi: bool, value: &str) -> Result<String, Confi
     })
 }
 
-/// Keyspace event classes in the order Redis prints them; "A" stands for all but the last.
-const EVENT_CLASSES: &str = "g$lshzxetdn";
-const EVENT_CLASSES_ALL: &str = "g$lshzxetd";
-/// Flags beside the classes: keyspace and keyevent channels, key misses.
-const EVENT_FLAGS: &str = "KEm";
-
 /// The settings with rules of their own, each checked as Redis checks it.
 fn special(name: &str, value: &str, current: &str) -> Result<String, ConfigError> {
     let other = |m: &str| ConfigError::Other(m.into());
     let words: Vec<&str> = value.split_whitespace().collect();
     match name {
-        "notify-keyspace-events" => {
-            if !value
-                .chars()
-                .all(|c| c == 'A' || EVENT_CLASSES.contains(c) || EVENT_FLAGS.contains(c))
-            {
-                return Err(other(
-                    "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.",
-                ));
-            }
-            let all = value.contains('A') || EVENT_CLASSES_ALL.chars().all(|c| value.contains(c));
-            let mut out = String::new();
-            if all {
-                out.push('A');
-            } else {
-                out.extend(EVENT_CLASSES.chars().filter(|c| value.contains(*c)));
-            }
-            out.extend(EVENT_FLAGS.chars().filter(|c| value.contains(*c)));
-            Ok(out)
-        }
+        "notify-keyspace-events" => keyspace::notify::parse(value.as_bytes())
+            .map(keyspace::notify::to_text)
+            .ok_or_else(|| other("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")),
         "oom-score-adj-values" => {
             if words.len() != 3 {
                 return Err(other("wrong number of arguments"));

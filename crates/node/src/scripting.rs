@@ -311,7 +311,8 @@ impl NodeHost<'_> {
     }
 }
 
-/// Where EVAL's and FCALL's keys are (numkeys says): `None` for other commands.
+/// Where the keys of EVAL and FCALL (numkeys says) and of XREAD and XREADGROUP (after
+/// STREAMS) are: `None` for other commands.
 pub fn movable_key_positions(command: &str, args: &[Bytes]) -> Option<Vec<usize>> {
     match command {
         "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => {

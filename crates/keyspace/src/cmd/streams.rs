@@ -610,8 +610,15 @@ fn read_generic(c: &mut Ctx, a: &[Bytes], with_group: bool) -> CmdResult {
                     let entries = s.range(start, StreamId::MAX, false, count as usize);
                     reply_entries(c.out, &entries);
                 }
-                Some((g, consumer)) => {
-                    serve_group(c, &keys[k], g, consumer, from[k], count, noack, now)?;
+                Some((group, consumer)) => {
+                    let read = GroupRead {
+                        group,
+                        consumer,
+                        count,
+                        ack: if noack { Ack::None } else { Ack::Pending },
+                        now,
+                    };
+                    serve_group(c, &keys[k], from[k], &read)?;
                 }
             }
         }
@@ -647,19 +654,29 @@ fn read_generic(c: &mut Ctx, a: &[Bytes], with_group: bool) -> CmdResult {
     Ok(())
 }
 
+/// Whether XREADGROUP adds what it delivers to the group's PEL.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ack {
+    Pending,
+    /// NOACK: delivered entries count as acknowledged.
+    None,
+}
+
+/// One XREADGROUP's reader: its group and consumer, and how it reads.
+struct GroupRead<'a> {
+    group: &'a Bytes,
+    consumer: &'a Bytes,
+    /// Entries per stream at most (0: all).
+    count: u64,
+    ack: Ack,
+    now: u64,
+}
+
 /// Serves one stream of an XREADGROUP: new entries (delivered and added to the PEL) or the
 /// consumer's own pending history.
-#[allow(clippy::too_many_arguments)]
-fn serve_group(
-    c: &mut Ctx,
-    key: &Bytes,
-    gname: &Bytes,
-    cname: &Bytes,
-    from: ReadFrom,
-    count: u64,
-    noack: bool,
-    now: u64,
-) -> CmdResult {
+fn serve_group(c: &mut Ctx, key: &Bytes, from: ReadFrom, r: &GroupRead) -> CmdResult {
+    let (gname, cname, count, now) = (r.group, r.consumer, r.count, r.now);
+    let noack = r.ack == Ack::None;
     let s = c.ks.stream(c.db, key)?.expect("checked by the caller");
     let mut g = s
         .groups

@@ -13,4 +13,5 @@ mod persistence;
 mod scripting;
 mod serve;
 mod storage;
+mod streams;
 mod tls;

@@ -75,6 +75,14 @@ fn keyspace_events(server: &Server) -> Vec<Frame> {
         ],
         &["GEORADIUS", "g", "13", "38", "100", "km", "STORE", "g3"],
         &["GEORADIUS", "g", "0", "0", "1", "km", "STORE", "g3"],
+        &["XADD", "x", "1-1", "f", "v"],
+        &["XADD", "x", "MAXLEN", "1", "2-1", "f", "v"],
+        &["XGROUP", "CREATE", "x", "g", "0"],
+        &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "x", ">"],
+        &["XCLAIM", "x", "g", "d", "0", "2-1"],
+        &["XDEL", "x", "2-1"],
+        &["XSETID", "x", "5-0"],
+        &["XGROUP", "DESTROY", "x", "g"],
         &["PUBLISH", "sentinel", "end"],
     ];
     for cmd in workload {
@@ -101,6 +109,7 @@ fn invalidations(server: &Server) -> (Vec<Frame>, Vec<Frame>) {
     assert_eq!(cached.cmd(&["CLIENT", "TRACKING", "on"]), ok());
     cached.cmd(&["MGET", "a", "b", "c"]);
     cached.cmd(&["GET", "user:1"]);
+    cached.cmd(&["XREAD", "STREAMS", "xs", "0"]);
 
     let mut listener = server.conn();
     let Frame::Integer(listener_id) = listener.cmd(&["CLIENT", "ID"]) else {
@@ -120,6 +129,7 @@ fn invalidations(server: &Server) -> (Vec<Frame>, Vec<Frame>) {
     writer.cmd(&["MSET", "b", "1", "user:1", "x", "other", "y"]);
     writer.cmd(&["DEL", "user:2"]);
     writer.cmd(&["SET", "user:3", "z"]);
+    writer.cmd(&["XADD", "xs", "1-1", "f", "v"]);
     writer.cmd(&["FLUSHALL"]);
     writer.cmd(&["PUBLISH", "__redis__:invalidate", "sentinel"]);
     // The pushes arrived before PING's reply (sent after every write was answered).

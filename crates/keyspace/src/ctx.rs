@@ -11,6 +11,9 @@ use crate::{CmdError, Keyspace, notify};
 pub struct Block {
     pub keys: Vec<Bytes>,
     pub deadline_ms: Option<u64>,
+    /// The command to run again when woken, when it differs from the one sent (XREAD's
+    /// `$` becomes the ID it stood for when the command blocked).
+    pub args: Option<Vec<Bytes>>,
 }
 
 pub struct Ctx<'a> {
@@ -19,8 +22,12 @@ pub struct Ctx<'a> {
     pub out: &'a mut ReplyBuf,
     /// Inside MULTI/EXEC blocking commands must not block: they answer as if timed out.
     pub in_multi: bool,
-    /// Run by a script (results must not depend on hash order).
+    /// Run by a script: results must not depend on hash order, and XREAD/XREADGROUP refuse
+    /// BLOCK there, as in Redis.
     pub in_script: bool,
+    /// Replaying a log (Redis's "must obey" clients): logged effects are applied as
+    /// written, without the checks and limits put on clients (XADD's LIMIT, XCLAIM's TIME).
+    pub replaying: bool,
     /// Set by a blocking command that has to wait.
     pub block: Option<Block>,
     /// Set when the command logged its effect itself ([`Ctx::propagate`]).
@@ -35,6 +42,7 @@ impl<'a> Ctx<'a> {
             out,
             in_multi: false,
             in_script: false,
+            replaying: false,
             block: None,
             propagated: false,
         }

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use bytes::Bytes;
 
 use crate::notify;
+use crate::stream::Stream;
 use crate::value::{Encodings, Field, ZSet};
 use crate::{CmdError, Dict, DictEntry, Str, Value};
 
@@ -130,6 +131,8 @@ pub struct Stats {
     pub expired_keys: u64,
     pub keyspace_hits: u64,
     pub keyspace_misses: u64,
+    /// Values UNLINK handed to Redis's background freeing (INFO `lazyfreed_objects`).
+    pub lazyfreed_objects: u64,
 }
 
 pub struct Keyspace {
@@ -792,6 +795,26 @@ impl Keyspace {
             || Value::ZSet(Box::default()),
         )? {
             Value::ZSet(z) => Ok(z),
+            _ => unreachable!("kind checked"),
+        }
+    }
+
+    pub fn stream(&mut self, db: usize, key: &[u8]) -> Result<Option<&mut Stream>, CmdError> {
+        match self.lookup(db, key) {
+            None => Ok(None),
+            Some(Value::Stream(s)) => Ok(Some(s)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
+    pub fn stream_or_create(&mut self, db: usize, key: &[u8]) -> Result<&mut Stream, CmdError> {
+        match self.get_or_create(
+            db,
+            key,
+            |v| matches!(v, Value::Stream(_)),
+            || Value::Stream(Box::default()),
+        )? {
+            Value::Stream(s) => Ok(s),
             _ => unreachable!("kind checked"),
         }
     }

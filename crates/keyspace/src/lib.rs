@@ -13,6 +13,7 @@ mod glob;
 mod keyspace;
 pub mod notify;
 mod str;
+mod stream;
 mod table;
 mod value;
 
@@ -24,6 +25,10 @@ pub use error::{CmdError, CmdResult};
 pub use glob::glob_match;
 pub use keyspace::{Db, Entry, Keyspace, SnapshotSink, Stats};
 pub use str::Str;
+pub use stream::{
+    Consumer, Group, LISTPACK_MAX_BYTES, Nack, NodeLimits, Stream, StreamEntry, StreamId,
+    StreamNode, Trim,
+};
 pub use table::{Run, Spec, commands, flags, lookup, movable_key_positions};
 pub use value::{Encodings, Field, Kind, Member, Score, Value, ZSet};
 

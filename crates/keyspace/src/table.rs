@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::cmd::{
     bits as b, geo as g, hashes as h, hll as hl, keys as k, lists as l, sets as s, sort as so,
-    strings as st, zsets as z,
+    streams as x, strings as st, zsets as z,
 };
 use crate::{CmdResult, Ctx};
 
@@ -40,7 +40,8 @@ pub mod flags {
     pub const NO_MULTI: u32 = 1 << 11;
     /// Allowed in a RESP2 connection in subscribed state.
     pub const PUBSUB_CONTEXT: u32 = 1 << 12;
-    /// Keys beyond first/last/step, found by [`crate::movable_key_positions`].
+    /// Keys found by parsing the arguments (numkeys, STREAMS, STORE), not by position
+    /// alone: [`crate::movable_key_positions`].
     pub const MOVABLE_KEYS: u32 = 1 << 13;
 
     pub const NAMES: &[(u32, &str)] = &[
@@ -375,6 +376,28 @@ static TABLE: &[Spec] = &[
     ),
     spec("geosearch", -7, R, K1, F(g::geosearch)),
     spec("geosearchstore", -8, W, K2, F(g::geosearchstore)),
+    // streams (XREAD and XREADGROUP name their keys after STREAMS: movable keys)
+    spec("xadd", -5, WF, K1, F(x::xadd)),
+    spec("xrange", -4, R, K1, F(x::xrange)),
+    spec("xrevrange", -4, R, K1, F(x::xrevrange)),
+    spec("xlen", 2, RF, K1, F(x::xlen)),
+    spec("xdel", -3, DF, K1, F(x::xdel)),
+    spec("xtrim", -4, D, K1, F(x::xtrim)),
+    spec("xread", -4, R | BLOCKING | MOVABLE_KEYS, KNONE, F(x::xread)),
+    spec(
+        "xreadgroup",
+        -7,
+        D | BLOCKING | MOVABLE_KEYS,
+        KNONE,
+        F(x::xreadgroup),
+    ),
+    spec("xgroup", -2, W, (2, 2, 1), F(x::xgroup)),
+    spec("xsetid", -3, WF, K1, F(x::xsetid)),
+    spec("xack", -4, DF, K1, F(x::xack)),
+    spec("xpending", -3, R, K1, F(x::xpending)),
+    spec("xclaim", -6, DF, K1, F(x::xclaim)),
+    spec("xautoclaim", -6, DF, K1, F(x::xautoclaim)),
+    spec("xinfo", -2, R, (2, 2, 1), F(x::xinfo)),
     // connection and server: run by the node
     spec("ping", -1, FAST | STALE | PUBSUB_CONTEXT, KNONE, NODE),
     spec("echo", 2, FAST, KNONE, NODE),
@@ -531,6 +554,23 @@ pub fn movable_key_positions(name: &str, args: &[Bytes]) -> Option<Vec<usize>> {
             return counted(1, &[]);
         }
         "zunionstore" | "zinterstore" | "zdiffstore" => return counted(2, &[1]),
+        // The keys are the first half of what follows STREAMS.
+        "xread" | "xreadgroup" => {
+            let mut i = 1;
+            let streams = loop {
+                let arg = args.get(i)?;
+                match arg.to_ascii_lowercase().as_slice() {
+                    b"block" | b"count" => i += 2,
+                    b"group" => i += 3,
+                    b"noack" => i += 1,
+                    b"streams" => break i,
+                    _ => return None,
+                }
+            };
+            let n = args.len() - streams - 1;
+            return (n > 0 && n.is_multiple_of(2))
+                .then(|| (streams + 1..streams + 1 + n / 2).collect());
+        }
         // Subcommands that name one key after them.
         "memory" if args.len() > 2 && is(1, "usage") => return Some(vec![2]),
         "object" if args.len() > 2 && !is(1, "help") => return Some(vec![2]),

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use crate::stream::{NodeLimits, Stream};
 use crate::{Dict, DictEntry, Str};
 
 pub enum Value {
@@ -10,6 +11,7 @@ pub enum Value {
     Hash(Box<Dict<Field>>),
     Set(Box<Dict<Str>>),
     ZSet(Box<ZSet>),
+    Stream(Box<Stream>),
 }
 
 /// Redis's names for the types (TYPE, SCAN TYPE).
@@ -20,6 +22,7 @@ pub enum Kind {
     Hash,
     Set,
     ZSet,
+    Stream,
 }
 
 impl Kind {
@@ -30,6 +33,7 @@ impl Kind {
             Kind::Hash => "hash",
             Kind::Set => "set",
             Kind::ZSet => "zset",
+            Kind::Stream => "stream",
         }
     }
 }
@@ -42,6 +46,7 @@ impl Value {
             Value::Hash(_) => Kind::Hash,
             Value::Set(_) => Kind::Set,
             Value::ZSet(_) => Kind::ZSet,
+            Value::Stream(_) => Kind::Stream,
         }
     }
 
@@ -89,6 +94,37 @@ impl Value {
                         .all(|(m, _)| m.len() <= limits.zset_max_listpack_value);
                 if small { "listpack" } else { "skiplist" }
             }
+            Value::Stream(_) => "stream",
+        }
+    }
+}
+
+/// Values whose freeing takes more allocations than this are freed in the background by
+/// Redis's UNLINK (`LAZYFREE_THRESHOLD`), which INFO counts as `lazyfreed_objects`.
+pub const LAZYFREE_THRESHOLD_ALLOCATIONS: usize = 64;
+
+/// Bytes of elements per quicklist node at Redis's default `list-max-listpack-size` (-2).
+const QUICKLIST_NODE_BYTES: usize = 8192;
+
+impl Value {
+    /// About how many allocations freeing this value takes in Redis (its
+    /// `lazyfreeGetFreeEffort`): nodes, table entries, or 1 for a compact encoding.
+    pub fn free_effort(&self, limits: &Encodings) -> usize {
+        match self {
+            Value::Str(_) => 1,
+            Value::List(l) => {
+                let bytes: usize = l.iter().map(|v| v.len() + 2).sum();
+                bytes.div_ceil(QUICKLIST_NODE_BYTES).max(1)
+            }
+            Value::Hash(h) if self.encoding(limits) == "hashtable" => h.len(),
+            Value::Set(s) if self.encoding(limits) == "hashtable" => s.len(),
+            Value::ZSet(z) if self.encoding(limits) == "skiplist" => z.len(),
+            Value::Stream(s) => {
+                // Redis estimates every group's PEL by the first one's.
+                let pel = s.groups.values().next().map_or(0, |g| g.pel.len());
+                s.radix_tree_nodes() + s.groups.len() * (1 + pel)
+            }
+            _ => 1,
         }
     }
 }
@@ -105,8 +141,20 @@ pub struct Encodings {
     pub set_max_intset_entries: usize,
     pub zset_max_listpack_entries: usize,
     pub zset_max_listpack_value: usize,
+    pub stream_node_max_bytes: usize,
+    pub stream_node_max_entries: usize,
     /// The size a sparse HyperLogLog may grow to before it turns dense.
     pub hll_sparse_max_bytes: usize,
+}
+
+impl Encodings {
+    /// How new stream entries are grouped into nodes.
+    pub fn stream_nodes(&self) -> NodeLimits {
+        NodeLimits {
+            max_bytes: self.stream_node_max_bytes,
+            max_entries: self.stream_node_max_entries,
+        }
+    }
 }
 
 impl Default for Encodings {
@@ -119,6 +167,8 @@ impl Default for Encodings {
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
             hll_sparse_max_bytes: 3000,
+            stream_node_max_bytes: 4096,
+            stream_node_max_entries: 100,
         }
     }
 }

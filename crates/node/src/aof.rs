@@ -735,6 +735,7 @@ fn run_logged(
         })?;
     let mut ctx = Ctx::new(ks, db, out);
     ctx.in_multi = true;
+    ctx.replaying = true;
     // A command that fails on replay failed the same way when it ran: Redis goes on too.
     let _ = keyspace::execute(spec, &mut ctx, args);
     Ok(())

@@ -1357,6 +1357,19 @@ fn value_bytes(v: &Value) -> usize {
                 .sum::<usize>()
                 + z.members.bucket_count() * 8
         }
+        Value::Stream(st) => {
+            let entries: usize = st
+                .nodes()
+                .values()
+                .map(|n| n.bytes + n.entries.len() * 48)
+                .sum();
+            let groups: usize = st
+                .groups
+                .values()
+                .map(|g| 64 + g.pel.len() * 80 + g.consumers.len() * 64)
+                .sum();
+            entries + groups + 64
+        }
     }
 }
 
@@ -1423,6 +1436,24 @@ pub fn dataset_digest(st: &State) -> String {
                 Value::ZSet(z) => z
                     .iter()
                     .for_each(|(m, sc)| elem(&[m, &sc.to_bits().to_le_bytes()])),
+                Value::Stream(st) => {
+                    // Entries in order, then the groups: a stream is ordered.
+                    let mut sh = 0xcbf29ce484222325u64;
+                    for e in st.range(keyspace::StreamId::MIN, keyspace::StreamId::MAX, false, 0) {
+                        fnv(&mut sh, e.id.to_string().as_bytes());
+                        e.fields.iter().for_each(|f| fnv(&mut sh, f));
+                    }
+                    fnv(&mut sh, st.last_id.to_string().as_bytes());
+                    for (name, g) in &st.groups {
+                        fnv(&mut sh, name);
+                        fnv(&mut sh, g.last_id.to_string().as_bytes());
+                        for (id, n) in &g.pel {
+                            fnv(&mut sh, id.to_string().as_bytes());
+                            fnv(&mut sh, &n.consumer);
+                        }
+                    }
+                    part = sh;
+                }
             }
             fnv(&mut h, &part.to_le_bytes());
             fnv(&mut h, &[e.expire_at_ms().is_some() as u8]);

@@ -540,6 +540,8 @@ impl NodeConfig {
             zset_max_listpack_entries: size("zset-max-listpack-entries"),
             zset_max_listpack_value: size("zset-max-listpack-value"),
             hll_sparse_max_bytes: size("hll-sparse-max-bytes"),
+            stream_node_max_bytes: size("stream-node-max-bytes"),
+            stream_node_max_entries: size("stream-node-max-entries"),
         }
     }
 

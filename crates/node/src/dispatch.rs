@@ -390,7 +390,7 @@ fn execute(
             }
             match block {
                 Some(b) => {
-                    let slot = st.block(id, db, args.to_vec(), &b.keys);
+                    let slot = st.block(id, db, args.to_vec(), b.args, &b.keys);
                     Flow::Block {
                         slot,
                         deadline_ms: b.deadline_ms,

@@ -139,7 +139,7 @@ fn section_text(st: &State, section: &str, o: &mut String) {
             let rss = resident_memory_bytes();
             let _ = write!(
                 o,
-                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{:.2}\r\nmem_not_counted_for_evict:0\r\nmem_allocator:jemalloc-5.3.0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{:.2}\r\nmem_not_counted_for_evict:0\r\nmem_allocator:jemalloc-5.3.0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:{}\r\n",
                 human(used),
                 human(rss),
                 if used > 0 {
@@ -147,6 +147,7 @@ fn section_text(st: &State, section: &str, o: &mut String) {
                 } else {
                     0.0
                 },
+                st.ks.stats.lazyfreed_objects,
             );
             let eval_lua = st.scripting.eval_ref().map_or(0, |e| e.used_memory());
             let (scripts, script_bytes) = st.scripting.eval_ref().map_or((0, 0), |e| e.scripts());

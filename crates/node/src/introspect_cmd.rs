@@ -73,7 +73,7 @@ pub fn slowlog(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
                 "RESET",
                 "    Reset the slowlog.",
                 "HELP",
-                "    Print this help.",
+                "    Prints this help.",
             ],
         );
     } else {
@@ -153,7 +153,7 @@ pub fn latency(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
                 "    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
                 "    If no commands are specified then all histograms are replied.",
                 "HELP",
-                "    Print this help.",
+                "    Prints this help.",
             ],
         );
     } else {

@@ -21,8 +21,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use formats::FormatError;
-use formats::rdb::{CollectionKind, RdbValue, RdbWriter, ReadOptions, WriteOptions};
-use keyspace::{Dict, Entry, Field, Keyspace, SnapshotSink, Str, Value, ZSet};
+use formats::rdb::{
+    CollectionKind, RdbConsumer, RdbGroup, RdbPending, RdbStream, RdbStreamEntry, RdbStreamId,
+    RdbValue, RdbWriter, ReadOptions, WriteOptions,
+};
+use keyspace::{
+    Consumer, Dict, Entry, Field, Group, Keyspace, Nack, SnapshotSink, Str, Stream, StreamId,
+    Value, ZSet,
+};
 
 use crate::NodeConfig;
 use crate::workers::Workers;
@@ -283,6 +289,7 @@ pub fn write_entry<W: Write>(w: &mut RdbWriter<W>, e: &Entry) -> Result<(), Form
                 .rev()
                 .try_for_each(|(m, score)| w.zset_member(m, score))
         }
+        Value::Stream(st) => w.write_stream(key, at, &to_rdb_stream(st)),
     }
 }
 
@@ -824,11 +831,121 @@ fn to_value(v: RdbValue) -> Result<Option<Value>, FormatError> {
             }
             Value::ZSet(Box::new(z))
         }
+        RdbValue::Stream(st) => Value::Stream(Box::new(from_rdb_stream(*st))),
     }))
+}
+
+fn rdb_id(id: StreamId) -> RdbStreamId {
+    RdbStreamId {
+        ms: id.ms,
+        seq: id.seq,
+    }
+}
+
+fn ks_id(id: RdbStreamId) -> StreamId {
+    StreamId::new(id.ms, id.seq)
+}
+
+/// A stream as the RDB writer takes it (live entries, groups in name order).
+fn to_rdb_stream(s: &Stream) -> RdbStream {
+    let entries = s
+        .range(StreamId::MIN, StreamId::MAX, false, 0)
+        .into_iter()
+        .map(|e| RdbStreamEntry {
+            id: rdb_id(e.id),
+            fields: e.fields.iter().map(|f| f.to_vec()).collect(),
+        })
+        .collect();
+    let groups = s
+        .groups
+        .iter()
+        .map(|(name, g)| RdbGroup {
+            name: name.to_vec(),
+            last_id: rdb_id(g.last_id),
+            entries_read: g.entries_read,
+            pel: g
+                .pel
+                .iter()
+                .map(|(id, n)| RdbPending {
+                    id: rdb_id(*id),
+                    delivery_time_ms: n.delivery_time_ms,
+                    delivery_count: n.delivery_count,
+                })
+                .collect(),
+            consumers: g
+                .consumers
+                .iter()
+                .map(|(cname, c)| RdbConsumer {
+                    name: cname.to_vec(),
+                    seen_time_ms: c.seen_time_ms,
+                    active_time_ms: None,
+                    pel: c.pel.iter().map(|id| rdb_id(*id)).collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    RdbStream {
+        entries,
+        last_id: rdb_id(s.last_id),
+        first_id: rdb_id(s.first_id),
+        max_deleted_id: rdb_id(s.max_deleted_id),
+        entries_added: s.entries_added,
+        groups,
+    }
+}
+
+/// A loaded stream, its entries regrouped into nodes with Redis's default node limits.
+fn from_rdb_stream(r: RdbStream) -> Stream {
+    let mut s = Stream::default();
+    let limits = keyspace::Encodings::default().stream_nodes();
+    for e in r.entries {
+        s.append(
+            ks_id(e.id),
+            e.fields.into_iter().map(Str::from_vec).collect(),
+            limits,
+        );
+    }
+    s.last_id = ks_id(r.last_id);
+    s.first_id = ks_id(r.first_id);
+    s.max_deleted_id = ks_id(r.max_deleted_id);
+    s.entries_added = r.entries_added;
+    for g in r.groups {
+        let mut group = Group::new(ks_id(g.last_id), g.entries_read);
+        let mut owner: std::collections::HashMap<RdbStreamId, Str> =
+            std::collections::HashMap::new();
+        for c in g.consumers {
+            let name = Str::from_vec(c.name);
+            let mut consumer = Consumer {
+                seen_time_ms: c.seen_time_ms,
+                ..Consumer::default()
+            };
+            for id in c.pel {
+                owner.insert(id, name.clone());
+                consumer.pel.insert(ks_id(id));
+            }
+            group.consumers.insert(name, consumer);
+        }
+        for p in g.pel {
+            // The reader checked every pending entry has exactly one owner.
+            let consumer = owner.remove(&p.id).unwrap_or_else(|| Str::new(b""));
+            group.pel.insert(
+                ks_id(p.id),
+                Nack {
+                    delivery_time_ms: p.delivery_time_ms,
+                    delivery_count: p.delivery_count,
+                    consumer,
+                },
+            );
+        }
+        s.groups.insert(Str::from_vec(g.name), group);
+    }
+    s
 }
 
 fn is_empty(v: &RdbValue) -> bool {
     match v {
+        // An empty stream is a value of its own (its groups and IDs stay).
+        RdbValue::Stream(_) => false,
         RdbValue::String(_) => false,
         RdbValue::List(l) | RdbValue::Set(l) => l.is_empty(),
         RdbValue::Hash(h) => h.is_empty(),

@@ -532,7 +532,7 @@ pub fn script_command(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result
                 "LOAD <script>",
                 "    Load a script into the scripts cache without executing it.",
                 "HELP",
-                "    Print this help.",
+                "    Prints this help.",
             ],
         ),
         "load" | "exists" | "kill" | "debug" | "help" => {
@@ -799,7 +799,7 @@ pub fn function_command(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Resu
                 "KILL",
                 "    Kill the current running function.",
                 "HELP",
-                "    Print this help.",
+                "    Prints this help.",
             ],
         ),
         "stats" | "kill" | "help" | "dump" => {

@@ -31,7 +31,10 @@ pub struct BlockSlot {
 
 /// A command parked until one of its keys is written.
 pub struct Blocked {
+    /// The command as sent (for the slow log and statistics).
     pub args: Vec<Bytes>,
+    /// The command to run when woken, when it differs from `args` (XREAD's `$` resolved).
+    pub rerun: Option<Vec<Bytes>>,
     pub keys: Vec<Str>,
     pub db: usize,
     pub slot: Arc<BlockSlot>,
@@ -349,13 +352,16 @@ impl State {
         }
     }
 
-    /// Runs the commands of clients blocked on `key` in arrival order until one finds
-    /// nothing to take.
+    /// Runs the commands of clients blocked on `key` in arrival order. List and sorted-set
+    /// waiters stop at the first that finds nothing to take; stream readers each wait for
+    /// IDs of their own, so every one of them is tried.
     fn serve_blocked(&mut self, db: usize, key: &Str) {
-        loop {
-            let Some(&id) = self.blocked.get(&(db, key.clone())).and_then(|q| q.front()) else {
-                return;
-            };
+        let Some(queue) = self.blocked.get(&(db, key.clone())) else {
+            return;
+        };
+        let ids: Vec<u64> = queue.iter().copied().collect();
+        let mut pops_exhausted = false;
+        for id in ids {
             let Some(client) = self.clients.get(&id) else {
                 self.unblock(id);
                 continue;
@@ -366,34 +372,67 @@ impl State {
             };
             let spec = keyspace::lookup(&b.args[0]).expect("blocked commands are known");
             let mut out = ReplyBuf::new(client.protocol);
-            let args = b.args.clone();
-            let waits_for = if spec.name.starts_with("bz") {
-                keyspace::Kind::ZSet
+            let args = b.rerun.clone().unwrap_or_else(|| b.args.clone());
+            let kind = self.ks.peek(db, key).map(|e| e.value.kind());
+            let reads_stream = spec.name.starts_with('x');
+            if reads_stream {
+                if kind != Some(keyspace::Kind::Stream) {
+                    // A group reader's stream is gone (deleted or replaced): its wait
+                    // ends with an error, as in Redis; plain readers keep waiting.
+                    if spec.name == "xreadgroup" {
+                        out.error("UNBLOCKED the stream key no longer exists");
+                        self.finish_blocked(id, spec.name, out);
+                    }
+                    continue;
+                }
             } else {
-                keyspace::Kind::List
-            };
-            // Still nothing, or the key now holds another type: everyone stays queued.
-            if self.ks.peek(db, key).map(|e| e.value.kind()) != Some(waits_for) {
-                return;
+                let waits_for = if spec.name.starts_with("bz") {
+                    keyspace::Kind::ZSet
+                } else {
+                    keyspace::Kind::List
+                };
+                // Still nothing, or the key now holds another type: they stay queued.
+                if pops_exhausted || kind != Some(waits_for) {
+                    continue;
+                }
             }
             let mut ctx = Ctx::new(&mut self.ks, b.db, &mut out);
             let result = keyspace::execute(spec, &mut ctx, &args);
             if ctx.block.is_some() {
-                return;
+                pops_exhausted |= !reads_stream;
+                continue;
             }
             // The command's own error (BLMOVE's destination holds another type) ends its
             // wait, as in Redis; the source keeps its elements for the next in line.
             if let Err(e) = result {
-                out.error(&e.to_string());
-            }
-            if let Some(b) = self.unblock(id) {
-                // Logged when it is served, as Redis does, with the arguments it was sent with.
-                if self.intro.is_slow(0) {
-                    self.log_slow(id, spec.name, &b.args, 0);
+                if spec.name == "xreadgroup"
+                    && matches!(&e, keyspace::CmdError::Other(m) if m.starts_with("NOGROUP"))
+                {
+                    out.error(
+                        "NOGROUP the consumer group this client was blocked on no longer exists",
+                    );
+                } else {
+                    out.error(&e.to_string());
                 }
-                *b.slot.reply.lock().expect("slot lock") = Some(out.take());
-                b.slot.notify.notify_one();
             }
+            self.finish_blocked(id, spec.name, out);
+        }
+    }
+
+    /// Hands a served blocked command's reply to its connection.
+    fn finish_blocked(&mut self, id: u64, name: &'static str, mut out: ReplyBuf) {
+        if let Some(b) = self.unblock(id) {
+            // A wait that ends in an error counts as a failed call, as in Redis.
+            if out.as_bytes().first() == Some(&b'-') {
+                self.intro.commands.entry(name, &b.args).failed_calls += 1;
+                self.intro.errors.record(&out.as_bytes()[1..]);
+            }
+            // Logged when it is served, as Redis does, with the arguments it was sent with.
+            if self.intro.is_slow(0) {
+                self.log_slow(id, name, &b.args, 0);
+            }
+            *b.slot.reply.lock().expect("slot lock") = Some(out.take());
+            b.slot.notify.notify_one();
         }
     }
 
@@ -420,6 +459,7 @@ impl State {
         id: u64,
         db: usize,
         args: Vec<Bytes>,
+        rerun: Option<Vec<Bytes>>,
         keys: &[Bytes],
     ) -> Arc<BlockSlot> {
         let slot = Arc::new(BlockSlot::default());
@@ -434,6 +474,7 @@ impl State {
         if let Some(c) = self.clients.get_mut(&id) {
             c.blocked = Some(Blocked {
                 args,
+                rerun,
                 keys,
                 db,
                 slot: slot.clone(),

@@ -3,6 +3,7 @@
 
 mod encodings;
 mod read;
+mod stream;
 mod write;
 
 pub use encodings::{intset, listpack, ziplist, zipmap};
@@ -10,6 +11,7 @@ pub use read::{
     RdbEntry, RdbSummary, RdbValue, ReadOptions, read, read_dump, read_function_dump,
     read_with_hints,
 };
+pub use stream::{RdbConsumer, RdbGroup, RdbPending, RdbStream, RdbStreamEntry, RdbStreamId};
 pub use write::{RdbWriter, WriteOptions};
 
 /// Field/value pairs of a hash, in file order.

@@ -145,7 +145,7 @@ impl<W: Write> RdbWriter<W> {
         Ok(self.inner)
     }
 
-    fn raw(&mut self, bytes: &[u8]) -> Result<(), FormatError> {
+    pub(super) fn raw(&mut self, bytes: &[u8]) -> Result<(), FormatError> {
         self.staged.extend_from_slice(bytes);
         self.flush_if_full()
     }
@@ -170,12 +170,12 @@ impl<W: Write> RdbWriter<W> {
         self.flushed + self.staged.len() as u64
     }
 
-    fn len(&mut self, n: u64) -> Result<(), FormatError> {
+    pub(super) fn len(&mut self, n: u64) -> Result<(), FormatError> {
         encode_len(n, &mut self.staged);
         self.flush_if_full()
     }
 
-    fn string(&mut self, s: &[u8]) -> Result<(), FormatError> {
+    pub(super) fn string(&mut self, s: &[u8]) -> Result<(), FormatError> {
         if let Some(v) = as_small_int(s) {
             let buf = &mut self.staged;
             if let Ok(b) = i8::try_from(v) {
@@ -244,7 +244,7 @@ impl<W: Write> RdbWriter<W> {
         Ok(&mut self.inner)
     }
 
-    fn key_header(
+    pub(super) fn key_header(
         &mut self,
         key: &[u8],
         expire_ms: Option<u64>,

@@ -9,9 +9,18 @@ use crate::{CmdError, CmdResult, Ctx, Dict, DictEntry, Str, Value, notify};
 
 pub fn del(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let mut n = 0;
+    let unlink = a[0].eq_ignore_ascii_case(b"unlink");
     for key in &a[1..] {
         if c.ks.get(c.db, key).is_some() {
-            c.ks.remove(c.db, key);
+            let removed = c.ks.remove(c.db, key);
+            if unlink
+                && removed.is_some_and(|e| {
+                    e.value.free_effort(&c.ks.encodings)
+                        > crate::value::LAZYFREE_THRESHOLD_ALLOCATIONS
+                })
+            {
+                c.ks.stats.lazyfreed_objects += 1;
+            }
             c.changed(key, notify::GENERIC, "del");
             n += 1;
         }
@@ -402,6 +411,7 @@ pub fn clone_value(v: &Value) -> Value {
             }
             Value::ZSet(Box::new(out))
         }
+        Value::Stream(s) => Value::Stream(s.clone()),
     }
 }
 
@@ -469,7 +479,7 @@ pub fn object(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             "IDLETIME <key>",
             "REFCOUNT <key>",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
         ];
         c.out.array(lines.len());
         lines.iter().for_each(|l| c.out.simple(l));

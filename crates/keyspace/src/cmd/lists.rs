@@ -409,6 +409,7 @@ pub(crate) fn block_or_null(c: &mut Ctx, keys: &[Bytes], deadline_ms: Option<u64
         c.block = Some(Block {
             keys: keys.to_vec(),
             deadline_ms,
+            args: None,
         });
     }
 }

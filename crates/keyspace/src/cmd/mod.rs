@@ -9,6 +9,7 @@ pub mod keys;
 pub mod lists;
 pub mod sets;
 pub mod sort;
+pub mod streams;
 pub mod strings;
 #[cfg(test)]
 mod tests;

@@ -151,3 +151,235 @@ fn random_counts_and_moves_like_redis() {
         ),
     ]);
 }
+
+#[test]
+fn streams_add_range_trim_and_report_errors_like_redis() {
+    check(&[
+        ("xadd s 1-1 a 1", "\"1-1\""),
+        ("xadd s 1-* b 2", "\"1-2\""),
+        (
+            "xadd s 1-1 c 3",
+            "-ERR The ID specified in XADD is equal or smaller than the target stream top item",
+        ),
+        (
+            "xadd s 0-0 c 3",
+            "-ERR The ID specified in XADD must be greater than 0-0",
+        ),
+        (
+            "xadd s nomkstream",
+            "-ERR wrong number of arguments for 'xadd' command",
+        ),
+        ("xadd t nomkstream 5 a 1", "nil"),
+        (
+            "xadd s maxlen ~ 1 limit 5 minid 1 3 a 1",
+            "-ERR syntax error, MAXLEN and MINID options at the same time are not compatible",
+        ),
+        (
+            "xadd s maxlen 1 limit 5 3 a 1",
+            "-ERR syntax error, LIMIT cannot be used without the special ~ option",
+        ),
+        (
+            "xadd s 2-x a 1",
+            "-ERR Invalid stream ID specified as stream command argument",
+        ),
+        ("xadd s 3 c 3", "\"3-0\""),
+        (
+            "xrange s - + count 2",
+            "[[\"1-1\" [\"a\" \"1\"]] [\"1-2\" [\"b\" \"2\"]]]",
+        ),
+        ("xrevrange s + (1-2", "[[\"3-0\" [\"c\" \"3\"]]]"),
+        (
+            "xrange s (18446744073709551615-18446744073709551615 +",
+            "-ERR invalid start ID for the interval",
+        ),
+        ("xrange s - + count 0", "nil"),
+        ("xlen s", ":3"),
+        ("xdel s 1-2 9-9", ":1"),
+        ("xtrim s minid 3", ":1"),
+        ("xtrim s foo 1", "-ERR syntax error"),
+        (
+            "xinfo stream s",
+            "[\"length\" :1 \"radix-tree-keys\" :1 \"radix-tree-nodes\" :2 \"last-generated-id\" \"3-0\" \"max-deleted-entry-id\" \"1-2\" \"entries-added\" :3 \"recorded-first-entry-id\" \"3-0\" \"groups\" :0 \"first-entry\" [\"3-0\" [\"c\" \"3\"]] \"last-entry\" [\"3-0\" [\"c\" \"3\"]]]",
+        ),
+        ("type s", "stream"),
+        ("set str x", "OK"),
+        (
+            "xadd str * a 1",
+            "-WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            "xsetid s 2-0",
+            "-ERR The ID specified in XSETID is smaller than the target stream top item",
+        ),
+        ("xsetid s 5-0 entriesadded 9 maxdeletedid 4-0", "OK"),
+        (
+            "xadd s 5-0 a 1",
+            "-ERR The ID specified in XADD is equal or smaller than the target stream top item",
+        ),
+    ]);
+}
+
+#[test]
+fn stream_groups_deliver_claim_and_acknowledge() {
+    check(&[
+        (
+            "xgroup create s g $",
+            "-ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want to use the MKSTREAM option to create an empty stream automatically.",
+        ),
+        ("xgroup create s g $ mkstream", "OK"),
+        (
+            "xgroup create s g $",
+            "-BUSYGROUP Consumer Group name already exists",
+        ),
+        ("xadd s 1 f 1", "\"1-0\""),
+        ("xadd s 2 f 2", "\"2-0\""),
+        (
+            "xreadgroup group g alice count 1 streams s >",
+            "[[\"s\" [[\"1-0\" [\"f\" \"1\"]]]]]",
+        ),
+        (
+            "xreadgroup group g bob streams s >",
+            "[[\"s\" [[\"2-0\" [\"f\" \"2\"]]]]]",
+        ),
+        ("xreadgroup group g bob streams s >", "nil"),
+        (
+            "xreadgroup group g alice streams s 0",
+            "[[\"s\" [[\"1-0\" [\"f\" \"1\"]]]]]",
+        ),
+        (
+            "xreadgroup group nope alice streams s >",
+            "-NOGROUP No such key 's' or consumer group 'nope' in XREADGROUP with GROUP option",
+        ),
+        (
+            "xreadgroup group g alice streams s $",
+            "-ERR The $ ID is meaningless in the context of XREADGROUP: you want to read the history of this consumer by specifying a proper ID, or use the > ID to get new messages. The $ ID would just return an empty result set.",
+        ),
+        (
+            "xpending s g",
+            "[:2 \"1-0\" \"2-0\" [[\"alice\" \"1\"] [\"bob\" \"1\"]]]",
+        ),
+        ("xclaim s g carol 0 1-0 justid", "[\"1-0\"]"),
+        ("xpending s g - + 10 carol", "[[\"1-0\" \"carol\" :0 :2]]"),
+        (
+            "xautoclaim s g dave 0 0 count 1",
+            "[\"2-0\" [[\"1-0\" [\"f\" \"1\"]]] []]",
+        ),
+        ("xdel s 2-0", ":1"),
+        (
+            "xautoclaim s g dave 0 0",
+            "[\"0-0\" [[\"1-0\" [\"f\" \"1\"]]] [\"2-0\"]]",
+        ),
+        ("xack s g 1-0 1-0", ":1"),
+        ("xgroup delconsumer s g dave", ":0"),
+        ("xgroup createconsumer s g erin", ":1"),
+        (
+            "xinfo groups s",
+            "[[\"name\" \"g\" \"consumers\" :4 \"pending\" :0 \"last-delivered-id\" \"2-0\" \"entries-read\" :2 \"lag\" :0]]",
+        ),
+        ("xgroup destroy s g", ":1"),
+        (
+            "xgroup foo s g",
+            "-ERR unknown subcommand 'foo'. Try XGROUP HELP.",
+        ),
+        (
+            "xinfo stream s full count",
+            "-ERR unknown subcommand or wrong number of arguments for 'stream'. Try XINFO HELP.",
+        ),
+    ]);
+}
+
+/// What reaches the feed (AOF, replicas) for each command.
+fn feed_of(script: &[&str]) -> Vec<String> {
+    let mut ks = Keyspace::new(1);
+    ks.set_feed(true);
+    ks.set_clock(1000);
+    let mut logged = Vec::new();
+    for line in script {
+        let args: Vec<Bytes> = line
+            .split(' ')
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect();
+        let spec = lookup(&args[0]).expect("known command");
+        let mut out = ReplyBuf::new(Protocol::Resp2);
+        let mut ctx = Ctx::new(&mut ks, 0, &mut out);
+        let _ = crate::execute(spec, &mut ctx, &args);
+        for (_, cmd) in ks.drain_feed() {
+            let words: Vec<String> = cmd
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            logged.push(words.join(" "));
+        }
+    }
+    logged
+}
+
+#[test]
+fn stream_effects_are_logged_as_redis_propagates_them() {
+    assert_eq!(
+        feed_of(&[
+            "xadd s maxlen ~ 5 * a 1",
+            "xadd s 1000-* b 2",
+            "xgroup create s g 0",
+            "xreadgroup group g alice streams s >",
+            "xreadgroup group g alice streams s 0",
+            "xread streams s 0",
+            "xadd s 2000 c 3",
+            "xreadgroup group g bob noack streams s >",
+        ]),
+        vec![
+            "xadd s maxlen = 1 1000-0 a 1",
+            "xadd s 1000-1 b 2",
+            "xgroup create s g 0",
+            "MULTI",
+            "XCLAIM s g alice 0 1000-0 TIME 1000 RETRYCOUNT 1 FORCE JUSTID LASTID 1000-0",
+            "XCLAIM s g alice 0 1000-1 TIME 1000 RETRYCOUNT 1 FORCE JUSTID LASTID 1000-1",
+            "EXEC",
+            "xadd s 2000-0 c 3",
+            "MULTI",
+            "XGROUP CREATECONSUMER s g bob",
+            "XGROUP SETID s g 2000-0 ENTRIESREAD 3",
+            "EXEC",
+        ]
+    );
+}
+
+#[test]
+fn replays_apply_logged_stream_effects_as_written() {
+    let mut ks = Keyspace::new(1);
+    for (line, want) in [
+        // Redis logs LIMIT with the exact bound; only a replay accepts that.
+        ("xadd s maxlen = 1 limit 100 5-0 a 1", "$3\r\n5-0\r\n"),
+        ("xgroup create s g 0", "+OK\r\n"),
+        // A logged delivery time later than the replay's clock stays as logged.
+        (
+            "xclaim s g c 0 5-0 time 1700000000000 retrycount 2 force justid lastid 5-0",
+            "*1\r\n$3\r\n5-0\r\n",
+        ),
+        (
+            "xpending s g - + 1",
+            "*1\r\n*4\r\n$3\r\n5-0\r\n$1\r\nc\r\n:0\r\n:2\r\n",
+        ),
+    ] {
+        let args: Vec<Bytes> = line
+            .split(' ')
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect();
+        let mut out = ReplyBuf::new(Protocol::Resp2);
+        let mut ctx = Ctx::new(&mut ks, 0, &mut out);
+        ctx.replaying = true;
+        ctx.in_multi = true;
+        if let Err(e) = crate::execute(lookup(&args[0]).unwrap(), &mut ctx, &args) {
+            out.error(&e.to_string());
+        }
+        assert_eq!(String::from_utf8_lossy(&out.take()), want, "{line}");
+    }
+    let Some(crate::Value::Stream(s)) = ks.lookup(0, b"s") else {
+        panic!("stream")
+    };
+    let g = &s.groups[b"g".as_slice()];
+    assert_eq!(
+        g.pel[&crate::StreamId::new(5, 0)].delivery_time_ms,
+        1_700_000_000_000
+    );
+}

@@ -4,7 +4,8 @@
 # archive), then runs the chosen units in external mode against redis-server and against a
 # cacheplane node, side by side, with the same tag exclusions for both, and prints per unit
 # the tests each passed and the ratio.
-# Usage: scripts/redis-suite.sh [UNIT...]   (default: the core units of the conformance issue)
+# Usage: scripts/redis-suite.sh [UNIT...]   (default: the units of the conformance and
+#        data-model issues)
 #        scripts/redis-suite.sh --floor FILE  (cacheplane alone against FILE's "unit passes
 #        [aborts]" lines: fails when a unit passes fewer tests, or aborts unless the line says
 #        it still does; the test command's check)
@@ -25,7 +26,8 @@ DEFAULT_UNITS="unit/protocol unit/type/string unit/type/incr unit/type/hash unit
   unit/type/list-2 unit/type/list-3 unit/type/set unit/type/zset unit/expire unit/keyspace
   unit/multi unit/pubsub unit/info-command unit/scan unit/quit unit/scripting unit/functions
   unit/introspection unit/introspection-2 unit/other unit/tracking unit/slowlog
-  unit/latency-monitor unit/lazyfree unit/querybuf"
+  unit/latency-monitor unit/lazyfree unit/querybuf unit/type/stream unit/type/stream-cgroups
+  unit/geo unit/hyperloglog unit/bitops unit/bitfield unit/sort unit/dump"
 FLOOR=""
 if [ "${1:-}" = --floor ]; then
   FLOOR=$2

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The newer data types side by side: redis-server 7.0 vs a cacheplane node, alternating
+# rounds, redis-benchmark -c 50 unpipelined and at -P 16 running XADD (one stream per
+# random key), XREAD (COUNT 10 from a stream of 1,000 entries), PFADD (random elements into
+# one sketch, so it turns dense) and SETBIT (random bits of a 1 Mbit bitmap).
+# Prints node/redis ratios of the medians (higher is better).
+# Usage: bench/datatypes.sh [rounds]   Environment: N (requests per test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+N=${N:-200000}
+command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
+cargo build --release --quiet
+BIN=target/release/cacheplane
+WORK=$(mktemp -d)
+source bench/lib.sh
+trap 'stop_all; rm -rf "$WORK"' EXIT
+
+RPORT=$(start redis "$WORK/redis")
+NPORT=$(start node "$WORK/node")
+
+# prepare <port>: the stream XREAD reads.
+prepare() {
+  redis-cli -p "$1" flushall >/dev/null
+  for _ in $(seq 10); do
+    printf 'XADD feed * field value\n%.0s' $(seq 100)
+  done | redis-cli -p "$1" >/dev/null
+}
+
+run() { # port pipeline command...
+  local port=$1 pipeline=$2; shift 2
+  $PIN_CLIENT redis-benchmark -p "$port" -c 50 -P "$pipeline" -n "$N" -r 1000000 --csv "$@" 2>/dev/null \
+    | tail -n +2 | tr -d '"' | cut -d, -f2
+}
+
+: >"$WORK/results.csv"
+for round in $(seq "$ROUNDS"); do
+  if [ $((round % 2)) = 1 ]; then order="redis node"; else order="node redis"; fi
+  for pipeline in 1 16; do
+    for test in xadd xread pfadd setbit; do
+      for who in $order; do
+        port=$RPORT; [ "$who" = node ] && port=$NPORT
+        prepare "$port"
+        case $test in
+          xadd) rps=$(run "$port" "$pipeline" xadd "s:__rand_int__" "*" field value) ;;
+          xread) rps=$(run "$port" "$pipeline" xread count 10 streams feed 0) ;;
+          pfadd) rps=$(run "$port" "$pipeline" pfadd visitors "__rand_int__") ;;
+          setbit) rps=$(run "$port" "$pipeline" setbit bitmap "__rand_int__" 1) ;;
+        esac
+        record "$round" "$test-P$pipeline" "$who" "$rps"
+      done
+    done
+  done
+  echo "round $round/$ROUNDS done" >&2
+done
+
+python3 - "$WORK/results.csv" "$ROUNDS" <<'PY'
+import csv, statistics, sys
+rows = {}
+for rnd, metric, who, value in csv.reader(open(sys.argv[1])):
+    rows.setdefault(metric, {}).setdefault(who, []).append(float(value))
+print(f"| test (c=50, {sys.argv[2]} rounds) | redis-server ops/s | cacheplane ops/s | ratio cacheplane/redis |")
+print("|---|---:|---:|---:|")
+for metric, by in rows.items():
+    r, n = statistics.median(by["redis"]), statistics.median(by["node"])
+    print(f"| {metric} | {r:,.0f} | {n:,.0f} | {n / r:.2f} |")
+PY

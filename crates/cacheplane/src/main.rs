@@ -146,7 +146,9 @@ fn main() -> anyhow::Result<()> {
                 (true, _, _) => serve::ApiTls::LocalCa,
                 _ => serve::ApiTls::Off,
             };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            in_arrival_order(&mut builder);
+            let runtime = builder
                 .enable_all()
                 .build()
                 .context("start the async runtime")?;
@@ -184,6 +186,7 @@ fn main() -> anyhow::Result<()> {
             // (block_in_place), which keeps answering other clients with BUSY.
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             builder.worker_threads(config.io_threads.max(1));
+            in_arrival_order(&mut builder);
             let runtime = builder
                 .enable_all()
                 .build()
@@ -223,4 +226,15 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// Connections made ready together run in the order their input arrived, as Redis serves
+/// them: tokio's LIFO slot would run the last one woken first, so a command sent after
+/// another on a second connection could overtake it (a write before a blocking read it
+/// was meant to wake).
+fn in_arrival_order(builder: &mut tokio::runtime::Builder) {
+    #[cfg(tokio_unstable)]
+    builder.disable_lifo_slot();
+    #[cfg(not(tokio_unstable))]
+    let _ = builder;
 }

@@ -198,7 +198,7 @@ static TABLE: &[Spec] = &[
     spec("sort", -2, W | MOVABLE_KEYS, K1, F(so::sort)),
     spec("dump", 2, R, K1, NODE),
     spec("restore", -4, W, K1, NODE),
-    spec("sort_ro", -2, R, K1, F(so::sort_ro)),
+    spec("sort_ro", -2, R | MOVABLE_KEYS, K1, F(so::sort_ro)),
     // hashes
     spec("hset", -4, WF, K1, F(h::hset)),
     spec("hmset", -4, WF, K1, F(h::hset)),
@@ -433,6 +433,8 @@ static TABLE: &[Spec] = &[
     spec("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, KNONE, NODE),
     spec("acl", -2, ADMIN | NOSCRIPT | LOADING | STALE, KNONE, NODE),
     spec("cluster", -2, ADMIN | NOSCRIPT | STALE, KNONE, NODE),
+    // Known (COMMAND, key finding) but not served: a node moves no keys to another server.
+    spec("migrate", -6, WRITE | MOVABLE_KEYS, KNONE, NODE),
     spec("save", 1, ADMIN | NOSCRIPT | NO_MULTI, KNONE, NODE),
     spec("bgsave", -1, ADMIN | NOSCRIPT, KNONE, NODE),
     spec("lastsave", 1, LOADING | STALE | FAST, KNONE, NODE),
@@ -573,6 +575,15 @@ pub fn movable_key_positions(name: &str, args: &[Bytes]) -> Option<Vec<usize>> {
         }
         // Subcommands that name one key after them.
         "memory" if args.len() > 2 && is(1, "usage") => return Some(vec![2]),
+        // MIGRATE host port key|"" db timeout [... KEYS key...]
+        "migrate" => {
+            let keys = (6..args.len()).find(|&i| is(i, "keys"));
+            return Some(match keys {
+                Some(i) => (i + 1..args.len()).collect(),
+                None if !args.get(3).is_some_and(|k| k.is_empty()) => vec![3],
+                None => Vec::new(),
+            });
+        }
         "object" if args.len() > 2 && !is(1, "help") => return Some(vec![2]),
         "blmpop" | "bzmpop" | "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall"
         | "fcall_ro" => return counted(2, &[]),

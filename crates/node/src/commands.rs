@@ -160,6 +160,11 @@ pub fn run(
                 "ERR This instance has cluster support disabled",
             ));
         }
+        "migrate" => {
+            return Err(CmdError::other(
+                "IOERR MIGRATE is not served: this node does not move keys to other servers",
+            ));
+        }
         "acl" => {
             let whoami = client(st, id).user.clone();
             let whoami = whoami.as_deref().unwrap_or("default");
@@ -905,6 +910,155 @@ fn key_flags(spec: &Spec, i: usize, pos: usize) -> &'static [&'static str] {
     }
 }
 
+/// The subcommands of container commands, as COMMAND LIST names them (`client|list`).
+const SUBCOMMANDS: &[(&str, &[&str])] = &[
+    (
+        "acl",
+        &[
+            "cat", "deluser", "dryrun", "genpass", "getuser", "help", "list", "load", "log",
+            "save", "setuser", "users", "whoami",
+        ],
+    ),
+    (
+        "client",
+        &[
+            "caching",
+            "getname",
+            "getredir",
+            "help",
+            "id",
+            "info",
+            "kill",
+            "list",
+            "no-evict",
+            "pause",
+            "reply",
+            "setname",
+            "tracking",
+            "trackinginfo",
+            "unblock",
+            "unpause",
+        ],
+    ),
+    (
+        "cluster",
+        &[
+            "help", "info", "keyslot", "myid", "nodes", "reset", "shards", "slots",
+        ],
+    ),
+    (
+        "command",
+        &[
+            "count",
+            "docs",
+            "getkeys",
+            "getkeysandflags",
+            "help",
+            "info",
+            "list",
+        ],
+    ),
+    ("config", &["get", "help", "resetstat", "rewrite", "set"]),
+    (
+        "function",
+        &[
+            "delete", "dump", "flush", "help", "kill", "list", "load", "restore", "stats",
+        ],
+    ),
+    (
+        "latency",
+        &[
+            "doctor",
+            "graph",
+            "help",
+            "histogram",
+            "history",
+            "latest",
+            "reset",
+        ],
+    ),
+    (
+        "memory",
+        &["doctor", "help", "malloc-stats", "purge", "stats", "usage"],
+    ),
+    (
+        "object",
+        &["encoding", "freq", "help", "idletime", "refcount"],
+    ),
+    (
+        "pubsub",
+        &[
+            "channels",
+            "help",
+            "numpat",
+            "numsub",
+            "shardchannels",
+            "shardnumsub",
+        ],
+    ),
+    (
+        "script",
+        &["debug", "exists", "flush", "help", "kill", "load"],
+    ),
+    ("slowlog", &["get", "help", "len", "reset"]),
+    (
+        "xgroup",
+        &[
+            "create",
+            "createconsumer",
+            "delconsumer",
+            "destroy",
+            "help",
+            "setid",
+        ],
+    ),
+    ("xinfo", &["consumers", "groups", "help", "stream"]),
+];
+
+/// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN glob]: commands and their
+/// subcommands (`container|sub`), filtered.
+fn command_list(a: &[Bytes]) -> Result<Vec<String>> {
+    enum Filter<'a> {
+        All,
+        Module,
+        Category(String),
+        Pattern(&'a [u8]),
+    }
+    let filter = match &a[2..] {
+        [] => Filter::All,
+        [by, kind, value] if is(by, "filterby") => {
+            if is(kind, "module") {
+                Filter::Module
+            } else if is(kind, "aclcat") {
+                Filter::Category(lossy(value).to_ascii_lowercase())
+            } else if is(kind, "pattern") {
+                Filter::Pattern(value)
+            } else {
+                return Err(CmdError::Syntax);
+            }
+        }
+        _ => return Err(CmdError::Syntax),
+    };
+    let mut names = Vec::new();
+    for spec in keyspace::commands() {
+        let subs = SUBCOMMANDS
+            .iter()
+            .find(|(c, _)| *c == spec.name)
+            .map_or(&[][..], |(_, subs)| *subs);
+        let full = std::iter::once(spec.name.to_string())
+            .chain(subs.iter().map(|s| format!("{}|{s}", spec.name)));
+        let keep = |name: &str| match &filter {
+            Filter::All => true,
+            // No modules here.
+            Filter::Module => false,
+            Filter::Category(c) => crate::acl::categories(spec).contains(&c.as_str()),
+            Filter::Pattern(p) => keyspace::glob_match(p, name.as_bytes(), true),
+        };
+        names.extend(full.filter(|n| keep(n)));
+    }
+    Ok(names)
+}
+
 fn command(a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
     let all = keyspace::commands();
     let info = |out: &mut ReplyBuf, s: &Spec| {
@@ -966,8 +1120,9 @@ fn command(a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
             }
         }
         "list" => {
-            out.array(all.len());
-            all.iter().for_each(|s| out.bulk(s.name.as_bytes()));
+            let names = command_list(a)?;
+            out.array(names.len());
+            names.iter().for_each(|n| out.bulk(n.as_bytes()));
         }
         sub @ ("getkeys" | "getkeysandflags") if a.len() >= 3 => {
             let spec = keyspace::lookup(&a[2])
@@ -978,7 +1133,12 @@ fn command(a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
                 ));
             }
             let pos = spec.keys(&a[2..]);
-            if pos.is_empty() {
+            // Scripts may declare no keys (Redis's no_mandatory_keys).
+            let keys_optional = matches!(
+                spec.name,
+                "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+            );
+            if pos.is_empty() && !keys_optional {
                 return Err(CmdError::other("ERR The command has no key arguments"));
             }
             out.array(pos.len());

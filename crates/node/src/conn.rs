@@ -30,8 +30,9 @@ const BATCH_COMMANDS_MAX: usize = 1024;
 /// Read buffer growth step (Redis's PROTO_IOBUF_LEN).
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// An idle connection's empty read buffer is given back after this long (Redis frees an
-/// idle client's query buffer after 2 s too): ten thousand idle clients then hold none.
-const QUERY_BUF_IDLE_RELEASE: Duration = Duration::from_secs(2);
+/// idle client's query buffer after 2 s too): the cron asks, through the outbox, so a
+/// waiting connection arms no timer of its own.
+pub(crate) const QUERY_BUF_IDLE_RELEASE_MS: u64 = 2000;
 /// A read buffer above this size shrinks back once the peak of what it held over the
 /// last [`QUERY_BUF_PEAK_WINDOW`] is under half of it (Redis's PROTO_RESIZE_THRESHOLD).
 const QUERY_BUF_SHRINK_ABOVE_BYTES: usize = 32 * 1024;
@@ -526,17 +527,21 @@ impl Connection {
             self.query_buf_bytes
                 .store(self.rbuf.capacity(), Ordering::Relaxed);
             let spare = self.rbuf.capacity() - self.rbuf.len();
-            let releasable = self.rbuf.is_empty() && matches!(self.stream, Stream::Plain(_));
             tokio::select! {
                 read = self.stream.read_buf(&mut self.rbuf) => {
                     let n = read.unwrap_or(0);
                     self.query_buf_peak = self.query_buf_peak.max(self.rbuf.len());
                     return Wake::Read { n, drained: n < spare };
                 }
-                item = self.outbox.recv() => return Wake::Outbox(item),
-                _ = tokio::time::sleep(QUERY_BUF_IDLE_RELEASE), if releasable => {
-                    self.rbuf = BytesMut::new();
-                    self.query_buf_bytes.store(0, Ordering::Relaxed);
+                item = self.outbox.recv() => {
+                    let Some(Outbound::ReleaseQueryBuffer) = item else {
+                        return Wake::Outbox(item);
+                    };
+                    // Plain TCP tells readiness without a buffer; TLS reads through rustls.
+                    if self.rbuf.is_empty() && matches!(self.stream, Stream::Plain(_)) {
+                        self.rbuf = BytesMut::new();
+                        self.query_buf_bytes.store(0, Ordering::Relaxed);
+                    }
                 }
             }
         }
@@ -583,11 +588,13 @@ impl Connection {
     async fn deliver(&mut self, item: Option<Outbound>) -> Event {
         let mut batch = match item {
             Some(Outbound::Message(m)) if !self.killed.load(Ordering::Relaxed) => m,
+            Some(Outbound::ReleaseQueryBuffer) => return Event::Input,
             _ => return Event::Closed,
         };
         while let Ok(more) = self.outbox.try_recv() {
             match more {
                 Outbound::Message(m) => batch.extend_from_slice(&m),
+                Outbound::ReleaseQueryBuffer => {}
                 Outbound::Close => return Event::Closed,
             }
         }

@@ -106,6 +106,7 @@ fn checked(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flo
     };
     out.protocol = client.protocol;
     client.last_ms = now;
+    client.query_buf_release_asked = false;
     let spec = keyspace::lookup(&args[0]).filter(|spec| {
         !(st.config.managed
             && client.key_used != Some(crate::state::KeyUsed::Admin)

@@ -153,6 +153,12 @@ async fn cron(shared: Arc<Shared>) {
         if st.tracking.clients > 0 || st.ks.has_written() {
             crate::tracking::after_expiry(&mut st);
         }
+        let now = st.ks.now_ms();
+        crate::state::Client::release_idle_query_buffers(
+            &mut st.clients,
+            now,
+            crate::conn::QUERY_BUF_IDLE_RELEASE_MS,
+        );
         // Keys removed by active expiry are logged too.
         st.persistence_cron();
     }

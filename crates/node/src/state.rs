@@ -18,6 +18,8 @@ pub enum Outbound {
     Message(Vec<u8>),
     /// Close the connection (CLIENT KILL, shutdown, a subscriber that does not read).
     Close,
+    /// The client is idle: give its read buffer back if it holds nothing.
+    ReleaseQueryBuffer,
 }
 
 use crate::config::NodeConfig;
@@ -98,6 +100,8 @@ pub struct Client {
     pub tracking: Option<crate::tracking::Mode>,
     /// The capacity of the connection's read buffer (CLIENT LIST qbuf-free).
     pub query_buf_bytes: Arc<AtomicUsize>,
+    /// The cron asked the connection to release its read buffer since the last command.
+    pub query_buf_release_asked: bool,
     /// The ACL user signed in as, when not `default`.
     pub user: Option<Box<str>>,
 }
@@ -149,6 +153,7 @@ impl Client {
             killed: Default::default(),
             tracking: None,
             query_buf_bytes: Default::default(),
+            query_buf_release_asked: false,
             user: None,
         }
     }
@@ -158,6 +163,24 @@ impl Client {
         let (outbox, _) = mpsc::unbounded_channel();
         let id = crate::scripting::SCRIPT_CLIENT_ID;
         Client::new(id, String::new(), String::new(), true, true, now_ms, outbox)
+    }
+
+    /// Clients idle for `idle_ms` that still hold a read buffer are asked to give it back
+    /// (once per idle spell): ten thousand idle clients then hold none.
+    pub fn release_idle_query_buffers(
+        clients: &mut HashMap<u64, Client, foldhash::fast::RandomState>,
+        now_ms: u64,
+        idle_ms: u64,
+    ) {
+        for c in clients.values_mut() {
+            if !c.query_buf_release_asked
+                && now_ms.saturating_sub(c.last_ms) >= idle_ms
+                && c.query_buf_bytes.load(Ordering::Relaxed) > 0
+            {
+                c.query_buf_release_asked = true;
+                let _ = c.outbox.send(Outbound::ReleaseQueryBuffer);
+            }
+        }
     }
 
     /// Asks the connection to close as soon as it looks at its outbox.

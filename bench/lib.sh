@@ -31,3 +31,18 @@ stop() { redis-cli -p "$1" shutdown nosave >/dev/null 2>&1 || true; while redis-
 stop_all() { for p in "${PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done; }
 info_field() { redis-cli -p "$1" info everything | tr -d '\r' | awk -F: -v f="$2" '$1==f{print $2}'; }
 record() { echo "$1,$2,$3,$4" >>"$WORK/results.csv"; } # round,metric,who,value
+# ratio_table <rounds>: the medians of each metric's rounds as a Markdown table, with the
+# ratio cacheplane/redis (higher is better).
+ratio_table() {
+  python3 - "$WORK/results.csv" "$1" <<'PY'
+import csv, statistics, sys
+rows = {}
+for rnd, metric, who, value in csv.reader(open(sys.argv[1])):
+    rows.setdefault(metric, {}).setdefault(who, []).append(float(value))
+print(f"| test (c=50, {sys.argv[2]} rounds) | redis-server ops/s | cacheplane ops/s | ratio cacheplane/redis |")
+print("|---|---:|---:|---:|")
+for metric, by in rows.items():
+    r, n = statistics.median(by["redis"]), statistics.median(by["node"])
+    print(f"| {metric} | {r:,.0f} | {n:,.0f} | {n / r:.2f} |")
+PY
+}

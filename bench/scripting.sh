@@ -49,14 +49,4 @@ for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS done" >&2
 done
 
-python3 - "$WORK/results.csv" "$ROUNDS" <<'PY'
-import csv, statistics, sys
-rows = {}
-for rnd, metric, who, value in csv.reader(open(sys.argv[1])):
-    rows.setdefault(metric, {}).setdefault(who, []).append(float(value))
-print(f"| test (c=50, {sys.argv[2]} rounds) | redis-server ops/s | cacheplane ops/s | ratio cacheplane/redis |")
-print("|---|---:|---:|---:|")
-for metric, by in rows.items():
-    r, n = statistics.median(by["redis"]), statistics.median(by["node"])
-    print(f"| {metric} | {r:,.0f} | {n:,.0f} | {n / r:.2f} |")
-PY
+ratio_table "$ROUNDS"

@@ -10,7 +10,6 @@ now_ms() { date +%s%3N; }
 # (Set PIN= to disable.)
 PIN_SERVER=${PIN-taskset -c 1}
 PIN_CLIENT=${PIN-taskset -c 0}
-PORTS=()
 
 # start <redis|node> <dir> <extra flags...>: starts a server, prints its port.
 start() {
@@ -23,12 +22,16 @@ start() {
   else
     $PIN_SERVER "$BIN" node "${flags[@]}" --loglevel warning >>"$dir/log" 2>&1 &
   fi
-  PORTS+=("$port")
+  # Called as $(start ...), in a subshell: the port list lives in a file, not a variable.
+  echo "$port" >>"$WORK/ports"
   wait_ready "$port"
   echo "$port"
 }
 stop() { redis-cli -p "$1" shutdown nosave >/dev/null 2>&1 || true; while redis-cli -p "$1" ping >/dev/null 2>&1; do sleep 0.01; done; }
-stop_all() { for p in "${PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done; }
+stop_all() {
+  [ -f "$WORK/ports" ] || return 0
+  while read -r p; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done <"$WORK/ports"
+}
 info_field() { redis-cli -p "$1" info everything | tr -d '\r' | awk -F: -v f="$2" '$1==f{print $2}'; }
 record() { echo "$1,$2,$3,$4" >>"$WORK/results.csv"; } # round,metric,who,value
 # ratio_table <rounds>: the medians of each metric's rounds as a Markdown table, with the

@@ -138,6 +138,24 @@ pub fn clamp_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
     Some((start as usize, end as usize))
 }
 
+/// The subcommand `a` names, one of `table`'s (lowercase), its arity checked as
+/// [`check_subcommand_arity`] does; Redis's "unknown subcommand" error for any other.
+pub fn subcommand<'t>(
+    cmd: &str,
+    a: &[Bytes],
+    table: &'t [(&'t str, i32)],
+) -> Result<&'t str, CmdError> {
+    check_subcommand_arity(cmd, a, table)?;
+    let sub = lossy(&a[1]).to_ascii_lowercase();
+    match table.iter().find(|(name, _)| *name == sub) {
+        Some(&(name, _)) => Ok(name),
+        None => Err(CmdError::UnknownSubcommand {
+            cmd: cmd.to_ascii_uppercase(),
+            sub: lossy(&a[1]),
+        }),
+    }
+}
+
 /// Redis 7 checks a subcommand's arity like a command's and names it `cmd|sub`. Unknown
 /// subcommands pass, so the command can give its own "unknown subcommand" reply.
 pub fn check_subcommand_arity(

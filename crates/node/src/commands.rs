@@ -1134,11 +1134,7 @@ fn command(a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
             }
             let pos = spec.keys(&a[2..]);
             // Scripts may declare no keys (Redis's no_mandatory_keys).
-            let keys_optional = matches!(
-                spec.name,
-                "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
-            );
-            if pos.is_empty() && !keys_optional {
+            if pos.is_empty() && !crate::scripting::runs_script(spec.name) {
                 return Err(CmdError::other("ERR The command has no key arguments"));
             }
             out.array(pos.len());

@@ -273,10 +273,7 @@ pub fn run(
     let started = st.intro.clock;
     let mark = out.len();
     // Scripts and functions show before the commands they run; others once they ran.
-    let script = matches!(
-        spec.name,
-        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
-    );
+    let script = crate::scripting::runs_script(spec.name);
     let monitored = !st.monitors.is_empty() && !spec.is(flags::ADMIN);
     if monitored && script {
         monitor_feed(st, id, spec, &args);

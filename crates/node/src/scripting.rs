@@ -311,6 +311,16 @@ impl NodeHost<'_> {
     }
 }
 
+/// Whether `command` runs a script or function (EVAL, EVALSHA, FCALL and their _RO forms):
+/// MONITOR shows it before the commands it runs, tracking follows its declared keys, and it
+/// may declare none.
+pub fn runs_script(command: &str) -> bool {
+    matches!(
+        command,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    )
+}
+
 /// Whether the script EVAL, EVALSHA or FCALL `args` would run may write: anything but a
 /// script or function flagged `no-writes` (unknown ones count as writing).
 pub fn may_write(st: &State, command: &str, args: &[Bytes]) -> bool {

@@ -326,10 +326,7 @@ pub fn after_command(st: &mut State, id: u64, spec: &Spec, args: &[Bytes], in_ex
     } else if spec.is(flags::READONLY) && !ro_script {
         remember(st, id, spec, args);
     }
-    let script = matches!(
-        spec.name,
-        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
-    );
+    let script = crate::scripting::runs_script(spec.name);
     if script && id != SCRIPT_CLIENT_ID && std::mem::take(&mut st.tracking.script_read) {
         remember(st, id, spec, args);
     }

@@ -149,14 +149,7 @@ impl ReplyBuf {
     pub fn double(&mut self, v: f64) {
         let mut text = Vec::with_capacity(24);
         format_double(v, &mut text);
-        match self.protocol {
-            Protocol::Resp2 => self.bulk(&text),
-            Protocol::Resp3 => {
-                self.buf.push(b',');
-                self.buf.extend_from_slice(&text);
-                self.buf.extend_from_slice(b"\r\n");
-            }
-        }
+        self.double_text(&text);
     }
 
     /// A double in Redis's "human" form (see [`format_double_human`]): a bulk string in
@@ -164,11 +157,16 @@ impl ReplyBuf {
     pub fn double_human(&mut self, v: f64) {
         let mut text = Vec::with_capacity(32);
         format_double_human(v, &mut text);
+        self.double_text(&text);
+    }
+
+    /// A double already formatted: a bulk string in RESP2, `,` in RESP3.
+    fn double_text(&mut self, text: &[u8]) {
         match self.protocol {
-            Protocol::Resp2 => self.bulk(&text),
+            Protocol::Resp2 => self.bulk(text),
             Protocol::Resp3 => {
                 self.buf.push(b',');
-                self.buf.extend_from_slice(&text);
+                self.buf.extend_from_slice(text);
                 self.buf.extend_from_slice(b"\r\n");
             }
         }

@@ -833,7 +833,7 @@ fn entries_read_arg(arg: &[u8]) -> Result<Option<u64>, CmdError> {
 }
 
 pub fn xgroup(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    crate::ctx::check_subcommand_arity(
+    let sub = crate::ctx::subcommand(
         "xgroup",
         a,
         &[
@@ -845,21 +845,6 @@ pub fn xgroup(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             ("help", 2),
         ],
     )?;
-    let sub = lossy(&a[1]).to_ascii_lowercase();
-    let known = [
-        "create",
-        "setid",
-        "destroy",
-        "createconsumer",
-        "delconsumer",
-        "help",
-    ];
-    if !known.contains(&sub.as_str()) {
-        return Err(CmdError::UnknownSubcommand {
-            cmd: "XGROUP".into(),
-            sub: lossy(&a[1]),
-        });
-    }
     if sub == "help" {
         help(
             c,
@@ -908,7 +893,7 @@ pub fn xgroup(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     if exists {
         let s = c.ks.stream(c.db, key)?.expect("exists");
         if !s.groups.contains_key(gname.as_ref())
-            && matches!(sub.as_str(), "setid" | "createconsumer" | "delconsumer")
+            && matches!(sub, "setid" | "createconsumer" | "delconsumer")
         {
             return Err(CmdError::other(format!(
                 "NOGROUP No such consumer group '{}' for key name '{}'",
@@ -918,7 +903,7 @@ pub fn xgroup(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         }
     }
     let now = c.now_ms();
-    match sub.as_str() {
+    match sub {
         "create" if a.len() <= 8 => {
             let id = if a[4].as_ref() == b"$" {
                 None
@@ -1436,18 +1421,11 @@ pub fn xautoclaim(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn xinfo(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    crate::ctx::check_subcommand_arity(
+    let sub = crate::ctx::subcommand(
         "xinfo",
         a,
         &[("consumers", 4), ("groups", 3), ("stream", -3), ("help", 2)],
     )?;
-    let sub = lossy(&a[1]).to_ascii_lowercase();
-    if !["consumers", "groups", "stream", "help"].contains(&sub.as_str()) {
-        return Err(CmdError::UnknownSubcommand {
-            cmd: "XINFO".into(),
-            sub: lossy(&a[1]),
-        });
-    }
     if sub == "help" {
         help(
             c,
@@ -1467,7 +1445,7 @@ pub fn xinfo(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let key = &a[2];
     let s = c.ks.stream(c.db, key)?.ok_or(CmdError::NoSuchKey)?;
     let out = &mut *c.out;
-    match sub.as_str() {
+    match sub {
         "consumers" => {
             let Some(g) = s.groups.get(a[3].as_ref()) else {
                 return Err(CmdError::other(format!(

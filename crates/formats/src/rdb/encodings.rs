@@ -134,15 +134,21 @@ pub fn listpack(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         };
         // The back-length covers encoding and data; it takes 1 to 5 bytes.
         let entry = c.pos - start;
-        let backlen = match entry {
-            0..=127 => 1,
-            128..=16383 => 2,
-            16384..=2097151 => 3,
-            2097152..=268435455 => 4,
-            _ => 5,
-        };
-        c.take(backlen)?;
+        c.take(listpack_backlen_size(entry))?;
         out.push(value);
+    }
+}
+
+/// How many bytes a listpack entry's back-length takes for an entry of `len` bytes
+/// (encoding and data): 7 bits per byte, with Redis's bounds (`lpEncodeBacklen`), which
+/// stop one short of each power of 128.
+pub fn listpack_backlen_size(len: usize) -> usize {
+    match len {
+        0..=127 => 1,
+        128..=16_382 => 2,
+        16_383..=2_097_150 => 3,
+        2_097_151..=268_435_454 => 4,
+        _ => 5,
     }
 }
 
@@ -193,6 +199,34 @@ pub fn zipmap(data: &[u8]) -> Result<super::Pairs, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listpack_back_lengths_at_redis_bounds() {
+        for (len, size) in [
+            (127, 1),
+            (128, 2),
+            (16_382, 2),
+            (16_383, 3),
+            (2_097_150, 3),
+            (2_097_151, 4),
+            (268_435_454, 4),
+            (268_435_455, 5),
+        ] {
+            assert_eq!(listpack_backlen_size(len), size, "entry of {len} bytes");
+        }
+        // A 32-bit-length string whose entry is exactly 16383 bytes has a 3-byte
+        // back-length in Redis's files; the entry after it must still be found.
+        let data = vec![b'x'; 16_383 - 5];
+        let mut lp = vec![0, 0, 0, 0, 2, 0, 0xf0];
+        lp.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        lp.extend_from_slice(&data);
+        lp.extend_from_slice(&[0x00, 0xff, 0xff]);
+        lp.extend_from_slice(&[0x07, 1, 0xff]);
+        let total = lp.len() as u32;
+        lp[..4].copy_from_slice(&total.to_le_bytes());
+        let items = listpack(&lp).unwrap();
+        assert_eq!(items, vec![data, b"7".to_vec()]);
+    }
 
     #[test]
     fn listpack_with_every_encoding() {

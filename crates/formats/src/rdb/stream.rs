@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 
 use super::read::Reader;
 use super::write::RdbWriter;
+use super::encodings::listpack_backlen_size;
 use super::{encodings, kind};
 use crate::FormatError;
 
@@ -114,36 +115,14 @@ impl Listpack {
         }
     }
 
+    /// Appends the back-length of an entry of `l` bytes: its 7-bit groups, most
+    /// significant first, every byte but the first with the high bit set.
     fn backlen(&mut self, l: usize) {
-        let l = l as u64;
-        let mut b = [0u8; 5];
-        let n = if l <= 127 {
-            b[0] = l as u8;
-            1
-        } else if l < 16383 {
-            b[0] = (l >> 7) as u8;
-            b[1] = ((l & 127) | 128) as u8;
-            2
-        } else if l < 2_097_151 {
-            b[0] = (l >> 14) as u8;
-            b[1] = (((l >> 7) & 127) | 128) as u8;
-            b[2] = ((l & 127) | 128) as u8;
-            3
-        } else if l < 268_435_455 {
-            b[0] = (l >> 21) as u8;
-            b[1] = (((l >> 14) & 127) | 128) as u8;
-            b[2] = (((l >> 7) & 127) | 128) as u8;
-            b[3] = ((l & 127) | 128) as u8;
-            4
-        } else {
-            b[0] = (l >> 28) as u8;
-            b[1] = (((l >> 21) & 127) | 128) as u8;
-            b[2] = (((l >> 14) & 127) | 128) as u8;
-            b[3] = (((l >> 7) & 127) | 128) as u8;
-            b[4] = ((l & 127) | 128) as u8;
-            5
-        };
-        self.buf.extend_from_slice(&b[..n]);
+        let n = listpack_backlen_size(l);
+        for i in (0..n).rev() {
+            let group = ((l >> (7 * i)) & 127) as u8;
+            self.buf.push(if i + 1 == n { group } else { group | 128 });
+        }
     }
 
     fn int(&mut self, v: i64) {
@@ -578,6 +557,20 @@ pub(super) mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn back_lengths_as_redis_writes_them() {
+        for (len, bytes) in [
+            (5usize, vec![5u8]),
+            (16_382, vec![127, 254]),
+            (16_383, vec![0, 255, 255]),
+            (2_097_151, vec![0, 255, 255, 255]),
+        ] {
+            let mut lp = Listpack::new();
+            lp.backlen(len);
+            assert_eq!(lp.buf[6..], bytes[..], "entry of {len} bytes");
+        }
+    }
     use crate::damage::{apply, arb_damage};
 
     /// Listpack headers and element encodings claiming far more than there is.

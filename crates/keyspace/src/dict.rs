@@ -12,6 +12,13 @@ use std::hash::BuildHasher;
 /// Something stored in a [`Dict`], found by its key bytes.
 pub trait DictEntry {
     fn key(&self) -> &[u8];
+
+    /// Heap bytes the item holds, summed by the dict as items come and go
+    /// ([`Dict::heap_bytes`]) for the memory accounting. Changes made through
+    /// [`Dict::get_mut`] must not change it: replace the item with [`Dict::insert`].
+    fn heap_bytes(&self) -> usize {
+        0
+    }
 }
 
 type Link<T> = Option<Box<Node<T>>>;
@@ -46,6 +53,8 @@ pub struct Dict<T> {
     tables: [Table<T>; 2],
     rehash_idx: Option<usize>,
     hasher: foldhash::fast::RandomState,
+    /// The items' [`DictEntry::heap_bytes`], summed.
+    heap: usize,
 }
 
 impl<T: DictEntry> Default for Dict<T> {
@@ -60,6 +69,7 @@ impl<T: DictEntry> Dict<T> {
             tables: [Table::with_buckets(0), Table::with_buckets(0)],
             rehash_idx: None,
             hasher: foldhash::fast::RandomState::default(),
+            heap: 0,
         }
     }
 
@@ -81,6 +91,14 @@ impl<T: DictEntry> Dict<T> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Bytes of one item's node (item and chain link), before the allocator rounds it.
+    pub const NODE_BYTES: usize = std::mem::size_of::<Node<T>>();
+
+    /// The heap bytes the items hold ([`DictEntry::heap_bytes`]).
+    pub fn heap_bytes(&self) -> usize {
+        self.heap
     }
 
     /// Number of buckets, for memory accounting.
@@ -149,6 +167,7 @@ impl<T: DictEntry> Dict<T> {
         self.rehash_step();
         self.expand_if_needed();
         let hash = self.hash(item.key());
+        self.heap += item.heap_bytes();
         let t = if self.rehash_idx.is_some() { 1 } else { 0 };
         let table = &mut self.tables[t];
         let idx = hash & table.mask();
@@ -169,7 +188,12 @@ impl<T: DictEntry> Dict<T> {
     /// Inserts or replaces; returns the replaced item.
     pub fn insert(&mut self, item: T) -> Option<T> {
         match self.get_mut(item.key()) {
-            Some(slot) => Some(std::mem::replace(slot, item)),
+            Some(slot) => {
+                let added = item.heap_bytes();
+                let old = std::mem::replace(slot, item);
+                self.heap = self.heap + added - old.heap_bytes();
+                Some(old)
+            }
             None => {
                 self.insert_new(item);
                 None
@@ -190,6 +214,7 @@ impl<T: DictEntry> Dict<T> {
                 let Node { item, next } = *node;
                 *link = next;
                 table.used -= 1;
+                self.heap -= item.heap_bytes();
                 self.shrink_if_sparse();
                 return Some(item);
             }
@@ -200,6 +225,7 @@ impl<T: DictEntry> Dict<T> {
     pub fn clear(&mut self) {
         self.tables = [Table::with_buckets(0), Table::with_buckets(0)];
         self.rehash_idx = None;
+        self.heap = 0;
     }
 
     fn expand_if_needed(&mut self) {
@@ -509,6 +535,9 @@ impl<T> Drop for Dict<T> {
 impl DictEntry for crate::Str {
     fn key(&self) -> &[u8] {
         self.as_bytes()
+    }
+    fn heap_bytes(&self) -> usize {
+        crate::memory::str_heap_bytes(self)
     }
 }
 

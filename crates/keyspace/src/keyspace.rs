@@ -6,29 +6,45 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use bytes::Bytes;
 
+use crate::memory::{self, Eviction};
 use crate::notify;
 use crate::stream::Stream;
 use crate::value::{Encodings, Field, ZSet};
 use crate::{CmdError, Dict, DictEntry, Str, Value};
 
-/// A key, its value and its absolute expiry in unix milliseconds.
+/// A key, its value, its absolute expiry in unix milliseconds and how it was last used.
 pub struct Entry {
     pub key: Str,
     pub value: Value,
-    /// The deadline (0: none) in the low 63 bits; the snapshot mark in the top bit, kept
-    /// here so that marking costs no memory per key.
-    expire_word: u64,
+    /// Packed so that a key's table node stays within its allocation size class: the
+    /// snapshot mark in the top bit, then either ("wide", bit 62 set) a deadline of any
+    /// size in the low 62 bits, or the key's access bits (LRU clock or LFU counter,
+    /// [`memory::ACCESS_BITS`]) above a deadline counted from [`DEADLINE_BASE_MS`]
+    /// in the low 39 bits. Keys whose deadline does not fit (before 2023, after 2041)
+    /// carry no access information: eviction sees them as just used.
+    word: u64,
 }
 
 const MARK_BIT: u64 = 1 << 63;
+const WIDE_BIT: u64 = 1 << 62;
+const WIDE_DEADLINE_MAX_MS: u64 = WIDE_BIT - 1;
+const DEADLINE_BITS: u32 = 39;
+const DEADLINE_MASK: u64 = (1 << DEADLINE_BITS) - 1;
+const ACCESS_SHIFT: u32 = DEADLINE_BITS;
+/// The origin of compact deadlines (2023-11-14); they reach 2^39 ms (17 years) beyond.
+const DEADLINE_BASE_MS: u64 = 1_700_000_000_000;
+/// The latest deadline a key can have; later ones are kept as this (4.6e18 ms, some
+/// 146 million years: no difference a client can see before then).
+pub const DEADLINE_MAX_MS: u64 = WIDE_DEADLINE_MAX_MS;
 
 impl Entry {
-    fn new(key: Str, value: Value, deadline: u64, mark: bool) -> Entry {
+    fn new(key: Str, value: Value, deadline: u64, mark: bool, access: u64) -> Entry {
         let mut e = Entry {
             key,
             value,
-            expire_word: deadline,
+            word: access << ACCESS_SHIFT,
         };
+        e.set_deadline(deadline);
         e.set_mark(mark);
         e
     }
@@ -38,23 +54,58 @@ impl Entry {
         (at != 0).then_some(at)
     }
 
-    fn deadline(&self) -> u64 {
-        self.expire_word & !MARK_BIT
+    fn is_wide(&self) -> bool {
+        self.word & WIDE_BIT != 0
     }
 
+    fn deadline(&self) -> u64 {
+        if self.is_wide() {
+            return self.word & WIDE_DEADLINE_MAX_MS;
+        }
+        match self.word & DEADLINE_MASK {
+            0 => 0,
+            code => DEADLINE_BASE_MS + code - 1,
+        }
+    }
+
+    /// Sets the deadline (0: none), keeping the mark, and the access bits when both fit.
     fn set_deadline(&mut self, at_ms: u64) {
-        self.expire_word = (self.expire_word & MARK_BIT) | (at_ms & !MARK_BIT);
+        let mark = self.word & MARK_BIT;
+        let access = self.access().unwrap_or(0);
+        let compact = match at_ms {
+            0 => Some(0),
+            _ => at_ms
+                .checked_sub(DEADLINE_BASE_MS)
+                .map(|d| d + 1)
+                .filter(|code| *code <= DEADLINE_MASK),
+        };
+        self.word = match compact {
+            Some(code) => mark | (access << ACCESS_SHIFT) | code,
+            None => mark | WIDE_BIT | at_ms.min(WIDE_DEADLINE_MAX_MS),
+        };
+    }
+
+    /// The access bits (LRU clock or LFU counter); None for a key with a wide deadline.
+    pub fn access(&self) -> Option<u64> {
+        (!self.is_wide()).then_some((self.word >> ACCESS_SHIFT) & memory::ACCESS_MAX)
+    }
+
+    fn set_access(&mut self, access: u64) {
+        if !self.is_wide() {
+            let field = memory::ACCESS_MAX << ACCESS_SHIFT;
+            self.word = (self.word & !field) | ((access & memory::ACCESS_MAX) << ACCESS_SHIFT);
+        }
     }
 
     fn mark(&self) -> bool {
-        self.expire_word & MARK_BIT != 0
+        self.word & MARK_BIT != 0
     }
 
     fn set_mark(&mut self, mark: bool) {
-        self.expire_word = if mark {
-            self.expire_word | MARK_BIT
+        self.word = if mark {
+            self.word | MARK_BIT
         } else {
-            self.expire_word & !MARK_BIT
+            self.word & !MARK_BIT
         };
     }
 }
@@ -71,6 +122,9 @@ impl DictEntry for Entry {
 pub struct Db {
     pub(crate) dict: Dict<Entry>,
     pub(crate) expires: BTreeSet<(u64, Str)>,
+    /// What the entries cost ([`memory::entry_bytes`]), summed: kept current by the
+    /// keyspace, except for the one key a command has taken and not yet given back.
+    used: usize,
     /// Progress of the running snapshot through this database; None when it holds no
     /// entry the snapshot still owes.
     snap: Option<DbSnap>,
@@ -133,6 +187,16 @@ pub struct Stats {
     pub keyspace_misses: u64,
     /// Values UNLINK handed to Redis's background freeing (INFO `lazyfreed_objects`).
     pub lazyfreed_objects: u64,
+    /// Keys removed to bring memory under `maxmemory` (INFO `evicted_keys`).
+    pub evicted_keys: u64,
+}
+
+/// A key a command has taken for changes (see [`Keyspace::settle`]), with what it cost
+/// when taken.
+struct Pending {
+    db: usize,
+    key: Str,
+    before: usize,
 }
 
 pub struct Keyspace {
@@ -168,6 +232,11 @@ pub struct Keyspace {
     written: Vec<Str>,
     /// A database was emptied since [`Keyspace::take_written`].
     flushed: bool,
+    /// How keys are chosen for eviction, and which access bits they carry.
+    pub eviction: Eviction,
+    /// The best eviction candidates of earlier rounds.
+    pool: memory::Pool,
+    pending: Option<Pending>,
 }
 
 /// Appends an event to `events` when `enabled` includes its class.
@@ -232,6 +301,9 @@ impl Keyspace {
             track_writes: false,
             written: Vec::new(),
             flushed: false,
+            eviction: Eviction::default(),
+            pool: memory::Pool::default(),
+            pending: None,
         }
     }
 
@@ -292,16 +364,30 @@ impl Keyspace {
     pub fn get(&mut self, db: usize, key: &[u8]) -> Option<&mut Entry> {
         self.capture(db, key);
         self.expire_if_due(db, key);
-        self.dbs[db].dict.get_mut(key)
+        self.settle_other(db, key);
+        let e = self.dbs[db].dict.get_mut(key)?;
+        take(&mut self.pending, db, e);
+        touch_access(e, self.now_ms, &self.eviction);
+        Some(e)
+    }
+
+    /// Like [`Keyspace::get`] for reading only, without counting as an access (TTL, TYPE,
+    /// EXISTS and OBJECT leave the key's idle time alone, as in Redis).
+    pub fn get_untouched(&mut self, db: usize, key: &[u8]) -> Option<&Entry> {
+        self.expire_if_due(db, key);
+        self.dbs[db].dict.get(key)
     }
 
     /// Like [`Keyspace::get`], counting a keyspace hit or miss for INFO.
     pub fn lookup(&mut self, db: usize, key: &[u8]) -> Option<&mut Value> {
         self.capture(db, key);
         self.expire_if_due(db, key);
+        self.settle_other(db, key);
         match self.dbs[db].dict.get_mut(key) {
             Some(e) => {
                 self.stats.keyspace_hits += 1;
+                take(&mut self.pending, db, e);
+                touch_access(e, self.now_ms, &self.eviction);
                 Some(&mut e.value)
             }
             None => {
@@ -326,7 +412,7 @@ impl Keyspace {
     }
 
     pub fn contains(&mut self, db: usize, key: &[u8]) -> bool {
-        self.get(db, key).is_some()
+        self.get_untouched(db, key).is_some()
     }
 
     /// Stores `value` under `key`, dropping any previous value and expiry.
@@ -350,18 +436,35 @@ impl Keyspace {
         expire_at_ms: Option<u64>,
     ) {
         self.capture(db, key);
+        self.settle_other(db, key);
+        let counted_later = self.pending.is_some();
+        let access = self.new_access();
         let d = &mut self.dbs[db];
         match d.dict.get_mut(key) {
             Some(e) => {
+                let before = memory::entry_bytes(e);
                 if e.deadline() != 0 {
                     d.expires.remove(&(e.deadline(), e.key.clone()));
                 }
                 e.value = value;
                 e.set_deadline(0);
+                // An overwritten key keeps its LFU counter (one more access), as in Redis.
+                if self.eviction.policy.is_lfu() {
+                    touch_access(e, self.now_ms, &self.eviction);
+                } else {
+                    e.set_access(access);
+                }
+                if !counted_later {
+                    d.used = d.used + memory::entry_bytes(e) - before.min(d.used);
+                }
             }
             None => {
-                d.dict
-                    .insert_new(Entry::new(Str::new(key), value, 0, self.epoch_mark));
+                let e =
+                    d.dict
+                        .insert_new(Entry::new(Str::new(key), value, 0, self.epoch_mark, access));
+                if !counted_later {
+                    d.used += memory::entry_bytes(e);
+                }
                 self.notify(notify::NEW, "new", db, key);
             }
         }
@@ -373,8 +476,13 @@ impl Keyspace {
     /// Removes `key`, live or expired; returns its entry.
     pub fn remove(&mut self, db: usize, key: &[u8]) -> Option<Entry> {
         self.capture(db, key);
+        self.settle_other(db, key);
+        let counted_later = self.pending.is_some();
         let d = &mut self.dbs[db];
         let e = d.dict.remove(key)?;
+        if !counted_later {
+            d.used = uncount(d.used, memory::entry_bytes(&e));
+        }
         if e.deadline() != 0 {
             d.expires.remove(&(e.deadline(), e.key.clone()));
         }
@@ -394,16 +502,20 @@ impl Keyspace {
         value: Value,
         expire_at_ms: Option<u64>,
     ) -> bool {
+        self.settle();
+        let access = self.new_access();
         let d = &mut self.dbs[db];
         if d.dict.contains(&key) {
             return false;
         }
-        let at = expire_at_ms.map_or(0, |at| at.clamp(1, !MARK_BIT));
+        let at = expire_at_ms.map_or(0, |at| at.clamp(1, DEADLINE_MAX_MS));
         if at != 0 {
             d.expires.insert((at, key.clone()));
         }
-        d.dict
-            .insert_new(Entry::new(key, value, at, self.epoch_mark));
+        let e = d
+            .dict
+            .insert_new(Entry::new(key, value, at, self.epoch_mark, access));
+        d.used += memory::entry_bytes(e);
         true
     }
 
@@ -412,13 +524,20 @@ impl Keyspace {
         if self.remove(db, &key).is_none() {
             self.notify(notify::NEW, "new", db, &key);
         }
-        let at = expire_at_ms.map_or(0, |at| at.clamp(1, !MARK_BIT));
+        // `remove` settled any other key taken: a pending one is this key.
+        let counted_later = self.pending.is_some();
+        let access = self.new_access();
+        let at = expire_at_ms.map_or(0, |at| at.clamp(1, DEADLINE_MAX_MS));
         let d = &mut self.dbs[db];
         if at != 0 {
             d.expires.insert((at, key.clone()));
         }
-        d.dict
-            .insert_new(Entry::new(key, value, at, self.epoch_mark));
+        let e = d
+            .dict
+            .insert_new(Entry::new(key, value, at, self.epoch_mark, access));
+        if !counted_later {
+            d.used += memory::entry_bytes(e);
+        }
     }
 
     /// Sets the absolute deadline of an existing key; returns false when there is no such key.
@@ -432,7 +551,7 @@ impl Keyspace {
             d.expires.remove(&(e.deadline(), e.key.clone()));
         }
         // A deadline of 0 would read as "no expiry"; 1 ms after the epoch is just as past.
-        e.set_deadline(at_ms.clamp(1, !MARK_BIT));
+        e.set_deadline(at_ms.clamp(1, DEADLINE_MAX_MS));
         d.expires.insert((e.deadline(), e.key.clone()));
         true
     }
@@ -480,6 +599,8 @@ impl Keyspace {
     }
 
     pub fn flush_db(&mut self, db: usize) {
+        self.settle();
+        self.pool.clear();
         let old = std::mem::take(&mut self.dbs[db]);
         self.touch_db(db, |key| old.dict.contains(key));
         match &mut self.snapshot {
@@ -496,6 +617,7 @@ impl Keyspace {
     }
 
     pub fn swap_db(&mut self, a: usize, b: usize) {
+        self.settle();
         self.dbs.swap(a, b);
         let (da, db) = (&self.dbs[a].dict, &self.dbs[b].dict);
         let present = |key: &Str| da.contains(key) || db.contains(key);
@@ -724,9 +846,14 @@ impl Keyspace {
     ) -> Result<&mut Value, CmdError> {
         self.capture(db, key);
         self.expire_if_due(db, key);
+        self.settle_other(db, key);
+        let access = self.new_access();
         let d = &mut self.dbs[db];
         let entry = if d.dict.contains(key) {
-            d.dict.get_mut(key).expect("present")
+            let e = d.dict.get_mut(key).expect("present");
+            take(&mut self.pending, db, e);
+            touch_access(e, self.now_ms, &self.eviction);
+            e
         } else {
             push_event(
                 &mut self.events,
@@ -736,8 +863,19 @@ impl Keyspace {
                 db,
                 key,
             );
-            d.dict
-                .insert_new(Entry::new(Str::new(key), make(), 0, self.epoch_mark))
+            // Counted when the command is done: it is about to fill the new value.
+            self.pending.get_or_insert_with(|| Pending {
+                db,
+                key: Str::new(key),
+                before: 0,
+            });
+            d.dict.insert_new(Entry::new(
+                Str::new(key),
+                make(),
+                0,
+                self.epoch_mark,
+                access,
+            ))
         };
         let v = &mut entry.value;
         if is_kind(v) {
@@ -845,6 +983,245 @@ impl Keyspace {
             }
         }
         None
+    }
+}
+
+/// Remembers what `e` costs as the command takes it for changes, unless it was taken
+/// already (then the older measure stands: the changes since are not counted yet).
+fn take(pending: &mut Option<Pending>, db: usize, e: &Entry) {
+    if pending.is_none() {
+        *pending = Some(Pending {
+            db,
+            key: e.key.clone(),
+            before: memory::entry_bytes(e),
+        });
+    }
+}
+
+/// Counts an access to `e` in its access bits: the LRU clock, or one more (probable) LFU
+/// increment.
+fn touch_access(e: &mut Entry, now_ms: u64, ev: &Eviction) {
+    let Some(access) = e.access() else {
+        return;
+    };
+    let next = if ev.policy.is_lfu() {
+        memory::lfu_touch(access, now_ms, ev, fastrand::f64())
+    } else {
+        memory::lru_clock(now_ms)
+    };
+    e.set_access(next);
+}
+
+/// `used` less `bytes`; never below zero (a miscount shows in tests, not as a wrap).
+fn uncount(used: usize, bytes: usize) -> usize {
+    debug_assert!(bytes <= used, "uncounting {bytes} of {used} bytes");
+    used.saturating_sub(bytes)
+}
+
+/// Keys evicted per call at most, so that one command's wait stays short; the cron
+/// carries on when more must go.
+pub const EVICTION_KEYS_PER_CALL_MAX: usize = 512;
+
+/// What an eviction call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evicted {
+    /// Enough was freed (or nothing had to be).
+    Enough,
+    /// Keys went, more must: the per-call bound was reached.
+    Running,
+    /// Nothing more can go under the policy (noeviction, or no volatile key left).
+    Stuck,
+}
+
+// Memory accounting and eviction (see [`memory`]).
+impl Keyspace {
+    /// The access bits a key gets when it is created.
+    fn new_access(&self) -> u64 {
+        if self.eviction.policy.is_lfu() {
+            memory::lfu_new(self.now_ms)
+        } else {
+            memory::lru_clock(self.now_ms)
+        }
+    }
+
+    /// Counts the change to the key taken last (what it costs now against what it cost
+    /// when taken). The reference handed out for it is gone by the time anything else
+    /// runs on the keyspace (it borrowed the keyspace mutably).
+    pub fn settle(&mut self) {
+        let Some(p) = self.pending.take() else {
+            return;
+        };
+        let d = &mut self.dbs[p.db];
+        let after = d.dict.get(&p.key).map_or(0, memory::entry_bytes);
+        d.used = uncount(d.used + after, p.before);
+    }
+
+    /// Settles the key taken last unless it is `key`.
+    #[inline]
+    fn settle_other(&mut self, db: usize, key: &[u8]) {
+        if let Some(p) = &self.pending
+            && (p.db != db || p.key.as_bytes() != key)
+        {
+            self.settle();
+        }
+    }
+
+    /// Drops the key taken last without measuring it again: for a command that changed
+    /// nothing (its dirty count did not move), so it costs what it did.
+    pub fn forget_taken(&mut self) {
+        self.pending = None;
+    }
+
+    /// Bytes the dataset holds: the entries, the tables' bucket arrays, the expiry index
+    /// (a key taken by a command counts as it was until [`Keyspace::settle`]).
+    pub fn dataset_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<usize>();
+        self.dbs
+            .iter()
+            .map(|d| {
+                d.used
+                    + memory::alloc_size(d.dict.bucket_count() * slot)
+                    + d.expires.len() * memory::EXPIRES_ENTRY_BYTES
+            })
+            .sum()
+    }
+
+    /// Recomputes what the entries cost from scratch, per database (tests compare it
+    /// with the running sums).
+    pub fn audit_bytes(&mut self) -> Vec<(usize, usize)> {
+        self.settle();
+        self.dbs
+            .iter()
+            .map(|d| (d.used, d.dict.iter().map(memory::entry_bytes).sum()))
+            .collect()
+    }
+
+    /// Evicts keys under the policy until `bytes` are freed, at most
+    /// [`EVICTION_KEYS_PER_CALL_MAX`] of them. Each goes as an expired key does: logged
+    /// as DEL, watchers and tracking told, an `evicted` event raised.
+    pub fn evict(&mut self, bytes: usize) -> Evicted {
+        self.settle();
+        let start = self.dataset_bytes();
+        for _ in 0..EVICTION_KEYS_PER_CALL_MAX {
+            if start.saturating_sub(self.dataset_bytes()) >= bytes {
+                return Evicted::Enough;
+            }
+            let Some((db, key)) = self.victim() else {
+                return Evicted::Stuck;
+            };
+            self.remove(db, &key);
+            self.feed_del(db, &key);
+            self.touch(db, &key);
+            self.stats.evicted_keys += 1;
+            self.notify(notify::EVICTED, "evicted", db, &key);
+        }
+        if start.saturating_sub(self.dataset_bytes()) >= bytes {
+            Evicted::Enough
+        } else {
+            Evicted::Running
+        }
+    }
+
+    /// The key the policy would evict next.
+    fn victim(&mut self) -> Option<(usize, Str)> {
+        use memory::Policy::*;
+        let policy = self.eviction.policy;
+        match policy {
+            NoEviction => None,
+            AllKeysRandom | VolatileRandom => {
+                let start = fastrand::usize(..self.dbs.len());
+                (0..self.dbs.len())
+                    .map(|i| (start + i) % self.dbs.len())
+                    .find_map(|db| {
+                        let e = if policy.volatile_only() {
+                            self.random_volatile(db)
+                        } else {
+                            self.dbs[db].dict.random()
+                        };
+                        e.map(|e| (db, e.key.clone()))
+                    })
+            }
+            // The soonest deadline, exactly (the index is ordered; Redis samples).
+            VolatileTtl => self
+                .dbs
+                .iter()
+                .enumerate()
+                .filter_map(|(db, d)| d.expires.first().map(|(at, k)| (*at, db, k)))
+                .min_by_key(|(at, _, _)| *at)
+                .map(|(_, db, k)| (db, k.clone())),
+            AllKeysLru | AllKeysLfu | VolatileLru | VolatileLfu => {
+                // Rounds until a candidate still exists (pooled keys may have gone since).
+                for _ in 0..memory::EVICTION_POOL_SIZE {
+                    let mut any = false;
+                    for db in 0..self.dbs.len() {
+                        any |= self.sample_into_pool(db);
+                    }
+                    while let Some((db, key)) = self.pool.take_best() {
+                        if self.dbs[db].dict.contains(&key) {
+                            return Some((db, key));
+                        }
+                    }
+                    if !any {
+                        return None;
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// Offers `maxmemory-samples` keys of `db` to the eviction pool; false when `db` has
+    /// no key the policy may evict.
+    fn sample_into_pool(&mut self, db: usize) -> bool {
+        let ev = self.eviction;
+        let now = self.now_ms;
+        let mut offered = false;
+        for _ in 0..ev.samples {
+            let e = if ev.policy.volatile_only() {
+                self.random_volatile(db)
+            } else {
+                self.dbs[db].dict.random()
+            };
+            let Some(e) = e else {
+                break;
+            };
+            // Higher: evict sooner. A key without access bits counts as just used.
+            let score = match e.access() {
+                None => 0,
+                Some(a) if ev.policy.is_lfu() => {
+                    255 - memory::lfu_decayed(a, now, ev.lfu_decay_time_min)
+                }
+                Some(a) => memory::lru_idle_ms(a, now),
+            };
+            let key = e.key.clone();
+            self.pool.offer(score, db, &key);
+            offered = true;
+        }
+        offered
+    }
+
+    /// A random key of `db` that has a deadline. Drawn from the whole table when
+    /// volatile keys are common; otherwise from the deadline index at a random deadline
+    /// (uniform over deadlines rather than keys: the index cannot be sampled otherwise).
+    fn random_volatile(&self, db: usize) -> Option<&Entry> {
+        const TABLE_DRAWS_MAX: usize = 16;
+        let d = &self.dbs[db];
+        if d.expires.is_empty() {
+            return None;
+        }
+        if d.expires.len() * 4 >= d.dict.len() {
+            for _ in 0..TABLE_DRAWS_MAX {
+                if let Some(e) = d.dict.random()
+                    && e.deadline() != 0
+                {
+                    return Some(e);
+                }
+            }
+        }
+        let (lo, hi) = (d.expires.first()?.0, d.expires.last()?.0);
+        let at = fastrand::u64(lo..=hi);
+        let (_, key) = d.expires.range((at, Str::new(b""))..).next()?;
+        d.dict.get(key)
     }
 }
 

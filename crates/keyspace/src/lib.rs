@@ -11,6 +11,7 @@ mod dict;
 mod error;
 mod glob;
 mod keyspace;
+pub mod memory;
 pub mod notify;
 mod str;
 mod stream;
@@ -23,7 +24,9 @@ pub use ctx::{Block, Ctx, check_subcommand_arity};
 pub use dict::{Dict, DictEntry};
 pub use error::{CmdError, CmdResult};
 pub use glob::glob_match;
-pub use keyspace::{Db, Entry, Keyspace, SnapshotSink, Stats};
+pub use keyspace::{
+    DEADLINE_MAX_MS, Db, EVICTION_KEYS_PER_CALL_MAX, Entry, Evicted, Keyspace, SnapshotSink, Stats,
+};
 pub use str::Str;
 pub use stream::{
     Consumer, Group, LISTPACK_MAX_BYTES, Nack, NodeLimits, Stream, StreamEntry, StreamId,
@@ -45,7 +48,14 @@ pub fn execute(spec: &Spec, ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         Run::Data(handler) => {
             let dirty = ctx.ks.dirty;
             ctx.propagated = false;
+            // Keys taken outside a command (by the node) are counted before this one's.
+            ctx.ks.settle();
             let result = handler(ctx, args);
+            if ctx.ks.dirty == dirty {
+                ctx.ks.forget_taken();
+            } else {
+                ctx.ks.settle();
+            }
             if ctx.ks.dirty != dirty && !ctx.propagated && ctx.ks.feed_enabled() {
                 ctx.ks.feed_push(ctx.db, args.to_vec());
             }

@@ -184,6 +184,9 @@ impl DictEntry for Field {
     fn key(&self) -> &[u8] {
         &self.name
     }
+    fn heap_bytes(&self) -> usize {
+        crate::memory::field_heap_bytes(self)
+    }
 }
 
 /// A score with the total order Redis uses (scores are never NaN; -0 equals 0).
@@ -214,6 +217,9 @@ pub struct Member {
 impl DictEntry for Member {
     fn key(&self) -> &[u8] {
         &self.name
+    }
+    fn heap_bytes(&self) -> usize {
+        crate::memory::member_heap_bytes(self)
     }
 }
 

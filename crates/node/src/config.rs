@@ -520,9 +520,20 @@ impl NodeConfig {
     }
 
     /// Gives the keyspace what it takes from the configuration: the thresholds OBJECT
-    /// ENCODING judges by and the keyspace notification classes.
+    /// ENCODING judges by, how keys are evicted and the keyspace notification classes.
     pub fn configure(&self, ks: &mut keyspace::Keyspace) {
         ks.encodings = self.encodings();
+        let int = |name| u32::try_from(self.standard.int(name)).unwrap_or(u32::MAX);
+        ks.eviction = keyspace::memory::Eviction {
+            policy: self
+                .standard
+                .get("maxmemory-policy")
+                .and_then(|p| keyspace::memory::Policy::parse(&p))
+                .unwrap_or_default(),
+            samples: int("maxmemory-samples") as usize,
+            lfu_log_factor: int("lfu-log-factor"),
+            lfu_decay_time_min: int("lfu-decay-time"),
+        };
         ks.notify_classes = self
             .standard
             .get("notify-keyspace-events")

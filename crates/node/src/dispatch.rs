@@ -171,6 +171,16 @@ fn checked(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flo
         reject(st, Some(spec), &args, out, &e);
         return Flow::Continue;
     }
+    // (A busy script holds the state: other clients' commands never get here meanwhile.)
+    if st.maxmemory() > 0 && st.make_room() && refused_on_oom(st, spec, id, &args) {
+        if let Some(c) = st.clients.get_mut(&id)
+            && c.multi.is_some()
+        {
+            c.multi_error = true;
+        }
+        reject(st, Some(spec), &args, out, crate::memory::OOM);
+        return Flow::Continue;
+    }
     if spec.is(flags::WRITE) && st.no_good_replicas {
         reject(st, Some(spec), &args, out, NOREPLICAS);
         return Flow::Continue;
@@ -213,6 +223,26 @@ fn checked(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flo
         return Flow::Paused { args };
     }
     run(st, id, spec, args, out, false)
+}
+
+/// Whether `spec` is refused while memory is over `maxmemory` (Redis's `denyoom`
+/// commands; EXEC of a transaction holding one; scripts that declare they may write and
+/// not `allow-oom`; and, inside MULTI, anything queued, whose queue would grow unbounded).
+fn refused_on_oom(st: &State, spec: &Spec, id: u64, args: &[Bytes]) -> bool {
+    let Some(client) = st.clients.get(&id) else {
+        return false;
+    };
+    match spec.name {
+        "exec" => client
+            .multi
+            .iter()
+            .flatten()
+            .any(|q| keyspace::lookup(&q[0]).is_some_and(|s| s.is(flags::DENYOOM))),
+        "discard" | "quit" | "reset" => false,
+        _ if client.multi.is_some() => true,
+        "eval" | "evalsha" | "fcall" => crate::scripting::refused_on_oom(st, spec.name, args),
+        _ => spec.is(flags::DENYOOM),
+    }
 }
 
 /// Whether CLIENT PAUSE holds `spec` now: every command (ALL), or writes (WRITE; EXEC of a

@@ -135,18 +135,27 @@ fn section_text(st: &State, section: &str, o: &mut String) {
             );
         }
         "memory" => {
-            let used = used_memory_bytes();
+            let used = st.used_memory();
+            let dataset = st.ks.dataset_bytes() as u64;
+            let allocated = used_memory_bytes();
             let rss = resident_memory_bytes();
+            let max = st.maxmemory();
             let _ = write!(
                 o,
-                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{:.2}\r\nmem_not_counted_for_evict:0\r\nmem_allocator:jemalloc-5.3.0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:{}\r\n",
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{}\r\nused_memory_peak_human:{}\r\nused_memory_overhead:{}\r\nused_memory_startup:0\r\nused_memory_dataset:{dataset}\r\nallocator_allocated:{allocated}\r\nmaxmemory:{max}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_not_counted_for_evict:0\r\nmem_clients_normal:{}\r\nmem_allocator:jemalloc-5.3.0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:{}\r\n",
                 human(used),
                 human(rss),
+                st.memory.peak_bytes.max(used),
+                human(st.memory.peak_bytes.max(used)),
+                used - dataset,
+                human(max),
+                st.ks.eviction.policy.name(),
                 if used > 0 {
                     rss as f64 / used as f64
                 } else {
                     0.0
                 },
+                st.memory.clients_bytes,
                 st.ks.stats.lazyfreed_objects,
             );
             let eval_lua = st.scripting.eval_ref().map_or(0, |e| e.used_memory());
@@ -228,13 +237,14 @@ fn section_text(st: &State, section: &str, o: &mut String) {
             let k = &st.ks.stats;
             let _ = write!(
                 o,
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_forks:0\r\ntotal_error_replies:{}\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\n",
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_forks:0\r\ntotal_error_replies:{}\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\n",
                 s.total_connections_received,
                 s.total_commands_processed,
                 s.total_net_input_bytes,
                 s.total_net_output_bytes,
                 s.rejected_connections,
                 k.expired_keys,
+                k.evicted_keys,
                 k.keyspace_hits,
                 k.keyspace_misses,
                 st.channels.len(),

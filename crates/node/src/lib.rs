@@ -13,6 +13,7 @@ mod durability;
 mod info;
 mod introspect;
 mod introspect_cmd;
+mod memory;
 mod monitor;
 mod persist;
 mod scripting;

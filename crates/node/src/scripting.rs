@@ -262,6 +262,15 @@ impl Host for NodeHost<'_> {
                 denied.script_text()
             ));
         }
+        // Memory was over maxmemory when the script started: what may grow it fails,
+        // unless the script declared allow-oom or has already written.
+        if spec.is(flags::DENYOOM)
+            && self.st.memory.out_of_memory
+            && !ctx.flags.allow_oom
+            && !self.st.scripting.watch.has_written()
+        {
+            return Err(format!("-{}", crate::memory::OOM));
+        }
         if spec.is(flags::WRITE) {
             if self.st.no_good_replicas {
                 return Err(format!("-{}", dispatch::NOREPLICAS));
@@ -324,7 +333,13 @@ pub fn runs_script(command: &str) -> bool {
 /// Whether the script EVAL, EVALSHA or FCALL `args` would run may write: anything but a
 /// script or function flagged `no-writes` (unknown ones count as writing).
 pub fn may_write(st: &State, command: &str, args: &[Bytes]) -> bool {
-    let flags = match command {
+    script_flags(st, command, args).is_none_or(|f| f.compat || !f.no_writes)
+}
+
+/// The flags of the script or function EVAL, EVALSHA or FCALL `args` would run; None when
+/// it is not known (yet).
+fn script_flags(st: &State, command: &str, args: &[Bytes]) -> Option<script::ScriptFlags> {
+    match command {
         "eval" => script::parse_shebang(&args[1]).ok().map(|(f, _)| f),
         "evalsha" => {
             let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
@@ -336,8 +351,14 @@ pub fn may_write(st: &State, command: &str, args: &[Bytes]) -> bool {
             .and_then(|f| f.function(&String::from_utf8_lossy(&args[1])))
             .map(|f| f.flags),
         _ => None,
-    };
-    flags.is_none_or(|f| f.compat || !f.no_writes)
+    }
+}
+
+/// Whether the script EVAL, EVALSHA or FCALL `args` would run is refused while memory is
+/// over `maxmemory`: one that declares flags, may write and is not `allow-oom`. Scripts
+/// without flags run; their `redis.call`s of commands that may grow memory fail instead.
+pub fn refused_on_oom(st: &State, command: &str, args: &[Bytes]) -> bool {
+    script_flags(st, command, args).is_some_and(|f| !f.compat && !f.no_writes && !f.allow_oom)
 }
 
 /// numkeys of EVAL / FCALL: the keys and the arguments after it.
@@ -401,6 +422,9 @@ fn refuse_before_run(
     }
     if may_write && st.no_good_replicas {
         return Some(dispatch::NOREPLICAS);
+    }
+    if may_write && !flags.allow_oom && st.memory.out_of_memory {
+        return Some(crate::memory::OOM);
     }
     None
 }

@@ -144,6 +144,11 @@ async fn cron(shared: Arc<Shared>) {
             let now_secs = st.ks.now_ms() / 1000;
             st.intro.latency_sample("expire-cycle", now_secs, ms);
         }
+        st.refresh_clients_memory();
+        // Eviction that stopped at its per-call bound carries on here.
+        if st.maxmemory() > 0 {
+            st.make_room();
+        }
         if st.ks.has_touched() {
             st.handle_touched();
         }

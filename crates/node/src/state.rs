@@ -266,6 +266,8 @@ pub struct State {
     pub unpaused: Arc<Notify>,
     /// Connections waiting for the pause to end (counted as blocked, as in Redis).
     pub paused_clients: usize,
+    /// What counts toward `maxmemory`, and whether memory is over it.
+    pub memory: crate::memory::Memory,
 }
 
 /// A CLIENT PAUSE: until when, and whether only writes wait.
@@ -312,6 +314,7 @@ impl State {
             pause: None,
             unpaused: Default::default(),
             paused_clients: 0,
+            memory: Default::default(),
         };
         st.apply_config();
         st
@@ -325,6 +328,8 @@ impl State {
         crate::scripting::apply_config(self);
         // No replicas here: asking for some refuses every write, as Redis does without them.
         self.no_good_replicas = self.config.standard.int("min-replicas-to-write") > 0;
+        // A lower maxmemory takes effect at once, as CONFIG SET maxmemory does in Redis.
+        self.make_room();
     }
 
     /// Replaces the access keys at once and ends the sessions opened with a key that

@@ -132,6 +132,11 @@ impl Watch {
         self.wrote.store(true, Ordering::Release);
     }
 
+    /// Whether the running script wrote.
+    pub fn has_written(&self) -> bool {
+        self.wrote.load(Ordering::Acquire)
+    }
+
     fn now_us(&self) -> u64 {
         // Never 0, which means "nothing runs".
         self.epoch.elapsed().as_micros() as u64 + 1

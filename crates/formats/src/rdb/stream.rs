@@ -8,9 +8,9 @@
 
 use std::io::{Read, Write};
 
+use super::encodings::listpack_backlen_size;
 use super::read::Reader;
 use super::write::RdbWriter;
-use super::encodings::listpack_backlen_size;
 use super::{encodings, kind};
 use crate::FormatError;
 

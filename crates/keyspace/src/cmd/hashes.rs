@@ -17,15 +17,12 @@ pub fn hset(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let h = c.ks.hash_or_create(c.db, &a[1])?;
     let mut added = 0;
     for fv in a[2..].chunks(2) {
-        match h.get_mut(&fv[0]) {
-            Some(f) => f.value = Str::new(&fv[1]),
-            None => {
-                h.insert_new(Field {
-                    name: Str::new(&fv[0]),
-                    value: Str::new(&fv[1]),
-                });
-                added += 1;
-            }
+        let field = Field {
+            name: Str::new(&fv[0]),
+            value: Str::new(&fv[1]),
+        };
+        if h.insert(field).is_none() {
+            added += 1;
         }
     }
     c.changed(&a[1], notify::HASH, "hset");

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use crate::ctx::{int, is, lossy};
 use crate::glob::glob_match;
 use crate::value::ZSet;
-use crate::{CmdError, CmdResult, Ctx, Dict, DictEntry, Str, Value, notify};
+use crate::{CmdError, CmdResult, Ctx, Dict, DictEntry, Str, Value, memory, notify};
 
 pub fn del(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let mut n = 0;
@@ -37,7 +37,7 @@ pub fn exists(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 
 pub fn type_(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let name =
-        c.ks.get(c.db, &a[1])
+        c.ks.get_untouched(c.db, &a[1])
             .map_or("none", |e| e.value.kind().name());
     c.out.simple(name);
     Ok(())
@@ -127,7 +127,7 @@ pub fn pexpireat(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 /// TTL family: -2 no key, -1 no expiry, else `f(deadline, now)`.
 fn ttl_generic(c: &mut Ctx, key: &[u8], f: fn(u64, u64) -> i64) -> CmdResult {
     let now = c.now_ms();
-    let reply = match c.ks.get(c.db, key) {
+    let reply = match c.ks.get_untouched(c.db, key) {
         None => -2,
         Some(e) => e.expire_at_ms().map_or(-1, |at| f(at, now)),
     };
@@ -492,7 +492,9 @@ pub fn object(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         });
     }
     let limits = c.ks.encodings;
-    let Some(e) = c.ks.get(c.db, &a[2]) else {
+    let ev = c.ks.eviction;
+    let now = c.now_ms();
+    let Some(e) = c.ks.get_untouched(c.db, &a[2]) else {
         c.out.null();
         return Ok(());
     };
@@ -502,11 +504,25 @@ pub fn object(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             c.out.bulk(enc.as_bytes());
         }
         "refcount" => c.out.int(1),
-        "idletime" => c.out.int(0),
-        _ => {
+        "idletime" if ev.policy.is_lfu() => {
+            return Err(CmdError::other(
+                "ERR An LRU maxmemory policy is not selected, access time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+            ));
+        }
+        "idletime" => {
+            let idle_ms = e.access().map_or(0, |a| memory::lru_idle_ms(a, now));
+            c.out.int((idle_ms / 1000) as i64)
+        }
+        _ if !ev.policy.is_lfu() => {
             return Err(CmdError::other(
                 "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
             ));
+        }
+        _ => {
+            let freq = e
+                .access()
+                .map_or(0, |a| memory::lfu_decayed(a, now, ev.lfu_decay_time_min));
+            c.out.int(freq as i64)
         }
     }
     Ok(())

@@ -383,3 +383,208 @@ fn replays_apply_logged_stream_effects_as_written() {
         1_700_000_000_000
     );
 }
+
+/// Runs one command line (words split on spaces) against `ks`.
+fn run(ks: &mut Keyspace, line: &str) -> String {
+    let args: Vec<Bytes> = line
+        .split(' ')
+        .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+        .collect();
+    let spec = lookup(&args[0]).unwrap_or_else(|| panic!("unknown command in {line}"));
+    let mut out = ReplyBuf::new(Protocol::Resp2);
+    let mut ctx = Ctx::new(ks, 0, &mut out);
+    if let Err(e) = crate::execute(spec, &mut ctx, &args) {
+        out.error(&e.to_string());
+    }
+    let bytes = out.take();
+    let (frame, _) = Frame::parse(&bytes, &Limits::default())
+        .expect("well-formed reply")
+        .expect("whole reply");
+    render(&frame)
+}
+
+#[test]
+fn memory_accounting_follows_every_kind_of_change() {
+    let long = "x".repeat(100);
+    let script = [
+        "set s short".to_string(),
+        format!("set s {long}"),
+        format!("append s {long}"),
+        "setrange s 500 y".into(),
+        "incr n".into(),
+        "incrbyfloat f 1.5".into(),
+        "setbit b 10000 1".into(),
+        "pfadd h a b c d e f".into(),
+        format!("rpush l a b {long} {long} c"),
+        format!("lpush l {long}"),
+        "lpop l 2".into(),
+        format!("lset l 0 {long}{long}"),
+        "linsert l before c zz".into(),
+        "ltrim l 0 2".into(),
+        "rpoplpush l l2".into(),
+        format!("hset hh f1 v1 f2 {long}"),
+        format!("hset hh f1 {long}{long}"),
+        "hincrby hh n 5".into(),
+        "hdel hh f2".into(),
+        format!("sadd st a b {long} 1 2 3"),
+        "srem st a".into(),
+        "spop st".into(),
+        "sinterstore st2 st st".into(),
+        format!("zadd z 1 a 2 {long} 3 c"),
+        "zincrby z 5 a".into(),
+        "zrem z c".into(),
+        "zunionstore z2 1 z".into(),
+        format!("xadd x 1-1 f {long} g v"),
+        "xadd x 2-1 f v".into(),
+        "xgroup create x g 0".into(),
+        "xreadgroup group g c count 1 streams x >".into(),
+        "xdel x 1-1".into(),
+        "xtrim x maxlen 0".into(),
+        "geoadd geo 13.361389 38.115556 palermo".into(),
+        "sort l alpha store sorted".into(),
+        "rename s s2".into(),
+        "copy s2 s3".into(),
+        "expire s3 100".into(),
+        "persist s3".into(),
+        "getdel s3".into(),
+        "move s2 0".into(),
+        "del l l2 hh".into(),
+        "unlink st st2".into(),
+        "set s4 v ex 100".into(),
+        format!("set s4 {long} keepttl"),
+        "getex s4 persist".into(),
+        "flushdb".into(),
+        format!("set after {long}"),
+    ];
+    let mut ks = Keyspace::new(1);
+    ks.set_clock(1_800_000_000_000);
+    for line in &script {
+        run(&mut ks, line);
+        for (used, recomputed) in ks.audit_bytes() {
+            assert_eq!(used, recomputed, "after {line}");
+        }
+    }
+    assert!(ks.dataset_bytes() > 64 + 128);
+}
+
+#[test]
+fn reads_count_nothing_and_leave_idle_keys_alone() {
+    let mut ks = Keyspace::new(1);
+    let t = 1_800_000_000_000;
+    ks.set_clock(t);
+    ks.eviction.policy = crate::memory::Policy::AllKeysLru;
+    run(&mut ks, "set k v");
+    let before = ks.dataset_bytes();
+    ks.set_clock(t + 30_000);
+    for line in ["ttl k", "type k", "exists k", "object encoding k"] {
+        run(&mut ks, line);
+    }
+    assert_eq!(run(&mut ks, "object idletime k"), ":30");
+    assert_eq!(run(&mut ks, "get k"), "\"v\"");
+    assert_eq!(run(&mut ks, "object idletime k"), ":0");
+    assert_eq!(ks.dataset_bytes(), before);
+    assert!(run(&mut ks, "object freq k").starts_with("-ERR An LFU"));
+}
+
+/// A keyspace with `cold` keys set at `t` and `hot` keys read again 100 s later.
+fn aged(policy: crate::memory::Policy, cold: usize, hot: usize, ttl: bool) -> Keyspace {
+    let mut ks = Keyspace::new(1);
+    let t = 1_800_000_000_000;
+    ks.set_clock(t);
+    ks.eviction.policy = policy;
+    // Every read increments a hot key's LFU counter.
+    ks.eviction.lfu_log_factor = 0;
+    let ex = if ttl { " ex 1000" } else { "" };
+    for i in 0..cold {
+        run(&mut ks, &format!("set cold{i} v{ex}"));
+    }
+    for i in 0..hot {
+        run(&mut ks, &format!("set hot{i} v{ex}"));
+    }
+    ks.set_clock(t + 100_000);
+    for i in 0..hot {
+        for _ in 0..20 {
+            run(&mut ks, &format!("get hot{i}"));
+        }
+    }
+    ks
+}
+
+#[test]
+fn lru_and_lfu_evict_the_keys_not_used() {
+    use crate::memory::Policy;
+    for policy in [Policy::AllKeysLru, Policy::AllKeysLfu, Policy::VolatileLru] {
+        let mut ks = aged(policy, 90, 10, true);
+        ks.set_feed(true);
+        let bytes = ks.dataset_bytes();
+        assert_eq!(ks.evict(bytes / 5), crate::Evicted::Enough, "{policy:?}");
+        let evicted = ks.stats.evicted_keys;
+        assert!(evicted >= 15, "{policy:?}: {evicted}");
+        for i in 0..10 {
+            assert_eq!(run(&mut ks, &format!("exists hot{i}")), ":1", "{policy:?}");
+        }
+        // Each eviction is logged as a DEL for the AOF.
+        let dels = ks.drain_feed().filter(|(_, a)| a[0] == "DEL").count();
+        assert_eq!(dels as u64, evicted);
+    }
+}
+
+#[test]
+fn volatile_policies_keep_keys_without_a_deadline() {
+    use crate::memory::Policy;
+    for policy in [
+        Policy::VolatileLru,
+        Policy::VolatileLfu,
+        Policy::VolatileRandom,
+        Policy::VolatileTtl,
+    ] {
+        let mut ks = aged(policy, 0, 0, false);
+        for i in 0..20 {
+            run(&mut ks, &format!("set keep{i} v"));
+            run(&mut ks, &format!("set go{i} v px {}", 1000 + i));
+        }
+        assert_eq!(ks.evict(usize::MAX), crate::Evicted::Stuck, "{policy:?}");
+        assert_eq!(ks.stats.evicted_keys, 20, "{policy:?}");
+        assert_eq!(run(&mut ks, "dbsize"), ":20");
+        assert_eq!(run(&mut ks, "exists keep0 keep19"), ":2");
+    }
+    let mut ks = aged(Policy::VolatileTtl, 0, 0, false);
+    run(&mut ks, "set later v ex 500");
+    run(&mut ks, "set sooner v ex 5");
+    assert_eq!(ks.evict(1), crate::Evicted::Enough);
+    assert_eq!(run(&mut ks, "exists sooner later"), ":1");
+    assert_eq!(run(&mut ks, "exists later"), ":1");
+    let mut ks = aged(Policy::NoEviction, 5, 0, false);
+    assert_eq!(ks.evict(1), crate::Evicted::Stuck);
+}
+
+#[test]
+fn deadlines_keep_their_value_whether_or_not_access_bits_fit() {
+    let mut ks = Keyspace::new(1);
+    let t = 1_800_000_000_000u64;
+    ks.set_clock(t);
+    ks.eviction.policy = crate::memory::Policy::AllKeysLru;
+    for at in [
+        t + 1,
+        t + 86_400_000 * 365 * 20,
+        (1u64 << 62) - 1,
+        5_000_000_000_000,
+    ] {
+        run(&mut ks, "set k v");
+        assert_eq!(run(&mut ks, &format!("pexpireat k {at}")), ":1");
+        assert_eq!(run(&mut ks, "pexpiretime k"), format!(":{at}"));
+        run(&mut ks, "persist k");
+        assert_eq!(run(&mut ks, "pttl k"), ":-1");
+    }
+    run(&mut ks, "pexpireat k 9223372036854770000");
+    assert_eq!(
+        run(&mut ks, "pexpiretime k"),
+        format!(":{}", crate::DEADLINE_MAX_MS)
+    );
+    // Access bits survive a deadline being set.
+    run(&mut ks, "set a v");
+    ks.set_clock(t + 7_000);
+    run(&mut ks, "expire a 100");
+    ks.set_clock(t + 9_000);
+    assert_eq!(run(&mut ks, "object idletime a"), ":2");
+}

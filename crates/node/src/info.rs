@@ -137,11 +137,23 @@ fn section_text(st: &State, section: &str, o: &mut String) {
         "memory" => {
             let used = used_memory_bytes();
             let rss = resident_memory_bytes();
+            let maxmemory: u64 = st
+                .config
+                .standard
+                .get("maxmemory")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let policy = st
+                .config
+                .standard
+                .get("maxmemory-policy")
+                .unwrap_or_default();
             let _ = write!(
                 o,
-                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{:.2}\r\nmem_not_counted_for_evict:0\r\nmem_allocator:jemalloc-5.3.0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:{}\r\n",
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_not_counted_for_evict:0\r\nmem_allocator:jemalloc-5.3.0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:{}\r\n",
                 human(used),
                 human(rss),
+                human(maxmemory),
                 if used > 0 {
                     rss as f64 / used as f64
                 } else {

@@ -376,7 +376,7 @@ mod tests {
 
     #[test]
     fn the_sku_table_is_azures() {
-        // (name, capacity, MB, maxclients, maxmemory bytes with the default reservations)
+        // (name, capacity, MB, maxclients)
         let table: &[(SkuName, i64, u64, u32)] = &[
             (SkuName::Basic, 0, 250, 256),
             (SkuName::Standard, 1, 1024, 1_000),
@@ -490,7 +490,9 @@ mod tests {
         }
         let basic = sku(SkuName::Basic, 0);
         // Refused, naming the key.
-        let bad: &[(&Sku, &[(&str, &str)], &str)] = &[
+        // (sku, settings, the key named)
+        type Bad<'a> = (&'a Sku, &'a [(&'a str, &'a str)], &'a str);
+        let bad: &[Bad] = &[
             (&c0, &[("maxmemory-policy", "lru")], "maxmemory-policy"),
             (
                 &c0,

@@ -18,7 +18,7 @@ use crate::harness::{
 };
 use crate::serve::{
     API, ControlPlane, TOKEN, cache_url, call, client, create, got_keys, premium, reconnect, redis,
-    wait_operation,
+    restart_with_new_settings, wait_operation,
 };
 
 fn env(name: &str) -> String {
@@ -429,13 +429,7 @@ fn a_hung_store_holds_up_only_its_own_cache() {
     let (status, _, got) = call(reqwest::Method::GET, &cache_url(&cp, "other"), None);
     assert_eq!(status, 200);
     assert_eq!(got["properties"]["port"], other["properties"]["port"]);
-    let (status, headers, patched) = call(
-        reqwest::Method::PATCH,
-        &cache_url(&cp, "other"),
-        Some(json!({"properties": {"redisConfiguration": {"maxclients": "999"}}})),
-    );
-    assert_eq!(status, 200, "{patched}");
-    assert_eq!(wait_operation(&headers), "Succeeded");
+    restart_with_new_settings(&cp, "other");
     let key = got_keys(&cp, "other")["primaryKey"]
         .as_str()
         .unwrap()

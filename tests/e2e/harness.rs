@@ -265,6 +265,18 @@ pub fn ok() -> Frame {
     Frame::Simple("OK".into())
 }
 
+/// One field of an INFO section (`field:value` line), as text.
+pub fn info_field(c: &mut Conn, section: &str, field: &str) -> String {
+    let Frame::Bulk(info) = c.cmd(&["INFO", section]) else {
+        panic!("INFO {section} is not a bulk string")
+    };
+    String::from_utf8_lossy(&info)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("INFO {section} has no {field}"))
+        .to_string()
+}
+
 pub fn err_text(f: &Frame) -> &str {
     match f {
         Frame::Error(e) => e,

@@ -4,6 +4,7 @@
 mod deploy;
 mod hardening;
 mod harness;
+mod memory;
 mod node_clients;
 mod node_compat;
 mod node_introspection;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use resp::Frame;
 
-use crate::harness::{CACHEPLANE, Conn, Server, TempDir, free_port, ok};
+use crate::harness::{CACHEPLANE, Conn, Server, TempDir, free_port, info_field, ok};
 
 /// Databases the test dataset uses.
 const DBS: [usize; 3] = [0, 5, 15];
@@ -174,14 +174,6 @@ fn sorted(f: Frame, group: usize) -> String {
     let mut groups: Vec<String> = items.chunks(group).map(|g| format!("{g:?}")).collect();
     groups.sort();
     groups.join(",")
-}
-
-fn info_field(c: &mut Conn, section: &str, field: &str) -> String {
-    let info = text(&c.cmd(&["INFO", section]));
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("INFO has no {field}"))
-        .to_string()
 }
 
 /// Waits for a background save to finish; fails the test after `timeout`.

@@ -162,21 +162,24 @@ pub(crate) fn got_keys(cp: &ControlPlane, name: &str) -> Value {
 /// accounts: customers cannot send BGREWRITEAOF (Azure blocks it), but a restart with new
 /// settings starts shipping from a fresh base.
 pub(crate) fn rewrite_aof(cp: &ControlPlane, name: &str) {
-    let maxclients = format!("{}", 1000 + fastrand_u16());
+    restart_with_new_settings(cp, name);
+}
+
+/// Restarts a cache's node by PATCHing a setting its listeners take at start (the minimum
+/// TLS version, between 1.2 and 1.3); waits until the update succeeded.
+pub(crate) fn restart_with_new_settings(cp: &ControlPlane, name: &str) {
+    let (_, _, got) = call(reqwest::Method::GET, &cache_url(cp, name), None);
+    let next = match got["properties"]["minimumTlsVersion"].as_str() {
+        Some("1.3") => "1.2",
+        _ => "1.3",
+    };
     let (status, headers, body) = call(
         reqwest::Method::PATCH,
         &cache_url(cp, name),
-        Some(json!({"properties": {"redisConfiguration": {"maxclients": maxclients}}})),
+        Some(json!({"properties": {"minimumTlsVersion": next}})),
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(wait_operation(&headers), "Succeeded");
-}
-
-/// A small number that differs between calls (a new setting for every PATCH).
-fn fastrand_u16() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Waits until the node on `port` (restarting) takes `key`, and returns the connection.

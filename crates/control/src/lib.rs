@@ -1,9 +1,10 @@
 //! The control plane's core, without I/O: the `Microsoft.Cache/redis` resource model as
 //! Azure Resource Manager shapes it, the validation Azure applies to it (with ARM's error
-//! bodies), and the access keys. The HTTP shell, the resource store and the node
-//! supervisor build on it.
+//! bodies), each SKU's memory and the node settings it comes to, and the access keys. The
+//! HTTP shell, the resource store and the node supervisor build on it.
 
 pub mod error;
+pub mod memory;
 pub mod model;
 pub mod store;
 pub mod validate;

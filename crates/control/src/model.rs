@@ -157,18 +157,20 @@ impl Cache {
     /// GET's body: ARM's `RedisResource`, without secrets (and without storage warnings,
     /// which the control plane adds).
     pub fn to_resource(&self, host: &str) -> RedisResource {
-        let config: BTreeMap<String, String> = self
+        let mut config: BTreeMap<String, String> = self
             .redis_configuration
             .iter()
             .filter(|(k, _)| !SECRET_CONFIG_KEYS.contains(&k.as_str()))
+            .filter(|(k, _)| !crate::memory::READ_ONLY_KEYS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
-            .chain(
-                [("maxclients", "10000")]
-                    .into_iter()
-                    .filter(|(k, _)| !self.redis_configuration.contains_key(*k))
-                    .map(|(k, v)| (k.to_string(), v.to_string())),
-            )
             .collect();
+        // The memory settings as they apply, defaults included, as Azure reports them (a
+        // stored record was checked when it was written).
+        if let Ok(memory) = crate::memory::resolve(&self.sku, &self.redis_configuration) {
+            for (k, v) in memory.reported() {
+                config.insert(k.to_string(), v);
+            }
+        }
         RedisResource {
             id: self.id(),
             name: self.name.clone(),
@@ -233,7 +235,10 @@ pub struct RedisProperties {
     pub redis_version: String,
     pub sku: Sku,
     pub enable_non_ssl_port: bool,
-    /// Settings as given, without the connection strings (write-only).
+    /// Settings as given, without the connection strings (write-only), with the memory
+    /// settings as they apply: `maxclients` and the reservations (MB) as Azure reports
+    /// them, and cacheplane's read-only `cacheplane-maxmemory-bytes`, the node's
+    /// `maxmemory` after the reservations and `cacheplane-memory-scale`.
     pub redis_configuration: BTreeMap<String, String>,
     pub minimum_tls_version: String,
     pub public_network_access: String,

@@ -1,5 +1,6 @@
 //! The checks Azure makes before it creates or changes a cache, each refusal naming the
-//! property at fault; and the persistence plan a valid configuration means.
+//! property at fault; and the persistence plan a valid configuration means. The memory
+//! settings' checks live with the SKU table they depend on, in `crate::memory`.
 
 use std::collections::BTreeMap;
 

@@ -204,13 +204,27 @@ fn take_events(shared: &Shared) -> Vec<blob::BlobEvent> {
     log.recent.drain(..).collect()
 }
 
-/// Export and import on a running node (see [`NodeHandle::control`]).
+/// Export, import and settings changes on a running node (see [`NodeHandle::control`]).
 #[derive(Clone)]
 pub struct NodeControl {
     shared: Arc<Shared>,
 }
 
 impl NodeControl {
+    /// Changes settings at once, as one CONFIG SET of them all does: every one is checked
+    /// before any applies, and the node takes what it derives from them (the control
+    /// plane's live changes: memory limits, eviction policy, maxclients).
+    pub async fn config_set(&self, settings: &[(&str, &str)]) -> Result<(), ConfigError> {
+        let mut st = self.shared.lock_when_idle().await;
+        let mut next = st.config.clone();
+        for (name, value) in settings {
+            next.set(name, value)?;
+        }
+        st.config = next;
+        st.apply_config();
+        Ok(())
+    }
+
     /// Streams a snapshot into `key` of `store`; returns the bytes stored.
     pub async fn export(
         &self,

@@ -726,10 +726,15 @@ async fn put_cache(
 ) -> Result<Response> {
     let id = p.id()?;
     control::validate::cache_name(&p.name)?;
-    let params: CreateParameters = parse_body(&body)?;
+    let mut params: CreateParameters = parse_body(&body)?;
     control::validate::location(&params.location)?;
     control::validate::minimum_tls_version(params.properties.minimum_tls_version.as_deref())?;
     control::validate::sku(&params.properties.sku)?;
+    control::memory::accept(&mut params.properties.redis_configuration)?;
+    control::memory::settle(
+        &params.properties.sku,
+        &mut params.properties.redis_configuration,
+    )?;
     control::validate::persistence(
         &params.properties.sku,
         &params.properties.redis_configuration,
@@ -900,27 +905,33 @@ async fn patch_cache(
     }
     let props = params.properties;
     control::validate::minimum_tls_version(props.minimum_tls_version.as_deref())?;
-    // The node's listeners change with these: it restarts (keeping its data).
-    let restart = props.sku.is_some()
-        || props.redis_configuration.is_some()
-        || props
-            .enable_non_ssl_port
-            .is_some_and(|v| v != cache.enable_non_ssl_port)
-        || props
-            .minimum_tls_version
-            .as_ref()
-            .is_some_and(|v| Some(v) != cache.minimum_tls_version.as_ref());
+    let before = cache.clone();
+    let mut given = props.redis_configuration.unwrap_or_default();
+    control::memory::accept(&mut given)?;
     if let Some(sku) = props.sku {
         control::validate::sku(&sku)?;
+        if sku != cache.sku {
+            control::memory::rescale(&mut given, &mut cache.redis_configuration, &cache.sku, &sku);
+        }
         cache.sku = sku;
     }
-    if let Some(config) = props.redis_configuration {
-        // As ARM merges redisConfiguration: given keys replace, others stay.
-        for (k, v) in config {
-            cache.redis_configuration.insert(k, v);
-        }
-    }
+    // As ARM merges redisConfiguration: given keys replace, others stay.
+    cache.redis_configuration.extend(given);
+    let memory = control::memory::settle(&cache.sku, &mut cache.redis_configuration)?;
     control::validate::persistence(&cache.sku, &cache.redis_configuration)?;
+    // The node's listeners and persistence change with these: it restarts (keeping its
+    // data). The SKU and the memory settings reach the running node live.
+    let restart =
+        control::memory::restarts(&before.redis_configuration, &cache.redis_configuration)
+            || props
+                .enable_non_ssl_port
+                .is_some_and(|v| v != cache.enable_non_ssl_port)
+            || props
+                .minimum_tls_version
+                .as_ref()
+                .is_some_and(|v| Some(v) != cache.minimum_tls_version.as_ref());
+    let live = !restart
+        && control::memory::resolve(&before.sku, &before.redis_configuration).ok() != Some(memory);
     control::validate::storage_access(&cache.redis_configuration, &app.access)?;
     if let Some(v) = props.enable_non_ssl_port {
         cache.enable_non_ssl_port = v;
@@ -951,6 +962,10 @@ async fn patch_cache(
         )
             .into_response());
     }
+    if live {
+        app.nodes.set_memory(&k, &cache).await.map_err(internal)?;
+    }
+    drop(busy);
     Ok(json(StatusCode::OK, &body))
 }
 

@@ -5,8 +5,8 @@
 //! a config file only its owner can read (connection strings and keys stay off command
 //! lines), and later changes go over RESP on the control plane's own connection: it
 //! authenticates with the node's admin key, which no customer holds (the commands it uses,
-//! CACHEPLANE and SHUTDOWN, are unknown commands for customers). The actor probes the child
-//! with a timeout; one that stops answering is killed and restarted.
+//! CACHEPLANE, CONFIG and SHUTDOWN, are unknown commands for customers). The actor probes
+//! the child with a timeout; one that stops answering is killed and restarted.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -170,6 +170,23 @@ impl ChildNode {
         anyhow::ensure!(reply == "+OK", "CACHEPLANE SETKEYS answered {reply}");
         self.cfg.requirepass = primary;
         self.cfg.requirepass_secondary = secondary;
+        write_private(&conf_path(&self.cfg), &config_file(&self.cfg))
+    }
+
+    /// Changes settings of the running node at once (one CONFIG SET on the control plane's
+    /// own connection, so all or none apply), and in its config file for later restarts.
+    pub async fn config_set(&mut self, settings: &[(&str, &str)]) -> anyhow::Result<()> {
+        let mut args = vec!["CONFIG", "SET"];
+        for (name, value) in settings {
+            args.extend([*name, *value]);
+        }
+        let reply = self.command(&args).await?;
+        anyhow::ensure!(reply == "+OK", "CONFIG SET answered {reply}");
+        for (name, value) in settings {
+            self.cfg
+                .set(name, value)
+                .map_err(|e| anyhow::anyhow!("node setting {name} {value}: {e}"))?;
+        }
         write_private(&conf_path(&self.cfg), &config_file(&self.cfg))
     }
 
@@ -401,6 +418,9 @@ fn config_file(cfg: &NodeConfig) -> String {
         "save \"\"".to_string(),
         "exit-with-parent yes".to_string(),
         format!("maxclients {}", cfg.maxclients),
+        format!("maxmemory {}", setting(cfg, "maxmemory")),
+        format!("maxmemory-policy {}", setting(cfg, "maxmemory-policy")),
+        format!("maxmemory-samples {}", setting(cfg, "maxmemory-samples")),
         format!("appendonly {}", if cfg.appendonly { "yes" } else { "no" }),
         format!(
             "requirepass {}",
@@ -469,6 +489,11 @@ fn config_file(cfg: &NodeConfig) -> String {
     lines.join("\n") + "\n"
 }
 
+/// A setting's value as CONFIG GET prints it (which the config file reads back).
+fn setting(cfg: &NodeConfig, name: &str) -> String {
+    cfg.get(name).unwrap_or_default()
+}
+
 fn path_text(p: &Option<PathBuf>) -> String {
     p.as_ref()
         .map(|p| p.display().to_string())
@@ -506,6 +531,10 @@ mod tests {
             ..Default::default()
         };
         cfg.save = Vec::new();
+        cfg.set("maxmemory", "104857600").unwrap();
+        cfg.set("maxmemory-policy", "allkeys-lru").unwrap();
+        cfg.set("maxmemory-samples", "3").unwrap();
+        cfg.maxclients = 256;
         cfg.storage.prefix = "caches/x-1".into();
         cfg.storage.aof_accounts[0] = Some(
             blob::Account::parse("Provider=S3;Endpoint=http://127.0.0.1:9;Bucket=bkt;AccessKeyId=a;SecretAccessKey=s;Region=us-east-1").unwrap(),
@@ -521,5 +550,13 @@ mod tests {
         assert_eq!(back.storage.prefix, "caches/x-1");
         assert_eq!(back.storage.aof_accounts, cfg.storage.aof_accounts);
         assert!(back.save.is_empty());
+        for (name, value) in [
+            ("maxmemory", "104857600"),
+            ("maxmemory-policy", "allkeys-lru"),
+            ("maxmemory-samples", "3"),
+            ("maxclients", "256"),
+        ] {
+            assert_eq!(back.get(name).as_deref(), Some(value), "{name}");
+        }
     }
 }

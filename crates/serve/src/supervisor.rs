@@ -103,6 +103,11 @@ enum Msg {
         cache: Box<Cache>,
         reply: oneshot::Sender<anyhow::Result<()>>,
     },
+    /// Gives the running node the cache's memory settings without a restart.
+    SetMemory {
+        cache: Box<Cache>,
+        reply: oneshot::Sender<anyhow::Result<()>>,
+    },
     Control {
         reply: oneshot::Sender<Option<node::NodeControl>>,
     },
@@ -181,6 +186,14 @@ fn auth_keys(cache: &Cache) -> (Option<String>, Option<String>) {
     }
 }
 
+/// The node settings `cache`'s memory settings come to (maxmemory, its policy and
+/// samples, maxclients): at start, and live when they change.
+fn memory_settings(cache: &Cache) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let memory = control::memory::resolve(&cache.sku, &cache.redis_configuration)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    Ok(memory.node_settings())
+}
+
 /// The local directory of a cache's node.
 pub fn cache_dir(cache: &Cache, data_dir: &Path) -> PathBuf {
     data_dir.join("caches").join(cache.instance_tag())
@@ -248,12 +261,12 @@ pub fn node_config(cache: &Cache, settings: &NodeSettings) -> anyhow::Result<Nod
     }
     cfg.save = Vec::new();
     (cfg.requirepass, cfg.requirepass_secondary) = auth_keys(cache);
-    if let Some(n) = cache
-        .redis_configuration
-        .get("maxclients")
-        .and_then(|v| v.parse().ok())
-    {
-        cfg.maxclients = n;
+    // maxclients is the SKU's (read-only in Azure's redisConfiguration); maxmemory is the
+    // SKU's size less maxmemory-reserved and maxfragmentationmemory-reserved, both
+    // unavailable for data in Azure, times cacheplane-memory-scale (control::memory).
+    for (name, value) in memory_settings(cache)? {
+        cfg.set(name, &value)
+            .map_err(|e| anyhow::anyhow!("node setting {name} {value}: {e}"))?;
     }
     let mut storage = StorageConfig {
         prefix: format!("caches/{tag}"),
@@ -451,6 +464,25 @@ impl Supervisor {
             .map_err(|_| anyhow::anyhow!("the cache's actor is gone"))?
     }
 
+    /// Gives the running node of `key` its cache's memory settings (maxmemory, its policy,
+    /// maxclients), at once and keeping its data.
+    pub async fn set_memory(&self, key: &str, cache: &Cache) -> anyhow::Result<()> {
+        let Some(inbox) = self.existing(key) else {
+            return Ok(());
+        };
+        let (reply, answer) = oneshot::channel();
+        inbox
+            .send(Msg::SetMemory {
+                cache: Box::new(cache.clone()),
+                reply,
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("the cache's actor is gone"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the cache's actor is gone"))?
+    }
+
     /// A handle for export and import on the running node of `key` (in-process nodes).
     pub async fn control(&self, key: &str) -> Option<node::NodeControl> {
         let inbox = self.existing(key)?;
@@ -523,6 +555,14 @@ impl CacheActor {
                 }
                 let _ = reply.send(result);
             }
+            Msg::SetMemory { cache, reply } => {
+                let result = self.set_memory(&cache).await;
+                if result.is_ok() {
+                    // A restart after a failure starts with them too.
+                    self.cache = Some(*cache);
+                }
+                let _ = reply.send(result);
+            }
             Msg::Control { reply } => {
                 let control = match &self.node {
                     Some(Node::InProcess(h)) => Some(h.control()),
@@ -539,6 +579,20 @@ impl CacheActor {
                 });
                 let _ = reply.send(events);
             }
+        }
+    }
+
+    async fn set_memory(&mut self, cache: &Cache) -> anyhow::Result<()> {
+        let settings = memory_settings(cache)?;
+        let settings: Vec<(&str, &str)> = settings.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        match &mut self.node {
+            Some(Node::InProcess(h)) => h
+                .control()
+                .config_set(&settings)
+                .await
+                .map_err(|e| anyhow::anyhow!("set the node's memory settings: {e}")),
+            Some(Node::Process(c)) => c.config_set(&settings).await,
+            None => Ok(()),
         }
     }
 

@@ -59,16 +59,20 @@ loadgen() {
 field() { tr ' ' '\n' <<<"$1" | awk -F= -v f="$2" '$1==f{print $2}'; } # summary name
 
 # fill_bytes <redis|node> <flags...>: a fresh server with no maxmemory filled with FIT_KEYS
-# keys; prints its used_memory before and after.
+# keys; prints its used_memory (what eviction weighs) and allocator_allocated (what the
+# allocator holds: the node counts its own memory, not the process's) before and after.
 fill_bytes() {
   local who=$1; shift
-  local port before after
+  local port used0 used1 alloc0 alloc1
   port=$(start "$who" "$WORK/fill-$who")
-  before=$(info_field "$port" used_memory)
+  sleep 0.25
+  used0=$(info_field "$port" used_memory); alloc0=$(info_field "$port" allocator_allocated)
   loadgen "$port" --mode fill --keys "$FIT_KEYS" "$@" >/dev/null
-  after=$(info_field "$port" used_memory)
+  # redis-server refreshes allocator_allocated in its cron, every 100 ms.
+  sleep 0.25
+  used1=$(info_field "$port" used_memory); alloc1=$(info_field "$port" allocator_allocated)
   stop "$port"
-  echo "$before $after"
+  echo "$used0 $used1 $alloc0 $alloc1"
 }
 
 # The non-evicting fill, which also sizes maxmemory: what redis-server needs for FIT_KEYS.
@@ -78,9 +82,9 @@ for who in redis node; do
   for ttl in none ex; do
     flags=(); [ $ttl = ex ] && flags=(--ttl $TTL_SECS)
     bytes=$(fill_bytes $who "${flags[@]}")
-    read -r before after <<<"$bytes"
-    echo "$ttl,$who,$(( (after - before) / FIT_KEYS ))" >>"$WORK/memory.csv"
-    [ $who = redis ] && [ $ttl = none ] && MAXMEMORY=$after
+    read -r used0 used1 alloc0 alloc1 <<<"$bytes"
+    echo "$ttl,$who,$(( (used1 - used0) / FIT_KEYS )),$(( (alloc1 - alloc0) / FIT_KEYS ))" >>"$WORK/memory.csv"
+    [ $who = redis ] && [ $ttl = none ] && MAXMEMORY=$used1
   done
 done
 echo "maxmemory $MAXMEMORY bytes: redis-server's used_memory holding $FIT_KEYS keys of $VALUE_BYTES bytes ($FIT_PERCENT% of $KEYS)" >&2
@@ -127,10 +131,11 @@ for policy, rows in by.items():
     print(f"| {policy} | {rh:.2f} | {nh:.2f} | {nh - rh:+.2f} | {held(r)} | {held(n)} "
           f"| {med(r, 3):,.0f} | {med(n, 3):,.0f} |")
 print()
-mem = {(ttl, who): int(v) for ttl, who, v in csv.reader(open(memory_path))}
+mem = {(ttl, who): (int(u), int(a)) for ttl, who, u, a in csv.reader(open(memory_path))}
 print(f"| no maxmemory, {fit_keys:,} keys | redis-server bytes/key | cacheplane bytes/key | difference |")
 print("|---|---:|---:|---:|")
-for ttl, label in (("none", "SET"), ("ex", "SET ... EX")):
-    r, n = mem[(ttl, "redis")], mem[(ttl, "node")]
-    print(f"| used_memory per key, {label} | {r} | {n} | {n - r:+d} |")
+for i, figure in enumerate(("used_memory", "allocator_allocated")):
+    for ttl, label in (("none", "SET"), ("ex", "SET ... EX")):
+        r, n = mem[(ttl, "redis")][i], mem[(ttl, "node")][i]
+        print(f"| {figure} per key, {label} | {r} | {n} | {n - r:+d} |")
 PY

@@ -4,14 +4,19 @@
 //! policy is volatile-lru; PATCHes of the policy, a reservation and the SKU reach the
 //! running node live (its connections stay open, a child keeps its process, and a child
 //! restarted after a crash comes back with them); bad values are ARM's 400s naming the key.
-//! Eviction itself is the node's, tested with it.
+//! A full cache evicts as Azure's does (volatile-lru: keys with a TTL go, the others stay,
+//! and OOM answers when only those are left), and a node's count of its memory stays
+//! close to what the allocator really holds.
 
 use std::process::Command;
+use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::harness::{Conn, TempDir, bulk, err_text, free_port, info_field, ok};
+use crate::harness::{
+    Conn, Server, TempDir, bulk, err_text, free_port, info_field, ok, wait_until,
+};
 use crate::serve::{ControlPlane, cache_url, call, create, reconnect, redis};
 
 const MIB: u64 = 1024 * 1024;
@@ -197,4 +202,206 @@ fn memory_follows_the_sku_and_changes_live_in_process() {
 #[test]
 fn memory_follows_the_sku_and_changes_live_in_a_child_process() {
     memory_follows_the_sku_and_changes_live(&["--node-runtime", "process"]);
+}
+
+/// Sends `lines` pipelined (one write per batch) and returns their replies.
+fn pipeline(c: &mut Conn, lines: &[Vec<String>]) -> Vec<resp::Frame> {
+    const BATCH: usize = 500;
+    let mut replies = Vec::with_capacity(lines.len());
+    for batch in lines.chunks(BATCH) {
+        for args in batch {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            c.send(&args);
+        }
+        for _ in batch {
+            replies.push(c.read().expect("reply"));
+        }
+    }
+    replies
+}
+
+fn set_lines(prefix: &str, n: usize, value: &str, ttl: bool) -> Vec<Vec<String>> {
+    (0..n)
+        .map(|i| {
+            let mut l = vec!["SET".into(), format!("{prefix}:{i}"), value.into()];
+            if ttl {
+                l.extend(["EX".into(), "3600".into()]);
+            }
+            l
+        })
+        .collect()
+}
+
+fn info_u64(c: &mut Conn, section: &str, field: &str) -> u64 {
+    info_field(c, section, field).parse().unwrap()
+}
+
+#[test]
+fn a_full_cache_evicts_keys_with_a_ttl_then_answers_oom() {
+    let data = TempDir::new("serve-eviction");
+    let cp = ControlPlane::start_with(data.path(), free_port(), &[]);
+    // C0 at 1/100: 2 MiB.
+    let (got, key) = create(
+        &cp,
+        "full",
+        cache("Standard", 0, json!({"cacheplane-memory-scale": "0.01"})),
+    );
+    let port = got["properties"]["port"].as_u64().unwrap() as u16;
+    let mut c = redis(port, &key);
+    let max = info_u64(&mut c, "memory", "maxmemory");
+    assert_eq!(max, 2 * MIB);
+    let value = "v".repeat(100);
+    // Keys without a TTL, well within the size; then ten times the size with a TTL.
+    let kept = 2_000;
+    for r in pipeline(&mut c, &set_lines("kept", kept, &value, false)) {
+        assert_eq!(r, ok());
+    }
+    for r in pipeline(&mut c, &set_lines("cached", 80_000, &value, true)) {
+        assert_eq!(r, ok(), "eviction makes room for every write");
+    }
+    let evicted = info_u64(&mut c, "stats", "evicted_keys");
+    assert!(evicted > 40_000, "{evicted} keys evicted");
+    assert!(info_u64(&mut c, "memory", "used_memory") <= max);
+    let exists: Vec<String> = std::iter::once("EXISTS".to_string())
+        .chain((0..kept).map(|i| format!("kept:{i}")))
+        .collect();
+    let exists: Vec<&str> = exists.iter().map(String::as_str).collect();
+    assert_eq!(c.cmd(&exists), resp::Frame::Integer(kept as i64));
+
+    // Only keys without a TTL left to evict: writes that grow memory get OOM, reads and
+    // deletes still work, and a delete makes room again.
+    let replies = pipeline(&mut c, &set_lines("more", 40_000, &value, false));
+    let refused = replies
+        .iter()
+        .position(|r| *r != ok())
+        .expect("some write refused");
+    assert_eq!(
+        err_text(&replies[refused]),
+        "OOM command not allowed when used memory > 'maxmemory'."
+    );
+    assert!(replies[refused..].iter().all(|r| *r != ok()));
+    assert_eq!(c.cmd(&["GET", "kept:0"]), bulk(&value));
+    assert_eq!(c.cmd(&["EXISTS", "more:0"]), resp::Frame::Integer(1));
+    let deleted: Vec<String> = std::iter::once("DEL".to_string())
+        .chain((0..refused).map(|i| format!("more:{i}")))
+        .collect();
+    let deleted: Vec<&str> = deleted.iter().map(String::as_str).collect();
+    assert_eq!(c.cmd(&deleted), resp::Frame::Integer(refused as i64));
+    assert_eq!(c.cmd(&["SET", "more:again", &value]), ok());
+}
+
+/// What a node counts as its memory follows what the allocator holds for it: keys of
+/// every type, added and then deleted.
+#[test]
+fn used_memory_follows_the_allocator() {
+    let node = Server::cacheplane(&["--save", "", "--appendonly", "no"]);
+    let mut c = node.conn();
+    let both = |c: &mut Conn| {
+        (
+            info_u64(c, "memory", "used_memory"),
+            info_u64(c, "memory", "allocator_allocated"),
+        )
+    };
+    let long = "x".repeat(60);
+    let families: Vec<(&str, Vec<Vec<String>>)> = vec![
+        ("short strings", set_lines("s", 50_000, "v", false)),
+        (
+            "long strings with a TTL",
+            set_lines("t", 50_000, &long, true),
+        ),
+        (
+            "hashes",
+            (0..2_000)
+                .flat_map(|k| {
+                    (0..20).map(move |f| {
+                        vec![
+                            "HSET".into(),
+                            format!("h:{k}"),
+                            format!("field:{f}"),
+                            format!("value-{f}-{k}"),
+                        ]
+                    })
+                })
+                .collect(),
+        ),
+        (
+            "lists",
+            (0..2_000)
+                .map(|k| {
+                    let mut l = vec!["RPUSH".to_string(), format!("l:{k}")];
+                    l.extend((0..20).map(|i| format!("element-number-{i}-of-list-{k}")));
+                    l
+                })
+                .collect(),
+        ),
+        (
+            "sets and sorted sets",
+            (0..2_000)
+                .flat_map(|k| {
+                    let mut s = vec!["SADD".to_string(), format!("set:{k}")];
+                    s.extend((0..20).map(|i| format!("member-{i}")));
+                    let mut z = vec!["ZADD".to_string(), format!("z:{k}")];
+                    z.extend((0..20).flat_map(|i| [i.to_string(), format!("member-{i}")]));
+                    [s, z]
+                })
+                .collect(),
+        ),
+    ];
+    for (what, lines) in families {
+        let (used0, alloc0) = both(&mut c);
+        pipeline(&mut c, &lines);
+        let (used1, alloc1) = both(&mut c);
+        let (counted, held) = (used1 - used0, alloc1.saturating_sub(alloc0));
+        let ratio = counted as f64 / held as f64;
+        assert!(
+            (0.75..1.33).contains(&ratio),
+            "{what}: counted {counted} bytes, the allocator holds {held} more"
+        );
+    }
+    assert_eq!(c.cmd(&["FLUSHALL"]), ok());
+    // What is left is the clients' and Lua's share, not the dataset's.
+    assert_eq!(info_u64(&mut c, "memory", "used_memory_dataset"), 0);
+}
+
+/// maxmemory set at run time: the node evicts down to it at once and answers OOM like
+/// redis-server once nothing more may go.
+#[test]
+fn config_set_maxmemory_evicts_and_refuses_like_redis() {
+    let redis = Server::redis(&["--save", "", "--appendonly", "no"]);
+    let node = Server::cacheplane(&["--save", "", "--appendonly", "no"]);
+    for server in [&redis, &node] {
+        let mut c = server.conn();
+        let value = "v".repeat(200);
+        pipeline(&mut c, &set_lines("volatile", 20_000, &value, true));
+        let used = info_u64(&mut c, "memory", "used_memory");
+        let target = (used / 2).to_string();
+        assert_eq!(
+            c.cmd(&["CONFIG", "SET", "maxmemory-policy", "volatile-lru"]),
+            ok()
+        );
+        assert_eq!(c.cmd(&["CONFIG", "SET", "maxmemory", &target]), ok());
+        // Eviction runs in time slices, the rest soon after.
+        wait_until("memory down to maxmemory", Duration::from_secs(30), || {
+            info_u64(&mut c, "memory", "used_memory") <= used / 2
+        });
+        assert!(info_u64(&mut c, "stats", "evicted_keys") > 0);
+        assert_eq!(
+            info_field(&mut c, "memory", "maxmemory_policy"),
+            "volatile-lru"
+        );
+        assert_eq!(c.cmd(&["CONFIG", "SET", "maxmemory", "1"]), ok());
+        let refused = c.cmd(&["SET", "k", "v"]);
+        assert_eq!(
+            err_text(&refused),
+            "OOM command not allowed when used memory > 'maxmemory'."
+        );
+        assert_eq!(c.cmd(&["GET", "k"]), resp::Frame::Null);
+        assert_eq!(c.cmd(&["DBSIZE"]), resp::Frame::Integer(0));
+        c.cmd(&["MULTI"]);
+        let queued = c.cmd(&["SET", "k", "v"]);
+        assert!(err_text(&queued).starts_with("OOM"), "{queued:?}");
+        assert!(err_text(&c.cmd(&["EXEC"])).starts_with("EXECABORT"));
+        assert_eq!(c.cmd(&["CONFIG", "SET", "maxmemory", "0"]), ok());
+        assert_eq!(c.cmd(&["SET", "k", "v"]), ok());
+    }
 }

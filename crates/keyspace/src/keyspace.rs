@@ -177,6 +177,30 @@ impl Db {
     pub fn dict(&self) -> &Dict<Entry> {
         &self.dict
     }
+
+    /// A random key that has a deadline. Drawn from the whole table when
+    /// volatile keys are common; otherwise from the deadline index at a random deadline
+    /// (uniform over deadlines rather than keys: the index cannot be sampled otherwise).
+    fn random_volatile(&self) -> Option<&Entry> {
+        const TABLE_DRAWS_MAX: usize = 16;
+        let d = self;
+        if d.expires.is_empty() {
+            return None;
+        }
+        if d.expires.len() * 4 >= d.dict.len() {
+            for _ in 0..TABLE_DRAWS_MAX {
+                if let Some(e) = d.dict.random()
+                    && e.deadline() != 0
+                {
+                    return Some(e);
+                }
+            }
+        }
+        let (lo, hi) = (d.expires.first()?.0, d.expires.last()?.0);
+        let at = fastrand::u64(lo..=hi);
+        let (_, key) = d.expires.range((at, Str::new(b""))..).next()?;
+        d.dict.get(key)
+    }
 }
 
 /// Counters reported by INFO stats.
@@ -1101,21 +1125,26 @@ impl Keyspace {
     /// as DEL, watchers and tracking told, an `evicted` event raised.
     pub fn evict(&mut self, bytes: usize) -> Evicted {
         self.settle();
-        let start = self.dataset_bytes();
+        // Counted per key from its database's figures (the bucket arrays shrink rarely
+        // and late: leaving them out only makes eviction free a little more).
+        let held = |d: &Db| d.used + d.expires.len() * memory::EXPIRES_ENTRY_BYTES;
+        let mut freed = 0;
         for _ in 0..EVICTION_KEYS_PER_CALL_MAX {
-            if start.saturating_sub(self.dataset_bytes()) >= bytes {
+            if freed >= bytes {
                 return Evicted::Enough;
             }
             let Some((db, key)) = self.victim() else {
                 return Evicted::Stuck;
             };
+            let before = held(&self.dbs[db]);
             self.remove(db, &key);
+            freed += before.saturating_sub(held(&self.dbs[db]));
             self.feed_del(db, &key);
             self.touch(db, &key);
             self.stats.evicted_keys += 1;
             self.notify(notify::EVICTED, "evicted", db, &key);
         }
-        if start.saturating_sub(self.dataset_bytes()) >= bytes {
+        if freed >= bytes {
             Evicted::Enough
         } else {
             Evicted::Running
@@ -1134,7 +1163,7 @@ impl Keyspace {
                     .map(|i| (start + i) % self.dbs.len())
                     .find_map(|db| {
                         let e = if policy.volatile_only() {
-                            self.random_volatile(db)
+                            self.dbs[db].random_volatile()
                         } else {
                             self.dbs[db].dict.random()
                         };
@@ -1154,7 +1183,9 @@ impl Keyspace {
                 for _ in 0..memory::EVICTION_POOL_SIZE {
                     let mut any = false;
                     for db in 0..self.dbs.len() {
-                        any |= self.sample_into_pool(db);
+                        if !self.dbs[db].dict.is_empty() {
+                            any |= self.sample_into_pool(db);
+                        }
                     }
                     while let Some((db, key)) = self.pool.take_best() {
                         if self.dbs[db].dict.contains(&key) {
@@ -1175,53 +1206,37 @@ impl Keyspace {
     fn sample_into_pool(&mut self, db: usize) -> bool {
         let ev = self.eviction;
         let now = self.now_ms;
-        let mut offered = false;
-        for _ in 0..ev.samples {
-            let e = if ev.policy.volatile_only() {
-                self.random_volatile(db)
-            } else {
-                self.dbs[db].dict.random()
-            };
-            let Some(e) = e else {
-                break;
-            };
-            // Higher: evict sooner. A key without access bits counts as just used.
-            let score = match e.access() {
-                None => 0,
-                Some(a) if ev.policy.is_lfu() => {
-                    255 - memory::lfu_decayed(a, now, ev.lfu_decay_time_min)
+        // Higher: evict sooner. A key without access bits counts as just used.
+        let score = |e: &Entry| match e.access() {
+            None => 0,
+            Some(a) if ev.policy.is_lfu() => {
+                255 - memory::lfu_decayed(a, now, ev.lfu_decay_time_min)
+            }
+            Some(a) => memory::lru_idle_ms(a, now),
+        };
+        let (d, pool) = (&self.dbs[db], &mut self.pool);
+        let volatile = ev.policy.volatile_only();
+        // Consecutive buckets, as Redis samples; volatile keys among them when they are
+        // common, else drawn from the deadline index.
+        let mut offered = 0;
+        if !volatile || d.expires.len() * 4 >= d.dict.len() {
+            d.dict.sample_some(ev.samples, |e| {
+                if !volatile || e.deadline() != 0 {
+                    pool.offer(score(e), db, &e.key);
+                    offered += 1;
                 }
-                Some(a) => memory::lru_idle_ms(a, now),
-            };
-            let key = e.key.clone();
-            self.pool.offer(score, db, &key);
-            offered = true;
+            });
         }
-        offered
-    }
-
-    /// A random key of `db` that has a deadline. Drawn from the whole table when
-    /// volatile keys are common; otherwise from the deadline index at a random deadline
-    /// (uniform over deadlines rather than keys: the index cannot be sampled otherwise).
-    fn random_volatile(&self, db: usize) -> Option<&Entry> {
-        const TABLE_DRAWS_MAX: usize = 16;
-        let d = &self.dbs[db];
-        if d.expires.is_empty() {
-            return None;
-        }
-        if d.expires.len() * 4 >= d.dict.len() {
-            for _ in 0..TABLE_DRAWS_MAX {
-                if let Some(e) = d.dict.random()
-                    && e.deadline() != 0
-                {
-                    return Some(e);
-                }
+        if volatile && offered == 0 {
+            for _ in 0..ev.samples {
+                let Some(e) = d.random_volatile() else {
+                    break;
+                };
+                pool.offer(score(e), db, &e.key);
+                offered += 1;
             }
         }
-        let (lo, hi) = (d.expires.first()?.0, d.expires.last()?.0);
-        let at = fastrand::u64(lo..=hi);
-        let (_, key) = d.expires.range((at, Str::new(b""))..).next()?;
-        d.dict.get(key)
+        offered > 0
     }
 }
 

@@ -326,15 +326,10 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Offers a sampled key; kept if the pool has room or it beats the worst kept.
+    /// Offers a sampled key; kept if the pool has room or it beats the worst kept. A key
+    /// offered twice may hold two slots (checking costs more than the slot): the second
+    /// pick finds it gone.
     pub fn offer(&mut self, score: u64, db: usize, key: &[u8]) {
-        if self
-            .slots
-            .iter()
-            .any(|(_, d, k)| *d == db && k.as_bytes() == key)
-        {
-            return;
-        }
         let at = self.slots.partition_point(|(s, _, _)| *s < score);
         if self.slots.len() == EVICTION_POOL_SIZE {
             if at == 0 {
@@ -432,7 +427,6 @@ mod tests {
         for i in 0..40u64 {
             pool.offer(i, 0, format!("k{i}").as_bytes());
         }
-        pool.offer(39, 0, b"k39");
         let mut taken = Vec::new();
         while let Some((_, k)) = pool.take_best() {
             taken.push(String::from_utf8(k.as_bytes().to_vec()).unwrap());

@@ -6,6 +6,8 @@
 //! evict for its own data only. The allocator's figure is still reported
 //! (`allocator_allocated`), so the two can be compared.
 
+use std::time::{Duration, Instant};
+
 use keyspace::Evicted;
 
 use crate::state::State;
@@ -18,9 +20,15 @@ pub const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 /// socket's share.
 pub const CLIENT_OVERHEAD_BYTES: u64 = 2048;
 
+/// How long one call may evict for (Redis's default `maxmemory-eviction-tenacity` allows
+/// 500 us); the cron continues where it stopped.
+pub const EVICTION_TIME_SLICE: Duration = Duration::from_millis(1);
+
 /// The node's memory figures.
 #[derive(Debug, Default)]
 pub struct Memory {
+    /// `maxmemory` (0: no limit), taken from the configuration when it changes.
+    pub max_bytes: u64,
     /// The clients' buffers and records, summed by the cron (summing them for every
     /// command would cost as many steps as there are clients).
     pub clients_bytes: u64,
@@ -35,7 +43,7 @@ pub struct Memory {
 impl State {
     /// `maxmemory` in bytes; 0 for no limit.
     pub fn maxmemory(&self) -> u64 {
-        u64::try_from(self.config.standard.int("maxmemory")).unwrap_or(0)
+        self.memory.max_bytes
     }
 
     /// Redis's `used_memory` for this node: dataset, clients and Lua.
@@ -69,19 +77,32 @@ impl State {
 
     /// Evicts what the policy allows until used memory is within `maxmemory`; returns
     /// whether it still is over with nothing left to evict (then [`Memory::out_of_memory`]
-    /// is set). Eviction that stopped at its per-call bound is not a failure: the cron
-    /// carries on, as Redis's eviction does when its time slice ends.
+    /// is set). Eviction that ran out of its time slice is not a failure: the cron carries
+    /// on, as Redis's eviction does when its time limit ends.
     pub fn make_room(&mut self) -> bool {
         let max = self.maxmemory();
         self.ks.settle();
-        let used = self.used_memory();
-        self.memory.peak_bytes = self.memory.peak_bytes.max(used);
-        self.memory.out_of_memory = max > 0
-            && used > max
-            && self
-                .ks
-                .evict(usize::try_from(used - max).unwrap_or(usize::MAX))
-                == Evicted::Stuck;
+        let mut started = None;
+        self.memory.out_of_memory = loop {
+            let used = self.used_memory();
+            self.memory.peak_bytes = self.memory.peak_bytes.max(used);
+            if max == 0 || used <= max {
+                break false;
+            }
+            let over = usize::try_from(used - max).unwrap_or(usize::MAX);
+            match self.ks.evict(over) {
+                Evicted::Stuck => break true,
+                Evicted::Enough => {}
+                // The clock is read only when a call could not evict enough: most calls
+                // evict a key or two.
+                Evicted::Running => {
+                    let started = *started.get_or_insert_with(Instant::now);
+                    if started.elapsed() >= EVICTION_TIME_SLICE {
+                        break false;
+                    }
+                }
+            }
+        };
         self.memory.out_of_memory
     }
 }
@@ -120,7 +141,7 @@ mod tests {
         st.config.set("maxmemory", &(full / 2).to_string()).unwrap();
         st.config.set("maxmemory-policy", "allkeys-lru").unwrap();
         st.apply_config();
-        // Each call evicts a bounded number of keys; the cron calls again.
+        // Each call evicts for a bounded time; the cron calls again.
         while st.used_memory() > full / 2 {
             assert!(!st.make_room());
         }

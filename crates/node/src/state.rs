@@ -328,6 +328,7 @@ impl State {
         crate::scripting::apply_config(self);
         // No replicas here: asking for some refuses every write, as Redis does without them.
         self.no_good_replicas = self.config.standard.int("min-replicas-to-write") > 0;
+        self.memory.max_bytes = u64::try_from(self.config.standard.int("maxmemory")).unwrap_or(0);
         // A lower maxmemory takes effect at once, as CONFIG SET maxmemory does in Redis.
         self.make_room();
     }

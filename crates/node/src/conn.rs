@@ -41,58 +41,7 @@ const QUERY_BUF_PEAK_WINDOW: Duration = Duration::from_millis(100);
 /// A client's socket: plain TCP, or TLS over it.
 pub enum Stream {
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<Tcp>>),
-}
-
-/// The TCP stream under TLS, remembering whether its last read was short (left the
-/// socket empty): rustls reads through it, so that is how the connection learns what a
-/// plain read's size tells it directly.
-pub struct Tcp {
-    inner: TcpStream,
-    drained: bool,
-}
-
-impl Tcp {
-    pub fn new(inner: TcpStream) -> Tcp {
-        Tcp {
-            inner,
-            drained: false,
-        }
-    }
-}
-
-impl AsyncRead for Tcp {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let me = self.get_mut();
-        let (before, room) = (buf.filled().len(), buf.remaining());
-        let read = Pin::new(&mut me.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = read {
-            me.drained = buf.filled().len() - before < room;
-        }
-        read
-    }
-}
-
-impl AsyncWrite for Tcp {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 impl Stream {
@@ -108,16 +57,7 @@ impl Stream {
     fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
-            Stream::Tls(s) => &s.get_ref().0.inner,
-        }
-    }
-
-    /// After a short read: the socket is known to be empty (plain), or rustls holds no more
-    /// and its own last read was short too (TLS).
-    fn socket_drained(&self) -> Option<&TcpStream> {
-        match self {
-            Stream::Plain(s) => Some(s),
-            Stream::Tls(s) => s.get_ref().0.drained.then_some(&s.get_ref().0.inner),
+            Stream::Tls(s) => s.get_ref().0,
         }
     }
 }
@@ -183,10 +123,9 @@ struct Connection {
 
 /// What the socket or outbox produced.
 enum Wake {
-    /// Bytes read, and whether the read left the socket empty.
+    /// Bytes read (0: the peer closed).
     Read {
         n: usize,
-        drained: bool,
     },
     Outbox(Option<Outbound>),
 }
@@ -517,7 +456,7 @@ impl Connection {
                 tokio::select! {
                     ready = tcp.readable() => {
                         if ready.is_err() {
-                            return Wake::Read { n: 0, drained: true };
+                            return Wake::Read { n: 0 };
                         }
                     }
                     item = self.outbox.recv() => return Wake::Outbox(item),
@@ -526,12 +465,11 @@ impl Connection {
             self.rbuf.reserve(READ_CHUNK_BYTES);
             self.query_buf_bytes
                 .store(self.rbuf.capacity(), Ordering::Relaxed);
-            let spare = self.rbuf.capacity() - self.rbuf.len();
             tokio::select! {
                 read = self.stream.read_buf(&mut self.rbuf) => {
                     let n = read.unwrap_or(0);
                     self.query_buf_peak = self.query_buf_peak.max(self.rbuf.len());
-                    return Wake::Read { n, drained: n < spare };
+                    return Wake::Read { n };
                 }
                 item = self.outbox.recv() => {
                     let Some(Outbound::ReleaseQueryBuffer) = item else {
@@ -567,17 +505,10 @@ impl Connection {
     async fn handle_wake(&mut self, woke: Wake) -> Event {
         match woke {
             Wake::Read { n: 0, .. } => Event::Closed,
-            Wake::Read { n, drained } => {
-                // A short read emptied the socket: forget the readiness now instead of
-                // paying a read() that returns EAGAIN before the next wait. Tokio keeps the
-                // readiness if an event arrived since, so no wakeup is lost. (Over TLS the
-                // short read must be rustls's from the socket too: a short read of
-                // plaintext alone says nothing of what the socket still holds.)
-                if drained && let Some(s) = self.stream.socket_drained() {
-                    let _ = s.try_io(tokio::io::Interest::READABLE, || {
-                        Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
-                    });
-                }
+            // No readiness is forgotten after a short read: the driver may have seen new
+            // bytes arrive since, and clearing it then would leave them unread until the
+            // peer sends more (a pipelining client that waits for replies never does).
+            Wake::Read { n } => {
                 self.unaccounted_input_bytes += n as u64;
                 Event::Input
             }

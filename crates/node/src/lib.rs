@@ -304,7 +304,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         shared.clone(),
         std::future::pending(),
     ));
-    tracing::info!(%addr, tls = ?tls_addr, "node ready to accept connections");
+    // Redis's words: its test suite waits for them in a server's log.
+    tracing::info!(%addr, tls = ?tls_addr, "Ready to accept connections");
     Ok(NodeHandle {
         addr,
         tls_addr,

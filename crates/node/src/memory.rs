@@ -34,6 +34,8 @@ pub struct Memory {
     pub clients_bytes: u64,
     /// The most `used_memory` has been.
     pub peak_bytes: u64,
+    /// Eviction stopped at the end of its time slice with memory still over.
+    pub evicting: bool,
     /// Memory was over `maxmemory` at the last check and eviction could not bring it
     /// under: commands that may grow memory are refused, and scripts that started then
     /// may not run them.
@@ -61,6 +63,11 @@ impl State {
         (eval + functions) as u64
     }
 
+    /// Whether the last [`State::make_room`] left memory over with keys still to evict.
+    pub fn make_room_pending(&self) -> bool {
+        self.memory.evicting
+    }
+
     /// Sums the clients' buffers again (the cron calls this).
     pub fn refresh_clients_memory(&mut self) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -83,6 +90,7 @@ impl State {
         let max = self.maxmemory();
         self.ks.settle();
         let mut started = None;
+        self.memory.evicting = false;
         self.memory.out_of_memory = loop {
             let used = self.used_memory();
             self.memory.peak_bytes = self.memory.peak_bytes.max(used);
@@ -98,6 +106,7 @@ impl State {
                 Evicted::Running => {
                     let started = *started.get_or_insert_with(Instant::now);
                     if started.elapsed() >= EVICTION_TIME_SLICE {
+                        self.memory.evicting = true;
                         break false;
                     }
                 }

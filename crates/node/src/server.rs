@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::conn::{Stream, Tcp};
+use crate::conn::Stream;
 use crate::{Shared, conn, unix_time_ms};
 
 /// A TLS handshake not finished in this long is dropped: a client that stalls in it holds
@@ -72,7 +72,7 @@ pub async fn serve(
                     let shared = shared.clone();
                     connections.spawn(async move {
                         let _ = stream.set_nodelay(true);
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(Tcp::new(stream))).await {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                             Ok(Ok(tls)) => conn::handle(shared, Stream::Tls(Box::new(tls)), peer).await,
                             Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake failed"),
                             Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
@@ -128,43 +128,64 @@ async fn cron(shared: Arc<Shared>) {
     loop {
         let hz = shared.lock_when_idle().await.config.hz.max(1);
         tokio::time::sleep(Duration::from_millis(1000 / hz as u64)).await;
-        let mut st = shared.lock_when_idle().await;
-        // Orphaned (the parent died and another process adopted this one): stop, as the
-        // parent would have stopped us.
-        if st.config.exit_with_parent && std::os::unix::process::parent_id() != parent {
-            tracing::warn!("the parent process is gone; stopping");
-            let _ = shared.shutdown.send(true);
-            return;
+        {
+            let mut st = shared.lock_when_idle().await;
+            // Orphaned (the parent died and another process adopted this one): stop, as the
+            // parent would have stopped us.
+            if st.config.exit_with_parent && std::os::unix::process::parent_id() != parent {
+                tracing::warn!("the parent process is gone; stopping");
+                let _ = shared.shutdown.send(true);
+                return;
+            }
+            st.ks.set_clock(unix_time_ms());
+            if st.active_expire_enabled {
+                let started = std::time::Instant::now();
+                st.ks.active_expire(ACTIVE_EXPIRE_KEYS_PER_CYCLE_MAX);
+                let ms = started.elapsed().as_millis() as u64;
+                let now_secs = st.ks.now_ms() / 1000;
+                st.intro.latency_sample("expire-cycle", now_secs, ms);
+            }
+            st.refresh_clients_memory();
+            after_background_changes(&mut st);
+            let now = st.ks.now_ms();
+            crate::state::Client::release_idle_query_buffers(
+                &mut st.clients,
+                now,
+                crate::conn::QUERY_BUF_IDLE_RELEASE_MS,
+            );
+            // Keys removed by active expiry are logged too.
+            st.persistence_cron();
         }
-        st.ks.set_clock(unix_time_ms());
-        if st.active_expire_enabled {
-            let started = std::time::Instant::now();
-            st.ks.active_expire(ACTIVE_EXPIRE_KEYS_PER_CYCLE_MAX);
-            let ms = started.elapsed().as_millis() as u64;
-            let now_secs = st.ks.now_ms() / 1000;
-            st.intro.latency_sample("expire-cycle", now_secs, ms);
+        // Eviction that ran out of its time slice carries on, a slice at a time with
+        // clients served in between (Redis's eviction timer).
+        for slice in 0..EVICTION_SLICES_PER_CYCLE_MAX {
+            {
+                let mut st = shared.lock_when_idle().await;
+                if st.maxmemory() == 0 || (slice > 0 && !st.make_room_pending()) {
+                    break;
+                }
+                st.make_room();
+                after_background_changes(&mut st);
+                st.persistence_cron();
+            }
+            tokio::task::yield_now().await;
         }
-        st.refresh_clients_memory();
-        // Eviction that stopped at its per-call bound carries on here.
-        if st.maxmemory() > 0 {
-            st.make_room();
-        }
-        if st.ks.has_touched() {
-            st.handle_touched();
-        }
-        if st.ks.has_events() {
-            st.publish_events();
-        }
-        if st.tracking.clients > 0 || st.ks.has_written() {
-            crate::tracking::after_expiry(&mut st);
-        }
-        let now = st.ks.now_ms();
-        crate::state::Client::release_idle_query_buffers(
-            &mut st.clients,
-            now,
-            crate::conn::QUERY_BUF_IDLE_RELEASE_MS,
-        );
-        // Keys removed by active expiry are logged too.
-        st.persistence_cron();
+    }
+}
+
+/// Eviction slices the cron runs per cycle at most (each [`crate::memory::EVICTION_TIME_SLICE`]).
+const EVICTION_SLICES_PER_CYCLE_MAX: usize = 100;
+
+/// Tells watchers, subscribers and tracking clients about keys the node removed on its
+/// own (expiry, eviction).
+fn after_background_changes(st: &mut crate::state::State) {
+    if st.ks.has_touched() {
+        st.handle_touched();
+    }
+    if st.ks.has_events() {
+        st.publish_events();
+    }
+    if st.tracking.clients > 0 || st.ks.has_written() {
+        crate::tracking::after_expiry(st);
     }
 }

@@ -3,7 +3,11 @@
 # source package of redis (once, under .cache/redis-suite; no internet beyond Debian's
 # archive), then runs the chosen units in external mode against redis-server and against a
 # cacheplane node, side by side, with the same tag exclusions for both, and prints per unit
-# the tests each passed and the ratio.
+# the tests each passed and the ratio. Units whose every test is external:skip (they start
+# servers with their own settings: unit/maxmemory) run in the suite's own mode instead,
+# where it starts `src/redis-server CONFIG` itself: a shim there starts redis-server or a
+# cacheplane node, whichever is being measured; the tests that need a replica are skipped
+# for both.
 # Usage: scripts/redis-suite.sh [UNIT...]   (default: the units of the conformance and
 #        data-model issues)
 #        scripts/redis-suite.sh --floor FILE  (cacheplane alone against FILE's "unit passes
@@ -27,7 +31,12 @@ DEFAULT_UNITS="unit/protocol unit/type/string unit/type/incr unit/type/hash unit
   unit/multi unit/pubsub unit/info-command unit/scan unit/quit unit/scripting unit/functions
   unit/introspection unit/introspection-2 unit/other unit/tracking unit/slowlog
   unit/latency-monitor unit/lazyfree unit/querybuf unit/type/stream unit/type/stream-cgroups
-  unit/geo unit/hyperloglog unit/bitops unit/bitfield unit/sort unit/dump"
+  unit/geo unit/hyperloglog unit/bitops unit/bitfield unit/sort unit/dump unit/maxmemory"
+# Units run in the suite's own mode (it starts the servers), with what they need the same
+# for both servers: no replicas (SLAVEOF), which cacheplane nodes do not have.
+SPAWNED_UNITS="unit/maxmemory"
+SPAWNED_TAGS="-needs:repl"
+SPAWNED_SKIP="/slave buffer|replica buffer|propagation with eviction"
 FLOOR=""
 if [ "${1:-}" = --floor ]; then
   FLOOR=$2
@@ -82,12 +91,37 @@ start() {
   echo "$port"
 }
 
+# The suite's own mode starts "src/redis-server CONFIG" and waits for " PID: <pid>" and
+# "Ready to accept" in its output: this shim prints the first and starts the server being
+# measured, which prints the second.
+spawn_shim() {
+  mkdir -p "$SUITE/src"
+  cat >"$SUITE/src/redis-server" <<'SHIM'
+#!/bin/sh
+echo " PID: $$"
+if [ "${SUITE_SERVER:-redis}" = cacheplane ]; then exec "$CACHEPLANE_BIN" node "$@"; fi
+exec redis-server "$@"
+SHIM
+  chmod +x "$SUITE/src/redis-server"
+  for tool in redis-cli redis-benchmark redis-check-aof redis-check-rdb; do
+    ln -sf "$(command -v $tool)" "$SUITE/src/$tool"
+  done
+}
+
 # run <who> <unit>: prints "ok err exception" for one unit.
 run() {
-  local port; port=$(start "$1")
-  (cd "$SUITE" && timeout "$UNIT_TIMEOUT" tclsh tests/test_helper.tcl --host 127.0.0.1 --port "$port" \
-    --single "$2" --tags "$TAGS" --ignore-encoding --timeout 60 --baseport "$SUITE_BASEPORT" >"$WORK/out" 2>&1 || true)
-  stop "$port"
+  if [[ " $SPAWNED_UNITS " == *" $2 "* ]]; then
+    spawn_shim
+    local server=redis; [ "$1" = node ] && server=cacheplane
+    (cd "$SUITE" && SUITE_SERVER=$server CACHEPLANE_BIN=$BIN timeout "$UNIT_TIMEOUT" tclsh \
+      tests/test_helper.tcl --single "$2" --tags "$SPAWNED_TAGS" --skiptest "$SPAWNED_SKIP" \
+      --clients 1 --timeout 60 --baseport "$SUITE_BASEPORT" >"$WORK/out" 2>&1 || true)
+  else
+    local port; port=$(start "$1")
+    (cd "$SUITE" && timeout "$UNIT_TIMEOUT" tclsh tests/test_helper.tcl --host 127.0.0.1 --port "$port" \
+      --single "$2" --tags "$TAGS" --ignore-encoding --timeout 60 --baseport "$SUITE_BASEPORT" >"$WORK/out" 2>&1 || true)
+    stop "$port"
+  fi
   sed 's/\x1b\[[0-9;]*m//g' "$WORK/out" | awk '
     /^\[ok\]:/ { ok++ } /^\[err\]:/ { err++ } /^\[exception\]:|exception/ { exc=1 }
     END { printf "%d %d %d\n", ok, err, exc }'

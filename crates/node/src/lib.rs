@@ -29,12 +29,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 pub use commands::dataset_digest;
 pub use config::{ConfigError, DebugCommand, Fsync, NodeConfig};
+pub use conn::set_client_fd_budget;
 pub use info::used_memory_bytes;
 pub use server::{ACTIVE_EXPIRE_KEYS_PER_CYCLE_MAX, StopReport};
 pub use ship::{
     EVENTS_KEPT_MAX, SEGMENT_MAX_BYTES, SEGMENT_ROLL_INTERVAL, events_from_lines, events_to_lines,
 };
-pub use state::PUBSUB_OUTBOX_MAX_BYTES;
 pub use workers::{Status as WorkerState, WorkerStatus};
 
 /// The Redis version the node reports and behaves as.

@@ -135,6 +135,16 @@ fn to_json(body: &impl serde::Serialize) -> String {
 impl App {
     pub async fn open(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         let store = ResourceStore::open(&config.data_dir)?;
+        // Child processes inherit the raised limit; in-process caches share this one.
+        let nofile = crate::fds::raise_nofile_limit();
+        if config.node_runtime == crate::NodeRuntime::InProcess {
+            let maxclients_total = store
+                .all()
+                .filter_map(|c| control::memory::resolve(&c.sku, &c.redis_configuration).ok())
+                .map(|m| u64::from(m.maxclients))
+                .sum();
+            crate::fds::share(nofile, maxclients_total);
+        }
         // The accounting is derived data: a damaged file is reported and replaced, it does
         // not keep the caches from starting.
         let ledgers = match store.load_accounting()? {

@@ -41,6 +41,8 @@ const QUERY_BUF_PEAK_WINDOW: Duration = Duration::from_millis(100);
 /// first: a pipeline of large GETs holds one batch's replies, not 1024 of them, whatever
 /// `client-output-buffer-limit` says (the client sees the same replies either way).
 const BATCH_REPLY_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// A reply buffer that grew beyond this for a large reply is given back once written.
+const REPLY_BUF_KEEP_BYTES: usize = 64 * 1024;
 /// A connection that has not authenticated (when a password is required) this long after
 /// it opened is closed, so sockets without the key cannot hold `maxclients` slots.
 pub const UNAUTHENTICATED_TIMEOUT_SECS: u64 = 10;
@@ -618,8 +620,22 @@ impl Connection {
         if out.is_empty() {
             return true;
         }
+        let len = out.len();
+        // Large replies count as the client's output buffer while they are written (in
+        // `used_memory`, and against its limit together with its pushes, as Redis keeps
+        // both in one buffer); small ones cost no atomic.
+        let counted = len >= REPLY_BUF_KEEP_BYTES;
+        if counted {
+            self.outbox_bytes.fetch_add(len, Ordering::Relaxed);
+        }
         let ok = self.write_all_within_limit(out.as_bytes()).await;
-        out.clear();
+        if counted {
+            self.outbox_bytes.fetch_sub(len, Ordering::Relaxed);
+            // Give back what a large reply grew the buffer to (as Redis frees reply blocks).
+            drop(out.take());
+        } else {
+            out.clear();
+        }
         ok
     }
 

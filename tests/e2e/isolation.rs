@@ -240,6 +240,19 @@ fn a_hostile_client_of_one_cache_starves_neither_another_cache_nor_the_api() {
             "enableNonSslPort": true}}),
     );
     let port_a = a["properties"]["port"].as_u64().unwrap() as u16;
+    // The keys are checked as the node takes them: ARM's 400 naming the key.
+    let (status, _, refused) = call(
+        reqwest::Method::PUT,
+        &cache_url(&cp, "refused"),
+        Some(crate::serve::premium(
+            json!({"cacheplane-client-output-buffer-limit": "normal 1mb"}),
+        )),
+    );
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["error"]["target"],
+        "properties.redisConfiguration.cacheplane-client-output-buffer-limit"
+    );
     let (b, key_b) = create(&cp, "quiet", crate::serve::premium(json!({})));
     let port_b = b["properties"]["port"].as_u64().unwrap() as u16;
     let mut quiet = redis(port_b, &key_b);

@@ -750,6 +750,7 @@ async fn put_cache(
         &params.properties.redis_configuration,
     )?;
     control::validate::storage_access(&params.properties.redis_configuration, &app.access)?;
+    crate::supervisor::check_client_limits(&params.properties.redis_configuration)?;
     let k = key(&id);
     let busy = app.claim(&k, &id)?;
     let mut store = app.store.lock().await;
@@ -943,6 +944,7 @@ async fn patch_cache(
     let live = !restart
         && control::memory::resolve(&before.sku, &before.redis_configuration).ok() != Some(memory);
     control::validate::storage_access(&cache.redis_configuration, &app.access)?;
+    crate::supervisor::check_client_limits(&cache.redis_configuration)?;
     if let Some(v) = props.enable_non_ssl_port {
         cache.enable_non_ssl_port = v;
     }

@@ -228,6 +228,26 @@ const CLIENT_LIMIT_KEYS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Checks the client limit keys of a `redisConfiguration` as the node takes them: ARM's
+/// 400 naming the key, instead of a cache that fails to start.
+pub fn check_client_limits(
+    config: &std::collections::BTreeMap<String, String>,
+) -> Result<(), control::ArmError> {
+    let mut node = NodeConfig::default();
+    for (key, name) in CLIENT_LIMIT_KEYS {
+        if let Some(value) = config.get(*key) {
+            node.set(name, value).map_err(|e| {
+                control::ArmError::bad_request(
+                    "InvalidRedisConfiguration",
+                    format!("properties.redisConfiguration.{key}"),
+                    format!("{key} '{value}': {e}"),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// The node settings for `cache`.
 pub fn node_config(cache: &Cache, settings: &NodeSettings) -> anyhow::Result<NodeConfig> {
     let data_dir = &settings.data_dir;

@@ -319,3 +319,54 @@ fn a_hostile_client_of_one_cache_starves_neither_another_cache_nor_the_api() {
     assert_eq!(admin.cmd(&["GET", "big"]), bulk(&value));
     b_answers(&mut quiet);
 }
+
+/// serve under a small open-files limit: its caches share what is left after the reserve
+/// (`FD_RESERVE`, 1,024), half each for two caches; a cache that fills its half answers
+/// `max number of clients reached`, while the other cache still takes clients and the API
+/// still writes its store.
+#[test]
+fn caches_share_the_process_descriptors_and_the_api_keeps_its_reserve() {
+    let data = TempDir::new("serve-fds");
+    // 1,224 descriptors: 200 for clients, 100 for each of the two caches.
+    let cp = ControlPlane::start_with_nofile(data.path(), free_port(), 1224);
+    let (a, key_a) = create(&cp, "greedy", crate::serve::premium(json!({})));
+    let (b, key_b) = create(&cp, "modest", crate::serve::premium(json!({})));
+    let port_a = a["properties"]["port"].as_u64().unwrap() as u16;
+    let port_b = b["properties"]["port"].as_u64().unwrap() as u16;
+    let mut held = Vec::new();
+    let refused = loop {
+        assert!(held.len() < 150, "cache A took more than its share");
+        let mut c = Conn::try_connect(port_a).unwrap();
+        match c.call(&["AUTH", &key_a]) {
+            Some(f) if f == ok() => held.push(c),
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(&refused, Some(Frame::Error(e)) if e == "ERR max number of clients reached"),
+        "{refused:?}"
+    );
+    assert!((95..=100).contains(&held.len()), "{}", held.len());
+    // Cache B takes clients; the API writes its store.
+    let mut quiet = redis(port_b, &key_b);
+    assert_eq!(quiet.cmd(&["SET", "k", "v"]), ok());
+    let (status, _, body) = call(
+        reqwest::Method::PATCH,
+        &cache_url(&cp, "modest"),
+        Some(json!({"tags": {"still": "writable"}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    // A's clients work, and a slot comes back when one leaves.
+    assert_eq!(held[0].cmd(&["PING"]), Frame::Simple("PONG".into()));
+    drop(held.pop());
+    wait_until(
+        "a slot of cache A to come back",
+        Duration::from_secs(10),
+        || {
+            Conn::try_connect(port_a)
+                .ok()
+                .and_then(|mut c| c.call(&["AUTH", &key_a]))
+                == Some(ok())
+        },
+    );
+}

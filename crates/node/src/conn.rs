@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -46,40 +46,6 @@ const REPLY_BUF_KEEP_BYTES: usize = 64 * 1024;
 /// A connection that has not authenticated (when a password is required) this long after
 /// it opened is closed, so sockets without the key cannot hold `maxclients` slots.
 pub const UNAUTHENTICATED_TIMEOUT_SECS: u64 = 10;
-
-/// Client sockets this process's nodes may still open, when the process has a budget
-/// ([`set_client_fd_budget`]; `serve` sets one so that caches sharing its file
-/// descriptor limit cannot take the ones the management API and the store need).
-static CLIENT_FDS_LEFT: AtomicIsize = AtomicIsize::new(isize::MAX);
-
-/// Gives every node in this process, together, at most `fds` client connections; beyond
-/// them a connection is refused with `ERR max number of clients reached`, as over
-/// `maxclients`, instead of accept failing with EMFILE for every cache and the API.
-pub fn set_client_fd_budget(fds: usize) {
-    CLIENT_FDS_LEFT.store(
-        isize::try_from(fds).unwrap_or(isize::MAX),
-        Ordering::Relaxed,
-    );
-}
-
-/// One client socket counted against the process's budget, given back when dropped.
-struct FdSlot;
-
-impl FdSlot {
-    fn take() -> Option<FdSlot> {
-        if CLIENT_FDS_LEFT.fetch_sub(1, Ordering::Relaxed) <= 0 {
-            CLIENT_FDS_LEFT.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        Some(FdSlot)
-    }
-}
-
-impl Drop for FdSlot {
-    fn drop(&mut self) {
-        CLIENT_FDS_LEFT.fetch_add(1, Ordering::Relaxed);
-    }
-}
 
 /// A client's socket: plain TCP, or TLS over it.
 pub enum Stream {
@@ -246,7 +212,14 @@ enum Event {
     Closed,
 }
 
-pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
+/// Serves one accepted connection; `fd_slot` is its share of the process's descriptors
+/// (none left: the client is refused as over `maxclients`).
+pub async fn handle(
+    shared: Arc<Shared>,
+    stream: Stream,
+    peer: SocketAddr,
+    fd_slot: Option<crate::fds::FdSlot>,
+) {
     let _ = stream.tcp().set_nodelay(true);
     let laddr = stream
         .tcp()
@@ -264,7 +237,6 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
     if !answer_busy_until_idle(&shared, &mut stream, &mut early).await {
         return;
     }
-    let fd_slot = FdSlot::take();
     let registered = {
         let mut st = shared.lock_when_idle().await;
         st.stats.total_connections_received += 1;

@@ -254,9 +254,11 @@ impl Client {
 
     /// Closes a client that broke its output buffer limit, with Redis's log line.
     fn overflow(&self) -> Delivery {
-        if !self.killed.is_killed() {
-            log_output_limit_close(self);
+        // Already on its way out: logged and counted once.
+        if self.killed.is_killed() {
+            return Delivery::Closed;
         }
+        log_output_limit_close(self);
         self.kill();
         Delivery::Overflowed
     }

@@ -4,6 +4,7 @@
 mod deploy;
 mod hardening;
 mod harness;
+mod isolation;
 mod memory;
 mod node_clients;
 mod node_compat;

@@ -48,7 +48,31 @@ impl ControlPlane {
         port: u16,
         extra: &[&str],
     ) -> ControlPlane {
-        let child = Command::new(CACHEPLANE)
+        Self::spawn(Command::new(CACHEPLANE), data_dir, port, extra)
+    }
+
+    /// Starts serve with its open-files limit (soft and hard) set to `nofile`.
+    pub(crate) fn start_with_nofile(
+        data_dir: &std::path::Path,
+        port: u16,
+        nofile: u64,
+    ) -> ControlPlane {
+        let mut sh = Command::new("sh");
+        sh.args([
+            "-c",
+            &format!("ulimit -n {nofile} && exec \"$0\" \"$@\""),
+            CACHEPLANE,
+        ]);
+        Self::spawn(sh, data_dir, port, &[])
+    }
+
+    fn spawn(
+        mut command: Command,
+        data_dir: &std::path::Path,
+        port: u16,
+        extra: &[&str],
+    ) -> ControlPlane {
+        let child = command
             .args([
                 "serve",
                 "--listen",

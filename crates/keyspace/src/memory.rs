@@ -49,7 +49,7 @@ fn extrapolate(len: usize, samples: impl Iterator<Item = usize>) -> usize {
         n += 1;
         sum += s;
     }
-    if n == 0 { 0 } else { sum * len / n }
+    (sum * len).checked_div(n).unwrap_or(0)
 }
 
 /// Bytes of a hash table's bucket array for `len` elements: the power of two the table

@@ -46,6 +46,9 @@ pub struct NodeConfig {
     pub hz: u32,
     pub proto_max_bulk_len_bytes: usize,
     pub client_query_buffer_limit_bytes: usize,
+    /// `client-output-buffer-limit` as numbers (the text CONFIG GET shows lives in
+    /// `standard`; this copy is what connections check, kept in step by [`NodeConfig::set`]).
+    pub output_buffer_limits: OutputBufferLimits,
     /// `save <seconds> <changes>` rules.
     pub save: Vec<(u64, u64)>,
     pub appendonly: bool,
@@ -143,6 +146,106 @@ impl TlsConfig {
     }
 }
 
+/// One client class's `client-output-buffer-limit`; 0 turns a limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutputBufferLimit {
+    /// Over this many unwritten bytes, the client is closed at once.
+    pub hard_bytes: usize,
+    /// Over this many for `soft_secs` in a row, the client is closed.
+    pub soft_bytes: usize,
+    pub soft_secs: u64,
+}
+
+impl OutputBufferLimit {
+    /// Whether `bytes` unwritten break this limit, given since when (`over_soft_since_ms`,
+    /// updated here) they have been over the soft limit: Redis's
+    /// `checkClientOutputBufferLimits`.
+    pub fn exceeded(
+        &self,
+        bytes: usize,
+        over_soft_since_ms: &mut Option<u64>,
+        now_ms: u64,
+    ) -> bool {
+        if self.hard_bytes > 0 && bytes >= self.hard_bytes {
+            return true;
+        }
+        if self.soft_bytes > 0 && bytes >= self.soft_bytes {
+            let since = *over_soft_since_ms.get_or_insert(now_ms);
+            return now_ms.saturating_sub(since) > self.soft_secs * 1000;
+        }
+        *over_soft_since_ms = None;
+        false
+    }
+
+    /// Whether `bytes` are at the hard or the soft limit (cheap: no clock).
+    pub fn reached(&self, bytes: usize) -> bool {
+        (self.hard_bytes > 0 && bytes >= self.hard_bytes)
+            || (self.soft_bytes > 0 && bytes >= self.soft_bytes)
+    }
+}
+
+/// `client-output-buffer-limit` per client class, Redis 7.0's defaults: none for normal
+/// clients, `256mb 64mb 60` for replicas (kept and reported; this node has none),
+/// `32mb 8mb 60` for pub/sub clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputBufferLimits {
+    pub normal: OutputBufferLimit,
+    pub replica: OutputBufferLimit,
+    pub pubsub: OutputBufferLimit,
+}
+
+impl Default for OutputBufferLimits {
+    fn default() -> Self {
+        OutputBufferLimits {
+            normal: OutputBufferLimit::default(),
+            replica: OutputBufferLimit {
+                hard_bytes: 256 * 1024 * 1024,
+                soft_bytes: 64 * 1024 * 1024,
+                soft_secs: 60,
+            },
+            pubsub: OutputBufferLimit {
+                hard_bytes: 32 * 1024 * 1024,
+                soft_bytes: 8 * 1024 * 1024,
+                soft_secs: 60,
+            },
+        }
+    }
+}
+
+impl OutputBufferLimits {
+    /// Reads the normalized text the standard table keeps (`normal 0 0 0 slave ...`, plain
+    /// numbers: CONFIG SET has checked and converted the units).
+    fn parse(text: &str) -> OutputBufferLimits {
+        let mut limits = OutputBufferLimits::default();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        for group in words.chunks_exact(4) {
+            let n = |w: &str| w.parse::<u64>().unwrap_or(0);
+            let limit = OutputBufferLimit {
+                hard_bytes: usize::try_from(n(group[1])).unwrap_or(usize::MAX),
+                soft_bytes: usize::try_from(n(group[2])).unwrap_or(usize::MAX),
+                soft_secs: n(group[3]),
+            };
+            match group[0] {
+                "normal" => limits.normal = limit,
+                "slave" | "replica" => limits.replica = limit,
+                "pubsub" => limits.pubsub = limit,
+                _ => {}
+            }
+        }
+        limits
+    }
+
+    /// The limit of a client: the pub/sub class while it has subscriptions (Redis's
+    /// CLIENT_PUBSUB), else normal.
+    pub fn for_client(&self, subscriptions: usize) -> OutputBufferLimit {
+        if subscriptions > 0 {
+            self.pubsub
+        } else {
+            self.normal
+        }
+    }
+}
+
 /// Blob persistence settings.
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
@@ -204,6 +307,7 @@ impl Default for NodeConfig {
             hz: 10,
             proto_max_bulk_len_bytes: 512 * 1024 * 1024,
             client_query_buffer_limit_bytes: 1024 * 1024 * 1024,
+            output_buffer_limits: OutputBufferLimits::default(),
             save: vec![(3600, 1), (300, 100), (60, 10000)],
             appendonly: false,
             appendfsync: Fsync::EverySec,
@@ -655,7 +759,13 @@ impl NodeConfig {
             if !at_start && setting.change == standard::Change::Immutable {
                 return Err(ConfigError::Immutable);
             }
-            return self.standard.set(setting, v);
+            self.standard.set(setting, v)?;
+            if name == "client-output-buffer-limit"
+                && let Some(text) = self.standard.get(name)
+            {
+                self.output_buffer_limits = OutputBufferLimits::parse(&text);
+            }
+            return Ok(());
         }
         let storage = STORAGE_PARAMETERS.contains(&name) && name != "requirepass-secondary";
         if !at_start && (immutable(name) || storage) {
@@ -905,5 +1015,52 @@ mod tests {
         assert_eq!(c.set("port", "1"), Err(ConfigError::Immutable));
         c.set("maxclients", "5").unwrap();
         assert_eq!(c.get("maxclients").unwrap(), "5");
+    }
+
+    #[test]
+    fn output_buffer_limits_follow_config_set() {
+        let mut c = NodeConfig::default();
+        assert_eq!(c.output_buffer_limits, OutputBufferLimits::default());
+        c.set(
+            "client-output-buffer-limit",
+            "normal 1mb 512kb 3 pubsub 0 0 0",
+        )
+        .unwrap();
+        assert_eq!(
+            c.get("client-output-buffer-limit").unwrap(),
+            "normal 1048576 524288 3 slave 268435456 67108864 60 pubsub 0 0 0"
+        );
+        let normal = OutputBufferLimit {
+            hard_bytes: 1 << 20,
+            soft_bytes: 1 << 19,
+            soft_secs: 3,
+        };
+        assert_eq!(c.output_buffer_limits.normal, normal);
+        assert_eq!(
+            c.output_buffer_limits.for_client(1),
+            OutputBufferLimit::default()
+        );
+        // A refused value changes neither copy.
+        assert!(c.set("client-output-buffer-limit", "normal 1mb").is_err());
+        assert_eq!(c.output_buffer_limits.normal, normal);
+    }
+
+    #[test]
+    fn output_limits_close_at_the_hard_limit_or_after_the_soft_seconds() {
+        let limit = OutputBufferLimit {
+            hard_bytes: 100,
+            soft_bytes: 10,
+            soft_secs: 2,
+        };
+        let mut since = None;
+        assert!(!limit.exceeded(5, &mut since, 0));
+        assert!(!limit.exceeded(10, &mut since, 1_000));
+        assert_eq!(since, Some(1_000));
+        assert!(!limit.exceeded(50, &mut since, 3_000));
+        assert!(limit.exceeded(50, &mut since, 3_001));
+        // Under the soft limit again: the time starts over.
+        assert!(!limit.exceeded(9, &mut since, 3_002));
+        assert_eq!(since, None);
+        assert!(limit.exceeded(100, &mut since, 3_003));
     }
 }

@@ -8,8 +8,8 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use resp::{Protocol, ReplyBuf, RequestDecoder};
@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::dispatch::{Flow, dispatch};
-use crate::state::{BlockSlot, Client, Outbound};
+use crate::state::{BlockSlot, Client, KillSwitch, Outbound};
 use crate::{Shared, unix_time_ms};
 
 /// Commands taken from the read buffer per critical section, so one client's long pipeline
@@ -37,6 +37,15 @@ pub(crate) const QUERY_BUF_IDLE_RELEASE_MS: u64 = 2000;
 /// last [`QUERY_BUF_PEAK_WINDOW`] is under half of it (Redis's PROTO_RESIZE_THRESHOLD).
 const QUERY_BUF_SHRINK_ABOVE_BYTES: usize = 32 * 1024;
 const QUERY_BUF_PEAK_WINDOW: Duration = Duration::from_millis(100);
+/// A batch stops running commands once its replies reach this size and writes them
+/// first: a pipeline of large GETs holds one batch's replies, not 1024 of them, whatever
+/// `client-output-buffer-limit` says (the client sees the same replies either way).
+const BATCH_REPLY_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// A reply buffer that grew beyond this for a large reply is given back once written.
+const REPLY_BUF_KEEP_BYTES: usize = 64 * 1024;
+/// A connection that has not authenticated (when a password is required) this long after
+/// it opened is closed, so sockets without the key cannot hold `maxclients` slots.
+pub const UNAUTHENTICATED_TIMEOUT_SECS: u64 = 10;
 
 /// A client's socket: plain TCP, or TLS over it.
 pub enum Stream {
@@ -109,7 +118,7 @@ struct Connection {
     rbuf: BytesMut,
     outbox: mpsc::UnboundedReceiver<Outbound>,
     outbox_bytes: Arc<AtomicUsize>,
-    killed: Arc<AtomicBool>,
+    killed: Arc<KillSwitch>,
     /// Bytes read since the last batch, added to the stats under the batch's lock.
     unaccounted_input_bytes: u64,
     /// The client's transaction while a busy script holds the state.
@@ -119,6 +128,12 @@ struct Connection {
     /// The most the read buffer held since `peak_since` (shrinking it after a peak).
     query_buf_peak: usize,
     query_buf_peak_since: std::time::Instant,
+    /// The client's `client-output-buffer-limit` class limit and `client-query-buffer-limit`,
+    /// read from the state once per batch.
+    output_limit: crate::config::OutputBufferLimit,
+    query_buf_limit_bytes: usize,
+    /// Since when (unix ms) unwritten replies have been over the soft output limit.
+    output_soft_since_ms: Option<u64>,
 }
 
 /// What the socket or outbox produced.
@@ -136,7 +151,14 @@ enum Event {
     Closed,
 }
 
-pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
+/// Serves one accepted connection; `fd_slot` is its share of the process's descriptors
+/// (none left: the client is refused as over `maxclients`).
+pub async fn handle(
+    shared: Arc<Shared>,
+    stream: Stream,
+    peer: SocketAddr,
+    fd_slot: Option<crate::fds::FdSlot>,
+) {
     let _ = stream.tcp().set_nodelay(true);
     let laddr = stream
         .tcp()
@@ -146,7 +168,7 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
     let (outbox_tx, outbox) = mpsc::unbounded_channel();
     let outbox_bytes = Arc::new(AtomicUsize::new(0));
     let query_buf_bytes = Arc::new(AtomicUsize::new(READ_CHUNK_BYTES));
-    let killed = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(KillSwitch::default());
     let mut stream = stream;
     // Registering takes the state lock, which a busy script holds: until it ends, the new
     // client is answered as every other one is (BUSY, or the kill it asks for).
@@ -157,7 +179,7 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
     let registered = {
         let mut st = shared.lock_when_idle().await;
         st.stats.total_connections_received += 1;
-        if st.shutting_down || st.clients.len() >= st.config.maxclients {
+        if st.shutting_down || st.clients.len() >= st.config.maxclients || fd_slot.is_none() {
             st.stats.rejected_connections += 1;
             None
         } else {
@@ -200,6 +222,9 @@ pub async fn handle(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) {
         query_buf_bytes,
         query_buf_peak: 0,
         query_buf_peak_since: std::time::Instant::now(),
+        output_limit: config.output_buffer_limits.normal,
+        query_buf_limit_bytes: config.client_query_buffer_limit_bytes,
+        output_soft_since_ms: None,
     };
     conn.serve(authenticated, &config).await;
     shared.lock_when_idle().await.remove_client(id);
@@ -215,6 +240,8 @@ impl Connection {
         let mut out = ReplyBuf::default();
         let mut pending: VecDeque<Vec<Bytes>> = VecDeque::new();
         let idle = (config.timeout_secs > 0).then(|| Duration::from_secs(config.timeout_secs));
+        let auth_deadline = (!authenticated)
+            .then(|| Instant::now() + Duration::from_secs(UNAUTHENTICATED_TIMEOUT_SECS));
         loop {
             let mut protocol_error = None;
             while pending.len() < BATCH_COMMANDS_MAX && (authenticated || pending.is_empty()) {
@@ -286,15 +313,15 @@ impl Connection {
                 tracing::debug!(client = self.id, error = %e, "closing connection after protocol error");
                 return;
             }
-            if self.rbuf.len() > config.client_query_buffer_limit_bytes {
-                tracing::warn!(
-                    client = self.id,
-                    bytes = self.rbuf.len(),
-                    "closing client over the query buffer limit"
-                );
+            if self.query_buf_over_limit().await {
                 return;
             }
-            match idle {
+            // Before AUTH the wait ends at the deadline counted from the connection's start.
+            let wait = match auth_deadline {
+                Some(d) if !authenticated => Some(d.saturating_duration_since(Instant::now())),
+                _ => idle,
+            };
+            match wait {
                 None => {
                     if let Event::Closed = self.next_event().await {
                         return;
@@ -303,6 +330,13 @@ impl Connection {
                 Some(d) => match tokio::time::timeout(d, self.next_event()).await {
                     Ok(Event::Input) => {}
                     Ok(Event::Closed) => return,
+                    Err(_) if !authenticated => {
+                        tracing::debug!(
+                            client = self.id,
+                            "closing connection not authenticated in time"
+                        );
+                        return;
+                    }
                     Err(_) => {
                         let st = self.shared.state.lock().expect("state lock");
                         // Subscribers idle by design; Redis does not time them out either.
@@ -346,14 +380,34 @@ impl Connection {
         st.intro.clock = std::time::Instant::now();
         st.stats.total_net_input_bytes += std::mem::take(&mut self.unaccounted_input_bytes);
         let mut flow = Flow::Continue;
+        // One comparison per command on the normal path: the smaller of the batch's reply
+        // bound and the client's output limits.
+        let check_at = [self.output_limit.hard_bytes, self.output_limit.soft_bytes]
+            .into_iter()
+            .filter(|&b| b > 0)
+            .fold(BATCH_REPLY_MAX_BYTES, usize::min);
         while let Some(cmd) = pending.pop_front() {
             flow = dispatch(&mut st, self.id, cmd, out);
             // Before AUTH, one command at a time: AUTH changes the limits for the next.
             if !matches!(flow, Flow::Continue) || !*authenticated {
                 break;
             }
+            if out.len() >= check_at {
+                if self.output_over_limit(&mut st, out.len()) {
+                    out.clear();
+                    pending.clear();
+                    return (Flow::Close, None);
+                }
+                if out.len() >= BATCH_REPLY_MAX_BYTES {
+                    break;
+                }
+            }
         }
         let client = st.clients.get(&self.id);
+        if let Some(c) = client {
+            self.output_limit = st.config.output_buffer_limits.for_client(c.subscriptions());
+        }
+        self.query_buf_limit_bytes = st.config.client_query_buffer_limit_bytes;
         *authenticated = client.is_some_and(|c| c.authenticated);
         self.busy_multi.in_multi = client.is_some_and(|c| c.multi.is_some());
         if st.tracking.clients > 0 {
@@ -428,13 +482,116 @@ impl Connection {
         }
     }
 
+    /// Whether `unwritten` reply bytes break the client's output buffer limit (then logged
+    /// and counted as Redis does).
+    fn output_over_limit(&mut self, st: &mut crate::state::State, unwritten: usize) -> bool {
+        if !self.output_limit.reached(unwritten) {
+            self.output_soft_since_ms = None;
+            return false;
+        }
+        let over =
+            self.output_limit
+                .exceeded(unwritten, &mut self.output_soft_since_ms, unix_time_ms());
+        if over {
+            if let Some(c) = st.clients.get(&self.id) {
+                crate::state::log_output_limit_close(c);
+            }
+            st.stats.client_output_buffer_limit_disconnections += 1;
+        }
+        over
+    }
+
+    /// Whether the read buffer is over `client-query-buffer-limit` (then logged and
+    /// counted): checked after every read, also while the client is blocked or paused
+    /// and its commands wait unparsed, as Redis checks after each read.
+    async fn query_buf_over_limit(&self) -> bool {
+        if self.rbuf.len() <= self.query_buf_limit_bytes {
+            return false;
+        }
+        let mut st = self.shared.lock_when_idle().await;
+        st.stats.client_query_buffer_limit_disconnections += 1;
+        let addr = st
+            .clients
+            .get(&self.id)
+            .map(|c| c.addr.clone())
+            .unwrap_or_default();
+        tracing::warn!(
+            "Closing client that reached max query buffer length: id={} addr={addr} qbuf={} (client-query-buffer-limit {})",
+            self.id,
+            self.rbuf.len(),
+            self.query_buf_limit_bytes,
+        );
+        true
+    }
+
+    /// Writes the replies. Over the soft output limit, writes as much as the client takes
+    /// and closes it (false) once it has stayed over the limit for its seconds; under it,
+    /// one plain write, so the normal path pays nothing.
     async fn write(&mut self, out: &mut ReplyBuf) -> bool {
         if out.is_empty() {
             return true;
         }
-        let ok = self.stream.send(out.as_bytes()).await.is_ok();
-        out.clear();
+        let len = out.len();
+        // Large replies count as the client's output buffer while they are written (in
+        // `used_memory`, and against its limit together with its pushes, as Redis keeps
+        // both in one buffer); small ones cost no atomic.
+        let counted = len >= REPLY_BUF_KEEP_BYTES;
+        if counted {
+            self.outbox_bytes.fetch_add(len, Ordering::Relaxed);
+        }
+        let ok = self.write_all_within_limit(out.as_bytes()).await;
+        if counted {
+            self.outbox_bytes.fetch_sub(len, Ordering::Relaxed);
+            // Give back what a large reply grew the buffer to (as Redis frees reply blocks).
+            drop(out.take());
+        } else {
+            out.clear();
+        }
         ok
+    }
+
+    async fn write_all_within_limit(&mut self, bytes: &[u8]) -> bool {
+        let mut written = 0;
+        while self.output_limit.soft_bytes > 0
+            && bytes.len() - written >= self.output_limit.soft_bytes
+        {
+            let since = *self.output_soft_since_ms.get_or_insert_with(unix_time_ms);
+            // Redis closes once the time over the soft limit passes its seconds.
+            let deadline_ms = since + self.output_limit.soft_secs * 1000 + 1;
+            let left = Duration::from_millis(deadline_ms.saturating_sub(unix_time_ms()));
+            let write = async {
+                tokio::select! {
+                    biased;
+                    w = self.stream.write(&bytes[written..]) => w.ok().filter(|&n| n > 0),
+                    _ = self.killed.killed() => None,
+                }
+            };
+            match tokio::time::timeout(left, write).await {
+                Ok(Some(n)) => written += n,
+                Ok(None) => return false,
+                Err(_) => {
+                    let shared = self.shared.clone();
+                    let mut st = shared.lock_when_idle().await;
+                    if self.output_over_limit(&mut st, bytes.len() - written) {
+                        return false;
+                    }
+                }
+            }
+        }
+        self.output_soft_since_ms = None;
+        self.send_unless_killed(&bytes[written..]).await
+    }
+
+    /// Writes all of `bytes`; false when the write fails or the client is killed meanwhile
+    /// (a client that does not read must not keep a killed connection stuck in its write).
+    async fn send_unless_killed(&mut self, bytes: &[u8]) -> bool {
+        // The write first: a reply that fits in the socket still goes out (CLIENT KILL of
+        // the connection itself answers before it closes).
+        tokio::select! {
+            biased;
+            sent = self.stream.send(bytes) => sent.is_ok(),
+            _ = self.killed.killed() => false,
+        }
     }
 
     /// Waits for input or an outbox item; writes pub/sub messages as they come.
@@ -510,6 +667,9 @@ impl Connection {
             // peer sends more (a pipelining client that waits for replies never does).
             Wake::Read { n } => {
                 self.unaccounted_input_bytes += n as u64;
+                if self.query_buf_over_limit().await {
+                    return Event::Closed;
+                }
                 Event::Input
             }
             Wake::Outbox(item) => self.deliver(item).await,
@@ -518,7 +678,7 @@ impl Connection {
 
     async fn deliver(&mut self, item: Option<Outbound>) -> Event {
         let mut batch = match item {
-            Some(Outbound::Message(m)) if !self.killed.load(Ordering::Relaxed) => m,
+            Some(Outbound::Message(m)) if !self.killed.is_killed() => m,
             Some(Outbound::ReleaseQueryBuffer) => return Event::Input,
             _ => return Event::Closed,
         };
@@ -530,9 +690,9 @@ impl Connection {
             }
         }
         self.outbox_bytes.fetch_sub(batch.len(), Ordering::Relaxed);
-        match self.stream.send(&batch).await {
-            Ok(()) => Event::Input,
-            Err(_) => Event::Closed,
+        match self.send_unless_killed(&batch).await {
+            true => Event::Input,
+            false => Event::Closed,
         }
     }
 

@@ -13,6 +13,17 @@ use crate::state::{BlockSlot, ReplyMode, State};
 /// Redis's refusal of writes without the replicas `min-replicas-to-write` asks for.
 pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
 
+/// Commands one MULTI may queue. Redis has no bound but memory; here a transaction is
+/// refused past it the way a queued command that fails its checks is (EXEC answers
+/// EXECABORT), so the client learns why and nothing half-runs.
+pub const MULTI_QUEUED_COMMANDS_MAX: usize = 1_000_000;
+/// Bytes of arguments (plus [`MULTI_ARG_OVERHEAD_BYTES`] each) one MULTI may queue: as
+/// much as one query buffer may hold by default (`client-query-buffer-limit`). The queue
+/// also counts in `used_memory`, so under `maxmemory` queueing fails with OOM far sooner.
+pub const MULTI_QUEUED_MAX_BYTES: usize = 1024 * 1024 * 1024;
+/// What one queued argument costs beyond its bytes (the `Bytes` handle and its share).
+pub const MULTI_ARG_OVERHEAD_BYTES: usize = 32;
+
 /// What the connection does after a command.
 pub enum Flow {
     Continue,
@@ -215,6 +226,23 @@ fn checked(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flo
             );
             return Flow::Continue;
         }
+        if queue.is_empty() {
+            client.multi_bytes = 0;
+        }
+        let bytes =
+            args.iter().map(|a| a.len()).sum::<usize>() + args.len() * MULTI_ARG_OVERHEAD_BYTES;
+        if queue.len() >= MULTI_QUEUED_COMMANDS_MAX
+            || client.multi_bytes + bytes > MULTI_QUEUED_MAX_BYTES
+        {
+            // As for any command refused while queueing: EXEC will answer EXECABORT.
+            client.multi_error = true;
+            let e = format!(
+                "ERR the transaction is over its limit ({MULTI_QUEUED_COMMANDS_MAX} commands or {MULTI_QUEUED_MAX_BYTES} bytes queued)"
+            );
+            reject(st, Some(spec), &args, out, &e);
+            return Flow::Continue;
+        }
+        client.multi_bytes += bytes;
         queue.push(args);
         out.simple("QUEUED");
         return Flow::Continue;
@@ -490,5 +518,40 @@ mod tests {
             e.to_string(),
             "ERR unknown command 'x', with args beginning with: "
         );
+    }
+
+    fn run(st: &mut State, args: &[&str]) -> Vec<u8> {
+        let mut out = ReplyBuf::default();
+        let args = args
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        dispatch(st, 1, args, &mut out);
+        out.take()
+    }
+
+    #[test]
+    fn a_transaction_over_its_bound_is_refused_and_exec_aborts() {
+        let now = 1_800_000_000_000;
+        let mut st = State::new(crate::NodeConfig::default(), now);
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let client =
+            crate::state::Client::new(1, String::new(), String::new(), true, true, now, tx);
+        st.clients.insert(1, client);
+        assert_eq!(run(&mut st, &["MULTI"]), b"+OK\r\n");
+        for _ in 0..MULTI_QUEUED_COMMANDS_MAX {
+            assert_eq!(run(&mut st, &["INCR", "n"]), b"+QUEUED\r\n");
+        }
+        let refused = String::from_utf8(run(&mut st, &["INCR", "n"])).unwrap();
+        assert!(
+            refused.starts_with("-ERR the transaction is over its limit"),
+            "{refused}"
+        );
+        let c = &st.clients[&1];
+        assert!(c.multi_error);
+        assert!(c.multi_bytes >= MULTI_QUEUED_COMMANDS_MAX * (5 + 2 * MULTI_ARG_OVERHEAD_BYTES));
+        let exec = String::from_utf8(run(&mut st, &["EXEC"])).unwrap();
+        assert!(exec.starts_with("-EXECABORT"), "{exec}");
+        assert_eq!(run(&mut st, &["GET", "n"]), b"$-1\r\n");
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 mod conn;
 mod dispatch;
 mod durability;
+mod fds;
 mod info;
 mod introspect;
 mod introspect_cmd;
@@ -25,16 +26,17 @@ mod transfer;
 mod workers;
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use commands::dataset_digest;
 pub use config::{ConfigError, DebugCommand, Fsync, NodeConfig};
+pub use fds::set_client_fd_budget;
 pub use info::used_memory_bytes;
 pub use server::{ACTIVE_EXPIRE_KEYS_PER_CYCLE_MAX, StopReport};
 pub use ship::{
     EVENTS_KEPT_MAX, SEGMENT_MAX_BYTES, SEGMENT_ROLL_INTERVAL, events_from_lines, events_to_lines,
 };
-pub use state::PUBSUB_OUTBOX_MAX_BYTES;
 pub use workers::{Status as WorkerState, WorkerStatus};
 
 /// The Redis version the node reports and behaves as.
@@ -49,6 +51,8 @@ pub struct Shared {
     pub(crate) workers: Arc<workers::Workers>,
     /// The running script, readable while it holds the state lock (BUSY, SCRIPT KILL).
     pub(crate) script_watch: Arc<script::Watch>,
+    /// This node's client sockets, counted in the process's descriptor budget.
+    pub(crate) fds: Arc<AtomicUsize>,
 }
 
 /// How often a task that needs the state lock looks again while a busy script holds it.
@@ -289,6 +293,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         script_watch: state.scripting.watch.clone(),
         state: Mutex::new(state),
         shutdown,
+        fds: fds::register_node(),
     });
     let host = Arc::new(durability::NodeHost(Arc::downgrade(&shared)));
     shared

@@ -78,6 +78,10 @@ impl State {
                 CLIENT_OVERHEAD_BYTES
                     + c.query_buf_bytes.load(Relaxed) as u64
                     + c.outbox_bytes.load(Relaxed) as u64
+                    + c.multi
+                        .as_ref()
+                        .map_or(0, |q| if q.is_empty() { 0 } else { c.multi_bytes })
+                        as u64
             })
             .sum();
     }

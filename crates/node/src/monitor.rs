@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use crate::scripting::SCRIPT_CLIENT_ID;
-use crate::state::State;
+use crate::state::{Delivery, State};
 
 /// Sends the line of `args`, run by client `id` in `db`, to every monitor.
 pub fn feed(st: &mut State, id: u64, db: usize, name: &str, args: &[Bytes]) {
@@ -35,11 +35,15 @@ pub fn feed(st: &mut State, id: u64, db: usize, name: &str, args: &[Bytes]) {
     }
     line.extend_from_slice(b"\r\n");
     st.monitors.retain(|m| st.clients.contains_key(m));
+    let mut overflowed = 0;
     for m in &st.monitors {
-        if let Some(c) = st.clients.get(m) {
-            c.deliver(line.clone());
+        if let Some(c) = st.clients.get(m)
+            && c.deliver(line.clone(), &st.config.output_buffer_limits) == Delivery::Overflowed
+        {
+            overflowed += 1;
         }
     }
+    st.stats.client_output_buffer_limit_disconnections += overflowed;
 }
 
 /// Appends `bytes` quoted and escaped as Redis's `sdscatrepr` does.

@@ -58,7 +58,8 @@ pub async fn serve(
         tokio::select! {
             accepted = accept_on(listeners.plain.as_ref()) => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(conn::handle(shared.clone(), Stream::Plain(stream), peer));
+                    let slot = crate::fds::FdSlot::take(&shared.fds);
+                    connections.spawn(conn::handle(shared.clone(), Stream::Plain(stream), peer, slot));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -68,12 +69,16 @@ pub async fn serve(
             },
             accepted = accept_on(listeners.tls.as_ref().map(|(l, _)| l)) => match accepted {
                 Ok((stream, peer)) => {
+                    // No descriptor to spare: closed before any handshake work.
+                    let Some(slot) = crate::fds::FdSlot::take(&shared.fds) else {
+                        continue;
+                    };
                     let acceptor = listeners.tls.as_ref().expect("accepted on it").1.clone();
                     let shared = shared.clone();
                     connections.spawn(async move {
                         let _ = stream.set_nodelay(true);
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => conn::handle(shared, Stream::Tls(Box::new(tls)), peer).await,
+                            Ok(Ok(tls)) => conn::handle(shared, Stream::Tls(Box::new(tls)), peer, Some(slot)).await,
                             Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake failed"),
                             Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
                         }

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use keyspace::{Ctx, Keyspace, Str};
@@ -22,7 +22,7 @@ pub enum Outbound {
     ReleaseQueryBuffer,
 }
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, OutputBufferLimits};
 
 /// Where a blocked command's eventual reply is handed over to its connection.
 #[derive(Default)]
@@ -83,6 +83,9 @@ pub struct Client {
     pub reply: ReplyMode,
     /// Commands queued since MULTI.
     pub multi: Option<Vec<Vec<Bytes>>>,
+    /// What the queued commands hold (arguments and their handles), for the queue's bound
+    /// and `used_memory`; reset by the first command a new transaction queues.
+    pub multi_bytes: usize,
     /// A command queued in MULTI was refused: EXEC must abort.
     pub multi_error: bool,
     pub watched: Vec<(usize, Str)>,
@@ -95,7 +98,10 @@ pub struct Client {
     pub outbox: mpsc::UnboundedSender<Outbound>,
     pub outbox_bytes: Arc<AtomicUsize>,
     /// Set before a close request, so the connection stops without writing what is queued.
-    pub killed: Arc<AtomicBool>,
+    pub killed: Arc<KillSwitch>,
+    /// Since when (unix ms) the queued pushes have been over the class's soft output
+    /// limit; 0 while under it.
+    pub push_soft_since_ms: AtomicU64,
     /// CLIENT TRACKING's options, while tracking is on.
     pub tracking: Option<crate::tracking::Mode>,
     /// The capacity of the connection's read buffer (CLIENT LIST qbuf-free).
@@ -104,6 +110,34 @@ pub struct Client {
     pub query_buf_release_asked: bool,
     /// The ACL user signed in as, when not `default`.
     pub user: Option<Box<str>>,
+}
+
+/// A client's close request, seen by its connection even in the middle of a write that
+/// the client does not read (CLIENT KILL, an output buffer limit).
+#[derive(Default)]
+pub struct KillSwitch {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl KillSwitch {
+    pub fn kill(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+        // A stored permit: a connection not waiting yet sees it at its next wait.
+        self.notify.notify_one();
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the client is killed (at once if it already was).
+    pub async fn killed(&self) {
+        if self.is_killed() {
+            return;
+        }
+        self.notify.notified().await;
+    }
 }
 
 /// What became of bytes pushed to a client ([`Client::deliver`]).
@@ -142,6 +176,7 @@ impl Client {
             last_cmd: String::new(),
             reply: ReplyMode::On,
             multi: None,
+            multi_bytes: 0,
             multi_error: false,
             watched: Vec::new(),
             watch_dirty: false,
@@ -151,6 +186,7 @@ impl Client {
             outbox,
             outbox_bytes: Default::default(),
             killed: Default::default(),
+            push_soft_since_ms: AtomicU64::new(0),
             tracking: None,
             query_buf_bytes: Default::default(),
             query_buf_release_asked: false,
@@ -185,18 +221,30 @@ impl Client {
 
     /// Asks the connection to close as soon as it looks at its outbox.
     pub fn kill(&self) {
-        self.killed.store(true, Ordering::Relaxed);
+        self.killed.kill();
         let _ = self.outbox.send(Outbound::Close);
     }
 
-    /// Queues encoded pushes (pub/sub messages, invalidations) for the connection, which
-    /// writes them outside the request/reply flow; a client with more than
-    /// [`PUBSUB_OUTBOX_MAX_BYTES`] unwritten is disconnected rather than buffered forever.
-    pub fn deliver(&self, bytes: Vec<u8>) -> Delivery {
+    /// Queues encoded pushes (pub/sub messages, invalidations, MONITOR lines) for the
+    /// connection, which writes them outside the request/reply flow; a client whose unwritten
+    /// pushes break its class's `client-output-buffer-limit` is disconnected rather than
+    /// buffered forever, as Redis does.
+    pub fn deliver(&self, bytes: Vec<u8>, limits: &OutputBufferLimits) -> Delivery {
         let queued = self.outbox_bytes.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
-        if queued > PUBSUB_OUTBOX_MAX_BYTES {
-            self.kill();
-            return Delivery::Overflowed;
+        let limit = limits.for_client(self.subscriptions());
+        if limit.reached(queued) {
+            // The clock is read only over a limit.
+            let stored = self.push_soft_since_ms.load(Ordering::Relaxed);
+            let mut since = (stored > 0).then_some(stored);
+            let over = limit.exceeded(queued, &mut since, crate::unix_time_ms());
+            self.push_soft_since_ms
+                .store(since.unwrap_or(0), Ordering::Relaxed);
+            if over {
+                self.outbox_bytes.fetch_sub(bytes.len(), Ordering::Relaxed);
+                return self.overflow();
+            }
+        } else if self.push_soft_since_ms.load(Ordering::Relaxed) != 0 {
+            self.push_soft_since_ms.store(0, Ordering::Relaxed);
         }
         match self.outbox.send(Outbound::Message(bytes)) {
             Ok(()) => Delivery::Queued,
@@ -204,6 +252,33 @@ impl Client {
         }
     }
 
+    /// Closes a client that broke its output buffer limit, with Redis's log line.
+    fn overflow(&self) -> Delivery {
+        // Already on its way out: logged and counted once.
+        if self.killed.is_killed() {
+            return Delivery::Closed;
+        }
+        log_output_limit_close(self);
+        self.kill();
+        Delivery::Overflowed
+    }
+}
+
+/// Redis's warning for a client closed over its output buffer limit.
+pub fn log_output_limit_close(c: &Client) {
+    tracing::warn!(
+        "Client id={} addr={} laddr={} name={} scheduled to be closed ASAP for overcoming of output buffer limits.",
+        c.id,
+        c.addr,
+        c.laddr,
+        c.name
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default(),
+    );
+}
+
+impl Client {
     pub fn subscriptions(&self) -> usize {
         self.channels.len() + self.patterns.len()
     }
@@ -218,11 +293,11 @@ pub struct NodeStats {
     pub total_net_input_bytes: u64,
     pub total_net_output_bytes: u64,
     pub pubsub_messages_dropped_clients: u64,
+    /// Clients closed for breaking their `client-output-buffer-limit`.
+    pub client_output_buffer_limit_disconnections: u64,
+    /// Clients closed for a query buffer over `client-query-buffer-limit`.
+    pub client_query_buffer_limit_disconnections: u64,
 }
-
-/// Pub/sub messages a subscriber may have queued before it is disconnected, as Redis's
-/// `client-output-buffer-limit pubsub 32mb` hard limit does.
-pub const PUBSUB_OUTBOX_MAX_BYTES: usize = 32 * 1024 * 1024;
 
 pub struct State {
     pub ks: Keyspace,
@@ -636,9 +711,12 @@ impl State {
             }
             out.bulk(channel);
             out.bulk(message);
-            match c.deliver(out.take()) {
+            match c.deliver(out.take(), &self.config.output_buffer_limits) {
                 Delivery::Queued => receivers += 1,
-                Delivery::Overflowed => self.stats.pubsub_messages_dropped_clients += 1,
+                Delivery::Overflowed => {
+                    self.stats.pubsub_messages_dropped_clients += 1;
+                    self.stats.client_output_buffer_limit_disconnections += 1;
+                }
                 Delivery::Closed => {}
             }
         }

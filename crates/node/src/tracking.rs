@@ -502,7 +502,11 @@ fn send(st: &mut State, id: u64, payload: Payload) {
             out.push(2);
             out.bulk(b"tracking-redir-broken");
             out.int(redirect as i64);
-            c.deliver(out.take());
+            if c.deliver(out.take(), &st.config.output_buffer_limits)
+                == crate::state::Delivery::Overflowed
+            {
+                st.stats.client_output_buffer_limit_disconnections += 1;
+            }
         }
         return;
     };
@@ -528,5 +532,8 @@ fn send(st: &mut State, id: u64, payload: Payload) {
         }
         Payload::All => out.null(),
     }
-    t.deliver(out.take());
+    if t.deliver(out.take(), &st.config.output_buffer_limits) == crate::state::Delivery::Overflowed
+    {
+        st.stats.client_output_buffer_limit_disconnections += 1;
+    }
 }

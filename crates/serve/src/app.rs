@@ -135,6 +135,16 @@ fn to_json(body: &impl serde::Serialize) -> String {
 impl App {
     pub async fn open(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         let store = ResourceStore::open(&config.data_dir)?;
+        // Child processes inherit the raised limit; in-process caches share this one.
+        let nofile = crate::fds::raise_nofile_limit();
+        if config.node_runtime == crate::NodeRuntime::InProcess {
+            let maxclients_total = store
+                .all()
+                .filter_map(|c| control::memory::resolve(&c.sku, &c.redis_configuration).ok())
+                .map(|m| u64::from(m.maxclients))
+                .sum();
+            crate::fds::share(nofile, maxclients_total);
+        }
         // The accounting is derived data: a damaged file is reported and replaced, it does
         // not keep the caches from starting.
         let ledgers = match store.load_accounting()? {
@@ -740,6 +750,7 @@ async fn put_cache(
         &params.properties.redis_configuration,
     )?;
     control::validate::storage_access(&params.properties.redis_configuration, &app.access)?;
+    crate::supervisor::check_client_limits(&params.properties.redis_configuration)?;
     let k = key(&id);
     let busy = app.claim(&k, &id)?;
     let mut store = app.store.lock().await;
@@ -933,6 +944,7 @@ async fn patch_cache(
     let live = !restart
         && control::memory::resolve(&before.sku, &before.redis_configuration).ok() != Some(memory);
     control::validate::storage_access(&cache.redis_configuration, &app.access)?;
+    crate::supervisor::check_client_limits(&cache.redis_configuration)?;
     if let Some(v) = props.enable_non_ssl_port {
         cache.enable_non_ssl_port = v;
     }

@@ -216,6 +216,38 @@ fn renew_certificate(
 /// How often a running node's certificate is checked for renewal.
 const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
+/// redisConfiguration keys that set a node's client limits, and the node setting each is.
+const CLIENT_LIMIT_KEYS: &[(&str, &str)] = &[
+    (
+        "cacheplane-client-output-buffer-limit",
+        "client-output-buffer-limit",
+    ),
+    (
+        "cacheplane-client-query-buffer-limit",
+        "client-query-buffer-limit",
+    ),
+];
+
+/// Checks the client limit keys of a `redisConfiguration` as the node takes them: ARM's
+/// 400 naming the key, instead of a cache that fails to start.
+pub fn check_client_limits(
+    config: &std::collections::BTreeMap<String, String>,
+) -> Result<(), control::ArmError> {
+    let mut node = NodeConfig::default();
+    for (key, name) in CLIENT_LIMIT_KEYS {
+        if let Some(value) = config.get(*key) {
+            node.set(name, value).map_err(|e| {
+                control::ArmError::bad_request(
+                    "InvalidRedisConfiguration",
+                    format!("properties.redisConfiguration.{key}"),
+                    format!("{key} '{value}': {e}"),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// The node settings for `cache`.
 pub fn node_config(cache: &Cache, settings: &NodeSettings) -> anyhow::Result<NodeConfig> {
     let data_dir = &settings.data_dir;
@@ -267,6 +299,14 @@ pub fn node_config(cache: &Cache, settings: &NodeSettings) -> anyhow::Result<Nod
     for (name, value) in memory_settings(cache)? {
         cfg.set(name, &value)
             .map_err(|e| anyhow::anyhow!("node setting {name} {value}: {e}"))?;
+    }
+    // The per-client bounds a customer may tighten (cacheplane's keys; Azure does not
+    // expose them): Redis's format and units, checked by the node's own CONFIG rules.
+    for (key, name) in CLIENT_LIMIT_KEYS {
+        if let Some(value) = cache.redis_configuration.get(*key) {
+            cfg.set(name, value)
+                .map_err(|e| anyhow::anyhow!("{key} {value}: {e}"))?;
+        }
     }
     let mut storage = StorageConfig {
         prefix: format!("caches/{tag}"),

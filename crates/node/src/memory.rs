@@ -94,6 +94,7 @@ impl State {
         let max = self.maxmemory();
         self.ks.settle();
         let mut started = None;
+        let mut clients_counted = false;
         self.memory.evicting = false;
         self.memory.out_of_memory = loop {
             let used = self.used_memory();
@@ -103,6 +104,12 @@ impl State {
             }
             let over = usize::try_from(used - max).unwrap_or(usize::MAX);
             match self.ks.evict(over) {
+                // The clients' share is summed by the cron: before refusing writes, count
+                // it afresh (clients that went or drained their buffers give it back).
+                Evicted::Stuck if !clients_counted => {
+                    self.refresh_clients_memory();
+                    clients_counted = true;
+                }
                 Evicted::Stuck => break true,
                 Evicted::Enough => {}
                 // The clock is read only when a call could not evict enough: most calls

@@ -12,8 +12,11 @@ KEYS_FOR_MEMORY=${KEYS_FOR_MEMORY:-1000000}
 TESTS=set,get,incr,lpush,hset,zadd
 
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
-cargo build --release --quiet
-BIN=target/release/cacheplane
+# BIN: a cacheplane binary to measure instead of building one (into CARGO_TARGET_DIR).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=${CARGO_TARGET_DIR:-target}/release/cacheplane
+fi
 WORK=$(mktemp -d)
 trap 'redis-cli -p $RPORT shutdown nosave >/dev/null 2>&1 || true; redis-cli -p $NPORT shutdown nosave >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 

@@ -354,6 +354,7 @@ fn reservation(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::tests::config;
 
     fn sku(name: SkuName, capacity: i64) -> Sku {
         let family = match name {
@@ -365,13 +366,6 @@ mod tests {
             family,
             capacity,
         }
-    }
-
-    fn config(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 
     #[test]

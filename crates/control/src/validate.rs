@@ -238,7 +238,7 @@ pub fn persistence(sku: &Sku, config: &BTreeMap<String, String>) -> Result<Persi
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn premium() -> Sku {
@@ -249,7 +249,8 @@ mod tests {
         }
     }
 
-    fn config(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    /// A `redisConfiguration` from pairs (the memory checks' tests use it too).
+    pub(crate) fn config(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -488,39 +488,31 @@ impl Supervisor {
 
     /// Gives the running node of `key` its cache's current access keys, at once.
     pub async fn set_keys(&self, key: &str, cache: &Cache) -> anyhow::Result<()> {
-        let Some(inbox) = self.existing(key) else {
-            return Ok(());
-        };
-        let (reply, answer) = oneshot::channel();
-        inbox
-            .send(Msg::SetKeys {
-                cache: Box::new(cache.clone()),
-                reply,
-            })
-            .await
-            .map_err(|_| anyhow::anyhow!("the cache's actor is gone"))?;
-        answer
-            .await
-            .map_err(|_| anyhow::anyhow!("the cache's actor is gone"))?
+        let cache = Box::new(cache.clone());
+        self.ask(key, |reply| Msg::SetKeys { cache, reply }).await
     }
 
     /// Gives the running node of `key` its cache's memory settings (maxmemory, its policy,
     /// maxclients), at once and keeping its data.
     pub async fn set_memory(&self, key: &str, cache: &Cache) -> anyhow::Result<()> {
+        let cache = Box::new(cache.clone());
+        self.ask(key, |reply| Msg::SetMemory { cache, reply }).await
+    }
+
+    /// Sends the actor of `key` the message `msg` builds around its reply channel and
+    /// waits for the answer; Ok when no actor runs (nothing to change).
+    async fn ask(
+        &self,
+        key: &str,
+        msg: impl FnOnce(oneshot::Sender<anyhow::Result<()>>) -> Msg,
+    ) -> anyhow::Result<()> {
         let Some(inbox) = self.existing(key) else {
             return Ok(());
         };
+        let gone = || anyhow::anyhow!("the cache's actor is gone");
         let (reply, answer) = oneshot::channel();
-        inbox
-            .send(Msg::SetMemory {
-                cache: Box::new(cache.clone()),
-                reply,
-            })
-            .await
-            .map_err(|_| anyhow::anyhow!("the cache's actor is gone"))?;
-        answer
-            .await
-            .map_err(|_| anyhow::anyhow!("the cache's actor is gone"))?
+        inbox.send(msg(reply)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     /// A handle for export and import on the running node of `key` (in-process nodes).

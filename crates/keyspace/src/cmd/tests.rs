@@ -33,21 +33,7 @@ fn render(f: &Frame) -> String {
 fn check(script: &[(&str, &str)]) {
     let mut ks = Keyspace::new(1);
     for (line, want) in script {
-        let args: Vec<Bytes> = line
-            .split(' ')
-            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-            .collect();
-        let spec = lookup(&args[0]).unwrap_or_else(|| panic!("unknown command in {line}"));
-        let mut out = ReplyBuf::new(Protocol::Resp2);
-        let mut ctx = Ctx::new(&mut ks, 0, &mut out);
-        if let Err(e) = crate::execute(spec, &mut ctx, &args) {
-            out.error(&e.to_string());
-        }
-        let bytes = out.take();
-        let (frame, _) = Frame::parse(&bytes, &Limits::default())
-            .expect("well-formed reply")
-            .expect("whole reply");
-        assert_eq!(render(&frame), *want, "{line}");
+        assert_eq!(run(&mut ks, line), *want, "{line}");
     }
 }
 

@@ -183,7 +183,11 @@ fn checked(st: &mut State, id: u64, args: Vec<Bytes>, out: &mut ReplyBuf) -> Flo
         return Flow::Continue;
     }
     // (A busy script holds the state: other clients' commands never get here meanwhile.)
-    if st.maxmemory() > 0 && st.make_room() && refused_on_oom(st, spec, id, &args) {
+    let out_of_memory = st.maxmemory() > 0 && st.make_room();
+    if st.ks.has_written() {
+        crate::tracking::after_eviction(st, id, out);
+    }
+    if out_of_memory && refused_on_oom(st, spec, id, &args) {
         if let Some(c) = st.clients.get_mut(&id)
             && c.multi.is_some()
         {

@@ -343,6 +343,36 @@ pub fn after_command(st: &mut State, id: u64, spec: &Spec, args: &[Bytes], in_ex
     limit_table(st);
 }
 
+/// Keys evicted to make room for client `id`'s command: their trackers hear of it now, and
+/// `id` itself (tracking in RESP3 without redirect) in `out`, ahead of the command's reply,
+/// as Redis orders it.
+pub fn after_eviction(st: &mut State, id: u64, out: &mut ReplyBuf) {
+    let (written, flushed) = st.ks.take_written();
+    if flushed {
+        invalidate_all(st);
+    }
+    let inline = st.clients.get(&id).is_some_and(|c| {
+        c.protocol == Protocol::Resp3
+            && c.tracking
+                .as_ref()
+                .is_some_and(|m| m.redirect == 0 && !m.bcast)
+    });
+    for key in written {
+        if inline
+            && let Some(ids) = st.tracking.keys.get_mut(key.as_bytes())
+            && ids.remove(&id)
+        {
+            st.tracking.items -= 1;
+            out.push(2);
+            out.bulk(b"invalidate");
+            out.array(1);
+            out.bulk(key.as_bytes());
+        }
+        invalidate_key(st, key.as_bytes(), 0, true);
+    }
+    limit_table(st);
+}
+
 /// After the cron's active expiry: invalidations for the expired keys, and the broadcasts.
 pub fn after_expiry(st: &mut State) {
     let (written, flushed) = st.ks.take_written();

@@ -194,13 +194,19 @@ impl Conn {
     }
 
     pub fn send(&mut self, args: &[&str]) {
+        self.try_send(args).expect("write");
+    }
+
+    /// Sends a command; an error when the server is gone (a killed server's socket may
+    /// refuse the write before a read would see it closed).
+    pub fn try_send(&mut self, args: &[&str]) -> std::io::Result<()> {
         let mut out = format!("*{}\r\n", args.len()).into_bytes();
         for a in args {
             out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
             out.extend_from_slice(a.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        self.stream.write_all(&out).expect("write");
+        self.stream.write_all(&out)
     }
 
     /// Sends a command with binary arguments and returns its reply.

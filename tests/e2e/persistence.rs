@@ -632,9 +632,13 @@ fn sigkill_keeps_acknowledged_writes(policy: &str) {
                 let mut acked = Vec::new();
                 for i in 0.. {
                     let key = format!("w{w}:{i}");
-                    // Pipelined pairs: both replies count only once both arrived.
-                    c.send(&["SET", &key, "v"]);
-                    c.send(&["INCR", &format!("w{w}:count")]);
+                    // Pipelined pairs: both replies count only once both arrived. The
+                    // node is killed under the writers: a write may find it gone.
+                    let sent = c.try_send(&["SET", &key, "v"]).is_ok()
+                        && c.try_send(&["INCR", &format!("w{w}:count")]).is_ok();
+                    if !sent {
+                        return acked;
+                    }
                     match (c.read(), c.read()) {
                         (Some(a), Some(Frame::Integer(n))) if a == ok() => acked.push((key, n)),
                         _ => return acked,

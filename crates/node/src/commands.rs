@@ -1493,50 +1493,14 @@ fn pubsub(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
     Ok(())
 }
 
-/// Approximate bytes a value uses, for MEMORY USAGE and DEBUG OBJECT.
-fn value_bytes(v: &Value) -> usize {
-    const NODE_BYTES: usize = 32;
-    let s = |x: &Str| 24 + x.heap_bytes();
-    match v {
-        Value::Str(x) => s(x),
-        Value::List(l) => l.iter().map(s).sum::<usize>() + 32,
-        Value::Hash(h) => {
-            h.iter()
-                .map(|f| s(&f.name) + s(&f.value) + NODE_BYTES)
-                .sum::<usize>()
-                + h.bucket_count() * 8
-        }
-        Value::Set(m) => m.iter().map(|x| s(x) + NODE_BYTES).sum::<usize>() + m.bucket_count() * 8,
-        Value::ZSet(z) => {
-            z.iter()
-                .map(|(m, _)| 2 * s(m) + 2 * NODE_BYTES + 8)
-                .sum::<usize>()
-                + z.members.bucket_count() * 8
-        }
-        Value::Stream(st) => {
-            let entries: usize = st
-                .nodes()
-                .values()
-                .map(|n| n.bytes + n.entries.len() * 48)
-                .sum();
-            let groups: usize = st
-                .groups
-                .values()
-                .map(|g| 64 + g.pel.len() * 80 + g.consumers.len() * 64)
-                .sum();
-            entries + groups + 64
-        }
-    }
-}
-
 fn memory(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
     match lossy(&a[1]).to_ascii_lowercase().as_str() {
         "usage" if a.len() == 3 || a.len() == 5 => {
             let db = client(st, id).db;
             match st.ks.get(db, &a[2]) {
                 Some(e) => {
-                    let n = value_bytes(&e.value) + 24 + e.key.heap_bytes() + 48;
-                    out.int(n as i64)
+                    // The same measure as used_memory counts the key by.
+                    out.int(keyspace::memory::entry_bytes(e) as i64)
                 }
                 None => out.null(),
             }
@@ -1700,7 +1664,7 @@ fn debug(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
                 let line = format!(
                     "Value at:0x0 refcount:1 encoding:{} serializedlength:{} lru:0 lru_seconds_idle:0",
                     e.value.encoding(&limits),
-                    value_bytes(&e.value)
+                    keyspace::memory::value_bytes(&e.value)
                 );
                 out.simple(&line)
             }

@@ -6,7 +6,8 @@ use bytes::Bytes;
 
 use crate::state::State;
 
-/// Bytes allocated by the process, as jemalloc counts them (Redis's `used_memory`).
+/// Bytes allocated by the whole process, as jemalloc counts them (INFO's
+/// `allocator_allocated`; a node's `used_memory` is its own count, see `memory.rs`).
 pub fn used_memory_bytes() -> u64 {
     use tikv_jemalloc_ctl::{epoch, stats};
     // Statistics are cached until the epoch advances.

@@ -1,6 +1,12 @@
 # Shared by the benchmark scripts (sourced): starting and stopping servers side by side on
 # free ports, pinned to one core with the load generator on the other, and recording
-# results. Expects BIN (the cacheplane binary) and WORK (a scratch dir) to be set.
+# results. Expects WORK (a scratch dir) to be set. BIN: a cacheplane binary to measure;
+# unset, the release one is built (into CARGO_TARGET_DIR, default target/).
+
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet -p cacheplane
+  BIN=${CARGO_TARGET_DIR:-target}/release/cacheplane
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # Ready means answering PONG: a server still loading answers -LOADING.

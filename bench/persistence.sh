@@ -11,8 +11,6 @@ KEYS=${KEYS:-5000000}
 N_SET=${N_SET:-300000}
 
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
-cargo build --release --quiet
-BIN=target/release/cacheplane
 WORK=$(mktemp -d)
 source bench/lib.sh
 cleanup() {

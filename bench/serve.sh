@@ -10,8 +10,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100}
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
-cargo build --release --quiet
-BIN=target/release/cacheplane
 WORK=$(mktemp -d)
 SERVE_PID=
 REDIS_PIDS=()

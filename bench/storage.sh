@@ -16,8 +16,6 @@ N_SET=${N_SET:-300000}
 N_STORE=${N_STORE:-20000}
 
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
-cargo build --release --quiet
-BIN=target/release/cacheplane
 WORK=$(mktemp -d)
 source bench/lib.sh
 cleanup() {

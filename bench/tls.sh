@@ -10,8 +10,6 @@ ROUNDS=${1:-3}
 N=${N:-200000}
 N_HANDSHAKES=${N_HANDSHAKES:-20000}
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
-cargo build --release --quiet
-BIN=target/release/cacheplane
 WORK=$(mktemp -d)
 source bench/lib.sh
 trap 'stop_all; rm -rf "$WORK"' EXIT

@@ -34,7 +34,7 @@ DEFAULT_UNITS="unit/protocol unit/type/string unit/type/incr unit/type/hash unit
   unit/geo unit/hyperloglog unit/bitops unit/bitfield unit/sort unit/dump unit/maxmemory"
 # Units run in the suite's own mode (it starts the servers), with what they need the same
 # for both servers: no replicas (SLAVEOF), which cacheplane nodes do not have.
-SPAWNED_UNITS="unit/maxmemory"
+SPAWNED_UNITS="unit/maxmemory unit/obuf-limits unit/client-eviction unit/info"
 SPAWNED_TAGS="-needs:repl"
 SPAWNED_SKIP="/slave buffer|replica buffer|propagation with eviction"
 FLOOR=""

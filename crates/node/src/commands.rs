@@ -1,6 +1,8 @@
 //! Connection and server commands: AUTH, HELLO, SELECT, CLIENT, MULTI/EXEC, WATCH,
 //! pub/sub, INFO, CONFIG, COMMAND, DEBUG, TIME and the persistence entry points.
 
+use std::collections::{HashMap, HashSet};
+
 use bytes::Bytes;
 use keyspace::{CmdError, Spec, Str, Value, flags};
 use resp::{Protocol, ReplyBuf};
@@ -146,7 +148,11 @@ pub fn run(
                     ("help", 2),
                 ],
             )?;
-            config(st, id, a, out)?
+            config(st, id, a, out)?;
+            // A lower maxmemory-clients may have evicted the client that set it.
+            if st.clients.get(&id).is_some_and(|c| c.killed.is_killed()) {
+                return Ok(Flow::Close);
+            }
         }
         "time" => {
             let now_us = crate::unix_time_us();
@@ -357,10 +363,18 @@ pub fn run(
             st.unwatch_all(id);
             out.ok();
         }
-        "subscribe" | "psubscribe" => subscribe(st, id, a, out, spec.name == "psubscribe"),
-        "unsubscribe" | "punsubscribe" => unsubscribe(st, id, a, out, spec.name == "punsubscribe"),
+        "subscribe" => subscribe(st, id, a, out, Namespace::Channels),
+        "psubscribe" => subscribe(st, id, a, out, Namespace::Patterns),
+        "ssubscribe" => subscribe(st, id, a, out, Namespace::Shard),
+        "unsubscribe" => unsubscribe(st, id, a, out, Namespace::Channels),
+        "punsubscribe" => unsubscribe(st, id, a, out, Namespace::Patterns),
+        "sunsubscribe" => unsubscribe(st, id, a, out, Namespace::Shard),
         "publish" => {
             let n = st.publish(&a[1], &a[2]);
+            out.int(n as i64);
+        }
+        "spublish" => {
+            let n = st.spublish(&a[1], &a[2]);
             out.int(n as i64);
         }
         "pubsub" => {
@@ -398,6 +412,17 @@ pub fn run(
     }
     let _ = in_exec;
     Ok(Flow::Continue)
+}
+
+/// An `on`/`off` argument.
+fn on_off(a: &[u8]) -> Result<bool> {
+    if is(a, "on") {
+        Ok(true)
+    } else if is(a, "off") {
+        Ok(false)
+    } else {
+        Err(CmdError::Syntax)
+    }
 }
 
 fn client(st: &mut State, id: u64) -> &mut crate::state::Client {
@@ -568,48 +593,52 @@ fn reset(st: &mut State, id: u64, out: &mut ReplyBuf) {
     c.name = None;
     c.authenticated = !requirepass;
     c.key_used = None;
-    let (channels, patterns) = (
-        std::mem::take(&mut c.channels),
-        std::mem::take(&mut c.patterns),
-    );
-    for ch in channels {
-        remove_subscriber(&mut st.channels, &ch, id);
-    }
-    for p in patterns {
-        remove_subscriber(&mut st.patterns, &p, id);
-    }
+    st.drop_subscriptions(id);
     out.protocol = Protocol::Resp2;
     out.simple("RESET");
 }
 
-/// One client's CLIENT LIST line; `qbuf`: the bytes of its query buffer (the command
-/// running now, for the client asking).
-fn client_line(st: &State, c: &crate::state::Client, qbuf: usize) -> String {
+/// One client's CLIENT LIST line; `running`: the size of the request it runs now (the
+/// client asking: still in its query buffer, and its arguments' memory, as Redis shows).
+pub(crate) fn client_line(st: &State, c: &crate::state::Client, running: usize) -> String {
     let now = st.ks.now_ms();
+    let mut flags = String::new();
+    for (on, flag) in [
+        (c.subscriptions() > 0, 'P'),
+        (c.multi.is_some(), 'x'),
+        (c.blocked.is_some(), 'b'),
+        (c.no_evict, 'e'),
+    ] {
+        if on {
+            flags.push(flag);
+        }
+    }
+    if flags.is_empty() {
+        flags.push('N');
+    }
+    let m = &c.memory;
+    let qbuf = m.query_unparsed() as usize + running;
+    let qbuf_free = (m.query_buf() as usize).saturating_sub(qbuf);
+    let multi_mem = if c.multi.as_ref().is_some_and(|q| !q.is_empty()) {
+        c.multi_bytes
+    } else {
+        0
+    };
     format!(
-        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={qbuf} qbuf-free={} argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir={} resp={}",
+        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={flags} db={} sub={} psub={} ssub={} multi={} qbuf={qbuf} qbuf-free={qbuf_free} argv-mem={running} multi-mem={multi_mem} rbs=0 rbp=0 obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user={} redir={} resp={}",
         c.id,
         c.addr,
         c.laddr,
         c.name.as_ref().map(|n| lossy(n)).unwrap_or_default(),
         now.saturating_sub(c.created_ms) / 1000,
         now.saturating_sub(c.last_ms) / 1000,
-        if c.blocked.is_some() {
-            "b"
-        } else if c.multi.is_some() {
-            "x"
-        } else if c.subscriptions() > 0 {
-            "P"
-        } else {
-            "N"
-        },
         c.db,
         c.channels.len(),
         c.patterns.len(),
+        c.shard_channels.len(),
         c.multi.as_ref().map_or(-1, |q| q.len() as i64),
-        c.query_buf_bytes
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .saturating_sub(qbuf),
+        m.output(),
+        m.total() + running as u64,
         if c.last_cmd.is_empty() {
             "NULL"
         } else {
@@ -772,10 +801,17 @@ fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resul
             out.ok();
         }
         ("trackinginfo", 2) => crate::tracking::info_reply(st, id, out),
-        ("no-evict", 3) | ("no-touch", 3) => {
-            if !is(&a[2], "on") && !is(&a[2], "off") {
-                return Err(CmdError::Syntax);
+        ("no-evict", 3) => {
+            let on = on_off(&a[2])?;
+            client(st, id).no_evict = on;
+            // Turned off, the client counts again at once (Redis evicts it if it must).
+            if !on && st.evict_clients(id) {
+                return Ok(Flow::Close);
             }
+            out.ok();
+        }
+        ("no-touch", 3) => {
+            on_off(&a[2])?;
             out.ok();
         }
         ("help", 2) => help(
@@ -1338,6 +1374,10 @@ fn config(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()
             st.config = next;
             st.apply_config();
             st.intro.slowlog.trim(st.intro.settings.slowlog_max_len);
+            // A lower maxmemory-clients (or maxmemory under a percentage) evicts at once.
+            if st.evict_clients(id) {
+                return Ok(());
+            }
             out.ok();
         }
         "resetstat" if a.len() == 2 => {
@@ -1373,23 +1413,57 @@ fn config(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()
     Ok(())
 }
 
-fn subscribe(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf, pattern: bool) {
-    let kind: &[u8] = if pattern { b"psubscribe" } else { b"subscribe" };
+/// The three pub/sub namespaces: channels, patterns, and sharded channels (SSUBSCRIBE).
+#[derive(Clone, Copy, PartialEq)]
+enum Namespace {
+    Channels,
+    Patterns,
+    Shard,
+}
+
+impl Namespace {
+    fn names(self) -> (&'static [u8], &'static [u8]) {
+        match self {
+            Namespace::Channels => (b"subscribe", b"unsubscribe"),
+            Namespace::Patterns => (b"psubscribe", b"punsubscribe"),
+            Namespace::Shard => (b"ssubscribe", b"sunsubscribe"),
+        }
+    }
+
+    fn of_client(self, c: &mut crate::state::Client) -> &mut HashSet<Bytes> {
+        match self {
+            Namespace::Channels => &mut c.channels,
+            Namespace::Patterns => &mut c.patterns,
+            Namespace::Shard => &mut c.shard_channels,
+        }
+    }
+
+    fn registry(self, st: &mut State) -> &mut HashMap<Bytes, HashSet<u64>> {
+        match self {
+            Namespace::Channels => &mut st.channels,
+            Namespace::Patterns => &mut st.patterns,
+            Namespace::Shard => &mut st.shard_channels,
+        }
+    }
+
+    /// The count a (un)subscribe reply carries: shard subscriptions are counted apart,
+    /// as Redis does.
+    fn count(self, c: &crate::state::Client) -> usize {
+        match self {
+            Namespace::Shard => c.shard_channels.len(),
+            _ => c.channels.len() + c.patterns.len(),
+        }
+    }
+}
+
+fn subscribe(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf, ns: Namespace) {
+    let (kind, _) = ns.names();
     for name in &a[1..] {
         let c = client(st, id);
-        let added = if pattern {
-            c.patterns.insert(name.clone())
-        } else {
-            c.channels.insert(name.clone())
-        };
-        let count = c.subscriptions();
+        let added = ns.of_client(c).insert(name.clone());
+        let count = ns.count(c);
         if added {
-            let map = if pattern {
-                &mut st.patterns
-            } else {
-                &mut st.channels
-            };
-            map.entry(name.clone()).or_default().insert(id);
+            ns.registry(st).entry(name.clone()).or_default().insert(id);
         }
         out.push(3);
         out.bulk(kind);
@@ -1398,26 +1472,17 @@ fn subscribe(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf, pattern: 
     }
 }
 
-fn unsubscribe(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf, pattern: bool) {
-    let kind: &[u8] = if pattern {
-        b"punsubscribe"
-    } else {
-        b"unsubscribe"
-    };
+fn unsubscribe(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf, ns: Namespace) {
+    let (_, kind) = ns.names();
     let names: Vec<Bytes> = if a.len() > 1 {
         a[1..].to_vec()
     } else {
-        let c = client(st, id);
-        let mut all: Vec<Bytes> = if pattern {
-            c.patterns.iter().cloned().collect()
-        } else {
-            c.channels.iter().cloned().collect()
-        };
+        let mut all: Vec<Bytes> = ns.of_client(client(st, id)).iter().cloned().collect();
         all.sort();
         all
     };
     if names.is_empty() {
-        let count = client(st, id).subscriptions();
+        let count = ns.count(client(st, id));
         out.push(3);
         out.bulk(kind);
         out.null();
@@ -1426,22 +1491,10 @@ fn unsubscribe(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf, pattern
     }
     for name in names {
         let c = client(st, id);
-        let removed = if pattern {
-            c.patterns.remove(&name)
-        } else {
-            c.channels.remove(&name)
-        };
-        let count = c.subscriptions();
+        let removed = ns.of_client(c).remove(&name);
+        let count = ns.count(c);
         if removed {
-            remove_subscriber(
-                if pattern {
-                    &mut st.patterns
-                } else {
-                    &mut st.channels
-                },
-                &name,
-                id,
-            );
+            remove_subscriber(ns.registry(st), &name, id);
         }
         out.push(3);
         out.bulk(kind);
@@ -1470,12 +1523,21 @@ fn pubsub(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
             }
         }
         "numpat" if a.len() == 2 => out.int(st.patterns.len() as i64),
-        "shardchannels" => out.array(0),
+        "shardchannels" if a.len() <= 3 => {
+            let mut names: Vec<&Bytes> = st
+                .shard_channels
+                .keys()
+                .filter(|c| a.get(2).is_none_or(|p| keyspace::glob_match(p, c, false)))
+                .collect();
+            names.sort();
+            out.array(names.len());
+            names.iter().for_each(|n| out.bulk(n));
+        }
         "shardnumsub" => {
             out.map(a.len() - 2);
             for ch in &a[2..] {
                 out.bulk(ch);
-                out.int(0);
+                out.int(st.shard_channels.get(ch).map_or(0, |s| s.len()) as i64);
             }
         }
         "help" => help(
@@ -1485,6 +1547,8 @@ fn pubsub(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
                 "CHANNELS [<pattern>]",
                 "NUMPAT",
                 "NUMSUB [<channel> ...]",
+                "SHARDCHANNELS [<pattern>]",
+                "SHARDNUMSUB [<shardchannel> ...]",
                 "HELP",
             ],
         ),
@@ -1670,6 +1734,18 @@ fn debug(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
             }
             (_, None) => return Err(CmdError::NoSuchKey),
         },
+        "pause-cron" if a.len() == 3 => {
+            st.cron_paused = resp::parse_i64(&a[2]).ok_or(CmdError::NotInteger)? != 0;
+            out.ok();
+        }
+        // Reply buffers here are one per batch, not resized blocks: nothing to switch.
+        "replybuffer" if a.len() == 4 => {
+            if !is(&a[2], "resizing") && !is(&a[2], "peak-reset-time") {
+                return Err(CmdError::Syntax);
+            }
+            resp::parse_i64(&a[3]).ok_or(CmdError::NotInteger)?;
+            out.ok();
+        }
         "set-active-expire" if a.len() == 3 => {
             st.active_expire_enabled = resp::parse_i64(&a[2]).ok_or(CmdError::NotInteger)? != 0;
             out.ok();
@@ -1686,6 +1762,8 @@ fn debug(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
                 "OBJECT <key>",
                 "PANIC",
                 "POPULATE <count> [<prefix>] [<size>]",
+                "PAUSE-CRON <0|1>",
+                "REPLYBUFFER RESIZING|PEAK-RESET-TIME <n>",
                 "SET-ACTIVE-EXPIRE <0|1>",
                 "SLEEP <seconds>",
                 "HELP",

@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -21,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::dispatch::{Flow, dispatch};
+use crate::memory::ClientMemory;
 use crate::state::{BlockSlot, Client, KillSwitch, Outbound};
 use crate::{Shared, unix_time_ms};
 
@@ -117,14 +117,14 @@ struct Connection {
     stream: Stream,
     rbuf: BytesMut,
     outbox: mpsc::UnboundedReceiver<Outbound>,
-    outbox_bytes: Arc<AtomicUsize>,
+    memory: Arc<ClientMemory>,
+    /// Where in `rbuf` a partly read large argument ends (from the decoder).
+    argument_end: Option<usize>,
     killed: Arc<KillSwitch>,
     /// Bytes read since the last batch, added to the stats under the batch's lock.
     unaccounted_input_bytes: u64,
     /// The client's transaction while a busy script holds the state.
     busy_multi: crate::scripting::BusyMulti,
-    /// The read buffer's capacity, for CLIENT LIST (qbuf-free).
-    query_buf_bytes: Arc<AtomicUsize>,
     /// The most the read buffer held since `peak_since` (shrinking it after a peak).
     query_buf_peak: usize,
     query_buf_peak_since: std::time::Instant,
@@ -166,8 +166,6 @@ pub async fn handle(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let (outbox_tx, outbox) = mpsc::unbounded_channel();
-    let outbox_bytes = Arc::new(AtomicUsize::new(0));
-    let query_buf_bytes = Arc::new(AtomicUsize::new(READ_CHUNK_BYTES));
     let killed = Arc::new(KillSwitch::default());
     let mut stream = stream;
     // Registering takes the state lock, which a busy script holds: until it ends, the new
@@ -196,14 +194,15 @@ pub async fn handle(
                 now,
                 outbox_tx,
             );
-            client.outbox_bytes = outbox_bytes.clone();
-            client.query_buf_bytes = query_buf_bytes.clone();
+            let memory = Arc::new(ClientMemory::new(st.memory.clients.clone()));
+            memory.set_query_buf(early.capacity(), early.len());
+            client.memory = memory.clone();
             client.killed = killed.clone();
             st.clients.insert(id, client);
-            Some((id, authenticated, st.config.clone()))
+            Some((id, authenticated, st.config.clone(), memory))
         }
     };
-    let Some((id, authenticated, config)) = registered else {
+    let Some((id, authenticated, config, memory)) = registered else {
         let _ = stream
             .write_all(b"-ERR max number of clients reached\r\n")
             .await;
@@ -215,11 +214,11 @@ pub async fn handle(
         stream,
         rbuf: early,
         outbox,
-        outbox_bytes,
+        memory,
+        argument_end: None,
         killed,
         unaccounted_input_bytes: 0,
         busy_multi: Default::default(),
-        query_buf_bytes,
         query_buf_peak: 0,
         query_buf_peak_since: std::time::Instant::now(),
         output_limit: config.output_buffer_limits.normal,
@@ -254,6 +253,9 @@ impl Connection {
                     }
                 }
             }
+            self.memory
+                .set_query_unparsed(decoder.unparsed(&self.rbuf));
+            self.argument_end = decoder.argument_end(&self.rbuf);
             if !pending.is_empty() {
                 let shared = self.shared.clone();
                 let (flow, durable) = {
@@ -374,6 +376,11 @@ impl Connection {
             }
             return (flow, None);
         };
+        // Evicted or killed while this batch waited for the lock: its record may be gone.
+        if self.killed.is_killed() {
+            pending.clear();
+            return (Flow::Close, None);
+        }
         self.apply_busy_multi(&mut st);
         st.ks.set_clock(unix_time_ms());
         // Each command's duration runs from the previous one's end (one clock read each).
@@ -386,6 +393,12 @@ impl Connection {
             .into_iter()
             .filter(|&b| b > 0)
             .fold(BATCH_REPLY_MAX_BYTES, usize::min);
+        // Beyond the hard limit the client is closed: a command that repeats without bound
+        // stops there.
+        out.stop_at(match self.output_limit.hard_bytes {
+            0 => resp::REPLY_MAX_BYTES,
+            hard => hard,
+        });
         while let Some(cmd) = pending.pop_front() {
             flow = dispatch(&mut st, self.id, cmd, out);
             // Before AUTH, one command at a time: AUTH changes the limits for the next.
@@ -393,7 +406,7 @@ impl Connection {
                 break;
             }
             if out.len() >= check_at {
-                if self.output_over_limit(&mut st, out.len()) {
+                if self.output_over_limit(&mut st, out.len()) || self.reply_too_large(&st, out) {
                     out.clear();
                     pending.clear();
                     return (Flow::Close, None);
@@ -406,7 +419,16 @@ impl Connection {
         let client = st.clients.get(&self.id);
         if let Some(c) = client {
             self.output_limit = st.config.output_buffer_limits.for_client(c.subscriptions());
+            c.memory.set_records(c);
         }
+        // The batch may have grown this client (a MULTI queue, subscriptions) or others
+        // (pushes it published): past maxmemory-clients, the largest go.
+        if self.memory.node().over_limit() && st.evict_clients(self.id) {
+            out.clear();
+            pending.clear();
+            return (Flow::Close, None);
+        }
+        let client = st.clients.get(&self.id);
         self.query_buf_limit_bytes = st.config.client_query_buffer_limit_bytes;
         *authenticated = client.is_some_and(|c| c.authenticated);
         self.busy_multi.in_multi = client.is_some_and(|c| c.multi.is_some());
@@ -501,6 +523,21 @@ impl Connection {
         over
     }
 
+    /// Whether a reply reached `REPLY_MAX_BYTES` (a client without a hard output limit
+    /// asked for one without bound): logged; the client is closed.
+    fn reply_too_large(&self, st: &crate::state::State, out: &ReplyBuf) -> bool {
+        if out.len() < resp::REPLY_MAX_BYTES {
+            return false;
+        }
+        let addr = st.clients.get(&self.id).map(|c| c.addr.as_str()).unwrap_or("");
+        tracing::warn!(
+            "Closing client id={} addr={addr}: its reply reached {} bytes, the most one reply may hold",
+            self.id,
+            resp::REPLY_MAX_BYTES,
+        );
+        true
+    }
+
     /// Whether the read buffer is over `client-query-buffer-limit` (then logged and
     /// counted): checked after every read, also while the client is blocked or paused
     /// and its commands wait unparsed, as Redis checks after each read.
@@ -537,11 +574,11 @@ impl Connection {
         // both in one buffer); small ones cost no atomic.
         let counted = len >= REPLY_BUF_KEEP_BYTES;
         if counted {
-            self.outbox_bytes.fetch_add(len, Ordering::Relaxed);
+            self.memory.add_output(len);
         }
         let ok = self.write_all_within_limit(out.as_bytes()).await;
         if counted {
-            self.outbox_bytes.fetch_sub(len, Ordering::Relaxed);
+            self.memory.sub_output(len);
             // Give back what a large reply grew the buffer to (as Redis frees reply blocks).
             drop(out.take());
         } else {
@@ -619,13 +656,15 @@ impl Connection {
                     item = self.outbox.recv() => return Wake::Outbox(item),
                 }
             }
-            self.rbuf.reserve(READ_CHUNK_BYTES);
-            self.query_buf_bytes
-                .store(self.rbuf.capacity(), Ordering::Relaxed);
+            self.reserve_read_room();
+            self.memory
+                .set_query_buf(self.rbuf.capacity(), self.rbuf.len());
             tokio::select! {
                 read = self.stream.read_buf(&mut self.rbuf) => {
                     let n = read.unwrap_or(0);
                     self.query_buf_peak = self.query_buf_peak.max(self.rbuf.len());
+                    self.memory
+                        .set_query_buf(self.rbuf.capacity(), self.rbuf.len());
                     return Wake::Read { n };
                 }
                 item = self.outbox.recv() => {
@@ -635,10 +674,28 @@ impl Connection {
                     // Plain TCP tells readiness without a buffer; TLS reads through rustls.
                     if self.rbuf.is_empty() && matches!(self.stream, Stream::Plain(_)) {
                         self.rbuf = BytesMut::new();
-                        self.query_buf_bytes.store(0, Ordering::Relaxed);
+                        self.memory.set_query_buf(0, 0);
                     }
                 }
             }
+        }
+    }
+
+    /// Makes room for the next read: a chunk; while a large argument arrives, room up to
+    /// its end, growing at most twofold at a time (a claimed length alone reserves little)
+    /// and never past it, so an argument of 220 KB holds about 220 KB, as in Redis.
+    fn reserve_read_room(&mut self) {
+        let len = self.rbuf.len();
+        let room = self.rbuf.capacity() - len;
+        match self.argument_end.filter(|&end| end > len + READ_CHUNK_BYTES) {
+            Some(_) if room >= READ_CHUNK_BYTES => {}
+            Some(end) => {
+                let target = end.min((2 * self.rbuf.capacity()).max(len + READ_CHUNK_BYTES));
+                let mut grown = BytesMut::with_capacity(target);
+                grown.extend_from_slice(&self.rbuf);
+                self.rbuf = grown;
+            }
+            None => self.rbuf.reserve(READ_CHUNK_BYTES),
         }
     }
 
@@ -670,6 +727,12 @@ impl Connection {
                 if self.query_buf_over_limit().await {
                     return Event::Closed;
                 }
+                // A read that grew the clients past maxmemory-clients evicts the largest.
+                if self.memory.node().over_limit()
+                    && self.shared.lock_when_idle().await.evict_clients(self.id)
+                {
+                    return Event::Closed;
+                }
                 Event::Input
             }
             Wake::Outbox(item) => self.deliver(item).await,
@@ -689,8 +752,10 @@ impl Connection {
                 Outbound::Close => return Event::Closed,
             }
         }
-        self.outbox_bytes.fetch_sub(batch.len(), Ordering::Relaxed);
-        match self.send_unless_killed(&batch).await {
+        // Counted until written: a client that does not read keeps holding it.
+        let sent = self.send_unless_killed(&batch).await;
+        self.memory.sub_output(batch.len());
+        match sent {
             true => Event::Input,
             false => Event::Closed,
         }

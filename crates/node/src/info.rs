@@ -156,7 +156,7 @@ fn section_text(st: &State, section: &str, o: &mut String) {
                 } else {
                     0.0
                 },
-                st.memory.clients_bytes,
+                st.memory.clients.total(),
                 st.ks.stats.lazyfreed_objects,
             );
             let eval_lua = st.scripting.eval_ref().map_or(0, |e| e.used_memory());
@@ -238,7 +238,7 @@ fn section_text(st: &State, section: &str, o: &mut String) {
             let k = &st.ks.stats;
             let _ = write!(
                 o,
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_forks:0\r\ntotal_error_replies:{}\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n",
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nevicted_clients:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_forks:0\r\ntotal_error_replies:{}\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\nclient_query_buffer_limit_disconnections:{}\r\nclient_output_buffer_limit_disconnections:{}\r\n",
                 s.total_connections_received,
                 s.total_commands_processed,
                 s.total_net_input_bytes,
@@ -246,6 +246,7 @@ fn section_text(st: &State, section: &str, o: &mut String) {
                 s.rejected_connections,
                 k.expired_keys,
                 k.evicted_keys,
+                s.evicted_clients,
                 k.keyspace_hits,
                 k.keyspace_misses,
                 st.channels.len(),

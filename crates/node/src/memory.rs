@@ -6,11 +6,13 @@
 //! evict for its own data only. The allocator's figure is still reported
 //! (`allocator_allocated`), so the two can be compared.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use keyspace::Evicted;
 
-use crate::state::State;
+use crate::state::{Client, State};
 
 /// The reply to a command that may grow memory while memory is over `maxmemory` and
 /// nothing more can be evicted (Redis's wording).
@@ -19,6 +21,13 @@ pub const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 /// What one connected client holds beyond its buffers: its record, its task and its
 /// socket's share.
 pub const CLIENT_OVERHEAD_BYTES: u64 = 2048;
+/// What a watched key costs its client (its entry in the client's list and the node's
+/// watcher table), whatever the key's length, as Redis counts it.
+pub const WATCHED_KEY_BYTES: u64 = 96;
+/// What a channel or pattern subscription costs its client (both registries' entries).
+pub const SUBSCRIPTION_BYTES: u64 = 96;
+/// What a CLIENT TRACKING prefix costs its client.
+pub const TRACKING_PREFIX_BYTES: u64 = 96;
 
 /// How long one call may evict for (Redis's default `maxmemory-eviction-tenacity` allows
 /// 500 us); the cron continues where it stopped.
@@ -29,9 +38,11 @@ pub const EVICTION_TIME_SLICE: Duration = Duration::from_millis(1);
 pub struct Memory {
     /// `maxmemory` (0: no limit), taken from the configuration when it changes.
     pub max_bytes: u64,
-    /// The clients' buffers and records, summed by the cron (summing them for every
-    /// command would cost as many steps as there are clients).
-    pub clients_bytes: u64,
+    /// What the clients hold together, kept as it changes, and their limit.
+    pub clients: Arc<ClientsMemory>,
+    /// Clients evicted whose connections have not let go of their memory yet: they no
+    /// longer count against `maxmemory-clients`.
+    pub evicted: Vec<Arc<ClientMemory>>,
     /// The most `used_memory` has been.
     pub peak_bytes: u64,
     /// Eviction stopped at the end of its time slice with memory still over.
@@ -50,7 +61,7 @@ impl State {
 
     /// Redis's `used_memory` for this node: dataset, clients and Lua.
     pub fn used_memory(&self) -> u64 {
-        self.ks.dataset_bytes() as u64 + self.memory.clients_bytes + self.lua_memory()
+        self.ks.dataset_bytes() as u64 + self.memory.clients.total() + self.lua_memory()
     }
 
     /// Bytes of the Lua interpreters (EVAL's and FUNCTION's).
@@ -68,24 +79,6 @@ impl State {
         self.memory.evicting
     }
 
-    /// Sums the clients' buffers again (the cron calls this).
-    pub fn refresh_clients_memory(&mut self) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.memory.clients_bytes = self
-            .clients
-            .values()
-            .map(|c| {
-                CLIENT_OVERHEAD_BYTES
-                    + c.query_buf_bytes.load(Relaxed) as u64
-                    + c.outbox_bytes.load(Relaxed) as u64
-                    + c.multi
-                        .as_ref()
-                        .map_or(0, |q| if q.is_empty() { 0 } else { c.multi_bytes })
-                        as u64
-            })
-            .sum();
-    }
-
     /// Evicts what the policy allows until used memory is within `maxmemory`; returns
     /// whether it still is over with nothing left to evict (then [`Memory::out_of_memory`]
     /// is set). Eviction that ran out of its time slice is not a failure: the cron carries
@@ -94,7 +87,6 @@ impl State {
         let max = self.maxmemory();
         self.ks.settle();
         let mut started = None;
-        let mut clients_counted = false;
         self.memory.evicting = false;
         self.memory.out_of_memory = loop {
             let used = self.used_memory();
@@ -104,12 +96,6 @@ impl State {
             }
             let over = usize::try_from(used - max).unwrap_or(usize::MAX);
             match self.ks.evict(over) {
-                // The clients' share is summed by the cron: before refusing writes, count
-                // it afresh (clients that went or drained their buffers give it back).
-                Evicted::Stuck if !clients_counted => {
-                    self.refresh_clients_memory();
-                    clients_counted = true;
-                }
                 Evicted::Stuck => break true,
                 Evicted::Enough => {}
                 // The clock is read only when a call could not evict enough: most calls
@@ -124,6 +110,206 @@ impl State {
             }
         };
         self.memory.out_of_memory
+    }
+}
+
+/// What a node's clients hold together, and `maxmemory-clients` in bytes: shared with
+/// every connection, so the check after a read takes no lock.
+#[derive(Debug, Default)]
+pub struct ClientsMemory {
+    total_bytes: AtomicU64,
+    max_bytes: AtomicU64,
+}
+
+impl ClientsMemory {
+    /// The clients' bytes, connections that are closing included.
+    pub fn total(&self) -> u64 {
+        self.total_bytes.load(Relaxed)
+    }
+
+    /// `maxmemory-clients` in bytes; 0: clients are not evicted.
+    pub fn max(&self) -> u64 {
+        self.max_bytes.load(Relaxed)
+    }
+
+    /// Whether clients must be evicted (the caller then takes the lock to choose whom).
+    pub fn over_limit(&self) -> bool {
+        let max = self.max();
+        max > 0 && self.total() > max
+    }
+
+    fn moved(&self, old: u64, new: u64) {
+        // Wrapping: the sum of every client's changes never goes below zero.
+        self.total_bytes.fetch_add(new.wrapping_sub(old), Relaxed);
+    }
+}
+
+/// What one client holds, kept where it changes: its connection sets the read buffer and
+/// the output not written yet, the state its records (MULTI queue, watched keys,
+/// subscriptions, tracking prefixes). Each change moves the node's total by the
+/// difference, so `used_memory` and the `maxmemory-clients` check never walk the clients.
+#[derive(Debug)]
+pub struct ClientMemory {
+    node: Arc<ClientsMemory>,
+    query_buf: AtomicU64,
+    /// The read buffer's bytes no request has taken yet (CLIENT LIST `qbuf`); part of
+    /// `query_buf`, so not summed.
+    query_unparsed: AtomicU64,
+    output: AtomicU64,
+    records: AtomicU64,
+}
+
+impl ClientMemory {
+    pub fn new(node: Arc<ClientsMemory>) -> ClientMemory {
+        node.moved(0, CLIENT_OVERHEAD_BYTES);
+        ClientMemory {
+            node,
+            query_buf: AtomicU64::new(0),
+            query_unparsed: AtomicU64::new(0),
+            output: AtomicU64::new(0),
+            records: AtomicU64::new(CLIENT_OVERHEAD_BYTES),
+        }
+    }
+
+    /// A client with no node behind it (the script client).
+    pub fn detached() -> ClientMemory {
+        ClientMemory::new(Arc::default())
+    }
+
+    pub fn node(&self) -> &ClientsMemory {
+        &self.node
+    }
+
+    /// All this client holds (CLIENT LIST `tot-mem`).
+    pub fn total(&self) -> u64 {
+        self.query_buf() + self.output() + self.records.load(Relaxed)
+    }
+
+    pub fn query_buf(&self) -> u64 {
+        self.query_buf.load(Relaxed)
+    }
+
+    pub fn query_unparsed(&self) -> u64 {
+        self.query_unparsed.load(Relaxed)
+    }
+
+    pub fn output(&self) -> u64 {
+        self.output.load(Relaxed)
+    }
+
+    /// The read buffer's capacity now, and how much of it waits to be parsed.
+    pub fn set_query_buf(&self, capacity: usize, unparsed: usize) {
+        let old = self.query_buf.swap(capacity as u64, Relaxed);
+        self.node.moved(old, capacity as u64);
+        self.query_unparsed.store(unparsed as u64, Relaxed);
+    }
+
+    pub fn set_query_unparsed(&self, unparsed: usize) {
+        self.query_unparsed.store(unparsed as u64, Relaxed);
+    }
+
+    /// `n` more bytes wait to be written; returns how many wait now.
+    pub fn add_output(&self, n: usize) -> u64 {
+        self.node.moved(0, n as u64);
+        self.output.fetch_add(n as u64, Relaxed) + n as u64
+    }
+
+    /// `n` bytes were written (or dropped).
+    pub fn sub_output(&self, n: usize) {
+        self.node.moved(n as u64, 0);
+        self.output.fetch_sub(n as u64, Relaxed);
+    }
+
+    /// Counts the client's records again after a command changed them.
+    pub fn set_records(&self, c: &Client) {
+        let subscriptions = c.subscriptions() as u64;
+        let prefixes = c.tracking.as_ref().map_or(0, |m| m.prefixes.len()) as u64;
+        let multi = match &c.multi {
+            Some(q) if !q.is_empty() => c.multi_bytes as u64,
+            _ => 0,
+        };
+        let bytes = CLIENT_OVERHEAD_BYTES
+            + multi
+            + c.watched.len() as u64 * WATCHED_KEY_BYTES
+            + subscriptions * SUBSCRIPTION_BYTES
+            + prefixes * TRACKING_PREFIX_BYTES;
+        let old = self.records.swap(bytes, Relaxed);
+        self.node.moved(old, bytes);
+    }
+}
+
+impl Drop for ClientMemory {
+    /// A client that went gives back all it held.
+    fn drop(&mut self) {
+        self.node.moved(self.total(), 0);
+    }
+}
+
+impl State {
+    /// `maxmemory-clients` in bytes, from a byte amount or a percentage of `maxmemory`.
+    pub fn apply_maxmemory_clients(&mut self) {
+        let setting = self
+            .config
+            .standard
+            .get("maxmemory-clients")
+            .unwrap_or_default();
+        let bytes = match setting.strip_suffix('%') {
+            Some(p) => p.parse::<u64>().unwrap_or(0) * self.maxmemory() / 100,
+            None => setting.parse().unwrap_or(0),
+        };
+        self.memory.clients.max_bytes.store(bytes, Relaxed);
+    }
+
+    /// What the clients hold that still counts: those evicted already are not counted
+    /// again while their connections close.
+    fn clients_counted_bytes(&mut self) -> u64 {
+        self.memory.evicted.retain(|m| Arc::strong_count(m) > 1);
+        let closing: u64 = self.memory.evicted.iter().map(|m| m.total()).sum();
+        self.memory.clients.total().saturating_sub(closing)
+    }
+
+    /// Closes clients, those holding most first, until the clients together are within
+    /// `maxmemory-clients` (Redis's client eviction; CLIENT NO-EVICT exempts a client).
+    /// Others are removed at once; returns whether `me` (the client whose command is
+    /// running, 0 for none) was evicted, which its connection then closes.
+    pub fn evict_clients(&mut self, me: u64) -> bool {
+        let max = self.memory.clients.max();
+        if max == 0 {
+            return false;
+        }
+        let mut total = self.clients_counted_bytes();
+        if total <= max {
+            return false;
+        }
+        let mut candidates: Vec<(u64, u64)> = self
+            .clients
+            .values()
+            .filter(|c| !c.no_evict && !c.killed.is_killed())
+            .filter(|c| c.id != crate::scripting::SCRIPT_CLIENT_ID)
+            .map(|c| (c.memory.total(), c.id))
+            .collect();
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        let mut me_evicted = false;
+        for (bytes, id) in candidates {
+            if total <= max {
+                break;
+            }
+            total = total.saturating_sub(bytes);
+            let Some(c) = self.clients.get(&id) else {
+                continue;
+            };
+            tracing::info!("Evicting client: {}", crate::commands::client_line(self, c, 0));
+            self.stats.evicted_clients += 1;
+            self.memory.evicted.push(c.memory.clone());
+            if id == me {
+                c.killed.kill();
+                me_evicted = true;
+            } else {
+                c.kill();
+                self.remove_client(id);
+            }
+        }
+        me_evicted
     }
 }
 

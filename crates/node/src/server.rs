@@ -142,6 +142,9 @@ async fn cron(shared: Arc<Shared>) {
                 let _ = shared.shutdown.send(true);
                 return;
             }
+            if st.cron_paused {
+                continue;
+            }
             st.ks.set_clock(unix_time_ms());
             if st.active_expire_enabled {
                 let started = std::time::Instant::now();
@@ -150,9 +153,16 @@ async fn cron(shared: Arc<Shared>) {
                 let now_secs = st.ks.now_ms() / 1000;
                 st.intro.latency_sample("expire-cycle", now_secs, ms);
             }
-            st.refresh_clients_memory();
-            after_background_changes(&mut st);
             let now = st.ks.now_ms();
+            let limits = st.config.output_buffer_limits;
+            let expired = st
+                .clients
+                .values()
+                .filter(|c| c.soft_limit_expired(&limits, now))
+                .count() as u64;
+            st.stats.client_output_buffer_limit_disconnections += expired;
+            st.evict_clients(0);
+            after_background_changes(&mut st);
             crate::state::Client::release_idle_query_buffers(
                 &mut st.clients,
                 now,

@@ -18,5 +18,5 @@ pub use error::{FrameError, ProtocolError};
 pub use frame::Frame;
 pub use limits::Limits;
 pub use number::{format_double, format_double_human, parse_f64, parse_i64};
-pub use reply::{Protocol, ReplyBuf};
+pub use reply::{Protocol, REPLY_MAX_BYTES, ReplyBuf};
 pub use request::{RequestDecoder, split_inline_args};

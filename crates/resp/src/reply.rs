@@ -14,10 +14,23 @@ pub enum Protocol {
 ///
 /// RESP3-only types degrade as Redis degrades them for RESP2 clients: maps and sets become
 /// flat arrays, doubles become bulk strings, booleans integers, and null is `$-1` or `*-1`.
-#[derive(Debug, Default, Clone)]
+/// The most one command's reply may hold (Redis's `proto-max-bulk-len` default): a
+/// command whose reply has no bound in the data (HRANDFIELD with a count of -1000000000)
+/// stops there, and the connection closes the client rather than send it.
+pub const REPLY_MAX_BYTES: usize = 512 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
 pub struct ReplyBuf {
     pub protocol: Protocol,
     buf: Vec<u8>,
+    /// Where commands that repeat without bound stop writing (see [`ReplyBuf::full`]).
+    stop_at_bytes: usize,
+}
+
+impl Default for ReplyBuf {
+    fn default() -> Self {
+        ReplyBuf::new(Protocol::default())
+    }
 }
 
 impl ReplyBuf {
@@ -25,7 +38,20 @@ impl ReplyBuf {
         ReplyBuf {
             protocol,
             buf: Vec::new(),
+            stop_at_bytes: REPLY_MAX_BYTES,
         }
+    }
+
+    /// Lowers where unbounded commands stop (a client's hard output limit: beyond it the
+    /// client is closed, so writing more is waste).
+    pub fn stop_at(&mut self, bytes: usize) {
+        self.stop_at_bytes = bytes.min(REPLY_MAX_BYTES);
+    }
+
+    /// Whether the buffer holds as much as a reply may: commands that could write on
+    /// without bound (random picks with repeats) stop, and the client is closed.
+    pub fn full(&self) -> bool {
+        self.buf.len() >= self.stop_at_bytes
     }
 
     pub fn as_bytes(&self) -> &[u8] {

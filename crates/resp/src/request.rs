@@ -27,6 +27,34 @@ impl RequestDecoder {
         &self.limits
     }
 
+    /// The length line of an argument still arriving at the front of `buf` (its size
+    /// already checked against the limits), and where in `buf` that argument will end.
+    fn argument_in_progress(&self, buf: &[u8]) -> Option<(usize, usize)> {
+        if self.pending.is_none() || buf.first() != Some(&b'$') {
+            return None;
+        }
+        // A length line is short: look no further than the longest one.
+        let line_end = find_crlf(&buf[..buf.len().min(24)])?;
+        let len = parse_i64(&buf[1..line_end])?;
+        let header = line_end + 2;
+        Some((header, header + usize::try_from(len).ok()? + 2))
+    }
+
+    /// How many of `buf`'s bytes wait to be parsed as Redis counts its query buffer
+    /// (CLIENT LIST `qbuf`): an argument still arriving counts without its `$len` line.
+    pub fn unparsed(&self, buf: &[u8]) -> usize {
+        match self.argument_in_progress(buf) {
+            Some((header, _)) => buf.len() - header,
+            None => buf.len(),
+        }
+    }
+
+    /// Where in `buf` the argument arriving now ends, when one is partly there: a reader
+    /// can size its buffer to it instead of doubling past it.
+    pub fn argument_end(&self, buf: &[u8]) -> Option<usize> {
+        self.argument_in_progress(buf).map(|(_, end)| end)
+    }
+
     /// Takes the next whole command off the front of `buf`.
     ///
     /// `Ok(None)` means more bytes are needed. Empty requests (`*0`, blank lines) are skipped.

@@ -1,6 +1,7 @@
 //! Set commands.
 
 use bytes::Bytes;
+use resp::ReplyBuf;
 
 use super::keys::{parse_scan, scan_dict, write_scan_reply};
 use crate::ctx::{int, is, uint};
@@ -23,14 +24,10 @@ pub(crate) fn random_count(arg: &[u8], pairs: bool) -> Result<i64, CmdError> {
     Ok(n)
 }
 
-/// Random elements as SRANDMEMBER/HRANDFIELD/ZRANDMEMBER choose them: a positive count
-/// gives distinct elements (at most all), a negative one allows repeats.
+/// Random elements as SRANDMEMBER/HRANDFIELD/ZRANDMEMBER choose them for a positive
+/// count: distinct elements, at most all.
 pub(crate) fn sample<T: DictEntry>(d: &Dict<T>, count: i64) -> Vec<&T> {
-    if count < 0 {
-        let n = count.unsigned_abs() as usize;
-        return (0..n).filter_map(|_| d.random()).collect();
-    }
-    let n = count as usize;
+    let n = count.max(0) as usize;
     if n >= d.len() {
         return d.iter().collect();
     }
@@ -50,6 +47,29 @@ pub(crate) fn sample<T: DictEntry>(d: &Dict<T>, count: i64) -> Vec<&T> {
         fastrand::shuffle(&mut all);
         all.truncate(n);
         all
+    }
+}
+
+/// Writes `n` elements picked at random with repeats (a negative count) as they are
+/// picked, each with `write`, after an array header of `n * per_pick` items; stops once
+/// the reply is full (the client is closed then: Redis stops such a command mid-run).
+pub(crate) fn write_repeated<T: DictEntry>(
+    out: &mut ReplyBuf,
+    d: Option<&Dict<T>>,
+    n: u64,
+    per_pick: usize,
+    mut write: impl FnMut(&mut ReplyBuf, &T),
+) {
+    let Some(d) = d.filter(|d| d.len() > 0) else {
+        out.array(0);
+        return;
+    };
+    out.array(n as usize * per_pick);
+    for _ in 0..n {
+        write(out, d.random().expect("non-empty"));
+        if out.full() {
+            return;
+        }
     }
 }
 
@@ -171,6 +191,11 @@ pub fn srandmember(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             Some(m) => c.out.bulk(m),
             None => c.out.null(),
         },
+        Some(n) if n < 0 => {
+            write_repeated(c.out, s.as_deref(), n.unsigned_abs(), 1, |out, m: &Str| {
+                out.bulk(m)
+            });
+        }
         Some(n) => {
             let picked: Vec<Str> = s
                 .map(|s| sample(s, n).into_iter().cloned().collect())

@@ -978,6 +978,21 @@ pub fn zrandmember(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         }
         return Ok(());
     };
+    if count < 0 {
+        let resp3_pairs = with_scores && c.out.protocol == resp::Protocol::Resp3;
+        let per_pick = if with_scores && !resp3_pairs { 2 } else { 1 };
+        let members = z.map(|z| &z.members);
+        super::sets::write_repeated(c.out, members, count.unsigned_abs(), per_pick, |out, m| {
+            if resp3_pairs {
+                out.array(2);
+            }
+            out.bulk(&m.name);
+            if with_scores {
+                out.double(m.score);
+            }
+        });
+        return Ok(());
+    }
     let picked: Vec<(Str, f64)> = match z {
         None => Vec::new(),
         Some(z) => super::sets::sample(&z.members, count)

@@ -55,6 +55,9 @@ pub struct Dict<T> {
     hasher: foldhash::fast::RandomState,
     /// The items' [`DictEntry::heap_bytes`], summed.
     heap: usize,
+    /// How many bytes a larger table may take before memory passes `maxmemory`
+    /// (`usize::MAX`: no limit); see [`Dict::set_growth_headroom`].
+    growth_headroom: usize,
 }
 
 impl<T: DictEntry> Default for Dict<T> {
@@ -68,6 +71,7 @@ impl<T: DictEntry> Dict<T> {
         Dict {
             tables: [Table::with_buckets(0), Table::with_buckets(0)],
             rehash_idx: None,
+            growth_headroom: usize::MAX,
             hasher: foldhash::fast::RandomState::default(),
             heap: 0,
         }
@@ -235,9 +239,24 @@ impl<T: DictEntry> Dict<T> {
         let size = self.tables[0].buckets.len();
         if size == 0 {
             self.tables[0] = Table::with_buckets(INITIAL_BUCKETS);
-        } else if self.tables[0].used >= size {
+        } else if self.tables[0].used >= size && self.growth_allowed(size * 2) {
             self.start_rehash(size * 2);
         }
+    }
+
+    /// Memory left before `maxmemory`: a table that would pass it does not grow while the
+    /// chains are not too long yet (Redis's `dictExpandAllowed`: growing would only make it
+    /// evict keys to pay for the table).
+    pub fn set_growth_headroom(&mut self, bytes: usize) {
+        self.growth_headroom = bytes;
+    }
+
+    fn growth_allowed(&self, buckets: usize) -> bool {
+        /// Redis's `HASHTABLE_MAX_LOAD_FACTOR`, in thousandths.
+        const LOAD_FACTOR_MAX_PERMILLE: usize = 1618;
+        let table_bytes = buckets * std::mem::size_of::<usize>();
+        table_bytes <= self.growth_headroom
+            || self.tables[0].used * 1000 > self.tables[0].buckets.len() * LOAD_FACTOR_MAX_PERMILLE
     }
 
     fn shrink_if_sparse(&mut self) {

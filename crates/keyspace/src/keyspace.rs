@@ -1098,6 +1098,14 @@ impl Keyspace {
 
     /// Bytes the dataset holds: the entries, the tables' bucket arrays, the expiry index
     /// (a key taken by a command counts as it was until [`Keyspace::settle`]).
+    /// Bytes left before `maxmemory` (`usize::MAX`: none set): the key tables do not grow
+    /// past it while they can hold on (see [`Dict::set_growth_headroom`]).
+    pub fn set_growth_headroom(&mut self, bytes: usize) {
+        for d in &mut self.dbs {
+            d.dict.set_growth_headroom(bytes);
+        }
+    }
+
     pub fn dataset_bytes(&self) -> usize {
         let slot = std::mem::size_of::<usize>();
         self.dbs

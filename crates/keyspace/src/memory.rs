@@ -217,6 +217,15 @@ impl Policy {
         matches!(self, Policy::AllKeysLfu | Policy::VolatileLfu)
     }
 
+    /// Whether keys' access is tracked per value (LRU or LFU): then Redis stops sharing
+    /// small integer values, each key needing its own object.
+    pub fn tracks_access(self) -> bool {
+        matches!(
+            self,
+            Policy::AllKeysLru | Policy::VolatileLru | Policy::AllKeysLfu | Policy::VolatileLfu
+        )
+    }
+
     /// Whether only keys with a deadline may be evicted.
     pub fn volatile_only(self) -> bool {
         matches!(

@@ -41,6 +41,13 @@ const QUERY_BUF_PEAK_WINDOW: Duration = Duration::from_millis(100);
 /// first: a pipeline of large GETs holds one batch's replies, not 1024 of them, whatever
 /// `client-output-buffer-limit` says (the client sees the same replies either way).
 const BATCH_REPLY_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Output a client has not taken beyond which its connection stops reading (and so
+/// running its commands) until it takes some, when no output limit closes it first:
+/// Redis lets such a buffer grow without bound; several caches share this process.
+const OUTPUT_BACKPRESSURE_BYTES: usize = 64 * 1024 * 1024;
+/// How long a closing connection waits for its client to take what is left (the reply
+/// to QUIT, an error) before it closes anyway.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A reply buffer that grew beyond this for a large reply is given back once written.
 const REPLY_BUF_KEEP_BYTES: usize = 64 * 1024;
 /// A connection that has not authenticated (when a password is required) this long after
@@ -61,6 +68,25 @@ impl Stream {
             self.flush().await?;
         }
         Ok(())
+    }
+
+    /// One attempt to write `bytes`, without waiting: how many went (over TLS, handed to
+    /// rustls and flushed as far as the socket takes); None when the socket failed.
+    fn poll_send_some(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Option<usize> {
+        let mut written = 0;
+        while written < bytes.len() {
+            match Pin::new(&mut *self).poll_write(cx, &bytes[written..]) {
+                Poll::Ready(Ok(n)) if n > 0 => written += n,
+                Poll::Ready(_) => return None,
+                Poll::Pending => break,
+            }
+        }
+        if let Stream::Tls(_) = self
+            && let Poll::Ready(Err(_)) = Pin::new(&mut *self).poll_flush(cx)
+        {
+            return None;
+        }
+        Some(written)
     }
 
     fn tcp(&self) -> &TcpStream {
@@ -118,6 +144,10 @@ struct Connection {
     rbuf: BytesMut,
     outbox: mpsc::UnboundedReceiver<Outbound>,
     memory: Arc<ClientMemory>,
+    /// Replies and pushes the socket has not taken yet (counted in `memory`): the client
+    /// keeps being served meanwhile, as Redis does, until its output limits (or, without
+    /// any, `OUTPUT_BACKPRESSURE_BYTES`) say otherwise.
+    obuf: BytesMut,
     /// Where in `rbuf` a partly read large argument ends (from the decoder).
     argument_end: Option<usize>,
     killed: Arc<KillSwitch>,
@@ -195,7 +225,7 @@ pub async fn handle(
                 outbox_tx,
             );
             let memory = Arc::new(ClientMemory::new(st.memory.clients.clone()));
-            memory.set_query_buf(early.capacity(), early.len());
+            memory.set_query_buf(early.capacity());
             client.memory = memory.clone();
             client.killed = killed.clone();
             st.clients.insert(id, client);
@@ -215,6 +245,7 @@ pub async fn handle(
         rbuf: early,
         outbox,
         memory,
+        obuf: BytesMut::new(),
         argument_end: None,
         killed,
         unaccounted_input_bytes: 0,
@@ -226,6 +257,7 @@ pub async fn handle(
         output_soft_since_ms: None,
     };
     conn.serve(authenticated, &config).await;
+    conn.flush_before_close().await;
     shared.lock_when_idle().await.remove_client(id);
 }
 
@@ -255,7 +287,13 @@ impl Connection {
             }
             self.memory
                 .set_query_unparsed(decoder.unparsed(&self.rbuf));
+            self.memory.set_request_args(decoder.pending_bytes());
             self.argument_end = decoder.argument_end(&self.rbuf);
+            if self.memory.node().over_limit()
+                && self.shared.lock_when_idle().await.evict_clients(self.id)
+            {
+                return;
+            }
             if !pending.is_empty() {
                 let shared = self.shared.clone();
                 let (flow, durable) = {
@@ -405,8 +443,10 @@ impl Connection {
             if !matches!(flow, Flow::Continue) || !*authenticated {
                 break;
             }
-            if out.len() >= check_at {
-                if self.output_over_limit(&mut st, out.len()) || self.reply_too_large(&st, out) {
+            // What waits from earlier batches counts too: the client's output buffer.
+            let unwritten = out.len() + self.obuf.len();
+            if unwritten >= check_at {
+                if self.output_over_limit(&mut st, unwritten) || self.reply_too_large(&st, out) {
                     out.clear();
                     pending.clear();
                     return (Flow::Close, None);
@@ -561,74 +601,98 @@ impl Connection {
         true
     }
 
-    /// Writes the replies. Over the soft output limit, writes as much as the client takes
-    /// and closes it (false) once it has stayed over the limit for its seconds; under it,
-    /// one plain write, so the normal path pays nothing.
+    /// Sends the replies: what the socket takes now goes out, the rest waits in `obuf`
+    /// while the client is served on (its limits were checked with the batch). Past
+    /// `OUTPUT_BACKPRESSURE_BYTES` the connection stops reading until the client takes
+    /// some: a client with no output limit cannot hold memory without bound. False when
+    /// the connection must close.
     async fn write(&mut self, out: &mut ReplyBuf) -> bool {
         if out.is_empty() {
             return true;
         }
-        let len = out.len();
-        // Large replies count as the client's output buffer while they are written (in
-        // `used_memory`, and against its limit together with its pushes, as Redis keeps
-        // both in one buffer); small ones cost no atomic.
-        let counted = len >= REPLY_BUF_KEEP_BYTES;
-        if counted {
-            self.memory.add_output(len);
-        }
-        let ok = self.write_all_within_limit(out.as_bytes()).await;
-        if counted {
-            self.memory.sub_output(len);
+        let queued = self.queue_output(out.as_bytes()).await;
+        if out.len() >= REPLY_BUF_KEEP_BYTES {
             // Give back what a large reply grew the buffer to (as Redis frees reply blocks).
             drop(out.take());
         } else {
             out.clear();
         }
-        ok
+        queued && self.drain_to(OUTPUT_BACKPRESSURE_BYTES).await
     }
 
-    async fn write_all_within_limit(&mut self, bytes: &[u8]) -> bool {
+    /// Writes what the socket takes of `bytes` without waiting (after what waits
+    /// already) and keeps the rest in `obuf`; false when the socket failed.
+    async fn queue_output(&mut self, bytes: &[u8]) -> bool {
         let mut written = 0;
-        while self.output_limit.soft_bytes > 0
-            && bytes.len() - written >= self.output_limit.soft_bytes
-        {
-            let since = *self.output_soft_since_ms.get_or_insert_with(unix_time_ms);
-            // Redis closes once the time over the soft limit passes its seconds.
-            let deadline_ms = since + self.output_limit.soft_secs * 1000 + 1;
-            let left = Duration::from_millis(deadline_ms.saturating_sub(unix_time_ms()));
-            let write = async {
-                tokio::select! {
-                    biased;
-                    w = self.stream.write(&bytes[written..]) => w.ok().filter(|&n| n > 0),
-                    _ = self.killed.killed() => None,
-                }
-            };
-            match tokio::time::timeout(left, write).await {
-                Ok(Some(n)) => written += n,
-                Ok(None) => return false,
-                Err(_) => {
-                    let shared = self.shared.clone();
-                    let mut st = shared.lock_when_idle().await;
-                    if self.output_over_limit(&mut st, bytes.len() - written) {
-                        return false;
-                    }
-                }
+        if self.obuf.is_empty() {
+            match std::future::poll_fn(|cx| Poll::Ready(self.stream.poll_send_some(cx, bytes))).await {
+                Some(n) => written = n,
+                None => return false,
             }
         }
-        self.output_soft_since_ms = None;
-        self.send_unless_killed(&bytes[written..]).await
+        if written < bytes.len() {
+            self.obuf.extend_from_slice(&bytes[written..]);
+            self.memory.add_output(bytes.len() - written);
+        }
+        true
     }
 
-    /// Writes all of `bytes`; false when the write fails or the client is killed meanwhile
-    /// (a client that does not read must not keep a killed connection stuck in its write).
-    async fn send_unless_killed(&mut self, bytes: &[u8]) -> bool {
-        // The write first: a reply that fits in the socket still goes out (CLIENT KILL of
-        // the connection itself answers before it closes).
-        tokio::select! {
-            biased;
-            sent = self.stream.send(bytes) => sent.is_ok(),
-            _ = self.killed.killed() => false,
+    /// Waits until at most `bytes` of output wait; false when the socket failed or the
+    /// client was killed meanwhile.
+    async fn drain_to(&mut self, bytes: usize) -> bool {
+        let killed = self.killed.clone();
+        while self.obuf.len() > bytes {
+            let progress = std::future::poll_fn(|cx| self.poll_drain(cx));
+            let ok = tokio::select! {
+                biased;
+                ok = progress => ok,
+                _ = killed.killed() => false,
+            };
+            if !ok {
+                return false;
+            }
         }
+        true
+    }
+
+    /// Writes from `obuf` what the socket takes; ready once some went (true) or the socket
+    /// failed (false), pending while it takes nothing (its writability then wakes the
+    /// task). Over TLS, once `obuf` is empty, also pushes out what rustls still holds.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut progressed = false;
+        while !self.obuf.is_empty() {
+            match Pin::new(&mut self.stream).poll_write(cx, &self.obuf) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    let _ = self.obuf.split_to(n);
+                    self.memory.sub_output(n);
+                    progressed = true;
+                }
+                Poll::Ready(_) => return Poll::Ready(false),
+                Poll::Pending => break,
+            }
+        }
+        if self.obuf.is_empty() {
+            // Nothing left: give back a buffer a large reply grew.
+            if self.obuf.capacity() > REPLY_BUF_KEEP_BYTES {
+                self.obuf = BytesMut::new();
+            }
+            if let Stream::Tls(_) = self.stream
+                && let Poll::Ready(Err(_)) = Pin::new(&mut self.stream).poll_flush(cx)
+            {
+                return Poll::Ready(false);
+            }
+        }
+        if progressed {
+            Poll::Ready(true)
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Before closing: what waits goes out first (an error reply, CLIENT KILL's own
+    /// answer), unless the client is killed or does not take it in time.
+    async fn flush_before_close(&mut self) {
+        let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, self.drain_to(0)).await;
     }
 
     /// Waits for input or an outbox item; writes pub/sub messages as they come.
@@ -637,14 +701,16 @@ impl Connection {
         self.handle_wake(woke).await
     }
 
-    /// Waits on the socket and the outbox. Cancel-safe: nothing is written here, so a
-    /// `select!` may drop it at any point.
+    /// Waits on the socket and the outbox, writing waiting output as the socket takes it.
+    /// Cancel-safe: each write is recorded in `obuf` as it happens, so a `select!` may
+    /// drop it at any point.
     async fn wake(&mut self) -> Wake {
         self.shrink_query_buffer();
         loop {
             // Released while idle: no buffer until input comes (plain TCP tells readiness
             // without one; TLS reads through rustls, which needs it).
             if self.rbuf.capacity() == 0
+                && self.obuf.is_empty()
                 && let Stream::Plain(tcp) = &self.stream
             {
                 tokio::select! {
@@ -658,25 +724,38 @@ impl Connection {
             }
             self.reserve_read_room();
             self.memory
-                .set_query_buf(self.rbuf.capacity(), self.rbuf.len());
-            tokio::select! {
-                read = self.stream.read_buf(&mut self.rbuf) => {
-                    let n = read.unwrap_or(0);
+                .set_query_buf(self.rbuf.capacity());
+            let woke = std::future::poll_fn(|cx| {
+                if !self.obuf.is_empty() || matches!(self.stream, Stream::Tls(_)) {
+                    if let Poll::Ready(false) = self.poll_drain(cx) {
+                        return Poll::Ready(Wake::Read { n: 0 });
+                    }
+                }
+                if let Poll::Ready(read) =
+                    tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf)
+                {
+                    return Poll::Ready(Wake::Read {
+                        n: read.unwrap_or(0),
+                    });
+                }
+                self.outbox.poll_recv(cx).map(Wake::Outbox)
+            })
+            .await;
+            match woke {
+                Wake::Read { n } => {
                     self.query_buf_peak = self.query_buf_peak.max(self.rbuf.len());
                     self.memory
-                        .set_query_buf(self.rbuf.capacity(), self.rbuf.len());
+                        .set_query_buf(self.rbuf.capacity());
                     return Wake::Read { n };
                 }
-                item = self.outbox.recv() => {
-                    let Some(Outbound::ReleaseQueryBuffer) = item else {
-                        return Wake::Outbox(item);
-                    };
+                Wake::Outbox(Some(Outbound::ReleaseQueryBuffer)) => {
                     // Plain TCP tells readiness without a buffer; TLS reads through rustls.
                     if self.rbuf.is_empty() && matches!(self.stream, Stream::Plain(_)) {
                         self.rbuf = BytesMut::new();
-                        self.memory.set_query_buf(0, 0);
+                        self.memory.set_query_buf(0);
                     }
                 }
+                item => return item,
             }
         }
     }
@@ -687,8 +766,9 @@ impl Connection {
     fn reserve_read_room(&mut self) {
         let len = self.rbuf.len();
         let room = self.rbuf.capacity() - len;
-        match self.argument_end.filter(|&end| end > len + READ_CHUNK_BYTES) {
-            Some(_) if room >= READ_CHUNK_BYTES => {}
+        match self.argument_end.filter(|&end| end > len) {
+            // Room for a useful read (or for all the argument still lacks).
+            Some(end) if room >= READ_CHUNK_BYTES.min(end - len) => {}
             Some(end) => {
                 let target = end.min((2 * self.rbuf.capacity()).max(len + READ_CHUNK_BYTES));
                 let mut grown = BytesMut::with_capacity(target);
@@ -752,10 +832,9 @@ impl Connection {
                 Outbound::Close => return Event::Closed,
             }
         }
-        // Counted until written: a client that does not read keeps holding it.
-        let sent = self.send_unless_killed(&batch).await;
+        // Counted as output from the outbox on: what the socket does not take stays counted.
         self.memory.sub_output(batch.len());
-        match sent {
+        match self.queue_output(&batch).await && self.drain_to(OUTPUT_BACKPRESSURE_BYTES).await {
             true => Event::Input,
             false => Event::Closed,
         }

@@ -92,6 +92,9 @@ impl State {
             let used = self.used_memory();
             self.memory.peak_bytes = self.memory.peak_bytes.max(used);
             if max == 0 || used <= max {
+                let headroom = if max == 0 { u64::MAX } else { max - used };
+                self.ks
+                    .set_growth_headroom(usize::try_from(headroom).unwrap_or(usize::MAX));
                 break false;
             }
             let over = usize::try_from(used - max).unwrap_or(usize::MAX);
@@ -155,6 +158,7 @@ pub struct ClientMemory {
     /// The read buffer's bytes no request has taken yet (CLIENT LIST `qbuf`); part of
     /// `query_buf`, so not summed.
     query_unparsed: AtomicU64,
+    request_args: AtomicU64,
     output: AtomicU64,
     records: AtomicU64,
 }
@@ -166,6 +170,7 @@ impl ClientMemory {
             node,
             query_buf: AtomicU64::new(0),
             query_unparsed: AtomicU64::new(0),
+            request_args: AtomicU64::new(0),
             output: AtomicU64::new(0),
             records: AtomicU64::new(CLIENT_OVERHEAD_BYTES),
         }
@@ -182,7 +187,10 @@ impl ClientMemory {
 
     /// All this client holds (CLIENT LIST `tot-mem`).
     pub fn total(&self) -> u64 {
-        self.query_buf() + self.output() + self.records.load(Relaxed)
+        self.query_buf()
+            + self.request_args.load(Relaxed)
+            + self.output()
+            + self.records.load(Relaxed)
     }
 
     pub fn query_buf(&self) -> u64 {
@@ -197,11 +205,16 @@ impl ClientMemory {
         self.output.load(Relaxed)
     }
 
-    /// The read buffer's capacity now, and how much of it waits to be parsed.
-    pub fn set_query_buf(&self, capacity: usize, unparsed: usize) {
+    /// The read buffer's capacity now.
+    pub fn set_query_buf(&self, capacity: usize) {
         let old = self.query_buf.swap(capacity as u64, Relaxed);
         self.node.moved(old, capacity as u64);
-        self.query_unparsed.store(unparsed as u64, Relaxed);
+    }
+
+    /// The arguments of a request still arriving, taken out of the read buffer already.
+    pub fn set_request_args(&self, bytes: usize) {
+        let old = self.request_args.swap(bytes as u64, Relaxed);
+        self.node.moved(old, bytes as u64);
     }
 
     pub fn set_query_unparsed(&self, unparsed: usize) {

@@ -13,6 +13,8 @@ pub struct RequestDecoder {
     limits: Limits,
     /// Arguments still expected, and those received so far, of a multibulk request in progress.
     pending: Option<(usize, Vec<Bytes>)>,
+    /// The bytes of the arguments in `pending`.
+    pending_bytes: usize,
 }
 
 impl RequestDecoder {
@@ -20,6 +22,7 @@ impl RequestDecoder {
         RequestDecoder {
             limits,
             pending: None,
+            pending_bytes: 0,
         }
     }
 
@@ -47,6 +50,12 @@ impl RequestDecoder {
             Some((header, _)) => buf.len() - header,
             None => buf.len(),
         }
+    }
+
+    /// The bytes of the arguments of a request still arriving (held out of the read
+    /// buffer: Redis counts them as the client's `argv` memory).
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
     }
 
     /// Where in `buf` the argument arriving now ends, when one is partly there: a reader
@@ -91,9 +100,11 @@ impl RequestDecoder {
                 let Some(arg) = bulk(buf, &self.limits, authenticated)? else {
                     return Ok(None);
                 };
+                self.pending_bytes += arg.len();
                 args.push(arg);
                 *remaining -= 1;
             }
+            self.pending_bytes = 0;
             let (_, args) = self.pending.take().expect("multibulk in progress");
             return Ok(Some(args));
         }

@@ -196,6 +196,9 @@ pub fn renamenx(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     rename_generic(c, a, true)
 }
 
+/// The integers whose objects Redis shares (`OBJ_SHARED_INTEGERS`).
+const SHARED_INTEGERS: i64 = 10_000;
+
 pub fn keys(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     let now = c.now_ms();
     let all = a[1].as_ref() == b"*";
@@ -503,7 +506,14 @@ pub fn object(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
             let enc = e.value.encoding(&limits);
             c.out.bulk(enc.as_bytes());
         }
-        "refcount" => c.out.int(1),
+        // Redis shares the objects of the integers 0..9999 (refcount INT_MAX) unless an
+        // LRU/LFU policy needs each key's own.
+        "refcount" => {
+            let shared = !ev.policy.tracks_access()
+                && matches!(&e.value, Value::Str(v)
+                    if resp::parse_i64(v).is_some_and(|n| (0..SHARED_INTEGERS).contains(&n)));
+            c.out.int(if shared { i32::MAX as i64 } else { 1 })
+        }
         "idletime" if ev.policy.is_lfu() => {
             return Err(CmdError::other(
                 "ERR An LRU maxmemory policy is not selected, access time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",

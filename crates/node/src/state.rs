@@ -532,6 +532,7 @@ impl State {
                     continue;
                 }
             }
+            let started = std::time::Instant::now();
             let mut ctx = Ctx::new(&mut self.ks, b.db, &mut out);
             let result = keyspace::execute(spec, &mut ctx, &args);
             if ctx.block.is_some() {
@@ -550,6 +551,11 @@ impl State {
                 } else {
                     out.error(&e.to_string());
                 }
+            }
+            // Its latency is the run that served it, not the wait (as Redis measures it).
+            if self.intro.settings.latency_tracking {
+                let us = started.elapsed().as_micros() as u64;
+                self.intro.commands.entry(spec.name, &args).histogram.record(us);
             }
             self.finish_blocked(id, spec.name, out);
         }

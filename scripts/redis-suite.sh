@@ -31,7 +31,8 @@ DEFAULT_UNITS="unit/protocol unit/type/string unit/type/incr unit/type/hash unit
   unit/multi unit/pubsub unit/info-command unit/scan unit/quit unit/scripting unit/functions
   unit/introspection unit/introspection-2 unit/other unit/tracking unit/slowlog
   unit/latency-monitor unit/lazyfree unit/querybuf unit/type/stream unit/type/stream-cgroups
-  unit/geo unit/hyperloglog unit/bitops unit/bitfield unit/sort unit/dump unit/maxmemory"
+  unit/geo unit/hyperloglog unit/bitops unit/bitfield unit/sort unit/dump unit/maxmemory
+  unit/obuf-limits unit/client-eviction unit/info"
 # Units run in the suite's own mode (it starts the servers), with what they need the same
 # for both servers: no replicas (SLAVEOF), which cacheplane nodes do not have.
 SPAWNED_UNITS="unit/maxmemory unit/obuf-limits unit/client-eviction unit/info"

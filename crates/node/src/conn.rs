@@ -285,8 +285,7 @@ impl Connection {
                     }
                 }
             }
-            self.memory
-                .set_query_unparsed(decoder.unparsed(&self.rbuf));
+            self.memory.set_query_unparsed(decoder.unparsed(&self.rbuf));
             self.memory.set_request_args(decoder.pending_bytes());
             self.argument_end = decoder.argument_end(&self.rbuf);
             if self.memory.node().over_limit()
@@ -559,6 +558,12 @@ impl Connection {
                 crate::state::log_output_limit_close(c);
             }
             st.stats.client_output_buffer_limit_disconnections += 1;
+        } else if let Some(c) = st.clients.get(&self.id) {
+            // Over the soft limit: if the client sends nothing more, the cron closes it
+            // when its seconds pass (pushes and replies share the one buffer and clock).
+            let since = self.output_soft_since_ms.unwrap_or(0);
+            c.push_soft_since_ms
+                .store(since, std::sync::atomic::Ordering::Relaxed);
         }
         over
     }
@@ -569,7 +574,11 @@ impl Connection {
         if out.len() < resp::REPLY_MAX_BYTES {
             return false;
         }
-        let addr = st.clients.get(&self.id).map(|c| c.addr.as_str()).unwrap_or("");
+        let addr = st
+            .clients
+            .get(&self.id)
+            .map(|c| c.addr.as_str())
+            .unwrap_or("");
         tracing::warn!(
             "Closing client id={} addr={addr}: its reply reached {} bytes, the most one reply may hold",
             self.id,
@@ -625,7 +634,9 @@ impl Connection {
     async fn queue_output(&mut self, bytes: &[u8]) -> bool {
         let mut written = 0;
         if self.obuf.is_empty() {
-            match std::future::poll_fn(|cx| Poll::Ready(self.stream.poll_send_some(cx, bytes))).await {
+            match std::future::poll_fn(|cx| Poll::Ready(self.stream.poll_send_some(cx, bytes)))
+                .await
+            {
                 Some(n) => written = n,
                 None => return false,
             }
@@ -723,13 +734,12 @@ impl Connection {
                 }
             }
             self.reserve_read_room();
-            self.memory
-                .set_query_buf(self.rbuf.capacity());
+            self.memory.set_query_buf(self.rbuf.capacity());
             let woke = std::future::poll_fn(|cx| {
-                if !self.obuf.is_empty() || matches!(self.stream, Stream::Tls(_)) {
-                    if let Poll::Ready(false) = self.poll_drain(cx) {
-                        return Poll::Ready(Wake::Read { n: 0 });
-                    }
+                if (!self.obuf.is_empty() || matches!(self.stream, Stream::Tls(_)))
+                    && let Poll::Ready(false) = self.poll_drain(cx)
+                {
+                    return Poll::Ready(Wake::Read { n: 0 });
                 }
                 if let Poll::Ready(read) =
                     tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf)
@@ -744,8 +754,7 @@ impl Connection {
             match woke {
                 Wake::Read { n } => {
                     self.query_buf_peak = self.query_buf_peak.max(self.rbuf.len());
-                    self.memory
-                        .set_query_buf(self.rbuf.capacity());
+                    self.memory.set_query_buf(self.rbuf.capacity());
                     return Wake::Read { n };
                 }
                 Wake::Outbox(Some(Outbound::ReleaseQueryBuffer)) => {

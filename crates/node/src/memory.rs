@@ -311,7 +311,10 @@ impl State {
             let Some(c) = self.clients.get(&id) else {
                 continue;
             };
-            tracing::info!("Evicting client: {}", crate::commands::client_line(self, c, 0));
+            tracing::info!(
+                "Evicting client: {}",
+                crate::commands::client_line(self, c, 0)
+            );
             self.stats.evicted_clients += 1;
             self.memory.evicted.push(c.memory.clone());
             if id == me {

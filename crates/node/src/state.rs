@@ -555,7 +555,11 @@ impl State {
             // Its latency is the run that served it, not the wait (as Redis measures it).
             if self.intro.settings.latency_tracking {
                 let us = started.elapsed().as_micros() as u64;
-                self.intro.commands.entry(spec.name, &args).histogram.record(us);
+                self.intro
+                    .commands
+                    .entry(spec.name, &args)
+                    .histogram
+                    .record(us);
             }
             self.finish_blocked(id, spec.name, out);
         }

@@ -210,15 +210,21 @@ pub fn hrandfield(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     if count < 0 {
         let resp3_pairs = with_values && c.out.protocol == resp::Protocol::Resp3;
         let per_pick = if with_values && !resp3_pairs { 2 } else { 1 };
-        super::sets::write_repeated(c.out, h.as_deref(), count.unsigned_abs(), per_pick, |out, f: &Field| {
-            if resp3_pairs {
-                out.array(2);
-            }
-            out.bulk(&f.name);
-            if with_values {
-                out.bulk(&f.value);
-            }
-        });
+        super::sets::write_repeated(
+            c.out,
+            h.as_deref(),
+            count.unsigned_abs(),
+            per_pick,
+            |out, f: &Field| {
+                if resp3_pairs {
+                    out.array(2);
+                }
+                out.bulk(&f.name);
+                if with_values {
+                    out.bulk(&f.value);
+                }
+            },
+        );
         return Ok(());
     }
     let picked: Vec<Field> = match h {

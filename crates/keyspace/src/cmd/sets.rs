@@ -60,7 +60,7 @@ pub(crate) fn write_repeated<T: DictEntry>(
     per_pick: usize,
     mut write: impl FnMut(&mut ReplyBuf, &T),
 ) {
-    let Some(d) = d.filter(|d| d.len() > 0) else {
+    let Some(d) = d.filter(|d| !d.is_empty()) else {
         out.array(0);
         return;
     };

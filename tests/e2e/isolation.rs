@@ -226,7 +226,8 @@ fn a_blocked_client_over_the_query_buffer_limit_is_closed_as_redis_does() {
 #[test]
 fn a_hostile_client_of_one_cache_starves_neither_another_cache_nor_the_api() {
     let data = TempDir::new("serve-isolation");
-    let cp = ControlPlane::start(data.path(), free_port());
+    let log = data.path().join("serve.log");
+    let cp = ControlPlane::start_logged(data.path(), free_port(), &log);
     // Cache A: Basic C0 (maxclients 256), with tight client limits of cacheplane's keys.
     let (a, key_a) = create(
         &cp,
@@ -318,6 +319,17 @@ fn a_hostile_client_of_one_cache_starves_neither_another_cache_nor_the_api() {
     let mut admin = redis(port_a, &key_a);
     assert_eq!(admin.cmd(&["GET", "big"]), bulk(&value));
     b_answers(&mut quiet);
+    // Each was cut off with Redis's own log line.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    for line in [
+        "scheduled to be closed ASAP for overcoming of output buffer limits.",
+        "Closing client that reached max query buffer length",
+    ] {
+        assert!(
+            logged.contains(line),
+            "no {line:?} in serve's log:\n{logged}"
+        );
+    }
 }
 
 /// serve under a small open-files limit: its caches share what is left after the reserve

@@ -48,7 +48,21 @@ impl ControlPlane {
         port: u16,
         extra: &[&str],
     ) -> ControlPlane {
-        Self::spawn(Command::new(CACHEPLANE), data_dir, port, extra)
+        let mut command = Command::new(CACHEPLANE);
+        command.stdout(Stdio::null());
+        Self::spawn(command, data_dir, port, extra)
+    }
+
+    /// Starts serve with its log (stdout) written to `log`, for tests that read it.
+    pub(crate) fn start_logged(
+        data_dir: &std::path::Path,
+        port: u16,
+        log: &std::path::Path,
+    ) -> ControlPlane {
+        let file = std::fs::File::create(log).expect("create the log file");
+        let mut command = Command::new(CACHEPLANE);
+        command.stdout(file);
+        Self::spawn(command, data_dir, port, &[])
     }
 
     /// Starts serve with its open-files limit (soft and hard) set to `nofile`.
@@ -63,6 +77,7 @@ impl ControlPlane {
             &format!("ulimit -n {nofile} && exec \"$0\" \"$@\""),
             CACHEPLANE,
         ]);
+        sh.stdout(Stdio::null());
         Self::spawn(sh, data_dir, port, &[])
     }
 
@@ -83,7 +98,6 @@ impl ControlPlane {
                 TOKEN,
             ])
             .args(extra)
-            .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start cacheplane serve");

@@ -1509,43 +1509,33 @@ fn unsubscribe(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf, ns: Nam
     }
 }
 
+/// PUBSUB CHANNELS / SHARDCHANNELS: the registry's names matching the optional pattern.
+fn channel_names(registry: &HashMap<Bytes, HashSet<u64>>, a: &[Bytes], out: &mut ReplyBuf) {
+    let mut names: Vec<&Bytes> = registry
+        .keys()
+        .filter(|c| a.get(2).is_none_or(|p| keyspace::glob_match(p, c, false)))
+        .collect();
+    names.sort();
+    out.array(names.len());
+    names.iter().for_each(|n| out.bulk(n));
+}
+
+/// PUBSUB NUMSUB / SHARDNUMSUB: each named channel with its subscriber count.
+fn subscriber_counts(registry: &HashMap<Bytes, HashSet<u64>>, a: &[Bytes], out: &mut ReplyBuf) {
+    out.map(a.len() - 2);
+    for ch in &a[2..] {
+        out.bulk(ch);
+        out.int(registry.get(ch).map_or(0, |s| s.len()) as i64);
+    }
+}
+
 fn pubsub(st: &mut State, a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
     match lossy(&a[1]).to_ascii_lowercase().as_str() {
-        "channels" if a.len() <= 3 => {
-            let mut names: Vec<&Bytes> = st
-                .channels
-                .keys()
-                .filter(|c| a.get(2).is_none_or(|p| keyspace::glob_match(p, c, false)))
-                .collect();
-            names.sort();
-            out.array(names.len());
-            names.iter().for_each(|n| out.bulk(n));
-        }
-        "numsub" => {
-            out.map(a.len() - 2);
-            for ch in &a[2..] {
-                out.bulk(ch);
-                out.int(st.channels.get(ch).map_or(0, |s| s.len()) as i64);
-            }
-        }
+        "channels" if a.len() <= 3 => channel_names(&st.channels, a, out),
+        "numsub" => subscriber_counts(&st.channels, a, out),
         "numpat" if a.len() == 2 => out.int(st.patterns.len() as i64),
-        "shardchannels" if a.len() <= 3 => {
-            let mut names: Vec<&Bytes> = st
-                .shard_channels
-                .keys()
-                .filter(|c| a.get(2).is_none_or(|p| keyspace::glob_match(p, c, false)))
-                .collect();
-            names.sort();
-            out.array(names.len());
-            names.iter().for_each(|n| out.bulk(n));
-        }
-        "shardnumsub" => {
-            out.map(a.len() - 2);
-            for ch in &a[2..] {
-                out.bulk(ch);
-                out.int(st.shard_channels.get(ch).map_or(0, |s| s.len()) as i64);
-            }
-        }
+        "shardchannels" if a.len() <= 3 => channel_names(&st.shard_channels, a, out),
+        "shardnumsub" => subscriber_counts(&st.shard_channels, a, out),
         "help" => help(
             out,
             &[

@@ -275,8 +275,7 @@ impl State {
 
     /// What the clients hold that still counts: those evicted already are not counted
     /// again while their connections close.
-    fn clients_counted_bytes(&mut self) -> u64 {
-        self.memory.evicted.retain(|m| Arc::strong_count(m) > 1);
+    fn clients_counted_bytes(&self) -> u64 {
         let closing: u64 = self.memory.evicted.iter().map(|m| m.total()).sum();
         self.memory.clients.total().saturating_sub(closing)
     }
@@ -286,6 +285,10 @@ impl State {
     /// Others are removed at once; returns whether `me` (the client whose command is
     /// running, 0 for none) was evicted, which its connection then closes.
     pub fn evict_clients(&mut self, me: u64) -> bool {
+        // Connections that closed give their memory back when the last holder lets go:
+        // let go of those first, whether or not eviction is still on (the cron calls
+        // this), or a limit turned off after evicting would keep them counted.
+        self.memory.evicted.retain(|m| Arc::strong_count(m) > 1);
         let max = self.memory.clients.max();
         if max == 0 {
             return false;

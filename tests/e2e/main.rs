@@ -2,6 +2,7 @@
 //! talking over TCP on 127.0.0.1.
 
 mod deploy;
+mod drills;
 mod hardening;
 mod harness;
 mod isolation;

@@ -4,12 +4,14 @@
 
 mod access;
 mod account;
+mod faults;
 
 pub use access::{AccessError, AccessPolicy};
 pub use account::{AZURITE_ACCOUNT, Account, AccountError, AzureKey, DEFAULT_CONTAINER, Secret};
 mod retention;
 mod store;
 
+pub use faults::{FAULT_MAX, Fault, FaultSwitch};
 pub use retention::{Discovered, DiscoveryError, Retention, discover};
 
 pub use store::{

@@ -185,6 +185,12 @@ impl Store {
         })
     }
 
+    /// This store with its requests behind `switch`'s faults for its account.
+    pub fn with_faults(mut self, switch: &crate::FaultSwitch) -> Store {
+        self.inner = switch.wrap(&self.name, self.inner);
+        self
+    }
+
     /// The account's display name.
     pub fn account(&self) -> &str {
         &self.name

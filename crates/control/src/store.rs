@@ -163,19 +163,20 @@ impl ResourceStore {
         write_atomically(&self.path, &bytes)
     }
 
-    /// Where the soft-delete accounting is kept, next to the resources.
-    fn accounting_path(&self) -> PathBuf {
-        self.path.with_file_name("accounting.json")
+    /// Where the file `name` the control plane keeps next to the resources lives
+    /// (`accounting.json`, `drills.json`).
+    fn side_path(&self, name: &str) -> PathBuf {
+        self.path.with_file_name(name)
     }
 
-    /// Replaces the saved accounting (a JSON document the caller owns).
-    pub fn save_accounting(&self, bytes: &[u8]) -> Result<(), StoreError> {
-        write_atomically(&self.accounting_path(), bytes)
+    /// Replaces the file `name` kept next to the resources (a document its caller owns).
+    pub fn save_side(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        write_atomically(&self.side_path(name), bytes)
     }
 
-    /// The saved accounting, if any.
-    pub fn load_accounting(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        let path = self.accounting_path();
+    /// The file `name` kept next to the resources, if any.
+    pub fn load_side(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.side_path(name);
         match std::fs::read(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -71,6 +71,46 @@ pub struct AofLog {
     pub ship: Option<ShipHooks>,
     /// Replies wait until the primary account holds their writes (`aof-durability store`).
     store_durability: bool,
+    /// What of the log is fsynced, for a drill's simulated power loss.
+    pub disk: Arc<DiskSync>,
+}
+
+/// How much of the current incr file is on disk for certain (fsynced): what survives the
+/// machine losing power, which a fault drill simulates by cutting the file back to it
+/// (killing the process alone would leave the page cache, and the writes, intact).
+#[derive(Debug, Default)]
+pub struct DiskSync {
+    point: std::sync::Mutex<(PathBuf, u64)>,
+    /// A deliberately broken node (`DEBUG AOF-FSYNC off`, for tests of the drills): fsyncs
+    /// are skipped while replies still claim them.
+    pub skip: std::sync::atomic::AtomicBool,
+}
+
+impl DiskSync {
+    fn synced(&self, file: &Path, len: u64) {
+        *self.point.lock().expect("disk sync lock") = (file.to_path_buf(), len);
+    }
+
+    fn skipped(&self) -> bool {
+        self.skip.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Cuts the current incr file back to what was fsynced, as a power loss would; returns
+    /// the bytes lost. Only for a node that no longer writes (a drill's crash).
+    pub fn lose_unsynced(&self) -> std::io::Result<u64> {
+        let (file, len) = self.point.lock().expect("disk sync lock").clone();
+        if file.as_os_str().is_empty() {
+            return Ok(0);
+        }
+        let f = OpenOptions::new().write(true).open(&file)?;
+        let on_disk = f.metadata()?.len();
+        if on_disk <= len {
+            return Ok(0);
+        }
+        f.set_len(len)?;
+        f.sync_all()?;
+        Ok(on_disk - len)
+    }
 }
 
 /// A rewrite in progress: the files it will switch the manifest to.
@@ -210,6 +250,7 @@ pub fn open(ks: &mut Keyspace, config: &NodeConfig) -> anyhow::Result<AofLog> {
         last_write_ok: true,
         ship: None,
         store_durability: false,
+        disk: Arc::new(DiskSync::default()),
     })
 }
 
@@ -229,8 +270,13 @@ pub fn start_flusher(
     host: Arc<dyn LogHost>,
     ship: Option<ShipHooks>,
 ) -> anyhow::Result<()> {
-    let fsync = config.appendfsync;
     let store_durability = config.storage.aof_durability == crate::config::Durability::Store;
+    // A write acknowledged once the store holds it must be on the local disk too: a crash
+    // that keeps the disk restarts from it, not from the store.
+    let fsync = match store_durability {
+        true => Fsync::Always,
+        false => config.appendfsync,
+    };
     let current = log.dir.join(
         &log.manifest
             .incrs
@@ -240,7 +286,9 @@ pub fn start_flusher(
     );
     let file = OpenOptions::new().append(true).open(&current)?;
     let durable = log.durable.clone();
-    let mut out = Output::new(file, current.clone(), fsync)?;
+    let mut out = Output::new(file, current.clone(), fsync, log.disk.clone())?;
+    // What the file holds now was read back at start: it is what the disk has.
+    log.disk.synced(&current, out.len);
     if let Some(hooks) = &ship {
         out.progress = Some(hooks.progress.clone());
         hooks.progress.send_replace(Progress {
@@ -252,6 +300,7 @@ pub fn start_flusher(
     log.ship = ship;
     log.store_durability = store_durability && log.ship.is_some();
     let notify = Arc::new(tokio::sync::Notify::new());
+    // Stopped with the node's other workers between rounds: a write under way finishes.
     workers.spawn(
         "aof-flusher",
         flush_task(host, out, durable, notify.clone()),
@@ -381,8 +430,9 @@ async fn flush_task(
 /// `everysec`: the current incr file (a second handle to it) and whether it has unsynced
 /// bytes, for the thread that fsyncs once a second off the node's thread.
 struct EverySec {
-    file: std::sync::Mutex<Option<File>>,
+    file: std::sync::Mutex<Option<(File, PathBuf)>>,
     dirty: std::sync::atomic::AtomicBool,
+    disk: Arc<DiskSync>,
 }
 
 fn everysec_thread(target: Weak<EverySec>) {
@@ -394,11 +444,21 @@ fn everysec_thread(target: Weak<EverySec>) {
         };
         if t.dirty.swap(false, Ordering::AcqRel) {
             let file = t.file.lock().expect("fsync target lock");
-            if let Some(f) = file.as_ref()
-                && let Err(e) = f.sync_data()
-            {
-                t.dirty.store(true, Ordering::Release);
-                tracing::error!(error = %e, "fsync of the append only file failed");
+            let Some((f, path)) = file.as_ref() else {
+                continue;
+            };
+            if t.disk.skipped() {
+                continue;
+            }
+            // Bytes written after the length is read may be synced too; only these are
+            // known to be.
+            let len = f.metadata().map_or(0, |m| m.len());
+            match f.sync_data() {
+                Ok(()) => t.disk.synced(path, len),
+                Err(e) => {
+                    t.dirty.store(true, Ordering::Release);
+                    tracing::error!(error = %e, "fsync of the append only file failed");
+                }
             }
         }
     }
@@ -414,15 +474,22 @@ struct Output {
     len: u64,
     fsync: Fsync,
     everysec: Option<Arc<EverySec>>,
+    disk: Arc<DiskSync>,
 }
 
 impl Output {
-    fn new(file: File, path: PathBuf, fsync: Fsync) -> std::io::Result<Output> {
+    fn new(
+        file: File,
+        path: PathBuf,
+        fsync: Fsync,
+        disk: Arc<DiskSync>,
+    ) -> std::io::Result<Output> {
         let everysec = match fsync {
             Fsync::EverySec => {
                 let target = Arc::new(EverySec {
-                    file: std::sync::Mutex::new(Some(file.try_clone()?)),
+                    file: std::sync::Mutex::new(Some((file.try_clone()?, path.clone()))),
                     dirty: false.into(),
+                    disk: disk.clone(),
                 });
                 let weak = Arc::downgrade(&target);
                 std::thread::Builder::new()
@@ -439,6 +506,7 @@ impl Output {
             progress: None,
             fsync,
             everysec,
+            disk,
         })
     }
 
@@ -457,12 +525,18 @@ impl Output {
                     wrote = true;
                 }
                 Chunk::SwitchTo(path) => {
-                    self.file.sync_all()?;
+                    if !self.disk.skipped() {
+                        self.file.sync_all()?;
+                    }
                     self.file = OpenOptions::new().append(true).open(path)?;
                     self.path = path.clone();
                     self.len = self.file.metadata()?.len();
+                    if !self.disk.skipped() {
+                        self.disk.synced(&self.path, self.len);
+                    }
                     if let Some(t) = &self.everysec {
-                        *t.file.lock().expect("fsync target lock") = Some(self.file.try_clone()?);
+                        *t.file.lock().expect("fsync target lock") =
+                            Some((self.file.try_clone()?, self.path.clone()));
                     }
                 }
             }
@@ -470,7 +544,11 @@ impl Output {
         }
         if wrote {
             match (self.fsync, &self.everysec) {
-                (Fsync::Always, _) => self.file.sync_data()?,
+                (Fsync::Always, _) if self.disk.skipped() => {}
+                (Fsync::Always, _) => {
+                    self.file.sync_data()?;
+                    self.disk.synced(&self.path, self.len);
+                }
                 (_, Some(t)) => t.dirty.store(true, std::sync::atomic::Ordering::Release),
                 _ => {}
             }

@@ -1730,6 +1730,22 @@ fn debug(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Result<()>
             }
             (_, None) => return Err(CmdError::NoSuchKey),
         },
+        // cacheplane's own, for the fault drills' tests: a node that claims fsyncs it skips.
+        "aof-fsync" if a.len() == 3 => {
+            let skip = if is(&a[2], "off") {
+                true
+            } else if is(&a[2], "on") {
+                false
+            } else {
+                return Err(CmdError::Syntax);
+            };
+            if let Some(log) = &st.aof {
+                log.disk
+                    .skip
+                    .store(skip, std::sync::atomic::Ordering::Relaxed);
+            }
+            out.ok();
+        }
         "pause-cron" if a.len() == 3 => {
             st.cron_paused = resp::parse_i64(&a[2]).ok_or(CmdError::NotInteger)? != 0;
             out.ok();

@@ -264,6 +264,8 @@ pub struct StorageConfig {
     /// Bytes of AOF the primary account may lag behind before writes are refused
     /// (`aof-spool-max-bytes`): the local AOF is the spool, this is its bound.
     pub spool_max_bytes: u64,
+    /// Faults a drill sets on the accounts (the control plane holds the other end).
+    pub faults: blob::FaultSwitch,
 }
 
 impl Default for StorageConfig {
@@ -278,6 +280,7 @@ impl Default for StorageConfig {
             prefix: "cache".into(),
             aof_durability: Durability::Local,
             spool_max_bytes: 1024 * 1024 * 1024,
+            faults: blob::FaultSwitch::default(),
         }
     }
 }

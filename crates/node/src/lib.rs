@@ -35,7 +35,8 @@ pub use fds::set_client_fd_budget;
 pub use info::used_memory_bytes;
 pub use server::{ACTIVE_EXPIRE_KEYS_PER_CYCLE_MAX, StopReport};
 pub use ship::{
-    EVENTS_KEPT_MAX, SEGMENT_MAX_BYTES, SEGMENT_ROLL_INTERVAL, events_from_lines, events_to_lines,
+    EVENTS_KEPT_MAX, LoadReport, SEGMENT_MAX_BYTES, SEGMENT_ROLL_INTERVAL, events_from_lines,
+    events_to_lines,
 };
 pub use workers::{Status as WorkerState, WorkerStatus};
 
@@ -100,6 +101,9 @@ const LOCK_YIELDS_MAX: u32 = 64;
 /// Sleep between tries for the state lock after that.
 const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// How long a crash waits for the AOF flusher to finish a write under way.
+const CRASH_FLUSHER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A running node.
 pub struct NodeHandle {
     /// The plain listener's address (the TLS one's when there is only TLS).
@@ -162,6 +166,39 @@ impl NodeHandle {
         take_events(&self.shared)
     }
 
+    /// Ends the node as a machine losing power would: no final snapshot, no drain to the
+    /// storage accounts, and its AOF cut back to what was fsynced (the page cache goes with
+    /// the power; killing the process alone would keep it). Returns the object-store events
+    /// it had recorded.
+    pub async fn crash(self) -> Vec<blob::BlobEvent> {
+        let disk = {
+            let st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.aof.as_ref().map(|log| log.disk.clone())
+        };
+        let workers = self.shared.workers.clone();
+        let events = self.abort().await;
+        // The flusher finishes a write under way before it stops; the cut comes after it.
+        let flusher_stopped = || {
+            !workers
+                .statuses()
+                .iter()
+                .any(|w| w.name == "aof-flusher" && w.status == WorkerState::Running)
+        };
+        let deadline = tokio::time::Instant::now() + CRASH_FLUSHER_WAIT;
+        while !flusher_stopped() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(BUSY_POLL).await;
+        }
+        if let Some(disk) = disk {
+            match disk.lose_unsynced() {
+                Ok(bytes) => tracing::info!(bytes, "the crash lost the AOF bytes not yet fsynced"),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not cut the AOF back to what was fsynced")
+                }
+            }
+        }
+        events
+    }
+
     /// Replaces the passwords clients AUTH with, at once; connections authenticated with
     /// a key that changed are closed.
     pub fn set_passwords(&self, primary: Option<String>, secondary: Option<String>) {
@@ -214,7 +251,72 @@ pub struct NodeControl {
     shared: Arc<Shared>,
 }
 
+/// What a fault drill reads of a node's persistence at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct PersistenceFacts {
+    /// When the data of the newest snapshot completed in the RDB account was taken (ms
+    /// since the epoch; the snapshot's key names it). None before the first of this run.
+    pub last_snapshot_ms: Option<u64>,
+    /// The RDB account's display name.
+    pub rdb_account: Option<String>,
+    /// Each AOF account, primary first.
+    pub aof_targets: Vec<TargetFacts>,
+    /// Bytes appended to the AOF since the node started (the offset accounts catch up to).
+    pub appended: u64,
+    /// Where the node's data came from at start.
+    pub loaded: Option<ship::LoadReport>,
+    pub keys: u64,
+}
+
+/// One AOF account as a drill sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetFacts {
+    pub account: String,
+    /// Its last request succeeded.
+    pub ok: bool,
+    /// Bytes of log it has not received yet.
+    pub backlog_bytes: u64,
+    /// The log offset it holds.
+    pub shipped: u64,
+}
+
 impl NodeControl {
+    /// The node's persistence as it stands.
+    pub async fn persistence_facts(&self) -> PersistenceFacts {
+        let st = self.shared.lock_when_idle().await;
+        let appended = st.aof.as_ref().map_or(0, |a| a.appended);
+        let last_snapshot_ms = st.ship.rdb.as_ref().and_then(|r| {
+            let key = r
+                .status
+                .lock()
+                .expect("backup status lock")
+                .last_key
+                .clone()?;
+            ship::snapshot_time_ms(&key)
+        });
+        PersistenceFacts {
+            last_snapshot_ms,
+            rdb_account: st.ship.rdb.as_ref().map(|r| r.account().to_string()),
+            aof_targets: st
+                .ship
+                .aof_targets
+                .iter()
+                .map(|t| {
+                    let t = t.lock().expect("status lock");
+                    TargetFacts {
+                        account: t.account.clone(),
+                        ok: t.ok,
+                        backlog_bytes: appended.saturating_sub(t.shipped),
+                        shipped: t.shipped,
+                    }
+                })
+                .collect(),
+            appended,
+            loaded: st.ship.loaded.clone(),
+            keys: st.ks.dbs_len_total() as u64,
+        }
+    }
+
     /// Changes settings at once, as one CONFIG SET of them all does: every one is checked
     /// before any applies, and the node takes what it derives from them (the control
     /// plane's live changes: memory limits, eviction policy, maxclients).
@@ -331,6 +433,7 @@ async fn load_at_start(st: state::State) -> anyhow::Result<state::State> {
         let config = st.config.clone();
         let ship = std::mem::take(&mut st.ship);
         // A node with storage accounts and nothing local comes back from the accounts.
+        let started = std::time::Instant::now();
         let restored = ship::restore(&config, &ship, &mut || {
             st.ks = keyspace::Keyspace::new(config.databases);
             config.configure(&mut st.ks);
@@ -342,9 +445,10 @@ async fn load_at_start(st: state::State) -> anyhow::Result<state::State> {
             }
         })?;
         st.ship = ship;
-        if let Some(what) = restored {
+        if let Some((what, report)) = restored {
             tracing::info!(restored = %what, keys = st.ks.dbs_len_total(), "restored from the storage account");
             st.ship.restored = Some(what.clone());
+            st.ship.loaded = Some(report);
             if what.starts_with("aof") {
                 return Ok(st);
             }
@@ -358,9 +462,43 @@ async fn load_at_start(st: state::State) -> anyhow::Result<state::State> {
         if st.config.appendonly {
             st.open_aof()?;
         }
+        if st.ship.loaded.is_none() {
+            let files = local_files(&st.config);
+            st.ship.loaded = Some(ship::LoadReport {
+                source: "local disk".into(),
+                files: files.len() as u64,
+                bytes: files.iter().map(|(_, b)| b).sum(),
+                download_ms: 0,
+                load_ms: started.elapsed().as_millis() as u64,
+            });
+        }
         Ok(st)
     })
     .await?
+}
+
+/// The data files a start reads from the local disk: the AOF directory's, else the dump.
+fn local_files(config: &NodeConfig) -> Vec<(std::path::PathBuf, u64)> {
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    if config.appendonly {
+        let dir = aof::dir(config);
+        return std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .map(|p| {
+                let n = size(&p);
+                (p, n)
+            })
+            .collect();
+    }
+    let dump = persist::dump_path(config);
+    match dump.exists() {
+        true => vec![(dump.clone(), size(&dump))],
+        false => Vec::new(),
+    }
 }
 
 fn load_dump(st: &mut state::State, path: &std::path::Path) -> anyhow::Result<()> {

@@ -67,6 +67,21 @@ pub struct TargetStatus {
     pub bases: u64,
 }
 
+/// Where a node's data came from at start, and what it took: a fault drill's "restored
+/// from".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// "local disk", or the account restored from.
+    pub source: String,
+    /// Files read (downloaded, from an account).
+    pub files: u64,
+    pub bytes: u64,
+    /// Downloading from the account (0 from the local disk).
+    pub download_ms: u64,
+    /// Loading or replaying into memory.
+    pub load_ms: u64,
+}
+
 /// Blob persistence state kept in the node's state.
 #[derive(Default)]
 pub struct Shipping {
@@ -75,6 +90,8 @@ pub struct Shipping {
     pub aof_targets: Vec<Arc<Mutex<TargetStatus>>>,
     /// What the start restored, for INFO and the logs.
     pub restored: Option<String>,
+    /// Where the start's data came from and what loading it took.
+    pub loaded: Option<LoadReport>,
     /// Set when the node stops: shippers cut what is pending at once.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// The primary account lags more than `aof-spool-max-bytes`: writes are refused.
@@ -152,6 +169,13 @@ pub struct RdbBackups {
     pub status: Arc<Mutex<BackupStatus>>,
 }
 
+impl RdbBackups {
+    /// The RDB account's display name.
+    pub fn account(&self) -> &str {
+        self.store.account()
+    }
+}
+
 /// How the RDB backups are doing.
 #[derive(Debug, Clone)]
 pub struct BackupStatus {
@@ -187,7 +211,8 @@ impl Shipping {
         if s.rdb_backup_enabled
             && let Some(account) = &s.rdb_account
         {
-            let store = Store::open(account, &s.prefix, event_sink(&ship.events))?;
+            let store =
+                Store::open(account, &s.prefix, event_sink(&ship.events))?.with_faults(&s.faults);
             let every =
                 Duration::from_secs(s.rdb_backup_frequency_min * 60) / s.time_scale.max(1) as u32;
             ship.rdb = Some(RdbBackups {
@@ -220,7 +245,9 @@ impl Shipping {
                     0 => s.prefix.clone(),
                     _ => format!("{}/{SECONDARY_PREFIX}", s.prefix),
                 };
-                Store::open(a, &prefix, event_sink(&self.events)).map_err(Into::into)
+                Store::open(a, &prefix, event_sink(&self.events))
+                    .map(|st| st.with_faults(&s.faults))
+                    .map_err(Into::into)
             })
             .collect()
     }
@@ -291,6 +318,11 @@ pub fn events_from_lines(text: &str) -> Vec<blob::BlobEvent> {
             })
         })
         .collect()
+}
+
+/// The time (ms since the epoch) a snapshot's data was taken, from its key.
+pub fn snapshot_time_ms(key: &str) -> Option<u64> {
+    key.strip_prefix("rdb/")?.strip_suffix(".rdb")?.parse().ok()
 }
 
 /// Starts a snapshot streamed into the RDB account; returns the key it will have.
@@ -855,12 +887,13 @@ async fn read_range(file: &Path, from: u64, to: u64) -> std::io::Result<Vec<u8>>
 
 /// At start, with an empty local directory: rebuilds the local AOF directory (or dump) from
 /// the newest complete state in the accounts, primary first. Returns a description of what
-/// was restored, or None when there was nothing to restore or local files exist.
+/// was restored and what it took, or None when there was nothing to restore or local files
+/// exist.
 pub fn restore(
     config: &NodeConfig,
     ship: &Shipping,
     try_load: &mut dyn FnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<(String, LoadReport)>> {
     let rt = tokio::runtime::Handle::current();
     let aof_dir = crate::aof::dir(config);
     let local_manifest = crate::aof::manifest_file(config);
@@ -875,10 +908,20 @@ pub fn restore(
                 account = store.account(),
                 "restoring the append only file from the storage account"
             );
+            let started = Instant::now();
             match rt.block_on(download_aof(store, &aof_dir, &config.appendfilename)) {
-                Ok(false) => errors.push(format!("{}: no AOF there", store.account())),
-                Ok(true) => match try_load() {
-                    Ok(()) => return Ok(Some(format!("aof from {}", store.account()))),
+                Ok(None) => errors.push(format!("{}: no AOF there", store.account())),
+                Ok(Some((files, bytes))) => match timed_load(try_load, started) {
+                    Ok((download_ms, load_ms)) => {
+                        let report = LoadReport {
+                            source: store.account().to_string(),
+                            files,
+                            bytes,
+                            download_ms,
+                            load_ms,
+                        };
+                        return Ok(Some((format!("aof from {}", store.account()), report)));
+                    }
                     Err(e) => {
                         tracing::error!(account = store.account(), error = %e, "the stored AOF does not load; trying the next account");
                         errors.push(format!("{}: {e:#}", store.account()));
@@ -900,15 +943,40 @@ pub fn restore(
     }
     if let Some(rdb) = &ship.rdb {
         let dump = persist::dump_path(config);
-        if dump.exists() {
-            return Ok(None);
-        }
-        let mut snapshots = rt.block_on(rdb.store.list("rdb"))?;
+        let listed = rt.block_on(rdb.store.list("rdb"));
+        let mut snapshots = match listed {
+            Ok(s) => s,
+            // The local dump is better than no start at all.
+            Err(e) if dump.exists() => {
+                tracing::warn!(account = rdb.store.account(), error = %e, "could not list the stored snapshots; loading the local dump");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
         snapshots.retain(|(k, _)| k.ends_with(".rdb"));
         snapshots.sort();
+        // A local dump (left by a stop that kept the data) loads unless the account holds a
+        // newer snapshot: after a crash, the dump is older than what the account kept.
+        let newest = snapshots.last().and_then(|(k, _)| snapshot_time_ms(k));
+        let dump_ms = std::fs::metadata(&dump)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64);
+        match (dump_ms, newest) {
+            (Some(local), Some(stored)) if stored > local => {
+                tracing::info!(
+                    account = rdb.store.account(),
+                    "the account holds a snapshot newer than the local dump"
+                );
+            }
+            (Some(_), _) => return Ok(None),
+            (None, _) => {}
+        }
         for (key, size) in snapshots.into_iter().rev() {
             tracing::info!(account = rdb.store.account(), key = %key, bytes = size, "restoring the RDB snapshot");
             let tmp = dump.with_extension("restore");
+            let started = Instant::now();
             let got = rt.block_on(async {
                 let mut f = tokio::fs::File::create(&tmp).await?;
                 rdb.store.download(&key, &mut f).await
@@ -916,10 +984,20 @@ pub fn restore(
             let loaded = got.map_err(anyhow::Error::from).and_then(|n| {
                 anyhow::ensure!(n == size, "downloaded {n} bytes of {size}");
                 std::fs::rename(&tmp, &dump)?;
-                try_load()
+                timed_load(try_load, started)
             });
             match loaded {
-                Ok(()) => return Ok(Some(format!("rdb {key} from {}", rdb.store.account()))),
+                Ok((download_ms, load_ms)) => {
+                    let report = LoadReport {
+                        source: rdb.store.account().to_string(),
+                        files: 1,
+                        bytes: size,
+                        download_ms,
+                        load_ms,
+                    };
+                    let what = format!("rdb {key} from {}", rdb.store.account());
+                    return Ok(Some((what, report)));
+                }
                 Err(e) => {
                     tracing::error!(key = %key, error = %e, "this snapshot does not load; trying the previous one");
                     let _ = std::fs::remove_file(&tmp);
@@ -931,12 +1009,29 @@ pub fn restore(
     Ok(None)
 }
 
-/// Downloads the account's AOF (manifest, base, segments) into `dir`; false when the account
-/// holds none.
-async fn download_aof(store: &Store, dir: &Path, appendfilename: &str) -> anyhow::Result<bool> {
+/// Runs `try_load` after a download that began at `started`; returns the milliseconds of
+/// the download and of the load.
+fn timed_load(
+    try_load: &mut dyn FnMut() -> anyhow::Result<()>,
+    started: Instant,
+) -> anyhow::Result<(u64, u64)> {
+    let download_ms = started.elapsed().as_millis() as u64;
+    let loading = Instant::now();
+    try_load()?;
+    Ok((download_ms, loading.elapsed().as_millis() as u64))
+}
+
+/// Downloads the account's AOF (manifest, base, segments) into `dir`; returns the files and
+/// bytes downloaded, None when the account holds none.
+async fn download_aof(
+    store: &Store,
+    dir: &Path,
+    appendfilename: &str,
+) -> anyhow::Result<Option<(u64, u64)>> {
     let Some((text, _)) = store.get(MANIFEST_KEY).await? else {
-        return Ok(false);
+        return Ok(None);
     };
+    let (mut files, mut bytes) = (0u64, 0u64);
     let stored = Manifest::parse(std::str::from_utf8(&text)?)?;
     let sums: Vec<(String, u64, u64)> = match store.get(CHECKSUMS_KEY).await? {
         Some((b, _)) => aoff::parse_checksums(std::str::from_utf8(&b)?)?
@@ -965,6 +1060,8 @@ async fn download_aof(store: &Store, dir: &Path, appendfilename: &str) -> anyhow
             f.name
         );
         out.sync_all().await?;
+        files += 1;
+        bytes += n;
         if let Some((_, size, crc)) = sums.iter().find(|(name, _, _)| *name == f.name) {
             let (len, got) = crc_of_file(&dir.join(&local_name)).await?;
             anyhow::ensure!(
@@ -991,7 +1088,7 @@ async fn download_aof(store: &Store, dir: &Path, appendfilename: &str) -> anyhow
         local.to_text(),
     )
     .await?;
-    Ok(true)
+    Ok(Some((files, bytes)))
 }
 
 #[cfg(test)]

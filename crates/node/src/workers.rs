@@ -55,7 +55,15 @@ impl Workers {
         F: Future<Output = ()> + Send + 'static,
     {
         let id = self.register(name.into());
-        let task = tokio::spawn(work);
+        // Every async worker ends with the node: a task left running after an abort (a
+        // cron, a backup) would go on writing the dead node's data into its accounts.
+        let stop = self.cancel.clone();
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                _ = work => {}
+                _ = stop.cancelled() => {}
+            }
+        });
         let abort = task.abort_handle();
         let me = self.clone();
         tokio::spawn(async move {

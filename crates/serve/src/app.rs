@@ -27,6 +27,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use crate::ServeConfig;
+use crate::drills::{DRILLS_FILE, DrillBook};
 use crate::ledgers::{AccountReport, AccountsReport, Ledgers, StorageReport};
 use crate::openapi::{ApiVersion, CacheParams, GroupParams};
 use crate::supervisor::{NodeSettings, StartMode, Supervisor};
@@ -58,6 +59,8 @@ pub struct App {
     busy: Arc<std::sync::Mutex<HashSet<String>>>,
     /// Soft-delete accounting per cache, fed by its node's object-store events.
     ledgers: std::sync::Mutex<Ledgers>,
+    /// Every cache's fault drills.
+    drills: std::sync::Mutex<DrillBook>,
 }
 
 /// A cache's claim on changing it; dropped when the change ends.
@@ -75,6 +78,9 @@ impl Drop for Busy {
 /// How long `serve` waits at start for its caches' nodes before it serves the API anyway
 /// (the rest come up in the background; their status says Starting).
 const STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The soft-delete accounting's file, next to the resources.
+const ACCOUNTING_FILE: &str = "accounting.json";
 
 /// How often node events reach the ledgers.
 const ACCOUNTING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -147,12 +153,18 @@ impl App {
         }
         // The accounting is derived data: a damaged file is reported and replaced, it does
         // not keep the caches from starting.
-        let ledgers = match store.load_accounting()? {
+        let ledgers = match store.load_side(ACCOUNTING_FILE)? {
             Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "the saved soft-delete accounting is damaged; starting it afresh");
                 Ledgers::default()
             }),
             None => Ledgers::default(),
+        };
+        let drills = match store.load_side(DRILLS_FILE)? {
+            Some(bytes) => serde_json::from_slice::<DrillBook>(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", DRILLS_FILE))?
+                .loaded(),
+            None => DrillBook::default(),
         };
         let ca = Arc::new(tls::LocalCa::load_or_create(&config.data_dir.join("tls"))?);
         let nodes = Supervisor::new(NodeSettings {
@@ -176,6 +188,7 @@ impl App {
             progress: Default::default(),
             busy: Default::default(),
             ledgers: std::sync::Mutex::new(ledgers),
+            drills: std::sync::Mutex::new(drills),
         });
         let weak = Arc::downgrade(&app);
         tokio::spawn(async move {
@@ -297,6 +310,22 @@ impl App {
         })
     }
 
+    /// Records `drill` of the cache `k` (None: forgets the cache's drills) and saves the
+    /// drills.
+    async fn record_drill(&self, k: &str, drill: Option<control::drill::Drill>) {
+        let bytes = {
+            let mut book = self.drills.lock().expect("drills lock");
+            match drill {
+                Some(d) => book.put(k, d),
+                None => book.remove(k),
+            }
+            serde_json::to_vec(&*book).expect("drills serialize")
+        };
+        if let Err(e) = self.store.lock().await.save_side(DRILLS_FILE, &bytes) {
+            tracing::error!(error = %e, "could not save the fault drills");
+        }
+    }
+
     /// Claims `k` for a change; 409 with Azure's text while another change of it runs.
     fn claim(&self, k: &str, id: &str) -> Result<Busy> {
         let mut busy = self.busy.lock().expect("busy lock");
@@ -328,7 +357,7 @@ impl App {
         let Some(bytes) = self.ledgers.lock().expect("ledgers lock").take_changes() else {
             return;
         };
-        if let Err(e) = self.store.lock().await.save_accounting(&bytes) {
+        if let Err(e) = self.store.lock().await.save_side(ACCOUNTING_FILE, &bytes) {
             tracing::error!(error = %e, "could not save the soft-delete accounting");
         }
     }
@@ -491,6 +520,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route(&format!("{cache}/export"), post(export))
         .route(&format!("{cache}/import"), post(import))
         .route(&format!("{cache}/storageReport"), get(storage_report))
+        .route(&format!("{cache}/simulateFault"), post(simulate_fault))
+        .route(&format!("{cache}/faultDrills"), get(list_drills))
+        .route(&format!("{cache}/faultDrills/{{drill}}"), get(get_drill))
         .route(
             "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Cache/{kind}",
             get(list_group),
@@ -649,6 +681,126 @@ async fn storage_report(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -
     ))
 }
 
+/// cacheplane's extension: a fault drill on the cache, as a long-running operation.
+#[utoipa::path(post, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/simulateFault", tag = "FaultDrills", operation_id = "Redis_SimulateFault",
+    params(CacheParams, ApiVersion), request_body = control::drill::DrillRequest,
+    responses((status = 202, description = "The drill runs: follow Azure-AsyncOperation; the drill's record is in the body and under faultDrills", body = control::drill::Drill),
+        (status = 400, description = "Bad kind, duration, rate or account", body = ErrorResponse),
+        (status = 401, description = "No or wrong bearer token", body = ErrorResponse), (status = 404, description = "No such cache", body = ErrorResponse),
+        (status = 409, description = "Another change of the cache runs, or its node does not run in this control plane", body = ErrorResponse)))]
+async fn simulate_fault(
+    State(app): State<Arc<App>>,
+    Path(p): Path<CachePath>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let id = p.id()?;
+    let req: control::drill::DrillRequest = parse_body(&body)?;
+    let (cache, _) = node_of(&app, &id, &p).await?;
+    let plan = req.plan(&cache)?;
+    let k = key(&id);
+    let busy = app.claim(&k, &id)?;
+    let target = crate::drills::Target::of(&cache, app.ca.cert_pem()).map_err(internal)?;
+    let (op, op_id) = app
+        .new_operation(&cache.location, &p.sub, &k, "simulateFault")
+        .await?;
+    let name = format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+        &op[..8]
+    );
+    let drill = crate::drills::started(&cache, &plan, &name);
+    app.record_drill(&k, Some(drill.clone())).await;
+    let worker = app.clone();
+    let running = drill.clone();
+    tokio::spawn(async move {
+        let props = crate::drills::run(
+            &worker.nodes,
+            &k,
+            &cache,
+            target,
+            plan,
+            &running.name,
+            running.properties.clone(),
+        )
+        .await;
+        let error = props.error.as_ref().map(|e| ArmError {
+            status: 500,
+            code: "DrillFailed",
+            message: format!("The fault drill failed: {e}"),
+            target: None,
+        });
+        worker
+            .record_drill(
+                &k,
+                Some(control::drill::Drill {
+                    properties: props,
+                    ..running
+                }),
+            )
+            .await;
+        worker.finish_operation(&op, error).await;
+        drop(busy);
+    });
+    let mut response = json(StatusCode::ACCEPTED, &drill);
+    response
+        .headers_mut()
+        .extend(app.async_headers(&headers, &op_id));
+    Ok(response)
+}
+
+/// cacheplane's extension: the cache's fault drills, oldest first.
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/faultDrills", tag = "FaultDrills", operation_id = "FaultDrills_List",
+    params(CacheParams, ApiVersion),
+    responses((status = 200, description = "The cache's drills, measured against what its persistence predicts", body = control::drill::DrillList), (status = 401, description = "No or wrong bearer token", body = ErrorResponse), (status = 404, description = "No such cache", body = ErrorResponse)))]
+async fn list_drills(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Result<Response> {
+    let id = p.id()?;
+    if app.store.lock().await.get(&id).is_none() {
+        return Err(not_found(&p));
+    }
+    let value = app
+        .drills
+        .lock()
+        .expect("drills lock")
+        .of(&key(&id))
+        .to_vec();
+    Ok(json(StatusCode::OK, &control::drill::DrillList { value }))
+}
+
+#[derive(Deserialize)]
+struct DrillPath {
+    #[serde(flatten)]
+    cache: CachePath,
+    drill: String,
+}
+
+/// cacheplane's extension: one fault drill.
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/faultDrills/{drillName}", tag = "FaultDrills", operation_id = "FaultDrills_Get",
+    params(CacheParams, ("drillName" = String, Path, description = "The drill's name"), ApiVersion),
+    responses((status = 200, description = "The drill", body = control::drill::Drill), (status = 401, description = "No or wrong bearer token", body = ErrorResponse), (status = 404, description = "No such cache or drill", body = ErrorResponse)))]
+async fn get_drill(State(app): State<Arc<App>>, Path(p): Path<DrillPath>) -> Result<Response> {
+    let id = p.cache.id()?;
+    if app.store.lock().await.get(&id).is_none() {
+        return Err(not_found(&p.cache));
+    }
+    let drill = app
+        .drills
+        .lock()
+        .expect("drills lock")
+        .of(&key(&id))
+        .iter()
+        .find(|d| d.name == p.drill)
+        .cloned();
+    match drill {
+        Some(d) => Ok(json(StatusCode::OK, &d)),
+        None => Err(ArmError::not_found(format!(
+            "The fault drill '{}' of '{}' was not found.",
+            p.drill, p.cache.name
+        ))
+        .into()),
+    }
+}
+
 #[derive(Deserialize)]
 struct SubscriptionPath {
     sub: String,
@@ -750,7 +902,7 @@ async fn put_cache(
         &params.properties.redis_configuration,
     )?;
     control::validate::storage_access(&params.properties.redis_configuration, &app.access)?;
-    crate::supervisor::check_client_limits(&params.properties.redis_configuration)?;
+    crate::supervisor::check_node_settings(&params.properties.redis_configuration)?;
     let k = key(&id);
     let busy = app.claim(&k, &id)?;
     let mut store = app.store.lock().await;
@@ -880,6 +1032,7 @@ impl App {
             }
         }
         self.ledgers.lock().expect("ledgers lock").remove(&k);
+        self.record_drill(&k, None).await;
         let removed = self.store.lock().await.remove(&k);
         let error = removed.err().map(|e| ArmError {
             status: 500,
@@ -944,7 +1097,7 @@ async fn patch_cache(
     let live = !restart
         && control::memory::resolve(&before.sku, &before.redis_configuration).ok() != Some(memory);
     control::validate::storage_access(&cache.redis_configuration, &app.access)?;
-    crate::supervisor::check_client_limits(&cache.redis_configuration)?;
+    crate::supervisor::check_node_settings(&cache.redis_configuration)?;
     if let Some(v) = props.enable_non_ssl_port {
         cache.enable_non_ssl_port = v;
     }

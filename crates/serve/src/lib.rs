@@ -7,6 +7,7 @@
 //! Failed), and the same for updates, deletes and reboots.
 
 mod app;
+mod drills;
 mod fds;
 mod https;
 mod ledgers;

@@ -46,7 +46,7 @@ pub struct ApiVersion {
         title = "cacheplane management API",
         description = "Microsoft.Cache/redis as Azure Resource Manager serves it, for local caches. \
             Long-running operations answer 201/202 with an Azure-AsyncOperation header. \
-            storageWarnings and storageReport are cacheplane's extensions.",
+            storageWarnings, storageReport, simulateFault, faultDrills and persistenceModel are cacheplane's extensions.",
     ),
     paths(
         app::get_cache,
@@ -62,11 +62,15 @@ pub struct ApiVersion {
         app::import,
         app::storage_report,
         app::accounts_report,
+        app::simulate_fault,
+        app::list_drills,
+        app::get_drill,
         app::get_operation,
     ),
     modifiers(&BearerToken, &ArmConventions),
     security(("bearer" = [])),
-    tags((name = "Redis", description = "Caches: Microsoft.Cache/redis")),
+    tags((name = "Redis", description = "Caches: Microsoft.Cache/redis"),
+        (name = "FaultDrills", description = "cacheplane's extension: fault drills that measure data loss and recovery against what the cache's persistence predicts")),
 )]
 pub struct ApiDoc;
 

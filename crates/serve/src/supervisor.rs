@@ -58,6 +58,8 @@ pub struct Supervisor {
 struct Actor {
     inbox: mpsc::Sender<Msg>,
     status: Arc<Mutex<NodeStatus>>,
+    /// Faults drills set on the cache's storage accounts.
+    faults: blob::FaultSwitch,
 }
 
 /// Messages an actor waits for at most this many of (a handler's send waits beyond it).
@@ -114,6 +116,25 @@ enum Msg {
     Events {
         reply: oneshot::Sender<Vec<blob::BlobEvent>>,
     },
+    /// A fault drill: the node dies as a machine losing power would (and, `lose_disk`,
+    /// its local disk with it) and starts again.
+    Crash {
+        lose_disk: bool,
+        reply: oneshot::Sender<anyhow::Result<Crashed>>,
+    },
+}
+
+/// What a drill's crash did.
+#[derive(Debug, Clone)]
+pub struct Crashed {
+    /// When the node died (ms since the epoch).
+    pub at_ms: u64,
+    /// Its persistence the moment before.
+    pub before: node::PersistenceFacts,
+    /// From the crash until the node served again.
+    pub recovery: Duration,
+    /// Its persistence once it served again.
+    pub after: node::PersistenceFacts,
 }
 
 /// An account's retention as its store reported it, or why it could not.
@@ -171,7 +192,7 @@ async fn read_policies(
 }
 
 /// The passwords the node takes: the cache's keys, unless `authnotrequired`.
-fn auth_keys(cache: &Cache) -> (Option<String>, Option<String>) {
+pub(crate) fn auth_keys(cache: &Cache) -> (Option<String>, Option<String>) {
     let authnotrequired = cache
         .redis_configuration
         .get("authnotrequired")
@@ -216,8 +237,10 @@ fn renew_certificate(
 /// How often a running node's certificate is checked for renewal.
 const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// redisConfiguration keys that set a node's client limits, and the node setting each is.
-const CLIENT_LIMIT_KEYS: &[(&str, &str)] = &[
+/// cacheplane's redisConfiguration keys that set a node setting (client limits, the AOF's
+/// fsync policy), and the node setting each is.
+const NODE_SETTING_KEYS: &[(&str, &str)] = &[
+    (control::drill::APPENDFSYNC, "appendfsync"),
     (
         "cacheplane-client-output-buffer-limit",
         "client-output-buffer-limit",
@@ -228,13 +251,24 @@ const CLIENT_LIMIT_KEYS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Checks the client limit keys of a `redisConfiguration` as the node takes them: ARM's
-/// 400 naming the key, instead of a cache that fails to start.
-pub fn check_client_limits(
+/// Checks cacheplane's node setting keys of a `redisConfiguration` as the node takes
+/// them: ARM's 400 naming the key, instead of a cache that fails to start.
+pub fn check_node_settings(
     config: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), control::ArmError> {
+    if let Some(v) = config.get(control::drill::APPENDFSYNC)
+        && v != "always"
+        && v != "everysec"
+    {
+        let key = control::drill::APPENDFSYNC;
+        return Err(control::ArmError::bad_request(
+            "InvalidRedisConfiguration",
+            format!("properties.redisConfiguration.{key}"),
+            format!("{key} '{v}' is not one of always, everysec."),
+        ));
+    }
     let mut node = NodeConfig::default();
-    for (key, name) in CLIENT_LIMIT_KEYS {
+    for (key, name) in NODE_SETTING_KEYS {
         if let Some(value) = config.get(*key) {
             node.set(name, value).map_err(|e| {
                 control::ArmError::bad_request(
@@ -300,9 +334,9 @@ pub fn node_config(cache: &Cache, settings: &NodeSettings) -> anyhow::Result<Nod
         cfg.set(name, &value)
             .map_err(|e| anyhow::anyhow!("node setting {name} {value}: {e}"))?;
     }
-    // The per-client bounds a customer may tighten (cacheplane's keys; Azure does not
-    // expose them): Redis's format and units, checked by the node's own CONFIG rules.
-    for (key, name) in CLIENT_LIMIT_KEYS {
+    // What a customer may set beyond Azure's keys (the per-client bounds, the fsync
+    // policy): Redis's format and units, checked by the node's own CONFIG rules.
+    for (key, name) in NODE_SETTING_KEYS {
         if let Some(value) = cache.redis_configuration.get(*key) {
             cfg.set(name, value)
                 .map_err(|e| anyhow::anyhow!("{key} {value}: {e}"))?;
@@ -369,7 +403,9 @@ impl Supervisor {
             state: "Stopped".into(),
             ..Default::default()
         }));
+        let faults = blob::FaultSwitch::default();
         let actor = CacheActor {
+            faults: faults.clone(),
             key: key.to_string(),
             settings: self.settings.clone(),
             policies: self.policies.clone(),
@@ -385,6 +421,7 @@ impl Supervisor {
             Actor {
                 inbox: tx.clone(),
                 status,
+                faults,
             },
         );
         tx
@@ -515,6 +552,26 @@ impl Supervisor {
         answer.await.map_err(|_| gone())?
     }
 
+    /// The fault switch of `key`'s storage accounts, while it has an actor.
+    pub fn faults(&self, key: &str) -> Option<blob::FaultSwitch> {
+        let actors = self.actors.lock().expect("actors lock");
+        Some(actors.get(key)?.faults.clone())
+    }
+
+    /// Crashes the node of `key` for a drill and waits until it serves again.
+    pub async fn crash(&self, key: &str, lose_disk: bool) -> anyhow::Result<Crashed> {
+        let inbox = self
+            .existing(key)
+            .ok_or_else(|| anyhow::anyhow!("the cache has no running node"))?;
+        let gone = || anyhow::anyhow!("the cache's actor is gone");
+        let (reply, answer) = oneshot::channel();
+        inbox
+            .send(Msg::Crash { lose_disk, reply })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
     /// A handle for export and import on the running node of `key` (in-process nodes).
     pub async fn control(&self, key: &str) -> Option<node::NodeControl> {
         let inbox = self.existing(key)?;
@@ -527,6 +584,8 @@ impl Supervisor {
 /// One cache's actor: owns its node.
 struct CacheActor {
     key: String,
+    /// Given to each node it starts.
+    faults: blob::FaultSwitch,
     settings: Arc<NodeSettings>,
     policies: Arc<Mutex<HashMap<String, HashMap<String, Found>>>>,
     status: Arc<Mutex<NodeStatus>>,
@@ -601,6 +660,9 @@ impl CacheActor {
                     _ => None,
                 };
                 let _ = reply.send(control);
+            }
+            Msg::Crash { lose_disk, reply } => {
+                let _ = reply.send(self.crash(lose_disk).await);
             }
             Msg::Events { reply } => {
                 let mut events = std::mem::take(&mut self.leftover_events);
@@ -678,8 +740,47 @@ impl CacheActor {
         }
     }
 
+    /// A drill's crash: the node dies without a stop (and its disk, `lose_disk`), then
+    /// starts again from what survived.
+    async fn crash(&mut self, lose_disk: bool) -> anyhow::Result<Crashed> {
+        let (Some(Node::InProcess(handle)), Some(cache)) = (self.node.take(), self.cache.clone())
+        else {
+            anyhow::bail!("fault drills need a running node in the in-process runtime");
+        };
+        let before = handle.control().persistence_facts().await;
+        let at_ms = chrono::Utc::now().timestamp_millis() as u64;
+        let started = std::time::Instant::now();
+        self.set_state("Restarting");
+        let events = handle.crash().await;
+        self.leftover_events.extend(events);
+        self.alive = None;
+        if lose_disk {
+            let dir = cache_dir(&cache, &self.settings.data_dir);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(cache = %self.key, error = %e, "could not remove the lost machine's disk");
+            }
+        }
+        if let Err(e) = self.start_node(&cache).await {
+            self.set_state("Failed");
+            return Err(e.context("the node did not come back after the drill's crash"));
+        }
+        let recovery = started.elapsed();
+        self.set_state("Running");
+        let after = match &self.node {
+            Some(Node::InProcess(h)) => h.control().persistence_facts().await,
+            _ => node::PersistenceFacts::default(),
+        };
+        Ok(Crashed {
+            at_ms,
+            before,
+            recovery,
+            after,
+        })
+    }
+
     async fn start_node(&mut self, cache: &Cache) -> anyhow::Result<Option<String>> {
-        let cfg = node_config(cache, &self.settings)?;
+        let mut cfg = node_config(cache, &self.settings)?;
+        cfg.storage.faults = self.faults.clone();
         let storage = &cfg.storage;
         let accounts: Vec<blob::Account> = storage
             .rdb_account

@@ -36,6 +36,52 @@ pub enum Policy {
 }
 
 /// Where an account's policy came from, for the report.
+impl Policy {
+    /// The policy in words: "soft delete for 7 days".
+    pub fn describe(self) -> String {
+        match self {
+            Policy::None => "no retention".into(),
+            Policy::SoftDelete { days } => format!("soft delete for {days} days"),
+            Policy::Versioning {
+                noncurrent_expiry_days: Some(days),
+            } => format!("versioning, old versions expire after {days} days"),
+            Policy::Versioning {
+                noncurrent_expiry_days: None,
+            } => "versioning, old versions kept forever".into(),
+        }
+    }
+}
+
+/// An account's display name without its endpoint ("azure:acct/container",
+/// "s3:bucket"): the name says which account it is; the URL only adds noise.
+pub fn short_name(account: &str) -> &str {
+    account.split_once('@').map_or(account, |(name, _)| name)
+}
+
+/// Bytes as a person reads them: "512 B", "3.2 MiB".
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// A monthly cost as a person reads it: "$0.01/month", "under $0.01/month".
+pub fn human_usd_month(usd: f64) -> String {
+    if usd > 0.0 && usd < 0.005 {
+        "under $0.01/month".into()
+    } else {
+        format!("${usd:.2}/month")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum PolicySource {
@@ -343,12 +389,14 @@ impl Ledger {
             0.0
         };
         let mut warnings = Vec::new();
+        let name = short_name(account);
+        let (retained_h, live_h) = (human_bytes(retained), human_bytes(live));
         let fix = "shorten the retention, add a lifecycle rule expiring noncurrent versions, or use an account without soft delete for persistence";
         if a.policy != Policy::None {
             warnings.push(Warning {
                 level: Level::Info,
                 code: "RetentionOnPersistenceAccount",
-                message: format!("{account} keeps deleted and overwritten persistence files ({:?}); they are billed like live data.", a.policy),
+                message: format!("{name} keeps deleted and overwritten persistence files ({}); they are billed like live data.", a.policy.describe()),
             });
         }
         if matches!(
@@ -360,20 +408,23 @@ impl Ledger {
             warnings.push(Warning {
                 level: Level::Warning,
                 code: "VersioningWithoutExpiry",
-                message: format!("{account} keeps every noncurrent version forever: retained bytes grow without bound; {fix}."),
+                message: format!("{name} keeps every noncurrent version forever: retained bytes grow without bound; {fix}."),
             });
         }
         if ratio > 1.0 {
             warnings.push(Warning {
                 level: Level::Critical,
                 code: "RetainedExceedsLive",
-                message: format!("{account} retains {retained} bytes of deleted data, {ratio:.1}x its {live} live bytes (${:.2}/month); {fix}.", month(retained)),
+                message: match live {
+                    0 => format!("{name}: {retained_h} retained with no live data left, {}; {fix}.", human_usd_month(month(retained))),
+                    _ => format!("{name}: {retained_h} retained, {ratio:.1}x the {live_h} of live data, {}; {fix}.", human_usd_month(month(retained))),
+                },
             });
         } else if ratio > 0.10 {
             warnings.push(Warning {
                 level: Level::Warning,
                 code: "RetainedBytesHigh",
-                message: format!("{account} retains {retained} bytes of deleted data, {:.0}% of its live bytes; {fix}.", ratio * 100.0),
+                message: format!("{name}: {retained_h} retained, {:.0}% of the {live_h} of live data, {}; {fix}.", ratio * 100.0, human_usd_month(month(retained))),
             });
         }
         Some(Report {
@@ -559,6 +610,51 @@ mod tests {
         l.apply(&ev("x", 5, EventKind::Delete, 1));
         let r = l.report("acct", 2).unwrap();
         assert_eq!((r.retained_bytes, r.warnings.len()), (0, 0));
+    }
+
+    #[test]
+    fn warnings_read_as_plain_words_with_sizes_and_money() {
+        let acct = "azure:acct/cache@http://127.0.0.1:10000/acct";
+        let mut l = Ledger::new(Prices::default());
+        l.set_policy(acct, Policy::SoftDelete { days: 7 }, PolicySource::Reported);
+        let mib = 1024 * 1024;
+        l.apply(&Event {
+            account: acct,
+            key: "live",
+            bytes: mib,
+            kind: EventKind::Write,
+            at_ms: 0,
+        });
+        for (i, bytes) in [2 * mib, mib + mib / 5].into_iter().enumerate() {
+            let key = format!("old.{i}");
+            for kind in [EventKind::Write, EventKind::Delete] {
+                l.apply(&Event {
+                    account: acct,
+                    key: &key,
+                    bytes,
+                    kind,
+                    at_ms: 1,
+                });
+            }
+        }
+        let r = l.report(acct, 2).unwrap();
+        let texts: Vec<&str> = r.warnings.iter().map(|w| w.message.as_str()).collect();
+        assert!(
+            texts[0].starts_with("azure:acct/cache keeps deleted and overwritten persistence files (soft delete for 7 days)"),
+            "{texts:?}"
+        );
+        assert!(
+            texts[1].starts_with("azure:acct/cache: 3.2 MiB retained, 3.2x the 1.0 MiB of live data, under $0.01/month;"),
+            "{texts:?}"
+        );
+        for t in texts {
+            assert!(!t.contains("http") && !t.contains('{'), "{t}");
+        }
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+        assert_eq!(human_usd_month(12.345), "$12.35/month");
+        assert_eq!(short_name("s3:bucket@http://h:9000"), "s3:bucket");
+        assert_eq!(short_name("local:/var/lib/x"), "local:/var/lib/x");
     }
 
     #[test]

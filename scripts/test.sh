@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, installing what it needs first. This is the README's test command
 # and what CI runs (.ci/run). Needs: the Rust toolchain, Node.js/npm and Python 3; installs
-# Redis 7.0 tools (redis-server, redis-cli, redis-benchmark, redis-check-*) from Debian's
-# packages, Azurite from npm and moto's S3 server from PyPI (under .cache/).
+# Redis 7.0 tools (redis-server, redis-cli, redis-benchmark, redis-check-*) and Chromium (the
+# dashboard's browser test) from Debian's packages, Azurite from npm and moto's S3 server
+# from PyPI (under .cache/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null || missing+=(redis-tools)
+# Headless Chromium renders the dashboard and the API docs in the browser tests.
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from Debian's packages"
   as_root apt-get update -qq

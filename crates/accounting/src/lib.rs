@@ -183,6 +183,9 @@ struct AccountLedger {
     churned_bytes: u64,
     first_ms: Option<u64>,
     history: VecDeque<(u64, u64)>,
+    /// Live bytes at the same times (absent from ledgers saved before it existed).
+    #[serde(default)]
+    live_history: VecDeque<(u64, u64)>,
 }
 
 impl AccountLedger {
@@ -197,6 +200,7 @@ impl AccountLedger {
             churned_bytes: 0,
             first_ms: None,
             history: VecDeque::new(),
+            live_history: VecDeque::new(),
         }
     }
 
@@ -223,15 +227,23 @@ impl AccountLedger {
     }
 
     fn sample(&mut self, at_ms: u64) {
-        let bytes = self.retained_bytes();
-        match self.history.back_mut() {
-            Some((t, b)) if at_ms.saturating_sub(*t) < HISTORY_STEP_MS => *b = bytes,
-            _ => {
-                if self.history.len() == HISTORY_POINTS_MAX {
-                    self.history.pop_front();
-                }
-                self.history.push_back((at_ms, bytes));
+        let retained = self.retained_bytes();
+        let live = self.live.values().sum();
+        record(&mut self.history, at_ms, retained);
+        record(&mut self.live_history, at_ms, live);
+    }
+}
+
+/// Records `bytes` at `at_ms` in `history`: one point per `HISTORY_STEP_MS`, the last
+/// value of the step kept, at most `HISTORY_POINTS_MAX` points.
+fn record(history: &mut VecDeque<(u64, u64)>, at_ms: u64, bytes: u64) {
+    match history.back_mut() {
+        Some((t, b)) if at_ms.saturating_sub(*t) < HISTORY_STEP_MS => *b = bytes,
+        _ => {
+            if history.len() == HISTORY_POINTS_MAX {
+                history.pop_front();
             }
+            history.push_back((at_ms, bytes));
         }
     }
 }
@@ -286,6 +298,9 @@ pub struct Report {
     /// [time, retained bytes] pairs, oldest first.
     #[schema(value_type = Vec<Vec<u64>>)]
     pub history: Vec<(u64, u64)>,
+    /// [time, live bytes] pairs at the same times.
+    #[schema(value_type = Vec<Vec<u64>>)]
+    pub live_history: Vec<(u64, u64)>,
     pub warnings: Vec<Warning>,
 }
 
@@ -443,6 +458,7 @@ impl Ledger {
             monthly_cost_retained: month(retained),
             monthly_cost_writes: writes_per_month / 10_000.0 * self.prices.writes_per_10k,
             history: a.history.iter().copied().collect(),
+            live_history: a.live_history.iter().copied().collect(),
             warnings,
         })
     }
@@ -604,6 +620,7 @@ mod tests {
         );
         assert_eq!(r.policy_source, PolicySource::Declared);
         assert!(!r.history.is_empty());
+        assert_eq!(r.live_history.len(), r.history.len());
         // No retention, no warnings.
         let mut l = Ledger::new(Prices::default());
         l.apply(&ev("x", 5, EventKind::Write, 0));

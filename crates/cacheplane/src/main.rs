@@ -33,6 +33,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the management API (Microsoft.Cache/redis, ARM-shaped) and the caches' nodes.
+    ///
+    /// The dashboard (caches, storage growth, fault drills) is at /dashboard: open
+    /// http://127.0.0.1:8080/dashboard#token=<token>. The API's documentation is at /docs/
+    /// and /openapi.json. Both work offline: every asset ships with the binary.
     Serve {
         /// Address of the management API.
         #[arg(long, default_value = "127.0.0.1:8080")]

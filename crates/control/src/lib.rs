@@ -7,6 +7,7 @@ pub mod drill;
 pub mod error;
 pub mod memory;
 pub mod model;
+pub mod projection;
 pub mod store;
 pub mod validate;
 

@@ -266,6 +266,8 @@ pub struct PersistenceFacts {
     /// Where the node's data came from at start.
     pub loaded: Option<ship::LoadReport>,
     pub keys: u64,
+    /// Bytes of data in memory (INFO's `used_memory_dataset`).
+    pub dataset_bytes: u64,
 }
 
 /// One AOF account as a drill sees it.
@@ -278,6 +280,8 @@ pub struct TargetFacts {
     pub backlog_bytes: u64,
     /// The log offset it holds.
     pub shipped: u64,
+    /// Segments it received since the node started.
+    pub segments: u64,
 }
 
 impl NodeControl {
@@ -308,12 +312,14 @@ impl NodeControl {
                         ok: t.ok,
                         backlog_bytes: appended.saturating_sub(t.shipped),
                         shipped: t.shipped,
+                        segments: t.segments,
                     }
                 })
                 .collect(),
             appended,
             loaded: st.ship.loaded.clone(),
             keys: st.ks.dbs_len_total() as u64,
+            dataset_bytes: st.ks.dataset_bytes() as u64,
         }
     }
 
@@ -468,8 +474,8 @@ async fn load_at_start(st: state::State) -> anyhow::Result<state::State> {
                 source: "local disk".into(),
                 files: files.len() as u64,
                 bytes: files.iter().map(|(_, b)| b).sum(),
-                download_ms: 0,
-                load_ms: started.elapsed().as_millis() as u64,
+                download_us: 0,
+                load_us: started.elapsed().as_micros() as u64,
             });
         }
         Ok(st)

@@ -76,10 +76,10 @@ pub struct LoadReport {
     /// Files read (downloaded, from an account).
     pub files: u64,
     pub bytes: u64,
-    /// Downloading from the account (0 from the local disk).
-    pub download_ms: u64,
-    /// Loading or replaying into memory.
-    pub load_ms: u64,
+    /// Microseconds downloading from the account (0 from the local disk).
+    pub download_us: u64,
+    /// Microseconds loading or replaying into memory.
+    pub load_us: u64,
 }
 
 /// Blob persistence state kept in the node's state.
@@ -912,13 +912,13 @@ pub fn restore(
             match rt.block_on(download_aof(store, &aof_dir, &config.appendfilename)) {
                 Ok(None) => errors.push(format!("{}: no AOF there", store.account())),
                 Ok(Some((files, bytes))) => match timed_load(try_load, started) {
-                    Ok((download_ms, load_ms)) => {
+                    Ok((download_us, load_us)) => {
                         let report = LoadReport {
                             source: store.account().to_string(),
                             files,
                             bytes,
-                            download_ms,
-                            load_ms,
+                            download_us,
+                            load_us,
                         };
                         return Ok(Some((format!("aof from {}", store.account()), report)));
                     }
@@ -987,13 +987,13 @@ pub fn restore(
                 timed_load(try_load, started)
             });
             match loaded {
-                Ok((download_ms, load_ms)) => {
+                Ok((download_us, load_us)) => {
                     let report = LoadReport {
                         source: rdb.store.account().to_string(),
                         files: 1,
                         bytes: size,
-                        download_ms,
-                        load_ms,
+                        download_us,
+                        load_us,
                     };
                     let what = format!("rdb {key} from {}", rdb.store.account());
                     return Ok(Some((what, report)));
@@ -1009,16 +1009,16 @@ pub fn restore(
     Ok(None)
 }
 
-/// Runs `try_load` after a download that began at `started`; returns the milliseconds of
+/// Runs `try_load` after a download that began at `started`; returns the microseconds of
 /// the download and of the load.
 fn timed_load(
     try_load: &mut dyn FnMut() -> anyhow::Result<()>,
     started: Instant,
 ) -> anyhow::Result<(u64, u64)> {
-    let download_ms = started.elapsed().as_millis() as u64;
+    let download_us = started.elapsed().as_micros() as u64;
     let loading = Instant::now();
     try_load()?;
-    Ok((download_ms, loading.elapsed().as_millis() as u64))
+    Ok((download_us, loading.elapsed().as_micros() as u64))
 }
 
 /// Downloads the account's AOF (manifest, base, segments) into `dir`; returns the files and

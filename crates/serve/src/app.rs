@@ -522,6 +522,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(&format!("{cache}/storageReport"), get(storage_report))
         .route(&format!("{cache}/simulateFault"), post(simulate_fault))
         .route(&format!("{cache}/faultDrills"), get(list_drills))
+        .route(&format!("{cache}/persistenceModel"), get(persistence_model))
         .route(&format!("{cache}/faultDrills/{{drill}}"), get(get_drill))
         .route(
             "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Cache/{kind}",
@@ -539,14 +540,19 @@ pub fn router(app: Arc<App>) -> Router {
             "/subscriptions/{sub}/providers/Microsoft.Cache/locations/{loc}/asyncOperations/{op}",
             get(get_operation),
         )
+        .route("/providers/Cacheplane/dashboard", get(dashboard_data))
         .layer(middleware::from_fn_with_state(app.clone(), arm_checks))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_MAX_BYTES))
         // The API's description is public, as Azure's specifications are; so is the
         // certificate of the local CA that caches' and the API's certificates chain to.
         .route("/openapi.json", get(openapi_json))
         .route("/ca.pem", get(ca_pem))
-        .route("/docs", get(swagger_ui))
+        .route("/dashboard", get(dashboard_page))
         .with_state(app)
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs")
+                .config(utoipa_swagger_ui::Config::from("/openapi.json")),
+        )
 }
 
 async fn openapi_json() -> Response {
@@ -566,8 +572,95 @@ async fn ca_pem(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
-async fn swagger_ui() -> axum::response::Html<&'static str> {
-    axum::response::Html(crate::openapi::SWAGGER_UI_HTML)
+/// What the dashboard page shows (behind the bearer token, as the rest of the API): every
+/// cache with its persistence, its accounts' state and soft-delete history, its warnings
+/// and its drills.
+async fn dashboard_data(State(app): State<Arc<App>>) -> Result<Response> {
+    use serde_json::json;
+    let caches: Vec<Cache> = app.store.lock().await.all().cloned().collect();
+    let mut out = Vec::new();
+    for cache in caches {
+        let k = key(&cache.id());
+        let facts = match app.nodes.control(&k).await {
+            Some(c) => Some(c.persistence_facts().await),
+            None => None,
+        };
+        let accounts: Vec<_> = app
+            .storage_reports(&k)
+            .into_iter()
+            .map(|AccountReport { report: r, .. }| {
+                json!({
+                    "account": accounting::short_name(&r.account),
+                    "policy": r.policy.describe(),
+                    "liveBytes": r.live_bytes,
+                    "retainedBytes": r.retained_bytes,
+                    "projectedRetainedBytes": r.projected_retained_bytes,
+                    "monthlyCostUsd": r.monthly_cost_live + r.monthly_cost_retained + r.monthly_cost_writes,
+                    "history": r.history,
+                    "liveHistory": r.live_history,
+                    "warnings": r.warnings.iter().map(|w| json!({"level": w.level, "message": w.message})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let shipping: Vec<_> = facts
+            .iter()
+            .flat_map(|f| &f.aof_targets)
+            .map(|t| {
+                json!({
+                    "account": accounting::short_name(&t.account),
+                    "ok": t.ok,
+                    "backlogBytes": t.backlog_bytes,
+                    "segments": t.segments,
+                })
+            })
+            .collect();
+        let drills: Vec<_> = app
+            .drills
+            .lock()
+            .expect("drills lock")
+            .of(&k)
+            .iter()
+            .rev()
+            .take(DASHBOARD_DRILLS_MAX)
+            .map(|d| {
+                let p = &d.properties;
+                json!({
+                    "name": d.name,
+                    "kind": p.kind,
+                    "status": p.status,
+                    "startTime": p.start_time,
+                    "acknowledged": p.probe.as_ref().map(|x| x.acknowledged),
+                    "lost": p.probe.as_ref().map(|x| x.lost),
+                    "lostBeforeFaultMs": p.probe.as_ref().and_then(|x| x.lost_before_fault_ms),
+                    "predictedMaxLostWrites": p.predicted.as_ref().and_then(|x| x.max_lost_writes),
+                    "predictedWindowMs": p.predicted.as_ref().and_then(|x| x.max_lost_window_ms),
+                    "withinPrediction": p.within_prediction,
+                    "recoverySeconds": p.recovery_seconds,
+                })
+            })
+            .collect();
+        out.push(json!({
+            "id": cache.id(),
+            "name": cache.name,
+            "resourceGroup": cache.resource_group,
+            "sku": format!("{:?} {:?}{}", cache.sku.name, cache.sku.family, cache.sku.capacity),
+            "persistence": control::drill::mode_of(&cache).name(),
+            "state": app.nodes.status(&k).map(|s| s.state),
+            "keys": facts.as_ref().map(|f| f.keys),
+            "lastSnapshot": facts.as_ref().and_then(|f| f.last_snapshot_ms).and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64)).map(|t| t.to_rfc3339()),
+            "shipping": shipping,
+            "accounts": accounts,
+            "drills": drills,
+        }));
+    }
+    Ok(json(StatusCode::OK, &json!({ "caches": out })))
+}
+
+/// Drills the dashboard shows per cache (the newest).
+const DASHBOARD_DRILLS_MAX: usize = 20;
+
+async fn dashboard_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
 }
 
 /// The bearer token and `api-version`, checked before any handler runs.
@@ -765,6 +858,115 @@ async fn list_drills(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> R
         .of(&key(&id))
         .to_vec();
     Ok(json(StatusCode::OK, &control::drill::DrillList { value }))
+}
+
+/// cacheplane's extension: what each persistence choice would lose, take to restore and
+/// cost for this cache's data.
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/persistenceModel", tag = "FaultDrills", operation_id = "Redis_PersistenceModel",
+    params(CacheParams, ApiVersion),
+    responses((status = 200, description = "Loss window, recovery estimate and monthly storage cost per persistence choice", body = control::projection::PersistenceModel), (status = 401, description = "No or wrong bearer token", body = ErrorResponse), (status = 404, description = "No such cache", body = ErrorResponse)))]
+async fn persistence_model(
+    State(app): State<Arc<App>>,
+    Path(p): Path<CachePath>,
+) -> Result<Response> {
+    use control::projection::{Inputs, restore_speed, table};
+    let id = p.id()?;
+    let cache = app
+        .store
+        .lock()
+        .await
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| not_found(&p))?;
+    let k = key(&id);
+    let facts = match app.nodes.control(&k).await {
+        Some(c) => c.persistence_facts().await,
+        None => node::PersistenceFacts::default(),
+    };
+    // The newest restore from an account this cache made: a drill's, else its own start's.
+    let from_drill = app
+        .drills
+        .lock()
+        .expect("drills lock")
+        .of(&k)
+        .iter()
+        .rev()
+        .filter_map(|d| d.properties.restored_from.clone())
+        .find(|r| r.source != "local disk")
+        .and_then(|r| {
+            restore_speed(r.bytes, r.download_seconds, r.replay_seconds).map(|s| {
+                (
+                    s,
+                    format!(
+                        "a drill's restore from {}",
+                        accounting::short_name(&r.source)
+                    ),
+                )
+            })
+        });
+    let from_start = facts
+        .loaded
+        .as_ref()
+        .filter(|l| l.source != "local disk")
+        .and_then(|l| {
+            restore_speed(l.bytes, l.download_us as f64 / 1e6, l.load_us as f64 / 1e6).map(|s| {
+                (
+                    s,
+                    format!(
+                        "the node's start from {}",
+                        accounting::short_name(&l.source)
+                    ),
+                )
+            })
+        });
+    let reports = app.storage_reports(&k);
+    let prices = accounting::Prices::default();
+    let retention_days = reports.iter().find_map(|r| match r.report.policy {
+        accounting::Policy::None => None,
+        accounting::Policy::SoftDelete { days }
+        | accounting::Policy::Versioning {
+            noncurrent_expiry_days: Some(days),
+        } => Some(days),
+        accounting::Policy::Versioning {
+            noncurrent_expiry_days: None,
+        } => Some(u64::MAX),
+    });
+    let current = control::drill::mode_of(&cache);
+    let aof = matches!(
+        current,
+        control::drill::Mode::AofEverySec
+            | control::drill::Mode::AofAlways
+            | control::drill::Mode::AofStore
+    );
+    let current_monthly_usd = (!reports.is_empty())
+        .then(|| {
+            reports.iter().try_fold(0.0, |sum, r| {
+                let retained = r.report.projected_retained_bytes? as f64
+                    / (1024.0 * 1024.0 * 1024.0)
+                    * prices.storage_per_gib_month;
+                Some(sum + r.report.monthly_cost_live + retained + r.report.monthly_cost_writes)
+            })
+        })
+        .flatten();
+    let snapshots_kept =
+        match control::validate::persistence(&cache.sku, &cache.redis_configuration) {
+            Ok(control::validate::Persistence::Rdb {
+                max_snapshot_count, ..
+            }) => max_snapshot_count,
+            _ => 1,
+        };
+    let model = table(&Inputs {
+        current: Some(current),
+        dataset_bytes: facts.dataset_bytes,
+        keys: facts.keys,
+        restore: from_drill.or(from_start),
+        snapshots_kept,
+        retention_days,
+        price_per_gib_month: prices.storage_per_gib_month,
+        aof_bytes_per_sec: aof.then(|| reports.iter().map(|r| r.report.churn_bytes_per_sec).sum()),
+        current_monthly_usd,
+    });
+    Ok(json(StatusCode::OK, &model))
 }
 
 #[derive(Deserialize)]

@@ -327,8 +327,8 @@ async fn run_steps(
                 source: l.source,
                 files: l.files,
                 bytes: l.bytes,
-                download_seconds: l.download_ms as f64 / 1000.0,
-                replay_seconds: l.load_ms as f64 / 1000.0,
+                download_seconds: l.download_us as f64 / 1e6,
+                replay_seconds: l.load_us as f64 / 1e6,
                 keys: crashed.after.keys,
             });
         } else {

@@ -160,6 +160,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Handle> {
         app.shutdown().await;
     });
     tracing::info!(%addr, scheme, "management API ready");
+    tracing::info!(
+        "dashboard: {scheme}://{addr}/dashboard (give it the token as /dashboard#token=...); API docs: {scheme}://{addr}/docs/"
+    );
     Ok(Handle { addr, stop, task })
 }
 

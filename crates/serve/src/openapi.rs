@@ -65,6 +65,7 @@ pub struct ApiVersion {
         app::simulate_fault,
         app::list_drills,
         app::get_drill,
+        app::persistence_model,
         app::get_operation,
     ),
     modifiers(&BearerToken, &ArmConventions),
@@ -150,25 +151,6 @@ pub fn document() -> String {
         .expect("the OpenAPI document serializes")
         + "\n"
 }
-
-/// A Swagger UI page for the document (its scripts come from a CDN, so the page needs the
-/// internet; the document itself does not).
-pub const SWAGGER_UI_HTML: &str = r##"<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>cacheplane management API</title>
-  <link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css">
-</head>
-<body>
-  <div id="swagger-ui"></div>
-  <script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js" crossorigin></script>
-  <script>
-    window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui" });
-  </script>
-</body>
-</html>
-"##;
 
 #[cfg(test)]
 mod tests {

@@ -451,3 +451,41 @@ fn a_corrupt_newest_snapshot_falls_back_to_the_previous_one() {
     assert_eq!(c.cmd(&["GET", "generation"]), bulk("1"));
     assert!(info(&mut c, "restored_from").contains(&keys[0]));
 }
+
+#[test]
+fn a_log_longer_than_a_segment_is_cut_between_commands_and_restores() {
+    let dir = TempDir::new("long-log");
+    let account = format!("file://{}", dir.path().join("account").display());
+    let prefix = unique_prefix("long-log");
+    let flags = [
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--aof-storage-connection-string-0",
+        &account,
+        "--storage-prefix",
+        &prefix,
+    ];
+    let local = TempDir::new("long-log-node");
+    let node = Server::cacheplane_in(local.path(), &flags);
+    let mut c = node.conn();
+    // 12 MB of log: more than one 8 MiB segment, cut where no command ends.
+    let value = "v".repeat(100_003);
+    for i in 0..120 {
+        assert_eq!(c.cmd(&["SET", &format!("big:{i}"), &value]), ok());
+    }
+    wait_until("the log in the account", Duration::from_secs(60), || {
+        target_field(&mut c, 0, "backlog_bytes") == "0"
+    });
+    assert!(target_field(&mut c, 0, "segments").parse::<u64>().unwrap() >= 2);
+    let digest = c.cmd(&["DEBUG", "DIGEST"]);
+    drop(node);
+    drop(local);
+    // Each stored segment replays on its own: a fresh machine restores all of it.
+    let fresh = TempDir::new("long-log-restored");
+    let node = Server::cacheplane_in(fresh.path(), &flags);
+    let mut c = node.conn();
+    assert_eq!(c.cmd(&["DBSIZE"]), Frame::Integer(120));
+    assert_eq!(c.cmd(&["DEBUG", "DIGEST"]), digest);
+}

@@ -418,6 +418,19 @@ impl<R: BufRead> CommandReader<R> {
     }
 }
 
+/// The length of the whole commands at the start of `bytes` (a log cut anywhere): where a
+/// piece of the log may end so that it replays on its own.
+pub fn whole_commands_len(bytes: &[u8]) -> Result<u64, FormatError> {
+    let mut reader = CommandReader::new(bytes);
+    loop {
+        match reader.next_or_end()? {
+            Ok(_) => {}
+            Err(LogEnd::Clean) => return Ok(bytes.len() as u64),
+            Err(LogEnd::Truncated { offset }) => return Ok(offset),
+        }
+    }
+}
+
 fn parse_len(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
@@ -442,6 +455,21 @@ pub fn encode_command<A: AsRef<[u8]>>(args: &[A], out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_log_cut_anywhere_keeps_its_whole_commands() {
+        let mut log = Vec::new();
+        encode_command(&["SET", "a", "1"], &mut log);
+        let first = log.len() as u64;
+        encode_command(&["SET", "b", "22"], &mut log);
+        assert_eq!(whole_commands_len(&log).unwrap(), log.len() as u64);
+        for cut in first..log.len() as u64 {
+            assert_eq!(whole_commands_len(&log[..cut as usize]).unwrap(), first, "cut at {cut}");
+        }
+        assert_eq!(whole_commands_len(&log[..3]).unwrap(), 0);
+        assert!(whole_commands_len(b"garbage\r\n").is_err());
+    }
+
     use proptest::prelude::*;
 
     use super::*;

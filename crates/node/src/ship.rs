@@ -611,8 +611,7 @@ impl Target {
         if !ready {
             return Ok(false);
         }
-        let to = end.min(offset + SEGMENT_MAX_BYTES);
-        let bytes = read_range(&file, offset, to).await?;
+        let (to, bytes) = read_segment(&file, offset, end).await?;
         let crc = formats::crc64(&bytes);
         let name = aoff::incr_name("appendonly.aof", self.next_seq);
         self.segs.push(Seg {
@@ -872,6 +871,27 @@ fn incr_seq(path: &Path) -> u64 {
         .and_then(|n| n.to_str())
         .and_then(file_seq)
         .unwrap_or(0)
+}
+
+/// The next segment of `file` from `offset` (a command boundary) up to `end`: at most
+/// [`SEGMENT_MAX_BYTES`], cut after a whole command, so that each segment replays on its
+/// own as an incr file (Redis's loader, and ours, refuse a command cut in two files); a
+/// single command longer than that makes a longer segment. Returns its end and its bytes.
+async fn read_segment(file: &Path, offset: u64, end: u64) -> anyhow::Result<(u64, Vec<u8>)> {
+    let mut to = end.min(offset + SEGMENT_MAX_BYTES);
+    loop {
+        let mut bytes = read_range(file, offset, to).await?;
+        if to == end {
+            // The flusher's length: always after a whole command.
+            return Ok((to, bytes));
+        }
+        let whole = aoff::whole_commands_len(&bytes)?;
+        if whole > 0 {
+            bytes.truncate(whole as usize);
+            return Ok((offset + whole, bytes));
+        }
+        to = end.min(offset + (to - offset) * 2);
+    }
 }
 
 async fn read_range(file: &Path, from: u64, to: u64) -> std::io::Result<Vec<u8>> {

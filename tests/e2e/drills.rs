@@ -136,6 +136,22 @@ fn drills_on(store: &str, conn: &str) {
         let name = format!("{mode}-{store}");
         create(&cp, &name, zoned(config));
         every_kind(&cp, &name, true);
+        // The model table now knows this cache's restore speed from its drills.
+        let (status, _, model) = call(
+            reqwest::Method::GET,
+            &format!("{}/persistenceModel", cache_url(&cp, &name)),
+            None,
+        );
+        assert_eq!(status, 200, "{model}");
+        assert!(
+            model["restoreBytesPerSecond"].as_f64().unwrap() > 0.0,
+            "{model}"
+        );
+        let rows = model["rows"].as_array().unwrap();
+        let current: Vec<&Value> = rows.iter().filter(|r| r["current"] == true).collect();
+        assert_eq!(current.len(), 1, "{model}");
+        assert!(current[0]["recoverySecondsEstimate"].is_number(), "{model}");
+        assert_eq!(rows[0]["persistence"], "none");
     }
 }
 

@@ -464,7 +464,11 @@ mod tests {
         encode_command(&["SET", "b", "22"], &mut log);
         assert_eq!(whole_commands_len(&log).unwrap(), log.len() as u64);
         for cut in first..log.len() as u64 {
-            assert_eq!(whole_commands_len(&log[..cut as usize]).unwrap(), first, "cut at {cut}");
+            assert_eq!(
+                whole_commands_len(&log[..cut as usize]).unwrap(),
+                first,
+                "cut at {cut}"
+            );
         }
         assert_eq!(whole_commands_len(&log[..3]).unwrap(), 0);
         assert!(whole_commands_len(b"garbage\r\n").is_err());

@@ -645,6 +645,8 @@ async fn dashboard_data(State(app): State<Arc<App>>) -> Result<Response> {
             "resourceGroup": cache.resource_group,
             "sku": format!("{:?} {:?}{}", cache.sku.name, cache.sku.family, cache.sku.capacity),
             "persistence": control::drill::mode_of(&cache).name(),
+            // The ledgers' history runs on the cache's simulated clock.
+            "timeScale": control::drill::time_scale(&cache),
             "state": app.nodes.status(&k).map(|s| s.state),
             "keys": facts.as_ref().map(|f| f.keys),
             "lastSnapshot": facts.as_ref().and_then(|f| f.last_snapshot_ms).and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64)).map(|t| t.to_rfc3339()),
@@ -761,9 +763,7 @@ async fn get_cache(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Res
     responses((status = 200, description = "The soft-delete report of the cache's accounts", body = StorageReport), (status = 401, description = "No or wrong bearer token", body = ErrorResponse), (status = 404, description = "No such cache", body = ErrorResponse)))]
 async fn storage_report(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Result<Response> {
     let id = p.id()?;
-    if app.store.lock().await.get(&id).is_none() {
-        return Err(not_found(&p));
-    }
+    stored(&app, &id, &p).await?;
     let reports = app.storage_reports(&key(&id));
     Ok(json(
         StatusCode::OK,
@@ -848,9 +848,7 @@ async fn simulate_fault(
     responses((status = 200, description = "The cache's drills, measured against what its persistence predicts", body = control::drill::DrillList), (status = 401, description = "No or wrong bearer token", body = ErrorResponse), (status = 404, description = "No such cache", body = ErrorResponse)))]
 async fn list_drills(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Result<Response> {
     let id = p.id()?;
-    if app.store.lock().await.get(&id).is_none() {
-        return Err(not_found(&p));
-    }
+    stored(&app, &id, &p).await?;
     let value = app
         .drills
         .lock()
@@ -871,13 +869,7 @@ async fn persistence_model(
 ) -> Result<Response> {
     use control::projection::{Inputs, restore_speed, table};
     let id = p.id()?;
-    let cache = app
-        .store
-        .lock()
-        .await
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| not_found(&p))?;
+    let cache = stored(&app, &id, &p).await?;
     let k = key(&id);
     let facts = match app.nodes.control(&k).await {
         Some(c) => c.persistence_facts().await,
@@ -982,9 +974,7 @@ struct DrillPath {
     responses((status = 200, description = "The drill", body = control::drill::Drill), (status = 401, description = "No or wrong bearer token", body = ErrorResponse), (status = 404, description = "No such cache or drill", body = ErrorResponse)))]
 async fn get_drill(State(app): State<Arc<App>>, Path(p): Path<DrillPath>) -> Result<Response> {
     let id = p.cache.id()?;
-    if app.store.lock().await.get(&id).is_none() {
-        return Err(not_found(&p.cache));
-    }
+    stored(&app, &id, &p.cache).await?;
     let drill = app
         .drills
         .lock()
@@ -1036,10 +1026,18 @@ async fn accounts_report(
 
 /// Claims the cache at `id` for a change: 404 when there is none (before 409 when busy).
 async fn claim_existing(app: &App, id: &str, p: &CachePath) -> Result<Busy> {
-    if app.store.lock().await.get(id).is_none() {
-        return Err(not_found(p));
-    }
+    stored(app, id, p).await?;
     app.claim(&key(id), id)
+}
+
+/// The stored cache at `id`, or ARM's 404 naming it.
+async fn stored(app: &App, id: &str, p: &CachePath) -> Result<Cache> {
+    app.store
+        .lock()
+        .await
+        .get(id)
+        .cloned()
+        .ok_or_else(|| not_found(p))
 }
 
 fn not_found(p: &CachePath) -> Failure {
@@ -1533,13 +1531,7 @@ async fn force_reboot(
         )
         .into());
     }
-    let cache = app
-        .store
-        .lock()
-        .await
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| not_found(&p))?;
+    let cache = stored(&app, &id, &p).await?;
     let k = key(&id);
     let _busy = app.claim(&k, &id)?;
     let persistent = !matches!(
@@ -1611,16 +1603,10 @@ fn check_format(format: &Option<String>) -> Result<()> {
 
 /// The running node of a cache, for a long operation.
 async fn node_of(app: &App, id: &str, p: &CachePath) -> Result<(Cache, node::NodeControl)> {
-    let cache = app
-        .store
-        .lock()
-        .await
-        .get(id)
-        .cloned()
-        .ok_or_else(|| not_found(p))?;
+    let cache = stored(app, id, p).await?;
     let control = app.nodes.control(&key(id)).await.ok_or_else(|| {
         Failure(ArmError::conflict(format!(
-            "The cache '{}' is not running in this control plane (provisioningState {:?}; export and import need the in-process node runtime).",
+            "The cache '{}' is not running in this control plane (provisioningState {:?}; export, import and fault drills need the in-process node runtime).",
             p.name, cache.provisioning_state
         )))
     })?;

@@ -765,9 +765,16 @@ fn openapi_is_served_and_lists_page_with_next_link() {
             .get("storageWarnings")
             .is_some()
     );
+    // Swagger UI (its assets served by serve itself) is pointed at the document.
     let docs = client().get(format!("{}/docs", cp.base)).send().unwrap();
     assert_eq!(docs.status().as_u16(), 200);
-    assert!(docs.text().unwrap().contains("/openapi.json"));
+    assert!(docs.text().unwrap().contains("swagger-initializer.js"));
+    let init = client()
+        .get(format!("{}/docs/swagger-initializer.js", cp.base))
+        .send()
+        .unwrap();
+    assert_eq!(init.status().as_u16(), 200);
+    assert!(init.text().unwrap().contains("/openapi.json"));
 
     let basic = json!({"location": "westeurope", "properties": {
         "sku": {"name": "Basic", "family": "C", "capacity": 0}}});

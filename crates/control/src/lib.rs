@@ -3,6 +3,7 @@
 //! bodies), each SKU's memory and the node settings it comes to, and the access keys. The
 //! HTTP shell, the resource store and the node supervisor build on it.
 
+pub mod children;
 pub mod drill;
 pub mod error;
 pub mod memory;

@@ -13,15 +13,21 @@ pub const RESOURCE_TYPE: &str = "Microsoft.Cache/Redis";
 pub const REDIS_VERSION: &str = "7.0";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Read in any case, as ARM does (`az redis create --vm-size p1` sends family `p`).
 pub enum SkuName {
+    #[serde(alias = "basic", alias = "BASIC")]
     Basic,
+    #[serde(alias = "standard", alias = "STANDARD")]
     Standard,
+    #[serde(alias = "premium", alias = "PREMIUM")]
     Premium,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum SkuFamily {
+    #[serde(alias = "c")]
     C,
+    #[serde(alias = "p")]
     P,
 }
 
@@ -128,6 +134,9 @@ pub struct Cache {
     /// the old one's data. Empty in records from before it existed (see `instance_tag`).
     #[serde(default)]
     pub uid: String,
+    /// Firewall rules, the patch schedule and the other child resources.
+    #[serde(default, skip_serializing_if = "crate::children::Children::is_empty")]
+    pub children: crate::children::Children,
 }
 
 impl Cache {
@@ -197,14 +206,28 @@ impl Cache {
                 ssl_port: self.ssl_port,
                 replicas_per_master: 0,
                 replicas_per_primary: 0,
-                linked_servers: Vec::new(),
+                linked_servers: self
+                    .children
+                    .linked_servers
+                    .keys()
+                    .map(|n| ResourceRef {
+                        id: format!("{}/linkedServers/{n}", self.id()),
+                    })
+                    .collect(),
                 instances: vec![RedisInstance {
                     ssl_port: self.ssl_port,
                     non_ssl_port: self.port,
                     is_master: true,
                     is_primary: true,
                 }],
-                private_endpoint_connections: Vec::new(),
+                private_endpoint_connections: self
+                    .children
+                    .private_endpoint_connections
+                    .keys()
+                    .map(|n| ResourceRef {
+                        id: format!("{}/privateEndpointConnections/{n}", self.id()),
+                    })
+                    .collect(),
                 access_keys: None,
                 storage_warnings: Vec::new(),
                 node_status: None,

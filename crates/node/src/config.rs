@@ -71,6 +71,8 @@ pub struct NodeConfig {
     /// The password of the control plane's own connection (`cacheplane-admin-key`): it
     /// opens the commands a managed cache refuses, and no customer key opens them.
     pub admin_key: Option<String>,
+    /// The addresses clients may connect from (`cacheplane-firewall`; empty: any).
+    pub firewall: crate::firewall::Firewall,
     /// Worker threads serving connections (cacheplane's own setting).
     pub io_threads: usize,
     /// The TLS listener (`tls-*`); off while `tls-port` is 0.
@@ -326,6 +328,7 @@ impl Default for NodeConfig {
             enable_protected_configs: DebugCommand::No,
             managed: false,
             admin_key: None,
+            firewall: Default::default(),
             io_threads: 1,
             tls: TlsConfig::default(),
             storage: StorageConfig::default(),
@@ -419,6 +422,7 @@ const STORAGE_PARAMETERS: &[&str] = &[
     "aof-spool-max-bytes",
     "cacheplane-managed",
     "cacheplane-admin-key",
+    "cacheplane-firewall",
 ];
 
 /// Every parameter CONFIG GET patterns match, in order: the node's, then Redis's others with
@@ -722,6 +726,7 @@ impl NodeConfig {
             "tls-prefer-server-ciphers" => yn(self.tls.prefer_server_ciphers),
             // A secret of the control plane's: never shown.
             "cacheplane-admin-key" => String::new(),
+            "cacheplane-firewall" => self.firewall.render(),
             "io-threads" => self.io_threads.to_string(),
             "daemonize" => "no".into(),
             "rdb-backup-enabled" => yn(self.storage.rdb_backup_enabled),
@@ -916,6 +921,9 @@ impl NodeConfig {
             }
             "tls-prefer-server-ciphers" => self.tls.prefer_server_ciphers = yes_no(v)?,
             "cacheplane-admin-key" => self.admin_key = (!v.is_empty()).then(|| v.to_string()),
+            "cacheplane-firewall" => {
+                self.firewall = crate::firewall::Firewall::parse(v).map_err(ConfigError::Other)?
+            }
             "io-threads" => self.io_threads = integer(v, 1, 128)? as usize,
             "daemonize" => {
                 if yes_no(v)? {

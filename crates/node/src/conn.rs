@@ -922,7 +922,7 @@ async fn answer_busy_until_idle(shared: &Shared, stream: &mut Stream, buf: &mut 
 
 /// Waits until the log is durable up to the target (appendfsync always); false if the log
 /// went away.
-async fn wait_durable(target: Option<(u64, tokio::sync::watch::Receiver<u64>)>) -> bool {
+pub(crate) async fn wait_durable(target: Option<(u64, tokio::sync::watch::Receiver<u64>)>) -> bool {
     match target {
         Some((offset, mut on_disk)) => on_disk.wait_for(|&d| d >= offset).await.is_ok(),
         None => true,

@@ -11,6 +11,7 @@ mod conn;
 mod dispatch;
 mod durability;
 mod fds;
+pub mod firewall;
 mod info;
 mod introspect;
 mod introspect_cmd;
@@ -54,6 +55,8 @@ pub struct Shared {
     pub(crate) script_watch: Arc<script::Watch>,
     /// This node's client sockets, counted in the process's descriptor budget.
     pub(crate) fds: Arc<AtomicUsize>,
+    /// Who may connect, read at every accept without the state lock.
+    pub(crate) firewall: firewall::FirewallGate,
 }
 
 /// How often a task that needs the state lock looks again while a busy script holds it.
@@ -337,6 +340,24 @@ impl NodeControl {
         Ok(())
     }
 
+    /// FLUSHALL, as a client's runs (logged to the AOF, keyspace events and all); returns
+    /// once it is as durable as a client's reply would be.
+    pub async fn flush_all(&self) -> anyhow::Result<()> {
+        let durable = {
+            let mut st = self.shared.lock_when_idle().await;
+            let spec = keyspace::lookup(b"flushall").expect("FLUSHALL is a command");
+            let mut out = resp::ReplyBuf::default();
+            let args = vec![bytes::Bytes::from_static(b"FLUSHALL")];
+            dispatch::run(&mut st, scripting::SCRIPT_CLIENT_ID, spec, args, &mut out, true);
+            st.feed_aof()
+        };
+        anyhow::ensure!(
+            conn::wait_durable(durable).await,
+            "the AOF failed before the flush was durable"
+        );
+        Ok(())
+    }
+
     /// Streams a snapshot into `key` of `store`; returns the bytes stored.
     pub async fn export(
         &self,
@@ -399,6 +420,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let shared = Arc::new(Shared {
         workers: state.workers.clone(),
         script_watch: state.scripting.watch.clone(),
+        firewall: state.firewall.clone(),
         state: Mutex::new(state),
         shutdown,
         fds: fds::register_node(),

@@ -58,6 +58,9 @@ pub async fn serve(
         tokio::select! {
             accepted = accept_on(listeners.plain.as_ref()) => match accepted {
                 Ok((stream, peer)) => {
+                    if !admitted(&shared, peer) {
+                        continue;
+                    }
                     let slot = crate::fds::FdSlot::take(&shared.fds);
                     connections.spawn(conn::handle(shared.clone(), Stream::Plain(stream), peer, slot));
                 }
@@ -69,6 +72,9 @@ pub async fn serve(
             },
             accepted = accept_on(listeners.tls.as_ref().map(|(l, _)| l)) => match accepted {
                 Ok((stream, peer)) => {
+                    if !admitted(&shared, peer) {
+                        continue;
+                    }
                     // No descriptor to spare: closed before any handshake work.
                     let Some(slot) = crate::fds::FdSlot::take(&shared.fds) else {
                         continue;
@@ -126,6 +132,23 @@ pub async fn serve(
         unshipped,
         events: Vec::new(),
     }
+}
+
+/// Whether the firewall lets `peer` in; a refused connection is counted and closed (by
+/// dropping it) before any handshake or command.
+fn admitted(shared: &Shared, peer: std::net::SocketAddr) -> bool {
+    let allowed = shared
+        .firewall
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .allows(peer.ip());
+    if !allowed {
+        tracing::info!(%peer, "connection refused by the cache's firewall rules");
+        if let Ok(mut st) = shared.state.try_lock() {
+            st.stats.rejected_connections += 1;
+        }
+    }
+    allowed
 }
 
 async fn cron(shared: Arc<Shared>) {

@@ -353,6 +353,8 @@ pub struct State {
     pub ship: crate::ship::Shipping,
     /// The node's background workers (also reachable outside the lock, from `Shared`).
     pub workers: Arc<crate::workers::Workers>,
+    /// The configured firewall, as the accept loop reads it (`Shared` holds it too).
+    pub firewall: crate::firewall::FirewallGate,
     /// Lua: the EVAL and FUNCTION interpreters and the running script's watch.
     pub scripting: crate::scripting::Scripting,
     /// The slow log, the latency monitor, command and error statistics.
@@ -421,6 +423,7 @@ impl State {
             unpaused: Default::default(),
             paused_clients: 0,
             memory: Default::default(),
+            firewall: Default::default(),
         };
         st.apply_config();
         st
@@ -438,6 +441,7 @@ impl State {
         self.apply_maxmemory_clients();
         // A lower maxmemory takes effect at once, as CONFIG SET maxmemory does in Redis.
         self.make_room();
+        *self.firewall.write().unwrap_or_else(|e| e.into_inner()) = self.config.firewall.clone();
     }
 
     /// Replaces the access keys at once and ends the sessions opened with a key that

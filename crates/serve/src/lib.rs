@@ -10,6 +10,7 @@ mod app;
 mod drills;
 mod fds;
 mod https;
+pub mod identity;
 mod ledgers;
 pub mod openapi;
 mod process;
@@ -131,7 +132,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Handle> {
     let api_tls = config.api_tls.clone();
     let scheme = config.scheme();
     let app = app::App::open(config).await?;
-    let router = app::router(app.clone());
+    // `az cloud register` joins its endpoint and `/metadata/endpoints` as strings: a
+    // trailing slash in what the user typed must not make a 404.
+    let router = tower::Layer::layer(
+        &tower::util::MapRequestLayer::new(app::collapse_slashes),
+        app::router(app.clone()),
+    );
+    let router = axum::ServiceExt::<axum::extract::Request>::into_make_service(router);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let stopped = async move {
         let _ = stopped.await;

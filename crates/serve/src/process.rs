@@ -190,6 +190,13 @@ impl ChildNode {
         write_private(&conf_path(&self.cfg), &config_file(&self.cfg))
     }
 
+    /// FLUSHALL on the control plane's own connection.
+    pub async fn flush_all(&self) -> anyhow::Result<()> {
+        let reply = self.command(&["FLUSHALL"]).await?;
+        anyhow::ensure!(reply == "+OK", "FLUSHALL answered {reply}");
+        Ok(())
+    }
+
     /// The object-store events the node recorded since the last call (CACHEPLANE EVENTS).
     pub async fn drain_events(&self) -> Vec<blob::BlobEvent> {
         // A node failing its probes is not asked: its events wait in it, and its actor

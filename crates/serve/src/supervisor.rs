@@ -105,13 +105,17 @@ enum Msg {
         cache: Box<Cache>,
         reply: oneshot::Sender<anyhow::Result<()>>,
     },
-    /// Gives the running node the cache's memory settings without a restart.
-    SetMemory {
+    /// Gives the running node the cache's memory settings and firewall without a restart.
+    SetLive {
         cache: Box<Cache>,
         reply: oneshot::Sender<anyhow::Result<()>>,
     },
     Control {
         reply: oneshot::Sender<Option<node::NodeControl>>,
+    },
+    /// Empties every database of the running node (FLUSHALL).
+    Flush {
+        reply: oneshot::Sender<anyhow::Result<()>>,
     },
     Events {
         reply: oneshot::Sender<Vec<blob::BlobEvent>>,
@@ -207,12 +211,22 @@ pub(crate) fn auth_keys(cache: &Cache) -> (Option<String>, Option<String>) {
     }
 }
 
-/// The node settings `cache`'s memory settings come to (maxmemory, its policy and
-/// samples, maxclients): at start, and live when they change.
-fn memory_settings(cache: &Cache) -> anyhow::Result<Vec<(&'static str, String)>> {
+/// The node settings a running node takes without a restart: what `cache`'s memory
+/// settings come to (maxmemory, its policy and samples, maxclients) and its firewall
+/// rules; at start, and live when they change.
+fn live_settings(
+    cache: &Cache,
+    runtime: NodeRuntime,
+) -> anyhow::Result<Vec<(&'static str, String)>> {
     let memory = control::memory::resolve(&cache.sku, &cache.redis_configuration)
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    Ok(memory.node_settings())
+    let mut settings = memory.node_settings();
+    // A child process is probed and managed over its own ports, from this machine: rules
+    // that shut out 127.0.0.1 would shut out its supervisor too (the API says so).
+    if runtime == NodeRuntime::InProcess {
+        settings.push(("cacheplane-firewall", cache.children.firewall_setting()));
+    }
+    Ok(settings)
 }
 
 /// The local directory of a cache's node.
@@ -330,7 +344,7 @@ pub fn node_config(cache: &Cache, settings: &NodeSettings) -> anyhow::Result<Nod
     // maxclients is the SKU's (read-only in Azure's redisConfiguration); maxmemory is the
     // SKU's size less maxmemory-reserved and maxfragmentationmemory-reserved, both
     // unavailable for data in Azure, times cacheplane-memory-scale (control::memory).
-    for (name, value) in memory_settings(cache)? {
+    for (name, value) in live_settings(cache, settings.runtime)? {
         cfg.set(name, &value)
             .map_err(|e| anyhow::anyhow!("node setting {name} {value}: {e}"))?;
     }
@@ -531,9 +545,9 @@ impl Supervisor {
 
     /// Gives the running node of `key` its cache's memory settings (maxmemory, its policy,
     /// maxclients), at once and keeping its data.
-    pub async fn set_memory(&self, key: &str, cache: &Cache) -> anyhow::Result<()> {
+    pub async fn set_live(&self, key: &str, cache: &Cache) -> anyhow::Result<()> {
         let cache = Box::new(cache.clone());
-        self.ask(key, |reply| Msg::SetMemory { cache, reply }).await
+        self.ask(key, |reply| Msg::SetLive { cache, reply }).await
     }
 
     /// Sends the actor of `key` the message `msg` builds around its reply channel and
@@ -550,6 +564,13 @@ impl Supervisor {
         let (reply, answer) = oneshot::channel();
         inbox.send(msg(reply)).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
+    }
+
+    /// Empties every database of the running node of `key`, as FLUSHALL does.
+    pub async fn flush(&self, key: &str) -> anyhow::Result<()> {
+        self.existing(key)
+            .ok_or_else(|| anyhow::anyhow!("the cache has no running node"))?;
+        self.ask(key, |reply| Msg::Flush { reply }).await
     }
 
     /// The fault switch of `key`'s storage accounts, while it has an actor.
@@ -646,8 +667,8 @@ impl CacheActor {
                 }
                 let _ = reply.send(result);
             }
-            Msg::SetMemory { cache, reply } => {
-                let result = self.set_memory(&cache).await;
+            Msg::SetLive { cache, reply } => {
+                let result = self.set_live(&cache).await;
                 if result.is_ok() {
                     // A restart after a failure starts with them too.
                     self.cache = Some(*cache);
@@ -660,6 +681,14 @@ impl CacheActor {
                     _ => None,
                 };
                 let _ = reply.send(control);
+            }
+            Msg::Flush { reply } => {
+                let result = match &mut self.node {
+                    Some(Node::InProcess(h)) => h.control().flush_all().await,
+                    Some(Node::Process(c)) => c.flush_all().await,
+                    None => Err(anyhow::anyhow!("the cache's node is not running")),
+                };
+                let _ = reply.send(result);
             }
             Msg::Crash { lose_disk, reply } => {
                 let _ = reply.send(self.crash(lose_disk).await);
@@ -676,15 +705,15 @@ impl CacheActor {
         }
     }
 
-    async fn set_memory(&mut self, cache: &Cache) -> anyhow::Result<()> {
-        let settings = memory_settings(cache)?;
+    async fn set_live(&mut self, cache: &Cache) -> anyhow::Result<()> {
+        let settings = live_settings(cache, self.settings.runtime)?;
         let settings: Vec<(&str, &str)> = settings.iter().map(|(n, v)| (*n, v.as_str())).collect();
         match &mut self.node {
             Some(Node::InProcess(h)) => h
                 .control()
                 .config_set(&settings)
                 .await
-                .map_err(|e| anyhow::anyhow!("set the node's memory settings: {e}")),
+                .map_err(|e| anyhow::anyhow!("set the node's live settings: {e}")),
             Some(Node::Process(c)) => c.config_set(&settings).await,
             None => Ok(()),
         }

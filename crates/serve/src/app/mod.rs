@@ -1,5 +1,9 @@
 //! The HTTP routes, ARM's conventions (api-version, bearer token, error bodies,
-//! long-running operations) and the handlers.
+//! long-running operations) and the handlers of caches; `login` has the routes that come
+//! before them (cloud metadata, tokens, subscriptions).
+
+pub(crate) mod children;
+mod login;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -61,6 +65,8 @@ pub struct App {
     ledgers: std::sync::Mutex<Ledgers>,
     /// Every cache's fault drills.
     drills: std::sync::Mutex<DrillBook>,
+    /// The local token endpoint's signer, and the check of its tokens.
+    identity: crate::identity::Identity,
 }
 
 /// A cache's claim on changing it; dropped when the change ends.
@@ -180,6 +186,7 @@ impl App {
             config.storage_endpoint_allow.clone(),
         );
         let app = Arc::new(App {
+            identity: crate::identity::Identity::new(&config.token),
             config,
             ca,
             store: Mutex::new(store),
@@ -524,6 +531,87 @@ pub fn router(app: Arc<App>) -> Router {
         .route(&format!("{cache}/faultDrills"), get(list_drills))
         .route(&format!("{cache}/persistenceModel"), get(persistence_model))
         .route(&format!("{cache}/faultDrills/{{drill}}"), get(get_drill))
+        .route(&format!("{cache}/flush"), post(children::flush_cache))
+        .route(
+            &format!("{cache}/listUpgradeNotifications"),
+            get(children::list_upgrade_notifications),
+        )
+        .route(
+            &format!("{cache}/privateLinkResources"),
+            get(children::list_private_link_resources),
+        )
+        .route(
+            &format!("{cache}/firewallRules"),
+            get(children::list_firewall_rules),
+        )
+        .route(
+            &format!("{cache}/firewallRules/{{child}}"),
+            get(children::get_firewall_rule)
+                .put(children::put_firewall_rule)
+                .delete(children::delete_firewall_rule),
+        )
+        .route(
+            &format!("{cache}/patchSchedules"),
+            get(children::list_patch_schedules),
+        )
+        .route(
+            &format!("{cache}/patchSchedules/{{child}}"),
+            get(children::get_patch_schedule)
+                .put(children::put_patch_schedule)
+                .delete(children::delete_patch_schedule),
+        )
+        .route(
+            &format!("{cache}/linkedServers"),
+            get(children::list_linked_servers),
+        )
+        .route(
+            &format!("{cache}/linkedServers/{{child}}"),
+            get(children::get_linked_server)
+                .put(children::put_linked_server)
+                .delete(children::delete_linked_server),
+        )
+        .route(
+            &format!("{cache}/privateEndpointConnections"),
+            get(children::list_private_endpoint_connections),
+        )
+        .route(
+            &format!("{cache}/privateEndpointConnections/{{child}}"),
+            get(children::get_private_endpoint_connection)
+                .put(children::put_private_endpoint_connection)
+                .delete(children::delete_private_endpoint_connection),
+        )
+        .route(
+            &format!("{cache}/accessPolicies"),
+            get(children::list_access_policies),
+        )
+        .route(
+            &format!("{cache}/accessPolicies/{{child}}"),
+            get(children::get_access_policy)
+                .put(children::put_access_policy)
+                .delete(children::delete_access_policy),
+        )
+        .route(
+            &format!("{cache}/accessPolicyAssignments"),
+            get(children::list_access_policy_assignments),
+        )
+        .route(
+            &format!("{cache}/accessPolicyAssignments/{{child}}"),
+            get(children::get_access_policy_assignment)
+                .put(children::put_access_policy_assignment)
+                .delete(children::delete_access_policy_assignment),
+        )
+        .route(
+            "/subscriptions/{sub}/providers/Microsoft.Cache/CheckNameAvailability",
+            post(children::check_name_availability),
+        )
+        .route(
+            "/subscriptions/{sub}/providers/Microsoft.Cache/checkNameAvailability",
+            post(children::check_name_availability),
+        )
+        .route(
+            "/providers/Microsoft.Cache/operations",
+            get(children::list_operations),
+        )
         .route(
             "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Cache/{kind}",
             get(list_group),
@@ -542,17 +630,62 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/providers/Cacheplane/dashboard", get(dashboard_data))
         .layer(middleware::from_fn_with_state(app.clone(), arm_checks))
+        .merge(
+            Router::new()
+                .route("/subscriptions", get(login::list_subscriptions))
+                .route("/subscriptions/{sub}", get(login::get_subscription))
+                .route("/tenants", get(login::list_tenants))
+                .layer(middleware::from_fn_with_state(app.clone(), resources_checks)),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(BODY_MAX_BYTES))
         // The API's description is public, as Azure's specifications are; so is the
         // certificate of the local CA that caches' and the API's certificates chain to.
         .route("/openapi.json", get(openapi_json))
         .route("/ca.pem", get(ca_pem))
         .route("/dashboard", get(dashboard_page))
+        // What logging in needs is public, as Entra ID's and ARM's metadata are.
+        .route("/metadata/endpoints", get(login::cloud_metadata))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(login::openid_configuration),
+        )
+        .route(
+            "/{tenant}/.well-known/openid-configuration",
+            get(login::openid_configuration),
+        )
+        .route("/{tenant}/oauth2/v2.0/token", post(login::token))
+        .route("/{tenant}/oauth2/token", post(login::token))
         .with_state(app)
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs")
                 .config(utoipa_swagger_ui::Config::from("/openapi.json")),
         )
+}
+
+/// The request with runs of `/` in its path made one, as ARM's front door does.
+pub fn collapse_slashes(mut req: Request) -> Request {
+    let path = req.uri().path();
+    if !path.contains("//") {
+        return req;
+    }
+    let mut collapsed = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && collapsed.ends_with('/')) {
+            collapsed.push(c);
+        }
+    }
+    if let Some(q) = req.uri().query() {
+        collapsed.push('?');
+        collapsed.push_str(q);
+    }
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = collapsed.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
 }
 
 async fn openapi_json() -> Response {
@@ -662,21 +795,39 @@ async fn dashboard_data(State(app): State<Arc<App>>) -> Result<Response> {
 const DASHBOARD_DRILLS_MAX: usize = 20;
 
 async fn dashboard_page() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("dashboard.html"))
+    axum::response::Html(include_str!("../dashboard.html"))
 }
 
 /// The bearer token and `api-version`, checked before any handler runs.
-async fn arm_checks(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let expected = format!("Bearer {}", app.config.token);
+/// The caller holds the management token, or an access token the local token endpoint
+/// issued for it.
+fn authorized(app: &App, headers: &HeaderMap) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
     // Constant time: how long the comparison takes must not tell how much of the token a
     // caller guessed.
-    let authorized = req.headers().get(header::AUTHORIZATION).is_some_and(|v| {
-        bool::from(subtle::ConstantTimeEq::ct_eq(
-            v.as_bytes(),
-            expected.as_bytes(),
-        ))
-    });
-    if !authorized {
+    bool::from(subtle::ConstantTimeEq::ct_eq(
+        given.as_bytes(),
+        app.config.token.as_bytes(),
+    )) || app.identity.verify(given)
+}
+
+/// Azure Resource Manager's own reads (`Microsoft.Resources`: subscriptions, tenants) take
+/// their own api-versions, any of which is served the same way here.
+async fn resources_checks(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    if !authorized(&app, req.headers()) {
+        return Failure(ArmError::unauthorized()).into_response();
+    }
+    next.run(req).await
+}
+
+async fn arm_checks(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    if !authorized(&app, req.headers()) {
         return Failure(ArmError::unauthorized()).into_response();
     }
     // Decoded as any query is (`2024%2D11%2D01` is `2024-11-01`).
@@ -1155,6 +1306,7 @@ async fn put_cache(
                 primary_key: new_access_key(),
                 secondary_key: new_access_key(),
                 uid: new_uid(),
+                children: Default::default(),
             };
             (cache, true)
         }
@@ -1328,7 +1480,7 @@ async fn patch_cache(
             .into_response());
     }
     if live {
-        app.nodes.set_memory(&k, &cache).await.map_err(internal)?;
+        app.nodes.set_live(&k, &cache).await.map_err(internal)?;
     }
     drop(busy);
     Ok(json(StatusCode::OK, &body))

@@ -56,8 +56,8 @@ pub struct CreateParameters {
 #[serde(rename_all = "camelCase")]
 pub struct CreateProperties {
     pub sku: Sku,
-    /// String values only, as in ARM.
-    #[serde(default)]
+    /// String values, as in ARM (numbers and booleans are read as their text).
+    #[serde(default, deserialize_with = "settings")]
     pub redis_configuration: BTreeMap<String, String>,
     #[serde(default)]
     pub enable_non_ssl_port: bool,
@@ -82,6 +82,7 @@ pub struct UpdateParameters {
 #[serde(rename_all = "camelCase")]
 pub struct UpdateProperties {
     pub sku: Option<Sku>,
+    #[serde(default, deserialize_with = "optional_settings")]
     pub redis_configuration: Option<BTreeMap<String, String>>,
     pub enable_non_ssl_port: Option<bool>,
     pub minimum_tls_version: Option<String>,
@@ -453,4 +454,31 @@ pub fn new_access_key() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the operating system's random source is available");
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `redisConfiguration`'s values are strings in ARM; a number or boolean is taken as its
+/// text (`az redis update --set redisConfiguration.maxmemory-reserved=100` sends a
+/// number), and null as not given.
+fn settings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    use serde::de::Error;
+    let raw: BTreeMap<String, serde_json::Value> = Deserialize::deserialize(d)?;
+    raw.into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some(Ok((k, s))),
+            serde_json::Value::Number(n) => Some(Ok((k, n.to_string()))),
+            serde_json::Value::Bool(b) => Some(Ok((k, b.to_string()))),
+            serde_json::Value::Null => None,
+            other => Some(Err(D::Error::custom(format!(
+                "redisConfiguration.{k} must be a string, not {other}"
+            )))),
+        })
+        .collect()
+}
+
+fn optional_settings<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(deserialize_with = "settings")] BTreeMap<String, String>);
+    Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
 }

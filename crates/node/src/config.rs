@@ -775,7 +775,8 @@ impl NodeConfig {
             }
             return Ok(());
         }
-        let storage = STORAGE_PARAMETERS.contains(&name) && name != "requirepass-secondary";
+        let storage = STORAGE_PARAMETERS.contains(&name)
+            && !["requirepass-secondary", "cacheplane-firewall"].contains(&name);
         if !at_start && (immutable(name) || storage) {
             return Err(ConfigError::Immutable);
         }

@@ -4,6 +4,7 @@
 
 pub(crate) mod children;
 mod login;
+mod maintenance;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -67,6 +68,8 @@ pub struct App {
     drills: std::sync::Mutex<DrillBook>,
     /// The local token endpoint's signer, and the check of its tokens.
     identity: crate::identity::Identity,
+    /// The patch schedules' clocks.
+    maintenance: std::sync::Mutex<maintenance::Clocks>,
 }
 
 /// A cache's claim on changing it; dropped when the change ends.
@@ -187,6 +190,7 @@ impl App {
         );
         let app = Arc::new(App {
             identity: crate::identity::Identity::new(&config.token),
+            maintenance: Default::default(),
             config,
             ca,
             store: Mutex::new(store),
@@ -208,6 +212,14 @@ impl App {
                     app.save_accounting().await;
                     saved = std::time::Instant::now();
                 }
+            }
+        });
+        let weak = Arc::downgrade(&app);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(maintenance::CHECK_INTERVAL).await;
+                let Some(app) = weak.upgrade() else { return };
+                app.run_maintenance().await;
             }
         });
         let starts = app.clone().recover().await;
@@ -331,6 +343,26 @@ impl App {
         if let Err(e) = self.store.lock().await.save_side(DRILLS_FILE, &bytes) {
             tracing::error!(error = %e, "could not save the fault drills");
         }
+    }
+
+    /// Restarts the node of `cache` as a reboot in Azure does: on a fresh machine, from its
+    /// storage accounts with persistence, empty without. Says what came back.
+    async fn reboot(&self, k: &str, cache: &Cache) -> Result<String> {
+        let persistent = !matches!(
+            control::validate::persistence(&cache.sku, &cache.redis_configuration),
+            Ok(control::validate::Persistence::None)
+        );
+        let started = self
+            .nodes
+            .start(k, cache, StartMode::FreshMachine)
+            .await
+            .map_err(internal)?;
+        Ok(match (persistent, started.restored) {
+            _ if let Some(why) = started.kept_local => why,
+            (_, Some(what)) => format!("restored the {what}"),
+            (true, None) => "its storage accounts held no data yet".into(),
+            (false, None) => "the cache has no persistence, so its data was lost".into(),
+        })
     }
 
     /// Claims `k` for a change; 409 with Azure's text while another change of it runs.
@@ -1686,34 +1718,12 @@ async fn force_reboot(
     let cache = stored(&app, &id, &p).await?;
     let k = key(&id);
     let _busy = app.claim(&k, &id)?;
-    let persistent = !matches!(
-        control::validate::persistence(&cache.sku, &cache.redis_configuration),
-        Ok(control::validate::Persistence::None)
+    let message = format!(
+        "Rebooted {} of '{}'; {}.",
+        req.reboot_type,
+        p.name,
+        app.reboot(&k, &cache).await?
     );
-    // With persistence the node comes back on a fresh machine, from its storage accounts;
-    // without, its data is gone, as in Azure.
-    let started = app
-        .nodes
-        .start(&k, &cache, StartMode::FreshMachine)
-        .await
-        .map_err(internal)?;
-    let message = match (persistent, started.restored) {
-        _ if let Some(why) = started.kept_local => {
-            format!("Rebooted {} of '{}'; {why}.", req.reboot_type, p.name)
-        }
-        (_, Some(what)) => format!(
-            "Rebooted {} of '{}'; restored the {what}.",
-            req.reboot_type, p.name
-        ),
-        (true, None) => format!(
-            "Rebooted {} of '{}'; its storage accounts held no data yet.",
-            req.reboot_type, p.name
-        ),
-        (false, None) => format!(
-            "Rebooted {} of '{}'; the cache has no persistence, so its data was lost.",
-            req.reboot_type, p.name
-        ),
-    };
     Ok(json(StatusCode::OK, &RebootResponse { message }))
 }
 

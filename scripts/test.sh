@@ -2,8 +2,8 @@
 # The whole test suite, installing what it needs first. This is the README's test command
 # and what CI runs (.ci/run). Needs: the Rust toolchain, Node.js/npm and Python 3; installs
 # Redis 7.0 tools (redis-server, redis-cli, redis-benchmark, redis-check-*) and Chromium (the
-# dashboard's browser test) from Debian's packages, Azurite from npm and moto's S3 server
-# from PyPI (under .cache/).
+# dashboard's browser test) from Debian's packages, Azurite from npm, and moto's S3 server
+# and the Azure CLI from PyPI (under .cache/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 redis-server --version | grep -q ' v=7\.' || { echo "redis-server 7.x is required, found: $(redis-server --version)" >&2; exit 1; }
+
+# The Azure CLI for its end-to-end test, from PyPI into its own venv (it pins its own
+# Azure SDKs), once.
+AZ_VENV=.cache/azure-cli/venv
+if ! [ -x "$AZ_VENV/bin/az" ]; then
+  echo "installing azure-cli from PyPI"
+  [ -x "$AZ_VENV/bin/python" ] || python3 -m venv "$AZ_VENV"
+  "$AZ_VENV/bin/pip" install --quiet "azure-cli==2.91.0"
+fi
+export CACHEPLANE_TEST_AZ="$PWD/$AZ_VENV/bin/az"
 
 # Azurite and moto's S3 server for the object-store tests, stopped when this script ends.
 trap 'scripts/object-stores.sh stop' EXIT

@@ -1,6 +1,7 @@
 //! End-to-end tests: real processes (the `cacheplane` binary, redis-server, redis-cli)
 //! talking over TCP on 127.0.0.1.
 
+mod azure_cli;
 mod dashboard;
 mod deploy;
 mod drills;

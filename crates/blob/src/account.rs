@@ -461,6 +461,35 @@ fn sas_url(url: &str) -> Result<Account, AccountError> {
     })
 }
 
+/// A blob SAS URL, as Azure's import takes its files
+/// (`https://{account}.blob.{suffix}/{container}/{blob}?sv=...&sig=...`, or path-style),
+/// split into its container SAS URL and the blob's name.
+pub fn split_blob_sas_url(url: &str) -> Result<(String, String), AccountError> {
+    let invalid = |reason: &str| AccountError::Invalid {
+        key: "blob SAS URL",
+        reason: reason.into(),
+    };
+    let (base, query) = url
+        .split_once('?')
+        .ok_or_else(|| invalid("has no signature (the part after '?')"))?;
+    check_url("blob SAS URL", base)?;
+    let (scheme, rest) = base.split_once("://").expect("checked by check_url");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host_name = host.split(':').next().unwrap_or(host);
+    // Host-style names the container first; path-style the account, then the container.
+    let before_blob = if host_name.contains(".blob.") { 1 } else { 2 };
+    let mut segments = path.splitn(before_blob + 1, '/');
+    let container_path: Vec<&str> = segments.by_ref().take(before_blob).collect();
+    let blob = segments.next().unwrap_or("");
+    if container_path.len() < before_blob || blob.is_empty() {
+        return Err(invalid("must name the container and a blob in it"));
+    }
+    let container_url = format!("{scheme}://{host}/{}?{query}", container_path.join("/"));
+    // The container part must read as a container SAS URL.
+    sas_url(&container_url)?;
+    Ok((container_url, blob.to_string()))
+}
+
 fn s3(parts: &mut Parts) -> Result<Account, AccountError> {
     let bucket = parts.require("Bucket")?;
     let valid_bucket = (3..=63).contains(&bucket.len())
@@ -530,6 +559,26 @@ mod tests {
         ] {
             let a = Account::parse(text).unwrap();
             assert_eq!(Account::parse(&a.connection_string()).unwrap(), a, "{text}");
+        }
+    }
+
+    #[test]
+    fn blob_sas_urls_split_into_container_and_blob() {
+        let (c, b) =
+            split_blob_sas_url("https://acct.blob.core.windows.net/exports/x/y.rdb?sv=1&sig=z")
+                .unwrap();
+        assert_eq!(c, "https://acct.blob.core.windows.net/exports?sv=1&sig=z");
+        assert_eq!(b, "x/y.rdb");
+        let (c, b) =
+            split_blob_sas_url("http://127.0.0.1:10000/devstoreaccount1/c1/a.rdb?sig=z").unwrap();
+        assert_eq!(c, "http://127.0.0.1:10000/devstoreaccount1/c1?sig=z");
+        assert_eq!(b, "a.rdb");
+        for bad in [
+            "https://acct.blob.core.windows.net/exports?sig=z",
+            "https://acct.blob.core.windows.net/exports/a.rdb",
+            "http://127.0.0.1:10000/devstoreaccount1/c1?sig=z",
+        ] {
+            assert!(split_blob_sas_url(bad).is_err(), "{bad}");
         }
     }
 

@@ -7,7 +7,9 @@ mod account;
 mod faults;
 
 pub use access::{AccessError, AccessPolicy};
-pub use account::{AZURITE_ACCOUNT, Account, AccountError, AzureKey, DEFAULT_CONTAINER, Secret};
+pub use account::{
+    AZURITE_ACCOUNT, Account, AccountError, AzureKey, DEFAULT_CONTAINER, Secret, split_blob_sas_url,
+};
 mod retention;
 mod store;
 

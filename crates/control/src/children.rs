@@ -298,7 +298,9 @@ impl PatchScheduleProperties {
                 Some(_) => {
                     return Err(invalid(
                         &format!("properties.scheduleEntries[{i}].maintenanceWindow"),
-                        format!("The maintenance window {window} is shorter than five hours (PT5H), Azure's minimum."),
+                        format!(
+                            "The maintenance window {window} is shorter than five hours (PT5H), Azure's minimum."
+                        ),
                     ));
                 }
                 None => {
@@ -324,8 +326,8 @@ impl PatchScheduleProperties {
         let start = chrono::Utc.timestamp_millis_opt(after_ms).single()?;
         // Windows open on the hour: the first whole hour strictly after `after_ms`, then
         // each hour for a week and a day (every entry comes round in a week).
-        let mut hour = start.with_minute(0)?.with_second(0)?.with_nanosecond(0)?
-            + chrono::Duration::hours(1);
+        let mut hour =
+            start.with_minute(0)?.with_second(0)?.with_nanosecond(0)? + chrono::Duration::hours(1);
         for _ in 0..(8 * 24) {
             let at = hour.timestamp_millis();
             if at > until_ms {
@@ -573,7 +575,9 @@ pub fn check_permissions(rules: &str) -> Result<(), ArmError> {
         if !ok {
             return Err(invalid(
                 target,
-                format!("'{rule}' is not a Redis ACL rule (+@category, -command, ~pattern, &channel, allkeys, ...)."),
+                format!(
+                    "'{rule}' is not a Redis ACL rule (+@category, -command, ~pattern, &channel, allkeys, ...)."
+                ),
             ));
         }
     }
@@ -654,7 +658,11 @@ mod tests {
             end_ip: " 10.0.0.9".into(),
         };
         assert_eq!(ok.checked().unwrap().end_ip, "10.0.0.9");
-        for (s, e) in [("10.0.0.9", "10.0.0.1"), ("::1", "::1"), ("10.0.0", "10.0.0.1")] {
+        for (s, e) in [
+            ("10.0.0.9", "10.0.0.1"),
+            ("::1", "::1"),
+            ("10.0.0", "10.0.0.1"),
+        ] {
             let r = FirewallRuleProperties {
                 start_ip: s.into(),
                 end_ip: e.into(),
@@ -702,11 +710,26 @@ mod tests {
     #[test]
     fn schedules_are_checked_and_get_the_default_window() {
         let s = schedule(&[(DayOfWeek::Monday, 2, None)]).checked().unwrap();
-        assert_eq!(s.schedule_entries[0].maintenance_window.as_deref(), Some("PT5H"));
+        assert_eq!(
+            s.schedule_entries[0].maintenance_window.as_deref(),
+            Some("PT5H")
+        );
         assert!(schedule(&[]).checked().is_err());
-        assert!(schedule(&[(DayOfWeek::Monday, 24, None)]).checked().is_err());
-        assert!(schedule(&[(DayOfWeek::Monday, 2, Some("PT4H"))]).checked().is_err());
-        assert!(schedule(&[(DayOfWeek::Monday, 2, Some("five"))]).checked().is_err());
+        assert!(
+            schedule(&[(DayOfWeek::Monday, 24, None)])
+                .checked()
+                .is_err()
+        );
+        assert!(
+            schedule(&[(DayOfWeek::Monday, 2, Some("PT4H"))])
+                .checked()
+                .is_err()
+        );
+        assert!(
+            schedule(&[(DayOfWeek::Monday, 2, Some("five"))])
+                .checked()
+                .is_err()
+        );
     }
 
     #[test]
@@ -717,7 +740,10 @@ mod tests {
                 .timestamp_millis()
         };
         // 2026-11-30 is a Monday.
-        let s = schedule(&[(DayOfWeek::Tuesday, 3, None), (DayOfWeek::Weekend, 22, None)]);
+        let s = schedule(&[
+            (DayOfWeek::Tuesday, 3, None),
+            (DayOfWeek::Weekend, 22, None),
+        ]);
         let (at, e) = s
             .window_between(ms("2026-11-30T10:15:00Z"), ms("2026-12-31T00:00:00Z"))
             .unwrap();
@@ -725,11 +751,15 @@ mod tests {
         assert_eq!(e.day_of_week, DayOfWeek::Tuesday);
         // Strictly after: a window opening exactly at `after` is not found again.
         let (at2, e2) = s.window_between(at, ms("2026-12-31T00:00:00Z")).unwrap();
-        assert_eq!((at2, e2.day_of_week), (ms("2026-12-05T22:00:00Z"), DayOfWeek::Weekend));
+        assert_eq!(
+            (at2, e2.day_of_week),
+            (ms("2026-12-05T22:00:00Z"), DayOfWeek::Weekend)
+        );
         // Nothing before `until`.
-        assert!(s
-            .window_between(ms("2026-11-30T10:15:00Z"), ms("2026-12-01T02:59:59Z"))
-            .is_none());
+        assert!(
+            s.window_between(ms("2026-11-30T10:15:00Z"), ms("2026-12-01T02:59:59Z"))
+                .is_none()
+        );
         let every = schedule(&[(DayOfWeek::Everyday, 0, None)]);
         assert_eq!(
             every
@@ -783,7 +813,10 @@ mod tests {
             },
         };
         assert_eq!(
-            p.checked().unwrap().private_link_service_connection_state.status,
+            p.checked()
+                .unwrap()
+                .private_link_service_connection_state
+                .status,
             "Approved"
         );
         let mut bad = p;

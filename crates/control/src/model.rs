@@ -380,9 +380,11 @@ pub struct ImportParameters {
     pub format: Option<String>,
     /// The RDB blobs to load, in order, replacing the cache's data.
     pub files: Vec<String>,
-    /// The storage account holding them, as a connection string (cacheplane takes blob
-    /// names and an account where Azure takes SAS URLs).
-    pub container: String,
+    /// The storage account holding them, as a connection string or container SAS URL;
+    /// then `files` are blob names in it. Without it, `files` are blob SAS URLs of one
+    /// container, as Azure takes them.
+    #[serde(default)]
+    pub container: Option<String>,
 }
 
 /// `forceReboot`'s answer: what happened to the data.

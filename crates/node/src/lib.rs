@@ -347,8 +347,12 @@ impl NodeControl {
             let mut st = self.shared.lock_when_idle().await;
             let spec = keyspace::lookup(b"flushall").expect("FLUSHALL is a command");
             let mut out = resp::ReplyBuf::default();
-            let args = vec![bytes::Bytes::from_static(b"FLUSHALL")];
-            dispatch::run(&mut st, scripting::SCRIPT_CLIENT_ID, spec, args, &mut out, true);
+            let args = [bytes::Bytes::from_static(b"FLUSHALL")];
+            // No client runs it: the keyspace does, logging it for the AOF as it logs a
+            // client's.
+            keyspace::execute(spec, &mut keyspace::Ctx::new(&mut st.ks, 0, &mut out), &args)
+                .map_err(|e| anyhow::anyhow!("FLUSHALL: {e}"))?;
+            st.handle_touched();
             st.feed_aof()
         };
         anyhow::ensure!(

@@ -213,12 +213,8 @@ impl Identity {
         v.set_audience(&AUDIENCES);
         v.set_required_spec_claims(&["exp", "aud"]);
         v.leeway = 0;
-        jsonwebtoken::decode::<Claims>(
-            token,
-            &DecodingKey::from_secret(self.secret.as_bytes()),
-            &v,
-        )
-        .is_ok_and(|t| t.claims.tid == TENANT_ID)
+        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(self.secret.as_bytes()), &v)
+            .is_ok_and(|t| t.claims.tid == TENANT_ID)
     }
 }
 
@@ -348,7 +344,11 @@ mod tests {
         // Another key (the management token changed) revokes them.
         let other = Identity::new("another");
         let fresh = id
-            .issue(&request("https://management.azure.com/.default"), "https://x", now)
+            .issue(
+                &request("https://management.azure.com/.default"),
+                "https://x",
+                now,
+            )
             .unwrap();
         assert!(!other.verify(fresh["access_token"].as_str().unwrap()));
         assert!(!id.verify("s3cret"));
@@ -366,7 +366,10 @@ mod tests {
         assert_eq!(id.issue(&r, "i", 0).unwrap_err().status, 401);
         let mut r = request("https://management.azure.com/.default");
         r.grant_type = "password".into();
-        assert_eq!(id.issue(&r, "i", 0).unwrap_err().error, "unsupported_grant_type");
+        assert_eq!(
+            id.issue(&r, "i", 0).unwrap_err().error,
+            "unsupported_grant_type"
+        );
         let r = request("https://vault.azure.net/.default");
         assert_eq!(id.issue(&r, "i", 0).unwrap_err().error, "invalid_resource");
         let r = request("openid profile");
@@ -388,7 +391,10 @@ mod tests {
     fn the_metadata_has_what_az_cloud_register_reads() {
         let m = cloud_metadata("https://127.0.0.1:8443");
         assert_eq!(m["resourceManager"], "https://127.0.0.1:8443/");
-        assert_eq!(m["authentication"]["loginEndpoint"], "https://127.0.0.1:8443/");
+        assert_eq!(
+            m["authentication"]["loginEndpoint"],
+            "https://127.0.0.1:8443/"
+        );
         assert_eq!(m["authentication"]["audiences"][0], AUDIENCES[0]);
         assert!(m["suffixes"].is_object());
         let o = openid_configuration("https://h:1/", TENANT_ID);

@@ -415,7 +415,12 @@ pub(super) async fn list_policies(app: &App, p: &CachePath) -> Result<Response> 
         })
         .collect();
     value.extend(cache.children.access_policies.iter().map(|(name, s)| {
-        ChildResource::new(&id, "accessPolicies", name, policy_view("Custom", &s.permissions))
+        ChildResource::new(
+            &id,
+            "accessPolicies",
+            name,
+            policy_view("Custom", &s.permissions),
+        )
     }));
     Ok(json(StatusCode::OK, &ChildList { value }))
 }
@@ -471,7 +476,9 @@ pub(super) async fn flush(app: Arc<App>, p: &CachePath, headers: &HeaderMap) -> 
     let cache = stored(&app, &id, p).await?;
     let k = key(&id);
     let busy = app.claim(&k, &id)?;
-    let (op, op_id) = app.new_operation(&cache.location, &p.sub, &k, "flush").await?;
+    let (op, op_id) = app
+        .new_operation(&cache.location, &p.sub, &k, "flush")
+        .await?;
     let worker = app.clone();
     tokio::spawn(async move {
         let error = worker.nodes.flush(&k).await.err().map(|e| ArmError {
@@ -538,41 +545,104 @@ macro_rules! child_routes {
     };
 }
 
-child_routes!(FirewallRules, "FirewallRules", list_firewall_rules, get_firewall_rule, put_firewall_rule, delete_firewall_rule,
+child_routes!(
+    FirewallRules,
+    "FirewallRules",
+    list_firewall_rules,
+    get_firewall_rule,
+    put_firewall_rule,
+    delete_firewall_rule,
     "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/firewallRules",
     "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/firewallRules/{ruleName}",
-    "ruleName", FirewallRuleView, ch::FirewallRuleParameters,
-    "FirewallRules_List", "FirewallRules_Get", "FirewallRules_CreateOrUpdate", "FirewallRules_Delete");
+    "ruleName",
+    FirewallRuleView,
+    ch::FirewallRuleParameters,
+    "FirewallRules_List",
+    "FirewallRules_Get",
+    "FirewallRules_CreateOrUpdate",
+    "FirewallRules_Delete"
+);
 
-child_routes!(PatchSchedules, "PatchSchedules", list_patch_schedules, get_patch_schedule, put_patch_schedule, delete_patch_schedule,
+child_routes!(
+    PatchSchedules,
+    "PatchSchedules",
+    list_patch_schedules,
+    get_patch_schedule,
+    put_patch_schedule,
+    delete_patch_schedule,
     "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/patchSchedules",
     "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/patchSchedules/{default}",
-    "default", ch::PatchScheduleProperties, ch::PatchScheduleParameters,
-    "PatchSchedules_ListByRedisResource", "PatchSchedules_Get", "PatchSchedules_CreateOrUpdate", "PatchSchedules_Delete");
+    "default",
+    ch::PatchScheduleProperties,
+    ch::PatchScheduleParameters,
+    "PatchSchedules_ListByRedisResource",
+    "PatchSchedules_Get",
+    "PatchSchedules_CreateOrUpdate",
+    "PatchSchedules_Delete"
+);
 
-child_routes!(LinkedServers, "LinkedServer", list_linked_servers, get_linked_server, put_linked_server, delete_linked_server,
+child_routes!(
+    LinkedServers,
+    "LinkedServer",
+    list_linked_servers,
+    get_linked_server,
+    put_linked_server,
+    delete_linked_server,
     "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/linkedServers",
     "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/linkedServers/{linkedServerName}",
-    "linkedServerName", ch::LinkedServerView, ch::LinkedServerParameters,
-    "LinkedServer_List", "LinkedServer_Get", "LinkedServer_Create", "LinkedServer_Delete");
+    "linkedServerName",
+    ch::LinkedServerView,
+    ch::LinkedServerParameters,
+    "LinkedServer_List",
+    "LinkedServer_Get",
+    "LinkedServer_Create",
+    "LinkedServer_Delete"
+);
 
-child_routes!(PrivateEndpointConnections, "PrivateEndpointConnections", list_private_endpoint_connections, get_private_endpoint_connection, put_private_endpoint_connection, delete_private_endpoint_connection,
+child_routes!(
+    PrivateEndpointConnections,
+    "PrivateEndpointConnections",
+    list_private_endpoint_connections,
+    get_private_endpoint_connection,
+    put_private_endpoint_connection,
+    delete_private_endpoint_connection,
     "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/privateEndpointConnections",
     "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/privateEndpointConnections/{privateEndpointConnectionName}",
-    "privateEndpointConnectionName", ch::PrivateEndpointConnectionView, ch::PrivateEndpointConnectionParameters,
-    "PrivateEndpointConnections_List", "PrivateEndpointConnections_Get", "PrivateEndpointConnections_Put", "PrivateEndpointConnections_Delete");
+    "privateEndpointConnectionName",
+    ch::PrivateEndpointConnectionView,
+    ch::PrivateEndpointConnectionParameters,
+    "PrivateEndpointConnections_List",
+    "PrivateEndpointConnections_Get",
+    "PrivateEndpointConnections_Put",
+    "PrivateEndpointConnections_Delete"
+);
 
-child_routes!(AccessPolicyAssignments, "AccessPolicyAssignment", list_access_policy_assignments, get_access_policy_assignment, put_access_policy_assignment, delete_access_policy_assignment,
+child_routes!(
+    AccessPolicyAssignments,
+    "AccessPolicyAssignment",
+    list_access_policy_assignments,
+    get_access_policy_assignment,
+    put_access_policy_assignment,
+    delete_access_policy_assignment,
     "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/accessPolicyAssignments",
     "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/accessPolicyAssignments/{accessPolicyAssignmentName}",
-    "accessPolicyAssignmentName", ch::AccessPolicyAssignmentView, ch::AccessPolicyAssignmentParameters,
-    "AccessPolicyAssignment_List", "AccessPolicyAssignment_Get", "AccessPolicyAssignment_CreateUpdate", "AccessPolicyAssignment_Delete");
+    "accessPolicyAssignmentName",
+    ch::AccessPolicyAssignmentView,
+    ch::AccessPolicyAssignmentParameters,
+    "AccessPolicyAssignment_List",
+    "AccessPolicyAssignment_Get",
+    "AccessPolicyAssignment_CreateUpdate",
+    "AccessPolicyAssignment_Delete"
+);
 
 #[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/accessPolicies",
     tag = "AccessPolicy", operation_id = "AccessPolicy_List", params(CacheParams, ApiVersion),
     responses((status = 200, description = "The built-in and custom policies", body = ChildList<ch::AccessPolicyView>),
         (status = 404, description = "No such cache", body = ErrorResponse)))]
-pub(super) async fn list_access_policies(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Result<Response> {
+pub(super) async fn list_access_policies(
+    State(app): State<Arc<App>>,
+    Path(p): Path<CachePath>,
+) -> Result<Response> {
     list_policies(&app, &p).await
 }
 
@@ -580,7 +650,10 @@ pub(super) async fn list_access_policies(State(app): State<Arc<App>>, Path(p): P
     tag = "AccessPolicy", operation_id = "AccessPolicy_Get", params(CacheParams, ("accessPolicyName" = String, Path), ApiVersion),
     responses((status = 200, description = "The policy", body = ChildResource<ch::AccessPolicyView>),
         (status = 404, description = "No such cache or policy", body = ErrorResponse)))]
-pub(super) async fn get_access_policy(State(app): State<Arc<App>>, Path(p): Path<ChildPath>) -> Result<Response> {
+pub(super) async fn get_access_policy(
+    State(app): State<Arc<App>>,
+    Path(p): Path<ChildPath>,
+) -> Result<Response> {
     get_policy(&app, &p).await
 }
 
@@ -590,14 +663,21 @@ pub(super) async fn get_access_policy(State(app): State<Arc<App>>, Path(p): Path
     responses((status = 200, description = "Replaced", body = ChildResource<ch::AccessPolicyView>),
         (status = 201, description = "Created", body = ChildResource<ch::AccessPolicyView>),
         (status = 400, description = "Invalid rules, or a built-in policy's name", body = ErrorResponse)))]
-pub(super) async fn put_access_policy(State(app): State<Arc<App>>, Path(p): Path<ChildPath>, body: Bytes) -> Result<Response> {
+pub(super) async fn put_access_policy(
+    State(app): State<Arc<App>>,
+    Path(p): Path<ChildPath>,
+    body: Bytes,
+) -> Result<Response> {
     put::<AccessPolicies>(&app, &p, &body).await
 }
 
 #[utoipa::path(delete, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Cache/redis/{name}/accessPolicies/{accessPolicyName}",
     tag = "AccessPolicy", operation_id = "AccessPolicy_Delete", params(CacheParams, ("accessPolicyName" = String, Path), ApiVersion),
     responses((status = 200, description = "Deleted"), (status = 204, description = "There was none")))]
-pub(super) async fn delete_access_policy(State(app): State<Arc<App>>, Path(p): Path<ChildPath>) -> Result<Response> {
+pub(super) async fn delete_access_policy(
+    State(app): State<Arc<App>>,
+    Path(p): Path<ChildPath>,
+) -> Result<Response> {
     delete::<AccessPolicies>(&app, &p).await
 }
 
@@ -605,7 +685,10 @@ pub(super) async fn delete_access_policy(State(app): State<Arc<App>>, Path(p): P
     tag = "PrivateLinkResources", operation_id = "PrivateLinkResources_ListByRedisCache", params(CacheParams, ApiVersion),
     responses((status = 200, description = "The cache's one private link resource", body = ChildList<ch::PrivateLinkResourceProperties>),
         (status = 404, description = "No such cache", body = ErrorResponse)))]
-pub(super) async fn list_private_link_resources(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Result<Response> {
+pub(super) async fn list_private_link_resources(
+    State(app): State<Arc<App>>,
+    Path(p): Path<CachePath>,
+) -> Result<Response> {
     private_link_resources(&app, &p).await
 }
 
@@ -613,7 +696,10 @@ pub(super) async fn list_private_link_resources(State(app): State<Arc<App>>, Pat
     tag = "Redis", operation_id = "Redis_ListUpgradeNotifications", params(CacheParams, ("history" = Option<f64>, Query), ApiVersion),
     responses((status = 200, description = "The maintenance the patch schedule caused", body = ch::NotificationList),
         (status = 404, description = "No such cache", body = ErrorResponse)))]
-pub(super) async fn list_upgrade_notifications(State(app): State<Arc<App>>, Path(p): Path<CachePath>) -> Result<Response> {
+pub(super) async fn list_upgrade_notifications(
+    State(app): State<Arc<App>>,
+    Path(p): Path<CachePath>,
+) -> Result<Response> {
     upgrade_notifications(&app, &p).await
 }
 
@@ -622,7 +708,11 @@ pub(super) async fn list_upgrade_notifications(State(app): State<Arc<App>>, Path
     responses((status = 202, description = "Flushing: follow Azure-AsyncOperation or Location"),
         (status = 404, description = "No such cache", body = ErrorResponse),
         (status = 409, description = "Another change of the cache runs", body = ErrorResponse)))]
-pub(super) async fn flush_cache(State(app): State<Arc<App>>, Path(p): Path<CachePath>, headers: HeaderMap) -> Result<Response> {
+pub(super) async fn flush_cache(
+    State(app): State<Arc<App>>,
+    Path(p): Path<CachePath>,
+    headers: HeaderMap,
+) -> Result<Response> {
     flush(app, &p, &headers).await
 }
 
@@ -704,7 +794,11 @@ pub(super) struct OperationList {
 
 /// What the provider serves, by resource and action (Azure RBAC's operation names).
 const OPERATIONS: &[(&str, &str, &str)] = &[
-    ("redis", "read", "View the cache's settings and configuration"),
+    (
+        "redis",
+        "read",
+        "View the cache's settings and configuration",
+    ),
     ("redis", "write", "Create or change a cache"),
     ("redis", "delete", "Delete a cache"),
     ("redis", "listKeys/action", "View the cache's access keys"),
@@ -713,27 +807,83 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
     ("redis", "export/action", "Export the data to an RDB file"),
     ("redis", "import/action", "Import data from RDB files"),
     ("redis", "flush/action", "Delete every key of the cache"),
-    ("redis", "listUpgradeNotifications/read", "List the cache's maintenance notifications"),
+    (
+        "redis",
+        "listUpgradeNotifications/read",
+        "List the cache's maintenance notifications",
+    ),
     ("redis/firewallRules", "read", "View firewall rules"),
-    ("redis/firewallRules", "write", "Create or change a firewall rule"),
+    (
+        "redis/firewallRules",
+        "write",
+        "Create or change a firewall rule",
+    ),
     ("redis/firewallRules", "delete", "Delete a firewall rule"),
     ("redis/patchSchedules", "read", "View the patch schedule"),
     ("redis/patchSchedules", "write", "Set the patch schedule"),
-    ("redis/patchSchedules", "delete", "Delete the patch schedule"),
+    (
+        "redis/patchSchedules",
+        "delete",
+        "Delete the patch schedule",
+    ),
     ("redis/linkedServers", "read", "View geo-replication links"),
-    ("redis/linkedServers", "write", "Create a geo-replication link"),
-    ("redis/linkedServers", "delete", "Delete a geo-replication link"),
-    ("redis/privateEndpointConnections", "read", "View private endpoint connections"),
-    ("redis/privateEndpointConnections", "write", "Approve or reject a private endpoint connection"),
-    ("redis/privateEndpointConnections", "delete", "Delete a private endpoint connection"),
-    ("redis/privateLinkResources", "read", "View private link resources"),
+    (
+        "redis/linkedServers",
+        "write",
+        "Create a geo-replication link",
+    ),
+    (
+        "redis/linkedServers",
+        "delete",
+        "Delete a geo-replication link",
+    ),
+    (
+        "redis/privateEndpointConnections",
+        "read",
+        "View private endpoint connections",
+    ),
+    (
+        "redis/privateEndpointConnections",
+        "write",
+        "Approve or reject a private endpoint connection",
+    ),
+    (
+        "redis/privateEndpointConnections",
+        "delete",
+        "Delete a private endpoint connection",
+    ),
+    (
+        "redis/privateLinkResources",
+        "read",
+        "View private link resources",
+    ),
     ("redis/accessPolicies", "read", "View access policies"),
-    ("redis/accessPolicies", "write", "Create or change an access policy"),
+    (
+        "redis/accessPolicies",
+        "write",
+        "Create or change an access policy",
+    ),
     ("redis/accessPolicies", "delete", "Delete an access policy"),
-    ("redis/accessPolicyAssignments", "read", "View access policy assignments"),
-    ("redis/accessPolicyAssignments", "write", "Assign an access policy"),
-    ("redis/accessPolicyAssignments", "delete", "Remove an access policy assignment"),
-    ("checkNameAvailability", "action", "Check whether a cache name is available"),
+    (
+        "redis/accessPolicyAssignments",
+        "read",
+        "View access policy assignments",
+    ),
+    (
+        "redis/accessPolicyAssignments",
+        "write",
+        "Assign an access policy",
+    ),
+    (
+        "redis/accessPolicyAssignments",
+        "delete",
+        "Remove an access policy assignment",
+    ),
+    (
+        "checkNameAvailability",
+        "action",
+        "Check whether a cache name is available",
+    ),
     ("operations", "read", "List the provider's operations"),
 ];
 

@@ -143,10 +143,9 @@ pub(super) async fn list_subscriptions(State(app): State<Arc<App>>) -> Response 
 /// caches may be created under any.
 pub(super) async fn get_subscription(Path(sub): Path<String>) -> Result<Response, Failure> {
     if uuid::Uuid::parse_str(&sub).is_err() {
-        return Err(ArmError::not_found(format!(
-            "The subscription '{sub}' could not be found."
-        ))
-        .into());
+        return Err(
+            ArmError::not_found(format!("The subscription '{sub}' could not be found.")).into(),
+        );
     }
     Ok(json(StatusCode::OK, &identity::subscription(&sub)))
 }

@@ -667,7 +667,10 @@ pub fn router(app: Arc<App>) -> Router {
                 .route("/subscriptions", get(login::list_subscriptions))
                 .route("/subscriptions/{sub}", get(login::get_subscription))
                 .route("/tenants", get(login::list_tenants))
-                .layer(middleware::from_fn_with_state(app.clone(), resources_checks)),
+                .layer(middleware::from_fn_with_state(
+                    app.clone(),
+                    resources_checks,
+                )),
         )
         .layer(axum::extract::DefaultBodyLimit::max(BODY_MAX_BYTES))
         // The API's description is public, as Azure's specifications are; so is the
@@ -1884,7 +1887,8 @@ async fn import(
         )
         .into());
     }
-    let account = transfer_account(&app, &req.container)?;
+    let (container, files) = import_source(&req)?;
+    let account = transfer_account(&app, &container)?;
     let imports = app.config.data_dir.join("imports");
     start_transfer(
         &app,
@@ -1898,7 +1902,7 @@ async fn import(
             let result = async {
                 tokio::fs::create_dir_all(&dir).await?;
                 let mut paths = Vec::new();
-                for (i, f) in req.files.iter().enumerate() {
+                for (i, f) in files.iter().enumerate() {
                     let path = dir.join(format!("{i}.rdb"));
                     let mut file = tokio::fs::File::create(&path).await?;
                     t.store.download(f, &mut file).await?;
@@ -1912,6 +1916,35 @@ async fn import(
         },
     )
     .await
+}
+
+/// Where an import's files are: the account named, or the one container their blob SAS
+/// URLs share (Azure's shape).
+fn import_source(req: &ImportParameters) -> Result<(String, Vec<String>)> {
+    if let Some(container) = &req.container {
+        return Ok((container.clone(), req.files.clone()));
+    }
+    let mut container = None;
+    let mut files = Vec::new();
+    for f in &req.files {
+        let (c, blob) = blob::split_blob_sas_url(f).map_err(|e| {
+            Failure(ArmError::bad_request(
+                "InvalidRequestBody",
+                "files",
+                format!("Without a container, files are blob SAS URLs: {e}."),
+            ))
+        })?;
+        if container.get_or_insert_with(|| c.clone()) != &c {
+            return Err(ArmError::bad_request(
+                "InvalidRequestBody",
+                "files",
+                "The files of one import are blobs of one container.",
+            )
+            .into());
+        }
+        files.push(blob);
+    }
+    Ok((container.unwrap_or_default(), files))
 }
 
 /// Most RDB blobs one import loads.

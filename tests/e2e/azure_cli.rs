@@ -1,0 +1,357 @@
+//! The Azure CLI (azure-cli from PyPI, unmodified) against `cacheplane serve` over HTTPS:
+//! it registers serve as a cloud, logs in with the service principal at serve's token
+//! endpoint, and runs the `az redis` commands people use, each checked on the CLI's JSON
+//! output, with redis-cli reaching the cache over TLS with the key the CLI listed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::harness::{TempDir, free_port, run_python};
+use crate::serve::{ControlPlane, TOKEN};
+
+const TENANT: &str = serve::identity::TENANT_ID;
+const SUBSCRIPTION: &str = serve::identity::SUBSCRIPTION_ID;
+
+/// `az` with its own configuration directory, trusting serve's local CA.
+struct Az {
+    bin: String,
+    config: PathBuf,
+    ca: PathBuf,
+}
+
+impl Az {
+    fn new(dir: &Path, ca: PathBuf) -> Az {
+        Az {
+            bin: std::env::var("CACHEPLANE_TEST_AZ")
+                .expect("CACHEPLANE_TEST_AZ: run scripts/test.sh"),
+            config: dir.join("az"),
+            ca,
+        }
+    }
+
+    /// Runs `az args -o json`; its output, or the failure with what it printed.
+    fn try_run(&self, args: &[&str]) -> Result<Value, String> {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .args(["-o", "json", "--only-show-errors"])
+            .env("AZURE_CONFIG_DIR", &self.config)
+            .env("AZURE_CORE_INSTANCE_DISCOVERY", "false")
+            .env("AZURE_CORE_COLLECT_TELEMETRY", "false")
+            .env("AZURE_CORE_NO_COLOR", "true")
+            .env("REQUESTS_CA_BUNDLE", &self.ca)
+            .output()
+            .expect("run az");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            return Err(format!(
+                "az {} failed:\n{stdout}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        if stdout.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&stdout).map_err(|e| format!("az {}: {e}: {stdout}", args.join(" ")))
+    }
+
+    fn run(&self, args: &[&str]) -> Value {
+        self.try_run(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// redis-cli over TLS with `key`: its exit status and output.
+fn redis_cli(ca: &Path, port: u64, key: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("redis-cli")
+        .args(["--tls", "--cacert", ca.to_str().unwrap(), "-h", "127.0.0.1"])
+        .args(["-p", &port.to_string(), "-a", key, "--no-auth-warning"])
+        .args(args)
+        .output()
+        .expect("run redis-cli");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}
+
+#[test]
+fn the_azure_cli_logs_in_and_manages_a_cache_over_https() {
+    let data = TempDir::new("azure-cli");
+    let port = free_port();
+    let _cp = ControlPlane::start_with(data.path(), port, &["--tls"]);
+    let ca = data.path().join("tls").join("ca.pem");
+    let az = Az::new(data.path(), ca.clone());
+    let azurite = std::env::var("CACHEPLANE_TEST_AZURITE")
+        .expect("CACHEPLANE_TEST_AZURITE: run scripts/test.sh");
+
+    // Log in: serve is the cloud's resource manager and its login endpoint.
+    let endpoint = format!("https://127.0.0.1:{port}/");
+    az.run(&[
+        "cloud",
+        "register",
+        "-n",
+        "cacheplane",
+        "--endpoint-resource-manager",
+        &endpoint,
+    ]);
+    az.run(&["cloud", "set", "-n", "cacheplane"]);
+    let wrong = az.try_run(&[
+        "login",
+        "--service-principal",
+        "-u",
+        "cacheplane",
+        "-p",
+        "not-the-token",
+        "--tenant",
+        TENANT,
+    ]);
+    assert!(wrong.is_err(), "a wrong secret logged in: {wrong:?}");
+    let accounts = az.run(&[
+        "login",
+        "--service-principal",
+        "-u",
+        "cacheplane",
+        "-p",
+        TOKEN,
+        "--tenant",
+        TENANT,
+    ]);
+    let account = accounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == SUBSCRIPTION)
+        .unwrap_or_else(|| panic!("{accounts}"));
+    assert_eq!(account["tenantId"], TENANT);
+    assert_eq!(account["user"]["type"], "servicePrincipal");
+
+    // Create a Premium cache with RDB persistence to Azurite.
+    let config = json!({
+        "rdb-backup-enabled": "true",
+        "rdb-backup-frequency": "15",
+        "rdb-storage-connection-string": azurite,
+    })
+    .to_string();
+    let g = ["-g", "rg-cli", "-n", "clicache"];
+    let created = az.run(
+        &[
+            &["redis", "create"][..],
+            &g,
+            &[
+                "-l",
+                "westeurope",
+                "--sku",
+                "Premium",
+                "--vm-size",
+                "p1",
+                "--redis-configuration",
+                &config,
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(created["provisioningState"], "Succeeded", "{created}");
+    assert_eq!(created["type"], "Microsoft.Cache/Redis");
+    assert_eq!(created["sku"]["name"], "Premium");
+    assert_eq!(created["redisConfiguration"]["rdbBackupEnabled"], "true");
+    assert!(
+        created["redisConfiguration"]["rdbStorageConnectionString"].is_null(),
+        "secrets stay write-only"
+    );
+
+    let shown = az.run(&[&["redis", "show"][..], &g].concat());
+    assert_eq!(shown["name"], "clicache");
+    assert_eq!(shown["hostName"], "127.0.0.1");
+    let ssl_port = shown["sslPort"].as_u64().unwrap();
+    let listed = az.run(&["redis", "list", "-g", "rg-cli"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["name"], "clicache");
+
+    let keys = az.run(&[&["redis", "list-keys"][..], &g].concat());
+    let primary = keys["primaryKey"].as_str().unwrap().to_string();
+    assert_eq!(
+        redis_cli(&ca, ssl_port, &primary, &["SET", "greeting", "hello"]).1,
+        "OK"
+    );
+
+    let regenerated = az.run(
+        &[
+            &["redis", "regenerate-keys"][..],
+            &g,
+            &["--key-type", "Primary"],
+        ]
+        .concat(),
+    );
+    let new_primary = regenerated["primaryKey"].as_str().unwrap().to_string();
+    assert_ne!(new_primary, primary);
+    assert_ne!(
+        redis_cli(&ca, ssl_port, &primary, &["PING"]).1,
+        "PONG",
+        "the old key still opens the cache"
+    );
+    assert_eq!(
+        redis_cli(&ca, ssl_port, &new_primary, &["GET", "greeting"]).1,
+        "hello"
+    );
+
+    // `az redis update` is a GET, then a PATCH of what it read: without changes, nothing
+    // changes.
+    let before = az.run(&[&["redis", "show"][..], &g].concat());
+    az.run(&[&["redis", "update"][..], &g].concat());
+    let after = az.run(&[&["redis", "show"][..], &g].concat());
+    assert_eq!(before, after, "a GET -> PATCH round trip changed the cache");
+    az.run(
+        &[
+            &["redis", "update"][..],
+            &g,
+            &["--set", "redisConfiguration.maxmemory-policy=allkeys-lru"],
+        ]
+        .concat(),
+    );
+    let updated = az.run(&[&["redis", "show"][..], &g].concat());
+    assert_eq!(
+        updated["redisConfiguration"]["maxmemoryPolicy"], "allkeys-lru",
+        "{updated}"
+    );
+    let (_, info) = redis_cli(&ca, ssl_port, &new_primary, &["INFO", "memory"]);
+    assert!(info.contains("maxmemory_policy:allkeys-lru"), "{info}");
+
+    let rebooted = az.run(
+        &[
+            &["redis", "force-reboot"][..],
+            &g,
+            &["--reboot-type", "AllNodes"],
+        ]
+        .concat(),
+    );
+    assert!(
+        rebooted["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Rebooted AllNodes"),
+        "{rebooted}"
+    );
+    assert_eq!(redis_cli(&ca, ssl_port, &new_primary, &["PING"]).1, "PONG");
+
+    // Firewall rules: one that leaves out 127.0.0.1 shuts redis-cli out; one that lets it
+    // in, or removing the first, opens the cache again.
+    let rule = az.run(
+        &[
+            &["redis", "firewall-rules", "create"][..],
+            &g,
+            &[
+                "--rule-name",
+                "office",
+                "--start-ip",
+                "10.0.0.1",
+                "--end-ip",
+                "10.0.0.255",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(rule["startIp"], "10.0.0.1");
+    assert_eq!(rule["type"], "Microsoft.Cache/Redis/firewallRules");
+    let rules = az.run(&[&["redis", "firewall-rules", "list"][..], &g].concat());
+    assert_eq!(rules.as_array().unwrap().len(), 1, "{rules}");
+    let (ok, out) = redis_cli(&ca, ssl_port, &new_primary, &["PING"]);
+    assert!(
+        !ok && out != "PONG",
+        "a client outside every rule got in: {out}"
+    );
+    az.run(
+        &[
+            &["redis", "firewall-rules", "create"][..],
+            &g,
+            &[
+                "--rule-name",
+                "local",
+                "--start-ip",
+                "127.0.0.1",
+                "--end-ip",
+                "127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(redis_cli(&ca, ssl_port, &new_primary, &["PING"]).1, "PONG");
+    az.run(
+        &[
+            &["redis", "firewall-rules", "delete"][..],
+            &g,
+            &["--rule-name", "local"],
+        ]
+        .concat(),
+    );
+    assert_ne!(redis_cli(&ca, ssl_port, &new_primary, &["PING"]).1, "PONG");
+    az.run(
+        &[
+            &["redis", "firewall-rules", "delete"][..],
+            &g,
+            &["--rule-name", "office"],
+        ]
+        .concat(),
+    );
+    assert_eq!(redis_cli(&ca, ssl_port, &new_primary, &["PING"]).1, "PONG");
+
+    // The patch schedule (its windows reboot the cache: see the API test).
+    let entries = r#"[{"dayOfWeek":"Sunday","startHourUtc":"3","maintenanceWindow":"PT6H"}]"#;
+    let schedule = az.run(
+        &[
+            &["redis", "patch-schedule", "create"][..],
+            &g,
+            &["--schedule-entries", entries],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        schedule["scheduleEntries"][0]["dayOfWeek"], "Sunday",
+        "{schedule}"
+    );
+    let schedule = az.run(&[&["redis", "patch-schedule", "show"][..], &g].concat());
+    assert_eq!(schedule["name"], "default");
+    assert_eq!(schedule["scheduleEntries"][0]["startHourUtc"], 3);
+    // The SDK reads the ISO 8601 duration as a time span.
+    assert_eq!(
+        schedule["scheduleEntries"][0]["maintenanceWindow"],
+        "6:00:00"
+    );
+
+    // Export to a container SAS URL, import from a blob SAS URL, as Azure takes them.
+    let container = run_python("container_sas.py", &[&azurite, "cacheplane"]);
+    let container = container.trim();
+    // (The reboot lost the data: no snapshot had been taken yet.)
+    assert_eq!(
+        redis_cli(&ca, ssl_port, &new_primary, &["SET", "greeting", "hello"]).1,
+        "OK"
+    );
+    let prefix = format!("cli-export-{}", std::process::id());
+    az.run(
+        &[
+            &["redis", "export"][..],
+            &g,
+            &["--prefix", &prefix, "--container", container],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        redis_cli(&ca, ssl_port, &new_primary, &["SET", "greeting", "changed"]).1,
+        "OK"
+    );
+    let (base, sas) = container.split_once('?').unwrap();
+    let blob = format!("{base}/{prefix}?{sas}");
+    az.run(&[&["redis", "import"][..], &g, &["--files", &blob, "--yes"]].concat());
+    assert_eq!(
+        redis_cli(&ca, ssl_port, &new_primary, &["GET", "greeting"]).1,
+        "hello"
+    );
+
+    az.run(&[&["redis", "flush"][..], &g, &["--yes"]].concat());
+    assert_eq!(redis_cli(&ca, ssl_port, &new_primary, &["DBSIZE"]).1, "0");
+
+    az.run(&[&["redis", "delete"][..], &g, &["--yes"]].concat());
+    let listed = az.run(&["redis", "list", "-g", "rg-cli"]);
+    assert_eq!(listed, json!([]));
+}

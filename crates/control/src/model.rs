@@ -274,7 +274,8 @@ pub struct RedisProperties {
     pub linked_servers: Vec<ResourceRef>,
     pub instances: Vec<RedisInstance>,
     pub private_endpoint_connections: Vec<ResourceRef>,
-    /// Always null: keys come from `listKeys`.
+    /// Never present: keys come from `listKeys`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub access_keys: Option<AccessKeys>,
     /// cacheplane's extension: what soft delete or versioning on the cache's storage
     /// accounts is costing, with numbers (empty when nothing is retained).

@@ -789,6 +789,7 @@ pub(super) struct OperationDisplay {
 #[serde(rename_all = "camelCase")]
 pub(super) struct OperationList {
     value: Vec<ProviderOperation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     next_link: Option<String>,
 }
 

@@ -570,8 +570,8 @@ mod tests {
         assert_eq!(c, "https://acct.blob.core.windows.net/exports?sv=1&sig=z");
         assert_eq!(b, "x/y.rdb");
         let (c, b) =
-            split_blob_sas_url("http://127.0.0.1:10000/devstoreaccount1/c1/a.rdb?sig=z").unwrap();
-        assert_eq!(c, "http://127.0.0.1:10000/devstoreaccount1/c1?sig=z");
+            split_blob_sas_url("http://127.0.0.1:10000/devstoreaccount1/box/a.rdb?sig=z").unwrap();
+        assert_eq!(c, "http://127.0.0.1:10000/devstoreaccount1/box?sig=z");
         assert_eq!(b, "a.rdb");
         for bad in [
             "https://acct.blob.core.windows.net/exports?sig=z",

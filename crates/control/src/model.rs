@@ -87,6 +87,8 @@ pub struct UpdateProperties {
     pub enable_non_ssl_port: Option<bool>,
     pub minimum_tls_version: Option<String>,
     pub public_network_access: Option<String>,
+    /// Checked as on create; caches keep running (and reporting) 7.0.
+    pub redis_version: Option<String>,
 }
 
 /// `provisioningState` values.

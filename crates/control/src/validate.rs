@@ -81,6 +81,34 @@ pub fn minimum_tls_version(v: Option<&str>) -> Result<(), ArmError> {
     }
 }
 
+/// `redisVersion` as Azure takes it: `latest`, or `major[.minor]`. Every cache runs Redis
+/// 7.0 and reports it; asking for an older version (Azure's 4 and 6) is accepted and
+/// served by 7.0, which speaks their protocol; a newer one is refused.
+pub fn redis_version(v: Option<&str>) -> Result<(), ArmError> {
+    let Some(v) = v else { return Ok(()) };
+    if v.eq_ignore_ascii_case("latest") {
+        return Ok(());
+    }
+    let (major, minor) = v.split_once('.').unwrap_or((v, "0"));
+    let number = |s: &str| !s.is_empty() && s.len() <= 3 && s.bytes().all(|b| b.is_ascii_digit());
+    if !number(major) || !number(minor) {
+        return Err(ArmError::bad_request(
+            "InvalidRedisVersion",
+            "properties.redisVersion",
+            format!("redisVersion '{v}' is not 'latest' or a version such as '6' or '7.0'."),
+        ));
+    }
+    let asked = (major.parse::<u32>().unwrap_or(0), minor.parse::<u32>().unwrap_or(0));
+    if asked > (7, 0) {
+        return Err(ArmError::bad_request(
+            "InvalidRedisVersion",
+            "properties.redisVersion",
+            format!("redisVersion '{v}' is not available: caches here run Redis 7.0."),
+        ));
+    }
+    Ok(())
+}
+
 pub fn cache_name(name: &str) -> Result<(), ArmError> {
     let ok = !name.is_empty()
         && name.len() <= NAME_LEN_MAX
@@ -239,6 +267,16 @@ pub fn persistence(sku: &Sku, config: &BTreeMap<String, String>) -> Result<Persi
 
 #[cfg(test)]
 pub(crate) mod tests {
+
+    #[test]
+    fn redis_versions_up_to_the_one_served_are_taken() {
+        for ok in [None, Some("latest"), Some("Latest"), Some("4"), Some("6"), Some("6.0"), Some("7.0")] {
+            assert!(redis_version(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["7.2", "8", "six", "", "6.", "7.0.15"] {
+            assert!(redis_version(Some(bad)).is_err(), "{bad}");
+        }
+    }
     use super::*;
 
     fn premium() -> Sku {

@@ -1277,6 +1277,7 @@ async fn put_cache(
     let mut params: CreateParameters = parse_body(&body)?;
     control::validate::location(&params.location)?;
     control::validate::minimum_tls_version(params.properties.minimum_tls_version.as_deref())?;
+    control::validate::redis_version(params.properties.redis_version.as_deref())?;
     control::validate::sku(&params.properties.sku)?;
     control::memory::accept(&mut params.properties.redis_configuration)?;
     control::memory::settle(
@@ -1456,6 +1457,7 @@ async fn patch_cache(
     }
     let props = params.properties;
     control::validate::minimum_tls_version(props.minimum_tls_version.as_deref())?;
+    control::validate::redis_version(props.redis_version.as_deref())?;
     let before = cache.clone();
     let mut given = props.redis_configuration.unwrap_or_default();
     control::memory::accept(&mut given)?;

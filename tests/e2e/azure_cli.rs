@@ -383,3 +383,216 @@ fn the_specifications_examples_are_accepted_and_answered_in_its_schema() {
     );
     assert!(out.contains("46 of 46 examples passed"), "{out}");
 }
+
+/// A maintenance window of the patch schedule reboots the cache when it opens on the
+/// cache's clock (`cacheplane-time-scale`: a day a second here), with persistence's
+/// consequences, and listUpgradeNotifications reports it; child resources refuse what
+/// Azure refuses; tokens of the local token endpoint open the API, others do not.
+#[test]
+fn patch_windows_reboot_the_cache_and_child_resources_are_checked() {
+    use crate::serve::{cache_url, call, create, premium, reconnect, redis, wait_operation};
+    use reqwest::Method;
+
+    let data = TempDir::new("patching");
+    let cp = ControlPlane::start(data.path(), free_port());
+    let (cache, key) = create(&cp, "patched", premium(json!({})));
+    let url = cache_url(&cp, "patched");
+    let port = cache["properties"]["port"].as_u64().unwrap() as u16;
+
+    // Patch schedules: only `default`, hours of the day, windows of five hours or more.
+    for (name, entry) in [
+        ("weekly", json!({"dayOfWeek": "Monday", "startHourUtc": 1})),
+        (
+            "default",
+            json!({"dayOfWeek": "Monday", "startHourUtc": 24}),
+        ),
+        (
+            "default",
+            json!({"dayOfWeek": "Someday", "startHourUtc": 1}),
+        ),
+        (
+            "default",
+            json!({"dayOfWeek": "Monday", "startHourUtc": 1, "maintenanceWindow": "PT1H"}),
+        ),
+    ] {
+        let (status, _, body) = call(
+            Method::PUT,
+            &format!("{url}/patchSchedules/{name}"),
+            Some(json!({"properties": {"scheduleEntries": [entry]}})),
+        );
+        assert_eq!(status, 400, "{name} {entry}: {body}");
+    }
+    let (status, _, schedule) = call(
+        Method::PUT,
+        &format!("{url}/patchSchedules/default"),
+        Some(
+            json!({"properties": {"scheduleEntries": [{"dayOfWeek": "Everyday", "startHourUtc": 0}]}}),
+        ),
+    );
+    assert_eq!(status, 201, "{schedule}");
+    assert_eq!(
+        schedule["properties"]["scheduleEntries"][0]["maintenanceWindow"],
+        "PT5H"
+    );
+    let (_, _, notes) = call(
+        Method::GET,
+        &format!("{url}/listUpgradeNotifications"),
+        None,
+    );
+    assert_eq!(notes["value"], json!([]), "no window has opened yet");
+
+    // A day a second: the next midnight comes within seconds, and reboots the cache.
+    let (status, headers, body) = call(
+        Method::PATCH,
+        &url,
+        Some(json!({"properties": {"redisConfiguration": {"cacheplane-time-scale": "86400"}}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(wait_operation(&headers), "Succeeded");
+    let mut conn = reconnect(port, &key);
+    assert_eq!(
+        conn.cmd(&["SET", "before-patching", "1"]),
+        crate::harness::ok()
+    );
+    let notes = crate::harness::poll(
+        "a maintenance window",
+        std::time::Duration::from_secs(60),
+        || {
+            let (_, _, notes) = call(
+                Method::GET,
+                &format!("{url}/listUpgradeNotifications"),
+                None,
+            );
+            match notes["value"].as_array() {
+                Some(v) if !v.is_empty() => Ok(notes),
+                _ => Err(notes.to_string()),
+            }
+        },
+    );
+    let name = notes["value"][0]["name"].as_str().unwrap();
+    assert!(
+        name.contains("no persistence, so its data was lost"),
+        "{notes}"
+    );
+    assert!(
+        notes["value"][0]["upsellNotification"]["windowStart"]
+            .as_str()
+            .unwrap()
+            .ends_with("T00:00:00+00:00"),
+        "{notes}"
+    );
+    let mut conn = redis(port, &key);
+    assert_eq!(
+        conn.cmd(&["EXISTS", "before-patching"]),
+        resp::Frame::Integer(0)
+    );
+    let (status, _, _) = call(
+        Method::DELETE,
+        &format!("{url}/patchSchedules/default"),
+        None,
+    );
+    assert_eq!(status, 200);
+
+    // Firewall rules: IPv4 ranges in order, named with letters, digits and underscores.
+    for (name, start, end) in [
+        ("backwards", "10.0.0.9", "10.0.0.1"),
+        ("ipv6", "fe80::1", "fe80::2"),
+        ("dash-name", "10.0.0.1", "10.0.0.2"),
+    ] {
+        let (status, _, body) = call(
+            Method::PUT,
+            &format!("{url}/firewallRules/{name}"),
+            Some(json!({"properties": {"startIP": start, "endIP": end}})),
+        );
+        assert_eq!(status, 400, "{name}: {body}");
+    }
+    let (status, _, _) = call(Method::DELETE, &format!("{url}/firewallRules/none"), None);
+    assert_eq!(status, 204, "deleting what is not there");
+
+    // Links need another Premium cache; policies their rules; assignments a policy.
+    let self_id = cache["id"].as_str().unwrap();
+    let (status, _, body) = call(
+        Method::PUT,
+        &format!("{url}/linkedServers/me"),
+        Some(
+            json!({"properties": {"linkedRedisCacheId": self_id, "linkedRedisCacheLocation": "westeurope", "serverRole": "Secondary"}}),
+        ),
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = call(
+        Method::PUT,
+        &format!("{url}/accessPolicies/readers"),
+        Some(json!({"properties": {"permissions": "read everything"}})),
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = call(
+        Method::PUT,
+        &format!("{url}/accessPolicyAssignments/app1"),
+        Some(
+            json!({"properties": {"objectId": "6497c918-11ad-41e7-1b0f-7c518a87d0b0", "objectIdAlias": "app", "accessPolicyName": "nobody"}}),
+        ),
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = call(
+        Method::PUT,
+        &format!("{url}/accessPolicyAssignments/app1"),
+        Some(
+            json!({"properties": {"objectId": "6497c918-11ad-41e7-1b0f-7c518a87d0b0", "objectIdAlias": "app", "accessPolicyName": "Data Reader"}}),
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        body["properties"]["cacheplaneNotice"]
+            .as_str()
+            .unwrap()
+            .contains("not emulated")
+    );
+
+    // checkNameAvailability: taken, free, invalid.
+    let check = format!(
+        "{}/subscriptions/sub-1/providers/Microsoft.Cache/CheckNameAvailability",
+        cp.base
+    );
+    for (name, expected) in [("patched", 409), ("free-name", 200), ("-bad-", 400)] {
+        let (status, _, body) = call(
+            Method::POST,
+            &check,
+            Some(json!({"name": name, "type": "Microsoft.Cache/redis"})),
+        );
+        assert_eq!(status, expected, "{name}: {body}");
+    }
+
+    // The token endpoint: the service principal's secret is the management token.
+    let token_url = format!("{}/{TENANT}/oauth2/v2.0/token", cp.base);
+    let token = |secret: &str| {
+        crate::serve::client()
+            .post(&token_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "grant_type=client_credentials&client_id=cacheplane&client_secret={secret}\
+                 &scope=https%3A%2F%2Fmanagement.azure.com%2F.default"
+            ))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(token("guess").status().as_u16(), 401);
+    let issued: Value = token(TOKEN).json().unwrap();
+    let access = issued["access_token"].as_str().unwrap();
+    let list = format!(
+        "{}/subscriptions/sub-1/providers/Microsoft.Cache/redis?api-version=2024-11-01",
+        cp.base
+    );
+    let with = |t: &str| {
+        crate::serve::client()
+            .get(&list)
+            .bearer_auth(t)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(with(access), 200);
+    let mut tampered = access.to_string();
+    tampered.pop();
+    assert_eq!(with(&tampered), 401);
+}

@@ -98,7 +98,10 @@ pub fn redis_version(v: Option<&str>) -> Result<(), ArmError> {
             format!("redisVersion '{v}' is not 'latest' or a version such as '6' or '7.0'."),
         ));
     }
-    let asked = (major.parse::<u32>().unwrap_or(0), minor.parse::<u32>().unwrap_or(0));
+    let asked = (
+        major.parse::<u32>().unwrap_or(0),
+        minor.parse::<u32>().unwrap_or(0),
+    );
     if asked > (7, 0) {
         return Err(ArmError::bad_request(
             "InvalidRedisVersion",
@@ -270,7 +273,15 @@ pub(crate) mod tests {
 
     #[test]
     fn redis_versions_up_to_the_one_served_are_taken() {
-        for ok in [None, Some("latest"), Some("Latest"), Some("4"), Some("6"), Some("6.0"), Some("7.0")] {
+        for ok in [
+            None,
+            Some("latest"),
+            Some("Latest"),
+            Some("4"),
+            Some("6"),
+            Some("6.0"),
+            Some("7.0"),
+        ] {
             assert!(redis_version(ok).is_ok(), "{ok:?}");
         }
         for bad in ["7.2", "8", "six", "", "6.", "7.0.15"] {

@@ -350,8 +350,12 @@ impl NodeControl {
             let args = [bytes::Bytes::from_static(b"FLUSHALL")];
             // No client runs it: the keyspace does, logging it for the AOF as it logs a
             // client's.
-            keyspace::execute(spec, &mut keyspace::Ctx::new(&mut st.ks, 0, &mut out), &args)
-                .map_err(|e| anyhow::anyhow!("FLUSHALL: {e}"))?;
+            keyspace::execute(
+                spec,
+                &mut keyspace::Ctx::new(&mut st.ks, 0, &mut out),
+                &args,
+            )
+            .map_err(|e| anyhow::anyhow!("FLUSHALL: {e}"))?;
             st.handle_touched();
             st.feed_aof()
         };

@@ -572,66 +572,54 @@ pub fn router(app: Arc<App>) -> Router {
             &format!("{cache}/privateLinkResources"),
             get(children::list_private_link_resources),
         )
-        .route(
-            &format!("{cache}/firewallRules"),
+        .merge(child_routes(
+            cache,
+            "firewallRules",
             get(children::list_firewall_rules),
-        )
-        .route(
-            &format!("{cache}/firewallRules/{{child}}"),
             get(children::get_firewall_rule)
                 .put(children::put_firewall_rule)
                 .delete(children::delete_firewall_rule),
-        )
-        .route(
-            &format!("{cache}/patchSchedules"),
+        ))
+        .merge(child_routes(
+            cache,
+            "patchSchedules",
             get(children::list_patch_schedules),
-        )
-        .route(
-            &format!("{cache}/patchSchedules/{{child}}"),
             get(children::get_patch_schedule)
                 .put(children::put_patch_schedule)
                 .delete(children::delete_patch_schedule),
-        )
-        .route(
-            &format!("{cache}/linkedServers"),
+        ))
+        .merge(child_routes(
+            cache,
+            "linkedServers",
             get(children::list_linked_servers),
-        )
-        .route(
-            &format!("{cache}/linkedServers/{{child}}"),
             get(children::get_linked_server)
                 .put(children::put_linked_server)
                 .delete(children::delete_linked_server),
-        )
-        .route(
-            &format!("{cache}/privateEndpointConnections"),
+        ))
+        .merge(child_routes(
+            cache,
+            "privateEndpointConnections",
             get(children::list_private_endpoint_connections),
-        )
-        .route(
-            &format!("{cache}/privateEndpointConnections/{{child}}"),
             get(children::get_private_endpoint_connection)
                 .put(children::put_private_endpoint_connection)
                 .delete(children::delete_private_endpoint_connection),
-        )
-        .route(
-            &format!("{cache}/accessPolicies"),
+        ))
+        .merge(child_routes(
+            cache,
+            "accessPolicies",
             get(children::list_access_policies),
-        )
-        .route(
-            &format!("{cache}/accessPolicies/{{child}}"),
             get(children::get_access_policy)
                 .put(children::put_access_policy)
                 .delete(children::delete_access_policy),
-        )
-        .route(
-            &format!("{cache}/accessPolicyAssignments"),
+        ))
+        .merge(child_routes(
+            cache,
+            "accessPolicyAssignments",
             get(children::list_access_policy_assignments),
-        )
-        .route(
-            &format!("{cache}/accessPolicyAssignments/{{child}}"),
             get(children::get_access_policy_assignment)
                 .put(children::put_access_policy_assignment)
                 .delete(children::delete_access_policy_assignment),
-        )
+        ))
         .route(
             "/subscriptions/{sub}/providers/Microsoft.Cache/CheckNameAvailability",
             post(children::check_name_availability),
@@ -695,6 +683,18 @@ pub fn router(app: Arc<App>) -> Router {
             utoipa_swagger_ui::SwaggerUi::new("/docs")
                 .config(utoipa_swagger_ui::Config::from("/openapi.json")),
         )
+}
+
+/// A kind of child resource's two routes: its list, and one child by name.
+fn child_routes(
+    cache: &str,
+    segment: &str,
+    list: axum::routing::MethodRouter<Arc<App>>,
+    item: axum::routing::MethodRouter<Arc<App>>,
+) -> Router<Arc<App>> {
+    Router::new()
+        .route(&format!("{cache}/{segment}"), list)
+        .route(&format!("{cache}/{segment}/{{child}}"), item)
 }
 
 /// The request with runs of `/` in its path made one, as ARM's front door does.

@@ -519,6 +519,43 @@ fn patch_windows_reboot_the_cache_and_child_resources_are_checked() {
         ),
     );
     assert_eq!(status, 400, "{body}");
+    // A link shows at both ends, and goes from both; so when its partner is deleted.
+    let (partner, _) = create(&cp, "partner", premium(json!({})));
+    let partner_url = cache_url(&cp, "partner");
+    let link = json!({"properties": {"linkedRedisCacheId": partner["id"], "linkedRedisCacheLocation": "westeurope", "serverRole": "Secondary"}});
+    let (status, _, body) = call(
+        Method::PUT,
+        &format!("{url}/linkedServers/partner"),
+        Some(link.clone()),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (_, _, other_end) = call(Method::GET, &format!("{partner_url}/linkedServers"), None);
+    assert_eq!(other_end["value"][0]["name"], "patched", "{other_end}");
+    assert_eq!(other_end["value"][0]["properties"]["serverRole"], "Primary");
+    let (status, _, _) = call(
+        Method::DELETE,
+        &format!("{url}/linkedServers/partner"),
+        None,
+    );
+    assert_eq!(status, 200);
+    let (_, _, other_end) = call(Method::GET, &format!("{partner_url}/linkedServers"), None);
+    assert_eq!(other_end["value"], json!([]));
+    let (status, _, _) = call(
+        Method::PUT,
+        &format!("{url}/linkedServers/partner"),
+        Some(link),
+    );
+    assert_eq!(status, 201);
+    let (status, headers, _) = call(Method::DELETE, &partner_url, None);
+    assert_eq!(status, 202);
+    assert_eq!(wait_operation(&headers), "Succeeded");
+    let (_, _, links) = call(Method::GET, &format!("{url}/linkedServers"), None);
+    assert_eq!(
+        links["value"],
+        json!([]),
+        "a link to a deleted cache stayed"
+    );
+
     let (status, _, body) = call(
         Method::PUT,
         &format!("{url}/accessPolicies/readers"),

@@ -43,6 +43,35 @@ pub(super) trait Kind: 'static {
     fn view(app: &App, cache: &Cache, stored: &Self::Stored) -> Self::View;
     /// Whether the running node takes the children at once (the firewall).
     const LIVE: bool = false;
+    /// The child another cache gets (or loses) with this one, as `(its cache's id, name,
+    /// value)`: a link's other end.
+    fn counterpart(
+        _cache: &Cache,
+        _stored: &Self::Stored,
+    ) -> Option<(String, String, Self::Stored)> {
+        None
+    }
+}
+
+/// Puts (`Some`) or removes (`None`) the counterpart of a child in its cache.
+fn mirror<K: Kind>(
+    store: &mut control::store::ResourceStore,
+    counterpart: Option<(String, String, K::Stored)>,
+    put: bool,
+) -> std::result::Result<(), super::Failure> {
+    let Some((id, name, value)) = counterpart else {
+        return Ok(());
+    };
+    let Some(mut other) = store.get(&id).cloned() else {
+        return Ok(());
+    };
+    let map = K::map(&mut other.children);
+    if put {
+        map.insert(name, value);
+    } else if let Some(n) = ch::stored_name(map, &name) {
+        map.remove(&n);
+    }
+    store.put(other).map_err(internal)
 }
 
 #[derive(Deserialize)]
@@ -107,8 +136,9 @@ pub(super) async fn put<K: Kind>(app: &App, p: &ChildPath, body: &Bytes) -> Resu
         ch::check_room(map, &p.child, K::SEGMENT)?;
         let existing = ch::stored_name(map, &p.child);
         let name = existing.clone().unwrap_or_else(|| p.child.clone());
-        map.insert(name.clone(), value);
+        map.insert(name.clone(), value.clone());
         store.put(cache.clone()).map_err(internal)?;
+        mirror::<K>(&mut store, K::counterpart(&cache, &value), true)?;
         (cache, name, existing.is_none())
     };
     apply_live::<K>(app, &cache).await;
@@ -129,8 +159,9 @@ pub(super) async fn delete<K: Kind>(app: &App, p: &ChildPath) -> Result<Response
         let mut cache = store.get(&id).cloned().ok_or_else(|| not_found(&p.cache))?;
         let map = K::map(&mut cache.children);
         let removed = ch::stored_name(map, &p.child).and_then(|n| map.remove(&n));
-        if removed.is_some() {
+        if let Some(value) = &removed {
             store.put(cache.clone()).map_err(internal)?;
+            mirror::<K>(&mut store, K::counterpart(&cache, value), false)?;
         }
         (cache, removed.is_some())
     };
@@ -287,9 +318,24 @@ impl Kind for LinkedServers {
             ..link
         })
     }
-    fn view(app: &App, cache: &Cache, stored: &Self::Stored) -> Self::View {
+    /// The linked cache lists this one in the other role, as Azure shows both ends.
+    fn counterpart(cache: &Cache, stored: &Self::Stored) -> Option<(String, String, Self::Stored)> {
+        let role = match stored.server_role {
+            ch::ServerRole::Primary => ch::ServerRole::Secondary,
+            ch::ServerRole::Secondary => ch::ServerRole::Primary,
+        };
+        Some((
+            stored.linked_redis_cache_id.clone(),
+            cache.name.clone(),
+            ch::LinkedServerProperties {
+                linked_redis_cache_id: cache.id(),
+                linked_redis_cache_location: cache.location.clone(),
+                server_role: role,
+            },
+        ))
+    }
+    fn view(app: &App, _: &Cache, stored: &Self::Stored) -> Self::View {
         let host = app.config.host.clone();
-        let _ = cache;
         ch::LinkedServerView {
             linked_redis_cache_id: stored.linked_redis_cache_id.clone(),
             linked_redis_cache_location: stored.linked_redis_cache_location.clone(),

@@ -1421,7 +1421,31 @@ impl App {
         }
         self.ledgers.lock().expect("ledgers lock").remove(&k);
         self.record_drill(&k, None).await;
-        let removed = self.store.lock().await.remove(&k);
+        let removed = {
+            let mut store = self.store.lock().await;
+            let removed = store.remove(&k);
+            // Links to it go too: a partner must not name a cache that is gone.
+            let partners: Vec<Cache> = store
+                .all()
+                .filter(|c| {
+                    c.children
+                        .linked_servers
+                        .values()
+                        .any(|l| key(&l.linked_redis_cache_id) == k)
+                })
+                .cloned()
+                .collect();
+            for mut partner in partners {
+                partner
+                    .children
+                    .linked_servers
+                    .retain(|_, l| key(&l.linked_redis_cache_id) != k);
+                if let Err(e) = store.put(partner) {
+                    tracing::error!(error = %e, "could not remove a link to a deleted cache");
+                }
+            }
+            removed
+        };
         let error = removed.err().map(|e| ArmError {
             status: 500,
             code: "DeleteFailed",

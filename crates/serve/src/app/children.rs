@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use control::ArmError;
 use control::children::{self as ch, ChildList, ChildResource, Children};
 use control::error::ErrorResponse;
@@ -165,11 +165,12 @@ pub(super) async fn delete<K: Kind>(app: &App, p: &ChildPath) -> Result<Response
         }
         (cache, removed.is_some())
     };
+    // ARM answers deletes with the status alone: 204 when there was nothing to delete.
     if !removed {
-        return Ok(json(StatusCode::NO_CONTENT, &serde_json::Value::Null).into_empty());
+        return Ok(StatusCode::NO_CONTENT.into_response());
     }
     apply_live::<K>(app, &cache).await;
-    Ok(json(StatusCode::OK, &serde_json::Value::Null).into_empty())
+    Ok(StatusCode::OK.into_response())
 }
 
 /// The running node takes a live kind's change at once; the stored record is what the
@@ -181,19 +182,6 @@ async fn apply_live<K: Kind>(app: &App, cache: &Cache) {
         tracing::error!(cache = %cache.id(), error = %e, "the running node did not take the cache's new {}", K::SEGMENT);
     }
 }
-
-trait EmptyBody {
-    fn into_empty(self) -> Response;
-}
-
-impl EmptyBody for Response {
-    /// The status alone, as ARM answers deletes.
-    fn into_empty(self) -> Response {
-        (self.status(), ()).into_response()
-    }
-}
-
-use axum::response::IntoResponse;
 
 // ---- the kinds ----
 

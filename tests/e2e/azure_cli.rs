@@ -633,3 +633,91 @@ fn patch_windows_reboot_the_cache_and_child_resources_are_checked() {
     tampered.pop();
     assert_eq!(with(&tampered), 401);
 }
+
+/// Whether a client connecting from `source` (a loopback address: all of 127/8 is this
+/// machine) to `port` is answered (`Some(first reply)`) or closed at once (`None`).
+fn answered_from(source: &str, port: u16) -> Option<String> {
+    let python = std::env::var("CACHEPLANE_TEST_PYTHON")
+        .expect("CACHEPLANE_TEST_PYTHON: run scripts/test.sh");
+    let script = "import socket, sys\n\
+        s = socket.socket()\n\
+        s.bind((sys.argv[1], 0))\n\
+        s.connect(('127.0.0.1', int(sys.argv[2])))\n\
+        s.settimeout(30)\n\
+        try:\n    s.sendall(b'PING\\r\\n')\n    print(s.recv(100).decode())\n\
+        except OSError:\n    print('')\n";
+    let out = Command::new(python)
+        .args(["-c", script, source, &port.to_string()])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!reply.is_empty()).then_some(reply)
+}
+
+/// Firewall rules under both node runtimes: a client from outside every rule is closed at
+/// accept; in the process runtime loopback (127.0.0.1) stays let in for the node's
+/// supervisor, and the node stays healthy.
+#[test]
+fn firewall_rules_shut_out_other_addresses_under_both_runtimes() {
+    use crate::serve::{cache_url, call, create, premium};
+    use reqwest::Method;
+
+    for runtime in ["in-process", "process"] {
+        let data = TempDir::new("firewall");
+        let cp = ControlPlane::start_with(data.path(), free_port(), &["--node-runtime", runtime]);
+        let (cache, _) = create(&cp, "walled", premium(json!({})));
+        let port = cache["properties"]["port"].as_u64().unwrap() as u16;
+        let url = cache_url(&cp, "walled");
+        assert!(
+            answered_from("127.0.0.2", port).is_some(),
+            "{runtime}: no rules, everyone in"
+        );
+        let (status, _, rule) = call(
+            Method::PUT,
+            &format!("{url}/firewallRules/office"),
+            Some(json!({"properties": {"startIP": "10.0.0.1", "endIP": "10.0.0.255"}})),
+        );
+        assert_eq!(status, 201, "{rule}");
+        assert_eq!(
+            answered_from("127.0.0.2", port),
+            None,
+            "{runtime}: 127.0.0.2 is outside every rule"
+        );
+        let from_loopback = answered_from("127.0.0.1", port);
+        match runtime {
+            "process" => {
+                assert!(
+                    from_loopback.is_some(),
+                    "the supervisor's address stays let in"
+                );
+                assert!(
+                    rule["properties"]["cacheplaneNotice"]
+                        .as_str()
+                        .unwrap()
+                        .contains("127.0.0.1")
+                );
+            }
+            _ => assert_eq!(from_loopback, None),
+        }
+        let (status, _, _) = call(
+            Method::PUT,
+            &format!("{url}/firewallRules/lab"),
+            Some(json!({"properties": {"startIP": "127.0.0.2", "endIP": "127.0.0.2"}})),
+        );
+        assert_eq!(status, 201);
+        assert!(
+            answered_from("127.0.0.2", port).is_some(),
+            "{runtime}: a rule lets it in"
+        );
+        let (_, _, got) = call(Method::GET, &url, None);
+        assert_eq!(
+            got["properties"]["nodeStatus"]["state"], "Running",
+            "{runtime}: {got}"
+        );
+    }
+}

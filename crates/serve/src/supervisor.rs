@@ -221,11 +221,14 @@ fn live_settings(
     let memory = control::memory::resolve(&cache.sku, &cache.redis_configuration)
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let mut settings = memory.node_settings();
-    // A child process is probed and managed over its own ports, from this machine: rules
-    // that shut out 127.0.0.1 would shut out its supervisor too (the API says so).
-    if runtime == NodeRuntime::InProcess {
-        settings.push(("cacheplane-firewall", cache.children.firewall_setting()));
+    let mut firewall = cache.children.firewall_setting();
+    // A child process is probed and managed over its own ports, from this machine: with
+    // rules, loopback stays let in, or its supervisor would be shut out too (the API says
+    // so).
+    if runtime == NodeRuntime::Process && !firewall.is_empty() {
+        firewall.push_str(" 127.0.0.1 ::1");
     }
+    settings.push(("cacheplane-firewall", firewall));
     Ok(settings)
 }
 

@@ -210,7 +210,7 @@ impl Kind for FirewallRules {
         FirewallRuleView {
             rule: stored.clone(),
             cacheplane_notice: (app.config.node_runtime == crate::NodeRuntime::Process)
-                .then(|| "Recorded only: with --node-runtime process the rules are not enforced (the node's supervisor reaches it from this machine).".into()),
+                .then(|| "With --node-runtime process, 127.0.0.1 and ::1 are always let in as well: the node's supervisor reaches it from this machine.".into()),
         }
     }
 }

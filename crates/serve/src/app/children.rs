@@ -53,7 +53,7 @@ pub(super) trait Kind: 'static {
     }
 }
 
-/// Puts (`Some`) or removes (`None`) the counterpart of a child in its cache.
+/// Puts (`put`) or removes a child's counterpart in the other cache, if that cache exists.
 fn mirror<K: Kind>(
     store: &mut control::store::ResourceStore,
     counterpart: Option<(String, String, K::Stored)>,

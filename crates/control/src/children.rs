@@ -584,16 +584,20 @@ pub fn check_permissions(rules: &str) -> Result<(), ArmError> {
     Ok(())
 }
 
-/// The policy named `name` (built-in or stored), as `(type, permissions)`.
-pub fn policy<'a>(children: &'a Children, name: &str) -> Option<(&'static str, &'a str)> {
-    if let Some((_, rules)) = BUILT_IN_POLICIES
+/// The policy named `name` (built-in or stored, without case), as `(its name as held,
+/// type, permissions)`.
+pub fn policy<'a>(children: &'a Children, name: &str) -> Option<(&'a str, &'static str, &'a str)> {
+    if let Some((held, rules)) = BUILT_IN_POLICIES
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
     {
-        return Some(("BuiltIn", rules));
+        return Some((held, "BuiltIn", rules));
     }
-    let stored = stored_name(&children.access_policies, name)?;
-    Some(("Custom", &children.access_policies[&stored].permissions))
+    let (held, stored) = children
+        .access_policies
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+    Some((held, "Custom", &stored.permissions))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -777,7 +781,8 @@ mod tests {
             assert!(check_permissions(bad).is_err(), "{bad}");
         }
         let mut c = Children::default();
-        assert_eq!(policy(&c, "data owner").unwrap().0, "BuiltIn");
+        assert_eq!(policy(&c, "data owner").unwrap().1, "BuiltIn");
+        assert_eq!(policy(&c, "data owner").unwrap().0, "Data Owner");
         c.access_policies.insert(
             "readers".into(),
             AccessPolicyProperties {

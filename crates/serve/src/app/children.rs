@@ -462,18 +462,12 @@ pub(super) async fn list_policies(app: &App, p: &CachePath) -> Result<Response> 
 pub(super) async fn get_policy(app: &App, p: &ChildPath) -> Result<Response> {
     let id = p.cache.id()?;
     let cache = stored(app, &id, &p.cache).await?;
-    let Some((kind, rules)) = ch::policy(&cache.children, &p.child) else {
+    let Some((name, kind, rules)) = ch::policy(&cache.children, &p.child) else {
         return Err(child_not_found::<AccessPolicies>(p).into());
     };
-    let name = ch::BUILT_IN_POLICIES
-        .iter()
-        .map(|(n, _)| n.to_string())
-        .chain(cache.children.access_policies.keys().cloned())
-        .find(|n| n.eq_ignore_ascii_case(&p.child))
-        .unwrap_or_else(|| p.child.clone());
     Ok(json(
         StatusCode::OK,
-        &ChildResource::new(&id, "accessPolicies", &name, policy_view(kind, rules)),
+        &ChildResource::new(&id, "accessPolicies", name, policy_view(kind, rules)),
     ))
 }
 
@@ -514,15 +508,8 @@ pub(super) async fn flush(app: Arc<App>, p: &CachePath, headers: &HeaderMap) -> 
         .new_operation(&cache.location, &p.sub, &k, "flush")
         .await?;
     let worker = app.clone();
-    tokio::spawn(async move {
-        let error = worker.nodes.flush(&k).await.err().map(|e| ArmError {
-            status: 500,
-            code: "FlushFailed",
-            message: format!("The cache could not be flushed: {e:#}"),
-            target: None,
-        });
-        worker.finish_operation(&op, error).await;
-        drop(busy);
+    app.run_operation(op, busy, "FlushFailed", "flush", async move {
+        worker.nodes.flush(&k).await
     });
     let mut response = json(
         StatusCode::ACCEPTED,

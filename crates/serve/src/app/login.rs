@@ -15,20 +15,11 @@ use super::{App, Failure, json};
 use crate::identity::{self, TokenRequest};
 use control::ArmError;
 
-/// `https://host:port` as the caller reached this server.
-pub(super) fn base_url(app: &App, headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    format!("{}://{host}", app.config.scheme())
-}
-
 /// `GET /metadata/endpoints`: what `az cloud register --endpoint-resource-manager` reads.
 pub(super) async fn cloud_metadata(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     json(
         StatusCode::OK,
-        &identity::cloud_metadata(&base_url(&app, &headers)),
+        &identity::cloud_metadata(&app.base_url(&headers)),
     )
 }
 
@@ -44,7 +35,7 @@ pub(super) async fn openid_configuration(
     }
     json(
         StatusCode::OK,
-        &identity::openid_configuration(&base_url(&app, &headers), &tenant),
+        &identity::openid_configuration(&app.base_url(&headers), &tenant),
     )
 }
 
@@ -87,7 +78,7 @@ pub(super) async fn token(
         req.client_secret = secret;
     }
     let now = chrono::Utc::now().timestamp();
-    let issuer = identity::issuer(&base_url(&app, &headers));
+    let issuer = identity::issuer(&app.base_url(&headers));
     match app.identity.issue(&req, &issuer, now) {
         Ok(body) => (
             StatusCode::OK,

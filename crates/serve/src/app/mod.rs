@@ -522,18 +522,46 @@ impl App {
         }
     }
 
+    /// `https://host:port` as the caller reached this server.
+    fn base_url(&self, headers: &HeaderMap) -> String {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        format!("{}://{host}", self.config.scheme())
+    }
+
+    /// Runs `work` as the operation `op` in the background: its error (`code`, "The
+    /// {what} failed: ...") or success settles the operation, then the cache's claim goes.
+    fn run_operation(
+        self: &Arc<Self>,
+        op: String,
+        busy: Busy,
+        code: &'static str,
+        what: &'static str,
+        work: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    ) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            let error = work.await.err().map(|e| ArmError {
+                status: 500,
+                code,
+                message: format!("The {what} failed: {e:#}"),
+                target: None,
+            });
+            app.finish_operation(&op, error).await;
+            drop(busy);
+        });
+    }
+
     fn async_headers(
         &self,
         headers: &HeaderMap,
         op_id: &str,
     ) -> [(header::HeaderName, HeaderValue); 1] {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("127.0.0.1");
         let url = format!(
-            "{}://{host}{op_id}?api-version={}",
-            self.config.scheme(),
+            "{}{op_id}?api-version={}",
+            self.base_url(headers),
             API_VERSIONS[0]
         );
         [(
@@ -1839,17 +1867,7 @@ where
         percent,
         operation: op.clone(),
     });
-    let worker = app.clone();
-    tokio::spawn(async move {
-        let error = work.await.err().map(|e| ArmError {
-            status: 500,
-            code: "OperationFailed",
-            message: format!("The {what} failed: {e:#}"),
-            target: None,
-        });
-        worker.finish_operation(&op, error).await;
-        drop(busy);
-    });
+    app.run_operation(op, busy, "OperationFailed", what, work);
     Ok((StatusCode::ACCEPTED, app.async_headers(headers, &op_id)).into_response())
 }
 

@@ -208,14 +208,17 @@ fn aof_segments_mirror_to_two_accounts_and_store_durability_loses_nothing_acknow
             .collect();
         assert!(acked.len() > 300, "{kind}");
 
-        // The account holds a Redis 7 AOF directory that redis-check-aof accepts.
+        // The account holds a Redis 7 AOF directory that redis-check-aof accepts (what
+        // the manifest names; the tail past it is cacheplane's own, checked below).
         let copy = TempDir::new("aof-copy");
-        let names = list(&primary, &prefix, "aof");
+        let (names, tail): (Vec<_>, Vec<_>) = list(&primary, &prefix, "aof")
+            .into_iter()
+            .partition(|(n, _)| !n.starts_with("aof/tail/"));
         assert!(
             names
                 .iter()
                 .any(|(n, _)| n == "aof/appendonly.aof.manifest"),
-            "{kind}: {names:?}"
+            "{kind}: {names:?} (tail: {tail:?})"
         );
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -391,12 +394,15 @@ fn a_corrupt_object_is_refused_and_the_secondary_restores() {
     });
     drop(node);
     drop(local);
-    // Flip a byte in a segment of the primary.
-    let seg_dir = dir.path().join("primary").join(&prefix).join("aof");
-    let seg = std::fs::read_dir(&seg_dir)
+    // Flip a byte in the log the primary holds past its base: a segment, or an object of
+    // the tail that has not been folded into one yet.
+    let aof_dir = dir.path().join("primary").join(&prefix).join("aof");
+    let seg = std::fs::read_dir(&aof_dir)
         .unwrap()
+        .chain(std::fs::read_dir(aof_dir.join("tail")).unwrap())
         .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".incr.aof"))
+        .filter(|p| p.is_file())
+        .find(|p| p.to_string_lossy().ends_with(".incr.aof") || p.starts_with(aof_dir.join("tail")))
         .unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[10] ^= 0x20;
@@ -487,5 +493,70 @@ fn a_log_longer_than_a_segment_is_cut_between_commands_and_restores() {
     let node = Server::cacheplane_in(fresh.path(), &flags);
     let mut c = node.conn();
     assert_eq!(c.cmd(&["DBSIZE"]), Frame::Integer(120));
+    assert_eq!(c.cmd(&["DEBUG", "DIGEST"]), digest);
+}
+
+#[test]
+fn zero_loss_commits_fold_into_segments_and_a_lost_machine_restores_them() {
+    let dir = TempDir::new("fold");
+    let account = format!("file://{}", dir.path().join("account").display());
+    let prefix = unique_prefix("fold");
+    let flags = [
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--aof-durability",
+        "store",
+        "--aof-storage-connection-string-0",
+        &account,
+        "--storage-prefix",
+        &prefix,
+    ];
+    let local = TempDir::new("fold-node");
+    let node = Server::cacheplane_in(local.path(), &flags);
+    let mut c = node.conn();
+    wait_until("the first base", Duration::from_secs(30), || {
+        target_field(&mut c, 0, "bases") == "1"
+    });
+    // One client, one write at a time: every write is a commit of its own, one tail object.
+    for i in 0..1500 {
+        assert_eq!(c.cmd(&["SET", &format!("k{i}"), "v"]), ok());
+    }
+    // A rewrite in the middle: the new base's manifest keeps what the new incr file shipped.
+    assert_eq!(
+        c.cmd(&["BGREWRITEAOF"]),
+        Frame::Simple("Background append only file rewriting started".into())
+    );
+    for i in 1500..3000 {
+        assert_eq!(c.cmd(&["SET", &format!("k{i}"), &i.to_string()]), ok());
+    }
+    wait_until("the rewrite's base", Duration::from_secs(30), || {
+        target_field(&mut c, 0, "bases") == "2"
+    });
+    for i in 3000..4500 {
+        assert_eq!(c.cmd(&["INCR", &format!("k{i}")]), Frame::Integer(1));
+    }
+    let digest = c.cmd(&["DEBUG", "DIGEST"]);
+    // Chains of 512 commits fold into segments: the account holds at most the open chain
+    // and one being folded, not an object per commit.
+    let objects = list(&account, &prefix, "aof");
+    let tail = objects
+        .iter()
+        .filter(|(n, _)| n.starts_with("aof/tail/"))
+        .count();
+    let segments = objects
+        .iter()
+        .filter(|(n, _)| n.ends_with(".incr.aof"))
+        .count();
+    assert!(tail <= 2 * 512, "{tail} tail objects");
+    assert!(segments >= 1, "{segments} segments: {objects:?}");
+    drop(node); // SIGKILL, and the local disk is lost with the machine:
+    drop(local);
+    let fresh = TempDir::new("fold-restored");
+    let node = Server::cacheplane_in(fresh.path(), &flags);
+    let mut c = node.conn();
+    assert!(info(&mut c, "restored_from").starts_with("aof from"));
+    assert_eq!(c.cmd(&["DBSIZE"]), Frame::Integer(4500));
     assert_eq!(c.cmd(&["DEBUG", "DIGEST"]), digest);
 }

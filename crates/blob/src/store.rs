@@ -392,6 +392,30 @@ impl Store {
         }
     }
 
+    /// Deletes `objects` (keys and their sizes, for the events) in as few requests as the
+    /// store allows (S3's DeleteObjects, Azure's blob batch). Absent keys are not an error;
+    /// the first other failure is returned after the rest were tried.
+    pub async fn delete_many(&self, objects: &[(String, u64)]) -> Result<(), BlobError> {
+        let paths: Vec<object_store::Result<Path>> =
+            objects.iter().map(|(key, _)| Ok(self.path(key))).collect();
+        let results: Vec<_> = self
+            .inner
+            .delete_stream(futures_util::stream::iter(paths).boxed())
+            .collect()
+            .await;
+        let mut first_error = None;
+        for ((key, bytes), result) in objects.iter().zip(results) {
+            match result {
+                Ok(_) => self.emit(key, *bytes, EventKind::Delete),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    first_error.get_or_insert_with(|| self.err(key, e));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Starts a multipart upload to `key`, written as it is produced.
     pub async fn upload(&self, key: &str) -> Result<Upload, BlobError> {
         let up = self

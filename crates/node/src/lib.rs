@@ -22,6 +22,7 @@ mod scripting;
 mod server;
 mod ship;
 mod state;
+mod tail;
 mod tracking;
 mod transfer;
 mod workers;

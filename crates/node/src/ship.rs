@@ -8,10 +8,14 @@
 //!   visible whole); the newest is the latest. At most `rdb-backup-max-snapshot-count`.
 //! - `aof/appendonly.aof.manifest` naming `aof/appendonly.aof.<g>.base.rdb` and segments
 //!   `aof/appendonly.aof.<n>.incr.aof`: a directory redis-server itself can start from.
-//!   The secondary account holds the same under `secondary/` (it may be the same account).
+//! - `aof/tail/...`: the log past the manifest's last segment, one object per commit (see
+//!   [`crate::tail`]), folded into the next segment once the chain is megabytes long.
 //!
-//! The local AOF is the spool: a segment is read from the local incr file when it is cut,
-//! so an account that is down only delays its cursor; nothing is held in memory.
+//! The secondary account holds the same under `secondary/` (it may be the same account).
+//!
+//! The local AOF is the spool: a commit is read from the local incr file when it is cut,
+//! so an account that is down only delays its cursor. What is held in memory is the
+//! chains not yet folded (at most about a segment each), so that a fold needs no reread.
 //!
 //! This module works on [`Shipping`], the log's hooks and the settings, not on the node:
 //! the shippers and the backup uploads are workers that keep their status in shared
@@ -25,12 +29,16 @@ use std::time::{Duration, Instant};
 use blob::{BlobEvent, Store};
 use bytes::Bytes;
 use formats::aof::{self as aoff, AofFile, FileKind, Manifest};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::aof::{AofLog, BaseReady, Progress, ShipHooks};
 use crate::config::{Durability, NodeConfig};
 use crate::persist::{self, Job, Piece, RdbState};
+use crate::tail;
 use crate::workers::Workers;
 use keyspace::Keyspace;
 
@@ -418,7 +426,7 @@ async fn upload_snapshot(
 }
 
 // ---------------------------------------------------------------------------------------
-// AOF segments
+// AOF shipping
 
 /// Starts one shipper task per AOF account; returns the hooks for the flusher.
 pub fn start_aof(ship: &mut Shipping, config: &NodeConfig) -> anyhow::Result<Option<ShipHooks>> {
@@ -440,6 +448,15 @@ pub fn start_aof(ship: &mut Shipping, config: &NodeConfig) -> anyhow::Result<Opt
         }));
         ship.aof_targets.push(status.clone());
         let target = Target {
+            catalog: Some(Catalog {
+                store: store.clone(),
+                base_seq: 0,
+                base_sum: (0, 0),
+                segs: Vec::new(),
+                manifest_version: None,
+                sums_bytes: 0,
+                committed_sums: String::new(),
+            }),
             store,
             status,
             progress: hooks.progress.subscribe(),
@@ -449,14 +466,14 @@ pub fn start_aof(ship: &mut Shipping, config: &NodeConfig) -> anyhow::Result<Opt
             draining: ship.draining.clone(),
             cancel: ship.workers.token(),
             base: None,
-            base_seq: 0,
-            segs: Vec::new(),
             next_seq: 1,
+            last: tail::After::Base(0),
+            open: None,
+            sealed: VecDeque::new(),
             cursor: None,
-            manifest_version: None,
-            base_sum: (0, 0),
-            sums_bytes: 0,
-            committed_sums: String::new(),
+            in_flight: FuturesOrdered::new(),
+            folding: None,
+            retry: Retry::default(),
             pending_since: None,
         };
         let name = format!("aof-shipper {}", target.store.account());
@@ -465,7 +482,23 @@ pub fn start_aof(ship: &mut Shipping, config: &NodeConfig) -> anyhow::Result<Opt
     Ok(Some(hooks))
 }
 
-/// A shipped segment: its store name, the local file it came from, its size and CRC-64.
+/// Commits (tail objects) one account's shipper has in flight at once. Replies wait for
+/// theirs under `aof-durability store`, so more in flight means more clients served per
+/// store round trip; past this, the next commit waits and grows.
+pub const COMMITS_IN_FLIGHT_MAX: usize = 8;
+/// The least a commit carries to go up while another is in flight.
+pub const COMMIT_ALONGSIDE_MIN_BYTES: u64 = 256 * 1024;
+/// A chain of tail objects is folded into one segment at this many objects (or at
+/// [`SEGMENT_MAX_BYTES`]): the account holds few objects per megabyte of log.
+pub const TAIL_OBJECTS_MAX: usize = 512;
+/// Folded tail objects deleted per request, one request at a time: a store busy deleting
+/// makes the commits behind it wait (Azurite takes about 3 ms per object).
+const TAIL_DELETES_PER_REQUEST: usize = 8;
+/// Tail objects a restore downloads at once.
+const TAIL_DOWNLOADS_IN_FLIGHT_MAX: usize = 16;
+
+/// A segment named in the manifest: its store name, the local file it came from, its size
+/// and CRC-64.
 struct Seg {
     name: String,
     seq: u64,
@@ -474,35 +507,116 @@ struct Seg {
     crc: u64,
 }
 
-/// One account's shipper.
+/// A chain of tail objects being shipped: the incr file `seq` will be once folded.
+struct Chain {
+    seq: u64,
+    after: tail::After,
+    /// The local incr file its bytes come from (a chain never spans two).
+    file: PathBuf,
+    /// Every byte of its objects, uploaded or in flight (at most about
+    /// [`SEGMENT_MAX_BYTES`]): the fold uploads them as the segment.
+    bytes: Vec<u8>,
+    /// Its objects' keys and sizes, deleted once the segment is named.
+    objects: Vec<(String, u64)>,
+}
+
+impl Chain {
+    fn full(&self) -> bool {
+        self.bytes.len() as u64 >= SEGMENT_MAX_BYTES || self.objects.len() >= TAIL_OBJECTS_MAX
+    }
+
+    fn ends(&self) -> tail::After {
+        tail::After::Incr {
+            seq: self.seq,
+            len: self.bytes.len() as u64,
+        }
+    }
+}
+
+/// What one account's manifest names, and the writes that change it. Owned by the fold
+/// under way, so commits go on while a fold waits for the store.
+struct Catalog {
+    store: Store,
+    /// The base the manifest starts from: its store name's sequence, size and CRC-64.
+    base_seq: u64,
+    base_sum: (u64, u64),
+    /// Segments named after the base, in order.
+    segs: Vec<Seg>,
+    /// Version and size of the manifest this shipper last wrote.
+    manifest_version: Option<(blob::Version, u64)>,
+    /// Size of the checksum list last written.
+    sums_bytes: u64,
+    /// Checksum lines of the files the store's manifest names now. Every list written
+    /// keeps them until a new manifest has replaced that one: a crash between the list
+    /// and the manifest must not leave the manifest naming a file without a checksum.
+    committed_sums: String,
+}
+
+/// A fold under way: the catalog and the chain come back with its result.
+type Fold = BoxFuture<'static, (Box<Catalog>, Chain, anyhow::Result<()>)>;
+
+/// Why a shipper's wait ended.
+enum Woke {
+    /// The oldest commit in flight landed: the logical offset it made durable.
+    Committed(Option<u64>),
+    Folded(Box<Catalog>, Chain, anyhow::Result<()>),
+    /// Something may be ready: look again.
+    Look,
+}
+
+/// When a failed piece of work (a fold, a base switch) may be tried again.
+#[derive(Default)]
+struct Retry {
+    attempt: u32,
+    at: Option<Instant>,
+}
+
+impl Retry {
+    fn due(&self) -> bool {
+        self.at.is_none_or(|at| Instant::now() >= at)
+    }
+
+    fn failed(&mut self) {
+        self.at = Some(Instant::now() + backoff(self.attempt));
+        self.attempt += 1;
+    }
+
+    fn succeeded(&mut self) {
+        *self = Retry::default();
+    }
+}
+
+/// One account's shipper. Each commit (what the flusher wrote since the last one) goes
+/// up as one tail object, several in flight, acknowledged in order; chains of them are
+/// folded into segments that the manifest names (see [`tail`]).
 struct Target {
     store: Store,
     status: Arc<Mutex<TargetStatus>>,
     progress: watch::Receiver<Progress>,
     bases: watch::Receiver<Option<BaseReady>>,
     shipped: Option<Arc<watch::Sender<u64>>>,
-    /// Cut a segment as soon as bytes are pending (replies wait for it).
+    /// Commit as soon as bytes are pending (replies wait for it).
     cut_eagerly: bool,
     draining: Arc<std::sync::atomic::AtomicBool>,
     /// Cancelled when the node has stopped: the shipper ends.
     cancel: tokio_util::sync::CancellationToken,
-    /// The local base the account's manifest starts from, and its store name's sequence.
+    /// None while a fold owns it.
+    catalog: Option<Catalog>,
+    /// The local base the account's manifest starts from.
     base: Option<BaseReady>,
-    base_seq: u64,
-    /// Segments named after the base, in order.
-    segs: Vec<Seg>,
+    /// Sequence of the next chain (every incr file in the account has a new one).
     next_seq: u64,
+    /// What the next chain continues.
+    last: tail::After,
+    open: Option<Chain>,
+    /// Chains complete, waiting to be folded, in order.
+    sealed: VecDeque<Chain>,
     /// Next local byte to ship: (incr file, offset).
     cursor: Option<(PathBuf, u64)>,
-    /// Version and size of the manifest this shipper last wrote.
-    manifest_version: Option<(blob::Version, u64)>,
-    /// Size and CRC-64 of the base in the manifest; size of the checksum list last written.
-    base_sum: (u64, u64),
-    sums_bytes: u64,
-    /// Checksum lines of the files the store's manifest names now. Every list written
-    /// keeps them until a new manifest has replaced that one: a crash between the list
-    /// and the manifest must not leave the manifest naming a file without a checksum.
-    committed_sums: String,
+    /// Commits uploading, in log order; each yields the logical offset it makes durable.
+    in_flight: FuturesOrdered<BoxFuture<'static, Option<u64>>>,
+    folding: Option<Fold>,
+    retry: Retry,
     pending_since: Option<Instant>,
 }
 
@@ -512,151 +626,232 @@ const CHECKSUMS_KEY: &str = "aof/appendonly.aof.checksums";
 
 impl Target {
     async fn run(mut self) {
-        let mut attempt = 0u32;
         let cancel = self.cancel.clone();
         loop {
             if cancel.is_cancelled() {
                 return;
             }
-            match self.step().await {
-                Ok(true) => attempt = 0,
-                Ok(false) => {
-                    attempt = 0;
-                    // Nothing to do now. With bytes pending (and no hurry), sleep until the
-                    // segment is due: waking on every flush would cost the node CPU.
-                    let roll_at = self
-                        .pending_since
-                        .filter(|_| !self.cut_eagerly)
-                        .map(|t| t + SEGMENT_ROLL_INTERVAL);
-                    match roll_at {
-                        Some(at) => tokio::select! {
-                            _ = tokio::time::sleep_until(at.into()) => {}
-                            _ = self.bases.changed() => {}
-                            _ = cancel.cancelled() => return,
-                        },
-                        None => tokio::select! {
-                            _ = self.progress.changed() => {}
-                            _ = self.bases.changed() => {}
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            _ = cancel.cancelled() => return,
-                        },
-                    }
-                }
-                Err(e) => {
-                    {
-                        let mut s = self.status.lock().expect("status lock");
-                        if s.ok {
-                            tracing::warn!(account = %s.account, error = %e, "AOF shipping failing; retrying with backoff");
+            let newest = self.bases.borrow_and_update().clone();
+            let switch_due = newest.is_some() && newest != self.base;
+            if switch_due {
+                // A new base: once nothing is in flight, since its manifest replaces all.
+                if self.in_flight.is_empty() && self.folding.is_none() && self.retry.due() {
+                    let base = newest.expect("checked");
+                    match self.switch_base(base).await {
+                        Ok(()) => {
+                            self.retry.succeeded();
+                            self.mark_ok();
                         }
-                        s.ok = false;
-                        s.last_error = Some(e.to_string());
+                        Err(e) => {
+                            self.retry.failed();
+                            self.fail(&e);
+                        }
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff(attempt)) => {}
-                        _ = cancel.cancelled() => return,
-                    }
-                    attempt += 1;
+                    continue;
                 }
+            } else if self.base.is_some() {
+                if let Err(e) = self.start_commits().await {
+                    self.fail(&e);
+                }
+                self.start_fold();
+            }
+            // Wait for something to do. With bytes pending and no hurry, sleep until they
+            // are due: waking on every flush would cost the node CPU.
+            // New commits start once a base is named, not while a switch waits, and only
+            // with room for them: otherwise a flush would wake this loop for nothing.
+            let room = self.in_flight.len() < COMMITS_IN_FLIGHT_MAX;
+            let watch_progress = room
+                && !switch_due
+                && self.base.is_some()
+                && (self.cut_eagerly || self.pending_since.is_none());
+            let wake = [
+                self.pending_since
+                    .filter(|_| room)
+                    .map(|t| t + SEGMENT_ROLL_INTERVAL),
+                self.retry.at,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            let folding = &mut self.folding;
+            let woke = tokio::select! {
+                Some(logical) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    Woke::Committed(logical)
+                }
+                (catalog, chain, result) = async { folding.as_mut().expect("guarded").await },
+                    if folding.is_some() => Woke::Folded(catalog, chain, result),
+                _ = self.progress.changed(), if watch_progress => Woke::Look,
+                _ = self.bases.changed() => Woke::Look,
+                _ = tokio::time::sleep_until(wake.into()) => Woke::Look,
+                _ = cancel.cancelled() => return,
+            };
+            match woke {
+                Woke::Committed(logical) => self.publish(logical),
+                Woke::Folded(catalog, chain, result) => {
+                    self.folding = None;
+                    self.catalog = Some(*catalog);
+                    match result {
+                        Ok(()) => self.retry.succeeded(),
+                        Err(e) => {
+                            self.sealed.push_front(chain);
+                            self.retry.failed();
+                            self.fail(&e);
+                        }
+                    }
+                }
+                Woke::Look => {}
             }
         }
     }
 
-    /// Does the next piece of work; Ok(false) when there is none.
-    async fn step(&mut self) -> anyhow::Result<bool> {
-        let newest = self.bases.borrow_and_update().clone();
-        if let Some(base) = newest
-            && self.base.as_ref() != Some(&base)
-        {
-            self.switch_base(base).await?;
-            self.mark_ok();
-            return Ok(true);
-        }
-        if self.base.is_none() {
-            return Ok(false);
-        }
-        let p = self.progress.borrow_and_update().clone();
-        let Some((file, offset)) = self.cursor.clone() else {
-            return Ok(false);
-        };
-        // The flusher's file may be older than the cursor's (a rewrite switched files and the
-        // flusher has not written since): then wait for it to catch up.
-        if incr_seq(&p.file) < incr_seq(&file) {
-            return Ok(false);
-        }
-        let (end, logical_at_end) = if file == p.file {
-            (p.len, Some(p.logical))
-        } else {
-            // The flusher moved on to a newer incr file: this one is complete.
-            match tokio::fs::metadata(&file).await {
-                Ok(m) => (m.len(), None),
-                // Removed by a finished rewrite: the next base covers it.
-                Err(_) => return Ok(false),
+    /// Starts uploading what the flusher wrote past the cursor, as many commits as there
+    /// is room for.
+    async fn start_commits(&mut self) -> anyhow::Result<()> {
+        while self.in_flight.len() < COMMITS_IN_FLIGHT_MAX {
+            let p = self.progress.borrow_and_update().clone();
+            let Some((file, offset)) = self.cursor.clone() else {
+                return Ok(());
+            };
+            // The flusher's file may be older than the cursor's (a rewrite switched files
+            // and the flusher has not written since): then wait for it to catch up.
+            if incr_seq(&p.file) < incr_seq(&file) {
+                return Ok(());
             }
-        };
-        if offset >= end {
-            if file != p.file && !p.file.as_os_str().is_empty() {
-                self.cursor = Some((p.file.clone(), 0));
-                return Ok(true);
+            let (end, logical_at_end) = if file == p.file {
+                (p.len, Some(p.logical))
+            } else {
+                // The flusher moved on to a newer incr file: this one is complete.
+                match tokio::fs::metadata(&file).await {
+                    Ok(m) => (m.len(), None),
+                    // Removed by a finished rewrite: the next base covers it.
+                    Err(_) => return Ok(()),
+                }
+            };
+            if offset >= end {
+                if file != p.file && !p.file.as_os_str().is_empty() {
+                    // A chain never spans two local files.
+                    self.seal();
+                    self.cursor = Some((p.file.clone(), 0));
+                    continue;
+                }
+                self.pending_since = None;
+                if self.in_flight.is_empty() {
+                    self.publish(logical_at_end);
+                }
+                return Ok(());
             }
+            let since = *self.pending_since.get_or_insert_with(Instant::now);
+            let ready = self.cut_eagerly
+                || self.draining.load(std::sync::atomic::Ordering::SeqCst)
+                || end - offset >= SEGMENT_MAX_BYTES
+                || since.elapsed() >= SEGMENT_ROLL_INTERVAL
+                || file != p.file;
+            // Another commit while one is in flight only when it is big: small ones wait and
+            // join the next, since a store busy with many small requests answers each later.
+            let alone = self.in_flight.is_empty() || end - offset >= COMMIT_ALONGSIDE_MIN_BYTES;
+            if !ready || !alone {
+                return Ok(());
+            }
+            let (to, bytes) = read_segment(&file, offset, end).await?;
+            let logical = logical_at_end.map(|l| l - (end - to));
+            self.commit(&file, bytes, logical);
+            self.cursor = Some((file, to));
             self.pending_since = None;
-            self.publish(logical_at_end);
-            return Ok(false);
         }
-        let since = *self.pending_since.get_or_insert_with(Instant::now);
-        let ready = self.cut_eagerly
-            || self.draining.load(std::sync::atomic::Ordering::SeqCst)
-            || end - offset >= SEGMENT_MAX_BYTES
-            || since.elapsed() >= SEGMENT_ROLL_INTERVAL
-            || file != p.file;
-        if !ready {
-            return Ok(false);
+        Ok(())
+    }
+
+    /// Adds `bytes` (whole commands of local `file`) to the open chain as one tail object
+    /// and starts its upload, retried until it lands.
+    fn commit(&mut self, file: &Path, bytes: Vec<u8>, logical: Option<u64>) {
+        if self.open.as_ref().is_some_and(|c| c.file != file) {
+            self.seal();
         }
-        let (to, bytes) = read_segment(&file, offset, end).await?;
-        let crc = formats::crc64(&bytes);
-        let name = aoff::incr_name("appendonly.aof", self.next_seq);
-        self.segs.push(Seg {
-            name: name.clone(),
-            seq: self.next_seq,
-            file: file.clone(),
-            size: to - offset,
-            crc,
+        let chain = self.open.get_or_insert_with(|| {
+            let chain = Chain {
+                seq: self.next_seq,
+                after: self.last,
+                file: file.to_path_buf(),
+                bytes: Vec::new(),
+                objects: Vec::new(),
+            };
+            self.next_seq += 1;
+            chain
         });
-        // The segment and the checksum list that includes it go up together; the manifest,
-        // the commit point, follows once both are there.
-        let (sums, upload) = self.checksums();
-        let upload_len = upload.len() as u64;
-        let key = format!("aof/{name}");
-        let uploaded = tokio::try_join!(
-            self.store.put_new(&key, Bytes::from(bytes)),
-            self.store
-                .put_over(CHECKSUMS_KEY, Bytes::from(upload), self.sums_bytes),
-        );
-        if let Err(e) = uploaded {
-            self.segs.pop();
-            return Err(e.into());
+        let offset = chain.bytes.len() as u64;
+        let key = tail::TailKey {
+            seq: chain.seq,
+            offset,
+            len: bytes.len() as u64,
+            crc: formats::crc64(&bytes),
+            after: (offset == 0).then_some(chain.after),
         }
-        self.sums_bytes = upload_len;
-        self.next_seq += 1;
-        self.write_manifest_only().await?;
-        self.committed_sums = sums;
-        self.cursor = Some((file, to));
-        self.pending_since = None;
-        if to == end {
-            self.publish(logical_at_end);
-        } else if let Some(l) = logical_at_end {
-            self.publish(Some(l - (end - to)));
+        .key();
+        chain.bytes.extend_from_slice(&bytes);
+        chain.objects.push((key.clone(), bytes.len() as u64));
+        if chain.full() {
+            self.seal();
         }
-        {
-            let mut s = self.status.lock().expect("status lock");
-            s.segments += 1;
+        let (store, status, cancel) =
+            (self.store.clone(), self.status.clone(), self.cancel.clone());
+        let payload = Bytes::from(bytes);
+        self.in_flight.push_back(Box::pin(async move {
+            let mut attempt = 0;
+            loop {
+                // The key names the bytes (offset, length, CRC): a retry of an upload that
+                // did land writes the same object again.
+                match store.put_new(&key, payload.clone()).await {
+                    Ok(()) => {
+                        let mut s = status.lock().expect("status lock");
+                        s.segments += 1;
+                        if !s.ok {
+                            tracing::info!(account = %s.account, "AOF shipping recovered");
+                        }
+                        s.ok = true;
+                        s.last_error = None;
+                        return logical;
+                    }
+                    Err(e) => fail_status(&status, &anyhow::Error::from(e)),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff(attempt)) => {}
+                    _ = cancel.cancelled() => return None,
+                }
+                attempt += 1;
+            }
+        }));
+    }
+
+    /// Closes the open chain: the next commit starts a new one that continues it.
+    fn seal(&mut self) {
+        if let Some(chain) = self.open.take() {
+            self.last = chain.ends();
+            self.sealed.push_back(chain);
         }
-        self.mark_ok();
-        Ok(true)
+    }
+
+    /// Starts folding the oldest sealed chain into a segment, when none is under way.
+    fn start_fold(&mut self) {
+        if self.folding.is_some() || !self.retry.due() || self.sealed.is_empty() {
+            return;
+        }
+        let Some(mut catalog) = self.catalog.take().map(Box::new) else {
+            return;
+        };
+        let chain = self.sealed.pop_front().expect("checked");
+        self.folding = Some(Box::pin(async move {
+            let result = catalog.fold(&chain).await;
+            (catalog, chain, result)
+        }));
     }
 
     fn publish(&self, logical: Option<u64>) {
         let Some(l) = logical else { return };
-        self.status.lock().expect("status lock").shipped = l;
+        {
+            let mut s = self.status.lock().expect("status lock");
+            s.shipped = s.shipped.max(l);
+        }
         if let Some(s) = &self.shipped {
             s.send_if_modified(|cur| {
                 let grew = l > *cur;
@@ -677,16 +872,108 @@ impl Target {
         s.last_error = None;
     }
 
-    /// Uploads a new base, names it with the segments of its incr file already shipped,
-    /// and deletes what the account's manifest no longer names.
+    fn fail(&self, e: &anyhow::Error) {
+        fail_status(&self.status, e);
+    }
+
+    /// Uploads a new base and names it, with the chains of its incr file already shipped
+    /// folded into segments; deletes what the account's manifest no longer names.
+    /// Nothing is in flight.
     async fn switch_base(&mut self, base: BaseReady) -> anyhow::Result<()> {
-        if self.base_seq == 0 {
-            self.adopt_existing().await?;
+        let catalog = self.catalog.as_mut().expect("no fold under way");
+        if catalog.base_seq == 0 {
+            let next = catalog.adopt_existing().await?;
+            self.next_seq = self.next_seq.max(next);
         }
+        catalog.upload_base(&base.base).await?;
+        let in_new_file = matches!(&self.cursor, Some((f, _)) if *f == base.incr);
+        if in_new_file {
+            self.seal();
+        }
+        let catalog = self.catalog.as_mut().expect("no fold under way");
+        if in_new_file {
+            // What was shipped of the new incr file stays named: its chains become segments.
+            for chain in self.sealed.iter().filter(|c| c.file == base.incr) {
+                catalog.upload_segment(chain).await?;
+            }
+        }
+        catalog.segs.retain(|s| s.file == base.incr);
+        if !in_new_file {
+            // Behind (or starting): the incr file after the base is shipped from its start.
+            catalog.segs.clear();
+            self.cursor = Some((base.incr.clone(), 0));
+        }
+        self.sealed.clear();
+        self.open = None;
+        self.base = Some(base);
+        catalog.write_manifest().await?;
+        catalog.delete_unnamed().await?;
+        self.last = match catalog.segs.last() {
+            Some(s) => tail::After::Incr {
+                seq: s.seq,
+                len: s.size,
+            },
+            None => tail::After::Base(catalog.base_seq),
+        };
+        self.status.lock().expect("status lock").bases += 1;
+        Ok(())
+    }
+}
+
+fn fail_status(status: &Mutex<TargetStatus>, e: &anyhow::Error) {
+    let mut s = status.lock().expect("status lock");
+    if s.ok {
+        tracing::warn!(account = %s.account, error = %e, "AOF shipping failing; retrying with backoff");
+    }
+    s.ok = false;
+    s.last_error = Some(e.to_string());
+}
+
+impl Catalog {
+    /// Uploads `chain` as its segment, names it in the manifest, then deletes its tail
+    /// objects.
+    async fn fold(&mut self, chain: &Chain) -> anyhow::Result<()> {
+        self.upload_segment(chain).await?;
+        if let Err(e) = self.write_manifest().await {
+            self.segs.pop();
+            return Err(e);
+        }
+        // Left over, they are only garbage: the next base switch deletes them.
+        let mut deleted = Ok(());
+        for chunk in chain.objects.chunks(TAIL_DELETES_PER_REQUEST) {
+            deleted = self.store.delete_many(chunk).await;
+            if deleted.is_err() {
+                break;
+            }
+        }
+        if let Err(e) = deleted {
+            tracing::warn!(account = self.store.account(), error = %e, "could not delete folded AOF tail objects");
+        }
+        Ok(())
+    }
+
+    /// Uploads `chain` as a segment and adds it to the segments the next manifest names.
+    async fn upload_segment(&mut self, chain: &Chain) -> anyhow::Result<()> {
+        let name = aoff::incr_name("appendonly.aof", chain.seq);
+        self.store
+            .put_new(&format!("aof/{name}"), Bytes::copy_from_slice(&chain.bytes))
+            .await?;
+        self.segs.push(Seg {
+            name,
+            seq: chain.seq,
+            file: chain.file.clone(),
+            size: chain.bytes.len() as u64,
+            crc: formats::crc64(&chain.bytes),
+        });
+        Ok(())
+    }
+
+    /// Streams the local base `path` up under the next base name.
+    async fn upload_base(&mut self, path: &Path) -> anyhow::Result<()> {
         let seq = self.base_seq + 1;
         let name = aoff::base_name("appendonly.aof", seq, true);
         let mut up = self.store.upload(&format!("aof/{name}")).await?;
-        let mut f = tokio::fs::File::open(&base.base).await?;
+        let mut f = tokio::fs::File::open(path).await?;
         let mut buf = vec![0u8; 1 << 20];
         let mut crc = formats::Crc64::default();
         loop {
@@ -700,25 +987,13 @@ impl Target {
         let size = up.finish().await?;
         self.base_sum = (size, crc.value());
         self.base_seq = seq;
-        self.segs.retain(|s| s.file == base.incr);
-        match &self.cursor {
-            Some((file, _)) if *file == base.incr => {}
-            // Behind (or starting): the incr file after the base is shipped from its start.
-            _ => {
-                self.segs.clear();
-                self.cursor = Some((base.incr.clone(), 0));
-            }
-        }
-        self.base = Some(base);
-        self.write_manifest().await?;
-        self.delete_unnamed().await?;
-        self.status.lock().expect("status lock").bases += 1;
         Ok(())
     }
 
     /// Reads what the account holds from an earlier run, so new names never collide and
-    /// the manifest is replaced with a conditional write.
-    async fn adopt_existing(&mut self) -> anyhow::Result<()> {
+    /// the manifest is replaced with a conditional write; returns the first free chain
+    /// sequence.
+    async fn adopt_existing(&mut self) -> anyhow::Result<u64> {
         if let Some((bytes, version)) = self.store.get(MANIFEST_KEY).await? {
             self.manifest_version = Some((version, bytes.len() as u64));
         }
@@ -726,17 +1001,22 @@ impl Target {
             self.sums_bytes = bytes.len() as u64;
             self.committed_sums = String::from_utf8_lossy(&bytes).into_owned();
         }
+        let mut next_seq = 1;
         for (key, _) in self.store.list("aof").await? {
+            if let Some(t) = tail::TailKey::parse(&key) {
+                next_seq = next_seq.max(t.seq + 1);
+                continue;
+            }
             let name = key.trim_start_matches("aof/");
             if let Some(seq) = file_seq(name) {
                 if name.contains(".base.") {
                     self.base_seq = self.base_seq.max(seq);
                 } else {
-                    self.next_seq = self.next_seq.max(seq + 1);
+                    next_seq = next_seq.max(seq + 1);
                 }
             }
         }
-        Ok(())
+        Ok(next_seq)
     }
 
     /// The checksum lines (`<name> <bytes> <crc64 hex>`) of the base and the segments the
@@ -765,12 +1045,6 @@ impl Target {
             .put_over(CHECKSUMS_KEY, Bytes::from(upload), self.sums_bytes)
             .await?;
         self.sums_bytes = upload_len;
-        self.write_manifest_only().await?;
-        self.committed_sums = sums;
-        Ok(())
-    }
-
-    async fn write_manifest_only(&mut self) -> anyhow::Result<()> {
         let m = Manifest {
             base: Some(AofFile {
                 name: aoff::base_name("appendonly.aof", self.base_seq, true),
@@ -809,22 +1083,28 @@ impl Target {
             Err(e) => return Err(e.into()),
         };
         self.manifest_version = Some((version, len));
+        self.committed_sums = sums;
         Ok(())
     }
 
+    /// Deletes every AOF object the manifest does not name (old bases and segments, the
+    /// tail objects), after a base switch.
     async fn delete_unnamed(&mut self) -> anyhow::Result<()> {
         let base = aoff::base_name("appendonly.aof", self.base_seq, true);
-        for (key, size) in self.store.list("aof").await? {
-            let name = key.trim_start_matches("aof/");
-            let named = name == base
-                || name == "appendonly.aof.manifest"
-                || name == "appendonly.aof.checksums"
-                || self.segs.iter().any(|s| s.name == name);
-            if !named {
-                self.store.delete(&key, size).await?;
-            }
-        }
-        Ok(())
+        let unnamed: Vec<(String, u64)> = self
+            .store
+            .list("aof")
+            .await?
+            .into_iter()
+            .filter(|(key, _)| {
+                let name = key.trim_start_matches("aof/");
+                !(name == base
+                    || name == "appendonly.aof.manifest"
+                    || name == "appendonly.aof.checksums"
+                    || self.segs.iter().any(|s| s.name == name))
+            })
+            .collect();
+        Ok(self.store.delete_many(&unnamed).await?)
     }
 }
 
@@ -1065,6 +1345,7 @@ async fn download_aof(
     tokio::fs::create_dir_all(dir).await?;
     // Local names follow `appendfilename`; the stored ones are always `appendonly.aof.*`.
     let mut local = Manifest::default();
+    let mut last = tail::After::Base(0);
     for f in stored.load_order() {
         let local_name = f.name.replacen("appendonly.aof", appendfilename, 1);
         let expected = store
@@ -1098,10 +1379,55 @@ async fn download_aof(
             kind: f.kind,
         };
         match f.kind {
-            FileKind::Base => local.base = Some(entry),
-            FileKind::Incr => local.incrs.push(entry),
+            FileKind::Base => {
+                last = tail::After::Base(f.seq);
+                local.base = Some(entry);
+            }
+            FileKind::Incr => {
+                last = tail::After::Incr { seq: f.seq, len: n };
+                local.incrs.push(entry);
+            }
             FileKind::History => {}
         }
+    }
+    // The log past the manifest's last file: the chains of tail objects that continue it.
+    let keys: Vec<tail::TailKey> = store
+        .list(tail::DIR)
+        .await?
+        .iter()
+        .filter_map(|(key, _)| tail::TailKey::parse(key))
+        .collect();
+    for chain in tail::chains(&keys, last) {
+        let name = aoff::incr_name(appendfilename, chain.seq);
+        let mut out = tokio::fs::File::create(dir.join(&name)).await?;
+        let mut pieces = futures_util::stream::iter(chain.objects.iter())
+            .map(|k| async move {
+                let key = k.key();
+                let (data, _) = store
+                    .get(&key)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("{key} was listed but is gone"))?;
+                anyhow::ensure!(
+                    data.len() as u64 == k.len && formats::crc64(&data) == k.crc,
+                    "{key}: checksum mismatch ({} bytes, crc64 {:016x})",
+                    data.len(),
+                    formats::crc64(&data)
+                );
+                Ok(data)
+            })
+            .buffered(TAIL_DOWNLOADS_IN_FLIGHT_MAX);
+        while let Some(data) = pieces.next().await {
+            out.write_all(&data?).await?;
+        }
+        out.sync_all().await?;
+        tracing::info!(account = store.account(), file = %name, objects = chain.objects.len(), bytes = chain.len(), "restore: downloaded the tail");
+        files += chain.objects.len() as u64;
+        bytes += chain.len();
+        local.incrs.push(AofFile {
+            name,
+            seq: chain.seq,
+            kind: FileKind::Incr,
+        });
     }
     tokio::fs::write(
         dir.join(aoff::manifest_name(appendfilename)),

@@ -55,3 +55,12 @@ for metric, by in rows.items():
     print(f"| {metric} | {r:,.0f} | {n:,.0f} | {n / r:.2f} |")
 PY
 }
+# Azurite and the S3 server for this run, under $WORK; stop_object_stores ends them. They
+# stand in for remote services: pinned with the load generator, off the server core.
+start_object_stores() {
+  eval "$(OBJECT_STORES_RUN="$WORK/object-stores" scripts/object-stores.sh start)"
+  if [ -n "$PIN_CLIENT" ]; then
+    while read -r pid; do taskset -a -p -c 0 "$pid" >/dev/null; done <"$WORK/object-stores/pids"
+  fi
+}
+stop_object_stores() { OBJECT_STORES_RUN="$WORK/object-stores" scripts/object-stores.sh stop; }

@@ -17,15 +17,11 @@ WORK=$(mktemp -d)
 source bench/lib.sh
 cleanup() {
   stop_all
-  OBJECT_STORES_RUN="$WORK/object-stores" scripts/object-stores.sh stop
+  stop_object_stores
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-eval "$(OBJECT_STORES_RUN="$WORK/object-stores" scripts/object-stores.sh start)"
-# The stores stand in for remote services: keep them off the server core, with the client.
-if [ -n "$PIN_CLIENT" ]; then
-  while read -r pid; do taskset -a -p -c 0 "$pid" >/dev/null; done <"$WORK/object-stores/pids"
-fi
+start_object_stores
 
 set_rps() { # port pipeline requests
   $PIN_CLIENT redis-benchmark -p "$1" -c 50 -P "$2" -n "$3" -r 100000 -t set --csv 2>/dev/null | tail -1 | tr -d '"' | cut -d, -f2

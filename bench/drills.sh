@@ -11,7 +11,6 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-1}
 KEYS=${KEYS:-1000000}
 TOKEN=bench-token
-API_VERSION=2024-11-01
 
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
 WORK=$(mktemp -d)
@@ -35,24 +34,7 @@ for i in range(int(sys.argv[1])):
     out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
 EOF
 
-api_port=$(free_port)
-"$BIN" serve --listen "127.0.0.1:$api_port" --data-dir "$WORK/serve" --token "$TOKEN" >"$WORK/serve.log" 2>&1 &
-SERVE_PID=$!
-api() { # method path [body]
-  curl -sf -X "$1" -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
-    "http://127.0.0.1:$api_port/subscriptions/bench/resourceGroups/rg/providers/Microsoft.Cache/redis/$2?api-version=$API_VERSION" \
-    ${3:+-d "$3"}
-}
-for _ in $(seq 2000); do curl -s -o /dev/null "http://127.0.0.1:$api_port/openapi.json" && break; sleep 0.01; done
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
-wait_op() { # async-operation URL: waits until it ends, prints its status
-  local status
-  while :; do
-    status=$(curl -sf -H "Authorization: Bearer $TOKEN" "$1" | json 'd["status"]')
-    [ "$status" != InProgress ] && { echo "$status"; return; }
-    sleep 0.2
-  done
-}
+start_serve
 
 : >"$WORK/results.csv"
 for round in $(seq "$ROUNDS"); do
@@ -74,18 +56,11 @@ for round in $(seq "$ROUNDS"); do
     body=$(python3 -c 'import json,sys; print(json.dumps({"location": "westeurope", "properties": {"sku": {"name": "Premium", "family": "P", "capacity": 4}, "enableNonSslPort": True, "redisConfiguration": {"aof-backup-enabled": "true", "aof-storage-connection-string-0": sys.argv[1], "authnotrequired": "true"}}}))' "$conn")
     created=$(api PUT "$name" "$body")
     port=$(echo "$created" | json 'd["properties"]["port"]')
-    for _ in $(seq 3000); do [ "$(api GET "$name" | json 'd["properties"]["provisioningState"]')" = Succeeded ] && break; sleep 0.1; done
+    wait_cache "$name"
     redis-cli -p "$port" --pipe <"$WORK/writes.resp" >/dev/null
     # Everything written is in the account before the machine goes.
     until redis-cli -p "$port" info storage | grep -q 'aof_target_0:.*backlog_bytes=0,'; do sleep 0.1; done
-    headers="$WORK/headers"
-    drill=$(curl -sf -D "$headers" -X POST -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
-      "http://127.0.0.1:$api_port/subscriptions/bench/resourceGroups/rg/providers/Microsoft.Cache/redis/$name/simulateFault?api-version=$API_VERSION" \
-      -d '{"kind": "machineLoss", "durationSeconds": 1, "probe": {"writesPerSecond": 200}}')
-    op=$(grep -i '^azure-asyncoperation:' "$headers" | cut -d' ' -f2 | tr -d '\r')
-    [ "$(wait_op "$op")" = Succeeded ] || { echo "the $store drill failed: $(api GET "$name/faultDrills")" >&2; exit 1; }
-    drill_name=$(echo "$drill" | json 'd["name"]')
-    result=$(api GET "$name/faultDrills/$drill_name")
+    result=$(drill "$name" '{"kind": "machineLoss", "durationSeconds": 1, "probe": {"writesPerSecond": 200}}')
     echo "$store: $(echo "$result" | json 'd["properties"]["restoredFrom"]'), lost $(echo "$result" | json 'd["properties"]["probe"]["lost"]') of $(echo "$result" | json 'd["properties"]["probe"]["acknowledged"]'), within prediction: $(echo "$result" | json 'd["properties"]["withinPrediction"]')"
     keys=$(echo "$result" | json 'd["properties"]["restoredFrom"]["keys"]')
     [ "$keys" -ge "$KEYS" ] || { echo "the $store restore came back with $keys keys" >&2; exit 1; }

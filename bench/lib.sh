@@ -64,3 +64,44 @@ start_object_stores() {
   fi
 }
 stop_object_stores() { OBJECT_STORES_RUN="$WORK/object-stores" scripts/object-stores.sh stop; }
+
+# The management API for a run: start_serve starts `cacheplane serve` under $WORK with the
+# token $TOKEN (SERVE_PID and api_port set; stop it with `kill $SERVE_PID`); api calls a
+# cache's route, json reads a field from standard input, wait_op follows an operation.
+API_VERSION=2024-11-01
+start_serve() {
+  api_port=$(free_port)
+  "$BIN" serve --listen "127.0.0.1:$api_port" --data-dir "$WORK/serve" --token "$TOKEN" >"$WORK/serve.log" 2>&1 &
+  SERVE_PID=$!
+  for _ in $(seq 2000); do curl -s -o /dev/null "http://127.0.0.1:$api_port/openapi.json" && return 0; sleep 0.01; done
+  echo "serve never answered" >&2; exit 1
+}
+api() { # method path [body]
+  curl -sf -X "$1" -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+    "http://127.0.0.1:$api_port/subscriptions/bench/resourceGroups/rg/providers/Microsoft.Cache/redis/$2?api-version=$API_VERSION" \
+    ${3:+-d "$3"}
+}
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+wait_op() { # async-operation URL: waits until it ends, prints its status
+  local status
+  while :; do
+    status=$(curl -sf -H "Authorization: Bearer $TOKEN" "$1" | json 'd["status"]')
+    [ "$status" != InProgress ] && { echo "$status"; return; }
+    sleep 0.2
+  done
+}
+# wait_cache <name>: until the cache's provisioning succeeded.
+wait_cache() {
+  for _ in $(seq 3000); do [ "$(api GET "$1" | json 'd["properties"]["provisioningState"]')" = Succeeded ] && return 0; sleep 0.1; done
+  echo "cache $1 never provisioned" >&2; exit 1
+}
+# drill <cache> <request body>: runs a fault drill to its end, prints its record (JSON).
+drill() {
+  local headers="$WORK/headers" started op
+  started=$(curl -sf -D "$headers" -X POST -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+    "http://127.0.0.1:$api_port/subscriptions/bench/resourceGroups/rg/providers/Microsoft.Cache/redis/$1/simulateFault?api-version=$API_VERSION" \
+    -d "$2")
+  op=$(grep -i '^azure-asyncoperation:' "$headers" | cut -d' ' -f2 | tr -d '\r')
+  [ "$(wait_op "$op")" = Succeeded ] || { echo "the drill on $1 failed: $(api GET "$1/faultDrills")" >&2; exit 1; }
+  api GET "$1/faultDrills/$(echo "$started" | json 'd["name"]')"
+}

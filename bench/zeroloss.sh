@@ -5,18 +5,25 @@
 # - SET throughput, 50 clients, unpipelined and -P 16, with the log going to Azurite and to
 #   the S3 server (moto), medians of interleaved rounds and per-round ratios;
 # - flat over time: ten consecutive runs of 20,000 unpipelined SETs on one node per store,
-#   each run's rate and the objects the account holds after it.
-# Usage: bench/zeroloss.sh [rounds]. Environment: N (requests per throughput run).
+#   each run's rate and the objects the account holds after it;
+# - machine-loss drills through the management API on a zero-loss cache per store, each
+#   with a probe writing 200 SETs a second: what was acknowledged and what was lost.
+# Usage: bench/zeroloss.sh [rounds]. Environment: N (requests per throughput run), DRILLS
+# (drills per store, default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 N=${N:-100000}
+DRILLS=${DRILLS:-20}
+TOKEN=bench-token
 
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
 WORK=$(mktemp -d)
 source bench/lib.sh
+SERVE_PID=
 cleanup() {
   stop_all
+  [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null
   stop_object_stores
   rm -rf "$WORK"
 }
@@ -75,7 +82,21 @@ for store in azurite s3; do
   stop "$port"
 done
 
-python3 - "$WORK/results.csv" "$WORK/flat.csv" "$ROUNDS" <<'PY'
+start_serve
+: >"$WORK/drills.csv"
+for store in azurite s3; do
+  name="zero-loss-$store"
+  body=$(python3 -c 'import json,sys; print(json.dumps({"location": "westeurope", "properties": {"sku": {"name": "Premium", "family": "P", "capacity": 1}, "enableNonSslPort": True, "redisConfiguration": {"aof-backup-enabled": "true", "aof-storage-connection-string-0": sys.argv[1], "cacheplane-aof-durability": "store", "authnotrequired": "true"}}}))' "$(conn_of $store)")
+  api PUT "$name" "$body" >/dev/null
+  wait_cache "$name"
+  for i in $(seq "$DRILLS"); do
+    result=$(drill "$name" '{"kind": "machineLoss", "durationSeconds": 1, "probe": {"writesPerSecond": 200}}')
+    echo "$store,$i,$(echo "$result" | json 'd["properties"]["probe"]["acknowledged"]'),$(echo "$result" | json 'd["properties"]["probe"]["lost"]'),$(echo "$result" | json 'd["properties"]["withinPrediction"]')" >>"$WORK/drills.csv"
+  done
+  api DELETE "$name" >/dev/null || true
+done
+
+python3 - "$WORK/results.csv" "$WORK/flat.csv" "$ROUNDS" "$WORK/drills.csv" <<'PY'
 import csv, statistics, sys
 results, flat, rounds = sys.argv[1], sys.argv[2], sys.argv[3]
 data = {}
@@ -100,6 +121,15 @@ print("|---|" + "---:|---:|" * len(runs))
 for i in range(10):
     print(f"| {i + 1} | " + " | ".join(f"{runs[s][i][1]:,.0f} | {runs[s][i][2]}" for s in runs) + " |")
 print("| tenth / first | " + " | ".join(f"{runs[s][9][1] / runs[s][0][1]:.2f} | " for s in runs) + " |")
+print()
+drills = {}
+for store, _, acked, lost, within in csv.reader(open(sys.argv[4])):
+    d = drills.setdefault(store, [0, 0, 0, 0])
+    d[0] += 1; d[1] += int(acked); d[2] += int(lost); d[3] += within == "True"
+print("| machineLoss drills, zero-loss cache | drills | writes acknowledged | lost | within prediction |")
+print("|---|---:|---:|---:|---:|")
+for store, (n, acked, lost, within) in drills.items():
+    print(f"| {store} | {n} | {acked:,} | {lost} | {within} |")
 print()
 print("goals: zero-loss >= 0.5x of redis-server AOF always at -P 1 and -P 16; the tenth run within 10 % of the first")
 PY

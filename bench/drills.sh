@@ -15,13 +15,6 @@ TOKEN=bench-token
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
 WORK=$(mktemp -d)
 source bench/lib.sh
-SERVE_PID=
-cleanup() {
-  stop_all
-  [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null
-  OBJECT_STORES_RUN="$WORK/object-stores" scripts/object-stores.sh stop
-  rm -rf "$WORK"
-}
 trap cleanup EXIT
 eval "$(OBJECT_STORES_RUN="$WORK/object-stores" scripts/object-stores.sh start)"
 

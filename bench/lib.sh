@@ -64,6 +64,15 @@ start_object_stores() {
   fi
 }
 stop_object_stores() { OBJECT_STORES_RUN="$WORK/object-stores" scripts/object-stores.sh stop; }
+# cleanup, for `trap cleanup EXIT`: stops what the run started (servers, serve, the object
+# stores) and removes $WORK.
+SERVE_PID=
+cleanup() {
+  stop_all
+  if [ -n "$SERVE_PID" ]; then kill "$SERVE_PID" 2>/dev/null || true; wait "$SERVE_PID" 2>/dev/null || true; fi
+  stop_object_stores
+  rm -rf "$WORK"
+}
 
 # The management API for a run: start_serve starts `cacheplane serve` under $WORK with the
 # token $TOKEN (SERVE_PID and api_port set; stop it with `kill $SERVE_PID`); api calls a

@@ -18,11 +18,6 @@ N_STORE=${N_STORE:-20000}
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
 WORK=$(mktemp -d)
 source bench/lib.sh
-cleanup() {
-  stop_all
-  stop_object_stores
-  rm -rf "$WORK"
-}
 trap cleanup EXIT
 start_object_stores
 

@@ -20,13 +20,6 @@ TOKEN=bench-token
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
 WORK=$(mktemp -d)
 source bench/lib.sh
-SERVE_PID=
-cleanup() {
-  stop_all
-  [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null
-  stop_object_stores
-  rm -rf "$WORK"
-}
 trap cleanup EXIT
 start_object_stores
 

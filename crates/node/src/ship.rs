@@ -655,10 +655,10 @@ impl Target {
                 }
                 self.start_fold();
             }
-            // Wait for something to do. With bytes pending and no hurry, sleep until they
-            // are due: waking on every flush would cost the node CPU.
-            // New commits start once a base is named, not while a switch waits, and only
-            // with room for them: otherwise a flush would wake this loop for nothing.
+            // Wait for something to do. Flushes wake this loop only when a commit could
+            // start on them: a base is named, no switch waits, there is room in flight, and
+            // pending bytes are not merely waiting for their roll time (then the timer
+            // wakes it: waking on every flush would cost the node CPU).
             let room = self.in_flight.len() < COMMITS_IN_FLIGHT_MAX;
             let watch_progress = room
                 && !switch_due
@@ -803,13 +803,8 @@ impl Target {
                 // did land writes the same object again.
                 match store.put_new(&key, payload.clone()).await {
                     Ok(()) => {
-                        let mut s = status.lock().expect("status lock");
-                        s.segments += 1;
-                        if !s.ok {
-                            tracing::info!(account = %s.account, "AOF shipping recovered");
-                        }
-                        s.ok = true;
-                        s.last_error = None;
+                        status.lock().expect("status lock").segments += 1;
+                        ok_status(&status);
                         return logical;
                     }
                     Err(e) => fail_status(&status, &anyhow::Error::from(e)),
@@ -864,12 +859,7 @@ impl Target {
     }
 
     fn mark_ok(&self) {
-        let mut s = self.status.lock().expect("status lock");
-        if !s.ok {
-            tracing::info!(account = %s.account, "AOF shipping recovered");
-        }
-        s.ok = true;
-        s.last_error = None;
+        ok_status(&self.status);
     }
 
     fn fail(&self, e: &anyhow::Error) {
@@ -896,9 +886,8 @@ impl Target {
             for chain in self.sealed.iter().filter(|c| c.file == base.incr) {
                 catalog.upload_segment(chain).await?;
             }
-        }
-        catalog.segs.retain(|s| s.file == base.incr);
-        if !in_new_file {
+            catalog.segs.retain(|s| s.file == base.incr);
+        } else {
             // Behind (or starting): the incr file after the base is shipped from its start.
             catalog.segs.clear();
             self.cursor = Some((base.incr.clone(), 0));
@@ -920,6 +909,15 @@ impl Target {
     }
 }
 
+fn ok_status(status: &Mutex<TargetStatus>) {
+    let mut s = status.lock().expect("status lock");
+    if !s.ok {
+        tracing::info!(account = %s.account, "AOF shipping recovered");
+    }
+    s.ok = true;
+    s.last_error = None;
+}
+
 fn fail_status(status: &Mutex<TargetStatus>, e: &anyhow::Error) {
     let mut s = status.lock().expect("status lock");
     if s.ok {
@@ -939,15 +937,11 @@ impl Catalog {
             return Err(e);
         }
         // Left over, they are only garbage: the next base switch deletes them.
-        let mut deleted = Ok(());
         for chunk in chain.objects.chunks(TAIL_DELETES_PER_REQUEST) {
-            deleted = self.store.delete_many(chunk).await;
-            if deleted.is_err() {
+            if let Err(e) = self.store.delete_many(chunk).await {
+                tracing::warn!(account = self.store.account(), error = %e, "could not delete folded AOF tail objects");
                 break;
             }
-        }
-        if let Err(e) = deleted {
-            tracing::warn!(account = self.store.account(), error = %e, "could not delete folded AOF tail objects");
         }
         Ok(())
     }
@@ -1407,11 +1401,11 @@ async fn download_aof(
                     .get(&key)
                     .await?
                     .ok_or_else(|| anyhow::anyhow!("{key} was listed but is gone"))?;
+                let crc = formats::crc64(&data);
                 anyhow::ensure!(
-                    data.len() as u64 == k.len && formats::crc64(&data) == k.crc,
-                    "{key}: checksum mismatch ({} bytes, crc64 {:016x})",
+                    data.len() as u64 == k.len && crc == k.crc,
+                    "{key}: checksum mismatch ({} bytes, crc64 {crc:016x})",
                     data.len(),
-                    formats::crc64(&data)
                 );
                 Ok(data)
             })

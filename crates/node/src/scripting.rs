@@ -42,7 +42,13 @@ pub struct Scripting {
     client: Option<Client>,
     /// The client whose script runs now (0 between runs).
     pub caller: u64,
+    /// Where a script's commands write their replies, kept between calls (up to
+    /// [`SCRIPT_REPLY_KEEP_BYTES`]) so that a call allocates none.
+    reply: Vec<u8>,
 }
+
+/// A script command's reply buffer bigger than this is not kept for the next call.
+const SCRIPT_REPLY_KEEP_BYTES: usize = 64 * 1024;
 
 /// Runs on the script's thread when it turns busy: gives the async runtime's worker to
 /// another thread, so connections keep being served (with BUSY) while the script runs on.
@@ -80,6 +86,7 @@ impl Scripting {
             watch,
             client: Some(script_client),
             caller: 0,
+            reply: Vec::new(),
         }
     }
 
@@ -288,16 +295,22 @@ impl Host for NodeHost<'_> {
         if let Some(c) = self.st.clients.get_mut(&SCRIPT_CLIENT_ID) {
             c.protocol = protocol;
         }
-        let mut out = ReplyBuf::new(protocol);
+        let mut out = ReplyBuf::with_buffer(protocol, std::mem::take(&mut self.st.scripting.reply));
         let feed_mark = self.st.ks.feed_len();
         dispatch::run(self.st, SCRIPT_CLIENT_ID, spec, args, &mut out, true);
         if !ctx.propagate {
             self.st.ks.feed_truncate(feed_mark);
         }
-        match Frame::parse(out.as_bytes(), &resp::Limits::default()) {
+        let reply = match Frame::parse(out.as_bytes(), &resp::Limits::default()) {
             Ok(Some((frame, _))) => Ok(frame),
             _ => Err("the command gave no reply".into()),
+        };
+        let mut buf = out.take();
+        if buf.capacity() <= SCRIPT_REPLY_KEEP_BYTES {
+            buf.clear();
+            self.st.scripting.reply = buf;
         }
+        reply
     }
 
     fn acl_check(&mut self, args: &[Bytes]) -> Option<bool> {
@@ -341,10 +354,10 @@ pub fn may_write(st: &State, command: &str, args: &[Bytes]) -> bool {
 fn script_flags(st: &State, command: &str, args: &[Bytes]) -> Option<script::ScriptFlags> {
     match command {
         "eval" => script::parse_shebang(&args[1]).ok().map(|(f, _)| f),
-        "evalsha" => {
-            let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
-            st.scripting.eval_ref().and_then(|e| e.script_flags(&sha))
-        }
+        "evalsha" => st
+            .scripting
+            .eval_ref()
+            .and_then(|e| e.script_flags(&args[1])),
         "fcall" => st
             .scripting
             .functions_ref()
@@ -440,28 +453,33 @@ pub fn eval(
 ) -> Result<Flow, CmdError> {
     let (keys, args) = split_keys(a, false)?;
     let noscript = || CmdError::other("NOSCRIPT No matching script. Please use EVAL.");
-    let sha = if by_sha {
-        let sha = std::str::from_utf8(&a[1])
-            .ok()
-            .filter(|s| s.len() == 40)
-            .ok_or_else(noscript)?;
-        sha.to_ascii_lowercase()
+    // The sha names the script in errors, in lowercase as Redis prints it.
+    let mut sha = [0u8; 40];
+    if by_sha {
+        if a[1].len() != sha.len() {
+            return Err(noscript());
+        }
+        sha.copy_from_slice(&a[1]);
+        sha.make_ascii_lowercase();
     } else {
-        st.scripting
+        let loaded = st
+            .scripting
             .eval()
             .load_script(&a[1])
-            .map_err(CmdError::Other)?
-    };
+            .map_err(CmdError::Other)?;
+        sha.copy_from_slice(loaded.as_bytes());
+    }
+    let sha = std::str::from_utf8(&sha).map_err(|_| noscript())?;
     let flags = st
         .scripting
         .eval()
-        .script_flags(&sha)
+        .script_flags(sha.as_bytes())
         .ok_or_else(noscript)?;
     if let Some(refusal) = refuse_before_run(st, flags, ro) {
         return Err(CmdError::other(refusal));
     }
     let run = Run {
-        name: &sha,
+        name: sha,
         kind: RunKind::Eval,
         command: a,
         keys,
@@ -471,7 +489,7 @@ pub fn eval(
     };
     let mark = begin(st, id);
     let mut engine = st.scripting.eval.take().expect("no script is running");
-    engine.eval(&sha, &run, &mut NodeHost { st }, out);
+    engine.eval(&run, &mut NodeHost { st }, out);
     st.scripting.eval = Some(engine);
     end(st, mark);
     Ok(Flow::Continue)

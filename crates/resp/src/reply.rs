@@ -66,6 +66,16 @@ impl ReplyBuf {
         self.buf.is_empty()
     }
 
+    /// A reply buffer writing into `buf` (emptied), so a caller can reuse its allocation.
+    pub fn with_buffer(protocol: Protocol, mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        ReplyBuf {
+            protocol,
+            buf,
+            stop_at_bytes: REPLY_MAX_BYTES,
+        }
+    }
+
     pub fn clear(&mut self) {
         self.buf.clear();
     }

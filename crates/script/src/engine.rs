@@ -166,11 +166,14 @@ fn log(args: MultiValue) {
 #[derive(Default)]
 struct RunSlot(AtomicPtr<()>);
 
-/// What redis.call needs of the run: the node, and the run's fixed rules.
+/// What redis.call needs of the run: the node, and the run's fixed rules; and what the
+/// count hook records when the run turns busy.
 struct Lent<'a> {
     host: &'a mut dyn Host,
     read_only: bool,
     flags: ScriptFlags,
+    name: &'a str,
+    command: &'a [Bytes],
 }
 
 impl RunSlot {
@@ -241,26 +244,20 @@ impl Rand48 {
 pub struct Engine {
     pub(crate) lua: Lua,
     hidden: Table,
-    /// The real `redis` table behind the scripts' read-only view of it.
-    redis: Table,
     pub(crate) api: Table,
     pub(crate) g_meta: Table,
     pub(crate) load_api: Table,
     pub(crate) watch: Arc<Watch>,
     on_busy: Arc<dyn Fn() + Send + Sync>,
-    /// Table keys set on every run, made into Lua strings once (not hashed again per run).
-    names: Names,
     /// The prelude's protected runners (xpcall with Redis's error handler).
     run_eval: Function,
     run_function: Function,
     /// EVAL scripts by sha: the compiled chunk, its flags and body.
-    scripts: HashMap<String, (Function, ScriptFlags, Bytes)>,
+    scripts: HashMap<Sha, Script, foldhash::fast::RandomState>,
     scripts_body_bytes: usize,
     /// redis.setresp and redis.set_repl of the running script.
     flags: Arc<RunFlags>,
-    /// redis.call (set in the `redis` table only while a script runs) and the run it
-    /// reaches.
-    call: Function,
+    /// The run redis.call (and the count hook) reach.
     slot: Arc<RunSlot>,
     /// Runs so far, for stepping the collector.
     runs: u64,
@@ -273,10 +270,27 @@ struct RunFlags {
     propagate: AtomicBool,
 }
 
-struct Names {
-    keys: mlua::LuaString,
-    argv: mlua::LuaString,
-    call: mlua::LuaString,
+/// A script's SHA-1, the key of the script cache: parsed from the 40 hex digits EVALSHA
+/// gives in either case, so a lookup neither allocates nor lowercases.
+type Sha = [u8; 20];
+
+fn parse_sha(hex: &[u8]) -> Option<Sha> {
+    if hex.len() != 40 {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut sha = [0u8; 20];
+    for (byte, pair) in sha.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(sha)
+}
+
+/// A cached EVAL script.
+struct Script {
+    func: Function,
+    flags: ScriptFlags,
+    body: Bytes,
 }
 
 /// Runs between two steps of the garbage collector (Redis's LUA_GC_CYCLE_PERIOD).
@@ -406,7 +420,7 @@ impl Engine {
         // A Rust function, not a Lua wrapper: a `return redis.call(...)` then keeps the
         // script's frame (a tail call replaces a Lua frame), so errors name its line.
         // redis.pcall is the prelude's protected call of it.
-        let call = lua.create_function(move |lua, args: MultiValue| {
+        let call = lua.create_function(move |lua, CommandLine(args)| {
             let result = s.with(|lent| {
                 let ctx = CallCtx {
                     resp3: f.resp3.load(Ordering::Relaxed),
@@ -433,8 +447,8 @@ impl Engine {
         let s = slot.clone();
         hidden.raw_set(
             "acl_check",
-            lua.create_function(move |_, args: MultiValue| {
-                let argv = match lua_args(args) {
+            lua.create_function(move |_, CommandLine(args)| {
+                let argv = match args {
                     Ok(argv) => argv,
                     Err(text) => return Err(mlua::Error::runtime(text)),
                 };
@@ -455,29 +469,24 @@ impl Engine {
         let g_meta: Table = hidden.raw_get("g_meta")?;
         let load_api: Table = hidden.raw_get("load_api")?;
         let redis: Table = hidden.raw_get("redis")?;
+        // Installed for good: outside a run the slot is empty and the call says so (FUNCTION
+        // LOAD's code sees another `redis` table, without call).
+        redis.raw_set("call", &call)?;
         let run_eval: Function = hidden.raw_get("run")?;
         let run_function: Function = hidden.raw_get("run_function")?;
-        let names = Names {
-            keys: lua.create_string("KEYS")?,
-            argv: lua.create_string("ARGV")?,
-            call: lua.create_string("call")?,
-        };
         Ok(Engine {
-            names,
             run_eval,
             run_function,
             lua,
             hidden,
-            redis,
             api,
             g_meta,
             load_api,
             watch,
             on_busy,
-            scripts: HashMap::new(),
+            scripts: HashMap::default(),
             scripts_body_bytes: 0,
             flags,
-            call,
             slot,
             runs: 0,
         })
@@ -501,19 +510,25 @@ impl Engine {
         (self.scripts.len(), self.scripts_body_bytes)
     }
 
+    /// Whether the script with this sha (hex, either case) is cached.
     pub fn has_script(&self, sha: &[u8]) -> bool {
-        std::str::from_utf8(sha).is_ok_and(|s| self.scripts.contains_key(&s.to_ascii_lowercase()))
+        self.script(sha).is_some()
+    }
+
+    fn script(&self, sha: &[u8]) -> Option<&Script> {
+        self.scripts.get(&parse_sha(sha)?)
     }
 
     /// The body of a cached script (EVALSHA is logged as the EVAL of its body).
-    pub fn script_body(&self, sha: &str) -> Option<Bytes> {
-        self.scripts.get(sha).map(|s| s.2.clone())
+    pub fn script_body(&self, sha: &[u8]) -> Option<Bytes> {
+        self.script(sha).map(|s| s.body.clone())
     }
 
     /// Compiles and caches an EVAL script; its sha. Errors are Redis's whole replies.
     pub fn load_script(&mut self, body: &Bytes) -> Result<String, String> {
         let sha = sha1_hex(body);
-        if self.scripts.contains_key(&sha) {
+        let key = parse_sha(sha.as_bytes()).expect("sha1_hex gives 40 hex digits");
+        if self.scripts.contains_key(&key) {
             return Ok(sha);
         }
         let (flags, start) = parse_shebang(body).map_err(|e| format!("ERR {e}"))?;
@@ -529,31 +544,30 @@ impl Engine {
                 )
             })?;
         self.scripts_body_bytes += body.len();
-        self.scripts
-            .insert(sha.clone(), (func, flags, body.clone()));
+        self.scripts.insert(
+            key,
+            Script {
+                func,
+                flags,
+                body: body.clone(),
+            },
+        );
         Ok(sha)
     }
 
-    /// A cached script's flags.
-    pub fn script_flags(&self, sha: &str) -> Option<ScriptFlags> {
-        self.scripts.get(sha).map(|s| s.1)
+    /// A cached script's flags (sha in hex, either case).
+    pub fn script_flags(&self, sha: &[u8]) -> Option<ScriptFlags> {
+        self.script(sha).map(|s| s.flags)
     }
 
-    /// Runs a cached EVAL script (by lowercase sha) and writes its reply into `out`.
-    pub fn eval(&mut self, sha: &str, run: &Run, host: &mut dyn Host, out: &mut ReplyBuf) {
-        let Some((func, _, _)) = self.scripts.get(sha) else {
+    /// Runs the cached EVAL script `run.name` (its sha) and writes its reply into `out`.
+    pub fn eval(&mut self, run: &Run, host: &mut dyn Host, out: &mut ReplyBuf) {
+        let Some(script) = self.script(run.name.as_bytes()) else {
             out.error("NOSCRIPT No matching script. Please use EVAL.");
             return;
         };
-        let func = func.clone();
-        let result = (|| -> mlua::Result<()> {
-            self.api
-                .raw_set(&self.names.keys, self.byte_array(run.keys)?)?;
-            self.api
-                .raw_set(&self.names.argv, self.byte_array(run.args)?)?;
-            Ok(())
-        })();
-        if let Err(e) = result {
+        let func = script.func.clone();
+        if let Err(e) = self.set_keys_and_argv(run.keys, run.args) {
             out.error(&format!("ERR {}", lua_error_text(&e)));
             return;
         }
@@ -570,9 +584,9 @@ impl Engine {
         out: &mut ReplyBuf,
     ) {
         let runner = self.run_function.clone();
-        let (keys, args) = match (self.byte_array(run.keys), self.byte_array(run.args)) {
-            (Ok(k), Ok(a)) => (k, a),
-            (Err(e), _) | (_, Err(e)) => {
+        let (keys, args) = match self.byte_arrays(run.keys, run.args) {
+            Ok(tables) => tables,
+            Err(e) => {
                 out.error(&format!("ERR {}", lua_error_text(&e)));
                 return;
             }
@@ -583,12 +597,49 @@ impl Engine {
         });
     }
 
-    fn byte_array(&self, items: &[Bytes]) -> mlua::Result<Table> {
-        let t = self.lua.create_table_with_capacity(items.len(), 0)?;
-        for (i, item) in items.iter().enumerate() {
-            t.raw_set(i + 1, self.lua.create_string(item)?)?;
+    /// Fresh KEYS and ARGV tables in the scripts' globals (`api`), as Redis makes them for
+    /// every run. Built on the stack directly: through mlua's API each string and table
+    /// would be a registry reference, and a protected call would add two closures; this is
+    /// a fifth of a small script's run.
+    fn set_keys_and_argv(&self, keys: &[Bytes], args: &[Bytes]) -> mlua::Result<()> {
+        check_array_len(keys.len() + args.len())?;
+        self.lua.exec_raw_lua(|raw| {
+            // SAFETY: no memory limit is set outside a run's Lua code (`call_protected`
+            // sets it only around it), so as in mlua's own unprotected path an allocation
+            // failure is the allocator's abort, never a Lua error unwinding through here;
+            // `api` has no metatable, so the raw sets run no Lua code. The stack is checked
+            // for the four slots used and left as it was found.
+            #[allow(unsafe_code)]
+            unsafe {
+                let state = raw.state();
+                let top = mlua::ffi::lua_gettop(state);
+                if mlua::ffi::lua_checkstack(state, 4) == 0 {
+                    return Err(mlua::Error::StackError);
+                }
+                raw.push(&self.api)?;
+                mlua::ffi::lua_pushlstring(state, c"KEYS".as_ptr(), 4);
+                push_byte_array(state, keys);
+                mlua::ffi::lua_rawset(state, -3);
+                mlua::ffi::lua_pushlstring(state, c"ARGV".as_ptr(), 4);
+                push_byte_array(state, args);
+                mlua::ffi::lua_rawset(state, -3);
+                mlua::ffi::lua_settop(state, top);
+                Ok(())
+            }
+        })
+    }
+
+    /// A function's keys and arguments as two fresh tables.
+    fn byte_arrays(&self, keys: &[Bytes], args: &[Bytes]) -> mlua::Result<(Table, Table)> {
+        check_array_len(keys.len() + args.len())?;
+        // SAFETY: as in `set_keys_and_argv`; the two tables are the closure's results.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.lua.exec_raw((), |state| {
+                push_byte_array(state, keys);
+                push_byte_array(state, args);
+            })
         }
-        Ok(t)
     }
 
     /// Installs the run's redis.call, runs `body` (an xpcall in the prelude), and writes
@@ -604,15 +655,16 @@ impl Engine {
     ) {
         self.flags.resp3.store(false, Ordering::Relaxed);
         self.flags.propagate.store(true, Ordering::Relaxed);
-        self.watch.start(run.kind, run.name, run.command);
+        self.watch.start(run.kind);
         let mut lent = Lent {
             host,
             read_only: run.read_only,
             flags: run.flags,
+            name: run.name,
+            command: run.command,
         };
         let slot = self.slot.clone();
         let outcome = slot.lend(&mut lent, || -> mlua::Result<()> {
-            self.redis.raw_set(&self.names.call, &self.call)?;
             let _ = self.lua.set_memory_limit(LUA_MEMORY_MAX_BYTES);
             let values = body(&self.lua);
             let _ = self.lua.set_memory_limit(0);
@@ -627,7 +679,6 @@ impl Engine {
             }
             Ok(())
         });
-        let _ = self.redis.raw_set(&self.names.call, Value::Nil);
         if let Err(e) = outcome {
             // Raised outside the script's own protection: memory exhausted while setting up.
             out.error(&format!(
@@ -650,10 +701,12 @@ impl Engine {
     pub(crate) fn install_run_hook(&self) -> mlua::Result<()> {
         let watch = self.watch.clone();
         let on_busy = self.on_busy.clone();
+        let slot = self.slot.clone();
         self.lua.set_hook(
             HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
             move |_, _| {
                 if watch.check_busy() {
+                    slot.with(|lent| watch.record_running(lent.name, lent.command));
                     on_busy();
                 }
                 if watch.kill_requested() {
@@ -677,6 +730,32 @@ impl Engine {
     }
 }
 
+/// Lua's table constructor counts in C ints.
+fn check_array_len(len: usize) -> mlua::Result<()> {
+    if len > i32::MAX as usize {
+        return Err(mlua::Error::runtime("too many arguments for a script"));
+    }
+    Ok(())
+}
+
+/// Pushes a new array of `items` as Lua strings onto the stack (two slots at most).
+/// `items.len()` fits a C int ([`check_array_len`]).
+///
+/// # Safety
+/// `state` is a Lua state with two free stack slots where an allocation failure cannot
+/// unwind through this frame (protected mode, or no memory limit).
+#[allow(unsafe_code)]
+unsafe fn push_byte_array(state: *mut mlua::ffi::lua_State, items: &[Bytes]) {
+    // SAFETY: the caller's contract; every string is pushed with its length (no NUL rule).
+    unsafe {
+        mlua::ffi::lua_createtable(state, items.len() as i32, 0);
+        for (i, item) in items.iter().enumerate() {
+            mlua::ffi::lua_pushlstring(state, item.as_ptr().cast(), item.len());
+            mlua::ffi::lua_rawseti_(state, -2, i as i32 + 1);
+        }
+    }
+}
+
 /// Marks an error raised by redis.call with a command's error reply: the error handler
 /// turns it back into Redis's `{err = ...}` table.
 pub(crate) const RAISED_REPLY: &str = "\u{1}redis-error-reply\u{1}";
@@ -686,10 +765,10 @@ pub(crate) const RAISED_REPLY: &str = "\u{1}redis-error-reply\u{1}";
 fn call_from_script(
     lua: &Lua,
     host: &mut dyn Host,
-    args: MultiValue,
+    args: Result<Vec<Bytes>, String>,
     ctx: &CallCtx,
 ) -> mlua::Result<Result<Value, String>> {
-    let argv = match lua_args(args) {
+    let argv = match args {
         Ok(argv) => argv,
         Err(text) => return Ok(Err(text)),
     };
@@ -702,29 +781,71 @@ fn call_from_script(
 }
 
 /// A redis lib call's arguments as a command line, or the error Redis gives for them.
-fn lua_args(args: MultiValue) -> Result<Vec<Bytes>, String> {
-    if args.is_empty() {
-        return Err("ERR Please specify at least one argument for this redis lib call".into());
+struct CommandLine(Result<Vec<Bytes>, String>);
+
+const NO_ARGUMENTS: &str = "ERR Please specify at least one argument for this redis lib call";
+const NOT_STRING_OR_INTEGER: &str =
+    "ERR Lua redis lib command arguments must be strings or integers";
+
+impl mlua::FromLuaMulti for CommandLine {
+    fn from_lua_multi(args: MultiValue, _: &Lua) -> mlua::Result<Self> {
+        if args.is_empty() {
+            return Ok(CommandLine(Err(NO_ARGUMENTS.into())));
+        }
+        let argv = args.into_iter().map(|v| match v {
+            Value::String(s) => Ok(Bytes::copy_from_slice(&s.as_bytes())),
+            Value::Integer(i) => Ok(integer_argument(i)),
+            Value::Number(n) => Ok(number_argument(n)),
+            _ => Err(NOT_STRING_OR_INTEGER.to_owned()),
+        });
+        Ok(CommandLine(argv.collect()))
     }
-    let mut argv = Vec::with_capacity(args.len());
-    for v in args {
-        let bytes = match v {
-            Value::String(s) => Bytes::copy_from_slice(&s.as_bytes()),
-            Value::Integer(i) => Bytes::copy_from_slice(itoa::Buffer::new().format(i).as_bytes()),
-            Value::Number(n) => {
-                let mut text = Vec::with_capacity(24);
-                resp::format_double(n, &mut text);
-                Bytes::from(text)
-            }
-            _ => {
-                return Err(
-                    "ERR Lua redis lib command arguments must be strings or integers".into(),
-                );
-            }
-        };
-        argv.push(bytes);
+
+    /// The same, read straight off the stack: through [`MultiValue`] every argument
+    /// would first become a registry reference.
+    #[allow(unsafe_code)]
+    unsafe fn from_stack_multi(
+        nvals: std::ffi::c_int,
+        lua: &mlua::state::RawLua,
+    ) -> mlua::Result<Self> {
+        if nvals <= 0 {
+            return Ok(CommandLine(Err(NO_ARGUMENTS.into())));
+        }
+        let state = lua.state();
+        let mut argv = Vec::with_capacity(nvals as usize);
+        for idx in -nvals..0 {
+            use mlua::ffi;
+            // SAFETY: mlua calls this with the callback's `nvals` arguments on top of the
+            // stack; the reads below neither push nor convert in place (the type is checked
+            // first), and a string's pointer and length stay valid while it is on the stack.
+            let arg = unsafe {
+                match ffi::lua_type(state, idx) {
+                    ffi::LUA_TSTRING => {
+                        let mut len = 0;
+                        let data = ffi::lua_tolstring(state, idx, &mut len);
+                        Bytes::copy_from_slice(std::slice::from_raw_parts(data.cast(), len))
+                    }
+                    ffi::LUA_TNUMBER if ffi::lua_isinteger(state, idx) != 0 => {
+                        integer_argument(ffi::lua_tointeger(state, idx))
+                    }
+                    ffi::LUA_TNUMBER => number_argument(ffi::lua_tonumber(state, idx)),
+                    _ => return Ok(CommandLine(Err(NOT_STRING_OR_INTEGER.into()))),
+                }
+            };
+            argv.push(arg);
+        }
+        Ok(CommandLine(Ok(argv)))
     }
-    Ok(argv)
+}
+
+fn integer_argument(i: i64) -> Bytes {
+    Bytes::copy_from_slice(itoa::Buffer::new().format(i).as_bytes())
+}
+
+fn number_argument(n: f64) -> Bytes {
+    let mut text = Vec::with_capacity(24);
+    resp::format_double(n, &mut text);
+    Bytes::from(text)
 }
 
 /// The reply for a failed run, as luaCallFunction writes it.
@@ -805,6 +926,16 @@ mod tests {
             parse_shebang(b"#!lua name=x\n").unwrap_err(),
             "Unknown lua shebang option: name=x"
         );
+    }
+
+    #[test]
+    fn shas_are_read_in_either_case() {
+        let sha = sha1_hex(b"return 1");
+        let key = parse_sha(sha.as_bytes()).unwrap();
+        assert_eq!(parse_sha(sha.to_ascii_uppercase().as_bytes()), Some(key));
+        assert_eq!(key[0], u8::from_str_radix(&sha[..2], 16).unwrap());
+        assert_eq!(parse_sha(&sha.as_bytes()[1..]), None);
+        assert_eq!(parse_sha(b"zz00000000000000000000000000000000000000"), None);
     }
 
     #[test]

@@ -136,8 +136,8 @@ local function error_table(text)
 end
 
 local redis = {}
--- redis.call is a Rust function installed for each run (hidden.redis); redis.pcall calls
--- it protected and answers an error as its table.
+-- redis.call is a Rust function the engine installs (hidden.redis); redis.pcall calls it
+-- protected and answers an error as its table.
 redis.pcall = function(...)
   local ok, v = raw_pcall(redis.call, ...)
   if ok then

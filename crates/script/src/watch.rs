@@ -26,7 +26,7 @@ pub struct Watch {
     kill: AtomicBool,
     wrote: AtomicBool,
     kind: AtomicU8,
-    /// The running script's name (sha or function) and command, for FUNCTION STATS.
+    /// The busy script's name (sha or function) and command, for FUNCTION STATS.
     /// Kept between runs (cleared, not dropped) so a run allocates nothing for it.
     running: Mutex<(String, Vec<bytes::Bytes>)>,
     /// Libraries and functions loaded (FUNCTION STATS, answered while a script runs).
@@ -146,13 +146,9 @@ impl Watch {
         self.now_us().saturating_sub(started_us) / 1000
     }
 
-    pub(crate) fn start(&self, kind: RunKind, name: &str, command: &[bytes::Bytes]) {
-        if let Ok(mut r) = self.running.lock() {
-            r.0.clear();
-            r.0.push_str(name);
-            r.1.clear();
-            r.1.extend_from_slice(command);
-        }
+    /// A run starts. Its name and command line are recorded only if it turns busy
+    /// ([`Watch::record_running`]): only then can another client ask for them.
+    pub(crate) fn start(&self, kind: RunKind) {
         self.kill.store(false, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
         self.busy.store(false, Ordering::Relaxed);
@@ -166,11 +162,22 @@ impl Watch {
         self.started_us.store(self.now_us(), Ordering::Release);
     }
 
+    /// The busy run's name and command line, for FUNCTION STATS.
+    pub(crate) fn record_running(&self, name: &str, command: &[bytes::Bytes]) {
+        if let Ok(mut r) = self.running.lock() {
+            r.0.clear();
+            r.0.push_str(name);
+            r.1.clear();
+            r.1.extend_from_slice(command);
+        }
+    }
+
     pub(crate) fn finish(&self) {
+        let was_busy = self.busy.load(Ordering::Relaxed);
         self.started_us.store(0, Ordering::Release);
         self.busy.store(false, Ordering::Release);
         self.kill.store(false, Ordering::Release);
-        if let Ok(mut r) = self.running.lock() {
+        if was_busy && let Ok(mut r) = self.running.lock() {
             r.1.clear();
         }
     }

@@ -250,3 +250,82 @@ fn acl_users_are_checked_as_redis_checks_them() {
     );
     assert_eq!(ours, acl_session(&redis));
 }
+
+/// COMMAND DOCS with the prose left out (summary, complexity, replaced_by and history are
+/// written in our own words, or omitted): what stays is the syntax a client builds hints
+/// from, which must be Redis's. Subcommands come out as entries of their own (a node
+/// documents only those it serves: CLUSTER's are a few).
+fn docs_syntax(server: &Server) -> Vec<(String, Frame)> {
+    const PROSE: [&str; 4] = ["summary", "complexity", "replaced_by", "history"];
+    fn is(k: &Frame, names: &[&str]) -> bool {
+        matches!(k, Frame::Bulk(b) if names.iter().any(|n| n.as_bytes() == b.as_ref()))
+    }
+    fn strip(f: Frame) -> Frame {
+        match f {
+            Frame::Map(pairs) => Frame::Map(
+                pairs
+                    .into_iter()
+                    .filter(|(k, _)| !is(k, &PROSE))
+                    .map(|(k, v)| (k, strip(v)))
+                    .collect(),
+            ),
+            Frame::Array(items) => Frame::Array(items.into_iter().map(strip).collect()),
+            other => other,
+        }
+    }
+    fn flatten(name: Frame, doc: Frame, into: &mut Vec<(String, Frame)>) {
+        let Frame::Map(fields) = doc else {
+            panic!("{name:?}: {doc:?}")
+        };
+        let (subs, fields): (Vec<_>, Vec<_>) = fields
+            .into_iter()
+            .partition(|(k, _)| is(k, &["subcommands"]));
+        into.push((format!("{name:?}"), strip(Frame::Map(fields))));
+        for (_, subs) in subs {
+            let Frame::Map(subs) = subs else {
+                panic!("{subs:?}")
+            };
+            for (sub, doc) in subs {
+                flatten(sub, doc, into);
+            }
+        }
+    }
+    let mut c = server.conn();
+    c.cmd(&["HELLO", "3"]);
+    let mut docs = Vec::new();
+    match c.cmd(&["COMMAND", "DOCS"]) {
+        Frame::Map(all) => all
+            .into_iter()
+            .for_each(|(name, doc)| flatten(name, doc, &mut docs)),
+        other => panic!("COMMAND DOCS answered {other:?}"),
+    }
+    docs
+}
+
+#[test]
+fn command_docs_give_redis_syntax_for_every_command() {
+    let node = Server::cacheplane(&[]);
+    let redis = Server::redis(&[]);
+    let ours = docs_syntax(&node);
+    let theirs: std::collections::HashMap<_, _> = docs_syntax(&redis).into_iter().collect();
+    let mut compared = 0;
+    for (name, doc) in &ours {
+        let Frame::Map(fields) = doc else {
+            panic!("{name:?}: {doc:?}")
+        };
+        let has = |field: &str| fields.iter().any(|(k, _)| *k == bulk(field));
+        assert!(
+            has("since") && has("group"),
+            "{name:?} has no docs: {doc:?}"
+        );
+        if let Some(reference) = theirs.get(name) {
+            assert_eq!(doc, reference, "{name:?}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 300, "only {compared} commands compared");
+    // The prose is there too, in our words.
+    let mut c = node.conn();
+    let get = c.cmd(&["COMMAND", "DOCS", "get"]);
+    assert!(format!("{get:?}").contains("summary"), "{get:?}");
+}

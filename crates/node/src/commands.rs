@@ -953,7 +953,7 @@ fn key_flags(spec: &Spec, i: usize, pos: usize) -> &'static [&'static str] {
 }
 
 /// The subcommands of container commands, as COMMAND LIST names them (`client|list`).
-const SUBCOMMANDS: &[(&str, &[&str])] = &[
+pub(crate) const SUBCOMMANDS: &[(&str, &[&str])] = &[
     (
         "acl",
         &[
@@ -1146,19 +1146,21 @@ fn command(a: &[Bytes], out: &mut ReplyBuf) -> Result<()> {
             }
         }
         "docs" => {
-            let names: Vec<&str> = if a.len() == 2 {
-                all.iter().map(|s| s.name).collect()
+            let docs = crate::command_docs::docs();
+            let names: Vec<String> = if a.len() == 2 {
+                all.iter().map(|s| s.name.to_owned()).collect()
             } else {
+                // Known commands, and subcommands by their `parent|sub` names, as Redis.
                 a[2..]
                     .iter()
-                    .filter_map(|n| keyspace::lookup(n))
-                    .map(|s| s.name)
+                    .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
+                    .filter(|n| keyspace::lookup(n.as_bytes()).is_some() || docs.get(n).is_some())
                     .collect()
             };
             out.map(names.len());
             for n in names {
                 out.bulk(n.as_bytes());
-                out.map(0);
+                docs.write(&n, out);
             }
         }
         "list" => {

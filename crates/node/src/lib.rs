@@ -5,6 +5,7 @@
 
 mod acl;
 mod aof;
+mod command_docs;
 mod commands;
 pub mod config;
 mod conn;

@@ -329,3 +329,54 @@ fn command_docs_give_redis_syntax_for_every_command() {
     let get = c.cmd(&["COMMAND", "DOCS", "get"]);
     assert!(format!("{get:?}").contains("summary"), "{get:?}");
 }
+
+/// Each command's arity and legacy key range (first key, last key, step) from COMMAND.
+fn command_ranges(server: &Server) -> std::collections::HashMap<String, Vec<Frame>> {
+    match server.conn().cmd(&["COMMAND"]) {
+        Frame::Array(commands) => commands
+            .into_iter()
+            .filter_map(|c| match c {
+                Frame::Array(info) if info.len() >= 6 => Some((
+                    format!("{:?}", info[0]),
+                    vec![
+                        info[1].clone(),
+                        info[3].clone(),
+                        info[4].clone(),
+                        info[5].clone(),
+                    ],
+                )),
+                _ => None,
+            })
+            .collect(),
+        other => panic!("COMMAND answered {other:?}"),
+    }
+}
+
+#[test]
+fn command_info_gives_redis_arity_and_key_range() {
+    let node = Server::cacheplane(&[]);
+    let redis = Server::redis(&[]);
+    let theirs = command_ranges(&redis);
+    // Where the node's range is the one it finds keys with and Redis's differs: OBJECT,
+    // XGROUP and XINFO name their key after the subcommand (Redis: 0 0 0); the shard
+    // channel commands' channels are not keys to the node (Redis: 1 1 1 and 1 -1 1).
+    let differs = [
+        "object",
+        "xgroup",
+        "xinfo",
+        "spublish",
+        "ssubscribe",
+        "sunsubscribe",
+    ]
+    .map(|n| format!("{:?}", bulk(n)));
+    let mut compared = 0;
+    for (name, ours) in command_ranges(&node) {
+        if let Some(reference) = theirs.get(&name)
+            && !differs.contains(&name)
+        {
+            assert_eq!(&ours, reference, "{name}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 200, "only {compared} commands compared");
+}

@@ -252,7 +252,7 @@ pub struct Engine {
     /// The prelude's protected runners (xpcall with Redis's error handler).
     run_eval: Function,
     run_function: Function,
-    /// EVAL scripts by sha: the compiled chunk, its flags and body.
+    /// EVAL scripts by sha: the compiled chunk and its flags.
     scripts: HashMap<Sha, Script, foldhash::fast::RandomState>,
     scripts_body_bytes: usize,
     /// redis.setresp and redis.set_repl of the running script.
@@ -290,7 +290,6 @@ fn parse_sha(hex: &[u8]) -> Option<Sha> {
 struct Script {
     func: Function,
     flags: ScriptFlags,
-    body: Bytes,
 }
 
 /// Runs between two steps of the garbage collector (Redis's LUA_GC_CYCLE_PERIOD).
@@ -519,11 +518,6 @@ impl Engine {
         self.scripts.get(&parse_sha(sha)?)
     }
 
-    /// The body of a cached script (EVALSHA is logged as the EVAL of its body).
-    pub fn script_body(&self, sha: &[u8]) -> Option<Bytes> {
-        self.script(sha).map(|s| s.body.clone())
-    }
-
     /// Compiles and caches an EVAL script; its sha. Errors are Redis's whole replies.
     pub fn load_script(&mut self, body: &Bytes) -> Result<String, String> {
         let sha = sha1_hex(body);
@@ -544,14 +538,7 @@ impl Engine {
                 )
             })?;
         self.scripts_body_bytes += body.len();
-        self.scripts.insert(
-            key,
-            Script {
-                func,
-                flags,
-                body: body.clone(),
-            },
-        );
+        self.scripts.insert(key, Script { func, flags });
         Ok(sha)
     }
 
@@ -642,10 +629,10 @@ impl Engine {
         }
     }
 
-    /// Installs the run's redis.call, runs `body` (an xpcall in the prelude), and writes
-    /// the reply or the error Redis would write. Everything else a run needs (the hook,
-    /// the log, setresp, set_repl) is installed once per interpreter: a run creates one
-    /// Lua function.
+    /// Lends the run to redis.call and the count hook, runs `body` (an xpcall in the
+    /// prelude), and writes the reply or the error Redis would write. Everything a run
+    /// needs (redis.call, the hook, the log, setresp, set_repl) is installed once per
+    /// interpreter: a run creates no Lua function.
     fn call_protected(
         &mut self,
         run: &Run,

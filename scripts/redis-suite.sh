@@ -139,6 +139,12 @@ if [ -n "$FLOOR" ]; then
     if [ "$n_exc" = 1 ] && [ "$known_abort" != aborts ]; then verdict=" ABORTED"; failed=1; fi
     if [ "$n_ok" -lt "$floor" ]; then verdict="$verdict BELOW FLOOR"; failed=1; fi
     printf '%-22s %8d %14d%s\n' "$unit" "$floor" "$n_ok" "$verdict"
+    # What went wrong, for a CI log that is all one has: the failures and the last lines.
+    if [ -n "$verdict" ]; then
+      sed 's/\x1b\[[0-9;]*m//g' "$WORK/out" | grep -E '^\[(err|exception)\]|Expected|exception' \
+        | head -20 | sed 's/^/    /' >&2 || true
+      sed 's/\x1b\[[0-9;]*m//g' "$WORK/out" | tail -25 | sed 's/^/    | /' >&2
+    fi
   done
   exit "$failed"
 fi

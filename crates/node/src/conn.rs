@@ -54,6 +54,38 @@ const REPLY_BUF_KEEP_BYTES: usize = 64 * 1024;
 /// it opened is closed, so sockets without the key cannot hold `maxclients` slots.
 pub const UNAUTHENTICATED_TIMEOUT_SECS: u64 = 10;
 
+/// A look at a client's socket from outside its connection task: whether its peer has
+/// closed it. A connection notices its peer's close only when its task next runs, which on
+/// a loaded machine can be after a newer client's command: client eviction asks the probe
+/// first, so a client that is gone is let go instead of live ones being closed for the
+/// memory it still seems to hold (Redis, one thread, always reads the close first).
+#[derive(Debug, Clone, Copy)]
+pub struct HangupProbe(std::os::fd::RawFd);
+
+impl HangupProbe {
+    pub(crate) fn new(socket: &impl std::os::fd::AsFd) -> HangupProbe {
+        HangupProbe(std::os::fd::AsRawFd::as_raw_fd(&socket.as_fd()))
+    }
+
+    /// Whether the peer closed the socket (or it failed) and no input is left unread.
+    /// Over TLS a peer's close_notify is input: such a client counts as open until its
+    /// connection reads it.
+    pub fn hung_up(self) -> bool {
+        use rustix::net::{RecvFlags, recv};
+        // SAFETY: the descriptor stays open while a client record holds this probe: a
+        // connection removes its record (`State::remove_client`) before it drops its
+        // socket, and nothing else closes it. Peeking reads nothing a connection would miss.
+        #[allow(unsafe_code)]
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) };
+        let mut byte = [0u8; 1];
+        match recv(fd, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+            Ok((_, 0)) => true,
+            Ok(_) => false,
+            Err(e) => e != rustix::io::Errno::AGAIN && e != rustix::io::Errno::INTR,
+        }
+    }
+}
+
 /// A client's socket: plain TCP, or TLS over it.
 pub enum Stream {
     Plain(TcpStream),
@@ -228,6 +260,7 @@ pub async fn handle(
             memory.set_query_buf(early.capacity());
             client.memory = memory.clone();
             client.killed = killed.clone();
+            client.socket = Some(HangupProbe::new(stream.tcp()));
             st.clients.insert(id, client);
             Some((id, authenticated, st.config.clone(), memory))
         }

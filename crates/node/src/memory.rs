@@ -40,8 +40,8 @@ pub struct Memory {
     pub max_bytes: u64,
     /// What the clients hold together, kept as it changes, and their limit.
     pub clients: Arc<ClientsMemory>,
-    /// Clients evicted whose connections have not let go of their memory yet: they no
-    /// longer count against `maxmemory-clients`.
+    /// Clients evicted (or found gone) whose connections have not let go of their memory
+    /// yet: they no longer count against `maxmemory-clients`.
     pub evicted: Vec<Arc<ClientMemory>>,
     /// The most `used_memory` has been.
     pub peak_bytes: u64,
@@ -282,6 +282,7 @@ impl State {
 
     /// Closes clients, those holding most first, until the clients together are within
     /// `maxmemory-clients` (Redis's client eviction; CLIENT NO-EVICT exempts a client).
+    /// A client whose peer has closed its socket is let go first, not counted as evicted.
     /// Others are removed at once; returns whether `me` (the client whose command is
     /// running, 0 for none) was evicted, which its connection then closes.
     pub fn evict_clients(&mut self, me: u64) -> bool {
@@ -297,11 +298,11 @@ impl State {
         if total <= max {
             return false;
         }
+        // Exempt clients are looked at too: one that is gone no longer holds anything.
         let mut candidates: Vec<(u64, u64)> = self
             .clients
             .values()
-            .filter(|c| !c.no_evict && !c.killed.is_killed())
-            .filter(|c| c.id != crate::scripting::SCRIPT_CLIENT_ID)
+            .filter(|c| !c.killed.is_killed() && c.id != crate::scripting::SCRIPT_CLIENT_ID)
             .map(|c| (c.memory.total(), c.id))
             .collect();
         candidates.sort_unstable_by(|a, b| b.cmp(a));
@@ -310,15 +311,21 @@ impl State {
             if total <= max {
                 break;
             }
-            total = total.saturating_sub(bytes);
             let Some(c) = self.clients.get(&id) else {
                 continue;
             };
-            tracing::info!(
-                "Evicting client: {}",
-                crate::commands::client_line(self, c, 0)
-            );
-            self.stats.evicted_clients += 1;
+            let gone = c.socket.is_some_and(|s| s.hung_up());
+            if c.no_evict && !gone {
+                continue;
+            }
+            total = total.saturating_sub(bytes);
+            if !gone {
+                tracing::info!(
+                    "Evicting client: {}",
+                    crate::commands::client_line(self, c, 0)
+                );
+                self.stats.evicted_clients += 1;
+            }
             self.memory.evicted.push(c.memory.clone());
             if id == me {
                 c.killed.kill();
@@ -377,5 +384,56 @@ mod tests {
         st.apply_config();
         assert!(st.make_room());
         assert!(st.memory.out_of_memory);
+    }
+
+    /// A client on one end of a loopback connection, holding `bytes` of query buffer;
+    /// returns the other end, its peer.
+    fn connected_client(
+        st: &mut State,
+        listener: &std::net::TcpListener,
+        id: u64,
+        bytes: usize,
+    ) -> (std::net::TcpStream, std::net::TcpStream) {
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        let (outbox, _) = tokio::sync::mpsc::unbounded_channel();
+        let mut c = Client::new(id, "peer".into(), "local".into(), true, true, 0, outbox);
+        c.memory = Arc::new(ClientMemory::new(st.memory.clients.clone()));
+        c.memory.set_query_buf(bytes);
+        c.socket = Some(crate::conn::HangupProbe::new(&socket));
+        st.clients.insert(id, c);
+        (peer, socket)
+    }
+
+    #[test]
+    fn a_client_whose_peer_closed_is_let_go_before_live_clients_are_evicted() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut st = State::new(NodeConfig::default(), 1_800_000_000_000);
+        st.config.set("maxmemory-clients", "1000000").unwrap();
+        st.apply_config();
+        // An exempt client over the limit by itself, and a small one running a command.
+        let (big_peer, big_socket) = connected_client(&mut st, &listener, 1, 2_000_000);
+        st.clients.get_mut(&1).unwrap().no_evict = true;
+        let (_small_peer, _small_socket) = connected_client(&mut st, &listener, 2, 16_384);
+        assert!(st.memory.clients.over_limit());
+
+        // Its peer still there, the exempt client stays and the small one goes: Redis's rule.
+        assert!(st.evict_clients(2));
+        assert_eq!(st.stats.evicted_clients, 1);
+        st.remove_client(2); // as its connection does on closing
+
+        // Its peer gone (the connection has not read the close yet), it is let go instead.
+        let (_small_peer, _small_socket) = connected_client(&mut st, &listener, 3, 16_384);
+        drop(big_peer);
+        // Wait for the close to reach this end: a blocking peek returns 0 at end of input.
+        assert_eq!(big_socket.peek(&mut [0u8; 1]).unwrap(), 0);
+        assert!(!st.evict_clients(3));
+        assert!(st.clients.contains_key(&3));
+        assert!(!st.clients.contains_key(&1));
+        assert_eq!(
+            st.stats.evicted_clients, 1,
+            "a client that left is not evicted"
+        );
+        assert!(st.clients_counted_bytes() <= 1_000_000);
     }
 }

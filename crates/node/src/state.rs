@@ -104,6 +104,9 @@ pub struct Client {
     pub no_evict: bool,
     /// Set before a close request, so the connection stops without writing what is queued.
     pub killed: Arc<KillSwitch>,
+    /// Its socket, to see whether the peer closed it before the connection does (`None`
+    /// for the scripts' client).
+    pub socket: Option<crate::conn::HangupProbe>,
     /// Since when (unix ms) the queued pushes have been over the class's soft output
     /// limit; 0 while under it.
     pub push_soft_since_ms: AtomicU64,
@@ -191,6 +194,7 @@ impl Client {
             memory: Arc::new(crate::memory::ClientMemory::detached()),
             no_evict: false,
             killed: Default::default(),
+            socket: None,
             push_soft_since_ms: AtomicU64::new(0),
             tracking: None,
             query_buf_release_asked: false,

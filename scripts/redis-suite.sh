@@ -12,7 +12,8 @@
 #        data-model issues)
 #        scripts/redis-suite.sh --floor FILE  (cacheplane alone against FILE's "unit passes
 #        [aborts]" lines: fails when a unit passes fewer tests, or aborts unless the line says
-#        it still does; the test command's check)
+#        it still does; the test command's check; a failing unit is shown and run once
+#        more)
 # Environment: UNIT_TIMEOUT (seconds per unit and server, default 600); CACHEPLANE_BIN (a
 # binary to test instead of building the release one, e.g. target/debug/cacheplane);
 # SUITE_BASEPORT (the test helper's --baseport, default 21111: give two runs side by side
@@ -128,22 +129,42 @@ run() {
     END { printf "%d %d %d\n", ok, err, exc }'
 }
 
+# verdict <unit> <ok> <exception>: why a floor run of the unit fails, empty when it passes.
+verdict() {
+  local floor known_abort v=""
+  floor=$(awk -v u="$1" '$1 == u { print $2 }' "$FLOOR")
+  known_abort=$(awk -v u="$1" '$1 == u { print $3 }' "$FLOOR")
+  if [ "$3" = 1 ] && [ "$known_abort" != aborts ]; then v=" ABORTED"; fi
+  if [ "$2" -lt "$floor" ]; then v="$v BELOW FLOOR"; fi
+  echo "$v"
+}
+
+# What went wrong in the last run, for a CI log that is all one has.
+show_failure() {
+  sed 's/\x1b\[[0-9;]*m//g' "$WORK/out" | grep -E '^\[(err|exception)\]|Expected|exception' \
+    | head -20 | sed 's/^/    /' >&2 || true
+  sed 's/\x1b\[[0-9;]*m//g' "$WORK/out" | tail -25 | sed 's/^/    | /' >&2
+}
+
 if [ -n "$FLOOR" ]; then
   printf '%-22s %8s %14s\n' unit floor "cacheplane ok"
   failed=0
   for unit in "${UNITS[@]}"; do
     floor=$(awk -v u="$unit" '$1 == u { print $2 }' "$FLOOR")
-    known_abort=$(awk -v u="$unit" '$1 == u { print $3 }' "$FLOOR")
     read -r n_ok _ n_exc < <(run node "$unit")
-    verdict=""
-    if [ "$n_exc" = 1 ] && [ "$known_abort" != aborts ]; then verdict=" ABORTED"; failed=1; fi
-    if [ "$n_ok" -lt "$floor" ]; then verdict="$verdict BELOW FLOOR"; failed=1; fi
-    printf '%-22s %8d %14d%s\n' "$unit" "$floor" "$n_ok" "$verdict"
-    # What went wrong, for a CI log that is all one has: the failures and the last lines.
-    if [ -n "$verdict" ]; then
-      sed 's/\x1b\[[0-9;]*m//g' "$WORK/out" | grep -E '^\[(err|exception)\]|Expected|exception' \
-        | head -20 | sed 's/^/    /' >&2 || true
-      sed 's/\x1b\[[0-9;]*m//g' "$WORK/out" | tail -25 | sed 's/^/    | /' >&2
+    v=$(verdict "$unit" "$n_ok" "$n_exc")
+    # Some of the suite's tests race their own clients, which a busy shared machine can
+    # lose: a unit that fails once is shown, then run once more; failing twice fails.
+    if [ -n "$v" ]; then
+      printf '%-22s %8d %14d%s, once: running it again\n' "$unit" "$floor" "$n_ok" "$v"
+      show_failure
+      read -r n_ok _ n_exc < <(run node "$unit")
+      v=$(verdict "$unit" "$n_ok" "$n_exc")
+    fi
+    printf '%-22s %8d %14d%s\n' "$unit" "$floor" "$n_ok" "$v"
+    if [ -n "$v" ]; then
+      failed=1
+      show_failure
     fi
   done
   exit "$failed"

@@ -11,6 +11,7 @@ mod crc64;
 #[cfg(test)]
 mod damage;
 mod error;
+mod lzf;
 pub mod rdb;
 
 pub use crc64::{Crc64, crc64};

@@ -204,6 +204,17 @@ struct RdbSink {
 /// writer stages up to 64 KiB, and one entry may add more.
 const STAGED_BYTES_SLACK: usize = 256 * 1024;
 
+/// The sizes up to which collections are written compactly: the node's settings.
+fn pack_limits(e: &keyspace::Encodings) -> formats::rdb::PackLimits {
+    formats::rdb::PackLimits {
+        hash_max_listpack_entries: e.hash_max_listpack_entries,
+        hash_max_listpack_value: e.hash_max_listpack_value,
+        set_max_intset_entries: e.set_max_intset_entries,
+        zset_max_listpack_entries: e.zset_max_listpack_entries,
+        zset_max_listpack_value: e.zset_max_listpack_value,
+    }
+}
+
 impl RdbSink {
     fn new(ks: &Keyspace, config: &NodeConfig, aof_base: bool) -> Result<RdbSink, FormatError> {
         let opts = WriteOptions {
@@ -212,6 +223,7 @@ impl RdbSink {
             ctime_unix: crate::unix_time_ms() / 1000,
             used_mem_bytes: crate::used_memory_bytes(),
             aof_base,
+            pack: pack_limits(&ks.encodings),
         };
         let mut w = RdbWriter::new(Vec::with_capacity(64 * 1024), opts)?;
         for code in ks.function_codes() {

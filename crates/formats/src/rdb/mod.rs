@@ -2,6 +2,7 @@
 //! versions 1 through 11 (Redis 7.0 and 7.2 files, and the older encodings they load).
 
 mod encodings;
+mod pack;
 mod read;
 mod stream;
 mod write;
@@ -12,7 +13,7 @@ pub use read::{
     read_with_hints,
 };
 pub use stream::{RdbConsumer, RdbGroup, RdbPending, RdbStream, RdbStreamEntry, RdbStreamId};
-pub use write::{RdbWriter, WriteOptions};
+pub use write::{PackLimits, RdbWriter, WriteOptions};
 
 /// Field/value pairs of a hash, in file order.
 pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -74,7 +75,8 @@ pub(crate) mod len {
     pub const LZF: u8 = 3;
 }
 
-/// Collection kinds the writer emits, in the plain encodings every Redis since 2.x loads.
+/// Collection kinds the writer emits: small ones in Redis 7.0's compact encodings (see
+/// [`PackLimits`]), the rest in the plain encodings every Redis since 2.x loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CollectionKind {
     List,

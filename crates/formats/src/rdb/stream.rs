@@ -8,7 +8,7 @@
 
 use std::io::{Read, Write};
 
-use super::encodings::listpack_backlen_size;
+use super::pack::{Listpack, canonical_i64 as lp_int};
 use super::read::Reader;
 use super::write::RdbWriter;
 use super::{encodings, kind};
@@ -92,96 +92,6 @@ const NODE_BYTES_MAX: usize = 4096;
 /// Elements a stream listpack may hold; a corrupt count cannot make the reader loop on.
 const NODE_ELEMENTS_MAX: u64 = u32::MAX as u64;
 
-fn lp_int(s: &[u8]) -> Option<i64> {
-    if s.is_empty() || s.len() > 20 {
-        return None;
-    }
-    let v: i64 = std::str::from_utf8(s).ok()?.parse().ok()?;
-    // Only the canonical form: "007" or "+7" stay strings, as in Redis.
-    (itoa::Buffer::new().format(v).as_bytes() == s).then_some(v)
-}
-
-/// A listpack being built.
-struct Listpack {
-    buf: Vec<u8>,
-    count: usize,
-}
-
-impl Listpack {
-    fn new() -> Listpack {
-        Listpack {
-            buf: vec![0; 6],
-            count: 0,
-        }
-    }
-
-    /// Appends the back-length of an entry of `l` bytes: its 7-bit groups, most
-    /// significant first, every byte but the first with the high bit set.
-    fn backlen(&mut self, l: usize) {
-        let n = listpack_backlen_size(l);
-        for i in (0..n).rev() {
-            let group = ((l >> (7 * i)) & 127) as u8;
-            self.buf.push(if i + 1 == n { group } else { group | 128 });
-        }
-    }
-
-    fn int(&mut self, v: i64) {
-        let start = self.buf.len();
-        if (0..=127).contains(&v) {
-            self.buf.push(v as u8);
-        } else if (-4096..=4095).contains(&v) {
-            let u = (v as u64) & 0x1fff;
-            self.buf.push(0xc0 | (u >> 8) as u8);
-            self.buf.push(u as u8);
-        } else if let Ok(x) = i16::try_from(v) {
-            self.buf.push(0xf1);
-            self.buf.extend_from_slice(&x.to_le_bytes());
-        } else if (-8_388_608..=8_388_607).contains(&v) {
-            self.buf.push(0xf2);
-            self.buf.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
-        } else if let Ok(x) = i32::try_from(v) {
-            self.buf.push(0xf3);
-            self.buf.extend_from_slice(&x.to_le_bytes());
-        } else {
-            self.buf.push(0xf4);
-            self.buf.extend_from_slice(&v.to_le_bytes());
-        }
-        let l = self.buf.len() - start;
-        self.backlen(l);
-        self.count += 1;
-    }
-
-    fn str(&mut self, s: &[u8]) {
-        if let Some(v) = lp_int(s) {
-            return self.int(v);
-        }
-        let start = self.buf.len();
-        let n = s.len();
-        if n < 64 {
-            self.buf.push(0x80 | n as u8);
-        } else if n < 4096 {
-            self.buf.push(0xe0 | (n >> 8) as u8);
-            self.buf.push(n as u8);
-        } else {
-            self.buf.push(0xf0);
-            self.buf.extend_from_slice(&(n as u32).to_le_bytes());
-        }
-        self.buf.extend_from_slice(s);
-        let l = self.buf.len() - start;
-        self.backlen(l);
-        self.count += 1;
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.buf.push(0xff);
-        let total = self.buf.len() as u32;
-        self.buf[..4].copy_from_slice(&total.to_le_bytes());
-        let count = self.count.min(65535) as u16;
-        self.buf[4..6].copy_from_slice(&count.to_le_bytes());
-        self.buf
-    }
-}
-
 /// Encodes `entries` as one stream node listpack (the first entry's fields as master).
 fn encode_node(entries: &[RdbStreamEntry]) -> Vec<u8> {
     let master = entries[0].id;
@@ -192,28 +102,28 @@ fn encode_node(entries: &[RdbStreamEntry]) -> Vec<u8> {
         .map(|f| &f[..])
         .collect();
     let mut lp = Listpack::new();
-    lp.int(entries.len() as i64);
-    lp.int(0);
-    lp.int(names.len() as i64);
-    names.iter().for_each(|n| lp.str(n));
-    lp.int(0);
+    lp.push_int(entries.len() as i64);
+    lp.push_int(0);
+    lp.push_int(names.len() as i64);
+    names.iter().for_each(|n| lp.push(n));
+    lp.push_int(0);
     for e in entries {
         let same = e.fields.len() == names.len() * 2
             && e.fields.iter().step_by(2).zip(&names).all(|(a, b)| a == b);
-        lp.int(if same { FLAG_SAMEFIELDS } else { 0 });
-        lp.int(e.id.ms.wrapping_sub(master.ms) as i64);
-        lp.int(e.id.seq.wrapping_sub(master.seq) as i64);
+        lp.push_int(if same { FLAG_SAMEFIELDS } else { 0 });
+        lp.push_int(e.id.ms.wrapping_sub(master.ms) as i64);
+        lp.push_int(e.id.seq.wrapping_sub(master.seq) as i64);
         let pairs = e.fields.len() / 2;
         if same {
-            e.fields.iter().skip(1).step_by(2).for_each(|v| lp.str(v));
-            lp.int(pairs as i64 + 3);
+            e.fields.iter().skip(1).step_by(2).for_each(|v| lp.push(v));
+            lp.push_int(pairs as i64 + 3);
         } else {
-            lp.int(pairs as i64);
-            e.fields.iter().for_each(|f| lp.str(f));
-            lp.int(2 * pairs as i64 + 4);
+            lp.push_int(pairs as i64);
+            e.fields.iter().for_each(|f| lp.push(f));
+            lp.push_int(2 * pairs as i64 + 4);
         }
     }
-    lp.finish()
+    lp.into_vec()
 }
 
 /// Splits entries into nodes as Redis would with its default node limits.
@@ -558,19 +468,6 @@ pub(super) mod tests {
 
     use super::*;
 
-    #[test]
-    fn back_lengths_as_redis_writes_them() {
-        for (len, bytes) in [
-            (5usize, vec![5u8]),
-            (16_382, vec![127, 254]),
-            (16_383, vec![0, 255, 255]),
-            (2_097_151, vec![0, 255, 255, 255]),
-        ] {
-            let mut lp = Listpack::new();
-            lp.backlen(len);
-            assert_eq!(lp.buf[6..], bytes[..], "entry of {len} bytes");
-        }
-    }
     use crate::damage::{apply, arb_damage};
 
     /// Listpack headers and element encodings claiming far more than there is.
@@ -616,11 +513,11 @@ pub(super) mod tests {
         assert_eq!(back, super::super::RdbValue::Stream(Box::new(sample())));
         // A node whose master entry claims 2^62 entries.
         let mut lp = Listpack::new();
-        lp.int(1 << 61);
-        lp.int(1 << 61);
-        lp.int(0);
-        lp.int(0);
-        let err = decode_node(RdbStreamId::default(), &lp.finish(), &mut Vec::new()).unwrap_err();
+        lp.push_int(1 << 61);
+        lp.push_int(1 << 61);
+        lp.push_int(0);
+        lp.push_int(0);
+        let err = decode_node(RdbStreamId::default(), lp.finish(), &mut Vec::new()).unwrap_err();
         assert!(err.contains("counts"), "{err}");
     }
 
@@ -717,8 +614,8 @@ pub(super) mod tests {
             2_000_000_000,
             i64::MIN,
         ];
-        values.iter().for_each(|v| lp.int(*v));
-        let items = encodings::listpack(&lp.finish()).unwrap();
+        values.iter().for_each(|v| lp.push_int(*v));
+        let items = encodings::listpack(lp.finish()).unwrap();
         let back: Vec<i64> = items.iter().map(|b| lp_int(b).unwrap()).collect();
         assert_eq!(back, values);
         assert_eq!(lp_int(b"007"), None);

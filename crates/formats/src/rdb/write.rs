@@ -1,11 +1,14 @@
 //! Writing RDB version 10, one key at a time.
 //!
-//! Collections use the plain encodings (list 1, set 2, hash 4, zset 5) that Redis 7.0 loads
-//! and converts to its compact forms; strings are integer-encoded or LZF-compressed exactly
-//! when Redis would do it.
+//! Small collections are written in the compact forms Redis 7.0 writes them in (hash and
+//! zset listpacks, intsets, one-node quicklists); a collection is packed while its
+//! elements arrive and written plainly (list 1, set 2, hash 4, zset 5) as soon as one
+//! shows it does not fit, so a writer holds at most one small collection. Strings,
+//! packed blobs included, are integer-encoded or LZF-compressed exactly when Redis would.
 
 use std::io::Write;
 
+use super::pack::{self, Listpack};
 use super::{CollectionKind, RDB_VERSION, kind, len, opcode};
 use crate::FormatError;
 use crate::crc64::Crc64;
@@ -13,6 +16,39 @@ use crate::crc64::Crc64;
 /// Bytes staged before they are checksummed and handed to the destination: the checksum
 /// and the destination's write then run over large slices instead of one call per field.
 const STAGED_BYTES_MAX: usize = 64 * 1024;
+
+/// A list is written as one quicklist node when its listpack stays within this size
+/// (Redis's default `list-max-listpack-size`, -2: 8 KB nodes); longer lists are written
+/// plainly, which Redis loads into nodes of its own.
+const LIST_NODE_BYTES_MAX: usize = 8 * 1024;
+/// Quicklist node container: a listpack (`QUICKLIST_NODE_CONTAINER_PACKED`).
+const QUICKLIST_PACKED: u64 = 2;
+
+/// Up to which sizes collections are written compactly: Redis's settings of the same
+/// names, whose defaults these are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackLimits {
+    pub hash_max_listpack_entries: usize,
+    pub hash_max_listpack_value: usize,
+    pub set_max_intset_entries: usize,
+    pub zset_max_listpack_entries: usize,
+    pub zset_max_listpack_value: usize,
+}
+
+impl Default for PackLimits {
+    fn default() -> Self {
+        PackLimits {
+            hash_max_listpack_entries: 512,
+            hash_max_listpack_value: 64,
+            set_max_intset_entries: 512,
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
+        }
+    }
+}
+
+/// A compression buffer a long string grew is given back down to this.
+const COMPRESSED_KEEP_BYTES: usize = 64 * 1024;
 
 /// What the writer puts in the header.
 #[derive(Debug, Clone)]
@@ -27,6 +63,7 @@ pub struct WriteOptions {
     pub used_mem_bytes: u64,
     /// True for the base file of a multi-part AOF.
     pub aof_base: bool,
+    pub pack: PackLimits,
 }
 
 impl Default for WriteOptions {
@@ -37,6 +74,7 @@ impl Default for WriteOptions {
             ctime_unix: 0,
             used_mem_bytes: 0,
             aof_base: false,
+            pack: PackLimits::default(),
         }
     }
 }
@@ -52,6 +90,34 @@ pub struct RdbWriter<W: Write> {
     owed: u64,
     /// A DUMP payload: one value, no header, key or expiry ([`RdbWriter::for_dump`]).
     bare: bool,
+    packer: Packer,
+    /// Made at the first string worth compressing; its output buffer is kept too.
+    lzf: Option<crate::lzf::Compressor>,
+    compressed: Vec<u8>,
+}
+
+/// The small collection being packed, and buffers kept from one collection to the next.
+#[derive(Debug, Default)]
+struct Packer {
+    /// What is being packed; `None` between collections and for plain ones.
+    open: Option<Packing>,
+    key: Vec<u8>,
+    listpack: Listpack,
+    ints: Vec<i64>,
+    /// A sorted set's scores and members (ranges of `members`): its listpack must be in
+    /// Redis's order, which the caller's need not be.
+    scored: Vec<(f64, std::ops::Range<usize>)>,
+    members: Vec<u8>,
+    blob: Vec<u8>,
+    scratch: String,
+}
+
+/// A collection written compactly if it ends within the limits.
+#[derive(Debug, Clone, Copy)]
+struct Packing {
+    kind: CollectionKind,
+    expire_ms: Option<u64>,
+    len: u64,
 }
 
 /// Encodes `n` with RDB's length encoding.
@@ -70,18 +136,13 @@ fn encode_len(n: u64, buf: &mut Vec<u8>) {
     }
 }
 
-/// The integer a string holds, if Redis would store it integer-encoded: a canonical decimal
-/// of at most 11 characters within i32.
+/// The integer a string holds, if Redis would store it integer-encoded: a canonical
+/// decimal within i32.
 fn as_small_int(s: &[u8]) -> Option<i32> {
-    if s.is_empty() || s.len() > 11 {
+    if s.len() > 11 {
         return None;
     }
-    let text = std::str::from_utf8(s).ok()?;
-    let v: i64 = text.parse().ok()?;
-    if itoa::Buffer::new().format(v).as_bytes() != s {
-        return None;
-    }
-    i32::try_from(v).ok()
+    pack::canonical_i64(s).and_then(|v| i32::try_from(v).ok())
 }
 
 impl<W: Write> RdbWriter<W> {
@@ -95,6 +156,9 @@ impl<W: Write> RdbWriter<W> {
             opts,
             owed: 0,
             bare: false,
+            packer: Packer::default(),
+            lzf: None,
+            compressed: Vec::new(),
         };
         w.raw(format!("REDIS{RDB_VERSION:04}").as_bytes())?;
         w.aux(b"redis-ver", b"7.0.15")?;
@@ -122,6 +186,9 @@ impl<W: Write> RdbWriter<W> {
             },
             owed: 0,
             bare: true,
+            packer: Packer::default(),
+            lzf: None,
+            compressed: Vec::new(),
         }
     }
 
@@ -192,14 +259,16 @@ impl<W: Write> RdbWriter<W> {
         }
         if self.opts.compress && s.len() > 20 {
             // Redis keeps the compressed form only when it saves at least 4 bytes.
-            let mut out = vec![0u8; s.len() - 4];
-            if let Ok(n) = lzf_rust::compress(s, &mut out)
-                && n > 0
-            {
+            let lzf = self.lzf.get_or_insert_with(Default::default);
+            if lzf.compress(s, &mut self.compressed, s.len() - 4) {
                 self.staged.push((len::SPECIAL << 6) | len::LZF);
-                encode_len(n as u64, &mut self.staged);
+                encode_len(self.compressed.len() as u64, &mut self.staged);
                 encode_len(s.len() as u64, &mut self.staged);
-                return self.raw(&out[..n]);
+                let compressed = std::mem::take(&mut self.compressed);
+                let result = self.raw(&compressed);
+                self.compressed = compressed;
+                self.compressed.shrink_to(COMPRESSED_KEEP_BYTES);
+                return result;
             }
         }
         self.len(s.len() as u64)?;
@@ -251,6 +320,16 @@ impl<W: Write> RdbWriter<W> {
         type_id: u8,
     ) -> Result<(), FormatError> {
         self.check_done()?;
+        self.type_and_key(key, expire_ms, type_id)
+    }
+
+    /// The expiry, type and key that open every entry (the type alone in a DUMP payload).
+    fn type_and_key(
+        &mut self,
+        key: &[u8],
+        expire_ms: Option<u64>,
+        type_id: u8,
+    ) -> Result<(), FormatError> {
         if self.bare {
             return self.raw(&[type_id]);
         }
@@ -281,33 +360,198 @@ impl<W: Write> RdbWriter<W> {
         k: CollectionKind,
         len: u64,
     ) -> Result<(), FormatError> {
+        self.check_done()?;
+        let limits = self.opts.pack;
+        let entries_max = match k {
+            // Every listpack entry takes two bytes at least.
+            CollectionKind::List => LIST_NODE_BYTES_MAX / 2,
+            CollectionKind::Set => limits.set_max_intset_entries,
+            CollectionKind::Hash => limits.hash_max_listpack_entries,
+            CollectionKind::ZSet => limits.zset_max_listpack_entries,
+        };
+        if len > 0 && len <= entries_max as u64 {
+            let p = &mut self.packer;
+            p.open = Some(Packing {
+                kind: k,
+                expire_ms,
+                len,
+            });
+            p.key.clear();
+            p.key.extend_from_slice(key);
+            p.listpack.clear();
+            p.ints.clear();
+            p.scored.clear();
+            p.members.clear();
+        } else {
+            self.plain_header(key, expire_ms, k, len)?;
+        }
+        self.owed = match k {
+            CollectionKind::Hash => 2 * len,
+            _ => len,
+        };
+        Ok(())
+    }
+
+    fn plain_header(
+        &mut self,
+        key: &[u8],
+        expire_ms: Option<u64>,
+        k: CollectionKind,
+        len: u64,
+    ) -> Result<(), FormatError> {
         let type_id = match k {
             CollectionKind::List => kind::LIST,
             CollectionKind::Set => kind::SET,
             CollectionKind::Hash => kind::HASH,
             CollectionKind::ZSet => kind::ZSET_2,
         };
-        self.key_header(key, expire_ms, type_id)?;
-        self.len(len)?;
-        self.owed = if k == CollectionKind::Hash {
-            2 * len
-        } else {
-            len
-        };
-        Ok(())
+        self.type_and_key(key, expire_ms, type_id)?;
+        self.len(len)
     }
 
-    pub fn element(&mut self, bytes: &[u8]) -> Result<(), FormatError> {
+    fn count_element(&mut self) -> Result<(), FormatError> {
         self.owed = self
             .owed
             .checked_sub(1)
             .ok_or_else(|| FormatError::corrupt(self.position(), "more elements than announced"))?;
+        Ok(())
+    }
+
+    pub fn element(&mut self, bytes: &[u8]) -> Result<(), FormatError> {
+        self.count_element()?;
+        let Some(packing) = self.packer.open else {
+            return self.string(bytes);
+        };
+        let limits = self.opts.pack;
+        let p = &mut self.packer;
+        let packed = match packing.kind {
+            CollectionKind::Set => pack::canonical_i64(bytes).map(|v| p.ints.push(v)).is_some(),
+            CollectionKind::Hash if bytes.len() > limits.hash_max_listpack_value => false,
+            CollectionKind::Hash => {
+                p.listpack.push(bytes);
+                true
+            }
+            CollectionKind::List => {
+                // Pushed either way: a list too long for one node is unpacked whole.
+                p.listpack.push(bytes);
+                if p.listpack.bytes() > LIST_NODE_BYTES_MAX {
+                    return self.unpack();
+                }
+                true
+            }
+            CollectionKind::ZSet => {
+                return Err(FormatError::corrupt(
+                    self.position(),
+                    "a sorted set's members are written with their scores",
+                ));
+            }
+        };
+        if packed {
+            return self.packed_if_complete();
+        }
+        self.unpack()?;
         self.string(bytes)
     }
 
     pub fn zset_member(&mut self, member: &[u8], score: f64) -> Result<(), FormatError> {
-        self.element(member)?;
+        self.count_element()?;
+        if self.packer.open.is_some() {
+            if member.len() <= self.opts.pack.zset_max_listpack_value {
+                let p = &mut self.packer;
+                let start = p.members.len();
+                p.members.extend_from_slice(member);
+                p.scored.push((score, start..p.members.len()));
+                return self.packed_if_complete();
+            }
+            self.unpack()?;
+        }
+        self.string(member)?;
         self.raw(&score.to_le_bytes())
+    }
+
+    /// Writes the collection being packed once its last element is in.
+    fn packed_if_complete(&mut self) -> Result<(), FormatError> {
+        if self.owed > 0 {
+            return Ok(());
+        }
+        let Some(packing) = self.packer.open.take() else {
+            return Ok(());
+        };
+        let type_id = match packing.kind {
+            CollectionKind::List => kind::LIST_QUICKLIST_2,
+            CollectionKind::Set => kind::SET_INTSET,
+            CollectionKind::Hash => kind::HASH_LISTPACK,
+            CollectionKind::ZSet => kind::ZSET_LISTPACK,
+        };
+        // Taken out while the writer writes them, and put back for the next collection.
+        let mut p = std::mem::take(&mut self.packer);
+        let result = (|| {
+            self.type_and_key(&p.key, packing.expire_ms, type_id)?;
+            match packing.kind {
+                CollectionKind::Set => {
+                    pack::intset(&mut p.ints, &mut p.blob);
+                    self.string(&p.blob)
+                }
+                CollectionKind::List => {
+                    self.len(1)?;
+                    self.len(QUICKLIST_PACKED)?;
+                    self.string(p.listpack.finish())
+                }
+                CollectionKind::Hash => self.string(p.listpack.finish()),
+                CollectionKind::ZSet => {
+                    // Ascending by score, then member, as Redis keeps (and trusts) them.
+                    let members = &p.members;
+                    // Callers walking a skiplist tend to give them highest first: a
+                    // reversed run is the slow case of a small sort.
+                    if p.scored.windows(2).all(|w| w[0].0 >= w[1].0) {
+                        p.scored.reverse();
+                    }
+                    p.scored.sort_unstable_by(|a, b| {
+                        a.0.partial_cmp(&b.0)
+                            .unwrap_or(std::cmp::Ordering::Equal)
+                            .then_with(|| members[a.1.clone()].cmp(&members[b.1.clone()]))
+                    });
+                    for (score, member) in &p.scored {
+                        p.listpack.push(&members[member.clone()]);
+                        p.listpack.push_score(*score, &mut p.scratch);
+                    }
+                    self.string(p.listpack.finish())
+                }
+            }
+        })();
+        self.packer = p;
+        result
+    }
+
+    /// Writes the collection being packed plainly after all (an element did not fit): its
+    /// header and the elements so far; the rest follow one by one.
+    fn unpack(&mut self) -> Result<(), FormatError> {
+        let Some(packing) = self.packer.open.take() else {
+            return Ok(());
+        };
+        let mut p = std::mem::take(&mut self.packer);
+        let result = (|| {
+            self.plain_header(&p.key, packing.expire_ms, packing.kind, packing.len)?;
+            match packing.kind {
+                CollectionKind::Set => {
+                    let mut digits = itoa::Buffer::new();
+                    p.ints
+                        .iter()
+                        .try_for_each(|&v| self.string(digits.format(v).as_bytes()))
+                }
+                CollectionKind::ZSet => p.scored.iter().try_for_each(|(score, member)| {
+                    self.string(&p.members[member.clone()])?;
+                    self.raw(&score.to_le_bytes())
+                }),
+                CollectionKind::List | CollectionKind::Hash => {
+                    let items = super::encodings::listpack(p.listpack.finish())
+                        .map_err(|e| FormatError::corrupt(self.position(), e))?;
+                    items.iter().try_for_each(|i| self.string(i))
+                }
+            }
+        })();
+        self.packer = p;
+        result
     }
 
     /// Writes EOF and the checksum; returns the inner writer (flushed).

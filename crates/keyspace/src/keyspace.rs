@@ -407,12 +407,27 @@ impl Keyspace {
         self.capture(db, key);
         self.expire_if_due(db, key);
         self.settle_other(db, key);
+        self.find_counted(db, key, true).map(|e| &mut e.value)
+    }
+
+    /// Like [`Keyspace::lookup`] for a command that only reads the value: no copy for a
+    /// snapshot under way, and no measuring of it (a stream's measure walks two nodes).
+    pub fn lookup_read(&mut self, db: usize, key: &[u8]) -> Option<&Value> {
+        self.expire_if_due(db, key);
+        self.find_counted(db, key, false).map(|e| &e.value)
+    }
+
+    /// The live entry, counted as a keyspace hit (and an access) or a miss; `take`: to be
+    /// measured again when the command settles, as it may change.
+    fn find_counted(&mut self, db: usize, key: &[u8], take_it: bool) -> Option<&mut Entry> {
         match self.dbs[db].dict.get_mut(key) {
             Some(e) => {
                 self.stats.keyspace_hits += 1;
-                take(&mut self.pending, db, e);
+                if take_it {
+                    take(&mut self.pending, db, e);
+                }
                 touch_access(e, self.now_ms, &self.eviction);
-                Some(&mut e.value)
+                Some(e)
             }
             None => {
                 self.stats.keyspace_misses += 1;
@@ -815,7 +830,18 @@ impl Keyspace {
 
     // Typed access used by the commands. `Ok(None)`: no such key; `Err`: another type.
 
+    /// A string to read. A command that then replaces it goes through [`Keyspace::get`] or
+    /// a setter, which copy and measure it before the change.
     pub fn string(&mut self, db: usize, key: &[u8]) -> Result<Option<&Str>, CmdError> {
+        match self.lookup_read(db, key) {
+            None => Ok(None),
+            Some(Value::Str(s)) => Ok(Some(s)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
+    /// A string to change in place, for commands that keep its length (SETBIT within it).
+    pub fn string_mut(&mut self, db: usize, key: &[u8]) -> Result<Option<&mut Str>, CmdError> {
         match self.lookup(db, key) {
             None => Ok(None),
             Some(Value::Str(s)) => Ok(Some(s)),
@@ -958,6 +984,15 @@ impl Keyspace {
         )? {
             Value::ZSet(z) => Ok(z),
             _ => unreachable!("kind checked"),
+        }
+    }
+
+    /// A stream to read only (see [`Keyspace::lookup_read`]).
+    pub fn stream_read(&mut self, db: usize, key: &[u8]) -> Result<Option<&Stream>, CmdError> {
+        match self.lookup_read(db, key) {
+            None => Ok(None),
+            Some(Value::Stream(s)) => Ok(Some(s)),
+            Some(_) => Err(CmdError::WrongType),
         }
     }
 

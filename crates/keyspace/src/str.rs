@@ -48,6 +48,14 @@ impl Str {
         }
     }
 
+    /// The bytes, to change in place (the length stays).
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Str::Inline { len, data } => &mut data[..*len as usize],
+            Str::Heap(b) => b,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.as_bytes().len()
     }

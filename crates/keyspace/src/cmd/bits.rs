@@ -43,18 +43,31 @@ pub fn setbit(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
         b"0" => false,
         _ => return Err(CmdError::other("ERR bit is not an integer or out of range")),
     };
-    let current = c.ks.string(c.db, &a[1])?.map(|s| s.as_bytes().to_vec());
+    let byte = (offset >> 3) as usize;
+    let mask = 1u8 << (7 - (offset & 7) as u8);
+    let current = match c.ks.string_mut(c.db, &a[1])? {
+        // Within the string: the bit changes in place, without copying the string.
+        Some(s) if byte < s.len() => {
+            let b = &mut s.as_bytes_mut()[byte];
+            let old = *b & mask != 0;
+            *b = if on { *b | mask } else { *b & !mask };
+            if old != on {
+                c.changed(&a[1], notify::STRING, "setbit");
+            }
+            c.out.int(old as i64);
+            return Ok(());
+        }
+        s => s.map(|s| s.as_bytes().to_vec()),
+    };
     let existed = current.is_some();
     let mut v = current.unwrap_or_default();
     let old = bit_at(&v, offset);
-    let byte = (offset >> 3) as usize;
     // A new or longer string is a change even when the bit keeps its value.
     let grown = !existed || v.len() <= byte;
     if grown {
         v.resize(v.len().max(byte + 1), 0);
     }
     if grown || (old == 1) != on {
-        let mask = 1u8 << (7 - (offset & 7) as u8);
         if on {
             v[byte] |= mask;
         } else {

@@ -382,7 +382,7 @@ fn range_generic(c: &mut Ctx, a: &[Bytes], rev: bool) -> CmdResult {
             return Err(CmdError::Syntax);
         }
     }
-    let Some(s) = c.ks.stream(c.db, &a[1])? else {
+    let Some(s) = c.ks.stream_read(c.db, &a[1])? else {
         c.out.array(0);
         return Ok(());
     };
@@ -405,7 +405,7 @@ pub fn xrevrange(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn xlen(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let n = c.ks.stream(c.db, &a[1])?.map_or(0, |s| s.len());
+    let n = c.ks.stream_read(c.db, &a[1])?.map_or(0, |s| s.len());
     c.out.int(n as i64);
     Ok(())
 }
@@ -535,7 +535,7 @@ fn read_generic(c: &mut Ctx, a: &[Bytes], with_group: bool) -> CmdResult {
     let mut from = Vec::with_capacity(n.min(a.len()));
     for (k, key) in keys.iter().enumerate() {
         let arg = &a[streams_arg + n + k];
-        let s = c.ks.stream(c.db, key)?;
+        let s = c.ks.stream_read(c.db, key)?;
         if let Some((g, _)) = group
             && !s
                 .as_ref()
@@ -569,7 +569,7 @@ fn read_generic(c: &mut Ctx, a: &[Bytes], with_group: bool) -> CmdResult {
     let now = c.now_ms();
     let mut serve = vec![false; n];
     for (k, key) in keys.iter().enumerate() {
-        let Some(s) = c.ks.stream(c.db, key)? else {
+        let Some(s) = c.ks.stream_read(c.db, key)? else {
             continue;
         };
         let last = s.last_entry().map(|e| e.id);
@@ -605,7 +605,7 @@ fn read_generic(c: &mut Ctx, a: &[Bytes], with_group: bool) -> CmdResult {
                     let ReadFrom::After(id) = from[k] else {
                         unreachable!("XREAD reads after an ID")
                     };
-                    let s = c.ks.stream(c.db, &keys[k])?.expect("checked above");
+                    let s = c.ks.stream_read(c.db, &keys[k])?.expect("checked above");
                     let start = id.next().unwrap_or(StreamId::MAX);
                     let entries = s.range(start, StreamId::MAX, false, count as usize);
                     reply_entries(c.out, &entries);

@@ -2,17 +2,27 @@
 //!
 //! Short strings (most keys and many values) live inline in the 24-byte value itself, so a
 //! small key costs no allocation of its own; longer ones take one exact-size heap block.
-//! Stored strings never borrow the connection's read buffer.
+//! A string that APPEND, SETRANGE or SETBIT lengthens keeps room to grow, as Redis's sds
+//! does, so building one piece by piece costs time in proportion to its length, not to its
+//! square. Stored strings never borrow the connection's read buffer.
 
 use std::borrow::Borrow;
 use std::fmt;
 
 const INLINE_MAX: usize = 22;
+/// A growing string gets twice the length it needs up to this size, and this much more
+/// beyond it (Redis's `SDS_MAX_PREALLOC`).
+const GROWTH_MAX_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub enum Str {
-    Inline { len: u8, data: [u8; INLINE_MAX] },
+    Inline {
+        len: u8,
+        data: [u8; INLINE_MAX],
+    },
     Heap(Box<[u8]>),
+    /// Lengthened in place: its capacity is room for more.
+    Grown(Box<Vec<u8>>),
 }
 
 impl Str {
@@ -37,6 +47,12 @@ impl Str {
         }
     }
 
+    /// A string made to be changed in place (SETRANGE and SETBIT create their keys so):
+    /// Redis's "raw" encoding, whatever its length.
+    pub fn raw(v: Vec<u8>) -> Str {
+        Str::Grown(Box::new(v))
+    }
+
     pub fn from_i64(n: i64) -> Str {
         Str::new(itoa::Buffer::new().format(n).as_bytes())
     }
@@ -45,6 +61,7 @@ impl Str {
         match self {
             Str::Inline { len, data } => &data[..*len as usize],
             Str::Heap(b) => b,
+            Str::Grown(v) => v,
         }
     }
 
@@ -53,7 +70,34 @@ impl Str {
         match self {
             Str::Inline { len, data } => &mut data[..*len as usize],
             Str::Heap(b) => b,
+            Str::Grown(v) => v,
         }
+    }
+
+    /// The bytes as a vector with room to grow (Redis's greedy growth), for a command
+    /// that lengthens the string in place.
+    pub fn growable(&mut self, extra: usize) -> &mut Vec<u8> {
+        if !matches!(self, Str::Grown(_)) {
+            let old = std::mem::replace(self, Str::Grown(Box::default()));
+            let v = match old {
+                Str::Heap(b) => b.into_vec(),
+                other => other.as_bytes().to_vec(),
+            };
+            *self = Str::Grown(Box::new(v));
+        }
+        let Str::Grown(v) = self else {
+            unreachable!("made growable above")
+        };
+        let needed = v.len().saturating_add(extra);
+        if needed > v.capacity() {
+            let target = if needed < GROWTH_MAX_BYTES {
+                needed * 2
+            } else {
+                needed.saturating_add(GROWTH_MAX_BYTES)
+            };
+            v.reserve_exact(target - v.len());
+        }
+        v
     }
 
     pub fn len(&self) -> usize {
@@ -69,6 +113,7 @@ impl Str {
         match self {
             Str::Inline { .. } => 0,
             Str::Heap(b) => b.len(),
+            Str::Grown(v) => std::mem::size_of::<Vec<u8>>() + v.capacity(),
         }
     }
 }
@@ -142,5 +187,24 @@ mod tests {
             assert_eq!(matches!(s, Str::Inline { .. }), len <= 22);
             assert_eq!(Str::from_vec(v.clone()), s);
         }
+    }
+
+    #[test]
+    fn a_growing_string_reallocates_rarely() {
+        let mut s = Str::new(b"abc");
+        let mut moves = 0;
+        let mut last = std::ptr::null();
+        for i in 0..10_000u32 {
+            s.growable(10).extend_from_slice(&i.to_le_bytes());
+            if s.as_bytes().as_ptr() != last {
+                moves += 1;
+                last = s.as_bytes().as_ptr();
+            }
+        }
+        assert_eq!(s.len(), 3 + 4 * 10_000);
+        assert_eq!(&s[..3], b"abc");
+        assert!(moves < 20, "{moves} reallocations");
+        assert!(s.heap_bytes() >= s.len());
+        assert_eq!(std::mem::size_of::<Str>(), 24);
     }
 }

@@ -57,6 +57,8 @@ impl Value {
     /// is gone again is not remembered (that would cost a check on every write).
     pub fn encoding(&self, limits: &Encodings) -> &'static str {
         match self {
+            // Changed in place (APPEND, SETRANGE, SETBIT), as in Redis, whatever it holds.
+            Value::Str(Str::Grown(_)) => "raw",
             Value::Str(s) => {
                 if s.len() <= 20 && resp::parse_i64(s).is_some() {
                     "int"

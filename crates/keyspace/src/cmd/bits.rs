@@ -45,35 +45,32 @@ pub fn setbit(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     };
     let byte = (offset >> 3) as usize;
     let mask = 1u8 << (7 - (offset & 7) as u8);
-    let current = match c.ks.string_mut(c.db, &a[1])? {
-        // Within the string: the bit changes in place, without copying the string.
-        Some(s) if byte < s.len() => {
-            let b = &mut s.as_bytes_mut()[byte];
+    // In place: the string grows (with room for more, so setting bits in rising order
+    // does not copy the bitmap each time) and the bit flips where it is stored.
+    let (old, changed) = match c.ks.string_mut(c.db, &a[1])? {
+        Some(s) => {
+            // Changed in place, the string is Redis's "raw" from now on.
+            let grown = byte >= s.len();
+            let v = s.growable((byte + 1).saturating_sub(s.len()));
+            if grown {
+                v.resize(byte + 1, 0);
+            }
+            let b = &mut v[byte];
             let old = *b & mask != 0;
             *b = if on { *b | mask } else { *b & !mask };
-            if old != on {
-                c.changed(&a[1], notify::STRING, "setbit");
+            // A longer string is a change even when the bit keeps its value.
+            (old, grown || old != on)
+        }
+        None => {
+            let mut v = vec![0u8; byte + 1];
+            if on {
+                v[byte] = mask;
             }
-            c.out.int(old as i64);
-            return Ok(());
+            c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::raw(v)));
+            (false, true)
         }
-        s => s.map(|s| s.as_bytes().to_vec()),
     };
-    let existed = current.is_some();
-    let mut v = current.unwrap_or_default();
-    let old = bit_at(&v, offset);
-    // A new or longer string is a change even when the bit keeps its value.
-    let grown = !existed || v.len() <= byte;
-    if grown {
-        v.resize(v.len().max(byte + 1), 0);
-    }
-    if grown || (old == 1) != on {
-        if on {
-            v[byte] |= mask;
-        } else {
-            v[byte] &= !mask;
-        }
-        c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::from_vec(v)));
+    if changed {
         c.changed(&a[1], notify::STRING, "setbit");
     }
     c.out.int(old as i64);

@@ -577,9 +577,10 @@ fn sparse_max_bytes(c: &Ctx) -> usize {
 /// valid dense sketch (the general path decides what to answer).
 fn pfadd_dense_in_place(c: &mut Ctx, a: &[Bytes]) -> Option<u64> {
     let entry = c.ks.get(c.db, &a[1])?;
-    let Value::Str(Str::Heap(s)) = &mut entry.value else {
+    let Value::Str(s) = &mut entry.value else {
         return None;
     };
+    let s = s.as_bytes_mut();
     if check_sketch(s).is_err() || s[4] != DENSE {
         return None;
     }

@@ -345,16 +345,23 @@ pub fn incrbyfloat(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn append(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
-    let mut v =
-        c.ks.string(c.db, &a[1])?
-            .map(|s| s.as_bytes().to_vec())
-            .unwrap_or_default();
-    if v.len() + a[2].len() > STRING_LEN_MAX_BYTES {
-        return Err(CmdError::StringTooLong);
-    }
-    v.extend_from_slice(&a[2]);
-    let len = v.len();
-    c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::from_vec(v)));
+    let tail = &a[2];
+    let len = match c.ks.string_mut(c.db, &a[1])? {
+        Some(s) => {
+            if s.len() + tail.len() > STRING_LEN_MAX_BYTES {
+                return Err(CmdError::StringTooLong);
+            }
+            // In place, with room for more: a string built by APPENDs is copied
+            // about log(n) times, not once per APPEND.
+            let v = s.growable(tail.len());
+            v.extend_from_slice(tail);
+            v.len()
+        }
+        None => {
+            c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::new(tail)));
+            tail.len()
+        }
+    };
     c.changed(&a[1], notify::STRING, "append");
     c.out.int(len as i64);
     Ok(())
@@ -394,21 +401,35 @@ pub fn setrange(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     }
     let offset = offset as usize;
     let patch = &a[3];
-    let existing = c.ks.string(c.db, &a[1])?.map(|s| s.as_bytes().to_vec());
-    if patch.is_empty() {
-        c.out.int(existing.map_or(0, |v| v.len()) as i64);
-        return Ok(());
-    }
-    if offset.saturating_add(patch.len()) > STRING_LEN_MAX_BYTES {
-        return Err(CmdError::StringTooLong);
-    }
-    let mut v = existing.unwrap_or_default();
-    if v.len() < offset + patch.len() {
-        v.resize(offset + patch.len(), 0);
-    }
-    v[offset..offset + patch.len()].copy_from_slice(patch);
-    let len = v.len();
-    c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::from_vec(v)));
+    // No overflow: the offset is below 2^63 and the patch below proto-max-bulk-len.
+    let end = offset + patch.len();
+    let too_long = end > STRING_LEN_MAX_BYTES;
+    let len = match c.ks.string_mut(c.db, &a[1])? {
+        Some(s) if patch.is_empty() => {
+            c.out.int(s.len() as i64);
+            return Ok(());
+        }
+        Some(_) if too_long => return Err(CmdError::StringTooLong),
+        Some(s) => {
+            let v = s.growable(end.saturating_sub(s.len()));
+            if end > v.len() {
+                v.resize(end, 0);
+            }
+            v[offset..end].copy_from_slice(patch);
+            v.len()
+        }
+        None if patch.is_empty() => {
+            c.out.int(0);
+            return Ok(());
+        }
+        None if too_long => return Err(CmdError::StringTooLong),
+        None => {
+            let mut v = vec![0u8; end];
+            v[offset..].copy_from_slice(patch);
+            c.ks.set_keep_ttl(c.db, &a[1], Value::Str(Str::raw(v)));
+            end
+        }
+    };
     c.changed(&a[1], notify::STRING, "setrange");
     c.out.int(len as i64);
     Ok(())

@@ -458,6 +458,29 @@ fn memory_accounting_follows_every_kind_of_change() {
 }
 
 #[test]
+fn strings_changed_in_place_are_raw_as_in_redis() {
+    let mut ks = Keyspace::new(1);
+    run(&mut ks, "append a 12");
+    assert_eq!(run(&mut ks, "object encoding a"), "\"int\"");
+    for (line, reply) in [
+        ("append a 3", ":3"),
+        ("setrange b 0 x", ":1"),
+        ("setbit c 0 0", ":0"),
+        ("set d 12", "OK"),
+        ("setbit d 0 0", ":0"),
+    ] {
+        assert_eq!(run(&mut ks, line), reply, "{line}");
+    }
+    assert_eq!(run(&mut ks, "get a"), "\"123\"");
+    for key in ["a", "b", "c", "d"] {
+        assert_eq!(run(&mut ks, &format!("object encoding {key}")), "\"raw\"");
+    }
+    // INCR stores a fresh integer again.
+    assert_eq!(run(&mut ks, "incr a"), ":124");
+    assert_eq!(run(&mut ks, "object encoding a"), "\"int\"");
+}
+
+#[test]
 fn reads_count_nothing_and_leave_idle_keys_alone() {
     let mut ks = Keyspace::new(1);
     let t = 1_800_000_000_000;

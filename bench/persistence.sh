@@ -13,10 +13,6 @@ N_SET=${N_SET:-300000}
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
 WORK=$(mktemp -d)
 source bench/lib.sh
-cleanup() {
-  stop_all
-  rm -rf "$WORK"
-}
 trap cleanup EXIT
 
 bgsave_running() { redis-cli -p "$1" info persistence | tr -d '\r' | grep -q '^rdb_bgsave_in_progress:1'; }

@@ -14,10 +14,6 @@ KEYS=${KEYS:-5000000}
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
 WORK=$(mktemp -d)
 source bench/lib.sh
-cleanup() {
-  stop_all
-  rm -rf "$WORK"
-}
 trap cleanup EXIT
 : >"$WORK/results.csv"
 

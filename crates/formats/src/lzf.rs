@@ -65,6 +65,10 @@ impl Compressor {
                 && three(input, candidate) == v & 0xff_ffff;
             if !found {
                 ip += 1;
+                // The literals alone are already too long: give up early.
+                if out.len() + (ip - literal_from) > max_out {
+                    return false;
+                }
                 continue;
             }
             push_literals(out, &input[literal_from..ip]);

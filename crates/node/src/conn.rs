@@ -59,24 +59,47 @@ pub const UNAUTHENTICATED_TIMEOUT_SECS: u64 = 10;
 /// a loaded machine can be after a newer client's command: client eviction asks the probe
 /// first, so a client that is gone is let go instead of live ones being closed for the
 /// memory it still seems to hold (Redis, one thread, always reads the close first).
-#[derive(Debug, Clone, Copy)]
-pub struct HangupProbe(std::os::fd::RawFd);
+#[derive(Debug, Clone)]
+pub struct HangupProbe(Arc<std::sync::Mutex<Option<std::os::fd::RawFd>>>);
+
+/// The connection's side of a [`HangupProbe`]: dropped before the socket (it is declared
+/// before it in [`Connection`]), however the connection ends, panics included; from then on
+/// the probe reports the client gone without touching the descriptor.
+struct SocketGuard(Arc<std::sync::Mutex<Option<std::os::fd::RawFd>>>);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+}
 
 impl HangupProbe {
-    pub(crate) fn new(socket: &impl std::os::fd::AsFd) -> HangupProbe {
-        HangupProbe(std::os::fd::AsRawFd::as_raw_fd(&socket.as_fd()))
+    fn new(socket: &impl std::os::fd::AsFd) -> (HangupProbe, SocketGuard) {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&socket.as_fd());
+        let slot = Arc::new(std::sync::Mutex::new(Some(fd)));
+        (HangupProbe(slot.clone()), SocketGuard(slot))
     }
 
-    /// Whether the peer closed the socket (or it failed) and no input is left unread.
-    /// Over TLS a peer's close_notify is input: such a client counts as open until its
-    /// connection reads it.
-    pub fn hung_up(self) -> bool {
+    /// Whether the peer closed the socket (or it failed, or the connection ended) and no
+    /// input is left unread. Over TLS a peer's close_notify is input: such a client counts
+    /// as open until its connection reads it.
+    pub fn hung_up(&self) -> bool {
         use rustix::net::{RecvFlags, recv};
-        // SAFETY: the descriptor stays open while a client record holds this probe: a
-        // connection removes its record (`State::remove_client`) before it drops its
-        // socket, and nothing else closes it. Peeking reads nothing a connection would miss.
+        let slot = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(raw) = *slot else {
+            return true;
+        };
+        // SAFETY: the descriptor is open while the slot holds it: the connection's
+        // `SocketGuard` empties the slot, under this lock, before the socket is dropped.
+        // Peeking reads nothing the connection would miss.
         #[allow(unsafe_code)]
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) };
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
         let mut byte = [0u8; 1];
         match recv(fd, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
             Ok((_, 0)) => true,
@@ -84,6 +107,11 @@ impl HangupProbe {
             Err(e) => e != rustix::io::Errno::AGAIN && e != rustix::io::Errno::INTR,
         }
     }
+}
+
+#[cfg(test)]
+pub(crate) fn probe_for_test(socket: &std::net::TcpStream) -> (HangupProbe, impl Drop + use<>) {
+    HangupProbe::new(socket)
 }
 
 /// A client's socket: plain TCP, or TLS over it.
@@ -172,6 +200,8 @@ impl AsyncWrite for Stream {
 struct Connection {
     shared: Arc<Shared>,
     id: u64,
+    /// Before `stream`: fields drop in order, and the guard must go first.
+    _socket_guard: SocketGuard,
     stream: Stream,
     rbuf: BytesMut,
     outbox: mpsc::UnboundedReceiver<Outbound>,
@@ -236,6 +266,7 @@ pub async fn handle(
     if !answer_busy_until_idle(&shared, &mut stream, &mut early).await {
         return;
     }
+    let (probe, socket_guard) = HangupProbe::new(stream.tcp());
     let registered = {
         let mut st = shared.lock_when_idle().await;
         st.stats.total_connections_received += 1;
@@ -260,7 +291,7 @@ pub async fn handle(
             memory.set_query_buf(early.capacity());
             client.memory = memory.clone();
             client.killed = killed.clone();
-            client.socket = Some(HangupProbe::new(stream.tcp()));
+            client.socket = Some(probe);
             st.clients.insert(id, client);
             Some((id, authenticated, st.config.clone(), memory))
         }
@@ -274,6 +305,7 @@ pub async fn handle(
     let mut conn = Connection {
         shared: shared.clone(),
         id,
+        _socket_guard: socket_guard,
         stream,
         rbuf: early,
         outbox,

@@ -298,7 +298,6 @@ impl State {
         if total <= max {
             return false;
         }
-        // Exempt clients are looked at too: one that is gone no longer holds anything.
         let mut candidates: Vec<(u64, u64)> = self
             .clients
             .values()
@@ -306,33 +305,39 @@ impl State {
             .map(|c| (c.memory.total(), c.id))
             .collect();
         candidates.sort_unstable_by(|a, b| b.cmp(a));
+        // First those whose peers are gone, exempt or not, largest first: they hold nothing
+        // a client still uses. Then live clients, largest first, exempt ones spared.
         let mut me_evicted = false;
-        for (bytes, id) in candidates {
-            if total <= max {
-                break;
-            }
-            let Some(c) = self.clients.get(&id) else {
-                continue;
-            };
-            let gone = c.socket.is_some_and(|s| s.hung_up());
-            if c.no_evict && !gone {
-                continue;
-            }
-            total = total.saturating_sub(bytes);
-            if !gone {
-                tracing::info!(
-                    "Evicting client: {}",
-                    crate::commands::client_line(self, c, 0)
-                );
-                self.stats.evicted_clients += 1;
-            }
-            self.memory.evicted.push(c.memory.clone());
-            if id == me {
-                c.killed.kill();
-                me_evicted = true;
-            } else {
-                c.kill();
-                self.remove_client(id);
+        for pass_gone in [true, false] {
+            for &(bytes, id) in &candidates {
+                if total <= max {
+                    return me_evicted;
+                }
+                let Some(c) = self.clients.get(&id) else {
+                    continue;
+                };
+                if pass_gone {
+                    if !c.socket.as_ref().is_some_and(|s| s.hung_up()) {
+                        continue;
+                    }
+                } else if c.no_evict {
+                    continue;
+                } else {
+                    tracing::info!(
+                        "Evicting client: {}",
+                        crate::commands::client_line(self, c, 0)
+                    );
+                    self.stats.evicted_clients += 1;
+                }
+                total = total.saturating_sub(bytes);
+                self.memory.evicted.push(c.memory.clone());
+                if id == me {
+                    c.killed.kill();
+                    me_evicted = true;
+                } else {
+                    c.kill();
+                    self.remove_client(id);
+                }
             }
         }
         me_evicted
@@ -393,16 +398,17 @@ mod tests {
         listener: &std::net::TcpListener,
         id: u64,
         bytes: usize,
-    ) -> (std::net::TcpStream, std::net::TcpStream) {
+    ) -> (std::net::TcpStream, impl Drop + use<>, std::net::TcpStream) {
         let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (socket, _) = listener.accept().unwrap();
         let (outbox, _) = tokio::sync::mpsc::unbounded_channel();
         let mut c = Client::new(id, "peer".into(), "local".into(), true, true, 0, outbox);
         c.memory = Arc::new(ClientMemory::new(st.memory.clients.clone()));
         c.memory.set_query_buf(bytes);
-        c.socket = Some(crate::conn::HangupProbe::new(&socket));
+        let (probe, guard) = crate::conn::probe_for_test(&socket);
+        c.socket = Some(probe);
         st.clients.insert(id, c);
-        (peer, socket)
+        (peer, guard, socket)
     }
 
     #[test]
@@ -412,28 +418,42 @@ mod tests {
         st.config.set("maxmemory-clients", "1000000").unwrap();
         st.apply_config();
         // An exempt client over the limit by itself, and a small one running a command.
-        let (big_peer, big_socket) = connected_client(&mut st, &listener, 1, 2_000_000);
+        let (_exempt_peer, _g1, _s1) = connected_client(&mut st, &listener, 1, 2_000_000);
         st.clients.get_mut(&1).unwrap().no_evict = true;
-        let (_small_peer, _small_socket) = connected_client(&mut st, &listener, 2, 16_384);
+        let (_small_peer, _g2, _s2) = connected_client(&mut st, &listener, 2, 16_384);
         assert!(st.memory.clients.over_limit());
-
         // Its peer still there, the exempt client stays and the small one goes: Redis's rule.
         assert!(st.evict_clients(2));
         assert_eq!(st.stats.evicted_clients, 1);
         st.remove_client(2); // as its connection does on closing
+        st.remove_client(1);
 
-        // Its peer gone (the connection has not read the close yet), it is let go instead.
-        let (_small_peer, _small_socket) = connected_client(&mut st, &listener, 3, 16_384);
-        drop(big_peer);
+        // A live client larger than one whose peer has gone (its connection has not read
+        // the close yet): letting go of the gone one is enough, and nobody is evicted.
+        let (_live_peer, _g3, _s3) = connected_client(&mut st, &listener, 3, 600_000);
+        let (gone_peer, _g4, gone_socket) = connected_client(&mut st, &listener, 4, 500_000);
+        let (_me_peer, _g5, _s5) = connected_client(&mut st, &listener, 5, 16_384);
+        drop(gone_peer);
         // Wait for the close to reach this end: a blocking peek returns 0 at end of input.
-        assert_eq!(big_socket.peek(&mut [0u8; 1]).unwrap(), 0);
-        assert!(!st.evict_clients(3));
-        assert!(st.clients.contains_key(&3));
-        assert!(!st.clients.contains_key(&1));
+        assert_eq!(gone_socket.peek(&mut [0u8; 1]).unwrap(), 0);
+        assert!(!st.evict_clients(5));
+        assert!(st.clients.contains_key(&3) && st.clients.contains_key(&5));
+        assert!(!st.clients.contains_key(&4));
         assert_eq!(
             st.stats.evicted_clients, 1,
             "a client that left is not evicted"
         );
         assert!(st.clients_counted_bytes() <= 1_000_000);
+    }
+
+    #[test]
+    fn a_probe_outliving_its_connection_reports_the_client_gone() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        let (probe, guard) = crate::conn::probe_for_test(&socket);
+        assert!(!probe.hung_up(), "peer connected, nothing sent");
+        drop(guard);
+        assert!(probe.hung_up());
     }
 }

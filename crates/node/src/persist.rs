@@ -273,7 +273,7 @@ impl SnapshotSink for RdbSink {
     }
 }
 
-/// Writes one key in the plain RDB encodings.
+/// Writes one key (small collections packed as Redis packs them, see `RdbWriter`).
 pub fn write_entry<W: Write>(w: &mut RdbWriter<W>, e: &Entry) -> Result<(), FormatError> {
     let (key, at) = (&e.key, e.expire_at_ms());
     match &e.value {

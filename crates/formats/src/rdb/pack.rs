@@ -27,6 +27,12 @@ pub fn canonical_i64(s: &[u8]) -> Option<i64> {
     if negative { Some(v) } else { v.checked_neg() }
 }
 
+/// The most an element of `len` bytes takes in a listpack: the longest encoding header
+/// (5 bytes), its bytes, the longest back-length (5 bytes).
+pub fn entry_bytes_max(len: usize) -> usize {
+    len.saturating_add(10)
+}
+
 /// Listpack header: total bytes (u32) and element count (u16), both little-endian.
 const HEADER_BYTES: usize = 6;
 const TERMINATOR: u8 = 0xff;

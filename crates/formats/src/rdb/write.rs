@@ -270,6 +270,7 @@ impl<W: Write> RdbWriter<W> {
                 self.compressed.shrink_to(COMPRESSED_KEEP_BYTES);
                 return result;
             }
+            self.compressed.shrink_to(COMPRESSED_KEEP_BYTES);
         }
         self.len(s.len() as u64)?;
         self.raw(s)
@@ -431,12 +432,16 @@ impl<W: Write> RdbWriter<W> {
                 p.listpack.push(bytes);
                 true
             }
+            // A list too long for one node is written plainly, this element too; the
+            // bound is checked first so that a large element is not copied in.
+            CollectionKind::List
+                if p.listpack.bytes() + pack::entry_bytes_max(bytes.len())
+                    > LIST_NODE_BYTES_MAX =>
+            {
+                false
+            }
             CollectionKind::List => {
-                // Pushed either way: a list too long for one node is unpacked whole.
                 p.listpack.push(bytes);
-                if p.listpack.bytes() > LIST_NODE_BYTES_MAX {
-                    return self.unpack();
-                }
                 true
             }
             CollectionKind::ZSet => {

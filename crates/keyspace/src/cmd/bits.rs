@@ -49,16 +49,19 @@ pub fn setbit(c: &mut Ctx, a: &[Bytes]) -> CmdResult {
     // does not copy the bitmap each time) and the bit flips where it is stored.
     let (old, changed) = match c.ks.string_mut(c.db, &a[1])? {
         Some(s) => {
-            // Changed in place, the string is Redis's "raw" from now on.
             let grown = byte >= s.len();
-            let v = s.growable((byte + 1).saturating_sub(s.len()));
-            if grown {
-                v.resize(byte + 1, 0);
+            let old = s.as_bytes().get(byte).is_some_and(|b| b & mask != 0);
+            // A longer string is a change even when the bit keeps its value. A string
+            // left as it was is left in its form too: the command then counts as no
+            // change, and its size is not measured again.
+            if grown || old != on {
+                // Changed in place, the string is Redis's "raw" from now on.
+                let v = s.growable((byte + 1).saturating_sub(s.len()));
+                if grown {
+                    v.resize(byte + 1, 0);
+                }
+                v[byte] = if on { v[byte] | mask } else { v[byte] & !mask };
             }
-            let b = &mut v[byte];
-            let old = *b & mask != 0;
-            *b = if on { *b | mask } else { *b & !mask };
-            // A longer string is a change even when the bit keeps its value.
             (old, grown || old != on)
         }
         None => {

@@ -161,6 +161,18 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// string2ll as defined: what i64 parses and prints back
+        /// the same.
+        #[test]
+        fn canonical_integers_as_defined(s in "-?[0-9]{0,21}|[-+0-9a ]{0,4}", v in proptest::num::i64::ANY) {
+            let reference = |s: &str| s.parse::<i64>().ok().filter(|v| v.to_string() == s);
+            proptest::prop_assert_eq!(parse_i64(s.as_bytes()), reference(&s));
+            let printed = v.to_string();
+            proptest::prop_assert_eq!(parse_i64(printed.as_bytes()), Some(v));
+        }
+    }
+
     #[test]
     fn floats_refuse_nan_and_spaces() {
         assert_eq!(parse_f64(b"1.5"), Some(1.5));

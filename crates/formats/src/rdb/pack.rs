@@ -3,30 +3,6 @@
 //! what Redis's `lpAppend` and `intsetAdd` produce, so that files of many small
 //! collections are as small as Redis's. The decoders are in `encodings`.
 
-/// The integer a string stands for when Redis would store it as one (`string2ll`): a
-/// canonical decimal (no sign but a leading `-`, no leading zeros, not `-0`) within i64.
-pub fn canonical_i64(s: &[u8]) -> Option<i64> {
-    let (negative, digits) = match s {
-        [b'-', rest @ ..] => (true, rest),
-        _ => (false, s),
-    };
-    // Most elements are words: one look at the first byte settles them.
-    match digits {
-        [b'1'..=b'9', ..] if digits.len() <= 19 => {}
-        [b'0'] if !negative => return Some(0),
-        _ => return None,
-    }
-    // Accumulated as a negative number, whose range holds i64::MIN.
-    let mut v: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
-    }
-    if negative { Some(v) } else { v.checked_neg() }
-}
-
 /// The most an element of `len` bytes takes in a listpack: the longest encoding header
 /// (5 bytes), its bytes, the longest back-length (5 bytes).
 pub fn entry_bytes_max(len: usize) -> usize {
@@ -74,7 +50,7 @@ impl Listpack {
 
     /// Appends an element: an integer when `s` is one, else a string.
     pub fn push(&mut self, s: &[u8]) {
-        match canonical_i64(s) {
+        match resp::parse_i64(s) {
             Some(v) => self.push_int(v),
             None => self.push_str(s),
         }
@@ -211,38 +187,6 @@ pub fn intset(ints: &mut [i64], out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::rdb::encodings;
-
-    #[test]
-    fn canonical_integers_only() {
-        assert_eq!(canonical_i64(b"0"), Some(0));
-        assert_eq!(canonical_i64(b"-12"), Some(-12));
-        assert_eq!(canonical_i64(b"9223372036854775807"), Some(i64::MAX));
-        assert_eq!(canonical_i64(b"-9223372036854775808"), Some(i64::MIN));
-        for s in [
-            &b""[..],
-            b"-0",
-            b"01",
-            b"+1",
-            b" 1",
-            b"1 ",
-            b"9223372036854775808",
-            b"1.0",
-        ] {
-            assert_eq!(canonical_i64(s), None, "{:?}", String::from_utf8_lossy(s));
-        }
-    }
-
-    proptest::proptest! {
-        /// The fast parser agrees with the definition: what i64 parses and prints back
-        /// the same.
-        #[test]
-        fn canonical_integers_as_defined(s in "-?[0-9]{0,21}|[-+0-9a ]{0,4}", v in proptest::num::i64::ANY) {
-            let reference = |s: &str| s.parse::<i64>().ok().filter(|v| v.to_string() == s);
-            proptest::prop_assert_eq!(canonical_i64(s.as_bytes()), reference(&s));
-            let printed = v.to_string();
-            proptest::prop_assert_eq!(canonical_i64(printed.as_bytes()), Some(v));
-        }
-    }
 
     #[test]
     fn every_entry_encoding_reads_back() {

@@ -8,11 +8,12 @@
 
 use std::io::{Read, Write};
 
-use super::pack::{Listpack, canonical_i64 as lp_int};
+use super::pack::Listpack;
 use super::read::Reader;
 use super::write::RdbWriter;
 use super::{encodings, kind};
 use crate::FormatError;
+use resp::parse_i64 as lp_int;
 
 /// A stream entry ID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

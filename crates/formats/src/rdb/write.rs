@@ -142,7 +142,7 @@ fn as_small_int(s: &[u8]) -> Option<i32> {
     if s.len() > 11 {
         return None;
     }
-    pack::canonical_i64(s).and_then(|v| i32::try_from(v).ok())
+    resp::parse_i64(s).and_then(|v| i32::try_from(v).ok())
 }
 
 impl<W: Write> RdbWriter<W> {
@@ -426,7 +426,7 @@ impl<W: Write> RdbWriter<W> {
         let limits = self.opts.pack;
         let p = &mut self.packer;
         let packed = match packing.kind {
-            CollectionKind::Set => pack::canonical_i64(bytes).map(|v| p.ints.push(v)).is_some(),
+            CollectionKind::Set => resp::parse_i64(bytes).map(|v| p.ints.push(v)).is_some(),
             CollectionKind::Hash if bytes.len() > limits.hash_max_listpack_value => false,
             CollectionKind::Hash => {
                 p.listpack.push(bytes);

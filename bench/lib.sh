@@ -33,7 +33,14 @@ start() {
   wait_ready "$port"
   echo "$port"
 }
-stop() { redis-cli -p "$1" shutdown nosave >/dev/null 2>&1 || true; while redis-cli -p "$1" ping >/dev/null 2>&1; do sleep 0.01; done; }
+# stop <port>: shuts a server down and waits until its process is gone (freeing a large
+# dataset takes seconds, which must not overlap the next measurement).
+stop() {
+  local pid; pid=$(info_field "$1" process_id 2>/dev/null || true)
+  redis-cli -p "$1" shutdown nosave >/dev/null 2>&1 || true
+  while redis-cli -p "$1" ping >/dev/null 2>&1; do sleep 0.01; done
+  if [ -n "$pid" ]; then while kill -0 "$pid" 2>/dev/null; do sleep 0.01; done; fi
+}
 stop_all() {
   [ -f "$WORK/ports" ] || return 0
   while read -r p; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done <"$WORK/ports"

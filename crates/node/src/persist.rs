@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use formats::FormatError;
 use formats::rdb::{
     CollectionKind, RdbConsumer, RdbGroup, RdbPending, RdbStream, RdbStreamEntry, RdbStreamId,
-    RdbValue, RdbWriter, ReadOptions, WriteOptions,
+    RdbSummary, RdbValue, RdbWriter, ReadOptions, WriteOptions,
 };
 use keyspace::{
     Consumer, Dict, Entry, Field, Group, Keyspace, Nack, SnapshotSink, Str, Stream, StreamId,
@@ -701,7 +701,7 @@ pub fn load_rdb(path: &Path, ks: &mut Keyspace, now_ms: u64) -> anyhow::Result<L
 
 /// [`load_rdb`] from any reader (AOF bases, object-store streams).
 pub fn load_rdb_from(
-    r: impl std::io::Read,
+    r: impl std::io::Read + Send,
     ks: &mut Keyspace,
     now_ms: u64,
 ) -> anyhow::Result<LoadSummary> {
@@ -711,26 +711,85 @@ pub fn load_rdb_from(
 /// Most keys a RESIZEDB hint may pre-size a database for when the input's size is unknown.
 const PRESIZE_KEYS_MAX: u64 = 1 << 20;
 
+/// Entries the decoding thread hands the inserting one at a time.
+const LOAD_BATCH_ENTRIES: usize = 512;
+/// Batches decoded ahead of insertion: bounds what a load holds outside the keyspace.
+const LOAD_BATCHES_AHEAD: usize = 16;
+
+/// What the decoding thread passes on, in file order.
+enum Loaded {
+    /// RESIZEDB: the database's key count, already bounded.
+    Presize { db: usize, keys: usize },
+    Entry {
+        db: usize,
+        key: Str,
+        value: Value,
+        expire_ms: Option<u64>,
+    },
+}
+
+/// Loads on two threads: one reads, checks and builds the values (most of a load's work:
+/// decoding, decompressing, building collections), the calling one inserts them in file
+/// order. The decoder stops when the inserter gives up (a duplicate key) and the other way
+/// round, and the first error in file order is the one reported.
 fn load_rdb_bounded(
-    r: impl std::io::Read,
+    r: impl std::io::Read + Send,
     ks: &mut Keyspace,
     now_ms: u64,
     keys_max: u64,
 ) -> anyhow::Result<LoadSummary> {
-    let mut s = LoadSummary::default();
     let databases = ks.db_count() as u64;
-    // RESIZEDB comes before the keys it sizes: kept until the next key arrives.
-    let hints = std::cell::RefCell::new(Vec::new());
+    let (tx, rx) = mpsc::sync_channel::<Vec<Loaded>>(LOAD_BATCHES_AHEAD);
+    let (decoded, inserted) = std::thread::scope(|scope| {
+        let decoder = std::thread::Builder::new()
+            .name("rdb-decode".into())
+            .spawn_scoped(scope, move || decode(r, databases, now_ms, keys_max, tx))?;
+        let inserted = insert_loaded(ks, rx);
+        // A decoder blocked on a full channel wakes once `rx` is gone (dropped above).
+        let decoded = decoder
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        std::io::Result::Ok((decoded, inserted))
+    })
+    .map_err(|e| anyhow::anyhow!("starting the rdb decoder thread: {e}"))?;
+    // The inserter's error comes first in file order: the decoder's is then only that it
+    // was stopped.
+    inserted?;
+    let (summary, s) = decoded?;
+    ks.set_function_codes(
+        summary
+            .functions
+            .into_iter()
+            .map(bytes::Bytes::from)
+            .collect(),
+    );
+    Ok(s)
+}
+
+/// The decoding half of a load: the file's summary and what was loaded (keys already past
+/// their deadline are dropped, as a primary does).
+fn decode(
+    r: impl std::io::Read,
+    databases: u64,
+    now_ms: u64,
+    keys_max: u64,
+    tx: mpsc::SyncSender<Vec<Loaded>>,
+) -> Result<(RdbSummary, LoadSummary), FormatError> {
+    let gone = || FormatError::Invalid("the load stopped".into());
+    let batch = std::cell::RefCell::new(Vec::with_capacity(LOAD_BATCH_ENTRIES));
+    let mut s = LoadSummary::default();
     let summary = formats::rdb::read_with_hints(
         r,
         ReadOptions::default(),
-        |db, keys| hints.borrow_mut().push((db, keys)),
-        |e| {
-            for (db, keys) in hints.borrow_mut().drain(..) {
-                if db < databases {
-                    ks.reserve(db as usize, keys.min(keys_max) as usize);
-                }
+        |db, keys| {
+            if db < databases {
+                batch.borrow_mut().push(Loaded::Presize {
+                    db: db as usize,
+                    keys: keys.min(keys_max) as usize,
+                });
             }
+        },
+        |e| {
             if e.db >= databases {
                 return Err(FormatError::Invalid(format!(
                     "the file uses database {} but this node has {databases} (--databases)",
@@ -744,25 +803,48 @@ fn load_rdb_bounded(
             let Some(value) = to_value(e.value)? else {
                 return Ok(());
             };
-            if !ks.insert_new_entry(e.db as usize, Str::from_vec(e.key), value, e.expire_ms) {
-                return Err(FormatError::Invalid(format!(
-                    "duplicate key in database {}",
-                    e.db
-                )));
-            }
             s.keys_loaded += 1;
+            let mut b = batch.borrow_mut();
+            b.push(Loaded::Entry {
+                db: e.db as usize,
+                key: Str::from_vec(e.key),
+                value,
+                expire_ms: e.expire_ms,
+            });
+            if b.len() >= LOAD_BATCH_ENTRIES {
+                let full = std::mem::replace(&mut *b, Vec::with_capacity(LOAD_BATCH_ENTRIES));
+                tx.send(full).map_err(|_| gone())?;
+            }
             Ok(())
         },
     )?;
+    tx.send(batch.into_inner()).map_err(|_| gone())?;
     s.bytes = summary.bytes;
-    ks.set_function_codes(
-        summary
-            .functions
-            .into_iter()
-            .map(bytes::Bytes::from)
-            .collect(),
-    );
-    Ok(s)
+    Ok((summary, s))
+}
+
+/// The inserting half of a load: applies batches until the decoder hangs up.
+fn insert_loaded(ks: &mut Keyspace, rx: mpsc::Receiver<Vec<Loaded>>) -> Result<(), FormatError> {
+    for batch in rx {
+        for loaded in batch {
+            match loaded {
+                Loaded::Presize { db, keys } => ks.reserve(db, keys),
+                Loaded::Entry {
+                    db,
+                    key,
+                    value,
+                    expire_ms,
+                } => {
+                    if !ks.insert_new_entry(db, key, value, expire_ms) {
+                        return Err(FormatError::Invalid(format!(
+                            "duplicate key in database {db}"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// DUMP's payload for a value: its RDB encoding, the RDB version and a CRC-64.
@@ -962,5 +1044,63 @@ fn is_empty(v: &RdbValue) -> bool {
         RdbValue::List(l) | RdbValue::Set(l) => l.is_empty(),
         RdbValue::Hash(h) => h.is_empty(),
         RdbValue::ZSet(z) => z.is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An RDB of `keys` strings in database `db`, the key named `dup` written twice and
+    /// the ones below `expired` already past their deadline; `cut` drops that many bytes
+    /// off the end.
+    fn rdb(db: u64, keys: u64, dup: Option<u64>, expired: u64, cut: usize) -> Vec<u8> {
+        let mut w = RdbWriter::new(Vec::new(), WriteOptions::default()).unwrap();
+        w.select_db(db, Some((keys, expired))).unwrap();
+        for i in (0..keys).chain(dup) {
+            let at = (i < expired).then_some(1_000);
+            w.write_string(format!("k{i}").as_bytes(), at, b"v")
+                .unwrap();
+        }
+        let mut bytes = w.finish().unwrap();
+        bytes.truncate(bytes.len() - cut);
+        bytes
+    }
+
+    // Enough keys that the decoder fills the channel and waits on the inserter.
+    const KEYS: u64 = (LOAD_BATCH_ENTRIES * LOAD_BATCHES_AHEAD * 4) as u64;
+
+    #[test]
+    fn a_load_inserts_every_key_in_file_order_across_batches() {
+        let mut ks = Keyspace::new(16);
+        let s = load_rdb_from(&rdb(3, KEYS, None, 10, 0)[..], &mut ks, 2_000).unwrap();
+        assert_eq!((s.keys_loaded, s.keys_expired), (KEYS - 10, 10));
+        assert!(ks.get(3, b"k9").is_none(), "expired keys are dropped");
+        assert!(ks.get(3, b"k10").is_some());
+        assert!(ks.get(3, format!("k{}", KEYS - 1).as_bytes()).is_some());
+    }
+
+    #[test]
+    fn a_duplicate_key_stops_the_decoder_and_is_the_error_reported() {
+        let mut ks = Keyspace::new(16);
+        let e = load_rdb_from(&rdb(0, KEYS, Some(7), 0, 0)[..], &mut ks, 0).unwrap_err();
+        assert!(e.to_string().contains("duplicate key in database 0"), "{e}");
+    }
+
+    #[test]
+    fn a_database_beyond_the_nodes_count_is_refused() {
+        let mut ks = Keyspace::new(2);
+        let e = load_rdb_from(&rdb(5, 3, None, 0, 0)[..], &mut ks, 0).unwrap_err();
+        assert!(
+            e.to_string().contains("database 5 but this node has 2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_truncated_file_after_many_keys_fails_without_hanging() {
+        let mut ks = Keyspace::new(16);
+        let e = load_rdb_from(&rdb(0, KEYS, None, 0, 5)[..], &mut ks, 0).unwrap_err();
+        assert!(e.to_string().contains("unexpected end of file"), "{e}");
     }
 }

@@ -128,9 +128,27 @@ pub async fn serve(
         }
     }
     shared.workers.cancel();
+    release_dataset(&shared);
     StopReport {
         unshipped,
         events: Vec::new(),
+    }
+}
+
+/// Frees the stopped node's dataset on a thread of its own: millions of keys take seconds
+/// to free, and neither a process about to exit (as Redis, it need not free at all) nor
+/// the control plane's actor should wait for that.
+fn release_dataset(shared: &Shared) {
+    let dataset = {
+        let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let databases = st.ks.db_count();
+        std::mem::replace(&mut st.ks, keyspace::Keyspace::new(databases))
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("free-dataset".into())
+        .spawn(move || drop(dataset))
+    {
+        tracing::warn!(error = %e, "freeing the dataset on this thread");
     }
 }
 

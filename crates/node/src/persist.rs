@@ -723,14 +723,14 @@ enum Loaded {
     Entry {
         db: usize,
         key: Str,
-        value: Value,
+        value: RdbValue,
         expire_ms: Option<u64>,
     },
 }
 
-/// Loads on two threads: one reads, checks and builds the values (most of a load's work:
-/// decoding, decompressing, building collections), the calling one inserts them in file
-/// order. The decoder stops when the inserter gives up (a duplicate key) and the other way
+/// Loads on two threads: one reads, checks and decodes the file (checksum, decompression,
+/// listpacks), the calling one builds the values and inserts them in file order (about
+/// an even split of a load's work, page faults included). The decoder stops when the inserter gives up (a duplicate key) and the other way
 /// round, and the first error in file order is the one reported.
 fn load_rdb_bounded(
     r: impl std::io::Read + Send,
@@ -754,8 +754,9 @@ fn load_rdb_bounded(
     .map_err(|e| anyhow::anyhow!("starting the rdb decoder thread: {e}"))?;
     // The inserter's error comes first in file order: the decoder's is then only that it
     // was stopped.
-    inserted?;
-    let (summary, s) = decoded?;
+    let keys_loaded = inserted?;
+    let (summary, mut s) = decoded?;
+    s.keys_loaded = keys_loaded;
     ks.set_function_codes(
         summary
             .functions
@@ -766,8 +767,8 @@ fn load_rdb_bounded(
     Ok(s)
 }
 
-/// The decoding half of a load: the file's summary and what was loaded (keys already past
-/// their deadline are dropped, as a primary does).
+/// The decoding half of a load: the file's summary, its size and the keys already past
+/// their deadline (dropped, as a primary does).
 fn decode(
     r: impl std::io::Read,
     databases: u64,
@@ -800,15 +801,11 @@ fn decode(
                 s.keys_expired += 1;
                 return Ok(());
             }
-            let Some(value) = to_value(e.value)? else {
-                return Ok(());
-            };
-            s.keys_loaded += 1;
             let mut b = batch.borrow_mut();
             b.push(Loaded::Entry {
                 db: e.db as usize,
                 key: Str::from_vec(e.key),
-                value,
+                value: e.value,
                 expire_ms: e.expire_ms,
             });
             if b.len() >= LOAD_BATCH_ENTRIES {
@@ -824,7 +821,9 @@ fn decode(
 }
 
 /// The inserting half of a load: applies batches until the decoder hangs up.
-fn insert_loaded(ks: &mut Keyspace, rx: mpsc::Receiver<Vec<Loaded>>) -> Result<(), FormatError> {
+/// Returns how many keys it inserted (empty collections are skipped, as Redis does).
+fn insert_loaded(ks: &mut Keyspace, rx: mpsc::Receiver<Vec<Loaded>>) -> Result<u64, FormatError> {
+    let mut inserted = 0;
     for batch in rx {
         for loaded in batch {
             match loaded {
@@ -835,16 +834,20 @@ fn insert_loaded(ks: &mut Keyspace, rx: mpsc::Receiver<Vec<Loaded>>) -> Result<(
                     value,
                     expire_ms,
                 } => {
+                    let Some(value) = to_value(value)? else {
+                        continue;
+                    };
                     if !ks.insert_new_entry(db, key, value, expire_ms) {
                         return Err(FormatError::Invalid(format!(
                             "duplicate key in database {db}"
                         )));
                     }
+                    inserted += 1;
                 }
             }
         }
     }
-    Ok(())
+    Ok(inserted)
 }
 
 /// DUMP's payload for a value: its RDB encoding, the RDB version and a CRC-64.

@@ -425,6 +425,28 @@ impl<T: DictEntry> Dict<T> {
         }
     }
 
+    /// Calls `f` with the elements of buckets `range` of the single table (see
+    /// [`Dict::stable_buckets`]; nothing while rehashing).
+    pub fn for_each_in_buckets(&self, range: std::ops::Range<usize>, mut f: impl FnMut(&T)) {
+        if self.rehash_idx.is_some() {
+            return;
+        }
+        for link in self.tables[0].buckets.get(range).unwrap_or_default() {
+            let mut cur = link.as_deref();
+            while let Some(node) = cur {
+                f(&node.item);
+                cur = node.next.as_deref();
+            }
+        }
+    }
+
+    /// Finishes a rehash under way at once (a blocking save walks a single table).
+    pub fn finish_rehash(&mut self) {
+        while self.rehash_idx.is_some() {
+            self.rehash_step();
+        }
+    }
+
     /// Up to `count` items from consecutive buckets, starting at a random one (Redis's
     /// `dictGetSomeKeys`): far cheaper than `count` draws of [`Dict::random`], which walk
     /// a chain each, at the price of samples that are not independent; a run of empty

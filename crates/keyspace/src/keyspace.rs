@@ -178,6 +178,12 @@ impl Db {
         &self.dict
     }
 
+    /// Calls `f` with the entries in buckets `range` of the table (expired ones included);
+    /// see [`Keyspace::save_pieces`].
+    pub fn for_each_in(&self, range: std::ops::Range<usize>, f: impl FnMut(&Entry)) {
+        self.dict.for_each_in_buckets(range, f)
+    }
+
     /// A random key that has a deadline. Drawn from the whole table when
     /// volatile keys are common; otherwise from the deadline index at a random deadline
     /// (uniform over deadlines rather than keys: the index cannot be sampled otherwise).
@@ -346,6 +352,30 @@ impl Keyspace {
 
     pub fn db_count(&self) -> usize {
         self.dbs.len()
+    }
+
+    /// The databases split into pieces of about `entries` keys each, as (database, bucket
+    /// range) in file order, for a blocking save to serialize on several threads
+    /// ([`Db::for_each_in`]). Finishes any rehash first: the ranges hold while the
+    /// keyspace is not changed.
+    pub fn save_pieces(&mut self, entries: usize) -> Vec<(usize, std::ops::Range<usize>)> {
+        self.settle();
+        let mut pieces = Vec::new();
+        for (i, d) in self.dbs.iter_mut().enumerate() {
+            if d.dict.is_empty() {
+                continue;
+            }
+            d.dict.finish_rehash();
+            let buckets = d.dict.stable_buckets().unwrap_or(0);
+            let n = d.dict.len().div_ceil(entries.max(1));
+            let per_piece = buckets.div_ceil(n).max(1);
+            pieces.extend(
+                (0..buckets)
+                    .step_by(per_piece)
+                    .map(|from| (i, from..(from + per_piece).min(buckets))),
+            );
+        }
+        pieces
     }
 
     pub fn db(&self, db: usize) -> &Db {

@@ -180,7 +180,42 @@ pub struct Stream {
     pub entries_added: u64,
     pub groups: BTreeMap<Str, Group>,
     /// [`Stream::radix_tree_nodes`] as last counted; None once the nodes changed.
-    rax_nodes: std::cell::Cell<Option<usize>>,
+    rax_nodes: CachedCount,
+}
+
+/// A count cached behind `&self`. Atomic, so a stream can be read from several threads
+/// (a blocking save serializes on several).
+#[derive(Debug)]
+struct CachedCount(std::sync::atomic::AtomicUsize);
+
+impl CachedCount {
+    const UNKNOWN: usize = usize::MAX;
+
+    fn get(&self) -> Option<usize> {
+        let n = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        (n != Self::UNKNOWN).then_some(n)
+    }
+
+    fn set(&self, n: Option<usize>) {
+        self.0.store(
+            n.unwrap_or(Self::UNKNOWN),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
+impl Default for CachedCount {
+    fn default() -> Self {
+        CachedCount(Self::UNKNOWN.into())
+    }
+}
+
+impl Clone for CachedCount {
+    fn clone(&self) -> Self {
+        let copy = CachedCount::default();
+        copy.set(self.get());
+        copy
+    }
 }
 
 impl Stream {

@@ -240,13 +240,25 @@ impl RdbSink {
         })
     }
 
-    fn write(&mut self, db: usize, e: &Entry) -> Result<(), FormatError> {
+    /// Moves to `db` (SELECTDB, with its size hint the first time).
+    fn select(&mut self, db: usize) -> Result<(), FormatError> {
         if self.db != Some(db) {
             let hint = self.sizes.get_mut(db).and_then(Option::take);
             self.w.select_db(db as u64, hint)?;
             self.db = Some(db);
         }
+        Ok(())
+    }
+
+    fn write(&mut self, db: usize, e: &Entry) -> Result<(), FormatError> {
+        self.select(db)?;
         write_entry(&mut self.w, e)
+    }
+
+    /// Appends a fragment of `db`'s keys, selecting the database first if need be.
+    fn splice(&mut self, db: usize, fragment: &[u8]) -> Result<(), FormatError> {
+        self.select(db)?;
+        self.w.splice(fragment)
     }
 
     /// The bytes serialized since the last call, once there are at least `min_bytes`.
@@ -413,7 +425,9 @@ pub fn save(ks: &mut Keyspace, rdb: &mut RdbState, config: &NodeConfig) -> anyho
     Ok(())
 }
 
-/// Writes a snapshot of the keyspace to `path` now, with the lock held.
+/// Writes a snapshot of the keyspace to `path` now, with the lock held: serialized on
+/// several threads (see [`serialize_in_pieces`]), since nothing changes the keyspace
+/// meanwhile.
 pub fn save_to(
     ks: &mut Keyspace,
     config: &NodeConfig,
@@ -424,32 +438,121 @@ pub fn save_to(
         anyhow::bail!("Background save already in progress");
     }
     let mut file = AtomicFile::create(path.to_path_buf())?;
-    let sink = RdbSink::new(ks, config, aof_base)?;
-    if ks.snapshot_begin(Box::new(sink)).is_err() {
-        anyhow::bail!("a snapshot is already running");
-    }
-    let written = (|| -> anyhow::Result<()> {
-        loop {
-            let done = ks.snapshot_step(64 * 1024);
-            if done {
-                break;
-            }
-            if let Some(bytes) = sink_of(ks).take_bytes(CHUNK_BYTES)? {
-                file.write(&bytes)?;
-            }
+    let mut sink = RdbSink::new(ks, config, aof_base)?;
+    let pieces = ks.save_pieces(SAVE_PIECE_KEYS);
+    serialize_in_pieces(ks, &pieces, &mut sink, |sink| {
+        if let Some(bytes) = sink.take_bytes(CHUNK_BYTES)? {
+            file.write(&bytes)?;
         }
-        let tail = finish(ks)?;
-        file.write(&tail)?;
         Ok(())
-    })();
-    if let Err(e) = written {
-        if ks.snapshot_in_progress() {
-            abandon(ks);
-        }
-        return Err(e);
-    }
+    })?;
+    let tail = sink.w.finish()?;
+    file.write(&tail)?;
     file.commit()?;
     Ok(())
+}
+
+/// Keys per piece a blocking save serializes on one thread.
+const SAVE_PIECE_KEYS: usize = 16 * 1024;
+/// Pieces serialized ahead of the one being written: bounds what a save holds besides
+/// the keyspace.
+const SAVE_PIECES_AHEAD: usize = 8;
+/// Threads a blocking save serializes on, at most (fewer on fewer cores).
+const SAVE_THREADS_MAX: usize = 4;
+
+/// Serializes `pieces` (from [`Keyspace::save_pieces`]) on up to [`SAVE_THREADS_MAX`]
+/// threads, each into a fragment, and splices them into `sink` in order, calling
+/// `drain` after each so the bytes move on as they come.
+fn serialize_in_pieces(
+    ks: &Keyspace,
+    pieces: &[(usize, std::ops::Range<usize>)],
+    sink: &mut RdbSink,
+    mut drain: impl FnMut(&mut RdbSink) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, SAVE_THREADS_MAX);
+    let opts = sink.w.options();
+    let dbs: Vec<&keyspace::Db> = (0..ks.db_count()).map(|i| ks.db(i)).collect();
+    // (pieces claimed, pieces spliced, stopped): a thread claims piece i only while
+    // i < spliced + SAVE_PIECES_AHEAD.
+    let gate = std::sync::Mutex::new((0usize, 0usize, false));
+    let moved = std::sync::Condvar::new();
+    let (tx, rx) = mpsc::channel::<(usize, Result<Vec<u8>, FormatError>)>();
+    let encode = |range: &std::ops::Range<usize>, db: &keyspace::Db| {
+        let mut w = RdbWriter::fragment(Vec::new(), opts.clone());
+        let mut failed = None;
+        db.for_each_in(range.clone(), |e| {
+            if failed.is_none() {
+                failed = write_entry(&mut w, e).err();
+            }
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => w.into_fragment(),
+        }
+    };
+    let claim = || {
+        let mut g = gate.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let (claimed, spliced, stopped) = *g;
+            if stopped || claimed >= pieces.len() {
+                return None;
+            }
+            if claimed < spliced + SAVE_PIECES_AHEAD {
+                g.0 += 1;
+                return Some(claimed);
+            }
+            g = moved.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    };
+    std::thread::scope(|scope| {
+        for n in 0..threads {
+            let tx = tx.clone();
+            let (claim, encode, dbs) = (&claim, &encode, &dbs);
+            let spawned = std::thread::Builder::new()
+                .name(format!("rdb-save-{n}"))
+                .spawn_scoped(scope, move || {
+                    while let Some(i) = claim() {
+                        let (db, range) = &pieces[i];
+                        if tx.send((i, encode(range, dbs[*db]))).is_err() {
+                            return;
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                // The threads already running do the work; with none, nothing would.
+                tracing::warn!(error = %e, "starting a save thread");
+                if n == 0 {
+                    return Err(anyhow::anyhow!("starting a save thread: {e}"));
+                }
+            }
+        }
+        drop(tx);
+        let spliced = (|| -> anyhow::Result<()> {
+            let mut done: std::collections::BTreeMap<usize, _> = Default::default();
+            let mut next = 0;
+            while next < pieces.len() {
+                let Ok((i, bytes)) = rx.recv() else {
+                    anyhow::bail!("the save threads stopped early");
+                };
+                done.insert(i, bytes);
+                while let Some(bytes) = done.remove(&next) {
+                    sink.splice(pieces[next].0, &bytes?)?;
+                    drain(sink)?;
+                    next += 1;
+                    gate.lock().unwrap_or_else(|e| e.into_inner()).1 = next;
+                    moved.notify_all();
+                }
+            }
+            Ok(())
+        })();
+        // On failure the threads must not wait for pieces nobody splices.
+        gate.lock().unwrap_or_else(|e| e.into_inner()).2 = true;
+        moved.notify_all();
+        drop(rx);
+        spliced
+    })
 }
 
 impl RdbState {
@@ -1081,6 +1184,52 @@ mod tests {
         assert!(ks.get(3, b"k9").is_none(), "expired keys are dropped");
         assert!(ks.get(3, b"k10").is_some());
         assert!(ks.get(3, format!("k{}", KEYS - 1).as_bytes()).is_some());
+    }
+
+    #[test]
+    fn a_save_on_several_threads_writes_every_key_once_in_a_file_that_loads() {
+        // More pieces than may be ahead of the writer, in two databases, with collections
+        // among the strings.
+        let keys = SAVE_PIECE_KEYS * (SAVE_PIECES_AHEAD + 3);
+        let mut ks = Keyspace::new(16);
+        for i in 0..keys {
+            let value = match i % 3 {
+                0 => Value::Str(Str::from_vec(format!("value-{i}").into_bytes())),
+                1 => Value::List(Box::new(
+                    (0..3)
+                        .map(|j| Str::from_vec(format!("{i}:{j}").into()))
+                        .collect(),
+                )),
+                _ => {
+                    let mut d = Dict::new();
+                    d.insert(Str::from_vec(i.to_string().into_bytes()));
+                    Value::Set(Box::new(d))
+                }
+            };
+            let key = Str::from_vec(format!("key:{i}").into_bytes());
+            assert!(ks.insert_new_entry(i % 2 * 5, key, value, None));
+        }
+        let dir = std::env::temp_dir().join(format!("save-pieces-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dump.rdb");
+        save_to(&mut ks, &NodeConfig::default(), &path, false).unwrap();
+        let mut loaded = Keyspace::new(16);
+        let s = load_rdb(&path, &mut loaded, 0).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(s.keys_loaded, keys as u64);
+        for db in [0, 5] {
+            assert_eq!(loaded.db(db).len(), ks.db(db).len());
+        }
+        for i in [0, 1, 2, keys / 2, keys - 1] {
+            let key = format!("key:{i}");
+            let (a, b) = (ks.db(i % 2 * 5), loaded.db(i % 2 * 5));
+            let (a, b) = (a.dict().get(key.as_bytes()), b.dict().get(key.as_bytes()));
+            assert_eq!(
+                a.map(|e| dump_payload(e, false).unwrap()),
+                b.map(|e| dump_payload(e, false).unwrap()),
+                "{key}"
+            );
+        }
     }
 
     #[test]

@@ -1113,6 +1113,41 @@ mod tests {
             prop_assert_eq!(read_all(&file).unwrap(), entries);
         }
 
+        /// A save on several threads writes parts of a database as fragments and splices
+        /// them: the file must be the one a single writer makes, checksum included.
+        #[test]
+        fn spliced_fragments_make_the_same_file(
+            entries in arb_entries(),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+            compress in any::<bool>(),
+        ) {
+            let opts = WriteOptions { compress, ..Default::default() };
+            let whole = write_all(&entries, opts.clone());
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(entries.len() + 1)).collect();
+            cuts.sort_unstable();
+            cuts.push(entries.len());
+            let mut w = RdbWriter::new(Vec::new(), opts.clone()).unwrap();
+            let (mut from, mut current_db) = (0, None);
+            for to in cuts {
+                // Fragments hold keys only: SELECTDB stays with the file's writer.
+                let mut piece_from = from;
+                while piece_from < to {
+                    let db = entries[piece_from].db;
+                    let piece_to = (piece_from..to).find(|&i| entries[i].db != db).unwrap_or(to);
+                    if current_db != Some(db) {
+                        w.select_db(db, Some((0, 0))).unwrap();
+                        current_db = Some(db);
+                    }
+                    let mut f = RdbWriter::fragment(Vec::new(), w.options());
+                    entries[piece_from..piece_to].iter().for_each(|e| write_entry(&mut f, e));
+                    w.splice(&f.into_fragment().unwrap()).unwrap();
+                    piece_from = piece_to;
+                }
+                from = to;
+            }
+            prop_assert_eq!(w.finish().unwrap(), whole);
+        }
+
         #[test]
         fn fuzz_damaged_files_of_every_type_never_panic(
             file in prop_oneof![

@@ -83,6 +83,9 @@ pub struct RdbWriter<W: Write> {
     inner: W,
     staged: Vec<u8>,
     crc: Crc64,
+    /// False for a fragment ([`RdbWriter::fragment`]): its bytes are checksummed where
+    /// they are spliced.
+    checksummed: bool,
     /// Bytes handed to `inner` so far.
     flushed: u64,
     opts: WriteOptions,
@@ -152,6 +155,7 @@ impl<W: Write> RdbWriter<W> {
             inner,
             staged: Vec::with_capacity(STAGED_BYTES_MAX + 1024),
             crc: Crc64::default(),
+            checksummed: true,
             flushed: 0,
             opts,
             owed: 0,
@@ -172,6 +176,25 @@ impl<W: Write> RdbWriter<W> {
         Ok(w)
     }
 
+    /// A writer of keys only (no header, no checksum), to be spliced into a file's writer
+    /// with [`RdbWriter::splice`]: how a save serializes parts of the keyspace on several
+    /// threads.
+    pub fn fragment(inner: W, opts: WriteOptions) -> Self {
+        RdbWriter {
+            inner,
+            staged: Vec::with_capacity(STAGED_BYTES_MAX + 1024),
+            crc: Crc64::default(),
+            checksummed: false,
+            flushed: 0,
+            opts,
+            owed: 0,
+            bare: false,
+            packer: Packer::default(),
+            lzf: None,
+            compressed: Vec::new(),
+        }
+    }
+
     /// A writer of one DUMP payload: write one key as into a file (its name and expiry are
     /// left out), then [`RdbWriter::finish_dump`].
     pub fn for_dump(inner: W, compress: bool) -> Self {
@@ -179,6 +202,7 @@ impl<W: Write> RdbWriter<W> {
             inner,
             staged: Vec::new(),
             crc: Crc64::default(),
+            checksummed: true,
             flushed: 0,
             opts: WriteOptions {
                 compress,
@@ -190,6 +214,13 @@ impl<W: Write> RdbWriter<W> {
             lzf: None,
             compressed: Vec::new(),
         }
+    }
+
+    /// Ends a fragment and returns its bytes.
+    pub fn into_fragment(mut self) -> Result<W, FormatError> {
+        self.check_done()?;
+        self.flush_staged()?;
+        Ok(self.inner)
     }
 
     /// A function library (opcode FUNCTION2 and the library's whole code), as Redis 7.0
@@ -225,10 +256,27 @@ impl<W: Write> RdbWriter<W> {
     }
 
     fn flush_staged(&mut self) -> Result<(), FormatError> {
-        self.crc.update(&self.staged);
+        if self.checksummed {
+            self.crc.update(&self.staged);
+        }
         self.inner.write_all(&self.staged)?;
         self.flushed += self.staged.len() as u64;
         self.staged.clear();
+        Ok(())
+    }
+
+    /// The options this writer writes with (for its fragments).
+    pub fn options(&self) -> WriteOptions {
+        self.opts.clone()
+    }
+
+    /// Appends a fragment's bytes (see [`RdbWriter::fragment`]) as if written here.
+    pub fn splice(&mut self, fragment: &[u8]) -> Result<(), FormatError> {
+        self.check_done()?;
+        self.flush_staged()?;
+        self.crc.update(fragment);
+        self.inner.write_all(fragment)?;
+        self.flushed += fragment.len() as u64;
         Ok(())
     }
 

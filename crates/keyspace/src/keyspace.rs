@@ -661,10 +661,19 @@ impl Keyspace {
                 removed += 1;
             }
         }
-        for d in &mut self.dbs {
-            d.dict.rehash(1);
-        }
         removed
+    }
+
+    /// The tables' upkeep Redis's cron does: starts shrinking the tables that mostly
+    /// emptied, and advances every rehash under way by up to `steps` buckets (zero without
+    /// `activerehashing`), so a table that grew or shrank does not keep two tables' memory
+    /// while writes are few. Returns whether a rehash is still under way.
+    pub fn active_rehash(&mut self, steps: usize) -> bool {
+        let mut pending = false;
+        for d in &mut self.dbs {
+            pending |= d.dict.rehash(steps);
+        }
+        pending
     }
 
     pub fn flush_db(&mut self, db: usize) {
@@ -1482,6 +1491,31 @@ mod tests {
         assert_eq!(ks.db(0).len(), 0);
         assert_eq!(ks.db(0).volatile_len(), 0);
         assert_eq!(ks.db(1).len(), 1);
+    }
+
+    #[test]
+    fn idle_tables_finish_rehashing_and_shrink_through_active_rehash() {
+        let mut ks = Keyspace::new(1);
+        // 1,025 keys grow the table from 1,024 buckets to 2,048: a rehash under way.
+        for i in 0..1025 {
+            ks.set(0, format!("k{i}").as_bytes(), Value::Str("v".into()));
+        }
+        assert!(ks.db(0).dict().stable_buckets().is_none());
+        let mut cycles = 0;
+        while ks.active_rehash(100) {
+            cycles += 1;
+        }
+        assert!(cycles > 0);
+        assert_eq!(ks.db(0).dict().stable_buckets(), Some(2048));
+        // Nine tenths gone: the next upkeep starts a shrink, which only steps advance.
+        for i in 0..1000 {
+            ks.remove(0, format!("k{i}").as_bytes());
+        }
+        ks.active_rehash(0);
+        assert!(ks.db(0).dict().stable_buckets().is_none());
+        while ks.active_rehash(100) {}
+        assert_eq!(ks.db(0).dict().stable_buckets(), Some(32));
+        assert_eq!(ks.db(0).len(), 25);
     }
 
     #[test]

@@ -28,6 +28,12 @@ async fn accept_on(
     }
 }
 
+/// Longest the cron advances the tables' rehashing per cycle (Redis's `activerehashing`:
+/// a millisecond per cycle).
+const ACTIVE_REHASH_TIME_MAX: Duration = Duration::from_millis(1);
+/// Buckets each table moves between clock checks while rehashing actively.
+const ACTIVE_REHASH_STEPS: usize = 100;
+
 /// Keys active expiry removes per cycle at most, so one cycle holds the lock briefly.
 /// At the default 10 cycles a second this bounds expiry at 200,000 keys a second; keys
 /// beyond that stay invisible (lazy expiry) until a later cycle removes them.
@@ -194,6 +200,15 @@ async fn cron(shared: Arc<Shared>) {
                 let now_secs = st.ks.now_ms() / 1000;
                 st.intro.latency_sample("expire-cycle", now_secs, ms);
             }
+            let steps = match st.config.standard.yes("activerehashing") {
+                true => ACTIVE_REHASH_STEPS,
+                false => 0,
+            };
+            let started = std::time::Instant::now();
+            while st.ks.active_rehash(steps)
+                && steps > 0
+                && started.elapsed() < ACTIVE_REHASH_TIME_MAX
+            {}
             let now = st.ks.now_ms();
             let limits = st.config.output_buffer_limits;
             let expired = st

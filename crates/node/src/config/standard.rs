@@ -663,6 +663,11 @@ impl Standard {
         self.values.get(setting.name).cloned()
     }
 
+    /// Whether a yes/no setting is yes, by canonical name.
+    pub fn yes(&self, name: &str) -> bool {
+        self.values.get(name).is_some_and(|v| v == "yes")
+    }
+
     /// An integer setting's value (the encoding thresholds), by canonical name.
     pub fn int(&self, name: &str) -> i64 {
         self.values

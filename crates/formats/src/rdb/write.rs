@@ -152,17 +152,9 @@ impl<W: Write> RdbWriter<W> {
     /// Writes the header and AUX fields.
     pub fn new(inner: W, opts: WriteOptions) -> Result<Self, FormatError> {
         let mut w = RdbWriter {
-            inner,
             staged: Vec::with_capacity(STAGED_BYTES_MAX + 1024),
-            crc: Crc64::default(),
             checksummed: true,
-            flushed: 0,
-            opts,
-            owed: 0,
-            bare: false,
-            packer: Packer::default(),
-            lzf: None,
-            compressed: Vec::new(),
+            ..RdbWriter::fragment(inner, opts)
         };
         w.raw(format!("REDIS{RDB_VERSION:04}").as_bytes())?;
         w.aux(b"redis-ver", b"7.0.15")?;
@@ -182,7 +174,7 @@ impl<W: Write> RdbWriter<W> {
     pub fn fragment(inner: W, opts: WriteOptions) -> Self {
         RdbWriter {
             inner,
-            staged: Vec::with_capacity(STAGED_BYTES_MAX + 1024),
+            staged: Vec::new(),
             crc: Crc64::default(),
             checksummed: false,
             flushed: 0,
@@ -198,21 +190,14 @@ impl<W: Write> RdbWriter<W> {
     /// A writer of one DUMP payload: write one key as into a file (its name and expiry are
     /// left out), then [`RdbWriter::finish_dump`].
     pub fn for_dump(inner: W, compress: bool) -> Self {
+        let opts = WriteOptions {
+            compress,
+            ..WriteOptions::default()
+        };
         RdbWriter {
-            inner,
-            staged: Vec::new(),
-            crc: Crc64::default(),
             checksummed: true,
-            flushed: 0,
-            opts: WriteOptions {
-                compress,
-                ..WriteOptions::default()
-            },
-            owed: 0,
             bare: true,
-            packer: Packer::default(),
-            lzf: None,
-            compressed: Vec::new(),
+            ..RdbWriter::fragment(inner, opts)
         }
     }
 

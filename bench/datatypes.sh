@@ -5,7 +5,8 @@
 # one sketch, so it turns dense) and SETBIT (bit 4095 of random keys: redis-benchmark's
 # random numbers are zero-padded, which Redis refuses as bit offsets).
 # Prints node/redis ratios of the medians (higher is better).
-# Usage: bench/datatypes.sh [rounds]   Environment: N (requests per test).
+# Usage: bench/datatypes.sh [rounds]   Environment: N (requests per test), PIPELINES
+# (default "1 16").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -35,7 +36,7 @@ run() { # port pipeline command...
 : >"$WORK/results.csv"
 for round in $(seq "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then order="redis node"; else order="node redis"; fi
-  for pipeline in 1 16; do
+  for pipeline in ${PIPELINES:-1 16}; do
     for test in xadd xread pfadd setbit; do
       for who in $order; do
         port=$RPORT; [ "$who" = node ] && port=$NPORT

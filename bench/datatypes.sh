@@ -4,7 +4,9 @@
 # random key), XREAD (COUNT 10 from a stream of 1,000 entries), PFADD (random elements into
 # one sketch, so it turns dense) and SETBIT (bit 4095 of random keys: redis-benchmark's
 # random numbers are zero-padded, which Redis refuses as bit offsets).
-# Prints node/redis ratios of the medians (higher is better).
+# Prints node/redis ratios of the medians (higher is better), of throughput and of requests
+# served per second of the server's CPU (unpipelined, redis-benchmark's one core is as busy
+# as the server's, so throughput alone moves by ±10 % from run to run).
 # Usage: bench/datatypes.sh [rounds]   Environment: N (requests per test), PIPELINES
 # (default "1 16").
 set -euo pipefail
@@ -41,6 +43,7 @@ for round in $(seq "$ROUNDS"); do
       for who in $order; do
         port=$RPORT; [ "$who" = node ] && port=$NPORT
         prepare "$port"
+        cpu0=$(cpu_s "$port")
         case $test in
           xadd) rps=$(run "$port" "$pipeline" xadd "s:__rand_int__" "*" field value) ;;
           xread) rps=$(run "$port" "$pipeline" xread count 10 streams feed 0) ;;
@@ -48,6 +51,8 @@ for round in $(seq "$ROUNDS"); do
           setbit) rps=$(run "$port" "$pipeline" setbit "bits:__rand_int__" 4095 1) ;;
         esac
         record "$round" "$test-P$pipeline" "$who" "$rps"
+        record "$round" "$test-P$pipeline per server CPU s" "$who" \
+          "$(python3 -c "print($N / max($(cpu_s "$port") - $cpu0, 1e-6))")"
       done
     done
   done

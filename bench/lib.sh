@@ -46,6 +46,10 @@ stop_all() {
   while read -r p; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done <"$WORK/ports"
 }
 info_field() { redis-cli -p "$1" info everything | tr -d '\r' | awk -F: -v f="$2" '$1==f{print $2}'; }
+# cpu_s <port>: the server process's CPU seconds so far (INFO cpu, user + system; both
+# servers read it from getrusage). A benchmark whose client is the bottleneck compares the
+# servers by work done per CPU second instead of by throughput alone.
+cpu_s() { redis-cli -p "$1" info cpu | tr -d '\r' | awk -F: '$1=="used_cpu_user"||$1=="used_cpu_sys"{t+=$2} END{printf "%.6f", t}'; }
 record() { echo "$1,$2,$3,$4" >>"$WORK/results.csv"; } # round,metric,who,value
 # ratio_table <rounds>: the medians of each metric's rounds as a Markdown table, with the
 # ratio cacheplane/redis (higher is better).

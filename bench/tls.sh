@@ -2,7 +2,9 @@
 # TLS side by side: redis-server 7.0 (Debian's, built with OpenSSL) vs a cacheplane node
 # (rustls), both on the same certificate, alternating rounds; redis-benchmark --tls
 # SET/GET unpipelined and at -P 16, and handshakes per second (-k 0: a new connection per
-# request). Prints node/redis ratios of the medians (higher is better).
+# request). Prints node/redis ratios of the medians (higher is better): requests per second,
+# and requests per second of the server's CPU (unpipelined, the client's core is the
+# bottleneck, so throughput alone moves by ±10 % from run to run).
 # Usage: bench/tls.sh [rounds]   Environment: N (requests per test), N_HANDSHAKES.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,13 +43,17 @@ for round in $(seq "$ROUNDS"); do
   for case in "set 1" "get 1" "set 16" "get 16" "ping_inline handshake"; do
     read -r test p <<<"$case"
     for who in $order; do
-      port=$TLS_PORT_R; [ "$who" = node ] && port=$TLS_PORT_N
+      port=$TLS_PORT_R; plain=$RPORT
+      if [ "$who" = node ]; then port=$TLS_PORT_N; plain=$NPORT; fi
+      cpu0=$(cpu_s "$plain"); n=$N; [ "$p" = handshake ] && n=$N_HANDSHAKES
       if [ "$p" = handshake ]; then
         rps=$(run "$port" 1 "$N_HANDSHAKES" "$test" 0)
       else
         rps=$(run "$port" "$p" "$N" "$test" 1)
       fi
       record "$round" "$test -P $p" "$who" "$rps"
+      record "$round" "$test -P $p per server CPU s" "$who" \
+        "$(python3 -c "print($n / max($(cpu_s "$plain") - $cpu0, 1e-6))")"
     done
   done
   echo "round $round/$ROUNDS done" >&2
@@ -59,9 +65,9 @@ rows = list(csv.reader(open(sys.argv[1])))
 by = {}
 for r, metric, who, v in rows:
     by.setdefault(metric, {}).setdefault(who, []).append(float(v))
-print(f"{'test (TLS)':<26}{'redis rps':>12}{'cacheplane rps':>16}{'ratio':>8}")
+print(f"{'test (TLS)':<44}{'redis':>12}{'cacheplane':>12}{'ratio':>8}")
 for metric, w in by.items():
     r, n = statistics.median(w["redis"]), statistics.median(w["node"])
-    name = "handshakes (new conn/req)" if metric.endswith("handshake") else metric
-    print(f"{name:<26}{r:>12.0f}{n:>16.0f}{n / r:>8.2f}")
+    name = metric.replace("ping_inline -P handshake", "handshakes (new conn/req)")
+    print(f"{name:<44}{r:>12.0f}{n:>12.0f}{n / r:>8.2f}")
 PY

@@ -461,7 +461,7 @@ impl Connection {
     /// answers them as Redis does from inside the script's hook.
     fn run_batch(
         &mut self,
-        st: Option<std::sync::MutexGuard<'_, crate::state::State>>,
+        st: Option<crate::lock::StateGuard<'_>>,
         pending: &mut VecDeque<Vec<Bytes>>,
         out: &mut ReplyBuf,
         authenticated: &mut bool,
@@ -966,7 +966,7 @@ impl Connection {
 async fn answer_busy_until_idle(shared: &Shared, stream: &mut Stream, buf: &mut BytesMut) -> bool {
     let mut decoder = RequestDecoder::new(resp::Limits::default());
     while shared.script_watch.is_busy() {
-        match tokio::time::timeout(crate::BUSY_POLL, stream.read_buf(buf)).await {
+        match tokio::time::timeout(crate::lock::BUSY_POLL, stream.read_buf(buf)).await {
             Err(_) => {}
             Ok(Ok(0)) | Ok(Err(_)) => return false,
             // The script ended while we waited: the connection proper runs what came.

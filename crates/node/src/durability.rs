@@ -25,8 +25,8 @@ impl NodeHost {
         let Some(shared) = self.0.upgrade() else {
             return false;
         };
-        let Ok(mut st) = shared.state.lock() else {
-            // A poisoned node is restarted by its owner; its workers stop here.
+        // A poisoned node is restarted by its owner; its workers stop here.
+        let Some(mut st) = shared.lock_blocking() else {
             return false;
         };
         f(&mut st);
@@ -41,6 +41,10 @@ impl persist::SnapshotHost for NodeHost {
 
     fn ended(&self, ended: Ended) {
         self.with_state(|st| st.job_ended(ended));
+    }
+
+    fn contended(&self) -> bool {
+        self.0.upgrade().is_some_and(|s| s.lock_queue.any())
     }
 }
 

@@ -16,6 +16,7 @@ pub mod firewall;
 mod info;
 mod introspect;
 mod introspect_cmd;
+mod lock;
 mod memory;
 mod monitor;
 mod persist;
@@ -59,52 +60,9 @@ pub struct Shared {
     pub(crate) fds: Arc<AtomicUsize>,
     /// Who may connect, read at every accept without the state lock.
     pub(crate) firewall: firewall::FirewallGate,
+    /// Who waits for the state lock, and their wake-up when it is let go.
+    pub(crate) lock_queue: lock::Waiters,
 }
-
-/// How often a task that needs the state lock looks again while a busy script holds it.
-pub(crate) const BUSY_POLL: std::time::Duration = std::time::Duration::from_millis(5);
-
-impl Shared {
-    /// The state lock, for async tasks: never blocks the thread on it, so a thread stays
-    /// free to answer BUSY and SCRIPT KILL while a script holds it (a script that is not
-    /// busy yet may hold it too: checking first and then blocking would race).
-    pub(crate) async fn lock_when_idle(&self) -> std::sync::MutexGuard<'_, state::State> {
-        loop {
-            if let Some(guard) = self.lock_unless_busy().await {
-                return guard;
-            }
-            tokio::time::sleep(BUSY_POLL).await;
-        }
-    }
-
-    /// The state lock, or None as soon as a busy script holds it. Waits without blocking
-    /// the thread: a few turns of the scheduler first (the usual holder, another thread's
-    /// batch, is done quickly), then in short sleeps.
-    pub(crate) async fn lock_unless_busy(&self) -> Option<std::sync::MutexGuard<'_, state::State>> {
-        let mut tries = 0u32;
-        loop {
-            if self.script_watch.is_busy() {
-                return None;
-            }
-            match self.state.try_lock() {
-                Ok(guard) => return Some(guard),
-                Err(std::sync::TryLockError::Poisoned(e)) => return Some(e.into_inner()),
-                Err(std::sync::TryLockError::WouldBlock) => {}
-            }
-            tries += 1;
-            if tries < LOCK_YIELDS_MAX {
-                tokio::task::yield_now().await;
-            } else {
-                tokio::time::sleep(LOCK_RETRY).await;
-            }
-        }
-    }
-}
-
-/// Turns of the scheduler a task waits for the state lock before it sleeps between tries.
-const LOCK_YIELDS_MAX: u32 = 64;
-/// Sleep between tries for the state lock after that.
-const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// How long a crash waits for the AOF flusher to finish a write under way.
 const CRASH_FLUSHER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -191,7 +149,7 @@ impl NodeHandle {
         };
         let deadline = tokio::time::Instant::now() + CRASH_FLUSHER_WAIT;
         while !flusher_stopped() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(BUSY_POLL).await;
+            tokio::time::sleep(lock::BUSY_POLL).await;
         }
         if let Some(disk) = disk {
             match disk.lose_unsynced() {
@@ -434,6 +392,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         state: Mutex::new(state),
         shutdown,
         fds: fds::register_node(),
+        lock_queue: lock::Waiters::default(),
     });
     let host = Arc::new(durability::NodeHost(Arc::downgrade(&shared)));
     shared

@@ -35,8 +35,13 @@ use crate::workers::Workers;
 
 /// Longest a BGSAVE step holds the state lock: the bound on the pause writes see.
 pub const BGSAVE_LOCK_HOLD_MAX: Duration = Duration::from_micros(250);
-/// Entries serialized between clock checks within one step.
-const STEP_ENTRIES: usize = 256;
+/// Longest the saver waits between steps for clients waiting on the lock to take it.
+const BGSAVE_GIVE_WAY_MAX: Duration = Duration::from_millis(2);
+/// How often the saver looks whether those clients are served.
+const BGSAVE_GIVE_WAY_POLL: Duration = Duration::from_micros(20);
+/// Entries serialized between looks at the clock and at waiting clients within one step:
+/// a client that finds the lock taken waits for at most this many (about 10 µs).
+const STEP_ENTRIES: usize = 32;
 /// After a failed background save, automatic saves wait this long (Redis's
 /// CONFIG_BGSAVE_RETRY_DELAY).
 const BGSAVE_RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -76,6 +81,10 @@ pub trait SnapshotHost: Send + Sync {
     /// A background job ended (called once `RdbState` recorded it, with the lock released
     /// in between): the owner of an AOF rewrite switches its manifest.
     fn ended(&self, ended: Ended);
+    /// Whether clients are waiting for the lock: the saver gives way before its next step.
+    fn contended(&self) -> bool {
+        false
+    }
 }
 
 /// A background job that ended, for its owner.
@@ -674,9 +683,11 @@ fn run_job(host: &dyn SnapshotHost, generation: u64) {
                 if rdb.job.as_ref().is_none_or(|b| b.generation != generation) {
                     return;
                 }
+                // One step at least (progress under any load), then more until the time
+                // is up or a client waits for the lock.
                 let begun = Instant::now();
-                let mut done = false;
-                while !done && begun.elapsed() < BGSAVE_LOCK_HOLD_MAX {
+                let mut done = ks.snapshot_step(STEP_ENTRIES);
+                while !done && begun.elapsed() < BGSAVE_LOCK_HOLD_MAX && !host.contended() {
                     done = ks.snapshot_step(STEP_ENTRIES);
                 }
                 let bytes = if done {
@@ -693,6 +704,12 @@ fn run_job(host: &dyn SnapshotHost, generation: u64) {
             let (bytes, done) = step?;
             if let Some(bytes) = bytes {
                 file.write(bytes)?;
+            }
+            // The clients the release woke need a moment to get to the lock: taken again at
+            // once (the saver on another core), it would rarely be free when they try.
+            let giving_way = Instant::now();
+            while host.contended() && giving_way.elapsed() < BGSAVE_GIVE_WAY_MAX {
+                std::thread::sleep(BGSAVE_GIVE_WAY_POLL);
             }
             if done {
                 tracing::debug!(

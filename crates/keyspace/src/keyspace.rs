@@ -879,7 +879,8 @@ impl Keyspace {
         }
     }
 
-    /// A string to change in place, for commands that keep its length (SETBIT within it).
+    /// A string to change in place: overwritten within its length or lengthened with room
+    /// to spare (APPEND, SETRANGE, SETBIT). The caller reports the change (`changed`).
     pub fn string_mut(&mut self, db: usize, key: &[u8]) -> Result<Option<&mut Str>, CmdError> {
         match self.lookup(db, key) {
             None => Ok(None),

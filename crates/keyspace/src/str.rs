@@ -78,7 +78,8 @@ impl Str {
     /// that lengthens the string in place.
     pub fn growable(&mut self, extra: usize) -> &mut Vec<u8> {
         if !matches!(self, Str::Grown(_)) {
-            let old = std::mem::replace(self, Str::Grown(Box::default()));
+            // An empty inline string holds the place without an allocation.
+            let old = std::mem::replace(self, Str::new(b""));
             let v = match old {
                 Str::Heap(b) => b.into_vec(),
                 other => other.as_bytes().to_vec(),

@@ -162,8 +162,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// string2ll as defined: what i64 parses and prints back
-        /// the same.
+        /// Accepts what Redis's string2ll accepts: exactly the strings that parse as an
+        /// i64 and print back unchanged.
         #[test]
         fn canonical_integers_as_defined(s in "-?[0-9]{0,21}|[-+0-9a ]{0,4}", v in proptest::num::i64::ANY) {
             let reference = |s: &str| s.parse::<i64>().ok().filter(|v| v.to_string() == s);

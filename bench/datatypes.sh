@@ -51,8 +51,7 @@ for round in $(seq "$ROUNDS"); do
           setbit) rps=$(run "$port" "$pipeline" setbit "bits:__rand_int__" 4095 1) ;;
         esac
         record "$round" "$test-P$pipeline" "$who" "$rps"
-        record "$round" "$test-P$pipeline per server CPU s" "$who" \
-          "$(python3 -c "print($N / max($(cpu_s "$port") - $cpu0, 1e-6))")"
+        record "$round" "$test-P$pipeline per server CPU s" "$who" "$(per_cpu_s "$port" "$N" "$cpu0")"
       done
     done
   done

@@ -50,6 +50,8 @@ info_field() { redis-cli -p "$1" info everything | tr -d '\r' | awk -F: -v f="$2
 # servers read it from getrusage). A benchmark whose client is the bottleneck compares the
 # servers by work done per CPU second instead of by throughput alone.
 cpu_s() { redis-cli -p "$1" info cpu | tr -d '\r' | awk -F: '$1=="used_cpu_user"||$1=="used_cpu_sys"{t+=$2} END{printf "%.6f", t}'; }
+# per_cpu_s <port> <requests> <cpu_s before>: requests served per second of the server's CPU.
+per_cpu_s() { python3 -c "print($2 / max($(cpu_s "$1") - $3, 1e-6))"; }
 record() { echo "$1,$2,$3,$4" >>"$WORK/results.csv"; } # round,metric,who,value
 # ratio_table <rounds>: the medians of each metric's rounds as a Markdown table, with the
 # ratio cacheplane/redis (higher is better).

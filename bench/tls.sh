@@ -45,15 +45,12 @@ for round in $(seq "$ROUNDS"); do
     for who in $order; do
       port=$TLS_PORT_R; plain=$RPORT
       if [ "$who" = node ]; then port=$TLS_PORT_N; plain=$NPORT; fi
-      cpu0=$(cpu_s "$plain"); n=$N; [ "$p" = handshake ] && n=$N_HANDSHAKES
-      if [ "$p" = handshake ]; then
-        rps=$(run "$port" 1 "$N_HANDSHAKES" "$test" 0)
-      else
-        rps=$(run "$port" "$p" "$N" "$test" 1)
-      fi
+      # A handshake test: one request per connection, unpipelined.
+      if [ "$p" = handshake ]; then set -- 1 "$N_HANDSHAKES" 0; else set -- "$p" "$N" 1; fi
+      cpu0=$(cpu_s "$plain")
+      rps=$(run "$port" "$1" "$2" "$test" "$3")
       record "$round" "$test -P $p" "$who" "$rps"
-      record "$round" "$test -P $p per server CPU s" "$who" \
-        "$(python3 -c "print($n / max($(cpu_s "$plain") - $cpu0, 1e-6))")"
+      record "$round" "$test -P $p per server CPU s" "$who" "$(per_cpu_s "$plain" "$2" "$cpu0")"
     done
   done
   echo "round $round/$ROUNDS done" >&2

@@ -46,9 +46,10 @@ stop_all() {
   while read -r p; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done <"$WORK/ports"
 }
 info_field() { redis-cli -p "$1" info everything | tr -d '\r' | awk -F: -v f="$2" '$1==f{print $2}'; }
-# cpu_s <port>: the server process's CPU seconds so far (INFO cpu, user + system; both
-# servers read it from getrusage). A benchmark whose client is the bottleneck compares the
-# servers by work done per CPU second instead of by throughput alone.
+# cpu_s <port>: the server process's CPU seconds so far (INFO cpu, user + system:
+# redis-server reads getrusage, the node /proc/self/stat in 10 ms ticks, so keep tests
+# to seconds of CPU). A benchmark whose client is the bottleneck compares the servers by
+# work done per CPU second instead of by throughput alone.
 cpu_s() { redis-cli -p "$1" info cpu | tr -d '\r' | awk -F: '$1=="used_cpu_user"||$1=="used_cpu_sys"{t+=$2} END{printf "%.6f", t}'; }
 # per_cpu_s <port> <requests> <cpu_s before>: requests served per second of the server's CPU.
 per_cpu_s() { python3 -c "print($2 / max($(cpu_s "$1") - $3, 1e-6))"; }

@@ -14,7 +14,12 @@ mkdir -p "$CACHE" "$RUN"
 PIDS="$RUN/pids"
 
 if [ "${1:-start}" = stop ]; then
-  [ -f "$PIDS" ] && while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$PIDS"
+  [ -f "$PIDS" ] || exit 0
+  while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$PIDS"
+  # Gone before the caller removes their data: a dying Azurite still writes there.
+  while read -r pid; do
+    for _ in $(seq 500); do kill -0 "$pid" 2>/dev/null || break; sleep 0.01; done
+  done <"$PIDS"
   rm -f "$PIDS"
   exit 0
 fi

@@ -459,6 +459,55 @@ fn a_corrupt_newest_snapshot_falls_back_to_the_previous_one() {
 }
 
 #[test]
+fn a_snapshot_restored_into_an_append_only_node_becomes_its_base() {
+    let dir = TempDir::new("rdb-aof");
+    let account = format!("file://{}", dir.path().join("account").display());
+    let prefix = unique_prefix("rdba");
+    let flags = [
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--rdb-backup-enabled",
+        "yes",
+        "--rdb-backup-frequency",
+        "1440",
+        "--rdb-storage-connection-string",
+        &account,
+        "--storage-prefix",
+        &prefix,
+    ];
+    let local = TempDir::new("rdba-node");
+    {
+        let node = Server::cacheplane_in(local.path(), &flags);
+        let mut c = node.conn();
+        assert_eq!(c.cmd(&["SET", "kept", "yes"]), ok());
+        let Frame::Bulk(key) = c.cmd(&["CACHEPLANE", "BACKUP"]) else {
+            panic!("backup")
+        };
+        let key = String::from_utf8(key.to_vec()).unwrap();
+        wait_until("the snapshot", Duration::from_secs(30), || {
+            info(&mut c, "rdb_last_backup_key") == key
+        });
+    }
+    // The machine is gone; the new one restores the snapshot, logs on from it, and a
+    // restart of that machine finds it in its own append-only file.
+    let fresh = TempDir::new("rdba-node2");
+    {
+        let node = Server::cacheplane_in(fresh.path(), &flags);
+        let mut c = node.conn();
+        assert!(info(&mut c, "restored_from").starts_with("rdb rdb/"));
+        assert_eq!(c.cmd(&["GET", "kept"]), bulk("yes"));
+        assert_eq!(c.cmd(&["SET", "after", "1"]), ok());
+    }
+    let node = Server::cacheplane_in(fresh.path(), &flags);
+    let mut c = node.conn();
+    assert_eq!(info(&mut c, "restored_from"), "");
+    assert_eq!(c.cmd(&["GET", "kept"]), bulk("yes"));
+    assert_eq!(c.cmd(&["GET", "after"]), bulk("1"));
+}
+
+#[test]
 fn a_log_longer_than_a_segment_is_cut_between_commands_and_restores() {
     let dir = TempDir::new("long-log");
     let account = format!("file://{}", dir.path().join("account").display());

@@ -339,20 +339,33 @@ impl Store {
         out: &mut (impl tokio::io::AsyncWrite + Unpin),
     ) -> Result<u64, BlobError> {
         use tokio::io::AsyncWriteExt;
-        let r = self
-            .inner
-            .get(&self.path(key))
-            .await
-            .map_err(|e| self.err(key, e))?;
-        let mut stream = r.into_stream();
+        let mut chunks = self.chunks(key).await?;
         let mut n = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.err(key, e))?;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
             out.write_all(&chunk).await?;
             n += chunk.len() as u64;
         }
         out.flush().await?;
         Ok(n)
+    }
+
+    /// An object's bytes as they arrive, in the pieces the connection delivers them.
+    pub async fn chunks(
+        &self,
+        key: &str,
+    ) -> Result<
+        impl futures_util::Stream<Item = Result<Bytes, BlobError>> + Send + 'static,
+        BlobError,
+    > {
+        let r = self
+            .inner
+            .get(&self.path(key))
+            .await
+            .map_err(|e| self.err(key, e))?;
+        let (store, key) = (self.clone(), key.to_string());
+        Ok(r.into_stream()
+            .map(move |c| c.map_err(|e| store.err(&key, e))))
     }
 
     /// Size of an object; None when absent.

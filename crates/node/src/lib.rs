@@ -431,14 +431,15 @@ async fn load_at_start(st: state::State) -> anyhow::Result<state::State> {
         let ship = std::mem::take(&mut st.ship);
         // A node with storage accounts and nothing local comes back from the accounts.
         let started = std::time::Instant::now();
-        let restored = ship::restore(&config, &ship, &mut || {
+        let restored = ship::restore(&config, &ship, &mut |source| {
             st.ks = keyspace::Keyspace::new(config.databases);
             config.configure(&mut st.ks);
             st.ks.set_clock(unix_time_ms());
-            if config.appendonly {
-                st.open_aof()
-            } else {
-                load_dump(&mut st, &path)
+            match source {
+                ship::Restoring::Aof => st.open_aof(),
+                // With `appendonly`, the snapshot becomes the new AOF's base below, as a
+                // local dump would.
+                ship::Restoring::Rdb { reader, bytes } => load_stream(&mut st, reader, bytes),
             }
         })?;
         st.ship = ship;
@@ -501,6 +502,29 @@ fn local_files(config: &NodeConfig) -> Vec<(std::path::PathBuf, u64)> {
 fn load_dump(st: &mut state::State, path: &std::path::Path) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let summary = persist::load_rdb(path, &mut st.ks, unix_time_ms())?;
+    record_load(st, summary, started, "from disk");
+    Ok(())
+}
+
+/// Loads a snapshot of `bytes` bytes from `reader` into the (empty) keyspace.
+fn load_stream(
+    st: &mut state::State,
+    reader: impl std::io::Read + Send,
+    bytes: u64,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let summary = persist::load_rdb_sized(reader, bytes, &mut st.ks, unix_time_ms())?;
+    record_load(st, summary, started, "from the storage account");
+    Ok(())
+}
+
+/// Keeps a load's counts for INFO and logs them; `from` says where the data came from.
+fn record_load(
+    st: &mut state::State,
+    summary: persist::LoadSummary,
+    started: std::time::Instant,
+    from: &str,
+) {
     st.rdb.last_load_keys_loaded = summary.keys_loaded;
     st.rdb.last_load_keys_expired = summary.keys_expired;
     tracing::info!(
@@ -508,9 +532,8 @@ fn load_dump(st: &mut state::State, path: &std::path::Path) -> anyhow::Result<()
         expired = summary.keys_expired,
         bytes = summary.bytes,
         ms = started.elapsed().as_millis() as u64,
-        "DB loaded from disk"
+        "DB loaded {from}"
     );
-    Ok(())
 }
 
 /// Runs a node until SHUTDOWN or `stop` resolves.

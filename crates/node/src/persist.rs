@@ -808,18 +808,23 @@ pub struct LoadSummary {
 /// does). Refuses files with more databases than `ks` has, and damaged ones.
 pub fn load_rdb(path: &Path, ks: &mut Keyspace, now_ms: u64) -> anyhow::Result<LoadSummary> {
     let file = File::open(path).map_err(|e| anyhow::anyhow!("open {}: {e}", path.display()))?;
-    // A key takes at least 4 bytes of file: bounds what RESIZEDB may make us allocate.
-    let keys_max = file.metadata().map_or(0, |m| m.len() / 4);
-    load_rdb_bounded(
-        BufReader::with_capacity(1 << 20, file),
-        ks,
-        now_ms,
-        keys_max,
-    )
-    .map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))
+    let bytes = file.metadata().map_or(0, |m| m.len());
+    load_rdb_sized(BufReader::with_capacity(1 << 20, file), bytes, ks, now_ms)
+        .map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))
 }
 
-/// [`load_rdb`] from any reader (AOF bases, object-store streams).
+/// [`load_rdb`] from a reader of a file `bytes` long (an object-store stream).
+pub fn load_rdb_sized(
+    r: impl std::io::Read + Send,
+    bytes: u64,
+    ks: &mut Keyspace,
+    now_ms: u64,
+) -> anyhow::Result<LoadSummary> {
+    // A key takes at least 4 bytes of file: bounds what RESIZEDB may make us allocate.
+    load_rdb_bounded(r, ks, now_ms, bytes / 4)
+}
+
+/// [`load_rdb`] from a reader of unknown length (AOF bases).
 pub fn load_rdb_from(
     r: impl std::io::Read + Send,
     ks: &mut Keyspace,

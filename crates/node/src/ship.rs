@@ -1186,7 +1186,7 @@ async fn read_range(file: &Path, from: u64, to: u64) -> std::io::Result<Vec<u8>>
 pub fn restore(
     config: &NodeConfig,
     ship: &Shipping,
-    try_load: &mut dyn FnMut() -> anyhow::Result<()>,
+    try_load: &mut dyn FnMut(Restoring) -> anyhow::Result<()>,
 ) -> anyhow::Result<Option<(String, LoadReport)>> {
     let rt = tokio::runtime::Handle::current();
     let aof_dir = crate::aof::dir(config);
@@ -1270,25 +1270,13 @@ pub fn restore(
         for (key, size) in snapshots.into_iter().rev() {
             tracing::info!(account = rdb.store.account(), key = %key, bytes = size, "restoring the RDB snapshot");
             let tmp = dump.with_extension("restore");
-            let started = Instant::now();
-            let got = rt.block_on(async {
-                let mut f = tokio::fs::File::create(&tmp).await?;
-                rdb.store.download(&key, &mut f).await
-            });
-            let loaded = got.map_err(anyhow::Error::from).and_then(|n| {
-                anyhow::ensure!(n == size, "downloaded {n} bytes of {size}");
-                std::fs::rename(&tmp, &dump)?;
-                timed_load(try_load, started)
-            });
+            let loaded =
+                load_while_downloading(&rdb.store, &key, size, &tmp, try_load).and_then(|report| {
+                    std::fs::rename(&tmp, &dump)?;
+                    Ok(report)
+                });
             match loaded {
-                Ok((download_us, load_us)) => {
-                    let report = LoadReport {
-                        source: rdb.store.account().to_string(),
-                        files: 1,
-                        bytes: size,
-                        download_us,
-                        load_us,
-                    };
+                Ok(report) => {
                     let what = format!("rdb {key} from {}", rdb.store.account());
                     return Ok(Some((what, report)));
                 }
@@ -1303,15 +1291,156 @@ pub fn restore(
     Ok(None)
 }
 
-/// Runs `try_load` after a download that began at `started`; returns the microseconds of
+/// The loader is handed a snapshot in pieces of about this size, not in the connection's
+/// chunks of a few KiB: each handover may wake its thread.
+const RESTORE_PIECE_BYTES: usize = 1024 * 1024;
+/// Pieces downloaded ahead of the load: bounds what a restore holds outside the keyspace.
+const RESTORE_PIECES_AHEAD: usize = 16;
+
+/// Loads the snapshot `key` (`size` bytes) as it downloads, and writes it to `tmp` on the
+/// way, so that it is the local dump once complete. The download's error comes first: a
+/// load that fails because its input broke off reports why it broke off.
+fn load_while_downloading(
+    store: &Store,
+    key: &str,
+    size: u64,
+    tmp: &Path,
+    try_load: &mut dyn FnMut(Restoring) -> anyhow::Result<()>,
+) -> anyhow::Result<LoadReport> {
+    let started = Instant::now();
+    let (tx, rx) = tokio::sync::mpsc::channel(RESTORE_PIECES_AHEAD);
+    let download = tokio::runtime::Handle::current().spawn(download_to_loader(
+        store.clone(),
+        key.to_string(),
+        tmp.to_path_buf(),
+        tx,
+    ));
+    let reader = ChunkReader {
+        rx,
+        chunk: Bytes::new(),
+    };
+    let loaded = try_load(Restoring::Rdb {
+        reader: Box::new(reader),
+        bytes: size,
+    });
+    let load_us = started.elapsed().as_micros() as u64;
+    // A snapshot that does not load is not worth the rest of its download.
+    if loaded.is_err() {
+        download.abort();
+    }
+    let downloaded = tokio::runtime::Handle::current().block_on(download);
+    let (n, download_us) = match (downloaded, loaded) {
+        (Ok(Err(e)), _) => return Err(e),
+        (_, Err(e)) => return Err(e),
+        (Err(e), Ok(())) => anyhow::bail!("the download task failed: {e}"),
+        (Ok(Ok(done)), Ok(())) => done,
+    };
+    anyhow::ensure!(n == size, "downloaded {n} bytes of {size}");
+    Ok(LoadReport {
+        source: store.account().to_string(),
+        files: 1,
+        bytes: size,
+        download_us,
+        load_us: load_us.saturating_sub(download_us),
+    })
+}
+
+/// The download half of [`load_while_downloading`]: passes each chunk to the loader and
+/// writes it to `file`, all of it even when the loader has stopped reading (a file may
+/// have bytes after its end). Returns the bytes and the microseconds the download took.
+async fn download_to_loader(
+    store: Store,
+    key: String,
+    file: PathBuf,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+) -> anyhow::Result<(u64, u64)> {
+    let started = Instant::now();
+    let mut out = tokio::io::BufWriter::with_capacity(
+        1 << 20,
+        tokio::fs::File::create(&file)
+            .await
+            .map_err(|e| anyhow::anyhow!("create {}: {e}", file.display()))?,
+    );
+    let mut chunks = store.chunks(&key).await?;
+    let mut loader = Some(tx);
+    let mut piece = bytes::BytesMut::new();
+    let mut n = 0u64;
+    loop {
+        let chunk = match chunks.next().await.transpose() {
+            Ok(c) => c,
+            Err(e) => {
+                // The loader sees the failure as its input's error, not as a short file.
+                if let Some(tx) = &loader {
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                }
+                return Err(e.into());
+            }
+        };
+        let end = chunk.is_none();
+        if let Some(chunk) = chunk {
+            n += chunk.len() as u64;
+            out.write_all(&chunk).await?;
+            if piece.is_empty() {
+                piece.reserve(RESTORE_PIECE_BYTES.max(chunk.len()));
+            }
+            piece.extend_from_slice(&chunk);
+        }
+        if (end || piece.len() >= RESTORE_PIECE_BYTES)
+            && let Some(tx) = &loader
+            && tx.send(Ok(piece.split().freeze())).await.is_err()
+        {
+            loader = None;
+        }
+        if end {
+            break;
+        }
+    }
+    out.flush().await?;
+    Ok((n, started.elapsed().as_micros() as u64))
+}
+
+/// A blocking `Read` over chunks an async task sends: an `Err` is the reader's error, the
+/// channel's end the input's end.
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    chunk: Bytes,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(c)) => self.chunk = c,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
+/// What a restore hands the node to load.
+pub enum Restoring {
+    /// The AOF directory, downloaded in full.
+    Aof,
+    /// A snapshot of `bytes` bytes, read as it downloads.
+    Rdb {
+        reader: Box<dyn std::io::Read + Send>,
+        bytes: u64,
+    },
+}
+
+/// Loads the AOF a download that began at `started` brought; returns the microseconds of
 /// the download and of the load.
 fn timed_load(
-    try_load: &mut dyn FnMut() -> anyhow::Result<()>,
+    try_load: &mut dyn FnMut(Restoring) -> anyhow::Result<()>,
     started: Instant,
 ) -> anyhow::Result<(u64, u64)> {
     let download_us = started.elapsed().as_micros() as u64;
     let loading = Instant::now();
-    try_load()?;
+    try_load(Restoring::Aof)?;
     Ok((download_us, loading.elapsed().as_micros() as u64))
 }
 
@@ -1465,5 +1594,124 @@ mod tests {
             "appendonly.aof.5.base.rdb 12 0c\nappendonly.aof.9.incr.aof 5 05\nappendonly.aof.4.base.rdb 10 0a\n"
         );
         assert_eq!(super::union_of_lines(next, ""), next);
+    }
+
+    /// A local-folder account under a scratch directory, holding `object` at `rdb/1.rdb`.
+    struct Account {
+        dir: std::path::PathBuf,
+        store: super::Store,
+        rt: tokio::runtime::Runtime,
+    }
+
+    impl Account {
+        fn with(name: &str, object: &[u8]) -> Account {
+            let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let account = blob::Account::parse(&format!("file://{}", dir.display())).unwrap();
+            let store = super::Store::open(&account, "cache", std::sync::Arc::new(|_| {})).unwrap();
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(store.put_new("rdb/1.rdb", object.to_vec().into()))
+                .unwrap();
+            Account { dir, store, rt }
+        }
+
+        /// Restores `rdb/1.rdb`, claimed `size` bytes long, into a keyspace.
+        fn restore(
+            &self,
+            size: u64,
+        ) -> (
+            anyhow::Result<super::LoadReport>,
+            keyspace::Keyspace,
+            Vec<u8>,
+        ) {
+            let _entered = self.rt.enter();
+            let tmp = self.dir.join("dump.restore");
+            let mut ks = keyspace::Keyspace::new(16);
+            let report =
+                super::load_while_downloading(&self.store, "rdb/1.rdb", size, &tmp, &mut |r| {
+                    let super::Restoring::Rdb { reader, bytes } = r else {
+                        panic!("a snapshot restores as one")
+                    };
+                    crate::persist::load_rdb_sized(reader, bytes, &mut ks, 0).map(|_| ())
+                });
+            (report, ks, std::fs::read(&tmp).unwrap_or_default())
+        }
+    }
+
+    impl Drop for Account {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// An RDB file of `keys` string keys, several of the local store's read chunks long.
+    fn snapshot(keys: u64) -> Vec<u8> {
+        let mut w = formats::rdb::RdbWriter::new(Vec::new(), Default::default()).unwrap();
+        w.select_db(0, Some((keys, 0))).unwrap();
+        for i in 0..keys {
+            w.write_string(format!("key:{i}").as_bytes(), None, &[b'v'; 100])
+                .unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_loads_as_it_downloads_and_becomes_the_local_dump() {
+        let object = snapshot(50_000);
+        let account = Account::with("restore-stream", &object);
+        let (report, mut ks, dump) = account.restore(object.len() as u64);
+        let report = report.unwrap();
+        assert_eq!((report.files, report.bytes), (1, object.len() as u64));
+        assert_eq!(ks.dbs_len_total(), 50_000);
+        assert!(ks.get(0, b"key:49999").is_some());
+        assert!(
+            dump == object,
+            "the local dump is the object, byte for byte"
+        );
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_refused_with_the_loaders_error() {
+        let mut object = snapshot(50_000);
+        let mid = object.len() / 2;
+        object[mid] ^= 0x01;
+        let account = Account::with("restore-damaged", &object);
+        let (report, _, _) = account.restore(object.len() as u64);
+        let e = format!("{:#}", report.unwrap_err());
+        assert!(e.contains("corrupt rdb") || e.contains("checksum"), "{e}");
+    }
+
+    #[test]
+    fn a_snapshot_shorter_than_listed_is_refused() {
+        let object = snapshot(1_000);
+        let account = Account::with("restore-short", &object);
+        let (report, _, _) = account.restore(object.len() as u64 + 1);
+        let e = format!("{:#}", report.unwrap_err());
+        assert!(e.contains("downloaded"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_object_reports_the_download_error_not_a_short_file() {
+        let account = Account::with("restore-missing", b"");
+        let _entered = account.rt.enter();
+        let mut called = false;
+        let report = super::load_while_downloading(
+            &account.store,
+            "rdb/absent.rdb",
+            10,
+            &account.dir.join("dump.restore"),
+            &mut |r| {
+                called = true;
+                let super::Restoring::Rdb { mut reader, .. } = r else {
+                    panic!("a snapshot restores as one")
+                };
+                std::io::Read::read_to_end(&mut reader, &mut Vec::new())?;
+                Ok(())
+            },
+        );
+        assert!(called);
+        let e = format!("{:#}", report.unwrap_err());
+        assert!(e.contains("absent.rdb"), "{e}");
     }
 }

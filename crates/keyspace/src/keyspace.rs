@@ -563,6 +563,20 @@ impl Keyspace {
         self.dbs[db].dict.reserve(keys);
     }
 
+    /// Warms the cache for a coming [`Keyspace::insert_new_entry`] of `key` ([`Dict::prefetch`]).
+    pub fn prefetch(&self, db: usize, key: &[u8]) {
+        if let Some(d) = self.dbs.get(db) {
+            d.dict.prefetch(key);
+        }
+    }
+
+    /// The second step of [`Keyspace::prefetch`] ([`Dict::prefetch_chain`]).
+    pub fn prefetch_chain(&self, db: usize, key: &[u8]) {
+        if let Some(d) = self.dbs.get(db) {
+            d.dict.prefetch_chain(key);
+        }
+    }
+
     /// Adds a key that must not exist yet (loading a dump); false if it does.
     pub fn insert_new_entry(
         &mut self,

@@ -509,7 +509,7 @@ fn load_dump(st: &mut state::State, path: &std::path::Path) -> anyhow::Result<()
 /// Loads a snapshot of `bytes` bytes from `reader` into the (empty) keyspace.
 fn load_stream(
     st: &mut state::State,
-    reader: impl std::io::Read + Send,
+    reader: impl std::io::BufRead + Send,
     bytes: u64,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();

@@ -815,7 +815,7 @@ pub fn load_rdb(path: &Path, ks: &mut Keyspace, now_ms: u64) -> anyhow::Result<L
 
 /// [`load_rdb`] from a reader of a file `bytes` long (an object-store stream).
 pub fn load_rdb_sized(
-    r: impl std::io::Read + Send,
+    r: impl std::io::BufRead + Send,
     bytes: u64,
     ks: &mut Keyspace,
     now_ms: u64,
@@ -826,7 +826,7 @@ pub fn load_rdb_sized(
 
 /// [`load_rdb`] from a reader of unknown length (AOF bases).
 pub fn load_rdb_from(
-    r: impl std::io::Read + Send,
+    r: impl std::io::BufRead + Send,
     ks: &mut Keyspace,
     now_ms: u64,
 ) -> anyhow::Result<LoadSummary> {
@@ -840,6 +840,11 @@ const PRESIZE_KEYS_MAX: u64 = 1 << 20;
 const LOAD_BATCH_ENTRIES: usize = 512;
 /// Batches decoded ahead of insertion: bounds what a load holds outside the keyspace.
 const LOAD_BATCHES_AHEAD: usize = 16;
+
+/// How many entries ahead of its insert the loader asks for a key's bucket
+/// ([`Keyspace::prefetch`]): far enough for memory to answer in time, near enough for the
+/// line to still be in the cache.
+const INSERT_PREFETCH_AHEAD: usize = 8;
 
 /// What the decoding thread passes on, in file order.
 enum Loaded {
@@ -858,7 +863,7 @@ enum Loaded {
 /// an even split of a load's work, page faults included). The decoder stops when the inserter gives up (a duplicate key) and the other way
 /// round, and the first error in file order is the one reported.
 fn load_rdb_bounded(
-    r: impl std::io::Read + Send,
+    r: impl std::io::BufRead + Send,
     ks: &mut Keyspace,
     now_ms: u64,
     keys_max: u64,
@@ -895,7 +900,7 @@ fn load_rdb_bounded(
 /// The decoding half of a load: the file's summary, its size and the keys already past
 /// their deadline (dropped, as a primary does).
 fn decode(
-    r: impl std::io::Read,
+    r: impl std::io::BufRead,
     databases: u64,
     now_ms: u64,
     keys_max: u64,
@@ -950,7 +955,14 @@ fn decode(
 fn insert_loaded(ks: &mut Keyspace, rx: mpsc::Receiver<Vec<Loaded>>) -> Result<u64, FormatError> {
     let mut inserted = 0;
     for batch in rx {
-        for loaded in batch {
+        let mut batch = std::collections::VecDeque::from(batch);
+        while let Some(loaded) = batch.pop_front() {
+            if let Some(Loaded::Entry { db, key, .. }) = batch.get(2 * INSERT_PREFETCH_AHEAD) {
+                ks.prefetch(*db, key);
+            }
+            if let Some(Loaded::Entry { db, key, .. }) = batch.get(INSERT_PREFETCH_AHEAD) {
+                ks.prefetch_chain(*db, key);
+            }
             match loaded {
                 Loaded::Presize { db, keys } => ks.reserve(db, keys),
                 Loaded::Entry {

@@ -1399,24 +1399,36 @@ async fn download_to_loader(
     Ok((n, started.elapsed().as_micros() as u64))
 }
 
-/// A blocking `Read` over chunks an async task sends: an `Err` is the reader's error, the
-/// channel's end the input's end.
+/// A blocking reader of the pieces an async task sends: an `Err` is the reader's error,
+/// the channel's end the input's end.
 struct ChunkReader {
     rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
     chunk: Bytes,
 }
 
-impl std::io::Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+impl std::io::BufRead for ChunkReader {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         while self.chunk.is_empty() {
             match self.rx.blocking_recv() {
                 Some(Ok(c)) => self.chunk = c,
                 Some(Err(e)) => return Err(e),
-                None => return Ok(0),
+                None => break,
             }
         }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(&self.chunk)
+    }
+
+    fn consume(&mut self, n: usize) {
+        bytes::Buf::advance(&mut self.chunk, n);
+    }
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = std::io::BufRead::fill_buf(self)?;
+        let n = buf.len().min(available.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        std::io::BufRead::consume(self, n);
         Ok(n)
     }
 }
@@ -1427,7 +1439,7 @@ pub enum Restoring {
     Aof,
     /// A snapshot of `bytes` bytes, read as it downloads.
     Rdb {
-        reader: Box<dyn std::io::Read + Send>,
+        reader: Box<dyn std::io::BufRead + Send>,
         bytes: u64,
     },
 }

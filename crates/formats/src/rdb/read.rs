@@ -1,7 +1,7 @@
 //! Reading RDB files of versions 1 to 11, as Redis 7.0 and 7.2 write them and older ones
 //! that 7.0 still loads.
 
-use std::io::Read;
+use std::io::BufRead;
 
 use super::{RDB_VERSION_READ_MAX, encodings, kind, len, opcode};
 use crate::FormatError;
@@ -71,24 +71,90 @@ pub struct RdbSummary {
     pub bytes: u64,
 }
 
+/// Why [`Reader::next_bytes`] stopped short.
+enum NextError {
+    /// The input ended after this many of the bytes asked for.
+    End(u64),
+    Io(std::io::Error),
+}
+
+/// The parser's view of its input. Bytes are parsed straight out of the input's own buffer
+/// and handed back (`consume`) a whole buffer at a time, which is also when the CRC-64
+/// takes them: one checksum update per buffer rather than per field. Nothing past the
+/// last byte parsed is consumed, so commands after an RDB preamble stay for their reader.
 pub(super) struct Reader<R> {
     inner: R,
+    /// Bytes at the start of `inner`'s buffer already parsed, not yet consumed or hashed.
+    parsed: usize,
     crc: Crc64,
     offset: u64,
     opts: ReadOptions,
 }
 
-impl<R: Read> Reader<R> {
-    fn exact(&mut self, buf: &mut [u8]) -> Result<(), FormatError> {
-        self.inner.read_exact(buf).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => FormatError::Truncated {
-                offset: self.offset,
-            },
-            _ => FormatError::Io(e),
-        })?;
-        self.crc.update(buf);
-        self.offset += buf.len() as u64;
+impl<R: BufRead> Reader<R> {
+    fn new(inner: R, opts: ReadOptions) -> Self {
+        Reader {
+            inner,
+            parsed: 0,
+            crc: Crc64::default(),
+            offset: 0,
+            opts,
+        }
+    }
+
+    /// Hands the next `n` bytes to `sink`, in the pieces the input's buffer holds them.
+    /// `Err(delivered)` when the input ends first.
+    fn next_bytes(&mut self, n: u64, mut sink: impl FnMut(&[u8])) -> Result<(), NextError> {
+        let mut left = n;
+        while left > 0 {
+            let buffered = match self.inner.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(NextError::Io(e)),
+            };
+            let fresh = &buffered[self.parsed..];
+            if fresh.is_empty() {
+                if buffered.is_empty() {
+                    return Err(NextError::End(n - left));
+                }
+                // The whole buffer is parsed: hash it and let the input refill it.
+                self.crc.update(buffered);
+                let len = buffered.len();
+                self.inner.consume(len);
+                self.parsed = 0;
+                continue;
+            }
+            let k = fresh.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            sink(&fresh[..k]);
+            self.parsed += k;
+            self.offset += k as u64;
+            left -= k as u64;
+        }
         Ok(())
+    }
+
+    /// Hashes and consumes what was parsed: the CRC then covers every byte up to `offset`.
+    fn release(&mut self) -> Result<(), FormatError> {
+        if self.parsed > 0 {
+            let buffered = self.inner.fill_buf()?;
+            self.crc.update(&buffered[..self.parsed]);
+            self.inner.consume(self.parsed);
+            self.parsed = 0;
+        }
+        Ok(())
+    }
+
+    fn exact(&mut self, buf: &mut [u8]) -> Result<(), FormatError> {
+        let start = self.offset;
+        let mut filled = 0;
+        self.next_bytes(buf.len() as u64, |piece| {
+            buf[filled..filled + piece.len()].copy_from_slice(piece);
+            filled += piece.len();
+        })
+        .map_err(|e| match e {
+            NextError::End(_) => FormatError::Truncated { offset: start },
+            NextError::Io(e) => FormatError::Io(e),
+        })
     }
 
     pub(super) fn offset(&self) -> u64 {
@@ -117,14 +183,14 @@ impl<R: Read> Reader<R> {
             });
         }
         let mut out = Vec::with_capacity(n.min(STRING_RESERVE_MAX_BYTES) as usize);
-        let got = (&mut self.inner).take(n).read_to_end(&mut out)?;
-        if (got as u64) < n {
-            return Err(FormatError::Truncated {
-                offset: self.offset + got as u64,
-            });
-        }
-        self.crc.update(&out);
-        self.offset += n;
+        let start = self.offset;
+        self.next_bytes(n, |piece| out.extend_from_slice(piece))
+            .map_err(|e| match e {
+                NextError::End(got) => FormatError::Truncated {
+                    offset: start + got,
+                },
+                NextError::Io(e) => FormatError::Io(e),
+            })?;
         Ok(out)
     }
 
@@ -367,12 +433,7 @@ fn dump_body(payload: &[u8]) -> Result<&[u8], FormatError> {
 /// Reads a FUNCTION DUMP payload: the libraries' code, each behind opcode FUNCTION2.
 pub fn read_function_dump(payload: &[u8]) -> Result<Vec<Vec<u8>>, FormatError> {
     let body = dump_body(payload)?;
-    let mut r = Reader {
-        inner: body,
-        crc: Crc64::default(),
-        offset: 0,
-        opts: ReadOptions::default(),
-    };
+    let mut r = Reader::new(body, ReadOptions::default());
     let mut codes = Vec::new();
     while r.offset < body.len() as u64 {
         let at = r.offset;
@@ -408,12 +469,7 @@ pub fn read_dump(payload: &[u8], opts: ReadOptions) -> Result<RdbValue, FormatEr
     {
         return Err(FormatError::BadDumpTrailer);
     }
-    let mut r = Reader {
-        inner: body,
-        crc: Crc64::default(),
-        offset: 0,
-        opts,
-    };
+    let mut r = Reader::new(body, opts);
     let type_id = r.u8()?;
     let value = r.value(type_id)?;
     if r.offset != body_len as u64 {
@@ -423,7 +479,7 @@ pub fn read_dump(payload: &[u8], opts: ReadOptions) -> Result<RdbValue, FormatEr
 }
 
 /// Reads a whole RDB stream, handing each key to `each` in file order.
-pub fn read<R: Read>(
+pub fn read<R: BufRead>(
     inner: R,
     opts: ReadOptions,
     each: impl FnMut(RdbEntry) -> Result<(), FormatError>,
@@ -433,18 +489,13 @@ pub fn read<R: Read>(
 
 /// [`read`], also passing the RESIZEDB hints (database, keys it announces) to `resize`, so
 /// a loader can size its tables once. Hints are unchecked claims of the file: bound them.
-pub fn read_with_hints<R: Read>(
+pub fn read_with_hints<R: BufRead>(
     inner: R,
     opts: ReadOptions,
     mut resize: impl FnMut(u64, u64),
     mut each: impl FnMut(RdbEntry) -> Result<(), FormatError>,
 ) -> Result<RdbSummary, FormatError> {
-    let mut r = Reader {
-        inner,
-        crc: Crc64::default(),
-        offset: 0,
-        opts,
-    };
+    let mut r = Reader::new(inner, opts);
     let magic: [u8; 9] = r.bytes().map_err(|e| match e {
         FormatError::Truncated { .. } => FormatError::BadMagic,
         other => other,
@@ -504,6 +555,7 @@ pub fn read_with_hints<R: Read>(
                 });
             }
             opcode::EOF => {
+                r.release()?;
                 let computed = r.crc.value();
                 summary.bytes = r.offset;
                 if version >= 5 {
@@ -516,6 +568,8 @@ pub fn read_with_hints<R: Read>(
                         }
                     }
                 }
+                // Whatever follows (an AOF's commands) is for the caller to read.
+                r.release()?;
                 return Ok(summary);
             }
             type_id => {
@@ -1330,5 +1384,48 @@ mod tests {
             read_function_dump(&bad),
             Err(FormatError::BadDumpTrailer)
         ));
+    }
+
+    #[test]
+    fn any_input_buffer_size_reads_the_same_and_leaves_what_follows() {
+        let entries: Vec<RdbEntry> = (0..40)
+            .map(|i| RdbEntry {
+                db: i / 20,
+                key: format!("key:{i}").into_bytes(),
+                value: RdbValue::String(vec![b'x'; i as usize * 7]),
+                expire_ms: (i % 3 == 0).then_some(1_000 + i),
+            })
+            .collect();
+        let file = write_all(&entries, WriteOptions::default());
+        // An AOF with an RDB preamble: commands follow the RDB's checksum.
+        let commands = b"*1\r\n$4\r\nPING\r\n";
+        let mut aof = file.clone();
+        aof.extend_from_slice(commands);
+        for capacity in [1, 2, 7, 64, 4096] {
+            let mut input = std::io::BufReader::with_capacity(capacity, &aof[..]);
+            let mut read_back = Vec::new();
+            let summary = read(&mut input, ReadOptions::default(), |e| {
+                read_back.push(e);
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("buffer of {capacity}: {e}"));
+            assert_eq!(read_back, entries, "buffer of {capacity}");
+            assert_eq!(summary.bytes, file.len() as u64);
+            let mut rest = Vec::new();
+            std::io::Read::read_to_end(&mut input, &mut rest).unwrap();
+            assert_eq!(rest, commands, "buffer of {capacity}");
+            // A changed byte is caught by the checksum across buffer boundaries.
+            let mut damaged = file.clone();
+            let at = damaged.windows(6).position(|w| w == b"key:25").unwrap() + 5;
+            damaged[at] ^= 0x20;
+            let input = std::io::BufReader::with_capacity(capacity, &damaged[..]);
+            assert!(
+                matches!(
+                    read(input, ReadOptions::default(), |_| Ok(())),
+                    Err(FormatError::BadChecksum { .. })
+                ),
+                "buffer of {capacity}"
+            );
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! and 21 (Redis 7.2, which adds each consumer's active time). Tombstones are not kept:
 //! a read stream holds its live entries, and a written one has no deleted entries.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 
 use super::pack::Listpack;
 use super::read::Reader;
@@ -298,7 +298,7 @@ fn decode_node(
     Ok(())
 }
 
-impl<R: Read> Reader<R> {
+impl<R: BufRead> Reader<R> {
     fn stream_id(&mut self) -> Result<RdbStreamId, FormatError> {
         Ok(RdbStreamId {
             ms: self.len()?,

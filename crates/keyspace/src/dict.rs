@@ -44,6 +44,19 @@ impl<T> Table<T> {
     }
 }
 
+/// Buckets ahead of a walk (a snapshot's, a rehash's) whose slots are asked for.
+const WALK_SLOTS_AHEAD: usize = 32;
+/// Buckets ahead of a walk whose first chained item is asked for: its slot was asked for
+/// earlier, so reading it does not wait.
+const WALK_ITEMS_AHEAD: usize = 8;
+
+/// A cache hint for the first item chained in `bucket`.
+fn prefetch_first<T>(bucket: Option<&Link<T>>) {
+    if let Some(Some(node)) = bucket {
+        prefetch_read(&**node);
+    }
+}
+
 /// A cache hint for the line holding `value`.
 #[inline]
 fn prefetch_read<V>(value: &V) {
@@ -150,23 +163,35 @@ impl<T: DictEntry> Dict<T> {
     /// keys calls it some keys ahead, so that each insert finds its bucket there instead of
     /// waiting on memory (most of a large load's time otherwise).
     pub fn prefetch(&self, key: &[u8]) {
-        let hash = self.hash(key);
-        let tables = if self.rehash_idx.is_some() { 2 } else { 1 };
-        for table in &self.tables[..tables] {
-            if let Some(bucket) = table.buckets.get(hash & table.mask()) {
-                prefetch_read(bucket);
-            }
-        }
+        self.buckets_of(key, prefetch_read);
     }
 
     /// The second step after [`Dict::prefetch`], once the bucket is in the cache: asks for
     /// the first item chained there, whose key the insert compares.
     pub fn prefetch_chain(&self, key: &[u8]) {
+        self.buckets_of(key, |bucket| prefetch_first(Some(bucket)));
+    }
+
+    /// For a walk in bucket order, at bucket `idx` of the single table (see
+    /// [`Dict::stable_buckets`]): asks the CPU for the bucket slots
+    /// [`WALK_SLOTS_AHEAD`] further on and for the first item chained
+    /// [`WALK_ITEMS_AHEAD`] further on. The items sit wherever they were allocated, and a
+    /// walk that does work between buckets leaves the hardware prefetcher behind.
+    pub fn prefetch_walk(&self, idx: usize) {
+        let buckets = &self.tables[0].buckets;
+        if let Some(slot) = buckets.get(idx + WALK_SLOTS_AHEAD) {
+            prefetch_read(slot);
+        }
+        prefetch_first(buckets.get(idx + WALK_ITEMS_AHEAD));
+    }
+
+    /// Calls `f` with `key`'s bucket in each table a lookup searches.
+    fn buckets_of(&self, key: &[u8], mut f: impl FnMut(&Link<T>)) {
         let hash = self.hash(key);
         let tables = if self.rehash_idx.is_some() { 2 } else { 1 };
         for table in &self.tables[..tables] {
-            if let Some(Some(node)) = table.buckets.get(hash & table.mask()) {
-                prefetch_read(&**node);
+            if let Some(bucket) = table.buckets.get(hash & table.mask()) {
+                f(bucket);
             }
         }
     }
@@ -329,6 +354,10 @@ impl<T: DictEntry> Dict<T> {
             }
         }
         if idx < old.buckets.len() {
+            if let Some(slot) = old.buckets.get(idx + WALK_SLOTS_AHEAD) {
+                prefetch_read(slot);
+            }
+            prefetch_first(old.buckets.get(idx + WALK_ITEMS_AHEAD));
             let mut chain = old.buckets[idx].take();
             let mask = new.mask();
             while let Some(mut node) = chain {

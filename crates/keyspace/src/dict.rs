@@ -57,9 +57,11 @@ fn prefetch_first<T>(bucket: Option<&Link<T>>) {
     }
 }
 
-/// A cache hint for the line holding `value`.
+/// A cache hint for the line holding `value` (none on other architectures than x86_64).
 #[inline]
 fn prefetch_read<V>(value: &V) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
     #[cfg(target_arch = "x86_64")]
     #[allow(unsafe_code)]
     // SAFETY: PREFETCHT0 only hints the cache: it reads nothing the program sees and

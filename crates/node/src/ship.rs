@@ -84,9 +84,11 @@ pub struct LoadReport {
     /// Files read (downloaded, from an account).
     pub files: u64,
     pub bytes: u64,
-    /// Microseconds downloading from the account (0 from the local disk).
+    /// Microseconds downloading from the account (0 from the local disk). A snapshot
+    /// loads while it downloads: this is until its last byte arrived.
     pub download_us: u64,
-    /// Microseconds loading or replaying into memory.
+    /// Microseconds loading or replaying into memory; for a snapshot, what the load took
+    /// after its last byte arrived.
     pub load_us: u64,
 }
 

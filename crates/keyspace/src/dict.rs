@@ -50,6 +50,15 @@ const WALK_SLOTS_AHEAD: usize = 32;
 /// earlier, so reading it does not wait.
 const WALK_ITEMS_AHEAD: usize = 8;
 
+/// Cache hints for a walk of `buckets` in order, at `idx`: the slots [`WALK_SLOTS_AHEAD`]
+/// further on, and the first item chained [`WALK_ITEMS_AHEAD`] further on.
+fn prefetch_ahead_of<T>(buckets: &[Link<T>], idx: usize) {
+    if let Some(slot) = buckets.get(idx + WALK_SLOTS_AHEAD) {
+        prefetch_read(slot);
+    }
+    prefetch_first(buckets.get(idx + WALK_ITEMS_AHEAD));
+}
+
 /// A cache hint for the first item chained in `bucket`.
 fn prefetch_first<T>(bucket: Option<&Link<T>>) {
     if let Some(Some(node)) = bucket {
@@ -180,11 +189,7 @@ impl<T: DictEntry> Dict<T> {
     /// [`WALK_ITEMS_AHEAD`] further on. The items sit wherever they were allocated, and a
     /// walk that does work between buckets leaves the hardware prefetcher behind.
     pub fn prefetch_walk(&self, idx: usize) {
-        let buckets = &self.tables[0].buckets;
-        if let Some(slot) = buckets.get(idx + WALK_SLOTS_AHEAD) {
-            prefetch_read(slot);
-        }
-        prefetch_first(buckets.get(idx + WALK_ITEMS_AHEAD));
+        prefetch_ahead_of(&self.tables[0].buckets, idx);
     }
 
     /// Calls `f` with `key`'s bucket in each table a lookup searches.
@@ -356,10 +361,7 @@ impl<T: DictEntry> Dict<T> {
             }
         }
         if idx < old.buckets.len() {
-            if let Some(slot) = old.buckets.get(idx + WALK_SLOTS_AHEAD) {
-                prefetch_read(slot);
-            }
-            prefetch_first(old.buckets.get(idx + WALK_ITEMS_AHEAD));
+            prefetch_ahead_of(&old.buckets, idx);
             let mut chain = old.buckets[idx].take();
             let mask = new.mask();
             while let Some(mut node) = chain {

@@ -265,42 +265,74 @@ pub struct CommandStat {
 /// Per-command counters, by `command` or `command|subcommand` name.
 #[derive(Debug, Default)]
 pub struct CommandStats {
-    by_name: HashMap<Box<str>, CommandStat, foldhash::fast::RandomState>,
+    /// Commands counted under their own name: the table's names, so one lookup and no
+    /// allocation per call (this runs after every command).
+    by_command: HashMap<&'static str, CommandStat, foldhash::fast::RandomState>,
+    /// `command|subcommand` names, built from what clients sent (at most `STAT_NAMES_MAX`).
+    by_subcommand: HashMap<Box<str>, CommandStat, foldhash::fast::RandomState>,
 }
 
-/// Commands whose first argument names a subcommand, counted as `command|subcommand`.
-const CONTAINERS: &[&str] = &[
-    "acl", "client", "command", "config", "function", "latency", "memory", "object", "pubsub",
-    "script", "slowlog", "xgroup", "xinfo", "cluster", "module",
-];
+/// Whether the command's first argument names a subcommand, counted as
+/// `command|subcommand`.
+fn is_container(name: &str) -> bool {
+    matches!(
+        name,
+        "acl"
+            | "client"
+            | "command"
+            | "config"
+            | "function"
+            | "latency"
+            | "memory"
+            | "object"
+            | "pubsub"
+            | "script"
+            | "slowlog"
+            | "xgroup"
+            | "xinfo"
+            | "cluster"
+            | "module"
+    )
+}
 
 impl CommandStats {
     /// The counters of the command `args` ran as, created on first use.
     pub fn entry(&mut self, name: &'static str, args: &[Bytes]) -> &mut CommandStat {
         let mut buf = [0u8; FULL_NAME_BYTES_MAX];
-        let full = subcommand_name(name, args, &mut buf)
-            .filter(|full| self.by_name.contains_key(*full) || self.by_name.len() < STAT_NAMES_MAX)
-            .unwrap_or(name);
-        if !self.by_name.contains_key(full) {
-            self.by_name.insert(full.into(), CommandStat::default());
+        let Some(full) = subcommand_name(name, args, &mut buf) else {
+            return self.by_command.entry(name).or_default();
+        };
+        if !self.by_subcommand.contains_key(full) {
+            if self.by_subcommand.len() >= STAT_NAMES_MAX {
+                return self.by_command.entry(name).or_default();
+            }
+            self.by_subcommand
+                .insert(full.into(), CommandStat::default());
         }
-        self.by_name.get_mut(full).expect("inserted above")
+        self.by_subcommand.get_mut(full).expect("inserted above")
     }
 
     pub fn get(&self, name: &str) -> Option<&CommandStat> {
-        self.by_name.get(name)
+        self.by_command
+            .get(name)
+            .or_else(|| self.by_subcommand.get(name))
     }
 
     /// Every command with counters, sorted by name.
     pub fn sorted(&self) -> Vec<(&str, &CommandStat)> {
-        let mut v: Vec<(&str, &CommandStat)> =
-            self.by_name.iter().map(|(k, s)| (&**k, s)).collect();
+        let mut v: Vec<(&str, &CommandStat)> = self
+            .by_command
+            .iter()
+            .map(|(k, s)| (*k, s))
+            .chain(self.by_subcommand.iter().map(|(k, s)| (&**k, s)))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v
     }
 
     pub fn reset(&mut self) {
-        self.by_name.clear();
+        self.by_command.clear();
+        self.by_subcommand.clear();
     }
 }
 
@@ -310,7 +342,7 @@ pub fn subcommand_name<'b>(
     args: &[Bytes],
     buf: &'b mut [u8; FULL_NAME_BYTES_MAX],
 ) -> Option<&'b str> {
-    if !CONTAINERS.contains(&name) {
+    if !is_container(name) {
         return None;
     }
     let sub = args.get(1)?;

@@ -4,7 +4,11 @@
 # SET/GET unpipelined and at -P 16, and handshakes per second (-k 0: a new connection per
 # request). Prints node/redis ratios of the medians (higher is better): requests per second,
 # and requests per second of the server's CPU (unpipelined, the client's core is the
-# bottleneck, so throughput alone moves by ±10 % from run to run).
+# bottleneck, so throughput alone moves by ±10 % from run to run). Handshakes are counted
+# twice: with redis-benchmark (OpenSSL 3.0, whose client spends more CPU per handshake than
+# either server, so it mostly measures itself) and with cacheplane-loadgen --mode handshake
+# (rustls, a new connection per PING, no session resumption), whose client is cheap
+# enough to keep redis-server's core busy.
 # Usage: bench/tls.sh [rounds]   Environment: N (requests per test), N_HANDSHAKES.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +16,9 @@ ROUNDS=${1:-3}
 N=${N:-200000}
 N_HANDSHAKES=${N_HANDSHAKES:-20000}
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
+TARGET=${CARGO_TARGET_DIR:-target}
+cargo build --release --quiet -p loadgen
+LOADGEN=$TARGET/release/cacheplane-loadgen
 WORK=$(mktemp -d)
 source bench/lib.sh
 trap 'stop_all; rm -rf "$WORK"' EXIT
@@ -40,11 +47,19 @@ run() { # tls-port pipeline n test keepalive
 : >"$WORK/results.csv"
 for round in $(seq "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then order="redis node"; else order="node redis"; fi
-  for case in "set 1" "get 1" "set 16" "get 16" "ping_inline handshake"; do
+  for case in "set 1" "get 1" "set 16" "get 16" "ping_inline handshake" "rustls handshake"; do
     read -r test p <<<"$case"
     for who in $order; do
       port=$TLS_PORT_R; plain=$RPORT
       if [ "$who" = node ]; then port=$TLS_PORT_N; plain=$NPORT; fi
+      if [ "$test" = rustls ]; then
+        cpu0=$(cpu_s "$plain")
+        rps=$($PIN_CLIENT "$LOADGEN" --mode handshake --port "$port" --tls-ca "$WORK/ca.pem" \
+          --connections 50 --requests "$N_HANDSHAKES" | tr ' ' '\n' | awk -F= '$1=="handshakes_per_sec"{print $2}')
+        record "$round" "rustls handshakes" "$who" "$rps"
+        record "$round" "rustls handshakes per server CPU s" "$who" "$(per_cpu_s "$plain" "$N_HANDSHAKES" "$cpu0")"
+        continue
+      fi
       # A handshake test: one request per connection, unpipelined.
       if [ "$p" = handshake ]; then set -- 1 "$N_HANDSHAKES" 0; else set -- "$p" "$N" 1; fi
       cpu0=$(cpu_s "$plain")
@@ -65,6 +80,7 @@ for r, metric, who, v in rows:
 print(f"{'test (TLS)':<44}{'redis':>12}{'cacheplane':>12}{'ratio':>8}")
 for metric, w in by.items():
     r, n = statistics.median(w["redis"]), statistics.median(w["node"])
-    name = metric.replace("ping_inline -P handshake", "handshakes (new conn/req)")
+    name = metric.replace("ping_inline -P handshake", "handshakes (new conn/req)").replace(
+        "rustls handshakes", "handshakes (rustls client)")
     print(f"{name:<44}{r:>12.0f}{n:>12.0f}{n / r:>8.2f}")
 PY

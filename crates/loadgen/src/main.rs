@@ -1,12 +1,14 @@
 //! `cacheplane-loadgen`: the load of `bench/hitratio.sh`, which redis-benchmark cannot
 //! make. Each operation GETs a key drawn from a Zipf distribution of popularity and, when
 //! the GET finds nothing, SETs it (a read-through cache), so the hit ratio measures how well
-//! the server's eviction keeps the popular keys. `--mode fill` SETs every key once instead.
+//! the server's eviction keeps the popular keys. `--mode fill` SETs every key once instead;
+//! `--mode handshake` opens a new TLS connection per PING (`bench/tls.sh`).
 //!
 //! Prints one line of `name=value` pairs: operations, hits, misses, hit ratio, operations
 //! and commands per second.
 
 mod conn;
+mod handshake;
 mod keys;
 mod workload;
 mod zipf;
@@ -62,6 +64,12 @@ struct Args {
     /// SET with `EX` this many seconds (volatile-* policies evict only keys with a TTL).
     #[arg(long)]
     ttl: Option<u64>,
+    /// Handshake mode: the CA certificate (PEM) the server's certificate must chain to.
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Handshake mode: the name the server's certificate must carry.
+    #[arg(long, default_value = "localhost")]
+    tls_server_name: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,6 +78,8 @@ enum Mode {
     ReadThrough,
     /// SET every key of the key space once (split among the connections).
     Fill,
+    /// A new TLS connection for each PING, --requests of them (needs --tls-ca).
+    Handshake,
 }
 
 /// A connection and its own random sequence, kept from the warm-up to the measured phase.
@@ -88,6 +98,30 @@ async fn main() -> anyhow::Result<()> {
             secs.is_finite() && secs > 0.0,
             "--duration must be positive"
         );
+    }
+    if args.mode == Mode::Handshake {
+        let ca = args
+            .tls_ca
+            .as_deref()
+            .context("--mode handshake needs --tls-ca")?;
+        let config = handshake::client_config(ca)?;
+        let addr = format!("{}:{}", args.host, args.port);
+        let run = handshake::run(
+            &addr,
+            &args.tls_server_name,
+            config,
+            args.connections,
+            args.requests,
+        )
+        .await?;
+        let secs = run.elapsed.as_secs_f64();
+        println!(
+            "mode=handshake connections={} handshakes={} seconds={secs:.3} handshakes_per_sec={:.0}",
+            args.connections,
+            run.done,
+            run.done as f64 / secs,
+        );
+        return Ok(());
     }
     let zipf = zipf::Zipf::new(args.keys, args.zipf)
         .context("--zipf must be a finite number, 0 or more")?;
@@ -110,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
     let mode = match args.mode {
         Mode::ReadThrough => "read-through",
         Mode::Fill => "fill",
+        Mode::Handshake => unreachable!("handshake mode returned above"),
     };
     let finished = match args.mode {
         Mode::Fill => {
@@ -117,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
             let ranges: Vec<_> = (0..n).map(|i| share(args.keys, n, i)).collect();
             run(&workload, sessions, |i| Phase::Fill(ranges[i].clone())).await?
         }
+        Mode::Handshake => unreachable!("handshake mode returned above"),
         Mode::ReadThrough => {
             let n = sessions.len() as u64;
             if args.warmup > 0 {

@@ -4,9 +4,11 @@
 # random key), XREAD (COUNT 10 from a stream of 1,000 entries), PFADD (random elements into
 # one sketch, so it turns dense) and SETBIT (bit 4095 of random keys: redis-benchmark's
 # random numbers are zero-padded, which Redis refuses as bit offsets).
+# Unpipelined, each test runs twice: with redis-benchmark, whose one core is as busy as the
+# server's (so its throughput moves by ±10 % from run to run around its own limit), and with
+# cacheplane-loadgen's command mode, a client cheap enough to leave the server as the bound.
 # Prints node/redis ratios of the medians (higher is better), of throughput and of requests
-# served per second of the server's CPU (unpipelined, redis-benchmark's one core is as busy
-# as the server's, so throughput alone moves by ±10 % from run to run).
+# served per second of the server's CPU.
 # Usage: bench/datatypes.sh [rounds]   Environment: N (requests per test), PIPELINES
 # (default "1 16").
 set -euo pipefail
@@ -29,8 +31,12 @@ prepare() {
   done | redis-cli -p "$1" >/dev/null
 }
 
-run() { # port pipeline command...
-  local port=$1 pipeline=$2; shift 2
+run() { # driver port pipeline command...
+  local driver=$1 port=$2 pipeline=$3; shift 3
+  if [ "$driver" = loadgen ]; then
+    loadgen_rps "$port" "$pipeline" "$N" --keys 1000000 -- "$@"
+    return
+  fi
   $PIN_CLIENT redis-benchmark -p "$port" -c 50 -P "$pipeline" -n "$N" -r 1000000 --csv "$@" 2>/dev/null \
     | tail -n +2 | tr -d '"' | cut -d, -f2
 }
@@ -39,19 +45,23 @@ run() { # port pipeline command...
 for round in $(seq "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then order="redis node"; else order="node redis"; fi
   for pipeline in ${PIPELINES:-1 16}; do
-    for test in xadd xread pfadd setbit; do
-      for who in $order; do
-        port=$RPORT; [ "$who" = node ] && port=$NPORT
-        prepare "$port"
-        cpu0=$(cpu_s "$port")
-        case $test in
-          xadd) rps=$(run "$port" "$pipeline" xadd "s:__rand_int__" "*" field value) ;;
-          xread) rps=$(run "$port" "$pipeline" xread count 10 streams feed 0) ;;
-          pfadd) rps=$(run "$port" "$pipeline" pfadd visitors "__rand_int__") ;;
-          setbit) rps=$(run "$port" "$pipeline" setbit "bits:__rand_int__" 4095 1) ;;
-        esac
-        record "$round" "$test-P$pipeline" "$who" "$rps"
-        record "$round" "$test-P$pipeline per server CPU s" "$who" "$(per_cpu_s "$port" "$N" "$cpu0")"
+    drivers=redis-benchmark; [ "$pipeline" = 1 ] && drivers="redis-benchmark loadgen"
+    for driver in $drivers; do
+      for test in xadd xread pfadd setbit; do
+        for who in $order; do
+          port=$RPORT; [ "$who" = node ] && port=$NPORT
+          prepare "$port"
+          cpu0=$(cpu_s "$port")
+          case $test in
+            xadd) rps=$(run "$driver" "$port" "$pipeline" xadd "s:__rand_int__" "*" field value) ;;
+            xread) rps=$(run "$driver" "$port" "$pipeline" xread count 10 streams feed 0) ;;
+            pfadd) rps=$(run "$driver" "$port" "$pipeline" pfadd visitors "__rand_int__") ;;
+            setbit) rps=$(run "$driver" "$port" "$pipeline" setbit "bits:__rand_int__" 4095 1) ;;
+          esac
+          name="$test-P$pipeline"; [ "$driver" = loadgen ] && name="$name (loadgen)"
+          record "$round" "$name" "$who" "$rps"
+          record "$round" "$name per server CPU s" "$who" "$(per_cpu_s "$port" "$N" "$cpu0")"
+        done
       done
     done
   done

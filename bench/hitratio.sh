@@ -37,14 +37,6 @@ TTL_SECS=86400
 FIT_KEYS=$((KEYS * FIT_PERCENT / 100))
 
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
-TARGET=${CARGO_TARGET_DIR:-target}
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet -p cacheplane -p loadgen
-  BIN=$TARGET/release/cacheplane
-else
-  cargo build --release --quiet -p loadgen
-fi
-LOADGEN=$TARGET/release/cacheplane-loadgen
 WORK=$(mktemp -d)
 source bench/lib.sh
 trap 'stop_all; rm -rf "$WORK"' EXIT

@@ -4,9 +4,13 @@
 # unset, the release one is built (into CARGO_TARGET_DIR, default target/).
 
 if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet -p cacheplane
+  cargo build --release --quiet -p cacheplane -p loadgen
   BIN=${CARGO_TARGET_DIR:-target}/release/cacheplane
+else
+  cargo build --release --quiet -p loadgen
 fi
+# The load generator for what redis-benchmark cannot do, or not cheaply enough.
+LOADGEN=${CARGO_TARGET_DIR:-target}/release/cacheplane-loadgen
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # Ready means answering PONG: a server still loading answers -LOADING.
@@ -53,6 +57,15 @@ info_field() { redis-cli -p "$1" info everything | tr -d '\r' | awk -F: -v f="$2
 cpu_s() { redis-cli -p "$1" info cpu | tr -d '\r' | awk -F: '$1=="used_cpu_user"||$1=="used_cpu_sys"{t+=$2} END{printf "%.6f", t}'; }
 # per_cpu_s <port> <requests> <cpu_s before>: requests served per second of the server's CPU.
 per_cpu_s() { python3 -c "print($2 / max($(cpu_s "$1") - $3, 1e-6))"; }
+# loadgen_rps <port> <pipeline> <requests> [loadgen flags...] -- <command...>: requests per
+# second of `cacheplane-loadgen --mode command` (50 connections) on the client core.
+# Unpipelined, redis-benchmark spends as much CPU per request as either server, so its rate
+# is its own; this client spends about half that, which leaves the server as the bound.
+loadgen_rps() {
+  local port=$1 pipeline=$2 requests=$3; shift 3
+  $PIN_CLIENT "$LOADGEN" --mode command --port "$port" --connections 50 --pipeline "$pipeline" \
+    --requests "$requests" "$@" | tr ' ' '\n' | awk -F= '$1=="requests_per_sec"{print $2}'
+}
 record() { echo "$1,$2,$3,$4" >>"$WORK/results.csv"; } # round,metric,who,value
 # ratio_table <rounds>: the medians of each metric's rounds as a Markdown table, with the
 # ratio cacheplane/redis (higher is better).

@@ -8,7 +8,8 @@
 # twice: with redis-benchmark (OpenSSL 3.0, whose client spends more CPU per handshake than
 # either server, so it mostly measures itself) and with cacheplane-loadgen --mode handshake
 # (rustls, a new connection per PING, no session resumption), whose client is cheap
-# enough to keep redis-server's core busy.
+# enough to keep redis-server's core busy. Unpipelined SET/GET run with
+# cacheplane-loadgen --mode command too, for the same reason.
 # Usage: bench/tls.sh [rounds]   Environment: N (requests per test), N_HANDSHAKES.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,9 +17,6 @@ ROUNDS=${1:-3}
 N=${N:-200000}
 N_HANDSHAKES=${N_HANDSHAKES:-20000}
 command -v redis-server >/dev/null || { echo "redis-server missing: apt-get install redis-server redis-tools" >&2; exit 1; }
-TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet -p loadgen
-LOADGEN=$TARGET/release/cacheplane-loadgen
 WORK=$(mktemp -d)
 source bench/lib.sh
 trap 'stop_all; rm -rf "$WORK"' EXIT
@@ -47,11 +45,20 @@ run() { # tls-port pipeline n test keepalive
 : >"$WORK/results.csv"
 for round in $(seq "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then order="redis node"; else order="node redis"; fi
-  for case in "set 1" "get 1" "set 16" "get 16" "ping_inline handshake" "rustls handshake"; do
+  for case in "set 1" "get 1" "set 16" "get 16" "loadgen-set 1" "loadgen-get 1" "ping_inline handshake" "rustls handshake"; do
     read -r test p <<<"$case"
     for who in $order; do
       port=$TLS_PORT_R; plain=$RPORT
       if [ "$who" = node ]; then port=$TLS_PORT_N; plain=$NPORT; fi
+      if [ "${test%%-*}" = loadgen ]; then
+        # redis-benchmark's -t set/get: a 3-byte value, keys below -r.
+        cmd=(get "key:__rand_int__"); [ "$test" = loadgen-set ] && cmd=(set "key:__rand_int__" xxx)
+        cpu0=$(cpu_s "$plain")
+        rps=$(loadgen_rps "$port" "$p" "$N" --keys 100000 --tls-ca "$WORK/ca.pem" -- "${cmd[@]}")
+        record "$round" "${test#*-} -P $p (loadgen)" "$who" "$rps"
+        record "$round" "${test#*-} -P $p (loadgen) per server CPU s" "$who" "$(per_cpu_s "$plain" "$N" "$cpu0")"
+        continue
+      fi
       if [ "$test" = rustls ]; then
         cpu0=$(cpu_s "$plain")
         rps=$($PIN_CLIENT "$LOADGEN" --mode handshake --port "$port" --tls-ca "$WORK/ca.pem" \

@@ -10,14 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use resp::Frame;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
-const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
-const PONG: &[u8] = b"+PONG\r\n";
+use crate::conn::{Conn, Target};
 
 /// How a handshake run went.
 pub struct Handshakes {
@@ -36,6 +33,11 @@ pub fn client_config(ca_file: &std::path::Path) -> anyhow::Result<Arc<rustls::Cl
             .add(cert.with_context(|| format!("parse {}", ca_file.display()))?)
             .context("trust the CA certificate")?;
     }
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "{} holds no PEM certificate",
+        ca_file.display()
+    );
     let mut config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
@@ -43,32 +45,23 @@ pub fn client_config(ca_file: &std::path::Path) -> anyhow::Result<Arc<rustls::Cl
     Ok(Arc::new(config))
 }
 
-/// Runs `total` handshakes over `connections` concurrent clients against `addr`, checking
-/// the certificate for `server_name`.
-pub async fn run(
-    addr: &str,
-    server_name: &str,
-    config: Arc<rustls::ClientConfig>,
-    connections: u64,
-    total: u64,
-) -> anyhow::Result<Handshakes> {
-    let name = ServerName::try_from(server_name.to_string())
-        .with_context(|| format!("--tls-server-name {server_name}"))?;
-    let connector = TlsConnector::from(config);
+/// Runs `total` handshakes over `connections` concurrent clients against `target` (which
+/// must ask for TLS).
+pub async fn run(target: &Target, connections: u64, total: u64) -> anyhow::Result<Handshakes> {
+    anyhow::ensure!(target.tls.is_some(), "handshakes need TLS");
     // Each client takes the next handshake from the shared count until none are left.
     let left = Arc::new(AtomicU64::new(total));
     let start = Instant::now();
     let tasks: Vec<_> = (0..connections)
         .map(|_| {
-            let (connector, name, left) = (connector.clone(), name.clone(), left.clone());
-            let addr = addr.to_string();
+            let (target, left) = (target.clone(), left.clone());
             tokio::spawn(async move {
                 let mut done = 0u64;
                 while left
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                     .is_ok()
                 {
-                    one(&connector, &name, &addr).await?;
+                    one(&target).await?;
                     done += 1;
                 }
                 anyhow::Ok(done)
@@ -86,26 +79,30 @@ pub async fn run(
 }
 
 /// One connection: connect, handshake, PING, read PONG, close.
-async fn one(
-    connector: &TlsConnector,
-    name: &ServerName<'static>,
-    addr: &str,
-) -> anyhow::Result<()> {
-    let tcp = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connect to {addr}"))?;
-    tcp.set_nodelay(true)?;
-    let mut tls = connector
-        .connect(name.clone(), tcp)
-        .await
-        .context("TLS handshake")?;
-    tls.write_all(PING).await?;
-    let mut reply = [0u8; PONG.len()];
-    tls.read_exact(&mut reply).await.context("read the PONG")?;
-    anyhow::ensure!(
-        reply == PONG,
-        "unexpected reply {:?}",
-        String::from_utf8_lossy(&reply)
-    );
-    Ok(())
+async fn one(target: &Target) -> anyhow::Result<()> {
+    let mut conn = Conn::connect(target).await?;
+    conn.queue(&[b"PING"]);
+    conn.send().await?;
+    match conn.reply().await? {
+        Frame::Simple(pong) if pong == "PONG" => Ok(()),
+        other => anyhow::bail!("unexpected reply to PING: {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused() {
+        let dir = std::env::temp_dir().join(format!("loadgen-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let e = client_config(&empty).unwrap_err();
+        assert!(e.to_string().contains("holds no PEM certificate"), "{e:#}");
+        let missing = client_config(&dir.join("missing.pem")).unwrap_err();
+        assert!(missing.to_string().starts_with("read "), "{missing:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

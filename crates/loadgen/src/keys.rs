@@ -44,6 +44,12 @@ impl KeyMap {
 /// Appends the name of key `id` to `out`.
 pub fn write_name(id: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"key:");
+    write_id(id, out);
+}
+
+/// Appends `id` zero-padded to [`KEY_ID_DIGITS`] digits, as redis-benchmark writes
+/// `__rand_int__`.
+pub fn write_id(id: u64, out: &mut Vec<u8>) {
     let mut digits = [b'0'; KEY_ID_DIGITS];
     let mut rest = id;
     for digit in digits.iter_mut().rev() {

@@ -1,12 +1,15 @@
-//! `cacheplane-loadgen`: the load of `bench/hitratio.sh`, which redis-benchmark cannot
-//! make. Each operation GETs a key drawn from a Zipf distribution of popularity and, when
-//! the GET finds nothing, SETs it (a read-through cache), so the hit ratio measures how well
-//! the server's eviction keeps the popular keys. `--mode fill` SETs every key once instead;
-//! `--mode handshake` opens a new TLS connection per PING (`bench/tls.sh`).
+//! `cacheplane-loadgen`: the loads redis-benchmark cannot make. Each operation of the
+//! default mode GETs a key drawn from a Zipf distribution of popularity and, when the GET
+//! finds nothing, SETs it (a read-through cache), so the hit ratio measures how well the
+//! server's eviction keeps the popular keys (`bench/hitratio.sh`). `--mode fill` SETs every
+//! key once instead; `--mode handshake` opens a new TLS connection per PING
+//! (`bench/tls.sh`); `--mode command -- CMD ARGS` repeats one command line with random ids,
+//! as redis-benchmark does but with a client cheap enough not to be the bottleneck
+//! (`bench/datatypes.sh`, `bench/tls.sh`).
 //!
-//! Prints one line of `name=value` pairs: operations, hits, misses, hit ratio, operations
-//! and commands per second.
+//! Prints one line of `name=value` pairs: what was done, how long it took, the rates.
 
+mod command;
 mod conn;
 mod handshake;
 mod keys;
@@ -19,13 +22,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
-use conn::Conn;
+use conn::{Conn, Target};
 use workload::{Counts, Until, Workload};
 
 #[derive(Parser)]
 #[command(
     name = "cacheplane-loadgen",
-    about = "Read-through load with Zipf key popularity"
+    about = "Loads for cacheplane's benchmarks: read-through with Zipf key popularity, fills, TLS handshakes, one repeated command"
 )]
 struct Args {
     #[arg(long, default_value = "127.0.0.1")]
@@ -40,13 +43,15 @@ struct Args {
     /// Commands sent per write on a connection (GETs; then the SETs of those that missed).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pipeline: u64,
-    /// Size of the key space (`key:000000000000` ...); fill mode SETs all of them.
+    /// Size of the key space (`key:000000000000` ...); fill mode SETs all of them, command
+    /// mode draws `__rand_int__` below it.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=999_999_999_999))]
     keys: u64,
     /// Operations in the measured phase, over all connections.
     #[arg(long, default_value_t = 1_000_000)]
     requests: u64,
-    /// Run the measured phase for this many seconds instead of --requests operations.
+    /// Run the measured phase for this many seconds instead of --requests operations
+    /// (read-through mode).
     #[arg(long)]
     duration: Option<f64>,
     /// Operations before the measured phase (not counted), to fill the cache.
@@ -64,12 +69,15 @@ struct Args {
     /// SET with `EX` this many seconds (volatile-* policies evict only keys with a TTL).
     #[arg(long)]
     ttl: Option<u64>,
-    /// Handshake mode: the CA certificate (PEM) the server's certificate must chain to.
+    /// Connect over TLS, trusting this CA certificate (PEM); handshake mode needs it.
     #[arg(long)]
     tls_ca: Option<std::path::PathBuf>,
-    /// Handshake mode: the name the server's certificate must carry.
+    /// With --tls-ca: the name the server's certificate must carry.
     #[arg(long, default_value = "localhost")]
     tls_server_name: String,
+    /// Command mode: the command line to repeat (after `--`).
+    #[arg(last = true)]
+    command: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,6 +88,8 @@ enum Mode {
     Fill,
     /// A new TLS connection for each PING, --requests of them (needs --tls-ca).
     Handshake,
+    /// The command line after `--`, --requests times over all connections.
+    Command,
 }
 
 /// A connection and its own random sequence, kept from the warm-up to the measured phase.
@@ -99,30 +109,74 @@ async fn main() -> anyhow::Result<()> {
             "--duration must be positive"
         );
     }
-    if args.mode == Mode::Handshake {
-        let ca = args
-            .tls_ca
-            .as_deref()
-            .context("--mode handshake needs --tls-ca")?;
-        let config = handshake::client_config(ca)?;
-        let addr = format!("{}:{}", args.host, args.port);
-        let run = handshake::run(
-            &addr,
-            &args.tls_server_name,
-            config,
-            args.connections,
-            args.requests,
-        )
-        .await?;
-        let secs = run.elapsed.as_secs_f64();
-        println!(
-            "mode=handshake connections={} handshakes={} seconds={secs:.3} handshakes_per_sec={:.0}",
-            args.connections,
-            run.done,
-            run.done as f64 / secs,
-        );
-        return Ok(());
+    let addr = format!("{}:{}", args.host, args.port);
+    let target = match &args.tls_ca {
+        Some(ca) => Target::tls(addr, handshake::client_config(ca)?, &args.tls_server_name)?,
+        None => Target::plain(addr),
+    };
+    match args.mode {
+        Mode::Handshake => handshakes(&args, &target).await,
+        Mode::Command => commands(&args, &target).await,
+        Mode::ReadThrough | Mode::Fill => cache_load(&args, &target).await,
     }
+}
+
+async fn handshakes(args: &Args, target: &Target) -> anyhow::Result<()> {
+    anyhow::ensure!(target.tls.is_some(), "--mode handshake needs --tls-ca");
+    let run = handshake::run(target, args.connections, args.requests).await?;
+    let secs = run.elapsed.as_secs_f64();
+    println!(
+        "mode=handshake connections={} handshakes={} seconds={secs:.3} handshakes_per_sec={:.0}",
+        args.connections,
+        run.done,
+        run.done as f64 / secs,
+    );
+    Ok(())
+}
+
+async fn commands(args: &Args, target: &Target) -> anyhow::Result<()> {
+    let template = Arc::new(command::Template::new(&args.command, args.keys)?);
+    let mut conns = Vec::new();
+    for _ in 0..args.connections {
+        conns.push(Conn::connect(target).await?);
+    }
+    let start = Instant::now();
+    let n = args.connections;
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut conn)| {
+            let template = Arc::clone(&template);
+            let mut rng = fastrand::Rng::with_seed(args.seed.wrapping_add(i as u64));
+            let r = share(args.requests, n, i as u64);
+            let pipeline = args.pipeline;
+            tokio::spawn(async move {
+                command::run(&mut conn, &template, &mut rng, pipeline, r.end - r.start).await
+            })
+        })
+        .collect();
+    let mut total = command::Counts::default();
+    for task in tasks {
+        let counts = task.await.context("connection task")??;
+        total.commands += counts.commands;
+        total.errors += counts.errors;
+        total.first_error = total.first_error.or(counts.first_error);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if let Some(message) = &total.first_error {
+        anyhow::bail!("{} error replies, the first: {message}", total.errors);
+    }
+    println!(
+        "mode=command connections={} pipeline={} requests={} seconds={secs:.3} requests_per_sec={:.0}",
+        args.connections,
+        args.pipeline,
+        total.commands,
+        total.commands as f64 / secs,
+    );
+    Ok(())
+}
+
+async fn cache_load(args: &Args, target: &Target) -> anyhow::Result<()> {
     let zipf = zipf::Zipf::new(args.keys, args.zipf)
         .context("--zipf must be a finite number, 0 or more")?;
     let workload = Arc::new(Workload {
@@ -132,53 +186,41 @@ async fn main() -> anyhow::Result<()> {
         ttl_secs: args.ttl,
         pipeline: args.pipeline as usize,
     });
-    let addr = format!("{}:{}", args.host, args.port);
     let mut sessions = Vec::new();
     for i in 0..args.connections {
         sessions.push(Session {
-            conn: Conn::connect(&addr).await?,
+            conn: Conn::connect(target).await?,
             rng: fastrand::Rng::with_seed(args.seed.wrapping_add(i)),
         });
     }
-
-    let mode = match args.mode {
-        Mode::ReadThrough => "read-through",
-        Mode::Fill => "fill",
-        Mode::Handshake => unreachable!("handshake mode returned above"),
-    };
-    let finished = match args.mode {
-        Mode::Fill => {
-            let n = sessions.len() as u64;
-            let ranges: Vec<_> = (0..n).map(|i| share(args.keys, n, i)).collect();
-            run(&workload, sessions, |i| Phase::Fill(ranges[i].clone())).await?
-        }
-        Mode::Handshake => unreachable!("handshake mode returned above"),
-        Mode::ReadThrough => {
-            let n = sessions.len() as u64;
-            if args.warmup > 0 {
-                let warmup = |i: usize| {
-                    let r = share(args.warmup, n, i as u64);
-                    Phase::ReadThrough(Until::Operations(r.end - r.start))
-                };
-                sessions = run(&workload, sessions, warmup).await?.sessions;
-            }
-            let deadline = args
-                .duration
-                .map(|secs| Instant::now() + Duration::from_secs_f64(secs));
-            let measured = |i: usize| match deadline {
-                Some(at) => Phase::ReadThrough(Until::Deadline(at)),
-                None => {
-                    let r = share(args.requests, n, i as u64);
-                    Phase::ReadThrough(Until::Operations(r.end - r.start))
-                }
+    let n = sessions.len() as u64;
+    let (mode, finished) = if args.mode == Mode::Fill {
+        let ranges: Vec<_> = (0..n).map(|i| share(args.keys, n, i)).collect();
+        let fill = run(&workload, sessions, |i| Phase::Fill(ranges[i].clone())).await?;
+        ("fill", fill)
+    } else {
+        if args.warmup > 0 {
+            let warmup = |i: usize| {
+                let r = share(args.warmup, n, i as u64);
+                Phase::ReadThrough(Until::Operations(r.end - r.start))
             };
-            run(&workload, sessions, measured).await?
+            sessions = run(&workload, sessions, warmup).await?.sessions;
         }
+        let deadline = args
+            .duration
+            .map(|secs| Instant::now() + Duration::from_secs_f64(secs));
+        let measured = |i: usize| match deadline {
+            Some(at) => Phase::ReadThrough(Until::Deadline(at)),
+            None => {
+                let r = share(args.requests, n, i as u64);
+                Phase::ReadThrough(Until::Operations(r.end - r.start))
+            }
+        };
+        ("read-through", run(&workload, sessions, measured).await?)
     };
     let Finished {
         counts, elapsed, ..
     } = finished;
-
     if let Some(message) = &counts.first_error {
         eprintln!("{} error replies, the first: {message}", counts.errors);
     }

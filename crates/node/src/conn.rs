@@ -368,6 +368,11 @@ impl Connection {
                 if !wait_durable(durable).await {
                     return;
                 }
+                // Replies go out once every connection that was ready has run its commands,
+                // as Redis writes them before it sleeps: a client that waits on many
+                // connections then finds several replies at once and answers with several
+                // requests, which the node reads in one wake-up instead of one each.
+                tokio::task::yield_now().await;
                 if !self.write(&mut out).await {
                     return;
                 }
@@ -716,6 +721,9 @@ impl Connection {
     /// Waits until at most `bytes` of output wait; false when the socket failed or the
     /// client was killed meanwhile.
     async fn drain_to(&mut self, bytes: usize) -> bool {
+        if self.obuf.len() <= bytes {
+            return true;
+        }
         let killed = self.killed.clone();
         while self.obuf.len() > bytes {
             let progress = std::future::poll_fn(|cx| self.poll_drain(cx));

@@ -207,14 +207,23 @@ impl ClientMemory {
 
     /// The read buffer's capacity now.
     pub fn set_query_buf(&self, capacity: usize) {
-        let old = self.query_buf.swap(capacity as u64, Relaxed);
-        self.node.moved(old, capacity as u64);
+        self.replace(&self.query_buf, capacity as u64);
     }
 
     /// The arguments of a request still arriving, taken out of the read buffer already.
     pub fn set_request_args(&self, bytes: usize) {
-        let old = self.request_args.swap(bytes as u64, Relaxed);
-        self.node.moved(old, bytes as u64);
+        self.replace(&self.request_args, bytes as u64);
+    }
+
+    /// Sets one of the summed figures. Each has one writer (the client's connection), so a
+    /// load and a store do; and most requests change no figure, so the node's shared total
+    /// is written only when one moved (several times per request otherwise).
+    fn replace(&self, figure: &AtomicU64, new: u64) {
+        let old = figure.load(Relaxed);
+        if old != new {
+            figure.store(new, Relaxed);
+            self.node.moved(old, new);
+        }
     }
 
     pub fn set_query_unparsed(&self, unparsed: usize) {
@@ -246,8 +255,7 @@ impl ClientMemory {
             + c.watched.len() as u64 * WATCHED_KEY_BYTES
             + subscriptions * SUBSCRIPTION_BYTES
             + prefixes * TRACKING_PREFIX_BYTES;
-        let old = self.records.swap(bytes, Relaxed);
-        self.node.moved(old, bytes);
+        self.replace(&self.records, bytes);
     }
 }
 

@@ -19,6 +19,7 @@ command -v redis-server >/dev/null || { echo "redis-server missing: apt-get inst
 WORK=$(mktemp -d)
 source bench/lib.sh
 trap 'stop_all; rm -rf "$WORK"' EXIT
+need_loadgen
 
 RPORT=$(start redis "$WORK/redis")
 NPORT=$(start node "$WORK/node")

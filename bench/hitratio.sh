@@ -40,6 +40,7 @@ command -v redis-server >/dev/null || { echo "redis-server missing: apt-get inst
 WORK=$(mktemp -d)
 source bench/lib.sh
 trap 'stop_all; rm -rf "$WORK"' EXIT
+need_loadgen
 
 # loadgen <port> <flags...>: one cacheplane-loadgen run on the client core; prints its
 # summary line.

@@ -4,13 +4,13 @@
 # unset, the release one is built (into CARGO_TARGET_DIR, default target/).
 
 if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet -p cacheplane -p loadgen
+  cargo build --release --quiet -p cacheplane
   BIN=${CARGO_TARGET_DIR:-target}/release/cacheplane
-else
-  cargo build --release --quiet -p loadgen
 fi
-# The load generator for what redis-benchmark cannot do, or not cheaply enough.
+# The load generator for what redis-benchmark cannot do, or not cheaply enough; a script
+# that uses it calls need_loadgen first.
 LOADGEN=${CARGO_TARGET_DIR:-target}/release/cacheplane-loadgen
+need_loadgen() { cargo build --release --quiet -p loadgen; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # Ready means answering PONG: a server still loading answers -LOADING.

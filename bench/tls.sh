@@ -20,6 +20,7 @@ command -v redis-server >/dev/null || { echo "redis-server missing: apt-get inst
 WORK=$(mktemp -d)
 source bench/lib.sh
 trap 'stop_all; rm -rf "$WORK"' EXIT
+need_loadgen
 
 # One certificate for both, from a throwaway CA.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \

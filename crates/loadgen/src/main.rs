@@ -114,6 +114,15 @@ async fn main() -> anyhow::Result<()> {
         Some(ca) => Target::tls(addr, handshake::client_config(ca)?, &args.tls_server_name)?,
         None => Target::plain(addr),
     };
+    let command_mode = args.mode == Mode::Command;
+    anyhow::ensure!(
+        command_mode || args.command.is_empty(),
+        "a command line after -- needs --mode command"
+    );
+    anyhow::ensure!(
+        !command_mode || (args.duration.is_none() && args.warmup == 0 && args.ttl.is_none()),
+        "--duration, --warmup and --ttl apply to read-through and fill, not --mode command"
+    );
     match args.mode {
         Mode::Handshake => handshakes(&args, &target).await,
         Mode::Command => commands(&args, &target).await,

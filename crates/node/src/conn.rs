@@ -371,8 +371,17 @@ impl Connection {
                 // Replies go out once every connection that was ready has run its commands,
                 // as Redis writes them before it sleeps: a client that waits on many
                 // connections then finds several replies at once and answers with several
-                // requests, which the node reads in one wake-up instead of one each.
-                tokio::task::yield_now().await;
+                // requests, which the node reads in one wake-up instead of one each. Only
+                // when this client has nothing more to run now (a long pipeline goes on
+                // with its pushes in order) and the flow goes on as usual: after SHUTDOWN
+                // no other client may run a write the final save missed.
+                if matches!(flow, Flow::Continue)
+                    && !out.is_empty()
+                    && pending.is_empty()
+                    && self.rbuf.is_empty()
+                {
+                    tokio::task::yield_now().await;
+                }
                 if !self.write(&mut out).await {
                     return;
                 }

@@ -10,6 +10,7 @@ use resp::Frame;
 
 use crate::conn::Conn;
 use crate::keys;
+use crate::workload::Counts;
 
 /// What redis-benchmark replaces with a random id.
 const PLACEHOLDER: &[u8] = b"__rand_int__";
@@ -64,15 +65,8 @@ fn split_placeholders(arg: &[u8]) -> Vec<Vec<u8>> {
     pieces
 }
 
-/// What one connection did.
-#[derive(Debug, Default)]
-pub struct Counts {
-    pub commands: u64,
-    pub errors: u64,
-    pub first_error: Option<String>,
-}
-
-/// Sends `total` commands on `conn`, `pipeline` per write, and reads every reply.
+/// Sends `total` commands on `conn`, `pipeline` per write, and reads every reply (each
+/// command is one operation).
 pub async fn run(
     conn: &mut Conn,
     template: &Template,
@@ -92,11 +86,11 @@ pub async fn run(
         conn.send().await?;
         for _ in 0..size {
             if let Frame::Error(message) = conn.reply().await? {
-                counts.errors += 1;
-                counts.first_error.get_or_insert(message);
+                counts.error(message);
             }
         }
         counts.commands += size;
+        counts.operations += size;
     }
     Ok(counts)
 }

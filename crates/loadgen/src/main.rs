@@ -145,31 +145,25 @@ async fn handshakes(args: &Args, target: &Target) -> anyhow::Result<()> {
 
 async fn commands(args: &Args, target: &Target) -> anyhow::Result<()> {
     let template = Arc::new(command::Template::new(&args.command, args.keys)?);
-    let mut conns = Vec::new();
-    for _ in 0..args.connections {
-        conns.push(Conn::connect(target).await?);
-    }
+    let sessions = connect_all(args, target).await?;
     let start = Instant::now();
     let n = args.connections;
-    let tasks: Vec<_> = conns
+    let tasks: Vec<_> = sessions
         .into_iter()
         .enumerate()
-        .map(|(i, mut conn)| {
+        .map(|(i, mut session)| {
             let template = Arc::clone(&template);
-            let mut rng = fastrand::Rng::with_seed(args.seed.wrapping_add(i as u64));
             let r = share(args.requests, n, i as u64);
             let pipeline = args.pipeline;
             tokio::spawn(async move {
-                command::run(&mut conn, &template, &mut rng, pipeline, r.end - r.start).await
+                let Session { conn, rng } = &mut session;
+                command::run(conn, &template, rng, pipeline, r.end - r.start).await
             })
         })
         .collect();
-    let mut total = command::Counts::default();
+    let mut total = Counts::default();
     for task in tasks {
-        let counts = task.await.context("connection task")??;
-        total.commands += counts.commands;
-        total.errors += counts.errors;
-        total.first_error = total.first_error.or(counts.first_error);
+        total.add(task.await.context("connection task")??);
     }
     let secs = start.elapsed().as_secs_f64();
     if let Some(message) = &total.first_error {
@@ -195,13 +189,7 @@ async fn cache_load(args: &Args, target: &Target) -> anyhow::Result<()> {
         ttl_secs: args.ttl,
         pipeline: args.pipeline as usize,
     });
-    let mut sessions = Vec::new();
-    for i in 0..args.connections {
-        sessions.push(Session {
-            conn: Conn::connect(target).await?,
-            rng: fastrand::Rng::with_seed(args.seed.wrapping_add(i)),
-        });
-    }
+    let mut sessions = connect_all(args, target).await?;
     let n = sessions.len() as u64;
     let (mode, finished) = if args.mode == Mode::Fill {
         let ranges: Vec<_> = (0..n).map(|i| share(args.keys, n, i)).collect();
@@ -255,6 +243,18 @@ async fn cache_load(args: &Args, target: &Target) -> anyhow::Result<()> {
         counts.commands as f64 / secs,
     );
     Ok(())
+}
+
+/// `--connections` sessions, connection `i` with the random sequence of `--seed` + `i`.
+async fn connect_all(args: &Args, target: &Target) -> anyhow::Result<Vec<Session>> {
+    let mut sessions = Vec::new();
+    for i in 0..args.connections {
+        sessions.push(Session {
+            conn: Conn::connect(target).await?,
+            rng: fastrand::Rng::with_seed(args.seed.wrapping_add(i)),
+        });
+    }
+    Ok(sessions)
 }
 
 /// What one connection does in a phase.

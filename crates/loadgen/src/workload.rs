@@ -56,7 +56,8 @@ impl Counts {
         }
     }
 
-    fn error(&mut self, message: String) {
+    /// Counts an error reply, keeping the first one's message.
+    pub fn error(&mut self, message: String) {
         self.errors += 1;
         self.first_error.get_or_insert(message);
     }

@@ -474,6 +474,7 @@ pub fn start_aof(ship: &mut Shipping, config: &NodeConfig) -> anyhow::Result<Opt
             sealed: VecDeque::new(),
             cursor: None,
             in_flight: FuturesOrdered::new(),
+            wave: None,
             folding: None,
             retry: Retry::default(),
             pending_since: None,
@@ -490,6 +491,9 @@ pub fn start_aof(ship: &mut Shipping, config: &NodeConfig) -> anyhow::Result<Opt
 pub const COMMITS_IN_FLIGHT_MAX: usize = 8;
 /// The least a commit carries to go up while another is in flight.
 pub const COMMIT_ALONGSIDE_MIN_BYTES: u64 = 256 * 1024;
+/// The longest a commit waits, after the one before it landed, for the writes of the
+/// clients that one just answered (and never more than half its round trip).
+pub const COMMIT_LINGER_MAX: Duration = Duration::from_millis(2);
 /// A chain of tail objects is folded into one segment at this many objects (or at
 /// [`SEGMENT_MAX_BYTES`]): the account holds few objects per megabyte of log.
 pub const TAIL_OBJECTS_MAX: usize = 512;
@@ -557,10 +561,43 @@ struct Catalog {
 /// A fold under way: the catalog and the chain come back with its result.
 type Fold = BoxFuture<'static, (Box<Catalog>, Chain, anyhow::Result<()>)>;
 
+/// A commit that landed.
+struct Landed {
+    /// The logical offset it made durable.
+    logical: Option<u64>,
+    bytes: u64,
+    round_trip: Duration,
+}
+
+/// Under `aof-durability store`, the clients a landed commit answered send their next
+/// writes at once; a commit started before they arrive carries the others' writes only,
+/// and the clients fall into two groups that each wait for two round trips per write
+/// (the store's requests per second, not its bytes, bound this mode). So the next commit
+/// waits until about as many bytes as the last one carried are pending, or until `until`.
+struct Wave {
+    bytes: u64,
+    until: Instant,
+}
+
+impl Wave {
+    /// After a commit of `bytes` that took `round_trip`, landed `now`.
+    fn after(bytes: u64, round_trip: Duration, now: Instant) -> Wave {
+        Wave {
+            bytes,
+            until: now + (round_trip / 2).min(COMMIT_LINGER_MAX),
+        }
+    }
+
+    /// Whether a commit of `pending` bytes may start `now`.
+    fn back(&self, pending: u64, now: Instant) -> bool {
+        pending >= self.bytes || now >= self.until
+    }
+}
+
 /// Why a shipper's wait ended.
 enum Woke {
-    /// The oldest commit in flight landed: the logical offset it made durable.
-    Committed(Option<u64>),
+    /// The oldest commit in flight landed.
+    Committed(Landed),
     Folded(Box<Catalog>, Chain, anyhow::Result<()>),
     /// Something may be ready: look again.
     Look,
@@ -615,8 +652,10 @@ struct Target {
     sealed: VecDeque<Chain>,
     /// Next local byte to ship: (incr file, offset).
     cursor: Option<(PathBuf, u64)>,
-    /// Commits uploading, in log order; each yields the logical offset it makes durable.
-    in_flight: FuturesOrdered<BoxFuture<'static, Option<u64>>>,
+    /// Commits uploading, in log order.
+    in_flight: FuturesOrdered<BoxFuture<'static, Landed>>,
+    /// The clients the last commit answered, whose next writes the next commit waits for.
+    wave: Option<Wave>,
     folding: Option<Fold>,
     retry: Retry,
     pending_since: Option<Instant>,
@@ -671,6 +710,7 @@ impl Target {
                     .filter(|_| room)
                     .map(|t| t + SEGMENT_ROLL_INTERVAL),
                 self.retry.at,
+                self.wave.as_ref().map(|w| w.until),
             ]
             .into_iter()
             .flatten()
@@ -678,8 +718,8 @@ impl Target {
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             let folding = &mut self.folding;
             let woke = tokio::select! {
-                Some(logical) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    Woke::Committed(logical)
+                Some(landed) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    Woke::Committed(landed)
                 }
                 (catalog, chain, result) = async { folding.as_mut().expect("guarded").await },
                     if folding.is_some() => Woke::Folded(catalog, chain, result),
@@ -689,7 +729,13 @@ impl Target {
                 _ = cancel.cancelled() => return,
             };
             match woke {
-                Woke::Committed(logical) => self.publish(logical),
+                Woke::Committed(landed) => {
+                    self.publish(landed.logical);
+                    if self.cut_eagerly && self.in_flight.is_empty() {
+                        self.wave =
+                            Some(Wave::after(landed.bytes, landed.round_trip, Instant::now()));
+                    }
+                }
                 Woke::Folded(catalog, chain, result) => {
                     self.folding = None;
                     self.catalog = Some(*catalog);
@@ -752,9 +798,15 @@ impl Target {
             // Another commit while one is in flight only when it is big: small ones wait and
             // join the next, since a store busy with many small requests answers each later.
             let alone = self.in_flight.is_empty() || end - offset >= COMMIT_ALONGSIDE_MIN_BYTES;
-            if !ready || !alone {
+            let wave_back = self
+                .wave
+                .as_ref()
+                .is_none_or(|w| w.back(end - offset, Instant::now()))
+                || self.draining.load(std::sync::atomic::Ordering::SeqCst);
+            if !ready || !alone || !wave_back {
                 return Ok(());
             }
+            self.wave = None;
             let (to, bytes) = read_segment(&file, offset, end).await?;
             let logical = logical_at_end.map(|l| l - (end - to));
             self.commit(&file, bytes, logical);
@@ -798,7 +850,13 @@ impl Target {
         let (store, status, cancel) =
             (self.store.clone(), self.status.clone(), self.cancel.clone());
         let payload = Bytes::from(bytes);
+        let started = Instant::now();
         self.in_flight.push_back(Box::pin(async move {
+            let landed = |logical| Landed {
+                logical,
+                bytes: payload.len() as u64,
+                round_trip: started.elapsed(),
+            };
             let mut attempt = 0;
             loop {
                 // The key names the bytes (offset, length, CRC): a retry of an upload that
@@ -807,13 +865,13 @@ impl Target {
                     Ok(()) => {
                         status.lock().expect("status lock").segments += 1;
                         ok_status(&status);
-                        return logical;
+                        return landed(logical);
                     }
                     Err(e) => fail_status(&status, &anyhow::Error::from(e)),
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff(attempt)) => {}
-                    _ = cancel.cancelled() => return None,
+                    _ = cancel.cancelled() => return landed(None),
                 }
                 attempt += 1;
             }
@@ -1576,6 +1634,26 @@ async fn download_aof(
 
 #[cfg(test)]
 mod tests {
+    use super::{COMMIT_LINGER_MAX, Wave};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_commit_waits_for_the_answered_clients_writes_but_not_past_its_bound() {
+        let now = Instant::now();
+        let wave = Wave::after(1_000, Duration::from_millis(3), now);
+        assert!(!wave.back(999, now), "part of the wave is back");
+        assert!(wave.back(1_000, now), "the whole wave is back");
+        assert!(!wave.back(1, now + Duration::from_micros(1_499)));
+        assert!(
+            wave.back(1, now + Duration::from_micros(1_500)),
+            "half the round trip"
+        );
+        // A slow store does not make the wait longer than the bound.
+        let slow = Wave::after(1_000, Duration::from_secs(1), now);
+        assert!(slow.back(1, now + COMMIT_LINGER_MAX));
+        assert!(!slow.back(1, now + COMMIT_LINGER_MAX - Duration::from_micros(1)));
+    }
+
     #[test]
     fn event_lines_read_back() {
         let events = vec![

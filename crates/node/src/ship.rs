@@ -705,6 +705,15 @@ impl Target {
                 && !switch_due
                 && self.base.is_some()
                 && (self.cut_eagerly || self.pending_since.is_none());
+            // A wave past its bound holds nothing back; kept, its deadline would wake
+            // this loop again at once.
+            if self
+                .wave
+                .as_ref()
+                .is_some_and(|w| Instant::now() >= w.until)
+            {
+                self.wave = None;
+            }
             let wake = [
                 self.pending_since
                     .filter(|_| room)

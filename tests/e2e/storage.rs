@@ -15,7 +15,7 @@ use std::time::Duration;
 use blob::{Account, Store};
 use resp::Frame;
 
-use crate::harness::{Conn, Link, Proxy, Server, TempDir, bulk, ok, wait_until};
+use crate::harness::{Conn, Link, Proxy, Server, TempDir, bulk, info_field, ok, wait_until};
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -572,6 +572,18 @@ fn zero_loss_commits_fold_into_segments_and_a_lost_machine_restores_them() {
     for i in 0..1500 {
         assert_eq!(c.cmd(&["SET", &format!("k{i}"), "v"]), ok());
     }
+    // Idle after them, the shipper sleeps: the wait a commit makes for the clients the one
+    // before answered must not, once past, wake it again and again (a core spun here).
+    let cpu = |c: &mut Conn| -> f64 {
+        ["used_cpu_user", "used_cpu_sys"]
+            .iter()
+            .map(|f| info_field(c, "cpu", f).parse::<f64>().expect("cpu seconds"))
+            .sum()
+    };
+    let before = cpu(&mut c);
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_cpu = cpu(&mut c) - before;
+    assert!(idle_cpu < 0.5, "{idle_cpu} s of CPU in 1 s idle");
     // A rewrite in the middle: the new base's manifest keeps what the new incr file shipped.
     assert_eq!(
         c.cmd(&["BGREWRITEAOF"]),

@@ -590,7 +590,12 @@ impl Wave {
 
     /// Whether a commit of `pending` bytes may start `now`.
     fn back(&self, pending: u64, now: Instant) -> bool {
-        pending >= self.bytes || now >= self.until
+        pending >= self.bytes || self.ended(now)
+    }
+
+    /// Whether the wait is over whatever is pending.
+    fn ended(&self, now: Instant) -> bool {
+        now >= self.until
     }
 }
 
@@ -707,13 +712,7 @@ impl Target {
                 && (self.cut_eagerly || self.pending_since.is_none());
             // A wave past its bound holds nothing back; kept, its deadline would wake
             // this loop again at once.
-            if self
-                .wave
-                .as_ref()
-                .is_some_and(|w| Instant::now() >= w.until)
-            {
-                self.wave = None;
-            }
+            self.wave.take_if(|w| w.ended(Instant::now()));
             let wake = [
                 self.pending_since
                     .filter(|_| room)
@@ -799,8 +798,9 @@ impl Target {
                 return Ok(());
             }
             let since = *self.pending_since.get_or_insert_with(Instant::now);
+            let draining = self.draining.load(std::sync::atomic::Ordering::SeqCst);
             let ready = self.cut_eagerly
-                || self.draining.load(std::sync::atomic::Ordering::SeqCst)
+                || draining
                 || end - offset >= SEGMENT_MAX_BYTES
                 || since.elapsed() >= SEGMENT_ROLL_INTERVAL
                 || file != p.file;
@@ -811,7 +811,7 @@ impl Target {
                 .wave
                 .as_ref()
                 .is_none_or(|w| w.back(end - offset, Instant::now()))
-                || self.draining.load(std::sync::atomic::Ordering::SeqCst);
+                || draining;
             if !ready || !alone || !wave_back {
                 return Ok(());
             }

@@ -476,9 +476,6 @@ pub fn start_aof(ship: &mut Shipping, config: &NodeConfig) -> anyhow::Result<Opt
             in_flight: FuturesOrdered::new(),
             wave: None,
             folding: None,
-            garbage: Garbage::default(),
-            collecting: None,
-            last_commit: None,
             retry: Retry::default(),
             pending_since: None,
         };
@@ -500,18 +497,15 @@ pub const COMMIT_LINGER_MAX: Duration = Duration::from_millis(2);
 /// A chain of tail objects is folded into one segment at this many objects (or at
 /// [`SEGMENT_MAX_BYTES`]): the account holds few objects per megabyte of log.
 pub const TAIL_OBJECTS_MAX: usize = 512;
-/// Folded tail objects deleted per request, one request at a time: a commit that comes
-/// while one runs waits for it. Alone, Azurite takes 2.8 ms per object in requests of 8
-/// and 1.1 ms in requests of 64; but among the commits of 50 unpipelined clients, requests
-/// of 64 cut the SETs per second from 7-8k to 5k.
+/// Folded tail objects deleted per request, one request at a time: on the emulators, which
+/// answer one request at a time, a commit that comes while one runs waits for it. Alone,
+/// Azurite takes 2.8 ms per object in requests of 8 and 1.1 ms in requests of 64; but
+/// among the commits of 50 unpipelined clients, requests of 64 cut the SETs per second
+/// from 7-8k to 5k. They are deleted right after their fold: Azurite slows down as its
+/// container holds more objects (a PUT from Python 30 % longer with 6,000 more), and
+/// keeping them for a pause in the writes made ten runs of 20k SETs fall from 10k/s to
+/// 4k/s.
 const TAIL_DELETES_PER_REQUEST: usize = 8;
-/// Folded tail objects are deleted once the account's commits have paused this long: the
-/// emulators answer one request at a time, and 512 deletes (1.5 s of Azurite's time)
-/// among the commits of a burst slowed it by a third.
-const COLLECT_AFTER_IDLE: Duration = Duration::from_millis(100);
-/// Folded tail objects left waiting for a pause at most; past this they are deleted
-/// under load too, so the account's object count stays bounded.
-pub const GARBAGE_OBJECTS_MAX: usize = 2 * TAIL_OBJECTS_MAX;
 /// Tail objects a restore downloads at once.
 const TAIL_DOWNLOADS_IN_FLIGHT_MAX: usize = 16;
 
@@ -611,40 +605,11 @@ impl Wave {
     }
 }
 
-/// Tail objects of folded chains, waiting to be deleted: the manifest names their bytes
-/// as segments, and a restore never follows them (see [`tail::chains`]).
-#[derive(Default)]
-struct Garbage {
-    objects: VecDeque<(String, u64)>,
-}
-
-impl Garbage {
-    /// When the next delete may start: at once when too many wait; otherwise once the
-    /// commits have paused (`writing`: a commit is in flight or bytes are pending; `last`:
-    /// when the last commit started).
-    fn due(&self, writing: bool, last: Option<Instant>, now: Instant) -> Option<Instant> {
-        if self.objects.len() > GARBAGE_OBJECTS_MAX {
-            return Some(now);
-        }
-        if self.objects.is_empty() || writing {
-            return None;
-        }
-        Some(last.map_or(now, |t| t + COLLECT_AFTER_IDLE))
-    }
-
-    /// The objects of the next delete request.
-    fn batch(&mut self) -> Vec<(String, u64)> {
-        let n = self.objects.len().min(TAIL_DELETES_PER_REQUEST);
-        self.objects.drain(..n).collect()
-    }
-}
-
 /// Why a shipper's wait ended.
 enum Woke {
     /// The oldest commit in flight landed.
     Committed(Landed),
     Folded(Box<Catalog>, Chain, anyhow::Result<()>),
-    Collected(Result<(), blob::BlobError>),
     /// Something may be ready: look again.
     Look,
 }
@@ -703,11 +668,6 @@ struct Target {
     /// The clients the last commit answered, whose next writes the next commit waits for.
     wave: Option<Wave>,
     folding: Option<Fold>,
-    garbage: Garbage,
-    /// The delete request under way.
-    collecting: Option<BoxFuture<'static, Result<(), blob::BlobError>>>,
-    /// When the last commit started.
-    last_commit: Option<Instant>,
     retry: Retry,
     pending_since: Option<Instant>,
 }
@@ -747,10 +707,6 @@ impl Target {
                 }
                 self.start_fold();
             }
-            let collect_at = self.collect_at();
-            if collect_at.is_some_and(|t| t <= Instant::now()) {
-                self.start_collect();
-            }
             // Wait for something to do. Flushes wake this loop only when a commit could
             // start on them: a base is named, no switch waits, there is room in flight, and
             // pending bytes are not merely waiting for their roll time (then the timer
@@ -769,7 +725,6 @@ impl Target {
                     .map(|t| t + SEGMENT_ROLL_INTERVAL),
                 self.retry.at,
                 self.wave.as_ref().map(|w| w.until),
-                self.collect_at(),
             ]
             .into_iter()
             .flatten()
@@ -782,8 +737,6 @@ impl Target {
                 }
                 (catalog, chain, result) = async { folding.as_mut().expect("guarded").await },
                     if folding.is_some() => Woke::Folded(catalog, chain, result),
-                result = async { self.collecting.as_mut().expect("guarded").await },
-                    if self.collecting.is_some() => Woke::Collected(result),
                 _ = self.progress.changed(), if watch_progress => Woke::Look,
                 _ = self.bases.changed() => Woke::Look,
                 _ = tokio::time::sleep_until(wake.into()) => Woke::Look,
@@ -801,10 +754,7 @@ impl Target {
                     self.folding = None;
                     self.catalog = Some(*catalog);
                     match result {
-                        Ok(()) => {
-                            self.retry.succeeded();
-                            self.garbage.objects.extend(chain.objects);
-                        }
+                        Ok(()) => self.retry.succeeded(),
                         Err(e) => {
                             self.sealed.push_front(chain);
                             self.retry.failed();
@@ -812,34 +762,9 @@ impl Target {
                         }
                     }
                 }
-                Woke::Collected(result) => {
-                    self.collecting = None;
-                    if let Err(e) = result {
-                        // Left over, they are only garbage: the next base switch deletes
-                        // what the manifest does not name.
-                        tracing::warn!(account = self.store.account(), error = %e, "could not delete folded AOF tail objects");
-                        self.garbage.objects.clear();
-                    }
-                }
                 Woke::Look => {}
             }
         }
-    }
-
-    /// When the next delete of folded tail objects may start; None while one is under way.
-    fn collect_at(&self) -> Option<Instant> {
-        if self.collecting.is_some() {
-            return None;
-        }
-        let writing = !self.in_flight.is_empty() || self.pending_since.is_some();
-        self.garbage.due(writing, self.last_commit, Instant::now())
-    }
-
-    /// Deletes the next batch of folded tail objects.
-    fn start_collect(&mut self) {
-        let batch = self.garbage.batch();
-        let store = self.store.clone();
-        self.collecting = Some(Box::pin(async move { store.delete_many(&batch).await }));
     }
 
     /// Starts uploading what the flusher wrote past the cursor, as many commits as there
@@ -941,7 +866,6 @@ impl Target {
             (self.store.clone(), self.status.clone(), self.cancel.clone());
         let payload = Bytes::from(bytes);
         let started = Instant::now();
-        self.last_commit = Some(started);
         self.in_flight.push_back(Box::pin(async move {
             let landed = |logical| Landed {
                 logical,
@@ -1045,10 +969,10 @@ impl Target {
         }
         self.sealed.clear();
         self.open = None;
-        self.base = Some(base);
+        // Until the manifest names the base, the switch is still due (and retried): the
+        // next chain must continue what the account's manifest names last.
         catalog.write_manifest().await?;
-        catalog.delete_unnamed().await?;
-        self.garbage.objects.clear();
+        self.base = Some(base);
         self.last = match catalog.segs.last() {
             Some(s) => tail::After::Incr {
                 seq: s.seq,
@@ -1057,6 +981,9 @@ impl Target {
             None => tail::After::Base(catalog.base_seq),
         };
         self.status.lock().expect("status lock").bases += 1;
+        if let Err(e) = catalog.delete_unnamed().await {
+            tracing::warn!(account = self.store.account(), error = %e, "could not delete what the AOF manifest no longer names; the next base switch tries again");
+        }
         Ok(())
     }
 }
@@ -1080,13 +1007,20 @@ fn fail_status(status: &Mutex<TargetStatus>, e: &anyhow::Error) {
 }
 
 impl Catalog {
-    /// Uploads `chain` as its segment and names it in the manifest; its tail objects are
-    /// garbage from then on.
+    /// Uploads `chain` as its segment, names it in the manifest, then deletes its tail
+    /// objects.
     async fn fold(&mut self, chain: &Chain) -> anyhow::Result<()> {
         self.upload_segment(chain).await?;
         if let Err(e) = self.write_manifest().await {
             self.segs.pop();
             return Err(e);
+        }
+        // Left over, they are only garbage: the next base switch deletes them.
+        for chunk in chain.objects.chunks(TAIL_DELETES_PER_REQUEST) {
+            if let Err(e) = self.store.delete_many(chunk).await {
+                tracing::warn!(account = self.store.account(), error = %e, "could not delete folded AOF tail objects");
+                break;
+            }
         }
         Ok(())
     }
@@ -1719,38 +1653,8 @@ async fn download_aof(
 
 #[cfg(test)]
 mod tests {
-    use super::{
-        COLLECT_AFTER_IDLE, COMMIT_LINGER_MAX, GARBAGE_OBJECTS_MAX, Garbage,
-        TAIL_DELETES_PER_REQUEST, Wave,
-    };
+    use super::{COMMIT_LINGER_MAX, Wave};
     use std::time::{Duration, Instant};
-
-    #[test]
-    fn folded_objects_wait_for_a_pause_in_the_commits_unless_too_many_wait() {
-        let now = Instant::now();
-        let mut garbage = Garbage::default();
-        assert_eq!(garbage.due(false, None, now), None, "nothing to delete");
-        let waiting = TAIL_DELETES_PER_REQUEST + 3;
-        garbage
-            .objects
-            .extend((0..waiting).map(|i| (format!("aof/tail/{i}"), 1)));
-        let last = Some(now);
-        assert_eq!(garbage.due(true, last, now), None, "commits go on");
-        assert_eq!(
-            garbage.due(false, last, now),
-            Some(now + COLLECT_AFTER_IDLE)
-        );
-        assert_eq!(garbage.due(false, None, now), Some(now), "no commit yet");
-        let batch = garbage.batch();
-        assert_eq!(batch.len(), TAIL_DELETES_PER_REQUEST);
-        assert_eq!(batch[0].0, "aof/tail/0", "oldest first");
-        assert_eq!(garbage.batch().len(), 3);
-        assert_eq!(garbage.due(false, last, now), None, "all deleted");
-        garbage
-            .objects
-            .extend((0..=GARBAGE_OBJECTS_MAX).map(|i| (i.to_string(), 1)));
-        assert_eq!(garbage.due(true, last, now), Some(now), "too many wait");
-    }
 
     #[test]
     fn a_commit_waits_for_the_answered_clients_writes_but_not_past_its_bound() {

@@ -502,9 +502,8 @@ pub const TAIL_OBJECTS_MAX: usize = 512;
 /// Azurite takes 2.8 ms per object in requests of 8 and 1.1 ms in requests of 64; but
 /// among the commits of 50 unpipelined clients, requests of 64 cut the SETs per second
 /// from 7-8k to 5k. They are deleted right after their fold: Azurite slows down as its
-/// container holds more objects (a PUT from Python 30 % longer with 6,000 more), and
-/// keeping them for a pause in the writes made ten runs of 20k SETs fall from 10k/s to
-/// 4k/s.
+/// container holds more objects (a PUT from Python 30 % longer with 6,000 more), and a
+/// trial that kept them for a pause in the writes showed no steady gain (see #17's notes).
 const TAIL_DELETES_PER_REQUEST: usize = 8;
 /// Tail objects a restore downloads at once.
 const TAIL_DOWNLOADS_IN_FLIGHT_MAX: usize = 16;

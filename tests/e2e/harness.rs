@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -350,6 +351,33 @@ pub enum Link {
     /// Accepts and then says nothing, ever: a store that does not answer. Held
     /// connections are closed when the link changes again.
     Hold,
+    /// Answers the HTTP requests whose method is `method` and whose path contains
+    /// `path_contains` with 503 and closes their connection; forwards the rest: one kind
+    /// of request failing at a moment the test picks.
+    Refuse {
+        method: &'static str,
+        path_contains: &'static str,
+    },
+}
+
+/// What a refused request gets back.
+const REFUSAL: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// Whether `chunk`, the start of a request, is one that `link` refuses. Requests on a
+/// kept-alive connection follow their predecessor's response, so each begins a read.
+fn refuses(link: Link, chunk: &[u8]) -> bool {
+    let Link::Refuse {
+        method,
+        path_contains,
+    } = link
+    else {
+        return false;
+    };
+    let line = chunk.split(|&b| b == b'\r').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split(' ');
+    parts.next() == Some(method) && parts.next().is_some_and(|p| p.contains(path_contains))
 }
 
 /// A TCP proxy in front of a server that can be cut, held silent and restored, to make an
@@ -358,6 +386,7 @@ pub struct Proxy {
     pub port: u16,
     link: Arc<Mutex<Link>>,
     held: Arc<Mutex<Vec<TcpStream>>>,
+    refused: Arc<AtomicUsize>,
 }
 
 impl Proxy {
@@ -373,7 +402,8 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let link = Arc::new(Mutex::new(Link::Up));
         let held = Arc::new(Mutex::new(Vec::new()));
-        let (flag, hold) = (link.clone(), held.clone());
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (flag, hold, refusals) = (link.clone(), held.clone(), refused.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -383,27 +413,37 @@ impl Proxy {
                         hold.lock().unwrap().push(client);
                         continue;
                     }
-                    Link::Up => {}
+                    Link::Up | Link::Refuse { .. } => {}
                 }
                 let Ok(server) = TcpStream::connect(&target) else {
                     continue;
                 };
+                // Requests flow from the client; a refusal is written back to it.
+                let mut requester = Some(client.try_clone().unwrap());
                 for (mut from, mut to) in [
                     (client.try_clone().unwrap(), server.try_clone().unwrap()),
                     (server, client),
                 ] {
-                    let flag = flag.clone();
+                    let (flag, refusals) = (flag.clone(), refusals.clone());
+                    let mut answer = requester.take();
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 65536];
                         loop {
-                            match from.read(&mut buf) {
+                            let n = match from.read(&mut buf) {
                                 Ok(0) | Err(_) => break,
-                                Ok(n) if *flag.lock().unwrap() == Link::Up => {
-                                    if to.write_all(&buf[..n]).is_err() {
-                                        break;
-                                    }
-                                }
-                                Ok(_) => break,
+                                Ok(n) => n,
+                            };
+                            let link = *flag.lock().unwrap();
+                            if let Some(client) = answer.as_mut()
+                                && refuses(link, &buf[..n])
+                            {
+                                refusals.fetch_add(1, Ordering::SeqCst);
+                                let _ = client.write_all(REFUSAL);
+                                break;
+                            }
+                            let forwarding = matches!(link, Link::Up | Link::Refuse { .. });
+                            if !forwarding || to.write_all(&buf[..n]).is_err() {
+                                break;
                             }
                         }
                         let _ = to.shutdown(std::net::Shutdown::Both);
@@ -411,7 +451,12 @@ impl Proxy {
                 }
             }
         });
-        Proxy { port, link, held }
+        Proxy {
+            port,
+            link,
+            held,
+            refused,
+        }
     }
 
     pub fn set(&self, link: Link) {
@@ -424,5 +469,10 @@ impl Proxy {
     /// Connections held silent so far.
     pub fn held(&self) -> usize {
         self.held.lock().unwrap().len()
+    }
+
+    /// Requests refused so far.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
     }
 }

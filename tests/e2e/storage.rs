@@ -364,6 +364,79 @@ fn an_unreachable_primary_delays_shipping_but_loses_nothing() {
     assert_restores_from(&flags, &primary, 500 + accepted + 1);
 }
 
+/// A base switch whose manifest cannot be written is retried until it is, and nothing is
+/// shipped as if the account named the new base meanwhile. The writes just before the
+/// rewrite are likely still waiting for their commit when it ends (they are cut once a
+/// second), so the switch skips them and ships the new incr file from its start: counted as
+/// done without its manifest, its chain would continue the old file's shipped part, and a
+/// restore would miss the skipped writes.
+#[test]
+fn a_base_switch_whose_manifest_write_fails_is_retried_and_loses_nothing() {
+    let proxy = Proxy::start(&env("CACHEPLANE_TEST_S3_ENDPOINT"));
+    let primary = env("CACHEPLANE_TEST_S3").replace(
+        &env("CACHEPLANE_TEST_S3_ENDPOINT"),
+        &format!("http://127.0.0.1:{}", proxy.port),
+    );
+    let prefix = unique_prefix("switch");
+    let flags = [
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--aof-storage-connection-string-0",
+        &primary,
+        "--storage-prefix",
+        &prefix,
+    ];
+    let local = TempDir::new("switch-node");
+    let node = Server::cacheplane_in(local.path(), &flags);
+    let mut c = node.conn();
+    let set_all = |c: &mut Conn, tag: &str| {
+        for i in 0..100 {
+            assert_eq!(c.cmd(&["SET", &format!("{tag}:{i}"), "v"]), ok());
+        }
+    };
+    wait_until("the first base", Duration::from_secs(30), || {
+        target_field(&mut c, 0, "bases") == "1"
+    });
+    set_all(&mut c, "shipped");
+    wait_until("the first writes shipped", Duration::from_secs(30), || {
+        target_field(&mut c, 0, "backlog_bytes") == "0"
+    });
+    // The new base uploads, its checksums and the commits too, but not the manifest.
+    proxy.set(Link::Refuse {
+        method: "PUT",
+        path_contains: "appendonly.aof.manifest",
+    });
+    set_all(&mut c, "before");
+    assert_eq!(
+        c.cmd(&["BGREWRITEAOF"]),
+        Frame::Simple("Background append only file rewriting started".into())
+    );
+    wait_until("a manifest write refused", Duration::from_secs(30), || {
+        proxy.refused() > 0
+    });
+    set_all(&mut c, "after");
+    wait_until("the switch retried", Duration::from_secs(30), || {
+        proxy.refused() > 3
+    });
+    assert_eq!(target_field(&mut c, 0, "bases"), "1");
+    assert_eq!(target_field(&mut c, 0, "status"), "err");
+    proxy.set(Link::Up);
+    wait_until("the switch done", Duration::from_secs(30), || {
+        target_field(&mut c, 0, "bases") == "2"
+    });
+    wait_until("every write shipped", Duration::from_secs(30), || {
+        target_field(&mut c, 0, "backlog_bytes") == "0"
+    });
+    assert_eq!(target_field(&mut c, 0, "status"), "ok");
+    drop(node);
+    drop(local);
+    assert_restores_from(&flags, &primary, 300);
+}
+
 #[test]
 fn a_corrupt_object_is_refused_and_the_secondary_restores() {
     let dir = TempDir::new("corrupt");

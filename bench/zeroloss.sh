@@ -114,6 +114,11 @@ print("|---|" + "---:|---:|" * len(runs))
 for i in range(10):
     print(f"| {i + 1} | " + " | ".join(f"{runs[s][i][1]:,.0f} | {runs[s][i][2]}" for s in runs) + " |")
 print("| tenth / first | " + " | ".join(f"{runs[s][9][1] / runs[s][0][1]:.2f} | " for s in runs) + " |")
+# One run against another swings by a quarter on a shared host; a trend shows in the
+# medians of the first and the last three runs as well.
+def trend(rs):
+    return statistics.median(r[1] for r in rs[7:10]) / statistics.median(r[1] for r in rs[0:3])
+print("| runs 8-10 / runs 1-3 (medians) | " + " | ".join(f"{trend(runs[s]):.2f} | " for s in runs) + " |")
 print()
 drills = {}
 for store, _, acked, lost, within in csv.reader(open(sys.argv[4])):

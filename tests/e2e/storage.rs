@@ -279,14 +279,20 @@ fn assert_restores_from(flags: &[&str], conn: &str, keys: i64) {
     assert_eq!(c.cmd(&["DBSIZE"]), Frame::Integer(keys));
 }
 
-#[test]
-fn an_unreachable_primary_delays_shipping_but_loses_nothing() {
-    let dir = TempDir::new("outage");
+/// A proxy in front of the S3 server, and the account's connection string through it.
+fn s3_behind_a_proxy() -> (Proxy, String) {
     let proxy = Proxy::start(&env("CACHEPLANE_TEST_S3_ENDPOINT"));
-    let primary = env("CACHEPLANE_TEST_S3").replace(
+    let conn = env("CACHEPLANE_TEST_S3").replace(
         &env("CACHEPLANE_TEST_S3_ENDPOINT"),
         &format!("http://127.0.0.1:{}", proxy.port),
     );
+    (proxy, conn)
+}
+
+#[test]
+fn an_unreachable_primary_delays_shipping_but_loses_nothing() {
+    let dir = TempDir::new("outage");
+    let (proxy, primary) = s3_behind_a_proxy();
     let secondary = format!("file://{}", dir.path().join("secondary").display());
     let prefix = unique_prefix("outage");
     let flags = [
@@ -372,11 +378,7 @@ fn an_unreachable_primary_delays_shipping_but_loses_nothing() {
 /// restore would miss the skipped writes.
 #[test]
 fn a_base_switch_whose_manifest_write_fails_is_retried_and_loses_nothing() {
-    let proxy = Proxy::start(&env("CACHEPLANE_TEST_S3_ENDPOINT"));
-    let primary = env("CACHEPLANE_TEST_S3").replace(
-        &env("CACHEPLANE_TEST_S3_ENDPOINT"),
-        &format!("http://127.0.0.1:{}", proxy.port),
-    );
+    let (proxy, primary) = s3_behind_a_proxy();
     let prefix = unique_prefix("switch");
     let flags = [
         "--save",

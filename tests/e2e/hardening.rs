@@ -213,10 +213,9 @@ fn the_development_token_stays_on_loopback() {
 fn a_reboot_with_the_primary_store_down_loses_no_acknowledged_write() {
     let data = TempDir::new("hard-reboot");
     let cp = ControlPlane::start(data.path(), free_port());
-    let proxy = Proxy::start(&env("CACHEPLANE_TEST_S3_ENDPOINT"));
-    let s3 = env("CACHEPLANE_TEST_S3").replace(
+    let (proxy, s3) = Proxy::in_front_of(
+        &env("CACHEPLANE_TEST_S3"),
         &env("CACHEPLANE_TEST_S3_ENDPOINT"),
-        &format!("http://127.0.0.1:{}", proxy.port),
     );
     let name = format!("reboot{}", std::process::id());
     let (got, key) = create(
@@ -322,12 +321,11 @@ fn a_deleted_cache_leaves_nothing_for_its_successor() {
 /// every connection silent; returns once the node's start waits on it (the cache stays
 /// Creating until the proxy lets go), with the create's response headers.
 fn create_on_a_held_store(cp: &ControlPlane, name: &str) -> (Proxy, reqwest::header::HeaderMap) {
-    let proxy = Proxy::start(&env("CACHEPLANE_TEST_AZURITE_ENDPOINT"));
-    proxy.set(Link::Hold);
-    let held = env("CACHEPLANE_TEST_AZURITE").replace(
+    let (proxy, held) = Proxy::in_front_of(
+        &env("CACHEPLANE_TEST_AZURITE"),
         &env("CACHEPLANE_TEST_AZURITE_ENDPOINT"),
-        &format!("http://127.0.0.1:{}/devstoreaccount1", proxy.port),
     );
+    proxy.set(Link::Hold);
     let (status, headers, created) = call(
         reqwest::Method::PUT,
         &cache_url(cp, name),

@@ -459,6 +459,24 @@ impl Proxy {
         }
     }
 
+    /// A proxy to the store at `endpoint` (`http://host:port[/path]`), and the connection
+    /// string `conn` of an account there rewritten to reach it through the proxy.
+    pub fn in_front_of(conn: &str, endpoint: &str) -> (Proxy, String) {
+        let proxy = Proxy::start(endpoint);
+        let path = endpoint
+            .trim_start_matches("http://")
+            .split_once('/')
+            .map_or("", |(_, path)| path);
+        let through = format!("http://127.0.0.1:{}", proxy.port);
+        let through = if path.is_empty() {
+            through
+        } else {
+            format!("{through}/{path}")
+        };
+        let conn = conn.replace(endpoint, &through);
+        (proxy, conn)
+    }
+
     pub fn set(&self, link: Link) {
         *self.link.lock().unwrap() = link;
         if link != Link::Hold {

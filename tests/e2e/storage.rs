@@ -281,12 +281,10 @@ fn assert_restores_from(flags: &[&str], conn: &str, keys: i64) {
 
 /// A proxy in front of the S3 server, and the account's connection string through it.
 fn s3_behind_a_proxy() -> (Proxy, String) {
-    let proxy = Proxy::start(&env("CACHEPLANE_TEST_S3_ENDPOINT"));
-    let conn = env("CACHEPLANE_TEST_S3").replace(
+    Proxy::in_front_of(
+        &env("CACHEPLANE_TEST_S3"),
         &env("CACHEPLANE_TEST_S3_ENDPOINT"),
-        &format!("http://127.0.0.1:{}", proxy.port),
-    );
-    (proxy, conn)
+    )
 }
 
 #[test]
@@ -421,6 +419,7 @@ fn a_base_switch_whose_manifest_write_fails_is_retried_and_loses_nothing() {
         proxy.refused() > 0
     });
     set_all(&mut c, "after");
+    // One attempt is a request and the store client's two retries: past three, a second.
     wait_until("the switch retried", Duration::from_secs(30), || {
         proxy.refused() > 3
     });

@@ -80,6 +80,15 @@ impl Spec {
         movable_key_positions(self.name, args).unwrap_or_else(|| self.key_positions(args.len()))
     }
 
+    /// This command's place in the table (below [`commands`]`().len()`), for counters kept
+    /// in arrays instead of maps keyed by name.
+    pub fn index(&self) -> usize {
+        let offset = (self as *const Spec as usize).wrapping_sub(TABLE.as_ptr() as usize)
+            / std::mem::size_of::<Spec>();
+        debug_assert!(TABLE.get(offset).is_some_and(|s| std::ptr::eq(s, self)));
+        offset
+    }
+
     pub fn is(&self, flag: u32) -> bool {
         self.flags & flag != 0
     }
@@ -652,6 +661,9 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), TABLE.len());
+        for (i, spec) in TABLE.iter().enumerate() {
+            assert_eq!(spec.index(), i);
+        }
     }
 
     #[test]

@@ -741,7 +741,7 @@ fn client_cmd(st: &mut State, id: u64, a: &[Bytes], out: &mut ReplyBuf) -> Resul
                         const UNBLOCKED: &str = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
                         // The blocked command failed: counted as Redis counts it.
                         if let Some(spec) = keyspace::lookup(&b.args[0]) {
-                            st.intro.commands.entry(spec.name, &b.args).failed_calls += 1;
+                            st.intro.commands.entry(spec, &b.args).failed_calls += 1;
                         }
                         st.intro.errors.record(UNBLOCKED.as_bytes());
                         r.error(UNBLOCKED)

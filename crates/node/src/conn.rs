@@ -500,7 +500,7 @@ impl Connection {
         self.apply_busy_multi(&mut st);
         st.ks.set_clock(unix_time_ms());
         // Each command's duration runs from the previous one's end (one clock read each).
-        st.intro.clock = std::time::Instant::now();
+        st.intro.clock_us = crate::monotonic_us();
         st.stats.total_net_input_bytes += std::mem::take(&mut self.unaccounted_input_bytes);
         let mut flow = Flow::Continue;
         // One comparison per command on the normal path: the smaller of the batch's reply

@@ -315,7 +315,7 @@ fn reject(
     e: &str,
 ) {
     if let Some(spec) = spec {
-        st.intro.commands.entry(spec.name, args).rejected_calls += 1;
+        st.intro.commands.entry(spec, args).rejected_calls += 1;
     }
     st.intro.errors.record(e.as_bytes());
     out.error(e);
@@ -332,7 +332,7 @@ pub fn run(
     in_exec: bool,
 ) -> Flow {
     // Nested runs (EXEC, scripts) move the clock on; this command's own start is kept.
-    let started = st.intro.clock;
+    let started = st.intro.clock_us;
     let mark = out.len();
     // Scripts and functions show before the commands they run; others once they ran.
     let script = crate::scripting::runs_script(spec.name);
@@ -350,9 +350,9 @@ pub fn run(
     if st.tracking.clients > 0 || st.ks.has_written() {
         crate::tracking::after_command(st, id, spec, &args, in_exec);
     }
-    let now = std::time::Instant::now();
-    st.intro.clock = now;
-    let duration_us = now.saturating_duration_since(started).as_micros() as u64;
+    let now = crate::monotonic_us();
+    st.intro.clock_us = now;
+    let duration_us = now.saturating_sub(started);
     let error = out
         .as_bytes()
         .get(mark..)
@@ -387,9 +387,9 @@ fn record(
     let tracking = st.intro.settings.latency_tracking;
     let unknown_sub = error.is_some_and(|e| e.starts_with(b"-ERR unknown subcommand"));
     let stat = if unknown_sub {
-        st.intro.commands.entry(spec.name, &args[..1])
+        st.intro.commands.entry(spec, &args[..1])
     } else {
-        st.intro.commands.entry(spec.name, args)
+        st.intro.commands.entry(spec, args)
     };
     stat.calls += 1;
     stat.usec += duration_us;

@@ -265,9 +265,10 @@ pub struct CommandStat {
 /// Per-command counters, by `command` or `command|subcommand` name.
 #[derive(Debug, Default)]
 pub struct CommandStats {
-    /// Commands counted under their own name: the table's names, so one lookup and no
-    /// allocation per call (this runs after every command).
-    by_command: HashMap<&'static str, CommandStat, foldhash::fast::RandomState>,
+    /// Commands counted under their own name, at their place in the command table: one
+    /// index per call, no hashing (this runs after every command). Boxed, so a node that
+    /// ran few commands holds a pointer per command.
+    by_command: Vec<Option<Box<CommandStat>>>,
     /// `command|subcommand` names, built from what clients sent (at most `STAT_NAMES_MAX`).
     by_subcommand: HashMap<Box<str>, CommandStat, foldhash::fast::RandomState>,
 }
@@ -297,24 +298,26 @@ fn is_container(name: &str) -> bool {
 
 impl CommandStats {
     /// The counters of the command `args` ran as, created on first use.
-    pub fn entry(&mut self, name: &'static str, args: &[Bytes]) -> &mut CommandStat {
-        let mut buf = [0u8; FULL_NAME_BYTES_MAX];
-        let Some(full) = subcommand_name(name, args, &mut buf) else {
-            return self.by_command.entry(name).or_default();
-        };
-        if !self.by_subcommand.contains_key(full) {
-            if self.by_subcommand.len() >= STAT_NAMES_MAX {
-                return self.by_command.entry(name).or_default();
-            }
-            self.by_subcommand
-                .insert(full.into(), CommandStat::default());
+    pub fn entry(&mut self, spec: &'static keyspace::Spec, args: &[Bytes]) -> &mut CommandStat {
+        if self.by_command.is_empty() {
+            self.by_command
+                .resize_with(keyspace::commands().len(), || None);
         }
-        self.by_subcommand.get_mut(full).expect("inserted above")
+        let mut buf = [0u8; FULL_NAME_BYTES_MAX];
+        if let Some(full) = subcommand_name(spec.name, args, &mut buf) {
+            if self.by_subcommand.contains_key(full) {
+                return self.by_subcommand.get_mut(full).expect("looked up above");
+            }
+            if self.by_subcommand.len() < STAT_NAMES_MAX {
+                return self.by_subcommand.entry(full.into()).or_default();
+            }
+        }
+        self.by_command[spec.index()].get_or_insert_default()
     }
 
     pub fn get(&self, name: &str) -> Option<&CommandStat> {
-        self.by_command
-            .get(name)
+        keyspace::lookup(name.as_bytes())
+            .and_then(|spec| self.by_command.get(spec.index())?.as_deref())
             .or_else(|| self.by_subcommand.get(name))
     }
 
@@ -323,7 +326,8 @@ impl CommandStats {
         let mut v: Vec<(&str, &CommandStat)> = self
             .by_command
             .iter()
-            .map(|(k, s)| (*k, s))
+            .zip(keyspace::commands())
+            .filter_map(|(s, spec)| Some((spec.name, s.as_deref()?)))
             .chain(self.by_subcommand.iter().map(|(k, s)| (&**k, s)))
             .collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
@@ -431,9 +435,9 @@ pub struct Introspection {
     pub commands: CommandStats,
     pub errors: ErrorStats,
     pub settings: Settings,
-    /// When the command about to run started (the previous one's end, or the batch's
-    /// start): one clock read per command measures it.
-    pub clock: std::time::Instant,
+    /// When the command about to run started, in `monotonic_us` microseconds (the previous
+    /// one's end, or the batch's start): one clock read per command measures it.
+    pub clock_us: u64,
 }
 
 impl Introspection {
@@ -444,7 +448,7 @@ impl Introspection {
             commands: CommandStats::default(),
             errors: ErrorStats::default(),
             settings: Settings::from_config(standard),
-            clock: std::time::Instant::now(),
+            clock_us: 0,
         }
     }
 
@@ -599,9 +603,10 @@ mod tests {
     #[test]
     fn stats_name_subcommands_of_containers_only() {
         let mut s = CommandStats::default();
-        s.entry("client", &[b("client"), b("ID")]).calls += 1;
-        s.entry("get", &[b("get"), b("k")]).calls += 1;
-        s.entry("client", &[b("client"), b("bad name")]).calls += 1;
+        let spec = |name: &str| keyspace::lookup(name.as_bytes()).expect("a command");
+        s.entry(spec("client"), &[b("client"), b("ID")]).calls += 1;
+        s.entry(spec("get"), &[b("get"), b("k")]).calls += 1;
+        s.entry(spec("client"), &[b("client"), b("bad name")]).calls += 1;
         let names: Vec<&str> = s.sorted().iter().map(|(n, _)| *n).collect();
         assert_eq!(names, vec!["client", "client|id", "get"]);
     }

@@ -525,7 +525,7 @@ impl State {
                     // ends with an error, as in Redis; plain readers keep waiting.
                     if spec.name == "xreadgroup" {
                         out.error("UNBLOCKED the stream key no longer exists");
-                        self.finish_blocked(id, spec.name, out);
+                        self.finish_blocked(id, spec, out);
                     }
                     continue;
                 }
@@ -563,27 +563,23 @@ impl State {
             // Its latency is the run that served it, not the wait (as Redis measures it).
             if self.intro.settings.latency_tracking {
                 let us = started.elapsed().as_micros() as u64;
-                self.intro
-                    .commands
-                    .entry(spec.name, &args)
-                    .histogram
-                    .record(us);
+                self.intro.commands.entry(spec, &args).histogram.record(us);
             }
-            self.finish_blocked(id, spec.name, out);
+            self.finish_blocked(id, spec, out);
         }
     }
 
     /// Hands a served blocked command's reply to its connection.
-    fn finish_blocked(&mut self, id: u64, name: &'static str, mut out: ReplyBuf) {
+    fn finish_blocked(&mut self, id: u64, spec: &'static keyspace::Spec, mut out: ReplyBuf) {
         if let Some(b) = self.unblock(id) {
             // A wait that ends in an error counts as a failed call, as in Redis.
             if out.as_bytes().first() == Some(&b'-') {
-                self.intro.commands.entry(name, &b.args).failed_calls += 1;
+                self.intro.commands.entry(spec, &b.args).failed_calls += 1;
                 self.intro.errors.record(&out.as_bytes()[1..]);
             }
             // Logged when it is served, as Redis does, with the arguments it was sent with.
             if self.intro.is_slow(0) {
-                self.log_slow(id, name, &b.args, 0);
+                self.log_slow(id, spec.name, &b.args, 0);
             }
             *b.slot.reply.lock().expect("slot lock") = Some(out.take());
             b.slot.notify.notify_one();

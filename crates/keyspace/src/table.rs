@@ -1,7 +1,6 @@
 //! The command table: every command the node knows, with Redis's arity, flags and key
 //! positions (reported by COMMAND), and who runs it.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
@@ -634,19 +633,35 @@ pub fn commands() -> &'static [Spec] {
     TABLE
 }
 
+/// Command names are shorter than this.
+const NAME_BYTES_MAX: usize = 32;
+
 /// Looks a command up by name, ignoring case.
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
-    type Index = HashMap<&'static [u8], &'static Spec, foldhash::fast::FixedState>;
-    static INDEX: OnceLock<Index> = OnceLock::new();
-    let index = INDEX.get_or_init(|| TABLE.iter().map(|s| (s.name.as_bytes(), s)).collect());
-    let mut buf = [0u8; 32];
-    if name.len() > buf.len() {
+    // The commands grouped by first letter and length, a handful each, compared ignoring
+    // case: a lookup (one per command run) neither copies nor hashes the name.
+    static INDEX: OnceLock<Vec<Vec<&'static Spec>>> = OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        let mut index = vec![Vec::new(); 26 * NAME_BYTES_MAX];
+        for spec in TABLE {
+            let group = name_group(spec.name.as_bytes()).expect("command names are short words");
+            index[group].push(spec);
+        }
+        index
+    });
+    index[name_group(name)?]
+        .iter()
+        .find(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
+        .copied()
+}
+
+/// Where [`lookup`] keeps the commands that may be called `name`.
+fn name_group(name: &[u8]) -> Option<usize> {
+    let first = name.first()?.to_ascii_lowercase();
+    if !first.is_ascii_lowercase() || name.len() >= NAME_BYTES_MAX {
         return None;
     }
-    let lower = &mut buf[..name.len()];
-    lower.copy_from_slice(name);
-    lower.make_ascii_lowercase();
-    index.get(&*lower).copied()
+    Some(usize::from(first - b'a') * NAME_BYTES_MAX + name.len())
 }
 
 #[cfg(test)]
@@ -657,6 +672,14 @@ mod tests {
     fn lookup_ignores_case_and_names_are_unique() {
         assert_eq!(lookup(b"GeT").unwrap().name, "get");
         assert!(lookup(b"nosuch").is_none());
+        for probe in [&b""[..], b"g", b"GETX", b"1get", b"\xffget", &[b'g'; 40]] {
+            assert!(lookup(probe).is_none());
+        }
+        for spec in TABLE {
+            assert!(std::ptr::eq(lookup(spec.name.as_bytes()).unwrap(), spec));
+            let upper = spec.name.to_ascii_uppercase();
+            assert!(std::ptr::eq(lookup(upper.as_bytes()).unwrap(), spec));
+        }
         let mut names: Vec<_> = TABLE.iter().map(|s| s.name).collect();
         names.sort();
         names.dedup();

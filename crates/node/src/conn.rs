@@ -365,7 +365,9 @@ impl Connection {
                     self.run_batch(st, &mut pending, &mut out, &mut authenticated)
                 };
                 // No reply before the log holds its writes (on disk under appendfsync always).
-                if !wait_durable(durable).await {
+                if let Some(target) = durable
+                    && !wait_durable(target).await
+                {
                     return;
                 }
                 // Replies go out once every connection that was ready has run its commands,
@@ -409,7 +411,9 @@ impl Connection {
                                     .lock()
                                     .expect("state lock")
                                     .durable_target();
-                                if !wait_durable(durable).await {
+                                if let Some(target) = durable
+                                    && !wait_durable(target).await
+                                {
                                     return;
                                 }
                                 out.raw(&reply);
@@ -431,7 +435,8 @@ impl Connection {
                 tracing::debug!(client = self.id, error = %e, "closing connection after protocol error");
                 return;
             }
-            if self.query_buf_over_limit().await {
+            if self.query_buf_over_limit() {
+                self.close_for_query_buf().await;
                 return;
             }
             // Before AUTH the wait ends at the deadline counted from the connection's start.
@@ -666,13 +671,15 @@ impl Connection {
         true
     }
 
-    /// Whether the read buffer is over `client-query-buffer-limit` (then logged and
-    /// counted): checked after every read, also while the client is blocked or paused
-    /// and its commands wait unparsed, as Redis checks after each read.
-    async fn query_buf_over_limit(&self) -> bool {
-        if self.rbuf.len() <= self.query_buf_limit_bytes {
-            return false;
-        }
+    /// Whether the read buffer is over `client-query-buffer-limit`: checked after every
+    /// read, also while the client is blocked or paused and its commands wait unparsed,
+    /// as Redis checks after each read.
+    fn query_buf_over_limit(&self) -> bool {
+        self.rbuf.len() > self.query_buf_limit_bytes
+    }
+
+    /// Logs and counts a close for [`Self::query_buf_over_limit`].
+    async fn close_for_query_buf(&self) {
         let mut st = self.shared.lock_when_idle().await;
         st.stats.client_query_buffer_limit_disconnections += 1;
         let addr = st
@@ -686,7 +693,6 @@ impl Connection {
             self.rbuf.len(),
             self.query_buf_limit_bytes,
         );
-        true
     }
 
     /// Sends the replies: what the socket takes now goes out, the rest waits in `obuf`
@@ -705,7 +711,9 @@ impl Connection {
         } else {
             out.clear();
         }
-        queued && self.drain_to(OUTPUT_BACKPRESSURE_BYTES).await
+        queued
+            && (self.obuf.len() <= OUTPUT_BACKPRESSURE_BYTES
+                || self.drain_to(OUTPUT_BACKPRESSURE_BYTES).await)
     }
 
     /// Writes what the socket takes of `bytes` without waiting (after what waits
@@ -895,7 +903,8 @@ impl Connection {
             // peer sends more (a pipelining client that waits for replies never does).
             Wake::Read { n } => {
                 self.unaccounted_input_bytes += n as u64;
-                if self.query_buf_over_limit().await {
+                if self.query_buf_over_limit() {
+                    self.close_for_query_buf().await;
                     return Event::Closed;
                 }
                 // A read that grew the clients past maxmemory-clients evicts the largest.
@@ -1002,11 +1011,10 @@ async fn answer_busy_until_idle(shared: &Shared, stream: &mut Stream, buf: &mut 
     true
 }
 
-/// Waits until the log is durable up to the target (appendfsync always); false if the log
-/// went away.
-pub(crate) async fn wait_durable(target: Option<(u64, tokio::sync::watch::Receiver<u64>)>) -> bool {
-    match target {
-        Some((offset, mut on_disk)) => on_disk.wait_for(|&d| d >= offset).await.is_ok(),
-        None => true,
-    }
+/// Waits until the log is durable up to `offset` (appendfsync always), as `on_disk` tells;
+/// false if the log went away.
+pub(crate) async fn wait_durable(
+    (offset, mut on_disk): (u64, tokio::sync::watch::Receiver<u64>),
+) -> bool {
+    on_disk.wait_for(|&d| d >= offset).await.is_ok()
 }

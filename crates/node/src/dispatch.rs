@@ -340,7 +340,9 @@ pub fn run(
     if monitored && script {
         monitor_feed(st, id, spec, &args);
     }
-    let flow = execute(st, id, spec, &args, out, in_exec);
+    let mut name_buf = [0u8; crate::introspect::FULL_NAME_BYTES_MAX];
+    let subcommand = crate::introspect::subcommand_name(spec.name, &args, &mut name_buf);
+    let flow = execute(st, id, spec, subcommand, &args, out, in_exec);
     if monitored && !script && !st.monitors.is_empty() {
         monitor_feed(st, id, spec, &args);
     }
@@ -361,6 +363,7 @@ pub fn run(
         st,
         id,
         spec,
+        subcommand,
         &args,
         duration_us,
         error,
@@ -374,11 +377,14 @@ fn monitor_feed(st: &mut State, id: u64, spec: &Spec, args: &[Bytes]) {
     crate::monitor::feed(st, id, db, spec.name, args);
 }
 
-/// The bookkeeping after a command: `error` is its reply when that is an error.
+/// The bookkeeping after a command: `subcommand` is its `command|subcommand` name, if it
+/// has one; `error` is its reply when that is an error.
+#[allow(clippy::too_many_arguments)]
 fn record(
     st: &mut State,
     id: u64,
     spec: &'static Spec,
+    subcommand: Option<&str>,
     args: &[Bytes],
     duration_us: u64,
     error: Option<&[u8]>,
@@ -386,11 +392,10 @@ fn record(
 ) {
     let tracking = st.intro.settings.latency_tracking;
     let unknown_sub = error.is_some_and(|e| e.starts_with(b"-ERR unknown subcommand"));
-    let stat = if unknown_sub {
-        st.intro.commands.entry(spec, &args[..1])
-    } else {
-        st.intro.commands.entry(spec, args)
-    };
+    let stat = st
+        .intro
+        .commands
+        .entry_named(spec, subcommand.filter(|_| !unknown_sub));
     stat.calls += 1;
     stat.usec += duration_us;
     if tracking && !blocked {
@@ -414,11 +419,13 @@ fn record(
     }
 }
 
-/// Runs a command that passed the checks. `in_exec`: inside EXEC, where nothing blocks.
+/// Runs a command that passed the checks (`subcommand`: its `command|subcommand` name, if
+/// it has one). `in_exec`: inside EXEC, where nothing blocks.
 fn execute(
     st: &mut State,
     id: u64,
     spec: &'static Spec,
+    subcommand: Option<&str>,
     args: &[Bytes],
     out: &mut ReplyBuf,
     in_exec: bool,
@@ -426,8 +433,7 @@ fn execute(
     let Some(client) = st.clients.get_mut(&id) else {
         return Flow::Close;
     };
-    let mut buf = [0u8; crate::introspect::FULL_NAME_BYTES_MAX];
-    let full = crate::introspect::subcommand_name(spec.name, args, &mut buf).unwrap_or(spec.name);
+    let full = subcommand.unwrap_or(spec.name);
     if client.last_cmd != full {
         client.last_cmd.clear();
         client.last_cmd.push_str(full);

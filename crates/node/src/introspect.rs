@@ -299,12 +299,21 @@ fn is_container(name: &str) -> bool {
 impl CommandStats {
     /// The counters of the command `args` ran as, created on first use.
     pub fn entry(&mut self, spec: &'static keyspace::Spec, args: &[Bytes]) -> &mut CommandStat {
+        let mut buf = [0u8; FULL_NAME_BYTES_MAX];
+        self.entry_named(spec, subcommand_name(spec.name, args, &mut buf))
+    }
+
+    /// [`Self::entry`] for a command whose `command|subcommand` name is known already.
+    pub fn entry_named(
+        &mut self,
+        spec: &'static keyspace::Spec,
+        subcommand: Option<&str>,
+    ) -> &mut CommandStat {
         if self.by_command.is_empty() {
             self.by_command
                 .resize_with(keyspace::commands().len(), || None);
         }
-        let mut buf = [0u8; FULL_NAME_BYTES_MAX];
-        if let Some(full) = subcommand_name(spec.name, args, &mut buf) {
+        if let Some(full) = subcommand {
             if self.by_subcommand.contains_key(full) {
                 return self.by_subcommand.get_mut(full).expect("looked up above");
             }

@@ -359,3 +359,43 @@ fn info_has_redis_sections_and_fields() {
         "used_memory did not grow"
     );
 }
+
+#[test]
+fn replies_a_client_does_not_read_arrive_whole_and_in_order() {
+    // The node holds small replies until its worker goes to sleep and writes them then
+    // (node::held); once the client's socket is full, the rest goes back to the
+    // connection's own buffer. Ten megabytes of 10 KB replies, one command at a time,
+    // none read until the end: they must all arrive, in order, byte for byte.
+    const REPLIES: usize = 1000;
+    let node = Server::cacheplane(&[]);
+    let mut probe = node.conn();
+    let value = |i: usize| format!("{i:05}").repeat(2000);
+    for i in 0..REPLIES {
+        assert_eq!(probe.cmd(&["SET", &format!("k{i}"), &value(i)]), ok());
+    }
+    let mut reader = node.conn();
+    let Frame::Integer(id) = reader.cmd(&["CLIENT", "ID"]) else {
+        panic!("CLIENT ID is an integer")
+    };
+    for i in 0..REPLIES {
+        let key = format!("k{i}");
+        reader.send(&["GETDEL", &key]);
+        // Each its own batch: the command ran (its key is gone) before the next is sent.
+        crate::harness::wait_until("the GETDEL ran", Duration::from_secs(30), || {
+            probe.cmd(&["EXISTS", &key]) == int(0)
+        });
+    }
+    let Frame::Bulk(list) = probe.cmd(&["CLIENT", "LIST", "ID", &id.to_string()]) else {
+        panic!("CLIENT LIST is a bulk string")
+    };
+    let list = String::from_utf8_lossy(&list);
+    let omem: usize = list
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("omem="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no omem in {list}"));
+    assert!(omem > 0, "the socket took all ten megabytes: {list}");
+    for i in 0..REPLIES {
+        assert_eq!(reader.read(), Some(bulk(&value(i))), "reply {i}");
+    }
+}

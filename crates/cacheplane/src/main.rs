@@ -191,6 +191,9 @@ fn main() -> anyhow::Result<()> {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             builder.worker_threads(config.io_threads.max(1));
             in_arrival_order(&mut builder);
+            // Replies go out as the worker goes to sleep, as Redis's `beforeSleep` writes
+            // them. (Not under `serve`, whose workers host the API and many caches.)
+            node::held::install(&mut builder);
             let runtime = builder
                 .enable_all()
                 .build()

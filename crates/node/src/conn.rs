@@ -200,9 +200,12 @@ impl AsyncWrite for Stream {
 struct Connection {
     shared: Arc<Shared>,
     id: u64,
-    /// Before `stream`: fields drop in order, and the guard must go first.
+    /// Before `stream`: fields drop in order, and the guards must go first.
     _socket_guard: SocketGuard,
+    _held_guard: Option<crate::held::HeldGuard>,
     stream: Stream,
+    /// Where replies wait for the worker to sleep (plain TCP, when the runtime allows).
+    held: Option<Arc<crate::held::Held>>,
     rbuf: BytesMut,
     outbox: mpsc::UnboundedReceiver<Outbound>,
     memory: Arc<ClientMemory>,
@@ -290,23 +293,34 @@ pub async fn handle(
             let memory = Arc::new(ClientMemory::new(st.memory.clients.clone()));
             memory.set_query_buf(early.capacity());
             client.memory = memory.clone();
+            let held = match &stream {
+                Stream::Plain(tcp) if crate::held::enabled() => Some(crate::held::Held::new(
+                    tcp,
+                    memory.clone(),
+                    client.outbox.clone(),
+                )),
+                _ => None,
+            };
             client.killed = killed.clone();
             client.socket = Some(probe);
             st.clients.insert(id, client);
-            Some((id, authenticated, st.config.clone(), memory))
+            Some((id, authenticated, st.config.clone(), memory, held))
         }
     };
-    let Some((id, authenticated, config, memory)) = registered else {
+    let Some((id, authenticated, config, memory, held)) = registered else {
         let _ = stream
             .write_all(b"-ERR max number of clients reached\r\n")
             .await;
         return;
     };
+    let (held, held_guard) = held.unzip();
     let mut conn = Connection {
         shared: shared.clone(),
         id,
         _socket_guard: socket_guard,
+        _held_guard: held_guard,
         stream,
+        held,
         rbuf: early,
         outbox,
         memory,
@@ -382,7 +396,14 @@ impl Connection {
                     && pending.is_empty()
                     && self.rbuf.is_empty()
                 {
-                    tokio::task::yield_now().await;
+                    // Where the runtime writes held replies as its worker goes to sleep,
+                    // the task need not wait for that itself.
+                    match &self.held {
+                        Some(held) if self.obuf.is_empty() && held.hand_over(out.as_bytes()) => {
+                            out.clear()
+                        }
+                        _ => tokio::task::yield_now().await,
+                    }
                 }
                 if !self.write(&mut out).await {
                     return;
@@ -719,6 +740,7 @@ impl Connection {
     /// Writes what the socket takes of `bytes` without waiting (after what waits
     /// already) and keeps the rest in `obuf`; false when the socket failed.
     async fn queue_output(&mut self, bytes: &[u8]) -> bool {
+        self.take_back_held();
         let mut written = 0;
         if self.obuf.is_empty() {
             match std::future::poll_fn(|cx| Poll::Ready(self.stream.poll_send_some(cx, bytes)))
@@ -733,6 +755,20 @@ impl Connection {
             self.memory.add_output(bytes.len() - written);
         }
         true
+    }
+
+    /// Moves what the runtime still holds of this client's replies into `obuf`, ahead of
+    /// anything written after it (it stays counted as the client's output).
+    fn take_back_held(&mut self) {
+        let Some(held) = &self.held else {
+            return;
+        };
+        let bytes = held.take();
+        if !bytes.is_empty() {
+            let mut obuf = BytesMut::from(&bytes[..]);
+            obuf.extend_from_slice(&self.obuf);
+            self.obuf = obuf;
+        }
     }
 
     /// Waits until at most `bytes` of output wait; false when the socket failed or the
@@ -793,6 +829,7 @@ impl Connection {
     /// Before closing: what waits goes out first (an error reply, CLIENT KILL's own
     /// answer), unless the client is killed or does not take it in time.
     async fn flush_before_close(&mut self) {
+        self.take_back_held();
         let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, self.drain_to(0)).await;
     }
 
@@ -923,12 +960,19 @@ impl Connection {
         let mut batch = match item {
             Some(Outbound::Message(m)) if !self.killed.is_killed() => m,
             Some(Outbound::ReleaseQueryBuffer) => return Event::Input,
+            // The runtime could not write it all: the rest goes out as the socket takes it
+            // (the wait for input drains `obuf`).
+            Some(Outbound::WriteHeld) => {
+                self.take_back_held();
+                return Event::Input;
+            }
             _ => return Event::Closed,
         };
         while let Ok(more) = self.outbox.try_recv() {
             match more {
                 Outbound::Message(m) => batch.extend_from_slice(&m),
-                Outbound::ReleaseQueryBuffer => {}
+                // Taken back by the write below, ahead of the batch.
+                Outbound::ReleaseQueryBuffer | Outbound::WriteHeld => {}
                 Outbound::Close => return Event::Closed,
             }
         }

@@ -13,6 +13,7 @@ mod dispatch;
 mod durability;
 mod fds;
 pub mod firewall;
+pub mod held;
 mod info;
 mod introspect;
 mod introspect_cmd;

@@ -20,6 +20,8 @@ pub enum Outbound {
     Close,
     /// The client is idle: give its read buffer back if it holds nothing.
     ReleaseQueryBuffer,
+    /// The runtime could not write all the replies it held for the client (`held`).
+    WriteHeld,
 }
 
 use crate::config::{NodeConfig, OutputBufferLimits};

@@ -294,11 +294,9 @@ pub async fn handle(
             memory.set_query_buf(early.capacity());
             client.memory = memory.clone();
             let held = match &stream {
-                Stream::Plain(tcp) if crate::held::enabled() => Some(crate::held::Held::new(
-                    tcp,
-                    memory.clone(),
-                    client.outbox.clone(),
-                )),
+                Stream::Plain(tcp) if crate::held::enabled() => {
+                    Some(crate::held::Held::new(tcp, client.outbox.clone()))
+                }
                 _ => None,
             };
             client.killed = killed.clone();
@@ -402,7 +400,10 @@ impl Connection {
                         Some(held) if self.obuf.is_empty() && held.hand_over(out.as_bytes()) => {
                             out.clear()
                         }
-                        _ => tokio::task::yield_now().await,
+                        _ => {
+                            tokio::task::yield_now().await;
+                            crate::held::flush_if_waiting();
+                        }
                     }
                 }
                 if !self.write(&mut out).await {
@@ -527,6 +528,7 @@ impl Connection {
         st.ks.set_clock(unix_time_ms());
         // Each command's duration runs from the previous one's end (one clock read each).
         st.intro.clock_us = crate::monotonic_us();
+        crate::held::flush_if_overdue(st.intro.clock_us);
         st.stats.total_net_input_bytes += std::mem::take(&mut self.unaccounted_input_bytes);
         let mut flow = Flow::Continue;
         // One comparison per command on the normal path: the smaller of the batch's reply
@@ -765,6 +767,8 @@ impl Connection {
         };
         let bytes = held.take();
         if !bytes.is_empty() {
+            // From now on it counts as the client's output.
+            self.memory.add_output(bytes.len());
             let mut obuf = BytesMut::from(&bytes[..]);
             obuf.extend_from_slice(&self.obuf);
             self.obuf = obuf;

@@ -12,12 +12,11 @@
 //! and out through the connection's own buffer, in order.
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::memory::ClientMemory;
 use crate::state::Outbound;
 
 /// Most reply bytes a connection holds back; a larger reply (or more) is written by the
@@ -30,6 +29,13 @@ const HANDOVERS_BETWEEN_FLUSHES_MAX: usize = 256;
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 static WAITING: Mutex<Vec<Arc<Held>>> = Mutex::new(Vec::new());
+/// Whether [`WAITING`] may hold anything (read without its lock).
+static ANY_WAITING: AtomicBool = AtomicBool::new(false);
+/// When a batch first saw replies waiting (monotonic µs; 0: none seen yet).
+static WAITING_SEEN_US: AtomicU64 = AtomicU64::new(0);
+/// How long replies may wait for the worker to sleep while other clients' batches keep it
+/// busy; a round of every ready connection takes a fraction of this.
+const HELD_US_MAX: u64 = 1000;
 static HANDOVERS: AtomicUsize = AtomicUsize::new(0);
 
 /// Writes held replies whenever one of `builder`'s workers is about to sleep, and lets
@@ -44,20 +50,48 @@ pub fn enabled() -> bool {
     INSTALLED.load(Ordering::Relaxed)
 }
 
+/// Writes what is held now, if anything. The park hook is the usual writer, but tokio's
+/// worker skips it when it only polls for I/O before running tasks that yielded (or that
+/// used up their budget): a connection that resumes from a yield, and the cron, call this
+/// so held replies never wait on a worker that stays busy.
+pub fn flush_if_waiting() {
+    if ANY_WAITING.load(Ordering::Relaxed) {
+        flush_all();
+    }
+}
+
+/// Called with each batch's clock: writes what is held once batches have seen it wait for
+/// [`HELD_US_MAX`], so a worker kept from sleeping by other clients still answers promptly.
+pub fn flush_if_overdue(now_us: u64) {
+    if !ANY_WAITING.load(Ordering::Relaxed) {
+        return;
+    }
+    match WAITING_SEEN_US.load(Ordering::Relaxed) {
+        0 => WAITING_SEEN_US.store(now_us.max(1), Ordering::Relaxed),
+        seen if now_us.saturating_sub(seen) >= HELD_US_MAX => flush_all(),
+        _ => {}
+    }
+}
+
 /// Writes every held reply the socket takes; what it does not goes back to its connection.
 fn flush_all() {
     HANDOVERS.store(0, Ordering::Relaxed);
-    let waiting = std::mem::take(&mut *lock(&WAITING));
+    let waiting = {
+        let mut waiting = lock(&WAITING);
+        ANY_WAITING.store(false, Ordering::Relaxed);
+        WAITING_SEEN_US.store(0, Ordering::Relaxed);
+        std::mem::take(&mut *waiting)
+    };
     for held in waiting {
         held.flush();
     }
 }
 
 /// One connection's held replies. Like the fixed reply buffer of a Redis client, they do
-/// not count as its output memory (CLIENT LIST `omem`) until its socket refuses them.
+/// not count as its output memory (CLIENT LIST `omem`) until its socket refuses them and
+/// the connection takes them back.
 pub struct Held {
     inner: Mutex<Inner>,
-    memory: Arc<ClientMemory>,
     outbox: UnboundedSender<Outbound>,
 }
 
@@ -77,7 +111,6 @@ impl Held {
     /// A connection's holder for `socket`, and the guard that must drop before the socket.
     pub fn new(
         socket: &impl std::os::fd::AsRawFd,
-        memory: Arc<ClientMemory>,
         outbox: UnboundedSender<Outbound>,
     ) -> (Arc<Held>, HeldGuard) {
         let held = Arc::new(Held {
@@ -86,7 +119,6 @@ impl Held {
                 queued: false,
                 fd: Some(socket.as_raw_fd()),
             }),
-            memory,
             outbox,
         });
         (held.clone(), HeldGuard(held))
@@ -103,7 +135,9 @@ impl Held {
             inner.bytes.extend_from_slice(reply);
             if !inner.queued {
                 inner.queued = true;
-                lock(&WAITING).push(self.clone());
+                let mut waiting = lock(&WAITING);
+                waiting.push(self.clone());
+                ANY_WAITING.store(true, Ordering::Relaxed);
             }
         }
         if HANDOVERS.fetch_add(1, Ordering::Relaxed) >= HANDOVERS_BETWEEN_FLUSHES_MAX {
@@ -112,14 +146,9 @@ impl Held {
         true
     }
 
-    /// Takes back what is still held, for the connection to write before anything newer
-    /// (from then on it counts as the client's output).
+    /// Takes back what is still held, for the connection to write before anything newer.
     pub fn take(&self) -> Vec<u8> {
-        let bytes = std::mem::take(&mut lock(&self.inner).bytes);
-        if !bytes.is_empty() {
-            self.memory.add_output(bytes.len());
-        }
-        bytes
+        std::mem::take(&mut lock(&self.inner).bytes)
     }
 
     fn flush(&self) {

@@ -180,6 +180,8 @@ async fn cron(shared: Arc<Shared>) {
     loop {
         let hz = shared.lock_when_idle().await.config.hz.max(1);
         tokio::time::sleep(Duration::from_millis(1000 / hz as u64)).await;
+        // However busy the worker stays, held replies go out within a cron tick.
+        crate::held::flush_if_waiting();
         {
             let mut st = shared.lock_when_idle().await;
             // Orphaned (the parent died and another process adopted this one): stop, as the

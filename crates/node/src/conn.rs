@@ -760,7 +760,7 @@ impl Connection {
     }
 
     /// Moves what the runtime still holds of this client's replies into `obuf`, ahead of
-    /// anything written after it (it stays counted as the client's output).
+    /// anything written after it.
     fn take_back_held(&mut self) {
         let Some(held) = &self.held else {
             return;
